@@ -1,0 +1,1 @@
+//! Unpublished helper crate: see the files beside this one.

@@ -1,0 +1,1121 @@
+//! The typed in-process event bus.
+//!
+//! A [`Bus<S>`] carries the events of one [`EventSet`] `S`. It does what Node's `EventEmitter`
+//! does, typed: [`on`](Bus::on), [`once`](Bus::once), [`off`](Bus::off),
+//! [`remove_all_listeners`](Bus::remove_all_listeners), [`listener_count`](Bus::listener_count),
+//! [`emit`](Bus::emit) and an [`on_error`](Bus::on_error) channel; and more: async listeners with
+//! bounded queues ([`on_async`](Bus::on_async)), streams ([`subscribe`](Bus::subscribe)), topic
+//! patterns ([`on_pattern`](Bus::on_pattern)), backpressure ([`emit_async`](Bus::emit_async)),
+//! deterministic tests ([`settle`](Bus::settle)) and an orderly [`shutdown`](Bus::shutdown).
+//!
+//! ```
+//! use tidings::prelude::*;
+//!
+//! #[derive(Debug, Clone, Event)]
+//! struct UserCreated { name: String }
+//!
+//! #[derive(EventSet)]
+//! #[event_set(no_codec)]
+//! enum Events { UserCreated(UserCreated) }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let bus = Bus::<Events>::new();
+//! bus.on(|e: &UserCreated| println!("hello, {}", e.name));
+//! let mut stream = bus.subscribe::<UserCreated>();
+//!
+//! assert_eq!(bus.emit(UserCreated { name: "ada".into() }), 2);
+//! let event = stream.recv().await.unwrap().unwrap();
+//! assert_eq!(event.name, "ada");
+//! # }
+//! ```
+//!
+//! ## Delivery
+//!
+//! Sync listeners (`on`, `once`, `on_pattern`, `on_any`) run inside `emit`, on the emitting
+//! thread, in registration order (`prepend` puts one first). Async listeners and subscriptions
+//! each have their own bounded queue, filled by `emit` and drained in order; one `Arc` of the
+//! event is shared by all of them. Every listener sees every event emitted while it is registered,
+//! in emit order per emitting task.
+//!
+//! ## Failures
+//!
+//! A listener that returns `Err` or panics does not stop the emit: the remaining listeners still
+//! run, and the failure goes to the [`on_error`](Bus::on_error) listeners as a
+//! [`DeliveryError`] naming the event and the listener (or to `tracing` at error level when
+//! there are none). Panics are caught; the default panic hook still prints them.
+//!
+//! ## Full queues
+//!
+//! Each async queue has a capacity and an [`Overflow`] policy. A sync `emit` never blocks: when a
+//! queue is full it applies the policy and reports what did not get through. `emit_async` waits
+//! for room instead (unless the policy is [`Overflow::Fail`]).
+//!
+//! ## Re-entrancy
+//!
+//! Registration is copy-on-write and `emit` works on a snapshot of the listener list, so a
+//! listener may emit, register or unregister on the same bus without deadlock; a change made
+//! during an emit applies from the next emit on. No lock is held while user code runs.
+
+mod error;
+mod listener;
+mod pattern;
+mod queue;
+mod slot;
+mod stats;
+mod subscription;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use futures_util::FutureExt;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+use tracing::Instrument;
+
+pub use self::error::{
+    Closed, DeliveryError, DeliveryErrorKind, Lagged, ShutdownReport, Unhandled,
+};
+pub use self::listener::{ListenerId, ListenerResult};
+pub use self::pattern::{Pattern, PatternError};
+pub use self::queue::Overflow;
+pub use self::stats::BusStats;
+pub use self::subscription::Subscription;
+
+use self::listener::{Call, ErasedFn, Outcome, QueueEntry, SyncEntry};
+use self::queue::{Delivery, Popped, Progress, Pushed, Queue, Rejected};
+use self::slot::{build_slots, ErasedEntry, SlotHeader, TypedSlot};
+use self::stats::Stats;
+use crate::event::{AnyEvent, EventRef, EventSet, Member};
+
+/// The default capacity of an async listener's or subscription's queue.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+
+/// A typed event bus for the event set `S`: a cheap, clonable handle.
+///
+/// Clones share the same listeners. When the last handle is dropped, every queue is closed and
+/// the async listeners finish what is queued, then stop. See the [module docs](self).
+pub struct Bus<S: EventSet> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: EventSet> Clone for Bus<S> {
+    fn clone(&self) -> Self {
+        Bus {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S: EventSet> Default for Bus<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S: EventSet> fmt::Debug for Bus<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bus")
+            .field("events", &S::NAMES.len())
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Bus`]; start with [`Bus::builder`].
+#[must_use]
+pub struct BusBuilder<S> {
+    capacity: usize,
+    overflow: Overflow,
+    max_listeners: Option<usize>,
+    set: PhantomData<fn() -> S>,
+}
+
+impl<S: EventSet> BusBuilder<S> {
+    /// The default queue capacity of async listeners and subscriptions
+    /// ([`DEFAULT_QUEUE_CAPACITY`] unless set); at least 1.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// The default overflow policy of async listeners and subscriptions ([`Overflow::Wait`]
+    /// unless set).
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Logs a warning (once per event) when more than `max` listeners are registered for one
+    /// event, as Node's `setMaxListeners` does; a hint of a listener leak. Off unless set.
+    pub fn max_listeners(mut self, max: usize) -> Self {
+        self.max_listeners = Some(max);
+        self
+    }
+
+    /// Builds the bus.
+    pub fn build(self) -> Bus<S> {
+        let shared = Arc::new(Shared {
+            errors: ArcSwap::from_pointee(Vec::new()),
+            stats: Stats::default(),
+            progress: Arc::new(Progress::default()),
+            closed: AtomicBool::new(false),
+            tasks_done: Notify::new(),
+        });
+        Bus {
+            inner: Arc::new(Inner {
+                slots: build_slots::<S>(),
+                warned: (0..S::NAMES.len())
+                    .map(|_| AtomicBool::new(false))
+                    .collect(),
+                registry: Mutex::new(Registry::default()),
+                shared,
+                config: Config {
+                    capacity: self.capacity,
+                    overflow: self.overflow,
+                    max_listeners: self.max_listeners,
+                },
+            }),
+        }
+    }
+}
+
+/// Queue settings for one async listener or subscription; unset fields take the bus defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[must_use]
+pub struct QueueOptions {
+    capacity: Option<usize>,
+    overflow: Option<Overflow>,
+}
+
+impl QueueOptions {
+    /// Bus defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The queue's capacity; at least 1.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = Some(capacity.max(1));
+        self
+    }
+
+    /// What happens when the queue is full.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = Some(overflow);
+        self
+    }
+}
+
+struct Config {
+    capacity: usize,
+    overflow: Overflow,
+    max_listeners: Option<usize>,
+}
+
+/// What async listener tasks share with the bus without keeping its slots alive.
+pub(crate) struct Shared {
+    errors: ArcSwap<Vec<ErrorEntry>>,
+    stats: Stats,
+    progress: Arc<Progress>,
+    closed: AtomicBool,
+    /// Notified when an async listener task ends.
+    tasks_done: Notify,
+}
+
+#[derive(Clone)]
+struct ErrorEntry {
+    id: ListenerId,
+    f: Arc<dyn Fn(&DeliveryError) + Send + Sync>,
+}
+
+/// Registration bookkeeping; the lock around it is taken for every registration change, never
+/// by `emit` (except for a `once` listener removing itself), never while user code runs.
+#[derive(Default)]
+pub(crate) struct Registry {
+    next_id: u64,
+    places: HashMap<ListenerId, Place>,
+    /// Async listener tasks still running (including removed ones still draining their queue).
+    tasks: HashMap<ListenerId, Task>,
+}
+
+/// Where one registration lives.
+enum Place {
+    Slots {
+        indices: Vec<usize>,
+        /// The queue of an async listener or subscription.
+        queue: Option<Arc<Queue>>,
+        /// Registered for one event type (`on`, `subscribe`...) rather than by pattern.
+        exact: bool,
+    },
+    Error,
+}
+
+struct Task {
+    queue: Arc<Queue>,
+    abort: AbortHandle,
+    /// Index of the event being handled, or `IDLE`.
+    current: Arc<AtomicUsize>,
+}
+
+const IDLE: usize = usize::MAX;
+
+struct Inner<S: EventSet> {
+    slots: Box<[SlotHeader<S>]>,
+    /// Per event: whether the `max_listeners` warning was logged.
+    warned: Box<[AtomicBool]>,
+    registry: Mutex<Registry>,
+    shared: Arc<Shared>,
+    config: Config,
+}
+
+impl<S: EventSet> Drop for Inner<S> {
+    fn drop(&mut self) {
+        // Async listener tasks hold only weak references: closing their queues lets them drain
+        // and end instead of waiting forever.
+        for place in self.registry.get_mut().places.values() {
+            if let Place::Slots { queue: Some(q), .. } = place {
+                q.close();
+            }
+        }
+    }
+}
+
+impl<S: EventSet> Bus<S> {
+    /// A bus with default settings.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder for a bus with other settings.
+    pub fn builder() -> BusBuilder<S> {
+        BusBuilder {
+            capacity: DEFAULT_QUEUE_CAPACITY,
+            overflow: Overflow::Wait,
+            max_listeners: None,
+            set: PhantomData,
+        }
+    }
+
+    // ----- sync listeners -------------------------------------------------------------------
+
+    /// Calls `listener` inline on every `E` emitted from now on, after the listeners already
+    /// registered for `E`.
+    ///
+    /// The listener returns `()` or `Result<(), _>`; errors and panics go to
+    /// [`on_error`](Self::on_error) and never stop the other listeners.
+    pub fn on<E, R>(&self, listener: impl Fn(&E) -> R + Send + Sync + 'static) -> ListenerId
+    where
+        E: Member<S>,
+        R: ListenerResult,
+    {
+        self.add_exact::<E>(
+            Arc::new(move |e: &E| listener(e).into_result()),
+            None,
+            false,
+        )
+    }
+
+    /// Like [`on`](Self::on), but the listener runs before those already registered for `E`
+    /// (Node's `prependListener`).
+    pub fn prepend<E, R>(&self, listener: impl Fn(&E) -> R + Send + Sync + 'static) -> ListenerId
+    where
+        E: Member<S>,
+        R: ListenerResult,
+    {
+        self.add_exact::<E>(Arc::new(move |e: &E| listener(e).into_result()), None, true)
+    }
+
+    /// Calls `listener` on the next `E` only, then removes it. If several threads emit at once,
+    /// exactly one of them calls it.
+    pub fn once<E, R>(&self, listener: impl FnOnce(&E) -> R + Send + 'static) -> ListenerId
+    where
+        E: Member<S>,
+        R: ListenerResult,
+    {
+        let cell = Mutex::new(Some(listener));
+        let call = move |e: &E| match cell.lock().take() {
+            Some(f) => f(e).into_result(),
+            None => Ok(()),
+        };
+        let fired = Arc::new(AtomicBool::new(false));
+        self.add_exact::<E>(Arc::new(call), Some(fired), false)
+    }
+
+    /// Calls `listener` inline on every event whose name matches `pattern` (AMQP topic syntax:
+    /// `*` is one word, `#` zero or more; see [`Pattern`]).
+    ///
+    /// The pattern is matched against the set's names now, once; an emit costs the same as for
+    /// an exact listener.
+    ///
+    /// # Errors
+    /// [`PatternError`] when the pattern does not parse. A valid pattern that matches no name
+    /// registers a listener that is never called.
+    pub fn on_pattern<R>(
+        &self,
+        pattern: &str,
+        listener: impl Fn(EventRef<'_, S>) -> R + Send + Sync + 'static,
+    ) -> Result<ListenerId, PatternError>
+    where
+        R: ListenerResult,
+    {
+        let indices = Pattern::parse(pattern)?.indices(S::NAMES);
+        Ok(self.add_erased(indices, Arc::new(move |e| listener(e).into_result())))
+    }
+
+    /// Calls `listener` inline on every event (the pattern `#`).
+    pub fn on_any<R>(
+        &self,
+        listener: impl Fn(EventRef<'_, S>) -> R + Send + Sync + 'static,
+    ) -> ListenerId
+    where
+        R: ListenerResult,
+    {
+        let indices = (0..S::NAMES.len()).collect();
+        self.add_erased(indices, Arc::new(move |e| listener(e).into_result()))
+    }
+
+    /// Calls `listener` with every delivery failure of this bus: listener errors, caught
+    /// panics, overflows and emits after shutdown. With no error listener they are logged with
+    /// `tracing` at error level. A panicking error listener is logged and otherwise ignored.
+    ///
+    /// [`clear`](Self::clear) and [`remove_all_listeners`](Self::remove_all_listeners) leave
+    /// error listeners in place; remove one with [`off`](Self::off).
+    pub fn on_error(
+        &self,
+        listener: impl Fn(&DeliveryError) + Send + Sync + 'static,
+    ) -> ListenerId {
+        let mut reg = self.inner.registry.lock();
+        let id = reg.next_id();
+        reg.places.insert(id, Place::Error);
+        let mut list = Vec::clone(&self.inner.shared.errors.load());
+        list.push(ErrorEntry {
+            id,
+            f: Arc::new(listener),
+        });
+        self.inner.shared.errors.store(Arc::new(list));
+        id
+    }
+
+    // ----- async listeners and subscriptions ------------------------------------------------
+
+    /// Runs `listener` on every `E` emitted from now on, in its own task, one event at a time
+    /// in emit order, fed by a bounded queue with the bus's default capacity and policy.
+    ///
+    /// The listener's future returns `()` or `Result<(), _>`; errors and panics go to
+    /// [`on_error`](Self::on_error) and the listener goes on with the next event.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    #[track_caller]
+    pub fn on_async<E, F, Fut>(&self, listener: F) -> ListenerId
+    where
+        E: Member<S>,
+        F: Fn(Arc<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: ListenerResult,
+    {
+        self.on_async_with(QueueOptions::new(), listener)
+    }
+
+    /// [`on_async`](Self::on_async) with its own queue settings.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    #[track_caller]
+    pub fn on_async_with<E, F, Fut>(&self, options: QueueOptions, listener: F) -> ListenerId
+    where
+        E: Member<S>,
+        F: Fn(Arc<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: ListenerResult,
+    {
+        self.spawn_listener(vec![E::INDEX], true, options, typed::<S, E>, listener)
+    }
+
+    /// Runs `listener` in its own task on every event whose name matches `pattern`, like
+    /// [`on_async`](Self::on_async).
+    ///
+    /// # Errors
+    /// [`PatternError`] when the pattern does not parse.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    #[track_caller]
+    pub fn on_pattern_async<F, Fut>(
+        &self,
+        pattern: &str,
+        options: QueueOptions,
+        listener: F,
+    ) -> Result<ListenerId, PatternError>
+    where
+        F: Fn(AnyEvent<S>) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: ListenerResult,
+    {
+        let indices = Pattern::parse(pattern)?.indices(S::NAMES);
+        Ok(self.spawn_listener(indices, false, options, erased::<S>, listener))
+    }
+
+    /// A stream of every `E` emitted from now on, with the bus's default queue settings. Events
+    /// the stream misses because its queue was full are reported in it as [`Lagged`].
+    /// Dropping the subscription unsubscribes.
+    pub fn subscribe<E: Member<S>>(&self) -> Subscription<S, Arc<E>> {
+        self.subscribe_with(QueueOptions::new())
+    }
+
+    /// [`subscribe`](Self::subscribe) with its own queue settings.
+    pub fn subscribe_with<E: Member<S>>(&self, options: QueueOptions) -> Subscription<S, Arc<E>> {
+        self.add_subscription(vec![E::INDEX], true, options, typed::<S, E>)
+    }
+
+    /// A stream of every event whose name matches `pattern`.
+    ///
+    /// # Errors
+    /// [`PatternError`] when the pattern does not parse.
+    pub fn subscribe_pattern(
+        &self,
+        pattern: &str,
+        options: QueueOptions,
+    ) -> Result<Subscription<S, AnyEvent<S>>, PatternError> {
+        let indices = Pattern::parse(pattern)?.indices(S::NAMES);
+        Ok(self.add_subscription(indices, false, options, erased::<S>))
+    }
+
+    // ----- removal and inspection -----------------------------------------------------------
+
+    /// Removes one listener, subscription or error listener. An async listener stops taking
+    /// new events and finishes those already queued. Returns whether `id` was registered.
+    pub fn off(&self, id: ListenerId) -> bool {
+        self.inner.off(id)
+    }
+
+    /// Removes every listener and subscription registered for `E` by type (`on`, `once`,
+    /// `on_async`, `subscribe`...). Pattern and catch-all listeners stay. Returns how many were
+    /// removed.
+    pub fn remove_all_listeners<E: Member<S>>(&self) -> usize {
+        let ids: Vec<ListenerId> = {
+            let reg = self.inner.registry.lock();
+            reg.places
+                .iter()
+                .filter(|(_, p)| {
+                    matches!(p, Place::Slots { indices, exact: true, .. } if indices == &[E::INDEX])
+                })
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        ids.into_iter().filter(|id| self.inner.off(*id)).count()
+    }
+
+    /// Removes every listener and subscription, keeping the error listeners.
+    pub fn clear(&self) {
+        let ids: Vec<ListenerId> = {
+            let reg = self.inner.registry.lock();
+            reg.places
+                .iter()
+                .filter(|(_, p)| matches!(p, Place::Slots { .. }))
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        for id in ids {
+            self.inner.off(id);
+        }
+    }
+
+    /// How many listeners an `E` emitted now would reach: exact, pattern and catch-all, sync
+    /// and async.
+    pub fn listener_count<E: Member<S>>(&self) -> usize {
+        self.inner.slots[E::INDEX].slot.len()
+    }
+
+    /// The names of the events that have at least one listener now.
+    pub fn event_names(&self) -> Vec<&'static str> {
+        (self.inner.slots.iter().zip(S::NAMES))
+            .filter(|(h, _)| h.live.load(Ordering::Relaxed) > 0)
+            .map(|(_, n)| *n)
+            .collect()
+    }
+
+    /// Counters since the bus was built, and the events queued right now.
+    pub fn stats(&self) -> BusStats {
+        let queued = {
+            let reg = self.inner.registry.lock();
+            let live = reg.places.values().filter_map(|p| match p {
+                Place::Slots { queue: Some(q), .. } => Some(q.len()),
+                _ => None,
+            });
+            let draining = reg
+                .tasks
+                .iter()
+                .filter(|(id, _)| !reg.places.contains_key(id))
+                .map(|(_, t)| t.queue.len());
+            live.chain(draining).sum::<usize>() as u64
+        };
+        self.inner.shared.stats.snapshot(queued)
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.shared.closed.load(Ordering::Acquire)
+    }
+
+    // ----- emitting -------------------------------------------------------------------------
+
+    /// Delivers `event` to every listener of `E`: sync listeners run now, in order; async
+    /// listeners and subscriptions get it queued. Returns how many listeners it reached.
+    ///
+    /// Never blocks. A full queue applies its [`Overflow`] policy; a listener failure, a
+    /// missed delivery or an emit after shutdown is reported through
+    /// [`on_error`](Self::on_error). An emit with no listener does nothing and returns 0.
+    #[inline]
+    pub fn emit<E: Member<S>>(&self, event: E) -> usize {
+        let header = &self.inner.slots[E::INDEX];
+        if header.live.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        self.inner.dispatch(header, event)
+    }
+
+    /// Emits whichever member `event` holds; see [`emit`](Self::emit).
+    pub fn emit_set(&self, event: S) -> usize {
+        struct Emit<'a, S: EventSet>(&'a Bus<S>);
+        impl<S: EventSet> crate::event::Visitor<S> for Emit<'_, S> {
+            type Output = usize;
+            fn visit<E: Member<S>>(self, event: E) -> usize {
+                self.0.emit(event)
+            }
+        }
+        event.visit(Emit(self))
+    }
+
+    /// Like [`emit`](Self::emit), but waits for room in full queues instead of applying their
+    /// overflow policy (except [`Overflow::Fail`], which never waits). Sync listeners run before
+    /// the first wait.
+    ///
+    /// # Errors
+    /// [`Closed`] with the event when the bus was shut down before the call.
+    pub async fn emit_async<E: Member<S>>(&self, event: E) -> Result<usize, Closed<E>> {
+        if self.is_closed() {
+            return Err(Closed(event));
+        }
+        let header = &self.inner.slots[E::INDEX];
+        if header.live.load(Ordering::Relaxed) == 0 {
+            return Ok(0);
+        }
+        let Some(slot) = header.slot.as_any().downcast_ref::<TypedSlot<S, E>>() else {
+            return Ok(0);
+        };
+        let list = slot.list.load_full();
+        let mut reached = self.inner.run_sync(&list.sync, &event);
+        if !list.queues.is_empty() {
+            let shared: Arc<dyn Any + Send + Sync> = Arc::new(event);
+            for entry in &list.queues {
+                let delivery = Delivery {
+                    index: E::INDEX,
+                    event: Arc::clone(&shared),
+                };
+                let pushed = entry.queue.push_wait(delivery).await;
+                reached += usize::from(self.inner.shared.pushed(entry, pushed, S::NAMES));
+            }
+        }
+        self.inner.shared.stats.emitted(reached);
+        Ok(reached)
+    }
+
+    // ----- settling and shutting down -------------------------------------------------------
+
+    /// Resolves once the bus is quiet: every event queued for an async listener before the
+    /// call, and every event those listeners emitted in turn, has been handled (errors reported
+    /// included). Subscriptions are not waited for: their reader decides when to read.
+    ///
+    /// Makes async tests deterministic: emit, `settle().await`, then assert. If other tasks keep
+    /// emitting without pause, it keeps waiting; bound it with `tokio::time::timeout`.
+    pub async fn settle(&self) {
+        loop {
+            let queues: Vec<Arc<Queue>> = {
+                let reg = self.inner.registry.lock();
+                reg.tasks.values().map(|t| Arc::clone(&t.queue)).collect()
+            };
+            let targets: Vec<u64> = queues.iter().map(|q| q.pushed()).collect();
+            let reached = || queues.iter().zip(&targets).all(|(q, t)| q.finished() >= *t);
+            self.inner.shared.progress.wait_until(reached).await;
+            // Handlers may have emitted more while we waited; go round until nothing moved.
+            if queues.iter().zip(&targets).all(|(q, t)| q.pushed() == *t) {
+                return;
+            }
+        }
+    }
+
+    /// Stops the bus: from now on `emit` delivers nothing (reporting [`DeliveryErrorKind::Closed`])
+    /// and `emit_async` hands events back; subscriptions end after what they have queued; async
+    /// listeners finish their queues. Waits up to `timeout` for them, then stops those still
+    /// running and reports every event they did not handle. Calling it again is harmless.
+    pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.inner.shared.closed.store(true, Ordering::Release);
+        let queues: Vec<Arc<Queue>> = {
+            let reg = self.inner.registry.lock();
+            let placed = reg.places.values().filter_map(|p| match p {
+                Place::Slots { queue, .. } => queue.clone(),
+                Place::Error => None,
+            });
+            placed
+                .chain(reg.tasks.values().map(|t| Arc::clone(&t.queue)))
+                .collect()
+        };
+        for q in &queues {
+            q.close();
+        }
+        let drained = tokio::time::timeout_at(deadline, async {
+            loop {
+                let mut done = std::pin::pin!(self.inner.shared.tasks_done.notified());
+                done.as_mut().enable();
+                if self.inner.registry.lock().tasks.is_empty() {
+                    return;
+                }
+                done.await;
+            }
+        })
+        .await;
+        if drained.is_ok() {
+            return ShutdownReport::default();
+        }
+        let stragglers: Vec<(ListenerId, Task)> =
+            self.inner.registry.lock().tasks.drain().collect();
+        let mut counts: HashMap<(ListenerId, &'static str), usize> = HashMap::new();
+        for (id, task) in stragglers {
+            task.abort.abort();
+            let current = task.current.load(Ordering::Acquire);
+            if let Some(name) = S::NAMES.get(current) {
+                *counts.entry((id, name)).or_default() += 1;
+            }
+            for d in task.queue.close_and_take() {
+                *counts.entry((id, S::NAMES[d.index])).or_default() += 1;
+            }
+        }
+        let mut unhandled: Vec<Unhandled> = counts
+            .into_iter()
+            .map(|((listener, event), count)| Unhandled {
+                listener,
+                event,
+                count,
+            })
+            .collect();
+        unhandled.sort_by_key(|u| (u.listener, u.event));
+        for u in &unhandled {
+            tracing::warn!(listener = %u.listener, event = u.event, count = u.count, "event left unhandled at shutdown");
+        }
+        ShutdownReport { unhandled }
+    }
+
+    // ----- registration internals -----------------------------------------------------------
+
+    fn add_exact<E: Member<S>>(
+        &self,
+        call: Arc<listener::ExactFn<E>>,
+        once: Option<Arc<AtomicBool>>,
+        prepend: bool,
+    ) -> ListenerId {
+        let header = &self.inner.slots[E::INDEX];
+        let slot = typed_slot::<S, E>(header);
+        let mut reg = self.inner.registry.lock();
+        let id = reg.next_id();
+        let entry = SyncEntry {
+            id,
+            once,
+            call: Call::Exact(call),
+        };
+        let len = slot.update(&reg, |l| slot::insert(&mut l.sync, entry, prepend));
+        header.set_live(len);
+        reg.places.insert(
+            id,
+            Place::Slots {
+                indices: vec![E::INDEX],
+                queue: None,
+                exact: true,
+            },
+        );
+        drop(reg);
+        self.inner.check_max(E::INDEX, len);
+        id
+    }
+
+    fn add_erased(&self, indices: Vec<usize>, call: Arc<ErasedFn<S>>) -> ListenerId {
+        let mut reg = self.inner.registry.lock();
+        let id = reg.next_id();
+        let mut lens = Vec::with_capacity(indices.len());
+        for &i in &indices {
+            let entry = ErasedEntry {
+                id,
+                once: None,
+                call: Arc::clone(&call),
+            };
+            let len = self.inner.slots[i].slot.add_erased(&reg, entry, false);
+            self.inner.slots[i].set_live(len);
+            lens.push((i, len));
+        }
+        reg.places.insert(
+            id,
+            Place::Slots {
+                indices,
+                queue: None,
+                exact: false,
+            },
+        );
+        drop(reg);
+        for (i, len) in lens {
+            self.inner.check_max(i, len);
+        }
+        id
+    }
+
+    /// Registers a queue in the slots of `indices`; returns its id and the queue.
+    fn add_queue(
+        &self,
+        reg: &mut Registry,
+        indices: Vec<usize>,
+        exact: bool,
+        options: QueueOptions,
+        tracks_lag: bool,
+    ) -> (ListenerId, Arc<Queue>) {
+        let queue = Arc::new(Queue::new(
+            options.capacity.unwrap_or(self.inner.config.capacity),
+            options.overflow.unwrap_or(self.inner.config.overflow),
+            tracks_lag,
+            Arc::clone(&self.inner.shared.progress),
+        ));
+        if self.is_closed() {
+            queue.close();
+        }
+        let id = reg.next_id();
+        for &i in &indices {
+            let entry = QueueEntry {
+                id,
+                queue: Arc::clone(&queue),
+            };
+            let len = self.inner.slots[i].slot.add_queue(reg, entry);
+            self.inner.slots[i].set_live(len);
+        }
+        reg.places.insert(
+            id,
+            Place::Slots {
+                indices,
+                queue: Some(Arc::clone(&queue)),
+                exact,
+            },
+        );
+        (id, queue)
+    }
+
+    fn add_subscription<T>(
+        &self,
+        indices: Vec<usize>,
+        exact: bool,
+        options: QueueOptions,
+        convert: fn(Delivery) -> Option<T>,
+    ) -> Subscription<S, T> {
+        let (id, queue) = {
+            let mut reg = self.inner.registry.lock();
+            self.add_queue(&mut reg, indices, exact, options, true)
+        };
+        Subscription::new(id, queue, Arc::downgrade(&self.inner), convert)
+    }
+
+    #[track_caller]
+    fn spawn_listener<T, F, Fut>(
+        &self,
+        indices: Vec<usize>,
+        exact: bool,
+        options: QueueOptions,
+        convert: fn(Delivery) -> Option<T>,
+        listener: F,
+    ) -> ListenerId
+    where
+        T: Send + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: ListenerResult,
+    {
+        let runtime = match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle,
+            Err(_) => {
+                panic!("async listeners run as tokio tasks: call this inside a tokio runtime")
+            }
+        };
+        let mut reg = self.inner.registry.lock();
+        let (id, queue) = self.add_queue(&mut reg, indices, exact, options, false);
+        let current = Arc::new(AtomicUsize::new(IDLE));
+        let run = run_listener::<S, T, F, Fut>(
+            id,
+            Arc::clone(&queue),
+            Arc::clone(&self.inner.shared),
+            Arc::downgrade(&self.inner),
+            Arc::clone(&current),
+            convert,
+            listener,
+        );
+        // Spawned under the lock so the task is in the registry before it can end.
+        let abort = runtime.spawn(run).abort_handle();
+        reg.tasks.insert(
+            id,
+            Task {
+                queue,
+                abort,
+                current,
+            },
+        );
+        id
+    }
+}
+
+fn typed_slot<S: EventSet, E: Member<S>>(header: &SlotHeader<S>) -> &TypedSlot<S, E> {
+    match header.slot.as_any().downcast_ref::<TypedSlot<S, E>>() {
+        Some(slot) => slot,
+        None => panic!(
+            "`{}` has a `Member::INDEX` that does not match its event set; implement `Member` only through `#[derive(EventSet)]`",
+            E::NAME
+        ),
+    }
+}
+
+fn typed<S: EventSet, E: Member<S>>(d: Delivery) -> Option<Arc<E>> {
+    d.event.downcast::<E>().ok()
+}
+
+fn erased<S: EventSet>(d: Delivery) -> Option<AnyEvent<S>> {
+    Some(AnyEvent::from_erased(d.index, d.event))
+}
+
+/// The body of an async listener's task: handle queued events one at a time until the queue
+/// is closed and drained.
+async fn run_listener<S, T, F, Fut>(
+    id: ListenerId,
+    queue: Arc<Queue>,
+    shared: Arc<Shared>,
+    bus: Weak<Inner<S>>,
+    current: Arc<AtomicUsize>,
+    convert: fn(Delivery) -> Option<T>,
+    listener: F,
+) where
+    S: EventSet,
+    F: Fn(T) -> Fut,
+    Fut: Future,
+    Fut::Output: ListenerResult,
+{
+    while let Some(popped) = queue.pop().await {
+        // Task queues report overflow through `on_error` when it happens, not here.
+        let Popped::Item(delivery) = popped else {
+            continue;
+        };
+        let name = S::NAMES[delivery.index];
+        current.store(delivery.index, Ordering::Release);
+        if let Some(item) = convert(delivery) {
+            let span = tracing::trace_span!("tidings.handle", event = name, listener = %id);
+            let outcome = call_async(&listener, item).instrument(span).await;
+            match outcome {
+                Ok(()) => shared.stats.handled(),
+                Err(kind) => shared.report(DeliveryError::new(name, Some(id), kind)),
+            }
+        }
+        current.store(IDLE, Ordering::Release);
+        queue.finish_one();
+    }
+    if let Some(inner) = bus.upgrade() {
+        inner.registry.lock().tasks.remove(&id);
+    }
+    shared.tasks_done.notify_waiters();
+}
+
+async fn call_async<T, F, Fut>(listener: &F, item: T) -> Result<(), DeliveryErrorKind>
+where
+    F: Fn(T) -> Fut,
+    Fut: Future,
+    Fut::Output: ListenerResult,
+{
+    let future = catch_unwind(AssertUnwindSafe(|| listener(item)))
+        .map_err(|p| DeliveryErrorKind::Panicked(panic_message(&*p)))?;
+    match AssertUnwindSafe(future).catch_unwind().await {
+        Ok(result) => result.into_result().map_err(DeliveryErrorKind::Failed),
+        Err(p) => Err(DeliveryErrorKind::Panicked(panic_message(&*p))),
+    }
+}
+
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+impl Registry {
+    fn next_id(&mut self) -> ListenerId {
+        self.next_id += 1;
+        ListenerId(self.next_id)
+    }
+}
+
+impl Shared {
+    /// Hands a delivery failure to the error listeners, or to `tracing` when there are none.
+    fn report(&self, error: DeliveryError) {
+        self.stats.failure(&error);
+        let listeners = self.errors.load();
+        if listeners.is_empty() {
+            tracing::error!(event = error.event(), listener = ?error.listener(), "{error}");
+            return;
+        }
+        for entry in listeners.iter() {
+            if catch_unwind(AssertUnwindSafe(|| (entry.f)(&error))).is_err() {
+                tracing::error!(listener = %entry.id, "an error listener panicked while handling: {error}");
+            }
+        }
+    }
+
+    /// Accounts for one push into a subscriber's queue; returns whether the event was queued.
+    fn pushed(
+        &self,
+        entry: &QueueEntry,
+        result: Result<Pushed, (Delivery, Rejected)>,
+        names: &[&'static str],
+    ) -> bool {
+        let overflow = |d: &Delivery| {
+            self.stats.dropped();
+            if !entry.queue.tracks_lag() {
+                let kind = DeliveryErrorKind::Overflow(entry.queue.overflow());
+                self.report(DeliveryError::new(names[d.index], Some(entry.id), kind));
+            }
+        };
+        match result {
+            Ok(Pushed::Queued) => true,
+            Ok(Pushed::Evicted(old)) => {
+                overflow(&old);
+                true
+            }
+            Err((d, Rejected::Full)) => {
+                overflow(&d);
+                false
+            }
+            Err((d, Rejected::Closed)) => {
+                // A queue closes when its subscriber is removed (the emit raced the removal and
+                // nothing is owed) or when the bus shuts down (the event is reported).
+                if self.closed.load(Ordering::Acquire) {
+                    let kind = DeliveryErrorKind::Closed;
+                    self.report(DeliveryError::new(names[d.index], Some(entry.id), kind));
+                }
+                false
+            }
+        }
+    }
+}
+
+impl<S: EventSet> Inner<S> {
+    /// The part of `emit` after the no-listener check.
+    fn dispatch<E: Member<S>>(&self, header: &SlotHeader<S>, event: E) -> usize {
+        if self.shared.closed.load(Ordering::Acquire) {
+            let kind = DeliveryErrorKind::Closed;
+            self.shared.report(DeliveryError::new(E::NAME, None, kind));
+            return 0;
+        }
+        let Some(slot) = header.slot.as_any().downcast_ref::<TypedSlot<S, E>>() else {
+            return 0;
+        };
+        let list = slot.list.load();
+        let mut reached = self.run_sync(&list.sync, &event);
+        if !list.queues.is_empty() {
+            let shared: Arc<dyn Any + Send + Sync> = Arc::new(event);
+            for entry in list.queues.iter() {
+                let delivery = Delivery {
+                    index: E::INDEX,
+                    event: Arc::clone(&shared),
+                };
+                let pushed = entry.queue.push(delivery);
+                reached += usize::from(self.shared.pushed(entry, pushed, S::NAMES));
+            }
+        }
+        self.shared.stats.emitted(reached);
+        reached
+    }
+
+    /// Calls the sync listeners in order. A panic is caught, reported, and the loop resumes
+    /// with the next listener; one `catch_unwind` covers the whole run until something panics.
+    fn run_sync<E: Member<S>>(&self, entries: &[SyncEntry<S, E>], event: &E) -> usize {
+        let mut reached = 0;
+        let mut next = 0;
+        while next < entries.len() {
+            let run = catch_unwind(AssertUnwindSafe(|| {
+                while let Some(entry) = entries.get(next) {
+                    next += 1;
+                    if let Some(fired) = &entry.once {
+                        if fired.swap(true, Ordering::AcqRel) {
+                            continue;
+                        }
+                        self.off(entry.id);
+                    }
+                    reached += 1;
+                    let outcome: Outcome = match &entry.call {
+                        Call::Exact(f) => f(event),
+                        Call::Erased(f) => f(EventRef::new(event)),
+                    };
+                    if let Err(error) = outcome {
+                        let kind = DeliveryErrorKind::Failed(error);
+                        self.shared
+                            .report(DeliveryError::new(E::NAME, Some(entry.id), kind));
+                    }
+                }
+            }));
+            if let Err(payload) = run {
+                let kind = DeliveryErrorKind::Panicked(panic_message(&*payload));
+                let id = entries[next - 1].id;
+                self.shared
+                    .report(DeliveryError::new(E::NAME, Some(id), kind));
+            }
+        }
+        reached
+    }
+
+    fn off(&self, id: ListenerId) -> bool {
+        let mut reg = self.registry.lock();
+        match reg.places.remove(&id) {
+            Some(Place::Slots { indices, queue, .. }) => {
+                for i in indices {
+                    let len = self.slots[i].slot.remove(&reg, id);
+                    self.slots[i].set_live(len);
+                }
+                if let Some(queue) = queue {
+                    queue.close();
+                }
+                true
+            }
+            Some(Place::Error) => {
+                let mut list = Vec::clone(&self.shared.errors.load());
+                list.retain(|e| e.id != id);
+                self.shared.errors.store(Arc::new(list));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn check_max(&self, index: usize, len: usize) {
+        if let Some(max) = self.config.max_listeners {
+            if len > max && !self.warned[index].swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    event = S::NAMES[index],
+                    listeners = len,
+                    max,
+                    "more listeners than max_listeners for one event: possible listener leak"
+                );
+            }
+        }
+    }
+}

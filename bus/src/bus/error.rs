@@ -1,0 +1,157 @@
+//! What can go wrong on a bus, and the reports that say so.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use crate::bus::queue::Overflow;
+use crate::bus::ListenerId;
+use crate::codec::BoxError;
+
+/// A listener failed, panicked, or did not get an event; delivered to
+/// [`Bus::on_error`](crate::Bus::on_error) listeners, or logged with `tracing` when there are
+/// none. The other listeners of the event are not affected.
+#[derive(Debug)]
+pub struct DeliveryError {
+    event: &'static str,
+    listener: Option<ListenerId>,
+    kind: DeliveryErrorKind,
+}
+
+/// What went wrong; see [`DeliveryError::kind`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DeliveryErrorKind {
+    /// The listener returned an error.
+    Failed(BoxError),
+    /// The listener panicked; the panic was caught and this is its message.
+    Panicked(String),
+    /// The subscriber's queue was full: under `Wait`, `DropNewest` and `Fail` the event named by
+    /// [`DeliveryError::event`] was not queued for it; under `DropOldest` it is the older event
+    /// that was discarded to make room.
+    Overflow(Overflow),
+    /// The event was emitted after [`Bus::shutdown`](crate::Bus::shutdown) or after the
+    /// subscriber was removed; it was not delivered.
+    Closed,
+}
+
+impl DeliveryError {
+    pub(crate) fn new(
+        event: &'static str,
+        listener: Option<ListenerId>,
+        kind: DeliveryErrorKind,
+    ) -> Self {
+        DeliveryError {
+            event,
+            listener,
+            kind,
+        }
+    }
+
+    /// The name of the event concerned.
+    pub fn event(&self) -> &'static str {
+        self.event
+    }
+
+    /// The listener concerned, or `None` for the bus itself (an emit after shutdown).
+    pub fn listener(&self) -> Option<ListenerId> {
+        self.listener
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &DeliveryErrorKind {
+        &self.kind
+    }
+
+    /// Whether the listener panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.kind, DeliveryErrorKind::Panicked(_))
+    }
+}
+
+impl fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let who = match self.listener {
+            Some(id) => format!("listener {id}"),
+            None => "the bus".to_owned(),
+        };
+        match &self.kind {
+            DeliveryErrorKind::Failed(e) => write!(f, "{who} failed on `{}`: {e}", self.event),
+            DeliveryErrorKind::Panicked(m) => {
+                write!(f, "{who} panicked on `{}`: {m}", self.event)
+            }
+            DeliveryErrorKind::Overflow(Overflow::DropOldest) => write!(
+                f,
+                "{who}'s queue was full: discarded an older `{}` to make room",
+                self.event
+            ),
+            DeliveryErrorKind::Overflow(policy) => write!(
+                f,
+                "{who}'s queue was full: `{}` was not queued (overflow policy {policy:?})",
+                self.event
+            ),
+            DeliveryErrorKind::Closed => {
+                write!(f, "`{}` was not delivered: {who} is closed", self.event)
+            }
+        }
+    }
+}
+
+impl StdError for DeliveryError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match &self.kind {
+            DeliveryErrorKind::Failed(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+/// [`Bus::emit_async`](crate::Bus::emit_async) was called after the bus shut down; the event is
+/// handed back, undelivered.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the bus is shut down; the event was not delivered")]
+pub struct Closed<E>(pub E);
+
+impl<E> fmt::Debug for Closed<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Closed(..)")
+    }
+}
+
+/// A [`Subscription`](crate::Subscription) fell behind: this many events were not queued for it
+/// or were discarded by its overflow policy. The subscription goes on with the next event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the subscription missed {0} events")]
+pub struct Lagged(pub u64);
+
+/// What [`Bus::shutdown`](crate::Bus::shutdown) could not finish.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Events still queued (or being handled) for `on_async` listeners when the deadline passed,
+    /// grouped by listener and event name. Empty when everything was handled in time.
+    pub unhandled: Vec<Unhandled>,
+}
+
+impl ShutdownReport {
+    /// Whether every queued event was handled before the deadline.
+    pub fn is_clean(&self) -> bool {
+        self.unhandled.is_empty()
+    }
+
+    /// The total number of events that were not handled.
+    pub fn unhandled_count(&self) -> usize {
+        self.unhandled.iter().map(|u| u.count).sum()
+    }
+}
+
+/// Events of one name that one listener did not handle before the shutdown deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Unhandled {
+    /// The `on_async` listener.
+    pub listener: ListenerId,
+    /// The event name.
+    pub event: &'static str,
+    /// How many were left; includes the one the listener was handling when it was stopped.
+    pub count: usize,
+}

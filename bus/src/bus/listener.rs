@@ -1,0 +1,87 @@
+//! Listener identities, return types, and the entries the slots hold.
+
+use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::bus::queue::Queue;
+use crate::codec::BoxError;
+use crate::event::EventRef;
+
+/// Identifies one registration on one bus; returned by every `on*`/`subscribe*` method and
+/// accepted by [`Bus::off`](crate::Bus::off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ListenerId(pub(crate) u64);
+
+impl fmt::Display for ListenerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// What a listener may return: `()`, or `Result<(), E>` whose error reaches
+/// [`Bus::on_error`](crate::Bus::on_error).
+#[diagnostic::on_unimplemented(
+    message = "a listener must return `()` or `Result<(), E>`, not `{Self}`",
+    label = "listeners return `()` or `Result<(), E>` where `E` converts into a boxed error"
+)]
+pub trait ListenerResult {
+    /// The listener's outcome as a `Result`.
+    fn into_result(self) -> Result<(), BoxError>;
+}
+
+impl ListenerResult for () {
+    fn into_result(self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+impl<E: Into<BoxError>> ListenerResult for Result<(), E> {
+    fn into_result(self) -> Result<(), BoxError> {
+        self.map_err(Into::into)
+    }
+}
+
+pub(crate) type Outcome = Result<(), BoxError>;
+pub(crate) type ExactFn<E> = dyn Fn(&E) -> Outcome + Send + Sync;
+pub(crate) type ErasedFn<S> = dyn for<'a> Fn(EventRef<'a, S>) -> Outcome + Send + Sync;
+
+/// How a sync listener is called: typed (`on`), or through an [`EventRef`] (`on_pattern`,
+/// `on_any`). Both cost one indirect call per emit.
+pub(crate) enum Call<S, E> {
+    Exact(Arc<ExactFn<E>>),
+    Erased(Arc<ErasedFn<S>>),
+}
+
+impl<S, E> Clone for Call<S, E> {
+    fn clone(&self) -> Self {
+        match self {
+            Call::Exact(f) => Call::Exact(Arc::clone(f)),
+            Call::Erased(f) => Call::Erased(Arc::clone(f)),
+        }
+    }
+}
+
+pub(crate) struct SyncEntry<S, E> {
+    pub(crate) id: ListenerId,
+    /// `Some` for `once` listeners: set by the one emit that gets to call it. Shared by every
+    /// slot a `once` pattern listener is in, so it fires once in all.
+    pub(crate) once: Option<Arc<AtomicBool>>,
+    pub(crate) call: Call<S, E>,
+}
+
+impl<S, E> Clone for SyncEntry<S, E> {
+    fn clone(&self) -> Self {
+        SyncEntry {
+            id: self.id,
+            once: self.once.clone(),
+            call: self.call.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct QueueEntry {
+    pub(crate) id: ListenerId,
+    pub(crate) queue: Arc<Queue>,
+}

@@ -1,0 +1,202 @@
+//! Topic patterns in AMQP syntax over dotted event names.
+//!
+//! A pattern is words joined by `.`; a word is a literal, `*` (exactly one word) or `#` (zero or
+//! more words). `user.*` matches `user.created` but not `user.profile.updated`; `order.#` matches
+//! `order`, `order.shipped` and `order.shipped.tracking`; `#` alone matches every name.
+//!
+//! A bus knows every name it can carry, so a pattern is matched once, when it is subscribed, and
+//! becomes the set of member indices it covers; emitting never looks at a pattern again.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A parsed topic pattern such as `user.*` or `order.#`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Pattern {
+    source: Box<str>,
+    words: Box<[Word]>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Word {
+    Literal(Box<str>),
+    /// `*`
+    One,
+    /// `#`
+    Any,
+}
+
+/// A pattern that does not parse; the message says where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid pattern `{pattern}`: {reason}")]
+pub struct PatternError {
+    pattern: String,
+    reason: String,
+}
+
+impl PatternError {
+    /// The pattern that failed to parse.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+}
+
+impl Pattern {
+    /// Parses `pattern`.
+    ///
+    /// # Errors
+    /// When it is empty, has an empty word (`a..b`, a leading or trailing dot), a `*` or `#` that
+    /// is not a whole word (`user*`), or a character other than ASCII letters, digits, `_`, `-`.
+    pub fn parse(pattern: &str) -> Result<Self, PatternError> {
+        let fail = |reason: String| PatternError {
+            pattern: pattern.chars().take(256).collect(),
+            reason,
+        };
+        if pattern.is_empty() {
+            return Err(fail(
+                "a pattern must not be empty; use `#` to match every event".into(),
+            ));
+        }
+        let mut words = Vec::new();
+        for (i, word) in pattern.split('.').enumerate() {
+            let word = match word {
+                "" => {
+                    return Err(fail(format!(
+                        "word {} is empty; words are separated by single dots",
+                        i + 1
+                    )))
+                }
+                "*" => Word::One,
+                "#" => Word::Any,
+                literal => {
+                    if let Some(c) = literal
+                        .chars()
+                        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+                    {
+                        let why = if c == '*' || c == '#' {
+                            format!("`{c}` must be a whole word, as in `user.{c}`")
+                        } else {
+                            format!("`{c}` is not allowed in a word")
+                        };
+                        return Err(fail(why));
+                    }
+                    Word::Literal(literal.into())
+                }
+            };
+            // `#.#` matches exactly what `#` does; folding keeps matching linear.
+            if !(word == Word::Any && words.last() == Some(&Word::Any)) {
+                words.push(word);
+            }
+        }
+        Ok(Pattern {
+            source: pattern.into(),
+            words: words.into(),
+        })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        let parts: Vec<&str> = name.split('.').collect();
+        // reach[j]: the pattern words seen so far can match the first j words of the name.
+        let mut reach = vec![false; parts.len() + 1];
+        reach[0] = true;
+        for word in self.words.iter() {
+            let mut next = vec![false; parts.len() + 1];
+            match word {
+                Word::Any => {
+                    let mut any = false;
+                    for j in 0..=parts.len() {
+                        any |= reach[j];
+                        next[j] = any;
+                    }
+                }
+                Word::One => {
+                    for j in 0..parts.len() {
+                        next[j + 1] = reach[j];
+                    }
+                }
+                Word::Literal(lit) => {
+                    for j in 0..parts.len() {
+                        next[j + 1] = reach[j] && parts[j] == &**lit;
+                    }
+                }
+            }
+            reach = next;
+        }
+        reach[parts.len()]
+    }
+
+    /// The indices of the names in `names` that match.
+    pub(crate) fn indices(&self, names: &[&str]) -> Vec<usize> {
+        (0..names.len())
+            .filter(|&i| self.matches(names[i]))
+            .collect()
+    }
+}
+
+impl FromStr for Pattern {
+    type Err = PatternError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Pattern::parse(s)
+    }
+}
+
+impl TryFrom<&str> for Pattern {
+    type Error = PatternError;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        Pattern::parse(s)
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pattern({:?})", &*self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(p: &str, n: &str) -> bool {
+        Pattern::parse(p).unwrap().matches(n)
+    }
+
+    #[test]
+    fn amqp_examples() {
+        assert!(m("user.*", "user.created"));
+        assert!(!m("user.*", "user"));
+        assert!(!m("user.*", "user.profile.updated"));
+        assert!(m("order.#", "order"));
+        assert!(m("order.#", "order.shipped.tracking"));
+        assert!(!m("order.#", "orders.shipped"));
+        assert!(m("#", "a.b.c"));
+        assert!(m("#.created", "user.created"));
+        assert!(m("#.created", "created"));
+        assert!(m("*.*", "a.b"));
+        assert!(!m("*", "a.b"));
+        assert!(m("a.#.z", "a.z"));
+        assert!(m("a.#.z", "a.b.c.z"));
+        assert!(m("#.#", "x"));
+    }
+
+    #[test]
+    fn invalid_patterns() {
+        for bad in ["", ".", "a..b", "a.", ".a", "user*", "us#er", "a b", "a.é"] {
+            let err = Pattern::parse(bad).unwrap_err();
+            assert_eq!(err.pattern(), bad);
+            assert!(err.to_string().contains("invalid pattern"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Per-event listener lists: one typed slot per member of the set, copy-on-write.
+//!
+//! Who touches what: a slot's list is replaced only while the bus's registry lock is held (every
+//! write method takes `&Registry` as proof); `emit` reads the current list through `ArcSwap`
+//! without locking and keeps that snapshot for the whole emit, so listeners may register and
+//! unregister re-entrantly and the change applies from the next emit on. `live` mirrors the list
+//! length so that an emit with no listeners costs one relaxed load.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::bus::listener::{Call, ErasedFn, ListenerId, QueueEntry, SyncEntry};
+use crate::bus::Registry;
+use crate::event::{EventSet, Member, MembersVisitor};
+
+pub(crate) struct SlotList<S, E> {
+    pub(crate) sync: Vec<SyncEntry<S, E>>,
+    pub(crate) queues: Vec<QueueEntry>,
+}
+
+impl<S, E> Clone for SlotList<S, E> {
+    fn clone(&self) -> Self {
+        SlotList {
+            sync: self.sync.clone(),
+            queues: self.queues.clone(),
+        }
+    }
+}
+
+impl<S, E> SlotList<S, E> {
+    fn len(&self) -> usize {
+        self.sync.len() + self.queues.len()
+    }
+}
+
+pub(crate) struct TypedSlot<S, E> {
+    pub(crate) list: ArcSwap<SlotList<S, E>>,
+}
+
+/// A slot whose member type is known only at run time: what registration and removal use.
+pub(crate) trait Slot<S>: Send + Sync {
+    fn as_any(&self) -> &dyn Any;
+    fn add_erased(&self, reg: &Registry, entry: ErasedEntry<S>, prepend: bool) -> usize;
+    fn add_queue(&self, reg: &Registry, entry: QueueEntry) -> usize;
+    /// Removes listener `id`; returns the new length.
+    fn remove(&self, reg: &Registry, id: ListenerId) -> usize;
+    fn len(&self) -> usize;
+}
+
+/// A pattern or catch-all listener, to be added to every slot it matches.
+pub(crate) struct ErasedEntry<S> {
+    pub(crate) id: ListenerId,
+    pub(crate) once: Option<Arc<std::sync::atomic::AtomicBool>>,
+    pub(crate) call: Arc<ErasedFn<S>>,
+}
+
+impl<S: EventSet, E: Member<S>> TypedSlot<S, E> {
+    /// Replaces the list with `f(copy of the list)`; returns the new length.
+    pub(crate) fn update(&self, _: &Registry, f: impl FnOnce(&mut SlotList<S, E>)) -> usize {
+        let mut list = SlotList::clone(&self.list.load());
+        f(&mut list);
+        let len = list.len();
+        self.list.store(Arc::new(list));
+        len
+    }
+}
+
+impl<S: EventSet, E: Member<S>> Slot<S> for TypedSlot<S, E> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn add_erased(&self, reg: &Registry, entry: ErasedEntry<S>, prepend: bool) -> usize {
+        let entry = SyncEntry {
+            id: entry.id,
+            once: entry.once,
+            call: Call::Erased(entry.call),
+        };
+        self.update(reg, |l| insert(&mut l.sync, entry, prepend))
+    }
+
+    fn add_queue(&self, reg: &Registry, entry: QueueEntry) -> usize {
+        self.update(reg, |l| l.queues.push(entry))
+    }
+
+    fn remove(&self, reg: &Registry, id: ListenerId) -> usize {
+        self.update(reg, |l| {
+            l.sync.retain(|e| e.id != id);
+            l.queues.retain(|e| e.id != id);
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.list.load().len()
+    }
+}
+
+pub(crate) fn insert<T>(list: &mut Vec<T>, item: T, prepend: bool) {
+    if prepend {
+        list.insert(0, item);
+    } else {
+        list.push(item);
+    }
+}
+
+/// One member's slot with its listener count.
+pub(crate) struct SlotHeader<S> {
+    /// Equals the slot's list length; written under the registry lock, read relaxed by `emit`.
+    pub(crate) live: AtomicUsize,
+    pub(crate) slot: Box<dyn Slot<S>>,
+}
+
+impl<S> SlotHeader<S> {
+    pub(crate) fn set_live(&self, len: usize) {
+        self.live.store(len, Ordering::Relaxed);
+    }
+}
+
+/// Builds an empty typed slot for every member of `S`, in index order.
+pub(crate) fn build_slots<S: EventSet>() -> Box<[SlotHeader<S>]> {
+    struct Builder<S>(Vec<SlotHeader<S>>);
+    impl<S: EventSet> MembersVisitor<S> for Builder<S> {
+        fn visit<E: Member<S>>(&mut self) {
+            debug_assert_eq!(self.0.len(), E::INDEX);
+            let slot: TypedSlot<S, E> = TypedSlot {
+                list: ArcSwap::from_pointee(SlotList {
+                    sync: Vec::new(),
+                    queues: Vec::new(),
+                }),
+            };
+            self.0.push(SlotHeader {
+                live: AtomicUsize::new(0),
+                slot: Box::new(slot),
+            });
+        }
+    }
+    let mut builder = Builder(Vec::with_capacity(S::NAMES.len()));
+    S::visit_members(&mut builder);
+    builder.0.into_boxed_slice()
+}

@@ -1,0 +1,106 @@
+//! Subscriptions: a bus's events as a `Stream`.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+
+use super::queue::{Delivery, Popped, Queue};
+use super::{Inner, Lagged, ListenerId};
+use crate::event::EventSet;
+
+/// A stream of events from a [`Bus`](crate::Bus): `Arc<E>` from
+/// [`subscribe`](crate::Bus::subscribe), [`AnyEvent`](crate::AnyEvent) from
+/// [`subscribe_pattern`](crate::Bus::subscribe_pattern).
+///
+/// Yields `Ok(event)` in emit order, or `Err(Lagged(n))` when `n` events were missed because
+/// the queue was full, then carries on. Ends (`None`) after the bus shuts down or is dropped and
+/// the queued events have been read. Dropping it unsubscribes.
+pub struct Subscription<S: EventSet, T> {
+    id: ListenerId,
+    queue: Arc<Queue>,
+    bus: Weak<Inner<S>>,
+    convert: fn(Delivery) -> Option<T>,
+}
+
+impl<S: EventSet, T> Subscription<S, T> {
+    pub(super) fn new(
+        id: ListenerId,
+        queue: Arc<Queue>,
+        bus: Weak<Inner<S>>,
+        convert: fn(Delivery) -> Option<T>,
+    ) -> Self {
+        Subscription {
+            id,
+            queue,
+            bus,
+            convert,
+        }
+    }
+
+    /// The id [`Bus::off`](crate::Bus::off) accepts for this subscription.
+    pub fn id(&self) -> ListenerId {
+        self.id
+    }
+
+    /// The next event, or `Err(Lagged)` after missed events; `None` once the stream ended.
+    pub async fn recv(&mut self) -> Option<Result<T, Lagged>> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next event; see [`recv`](Self::recv).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Lagged>>> {
+        loop {
+            return match self.queue.poll_pop(cx) {
+                Poll::Ready(Some(Popped::Item(delivery))) => {
+                    self.queue.finish_one();
+                    match (self.convert)(delivery) {
+                        Some(item) => Poll::Ready(Some(Ok(item))),
+                        None => continue,
+                    }
+                }
+                Poll::Ready(Some(Popped::Lagged(n))) => Poll::Ready(Some(Err(Lagged(n)))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+
+    /// How many events are queued and not yet read.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether no event is waiting to be read.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<S: EventSet, T> Stream for Subscription<S, T> {
+    type Item = Result<T, Lagged>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+impl<S: EventSet, T> Drop for Subscription<S, T> {
+    fn drop(&mut self) {
+        self.queue.close();
+        if let Some(inner) = self.bus.upgrade() {
+            inner.off(self.id);
+        }
+    }
+}
+
+impl<S: EventSet, T> fmt::Debug for Subscription<S, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("queued", &self.queue.len())
+            .finish()
+    }
+}

@@ -1,0 +1,60 @@
+#![doc = include_str!("../../README.md")]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod bus;
+pub mod codec;
+pub mod event;
+mod signal;
+
+pub use crate::bus::{
+    Bus, BusBuilder, BusStats, Closed, DeliveryError, DeliveryErrorKind, Lagged, ListenerId,
+    ListenerResult, Overflow, Pattern, PatternError, QueueOptions, ShutdownReport, Subscription,
+    Unhandled,
+};
+pub use crate::event::{AnyEvent, Event, EventRef, EventSet, Member};
+pub use crate::signal::shutdown_signal;
+
+/// `#[derive(Event)]`: see [`event`](mod@crate::event) for the attributes.
+pub use tidings_derive::Event;
+/// `#[derive(EventSet)]`: see [`event`](mod@crate::event).
+pub use tidings_derive::EventSet;
+
+/// The names most code needs: `use tidings::prelude::*;`.
+pub mod prelude {
+    pub use crate::bus::{Bus, Overflow, QueueOptions};
+    pub use crate::event::{AnyEvent, Event, EventRef, EventSet, Member};
+    pub use tidings_derive::{Event, EventSet};
+}
+
+/// Support for generated code; not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    use std::fmt::Display;
+
+    use crate::codec::CodecError;
+
+    /// `const` string equality, for the duplicate-name check of `#[derive(EventSet)]`.
+    pub const fn str_eq(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    /// The text of an event key field.
+    pub fn key_to_string<T: Display + ?Sized>(value: &T) -> String {
+        value.to_string()
+    }
+
+    pub fn not_a_member() -> CodecError {
+        CodecError::new("the event is not a member of this event set")
+    }
+}
