@@ -99,7 +99,11 @@ fn generate(input: &DeriveInput, members: &[Member<'_>], no_codec: bool) -> Toke
         }
     };
     let visit = visit_body(quote!(self));
-    let visit_ref = visit_body(quote!(self));
+    let visit_ref = if members.is_empty() {
+        visit_body(quote!(*self))
+    } else {
+        visit_body(quote!(self))
+    };
 
     let codec = (!no_codec).then(|| {
         let encode_body = if members.is_empty() {

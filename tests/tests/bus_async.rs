@@ -1,0 +1,450 @@
+//! Async listeners, subscriptions, overflow policies, backpressure, settle and shutdown.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use tidings::{AnyEvent, Bus, Closed, Lagged, Overflow, QueueOptions};
+use tidings_tests::{user, Events, OrderPlaced, OrderShipped, Tick, UserCreated, UserDeleted};
+use tokio::sync::Semaphore;
+
+/// Collects every delivery error as (event, kind) text.
+fn error_log(bus: &Bus<Events>) -> Arc<Mutex<Vec<String>>> {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let l = Arc::clone(&log);
+    bus.on_error(move |e| l.lock().push(format!("{}: {:?}", e.event(), e.kind())));
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_listeners_keep_emit_order_over_100k_events() {
+    let bus = Bus::<Events>::new();
+    let seen: Vec<Arc<Mutex<Vec<u64>>>> = (0..3).map(|_| Arc::default()).collect();
+    for s in &seen {
+        let s = Arc::clone(s);
+        bus.on_async(move |t: Arc<Tick>| {
+            let s = Arc::clone(&s);
+            async move { s.lock().push(t.0) }
+        });
+    }
+    for i in 0..100_000 {
+        bus.emit_async(Tick(i)).await.unwrap();
+    }
+    bus.settle().await;
+    let expected: Vec<u64> = (0..100_000).collect();
+    for s in &seen {
+        assert_eq!(*s.lock(), expected);
+    }
+    let stats = bus.stats();
+    assert_eq!(stats.dropped, 0);
+    assert_eq!(stats.handled, 300_000);
+    assert_eq!(stats.queued, 0);
+}
+
+#[tokio::test]
+async fn async_fanout_shares_one_arc() {
+    let bus = Bus::<Events>::new();
+    let ptrs = Arc::new(Mutex::new(Vec::new()));
+    for _ in 0..4 {
+        let p = Arc::clone(&ptrs);
+        bus.on_async(move |e: Arc<UserCreated>| {
+            let p = Arc::clone(&p);
+            async move { p.lock().push(Arc::as_ptr(&e) as usize) }
+        });
+    }
+    assert_eq!(bus.emit(user(1)), 4);
+    bus.settle().await;
+    let ptrs = ptrs.lock();
+    assert_eq!(ptrs.len(), 4);
+    assert!(ptrs.iter().all(|p| *p == ptrs[0]));
+}
+
+#[tokio::test]
+async fn settle_waits_for_cascades() {
+    let bus = Bus::<Events>::new();
+    let done = Arc::new(AtomicUsize::new(0));
+    let b = bus.clone();
+    bus.on_async(move |e: Arc<UserCreated>| {
+        let b = b.clone();
+        async move {
+            tokio::task::yield_now().await;
+            b.emit(UserDeleted { id: e.id });
+        }
+    });
+    let d = Arc::clone(&done);
+    bus.on_async(move |_: Arc<UserDeleted>| {
+        let d = Arc::clone(&d);
+        async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            d.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    for i in 0..10 {
+        bus.emit(user(i));
+    }
+    bus.settle().await;
+    assert_eq!(done.load(Ordering::SeqCst), 10);
+}
+
+#[tokio::test]
+async fn settle_on_a_quiet_bus_returns_at_once() {
+    let bus = Bus::<Events>::new();
+    bus.settle().await;
+    bus.on_async(|_: Arc<Tick>| async {});
+    bus.settle().await;
+}
+
+#[tokio::test]
+async fn async_errors_and_panics_reach_on_error_and_the_listener_goes_on() {
+    let bus = Bus::<Events>::new();
+    let errors = error_log(&bus);
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let h = Arc::clone(&handled);
+    bus.on_async(move |t: Arc<Tick>| {
+        let h = Arc::clone(&h);
+        async move {
+            match t.0 {
+                1 => Err(format!("tick {} failed", t.0)),
+                2 => panic!("tick 2 panicked"),
+                n => {
+                    h.lock().push(n);
+                    Ok(())
+                }
+            }
+        }
+    });
+    for i in 0..4 {
+        bus.emit(Tick(i));
+    }
+    bus.settle().await;
+    assert_eq!(*handled.lock(), [0, 3]);
+    let errors = errors.lock();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].contains("tick 1 failed"));
+    assert!(errors[1].contains("Panicked(\"tick 2 panicked\")"));
+    let stats = bus.stats();
+    assert_eq!((stats.failed, stats.panicked, stats.handled), (1, 1, 2));
+}
+
+/// An async listener that waits for a permit per event, so tests decide when it makes progress.
+fn gated(bus: &Bus<Events>, options: QueueOptions) -> (Arc<Semaphore>, Arc<Mutex<Vec<u64>>>) {
+    let gate = Arc::new(Semaphore::new(0));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (g, s) = (Arc::clone(&gate), Arc::clone(&seen));
+    bus.on_async_with(options, move |t: Arc<Tick>| {
+        let (g, s) = (Arc::clone(&g), Arc::clone(&s));
+        async move {
+            g.acquire().await.unwrap().forget();
+            s.lock().push(t.0);
+        }
+    });
+    (gate, seen)
+}
+
+/// Lets the listener task pick up its first event, so the queue holds exactly what follows.
+async fn let_listener_start() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn overflow_drop_oldest() {
+    let bus = Bus::<Events>::new();
+    let errors = error_log(&bus);
+    let opts = QueueOptions::new()
+        .capacity(2)
+        .overflow(Overflow::DropOldest);
+    let (gate, seen) = gated(&bus, opts);
+    bus.emit(Tick(0));
+    let_listener_start().await; // tick 0 is being handled
+    for i in 1..=4 {
+        assert_eq!(
+            bus.emit(Tick(i)),
+            1,
+            "drop-oldest always queues the new event"
+        );
+    }
+    gate.add_permits(10);
+    bus.settle().await;
+    assert_eq!(*seen.lock(), [0, 3, 4]);
+    assert_eq!(errors.lock().len(), 2, "{:?}", errors.lock());
+    assert!(errors.lock()[0].contains("Overflow(DropOldest)"));
+    assert_eq!(bus.stats().dropped, 2);
+}
+
+#[tokio::test]
+async fn overflow_drop_newest() {
+    let bus = Bus::<Events>::new();
+    let errors = error_log(&bus);
+    let opts = QueueOptions::new()
+        .capacity(2)
+        .overflow(Overflow::DropNewest);
+    let (gate, seen) = gated(&bus, opts);
+    bus.emit(Tick(0));
+    let_listener_start().await;
+    let reached: Vec<usize> = (1..=4).map(|i| bus.emit(Tick(i))).collect();
+    assert_eq!(reached, [1, 1, 0, 0]);
+    gate.add_permits(10);
+    bus.settle().await;
+    assert_eq!(*seen.lock(), [0, 1, 2]);
+    assert_eq!(
+        *errors.lock(),
+        ["tick: Overflow(DropNewest)", "tick: Overflow(DropNewest)"]
+    );
+    assert_eq!(bus.stats().dropped, 2);
+}
+
+#[tokio::test]
+async fn overflow_fail_never_waits() {
+    let bus = Bus::<Events>::new();
+    let errors = error_log(&bus);
+    let opts = QueueOptions::new().capacity(1).overflow(Overflow::Fail);
+    let (gate, seen) = gated(&bus, opts);
+    bus.emit(Tick(0));
+    let_listener_start().await;
+    assert_eq!(bus.emit(Tick(1)), 1);
+    // Even emit_async does not wait on a Fail queue: it reports and returns.
+    assert_eq!(bus.emit_async(Tick(2)).await.unwrap(), 0);
+    gate.add_permits(10);
+    bus.settle().await;
+    assert_eq!(*seen.lock(), [0, 1]);
+    assert_eq!(*errors.lock(), ["tick: Overflow(Fail)"]);
+}
+
+#[tokio::test]
+async fn overflow_wait_makes_emit_async_wait_and_reports_sync_emits() {
+    let bus = Bus::<Events>::new();
+    let errors = error_log(&bus);
+    let opts = QueueOptions::new().capacity(1).overflow(Overflow::Wait);
+    let (gate, seen) = gated(&bus, opts);
+    bus.emit(Tick(0));
+    let_listener_start().await;
+    assert_eq!(bus.emit(Tick(1)), 1);
+    // A sync emit cannot wait: the overflow is reported, never silent.
+    assert_eq!(bus.emit(Tick(99)), 0);
+    assert_eq!(*errors.lock(), ["tick: Overflow(Wait)"]);
+
+    // emit_async waits until the listener makes room.
+    let b = bus.clone();
+    let producer = tokio::spawn(async move { b.emit_async(Tick(2)).await });
+    let_listener_start().await;
+    assert!(
+        !producer.is_finished(),
+        "emit_async must wait while the queue is full"
+    );
+    gate.add_permits(10);
+    assert_eq!(producer.await.unwrap().unwrap(), 1);
+    bus.settle().await;
+    assert_eq!(*seen.lock(), [0, 1, 2]);
+    assert_eq!(errors.lock().len(), 1);
+}
+
+#[tokio::test]
+async fn backpressure_bounds_memory() {
+    let bus = Bus::<Events>::new();
+    let opts = QueueOptions::new().capacity(8);
+    let max_queued = Arc::new(AtomicUsize::new(0));
+    let b = bus.clone();
+    let m = Arc::clone(&max_queued);
+    bus.on_async_with(opts, move |_: Arc<Tick>| {
+        let (b, m) = (b.clone(), Arc::clone(&m));
+        async move {
+            m.fetch_max(b.stats().queued as usize, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+        }
+    });
+    for i in 0..2_000 {
+        bus.emit_async(Tick(i)).await.unwrap();
+    }
+    bus.settle().await;
+    assert!(max_queued.load(Ordering::SeqCst) <= 8);
+    assert_eq!(bus.stats().handled, 2_000);
+    assert_eq!(bus.stats().dropped, 0);
+}
+
+#[tokio::test]
+async fn subscriptions_stream_in_order_and_unsubscribe_on_drop() {
+    let bus = Bus::<Events>::new();
+    let mut sub = bus.subscribe::<Tick>();
+    assert_eq!(bus.listener_count::<Tick>(), 1);
+    for i in 0..100 {
+        bus.emit(Tick(i));
+    }
+    assert_eq!(sub.len(), 100);
+    let got: Vec<u64> = (&mut sub).take(100).map(|t| t.unwrap().0).collect().await;
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+    drop(sub);
+    assert_eq!(bus.listener_count::<Tick>(), 0);
+    assert_eq!(bus.emit(Tick(1)), 0);
+}
+
+#[tokio::test]
+async fn subscriptions_report_lag() {
+    let bus = Bus::<Events>::new();
+    let opts = QueueOptions::new()
+        .capacity(4)
+        .overflow(Overflow::DropOldest);
+    let mut sub = bus.subscribe_with::<Tick>(opts);
+    for i in 0..10 {
+        bus.emit(Tick(i));
+    }
+    assert_eq!(sub.recv().await.unwrap(), Err(Lagged(6)));
+    for i in 6..10 {
+        assert_eq!(sub.recv().await.unwrap().unwrap().0, i);
+    }
+    assert_eq!(bus.stats().dropped, 6);
+
+    let opts = QueueOptions::new()
+        .capacity(2)
+        .overflow(Overflow::DropNewest);
+    let mut sub = bus.subscribe_with::<UserCreated>(opts);
+    for i in 0..5 {
+        bus.emit(user(i));
+    }
+    assert_eq!(sub.recv().await.unwrap(), Err(Lagged(3)));
+    assert_eq!(sub.recv().await.unwrap().unwrap().id, 0);
+    assert_eq!(sub.recv().await.unwrap().unwrap().id, 1);
+}
+
+#[tokio::test]
+async fn pattern_subscriptions_and_async_pattern_listeners() {
+    let bus = Bus::<Events>::new();
+    let mut orders = bus
+        .subscribe_pattern("order.*", QueueOptions::new())
+        .unwrap();
+    let names = Arc::new(Mutex::new(Vec::new()));
+    let n = Arc::clone(&names);
+    bus.on_pattern_async("#", QueueOptions::new(), move |e: AnyEvent<Events>| {
+        let n = Arc::clone(&n);
+        async move { n.lock().push(e.name()) }
+    })
+    .unwrap();
+    bus.emit(user(1));
+    bus.emit(OrderPlaced {
+        order: 5,
+        cents: 100,
+    });
+    bus.emit(OrderShipped { order: 5 });
+    bus.settle().await;
+    let first = orders.recv().await.unwrap().unwrap();
+    assert_eq!(first.name(), "order.placed");
+    assert_eq!(first.downcast::<OrderPlaced>().unwrap().order, 5);
+    let second = orders.recv().await.unwrap().unwrap();
+    assert!(second.clone().downcast::<OrderPlaced>().is_err());
+    assert_eq!(second.downcast::<OrderShipped>().unwrap().order, 5);
+    assert_eq!(
+        *names.lock(),
+        ["user.created", "order.placed", "order.shipped"]
+    );
+    assert!(bus
+        .subscribe_pattern("order.*x", QueueOptions::new())
+        .is_err());
+}
+
+#[tokio::test]
+async fn off_lets_an_async_listener_finish_its_queue() {
+    let bus = Bus::<Events>::new();
+    let (gate, seen) = gated(&bus, QueueOptions::new());
+    let id = bus.event_names();
+    assert_eq!(id, ["tick"]);
+    for i in 0..5 {
+        bus.emit(Tick(i));
+    }
+    bus.clear();
+    assert_eq!(bus.emit(Tick(5)), 0);
+    gate.add_permits(10);
+    bus.settle().await;
+    assert_eq!(*seen.lock(), [0, 1, 2, 3, 4]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_drains_queues_and_rejects_later_emits() {
+    let bus = Bus::<Events>::new();
+    let errors = error_log(&bus);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    bus.on_async(move |t: Arc<Tick>| {
+        let s = Arc::clone(&s);
+        async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            s.lock().push(t.0);
+        }
+    });
+    let mut sub = bus.subscribe::<Tick>();
+    for i in 0..5 {
+        bus.emit(Tick(i));
+    }
+    let report = bus.shutdown(Duration::from_secs(1)).await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(*seen.lock(), [0, 1, 2, 3, 4]);
+    assert!(bus.is_closed());
+
+    // The subscription still yields what it had, then ends.
+    let mut got = Vec::new();
+    while let Some(t) = sub.recv().await {
+        got.push(t.unwrap().0);
+    }
+    assert_eq!(got, [0, 1, 2, 3, 4]);
+
+    assert_eq!(bus.emit(Tick(9)), 0);
+    assert_eq!(errors.lock().as_slice(), ["tick: Closed"]);
+    assert_eq!(bus.emit_async(Tick(10)).await, Err(Closed(Tick(10))));
+    assert_eq!(bus.stats().rejected, 1);
+    assert!(bus.shutdown(Duration::from_secs(1)).await.is_clean());
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_reports_what_missed_the_deadline() {
+    let bus = Bus::<Events>::new();
+    let slow = bus.on_async(|_: Arc<Tick>| async {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    bus.on_async(|_: Arc<UserCreated>| async {});
+    for i in 0..3 {
+        bus.emit(Tick(i));
+    }
+    bus.emit(user(1));
+    let_listener_start().await;
+    let report = bus.shutdown(Duration::from_secs(5)).await;
+    let unhandled: Vec<_> = report
+        .unhandled
+        .iter()
+        .map(|u| (u.listener, u.event, u.count))
+        .collect();
+    assert_eq!(unhandled, [(slow, "tick", 3)]);
+    assert_eq!(report.unhandled_count(), 3);
+}
+
+#[tokio::test]
+async fn dropping_the_bus_ends_listener_tasks() {
+    let bus = Bus::<Events>::new();
+    let flag = Arc::new(());
+    let f = Arc::clone(&flag);
+    bus.on_async(move |_: Arc<Tick>| {
+        let _keep = Arc::clone(&f);
+        async {}
+    });
+    let mut sub = bus.subscribe::<Tick>();
+    bus.emit(Tick(1));
+    drop(bus);
+    assert_eq!(sub.recv().await.unwrap().unwrap().0, 1);
+    assert!(sub.recv().await.is_none(), "the stream ends with the bus");
+    // The task drops its listener (and so `f`) when it ends.
+    for _ in 0..100 {
+        if Arc::strong_count(&flag) == 1 {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the listener task did not end");
+}
+
+#[test]
+#[should_panic(expected = "inside a tokio runtime")]
+fn on_async_outside_a_runtime_says_why() {
+    let bus = Bus::<Events>::new();
+    bus.on_async(|_: Arc<Tick>| async {});
+}
