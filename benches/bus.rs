@@ -1,1 +1,246 @@
-fn main() {}
+//! The bus beside its floors and peers, in one run.
+//!
+//! - `sync_emit/*`: `Bus::emit` to 1, 10, 100 sync listeners vs a hand-written loop over
+//!   `Vec<Box<dyn Fn(&E)>>` (the floor).
+//! - `zero_listeners`: `Bus::emit` with nobody listening.
+//! - `pattern_vs_exact`: one pattern listener vs one exact listener on the same event.
+//! - `async_fanout/*`: 1, 4, 16 async subscribers vs `tokio::sync::broadcast` with as many
+//!   receivers; throughput is per delivered event.
+//!
+//! Run with `cargo bench -p tidings-benches --bench bus`; figures in `benches/README.md`.
+
+// criterion's macros generate undocumented public functions.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use tidings::prelude::*;
+use tokio::sync::{broadcast, Barrier};
+
+#[derive(Debug, Clone, Copy, Event)]
+struct Tick(u64);
+
+#[derive(Debug, Clone, Copy, Event)]
+struct Other(u64);
+
+#[derive(EventSet)]
+#[event_set(no_codec)]
+enum Events {
+    Tick(Tick),
+    Other(Other),
+}
+
+/// The floor: what a hand-written listener list holds.
+type FloorListener = Box<dyn Fn(&Tick) + Send + Sync>;
+
+fn sync_emit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sync_emit");
+    for listeners in [1usize, 10, 100] {
+        group.throughput(Throughput::Elements(listeners as u64));
+
+        let floor: Vec<FloorListener> = (0..listeners)
+            .map(|_| {
+                Box::new(|e: &Tick| {
+                    black_box(e.0);
+                }) as FloorListener
+            })
+            .collect();
+        group.bench_with_input(
+            BenchmarkId::new("floor_vec_box_dyn_fn", listeners),
+            &floor,
+            |b, floor| {
+                let mut i = 0;
+                b.iter(|| {
+                    i += 1;
+                    let event = Tick(black_box(i));
+                    for listener in floor.iter() {
+                        listener(&event);
+                    }
+                })
+            },
+        );
+
+        let bus = Bus::<Events>::new();
+        for _ in 0..listeners {
+            bus.on(|e: &Tick| {
+                black_box(e.0);
+            });
+        }
+        group.bench_with_input(
+            BenchmarkId::new("tidings_emit", listeners),
+            &bus,
+            |b, bus| {
+                let mut i = 0;
+                b.iter(|| {
+                    i += 1;
+                    bus.emit(Tick(black_box(i)))
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn zero_listeners(c: &mut Criterion) {
+    let bus = Bus::<Events>::new();
+    bus.on(|e: &Other| {
+        black_box(e.0);
+    });
+    c.bench_function("zero_listeners/tidings_emit", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i += 1;
+            bus.emit(Tick(black_box(i)))
+        })
+    });
+}
+
+fn pattern_vs_exact(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pattern_vs_exact");
+    let exact = Bus::<Events>::new();
+    exact.on(|e: &Tick| {
+        black_box(e.0);
+    });
+    let pattern = Bus::<Events>::new();
+    pattern
+        .on_pattern("*", |e: EventRef<'_, Events>| {
+            black_box(e.index());
+        })
+        .unwrap();
+    for (name, bus) in [("exact", &exact), ("pattern", &pattern)] {
+        group.bench_function(name, |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i += 1;
+                bus.emit(Tick(black_box(i)))
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Events per measured batch in the fan-out benchmarks; below the queue capacities, so no
+/// broadcast receiver lags and no tidings emit waits.
+const BATCH: u64 = 1000;
+const CAPACITY: usize = 1024;
+
+fn async_fanout(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("async_fanout");
+    group.measurement_time(Duration::from_secs(5));
+    for subscribers in [1usize, 4, 16] {
+        group.throughput(Throughput::Elements(BATCH * subscribers as u64));
+
+        // tokio broadcast: long-lived receiver tasks; a barrier marks the end of each batch.
+        group.bench_function(BenchmarkId::new("tokio_broadcast", subscribers), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let (tx, _) = broadcast::channel::<Arc<Tick>>(CAPACITY);
+                    let barrier = Arc::new(Barrier::new(subscribers + 1));
+                    let tasks: Vec<_> = (0..subscribers)
+                        .map(|_| {
+                            let mut rx = tx.subscribe();
+                            let barrier = Arc::clone(&barrier);
+                            tokio::spawn(async move {
+                                for _ in 0..iters {
+                                    for _ in 0..BATCH {
+                                        black_box(rx.recv().await.unwrap().0);
+                                    }
+                                    barrier.wait().await;
+                                }
+                            })
+                        })
+                        .collect();
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        for i in 0..BATCH {
+                            tx.send(Arc::new(Tick(i))).unwrap();
+                        }
+                        barrier.wait().await;
+                    }
+                    let elapsed = start.elapsed();
+                    for t in tasks {
+                        t.await.unwrap();
+                    }
+                    elapsed
+                })
+            })
+        });
+
+        // tidings subscriptions: the same shape as broadcast (receiver tasks + barrier).
+        group.bench_function(BenchmarkId::new("tidings_subscribe", subscribers), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let bus = Bus::<Events>::builder().queue_capacity(CAPACITY).build();
+                    let barrier = Arc::new(Barrier::new(subscribers + 1));
+                    let tasks: Vec<_> = (0..subscribers)
+                        .map(|_| {
+                            let mut sub = bus.subscribe::<Tick>();
+                            let barrier = Arc::clone(&barrier);
+                            tokio::spawn(async move {
+                                for _ in 0..iters {
+                                    for _ in 0..BATCH {
+                                        black_box(sub.recv().await.unwrap().unwrap().0);
+                                    }
+                                    barrier.wait().await;
+                                }
+                            })
+                        })
+                        .collect();
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        for i in 0..BATCH {
+                            bus.emit(Tick(i));
+                        }
+                        barrier.wait().await;
+                    }
+                    let elapsed = start.elapsed();
+                    for t in tasks {
+                        t.await.unwrap();
+                    }
+                    elapsed
+                })
+            })
+        });
+
+        // tidings on_async listeners; settle() marks the end of each batch.
+        group.bench_function(BenchmarkId::new("tidings_on_async", subscribers), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let bus = Bus::<Events>::builder().queue_capacity(CAPACITY).build();
+                    for _ in 0..subscribers {
+                        bus.on_async(|e: Arc<Tick>| async move {
+                            black_box(e.0);
+                        });
+                    }
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        for i in 0..BATCH {
+                            bus.emit(Tick(i));
+                        }
+                        bus.settle().await;
+                    }
+                    let elapsed = start.elapsed();
+                    bus.shutdown(Duration::from_secs(5)).await;
+                    elapsed
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    sync_emit,
+    zero_listeners,
+    pattern_vs_exact,
+    async_fanout
+);
+criterion_main!(benches);

@@ -116,9 +116,7 @@ impl Pattern {
                     }
                 }
                 Word::One => {
-                    for j in 0..parts.len() {
-                        next[j + 1] = reach[j];
-                    }
+                    next[1..].copy_from_slice(&reach[..parts.len()]);
                 }
                 Word::Literal(lit) => {
                     for j in 0..parts.len() {
