@@ -3,7 +3,7 @@
 //!
 //! Use them through the `tidings` crate, which re-exports them (`tidings::Event`); the
 //! generated code refers to `::tidings`. Each macro parses its attributes into typed structs
-//! ([`attr`]), checks them, then generates code; every error found is reported, each spanned on
+//! (`attr.rs`), checks them, then generates code; every error found is reported, each spanned on
 //! the attribute or variant that caused it, and a stub impl is emitted beside the errors so that
 //! one mistake does not cascade into a screenful of secondary ones.
 
