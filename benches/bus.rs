@@ -130,6 +130,7 @@ const CAPACITY: usize = 1024;
 fn async_fanout(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_all()
         .build()
         .unwrap();
     let mut group = c.benchmark_group("async_fanout");

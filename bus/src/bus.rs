@@ -65,12 +65,12 @@ mod stats;
 mod subscription;
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -78,7 +78,7 @@ use arc_swap::ArcSwap;
 use futures_util::FutureExt;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
-use tokio::task::AbortHandle;
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 pub use self::error::{
@@ -261,12 +261,14 @@ enum Place {
 
 struct Task {
     queue: Arc<Queue>,
-    abort: AbortHandle,
-    /// Index of the event being handled, or `IDLE`.
-    current: Arc<AtomicUsize>,
+    handle: JoinHandle<()>,
+    /// Indices of the events the task held (handling or taken from its queue) when it was
+    /// cancelled; filled when its future is dropped.
+    leftover: Arc<Mutex<Vec<usize>>>,
 }
 
-const IDLE: usize = usize::MAX;
+/// How long `shutdown` waits for a cancelled listener task to be dropped.
+const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
 struct Inner<S: EventSet> {
     slots: Box<[SlotHeader<S>]>,
@@ -658,6 +660,9 @@ impl<S: EventSet> Bus<S> {
     /// and `emit_async` hands events back; subscriptions end after what they have queued; async
     /// listeners finish their queues. Waits up to `timeout` for them, then stops those still
     /// running and reports every event they did not handle. Calling it again is harmless.
+    ///
+    /// # Panics
+    /// Like `tokio::time::timeout`, when the runtime was built without its time driver.
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let deadline = tokio::time::Instant::now() + timeout;
         self.inner.shared.closed.store(true, Ordering::Release);
@@ -692,13 +697,14 @@ impl<S: EventSet> Bus<S> {
             self.inner.registry.lock().tasks.drain().collect();
         let mut counts: HashMap<(ListenerId, &'static str), usize> = HashMap::new();
         for (id, task) in stragglers {
-            task.abort.abort();
-            let current = task.current.load(Ordering::Acquire);
-            if let Some(name) = S::NAMES.get(current) {
-                *counts.entry((id, name)).or_default() += 1;
-            }
-            for d in task.queue.close_and_take() {
-                *counts.entry((id, S::NAMES[d.index])).or_default() += 1;
+            task.handle.abort();
+            // Cancellation takes effect at the task's next await; its drop guard then records
+            // what it held.
+            let _ = tokio::time::timeout(CANCEL_GRACE, task.handle).await;
+            let held = std::mem::take(&mut *task.leftover.lock());
+            let queued = task.queue.close_and_take().into_iter().map(|d| d.index);
+            for index in held.into_iter().chain(queued) {
+                *counts.entry((id, S::NAMES[index])).or_default() += 1;
             }
         }
         let mut unhandled: Vec<Unhandled> = counts
@@ -852,24 +858,24 @@ impl<S: EventSet> Bus<S> {
         };
         let mut reg = self.inner.registry.lock();
         let (id, queue) = self.add_queue(&mut reg, indices, exact, options, false);
-        let current = Arc::new(AtomicUsize::new(IDLE));
+        let leftover = Arc::default();
         let run = run_listener::<S, T, F, Fut>(
             id,
             Arc::clone(&queue),
             Arc::clone(&self.inner.shared),
             Arc::downgrade(&self.inner),
-            Arc::clone(&current),
+            Arc::clone(&leftover),
             convert,
             listener,
         );
         // Spawned under the lock so the task is in the registry before it can end.
-        let abort = runtime.spawn(run).abort_handle();
+        let handle = runtime.spawn(run);
         reg.tasks.insert(
             id,
             Task {
                 queue,
-                abort,
-                current,
+                handle,
+                leftover,
             },
         );
         id
@@ -901,7 +907,7 @@ async fn run_listener<S, T, F, Fut>(
     queue: Arc<Queue>,
     shared: Arc<Shared>,
     bus: Weak<Inner<S>>,
-    current: Arc<AtomicUsize>,
+    leftover: Arc<Mutex<Vec<usize>>>,
     convert: fn(Delivery) -> Option<T>,
     listener: F,
 ) where
@@ -910,13 +916,35 @@ async fn run_listener<S, T, F, Fut>(
     Fut: Future,
     Fut::Output: ListenerResult,
 {
-    while let Some(popped) = queue.pop().await {
+    /// What the task holds; if the task is cancelled, its drop records it for `shutdown`.
+    struct Held {
+        batch: VecDeque<Delivery>,
+        current: Option<usize>,
+        leftover: Arc<Mutex<Vec<usize>>>,
+    }
+    impl Drop for Held {
+        fn drop(&mut self) {
+            if self.current.is_some() || !self.batch.is_empty() {
+                let held = self
+                    .current
+                    .into_iter()
+                    .chain(self.batch.iter().map(|d| d.index));
+                self.leftover.lock().extend(held);
+            }
+        }
+    }
+    let mut held = Held {
+        batch: VecDeque::new(),
+        current: None,
+        leftover,
+    };
+    while let Some(popped) = queue.pop(&mut held.batch).await {
         // Task queues report overflow through `on_error` when it happens, not here.
         let Popped::Item(delivery) = popped else {
             continue;
         };
         let name = S::NAMES[delivery.index];
-        current.store(delivery.index, Ordering::Release);
+        held.current = Some(delivery.index);
         if let Some(item) = convert(delivery) {
             let span = tracing::trace_span!("tidings.handle", event = name, listener = %id);
             let outcome = call_async(&listener, item).instrument(span).await;
@@ -925,8 +953,12 @@ async fn run_listener<S, T, F, Fut>(
                 Err(kind) => shared.report(DeliveryError::new(name, Some(id), kind)),
             }
         }
-        current.store(IDLE, Ordering::Release);
+        held.current = None;
         queue.finish_one();
+        // `settle` only needs to look again once this batch is done.
+        if held.batch.is_empty() {
+            queue.signal_progress();
+        }
     }
     if let Some(inner) = bus.upgrade() {
         inner.registry.lock().tasks.remove(&id);

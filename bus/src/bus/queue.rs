@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use crate::event::ErasedArc;
@@ -127,6 +127,8 @@ struct State {
     pushed: u64,
     /// Events this stream's consumer has not been told it missed (stream queues only).
     lagged: u64,
+    /// Producers parked in `push_wait`.
+    waiting: usize,
     consumer: Option<Waker>,
 }
 
@@ -136,8 +138,11 @@ pub(crate) struct Queue {
     /// Stream queues report misses to the consumer as lag; task queues report them elsewhere.
     tracks_lag: bool,
     state: Mutex<State>,
+    /// Events the consumer has taken out of `items` and not yet finished with; written only by
+    /// the consumer, counted against the capacity by producers.
+    in_hand: AtomicUsize,
     space: Notify,
-    /// Events handled (or evicted) so far; `finished <= pushed`.
+    /// Events handled (or evicted) so far; `finished <= pushed`. Task queues only.
     finished: AtomicU64,
     progress: Arc<Progress>,
 }
@@ -159,8 +164,10 @@ impl Queue {
                 closed: false,
                 pushed: 0,
                 lagged: 0,
+                waiting: 0,
                 consumer: None,
             }),
+            in_hand: AtomicUsize::new(0),
             space: Notify::new(),
             finished: AtomicU64::new(0),
             progress,
@@ -175,31 +182,49 @@ impl Queue {
         self.overflow
     }
 
+    fn is_full(&self, state: &State) -> bool {
+        state.items.len() + self.in_hand.load(Ordering::Relaxed) >= self.capacity
+    }
+
     /// Queues `delivery` without waiting, applying the overflow policy when full.
     pub(crate) fn push(&self, delivery: Delivery) -> Result<Pushed, (Delivery, Rejected)> {
-        let mut state = self.state.lock();
+        let state = self.state.lock();
+        self.push_locked(state, delivery)
+    }
+
+    fn push_locked(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        delivery: Delivery,
+    ) -> Result<Pushed, (Delivery, Rejected)> {
         if state.closed {
             return Err((delivery, Rejected::Closed));
         }
         let mut outcome = Pushed::Queued;
-        if state.items.len() >= self.capacity {
-            match self.overflow {
-                Overflow::DropOldest => {
-                    if let Some(old) = state.items.pop_front() {
-                        outcome = Pushed::Evicted(old);
-                        if self.tracks_lag {
-                            state.lagged += 1;
-                        }
-                    }
-                }
-                Overflow::Wait | Overflow::DropNewest | Overflow::Fail => {
+        if self.is_full(&state) {
+            // Events the consumer already holds are never discarded: with nothing left in the
+            // queue to evict, `DropOldest` turns the new event away instead.
+            let evicted = match self.overflow {
+                Overflow::DropOldest => state.items.pop_front(),
+                Overflow::Wait | Overflow::DropNewest | Overflow::Fail => None,
+            };
+            match evicted {
+                Some(old) => {
+                    outcome = Pushed::Evicted(old);
                     if self.tracks_lag {
                         state.lagged += 1;
-                        let waker = state.consumer.take();
-                        drop(state);
-                        if let Some(w) = waker {
-                            w.wake();
-                        }
+                    }
+                }
+                None => {
+                    let waker = if self.tracks_lag {
+                        state.lagged += 1;
+                        state.consumer.take()
+                    } else {
+                        None
+                    };
+                    drop(state);
+                    if let Some(w) = waker {
+                        w.wake();
                     }
                     return Err((delivery, Rejected::Full));
                 }
@@ -209,8 +234,9 @@ impl Queue {
         state.pushed += 1;
         let waker = state.consumer.take();
         drop(state);
-        if matches!(outcome, Pushed::Evicted(_)) {
+        if matches!(outcome, Pushed::Evicted(_)) && !self.tracks_lag {
             self.finish_one();
+            self.signal_progress();
         }
         if let Some(w) = waker {
             w.wake();
@@ -223,56 +249,86 @@ impl Queue {
         &self,
         delivery: Delivery,
     ) -> Result<Pushed, (Delivery, Rejected)> {
+        struct Waiting<'a>(&'a Mutex<State>);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.lock().waiting -= 1;
+            }
+        }
         if self.overflow == Overflow::Fail {
             return self.push(delivery);
         }
         loop {
             let mut space = pin!(self.space.notified());
             {
-                let state = self.state.lock();
-                if state.closed || state.items.len() < self.capacity {
-                    drop(state);
-                    return self.push(delivery);
+                let mut state = self.state.lock();
+                if state.closed || !self.is_full(&state) {
+                    return self.push_locked(state, delivery);
                 }
-                // Registered before unlocking, so a pop right after cannot be missed.
+                // Registered before unlocking, so the consumer's next take cannot be missed.
                 space.as_mut().enable();
+                state.waiting += 1;
             }
+            let _waiting = Waiting(&self.state);
             space.await;
         }
     }
 
-    /// The consumer's side: the next item, lag report, or `None` once closed and drained.
-    pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Option<Popped>> {
+    /// The consumer's side. Serves from `batch` (the consumer's own buffer) and, when it is
+    /// empty, takes everything queued into it under one lock. Yields the next item, a lag
+    /// report, or `None` once the queue is closed and drained.
+    pub(crate) fn poll_pop(
+        &self,
+        cx: &mut Context<'_>,
+        batch: &mut VecDeque<Delivery>,
+    ) -> Poll<Option<Popped>> {
+        if let Some(item) = batch.pop_front() {
+            self.in_hand.store(batch.len(), Ordering::Relaxed);
+            return Poll::Ready(Some(Popped::Item(item)));
+        }
         let mut state = self.state.lock();
         if state.lagged > 0 {
             let n = std::mem::take(&mut state.lagged);
             return Poll::Ready(Some(Popped::Lagged(n)));
         }
-        if let Some(item) = state.items.pop_front() {
-            let was_full = state.items.len() + 1 == self.capacity;
+        if state.items.is_empty() {
+            if state.closed {
+                return Poll::Ready(None);
+            }
+            match &mut state.consumer {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
+            let notify = state.waiting > 0;
             drop(state);
-            if was_full {
+            if notify {
                 self.space.notify_waiters();
             }
-            return Poll::Ready(Some(Popped::Item(item)));
+            return Poll::Pending;
         }
-        if state.closed {
-            return Poll::Ready(None);
+        std::mem::swap(&mut state.items, batch);
+        let item = batch.pop_front();
+        self.in_hand.store(batch.len(), Ordering::Relaxed);
+        let notify = state.waiting > 0;
+        drop(state);
+        if notify {
+            self.space.notify_waiters();
         }
-        match &mut state.consumer {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
-        Poll::Pending
+        Poll::Ready(item.map(Popped::Item))
     }
 
-    pub(crate) async fn pop(&self) -> Option<Popped> {
-        std::future::poll_fn(|cx| self.poll_pop(cx)).await
+    pub(crate) async fn pop(&self, batch: &mut VecDeque<Delivery>) -> Option<Popped> {
+        std::future::poll_fn(|cx| self.poll_pop(cx, batch)).await
     }
 
-    /// Marks one popped item as handled (for `settle`).
+    /// Marks one popped item as handled (for `settle`); task queues only. Call
+    /// [`signal_progress`](Self::signal_progress) once the consumer's batch is done.
     pub(crate) fn finish_one(&self) {
         self.finished.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Wakes `settle` callers to look at `finished` again.
+    pub(crate) fn signal_progress(&self) {
         self.progress.advanced();
     }
 
@@ -289,12 +345,15 @@ impl Queue {
         }
     }
 
-    /// Closes the queue and takes what is still in it.
+    /// Closes the queue and takes what is still in it (not what the consumer holds).
     pub(crate) fn close_and_take(&self) -> Vec<Delivery> {
         self.close();
         let items: Vec<Delivery> = self.state.lock().items.drain(..).collect();
-        for _ in &items {
-            self.finish_one();
+        if !self.tracks_lag {
+            for _ in &items {
+                self.finish_one();
+            }
+            self.signal_progress();
         }
         items
     }
@@ -309,8 +368,9 @@ impl Queue {
         self.finished.load(Ordering::SeqCst)
     }
 
+    /// Events queued or held by the consumer and not yet handled.
     pub(crate) fn len(&self) -> usize {
-        self.state.lock().items.len()
+        self.state.lock().items.len() + self.in_hand.load(Ordering::Relaxed)
     }
 }
 
@@ -331,7 +391,14 @@ mod tests {
     }
 
     fn pop_now(q: &Queue) -> Option<Popped> {
-        match q.poll_pop(&mut Context::from_waker(noop_waker_ref())) {
+        // One item per take, so each test sees the queue as it is.
+        let mut batch = VecDeque::new();
+        let popped = q.poll_pop(&mut Context::from_waker(noop_waker_ref()), &mut batch);
+        for d in batch.into_iter().rev() {
+            q.state.lock().items.push_front(d);
+        }
+        q.in_hand.store(0, Ordering::Relaxed);
+        match popped {
             Poll::Ready(p) => p,
             Poll::Pending => panic!("queue would wait"),
         }
@@ -353,7 +420,37 @@ mod tests {
         assert!(matches!(pop_now(&q), Some(Popped::Lagged(1))));
         assert_eq!(pop_index(&q), 1);
         assert_eq!(pop_index(&q), 2);
+        assert_eq!(q.finished(), 0, "stream queues do not track finishing");
+
+        let q = queue(2, Overflow::DropOldest, false);
+        for i in 0..3 {
+            assert!(q.push(d(i)).is_ok());
+        }
         assert_eq!(q.finished(), 1, "the evicted item counts as finished");
+    }
+
+    #[test]
+    fn events_in_the_consumers_hand_count_against_capacity() {
+        let q = queue(3, Overflow::DropOldest, true);
+        for i in 0..3 {
+            q.push(d(i)).ok().unwrap();
+        }
+        let mut batch = VecDeque::new();
+        let cx = &mut Context::from_waker(noop_waker_ref());
+        assert!(matches!(
+            q.poll_pop(cx, &mut batch),
+            Poll::Ready(Some(Popped::Item(_)))
+        ));
+        assert_eq!(q.len(), 2, "two taken, not yet handled");
+        q.push(d(3)).ok().unwrap();
+        // Full again: the oldest *queued* event goes, never one the consumer holds.
+        assert!(matches!(
+            q.push(d(4)),
+            Ok(Pushed::Evicted(Delivery { index: 3, .. }))
+        ));
+        assert_eq!(q.len(), 3);
+        let held: Vec<usize> = batch.iter().map(|d| d.index).collect();
+        assert_eq!(held, [1, 2]);
     }
 
     #[test]

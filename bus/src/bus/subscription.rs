@@ -1,5 +1,6 @@
 //! Subscriptions: a bus's events as a `Stream`.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
@@ -21,6 +22,8 @@ use crate::event::EventSet;
 pub struct Subscription<S: EventSet, T> {
     id: ListenerId,
     queue: Arc<Queue>,
+    /// Events taken from the queue in one go and not yet yielded.
+    batch: VecDeque<Delivery>,
     bus: Weak<Inner<S>>,
     convert: fn(Delivery) -> Option<T>,
 }
@@ -35,6 +38,7 @@ impl<S: EventSet, T> Subscription<S, T> {
         Subscription {
             id,
             queue,
+            batch: VecDeque::new(),
             bus,
             convert,
         }
@@ -53,14 +57,11 @@ impl<S: EventSet, T> Subscription<S, T> {
     /// Polls for the next event; see [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Lagged>>> {
         loop {
-            return match self.queue.poll_pop(cx) {
-                Poll::Ready(Some(Popped::Item(delivery))) => {
-                    self.queue.finish_one();
-                    match (self.convert)(delivery) {
-                        Some(item) => Poll::Ready(Some(Ok(item))),
-                        None => continue,
-                    }
-                }
+            return match self.queue.poll_pop(cx, &mut self.batch) {
+                Poll::Ready(Some(Popped::Item(delivery))) => match (self.convert)(delivery) {
+                    Some(item) => Poll::Ready(Some(Ok(item))),
+                    None => continue,
+                },
                 Poll::Ready(Some(Popped::Lagged(n))) => Poll::Ready(Some(Err(Lagged(n)))),
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
