@@ -1,6 +1,7 @@
 #![doc = include_str!("../../README.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod actor;
 pub mod bus;
 pub mod codec;
 pub mod event;
@@ -21,6 +22,7 @@ pub use tidings_derive::EventSet;
 
 /// The names most code needs: `use tidings::prelude::*;`.
 pub mod prelude {
+    pub use crate::actor::{Actor, ActorRef, ActorSystem, Context, Handler, Message};
     pub use crate::bus::{Bus, Overflow, QueueOptions};
     pub use crate::event::{AnyEvent, Event, EventRef, EventSet, Member};
     pub use tidings_derive::{Event, EventSet};

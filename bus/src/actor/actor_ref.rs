@@ -1,0 +1,247 @@
+//! Addresses of actors: typed [`ActorRef`], type-erased [`Recipient`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::envelope::{Ask, BoxEnvelope, BoxFuture, Tell};
+use super::error::{AskError, SendError, StopReason, TrySendError};
+use super::mailbox::{MailboxTx, TrySend};
+use super::run::{Cell, Signal};
+use super::{Actor, Handler, Message};
+
+/// Identifies an actor within its process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ActorId(pub(crate) u64);
+
+impl fmt::Display for ActorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "actor#{}", self.0)
+    }
+}
+
+/// A typed address of an actor `A`: cheap to clone, valid after the actor stops (sends then
+/// fail with the message handed back).
+pub struct ActorRef<A: Actor> {
+    pub(crate) tx: MailboxTx<A>,
+    pub(crate) cell: Arc<Cell>,
+}
+
+impl<A: Actor> Clone for ActorRef<A> {
+    fn clone(&self) -> Self {
+        ActorRef {
+            tx: self.tx.clone(),
+            cell: Arc::clone(&self.cell),
+        }
+    }
+}
+
+impl<A: Actor> fmt::Debug for ActorRef<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActorRef")
+            .field("id", &self.cell.id)
+            .field("actor", &self.cell.name)
+            .finish()
+    }
+}
+
+/// Takes the message back out of an envelope that could not be sent.
+fn recover<E: 'static>(envelope: Box<dyn std::any::Any + Send>) -> E {
+    match envelope.downcast::<E>() {
+        Ok(e) => *e,
+        Err(_) => unreachable!("an envelope is handed back with the type it was sent with"),
+    }
+}
+
+impl<A: Actor> ActorRef<A> {
+    /// The actor's id.
+    pub fn id(&self) -> ActorId {
+        self.cell.id
+    }
+
+    /// Sends `message`, waiting while the mailbox is full.
+    ///
+    /// # Errors
+    /// [`SendError`] with the message when the actor has stopped (or is draining its mailbox
+    /// to stop).
+    pub async fn tell<M>(&self, message: M) -> Result<(), SendError<M>>
+    where
+        M: Message,
+        A: Handler<M>,
+    {
+        let envelope: BoxEnvelope<A> = Box::new(Tell(message));
+        self.tx
+            .send(envelope)
+            .await
+            .map_err(|e| SendError(recover::<Tell<M>>(e.into_any()).0))
+    }
+
+    /// Sends `message` if the mailbox has room, without waiting.
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`] or [`TrySendError::Closed`], with the message.
+    pub fn try_tell<M>(&self, message: M) -> Result<(), TrySendError<M>>
+    where
+        M: Message,
+        A: Handler<M>,
+    {
+        let envelope: BoxEnvelope<A> = Box::new(Tell(message));
+        self.tx.try_send(envelope).map_err(|(e, why)| {
+            let message = recover::<Tell<M>>(e.into_any()).0;
+            match why {
+                TrySend::Full => TrySendError::Full(message),
+                TrySend::Closed => TrySendError::Closed(message),
+            }
+        })
+    }
+
+    /// Sends `message` (waiting while the mailbox is full) and waits for the reply.
+    ///
+    /// # Errors
+    /// [`AskError::Closed`] with the message when the actor had stopped;
+    /// [`AskError::NoReply`] when it stopped, panicked or restarted before replying.
+    pub async fn ask<M>(&self, message: M) -> Result<M::Reply, AskError<M>>
+    where
+        M: Message,
+        A: Handler<M>,
+    {
+        let (reply, answer) = oneshot::channel();
+        let envelope: BoxEnvelope<A> = Box::new(Ask(message, reply));
+        if let Err(e) = self.tx.send(envelope).await {
+            return Err(AskError::Closed(recover::<Ask<M>>(e.into_any()).0));
+        }
+        answer.await.map_err(|_| AskError::NoReply)
+    }
+
+    /// [`ask`](Self::ask) with a deadline covering both the wait for mailbox space and the
+    /// wait for the reply.
+    ///
+    /// # Errors
+    /// As `ask`, plus [`AskError::Timeout`]; the message may still be handled after it.
+    pub async fn ask_timeout<M>(
+        &self,
+        message: M,
+        timeout: Duration,
+    ) -> Result<M::Reply, AskError<M>>
+    where
+        M: Message,
+        A: Handler<M>,
+    {
+        tokio::time::timeout(timeout, self.ask(message))
+            .await
+            .unwrap_or(Err(AskError::Timeout))
+    }
+
+    /// Asks the actor to stop gracefully: it refuses new messages, runs `stopping`, handles
+    /// what is already queued, then runs `stopped`. Returns at once; see
+    /// [`wait_stopped`](Self::wait_stopped).
+    pub fn stop(&self) {
+        self.cell.signal(Signal::Stop(StopReason::Normal));
+    }
+
+    /// Stops the actor after its current message, without handling the rest of its mailbox
+    /// (reported as dead letters; pending asks get [`AskError::NoReply`]).
+    pub fn kill(&self) {
+        self.cell.signal(Signal::Kill(StopReason::Killed));
+    }
+
+    /// Waits until the actor has stopped for good (after any restarts) and returns why.
+    pub async fn wait_stopped(&self) -> StopReason {
+        self.cell.wait_exit().await
+    }
+
+    /// Whether the actor is still running (or restarting).
+    pub fn is_alive(&self) -> bool {
+        self.cell.exit_reason().is_none()
+    }
+
+    /// A type-erased address for one message type.
+    pub fn recipient<M>(&self) -> Recipient<M>
+    where
+        M: Message,
+        A: Handler<M>,
+    {
+        Recipient {
+            inner: Arc::new(self.clone()),
+        }
+    }
+}
+
+/// An address of any actor that handles `M`; from [`ActorRef::recipient`].
+pub struct Recipient<M: Message> {
+    inner: Arc<dyn ErasedRef<M>>,
+}
+
+impl<M: Message> Clone for Recipient<M> {
+    fn clone(&self) -> Self {
+        Recipient {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<M: Message> fmt::Debug for Recipient<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recipient")
+            .field("id", &self.inner.id())
+            .finish()
+    }
+}
+
+impl<M: Message> Recipient<M> {
+    /// The actor's id.
+    pub fn id(&self) -> ActorId {
+        self.inner.id()
+    }
+
+    /// See [`ActorRef::tell`].
+    ///
+    /// # Errors
+    /// [`SendError`] with the message when the actor has stopped.
+    pub async fn tell(&self, message: M) -> Result<(), SendError<M>> {
+        self.inner.tell(message).await
+    }
+
+    /// See [`ActorRef::try_tell`].
+    ///
+    /// # Errors
+    /// [`TrySendError`] with the message when the mailbox is full or the actor stopped.
+    pub fn try_tell(&self, message: M) -> Result<(), TrySendError<M>> {
+        self.inner.try_tell(message)
+    }
+
+    /// See [`ActorRef::ask`].
+    ///
+    /// # Errors
+    /// As [`ActorRef::ask`].
+    pub async fn ask(&self, message: M) -> Result<M::Reply, AskError<M>> {
+        self.inner.ask(message).await
+    }
+}
+
+trait ErasedRef<M: Message>: Send + Sync {
+    fn id(&self) -> ActorId;
+    fn tell(&self, message: M) -> BoxFuture<'_, Result<(), SendError<M>>>;
+    fn try_tell(&self, message: M) -> Result<(), TrySendError<M>>;
+    fn ask(&self, message: M) -> BoxFuture<'_, Result<M::Reply, AskError<M>>>;
+}
+
+impl<A: Handler<M>, M: Message> ErasedRef<M> for ActorRef<A> {
+    fn id(&self) -> ActorId {
+        ActorRef::id(self)
+    }
+
+    fn tell(&self, message: M) -> BoxFuture<'_, Result<(), SendError<M>>> {
+        Box::pin(ActorRef::tell(self, message))
+    }
+
+    fn try_tell(&self, message: M) -> Result<(), TrySendError<M>> {
+        ActorRef::try_tell(self, message)
+    }
+
+    fn ask(&self, message: M) -> BoxFuture<'_, Result<M::Reply, AskError<M>>> {
+        Box::pin(ActorRef::ask(self, message))
+    }
+}

@@ -1,0 +1,308 @@
+//! The actor task: lifecycle, message loop, restarts, and what happens at the end.
+//!
+//! Each actor is one tokio task running [`run`]. Who touches what:
+//! - the mailbox receiver and the actor value belong to the task alone;
+//! - [`Cell`] is shared by every `ActorRef`, the system and supervisors: control signals go in
+//!   (`signal`), the final stop reason comes out (`exit`). Its locks are held for a few
+//!   instructions, never across an `.await` or while user code runs.
+
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use super::envelope::BoxEnvelope;
+use super::error::StopReason;
+use super::mailbox::MailboxRx;
+use super::supervisor::Supervisor;
+use super::{Actor, ActorId, ActorRef, ActorSystem, Context, PanicAction};
+use crate::bus::panic_message;
+
+/// A control request to the actor task.
+pub(crate) enum Signal {
+    /// Start over with a fresh instance (one-for-all sibling restart).
+    Restart,
+    /// Stop gracefully: drain the mailbox.
+    Stop(StopReason),
+    /// Stop after the current message.
+    Kill(StopReason),
+}
+
+impl Signal {
+    fn rank(&self) -> u8 {
+        match self {
+            Signal::Restart => 1,
+            Signal::Stop(_) => 2,
+            Signal::Kill(_) => 3,
+        }
+    }
+}
+
+/// The part of an actor every reference shares.
+pub(crate) struct Cell {
+    pub(crate) id: ActorId,
+    /// The actor's type name.
+    pub(crate) name: &'static str,
+    /// Mirrors `pending.is_some()`, so the message loop checks for signals with one load.
+    has_signal: AtomicBool,
+    pending: Mutex<Option<Signal>>,
+    wake: Notify,
+    /// Set once, when the actor stops for good.
+    exit: Mutex<Option<StopReason>>,
+    exited: Notify,
+    pub(crate) abort: OnceLock<AbortHandle>,
+}
+
+impl Cell {
+    pub(crate) fn new(id: ActorId, name: &'static str) -> Self {
+        Cell {
+            id,
+            name,
+            has_signal: AtomicBool::new(false),
+            pending: Mutex::new(None),
+            wake: Notify::new(),
+            exit: Mutex::new(None),
+            exited: Notify::new(),
+            abort: OnceLock::new(),
+        }
+    }
+
+    /// Delivers `signal` unless a stronger one is pending (kill > stop > restart).
+    pub(crate) fn signal(&self, signal: Signal) {
+        {
+            let mut pending = self.pending.lock();
+            if pending.as_ref().is_some_and(|p| p.rank() >= signal.rank()) {
+                return;
+            }
+            *pending = Some(signal);
+            self.has_signal.store(true, Ordering::Release);
+        }
+        self.wake.notify_one();
+    }
+
+    fn take_signal(&self) -> Option<Signal> {
+        if !self.has_signal.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut pending = self.pending.lock();
+        self.has_signal.store(false, Ordering::Release);
+        pending.take()
+    }
+
+    pub(crate) fn exit_reason(&self) -> Option<StopReason> {
+        self.exit.lock().clone()
+    }
+
+    pub(crate) async fn wait_exit(&self) -> StopReason {
+        loop {
+            let mut exited = pin!(self.exited.notified());
+            exited.as_mut().enable();
+            if let Some(reason) = self.exit_reason() {
+                return reason;
+            }
+            exited.await;
+        }
+    }
+
+    fn set_exit(&self, reason: StopReason) {
+        *self.exit.lock() = Some(reason);
+        self.exited.notify_waiters();
+    }
+}
+
+/// Builds a fresh instance for a restart.
+pub(crate) type Factory<A> = Box<dyn Fn() -> A + Send + Sync>;
+
+/// Records the final stop even when the task is cancelled (system shutdown past its deadline).
+struct ExitGuard {
+    cell: std::sync::Arc<Cell>,
+    system: ActorSystem,
+    supervisor: Option<Supervisor>,
+    reason: Option<StopReason>,
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let reason = self.reason.take().unwrap_or(StopReason::Killed);
+        tracing::debug!(actor = %self.cell.id, name = self.cell.name, %reason, "actor stopped");
+        // Deregister before publishing the reason: whoever `wait_stopped` wakes must find the
+        // actor gone from its system and supervisor.
+        if let Some(sup) = &self.supervisor {
+            sup.child_exited(self.cell.id);
+        }
+        self.system.actor_exited(self.cell.id);
+        self.cell.set_exit(reason);
+    }
+}
+
+/// The actor task.
+pub(crate) async fn run<A: Actor>(
+    mut first: Option<A>,
+    factory: Option<Factory<A>>,
+    mut rx: MailboxRx<A>,
+    me: ActorRef<A>,
+    supervisor: Option<Supervisor>,
+    system: ActorSystem,
+) {
+    let mut exit = ExitGuard {
+        cell: std::sync::Arc::clone(&me.cell),
+        system: system.clone(),
+        supervisor: supervisor.clone(),
+        reason: None,
+    };
+    let reason = loop {
+        let instance = match (first.take(), &factory) {
+            (Some(actor), _) => Ok(actor),
+            (None, Some(make)) => std::panic::catch_unwind(AssertUnwindSafe(make))
+                .map_err(|p| StopReason::Panicked(panic_message(&*p).into())),
+            (None, None) => break StopReason::Killed,
+        };
+        let reason = match instance {
+            Ok(mut actor) => {
+                let mut ctx = Context::new(me.clone(), system.clone());
+                let reason = run_instance(&mut actor, &mut ctx, &mut rx).await;
+                ctx.end_instance();
+                let stopped = AssertUnwindSafe(actor.stopped(&mut ctx, &reason));
+                if let Err(p) = stopped.catch_unwind().await {
+                    tracing::error!(actor = %me.cell.id, "`stopped` panicked: {}", panic_message(&*p));
+                }
+                reason
+            }
+            Err(reason) => reason,
+        };
+        let restart_after = match (&supervisor, &factory) {
+            (Some(_), Some(_)) if reason == StopReason::Restarting => Some(Duration::ZERO),
+            (Some(sup), Some(_)) if reason.is_abnormal() => sup.on_failure(me.cell.id),
+            _ => None,
+        };
+        let Some(delay) = restart_after else {
+            break reason;
+        };
+        tracing::warn!(actor = %me.cell.id, name = me.cell.name, %reason, ?delay, "restarting actor");
+        if let Some(stop) = backoff(&me.cell, delay).await {
+            break stop;
+        }
+    };
+    rx.close();
+    let mut dead = 0u64;
+    while let Some(envelope) = rx.try_recv() {
+        dead += 1;
+        tracing::warn!(actor = %me.cell.id, message = envelope.message_type(), %reason, "dead letter: the actor stopped before handling it");
+    }
+    system.add_dead_letters(dead);
+    exit.reason = Some(reason);
+}
+
+/// Waits out a restart delay; a stop or kill signal during it ends the actor instead.
+async fn backoff(cell: &Cell, delay: Duration) -> Option<StopReason> {
+    let sleep = pin!(tokio::time::sleep(delay));
+    let mut sleep = sleep;
+    loop {
+        if let Some(signal) = cell.take_signal() {
+            match signal {
+                Signal::Stop(reason) | Signal::Kill(reason) => return Some(reason),
+                Signal::Restart => {}
+            }
+        }
+        tokio::select! {
+            biased;
+            () = &mut sleep => return None,
+            () = cell.wake.notified() => {}
+        }
+    }
+}
+
+/// Runs one instance from `started` to the reason it ends.
+async fn run_instance<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    rx: &mut MailboxRx<A>,
+) -> StopReason {
+    match AssertUnwindSafe(actor.started(ctx)).catch_unwind().await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return StopReason::Failed(error.to_string().into()),
+        Err(p) => return StopReason::Panicked(panic_message(&*p).into()),
+    }
+    let cell = std::sync::Arc::clone(&ctx.actor_ref().cell);
+    loop {
+        if let Some(signal) = cell.take_signal() {
+            return match signal {
+                Signal::Kill(reason) => reason,
+                Signal::Restart => StopReason::Restarting,
+                Signal::Stop(reason) => drain(actor, ctx, rx, &cell, reason).await,
+            };
+        }
+        match ctx.take_request() {
+            Some(StopReason::Normal) => {
+                return drain(actor, ctx, rx, &cell, StopReason::Normal).await
+            }
+            Some(reason) => return reason,
+            None => {}
+        }
+        let envelope = match rx.try_recv() {
+            Some(envelope) => envelope,
+            None => tokio::select! {
+                biased;
+                () = cell.wake.notified() => continue,
+                envelope = rx.recv() => match envelope {
+                    Some(envelope) => envelope,
+                    // The context holds a sender, so the channel only ends when closed.
+                    None => return StopReason::Normal,
+                },
+            },
+        };
+        if let Some(reason) = handle(actor, ctx, envelope).await {
+            return reason;
+        }
+    }
+}
+
+/// A graceful stop: `stopping`, then everything already queued, then `reason`.
+async fn drain<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    rx: &mut MailboxRx<A>,
+    cell: &Cell,
+    reason: StopReason,
+) -> StopReason {
+    rx.close();
+    if let Err(p) = AssertUnwindSafe(actor.stopping(ctx)).catch_unwind().await {
+        tracing::error!(actor = %cell.id, "`stopping` panicked: {}", panic_message(&*p));
+    }
+    while let Some(envelope) = rx.recv().await {
+        if let Some(failure) = handle(actor, ctx, envelope).await {
+            return failure;
+        }
+        if let Some(Signal::Kill(killed)) = cell.take_signal() {
+            return killed;
+        }
+    }
+    reason
+}
+
+/// Handles one message; returns a reason to stop if it panicked and the actor chose to stop.
+async fn handle<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    envelope: BoxEnvelope<A>,
+) -> Option<StopReason> {
+    let outcome = AssertUnwindSafe(envelope.handle(actor, ctx))
+        .catch_unwind()
+        .await;
+    let payload = outcome.err()?;
+    let message = panic_message(&*payload);
+    tracing::error!(actor = %ctx.id(), "handler panicked: {message}");
+    match AssertUnwindSafe(actor.on_panic(ctx, &message))
+        .catch_unwind()
+        .await
+    {
+        Ok(PanicAction::Resume) => None,
+        Ok(PanicAction::Stop) | Err(_) => Some(StopReason::Panicked(message.into())),
+    }
+}
