@@ -535,13 +535,13 @@ impl<S: EventSet> Bus<S> {
     /// How many listeners an `E` emitted now would reach: exact, pattern and catch-all, sync
     /// and async.
     pub fn listener_count<E: Member<S>>(&self) -> usize {
-        self.inner.slots[E::INDEX].slot.len()
+        self.inner.slots[E::INDEX].live()
     }
 
     /// The names of the events that have at least one listener now.
     pub fn event_names(&self) -> Vec<&'static str> {
         (self.inner.slots.iter().zip(S::NAMES))
-            .filter(|(h, _)| h.live.load(Ordering::Relaxed) > 0)
+            .filter(|(h, _)| h.live() > 0)
             .map(|(_, n)| *n)
             .collect()
     }
@@ -580,7 +580,7 @@ impl<S: EventSet> Bus<S> {
     #[inline]
     pub fn emit<E: Member<S>>(&self, event: E) -> usize {
         let header = &self.inner.slots[E::INDEX];
-        if header.live.load(Ordering::Relaxed) == 0 {
+        if header.live() == 0 {
             return 0;
         }
         self.inner.dispatch(header, event)
@@ -609,7 +609,7 @@ impl<S: EventSet> Bus<S> {
             return Err(Closed(event));
         }
         let header = &self.inner.slots[E::INDEX];
-        if header.live.load(Ordering::Relaxed) == 0 {
+        if header.live() == 0 {
             return Ok(0);
         }
         let Some(slot) = header.slot.as_any().downcast_ref::<TypedSlot<S, E>>() else {

@@ -320,3 +320,22 @@ fn many_threads_emit_and_register_concurrently() {
     assert_eq!(total.load(Ordering::Relaxed), 20_000);
     assert_eq!(bus.listener_count::<Tick>(), 1);
 }
+
+#[test]
+fn a_listener_seen_by_listener_count_is_reached_by_emit() {
+    // Regression: registration published the list before the count `emit` checks first.
+    for _ in 0..5_000 {
+        let bus = Bus::<Events>::new();
+        let registrar = {
+            let bus = bus.clone();
+            std::thread::spawn(move || {
+                bus.on(|_: &Tick| {});
+            })
+        };
+        while bus.listener_count::<Tick>() == 0 {
+            std::hint::spin_loop();
+        }
+        assert_eq!(bus.emit(Tick(1)), 1);
+        registrar.join().unwrap();
+    }
+}

@@ -4,7 +4,9 @@
 //! write method takes `&Registry` as proof); `emit` reads the current list through `ArcSwap`
 //! without locking and keeps that snapshot for the whole emit, so listeners may register and
 //! unregister re-entrantly and the change applies from the next emit on. `live` mirrors the list
-//! length so that an emit with no listeners costs one relaxed load.
+//! length so that an emit with no listeners costs one load. It is published (release) after the
+//! list and read (acquire) before it, and every reader of listener counts uses it, so whoever
+//! sees a listener counted also sees it in the list.
 
 use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -108,14 +110,19 @@ pub(crate) fn insert<T>(list: &mut Vec<T>, item: T, prepend: bool) {
 
 /// One member's slot with its listener count.
 pub(crate) struct SlotHeader<S> {
-    /// Equals the slot's list length; written under the registry lock, read relaxed by `emit`.
+    /// Equals the slot's list length; written under the registry lock after the list.
     pub(crate) live: AtomicUsize,
     pub(crate) slot: Box<dyn Slot<S>>,
 }
 
 impl<S> SlotHeader<S> {
     pub(crate) fn set_live(&self, len: usize) {
-        self.live.store(len, Ordering::Relaxed);
+        self.live.store(len, Ordering::Release);
+    }
+
+    /// The listener count, ordered before any following read of the list.
+    pub(crate) fn live(&self) -> usize {
+        self.live.load(Ordering::Acquire)
     }
 }
 
