@@ -49,7 +49,6 @@ pub(crate) trait Slot<S>: Send + Sync {
     fn add_queue(&self, reg: &Registry, entry: QueueEntry) -> usize;
     /// Removes listener `id`; returns the new length.
     fn remove(&self, reg: &Registry, id: ListenerId) -> usize;
-    fn len(&self) -> usize;
 }
 
 /// A pattern or catch-all listener, to be added to every slot it matches.
@@ -93,10 +92,6 @@ impl<S: EventSet, E: Member<S>> Slot<S> for TypedSlot<S, E> {
             l.sync.retain(|e| e.id != id);
             l.queues.retain(|e| e.id != id);
         })
-    }
-
-    fn len(&self) -> usize {
-        self.list.load().len()
     }
 }
 
