@@ -1,0 +1,153 @@
+//! Bytes allocated per idle actor, for tidings, kameo and ractor, counted by a global
+//! allocator wrapper (kept out of the timing benchmarks, where it would add its own cost).
+//!
+//! Each runtime spawns 10,000 actors, gets one reply from each (so every actor is running and
+//! idle), and the net bytes still allocated are divided by 10,000. Printed as a table.
+//!
+//! Run with `cargo bench -p tidings-benches --bench actor_memory`.
+
+use std::alloc::System;
+use std::future::Future;
+
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const ACTORS: usize = 10_000;
+
+mod tidings_side {
+    use tidings::actor::{Actor, Context, Handler, Message};
+
+    pub(crate) struct Idle;
+    impl Actor for Idle {}
+
+    pub(crate) struct Ping;
+    impl Message for Ping {
+        type Reply = ();
+    }
+    impl Handler<Ping> for Idle {
+        async fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+    }
+}
+
+mod kameo_side {
+    use kameo::message::{Context, Message};
+
+    #[derive(kameo::Actor)]
+    pub(crate) struct Idle;
+
+    pub(crate) struct Ping;
+    impl Message<Ping> for Idle {
+        type Reply = ();
+        async fn handle(&mut self, _: Ping, _: &mut Context<Self, ()>) {}
+    }
+}
+
+mod ractor_side {
+    use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+    pub(crate) struct Idle;
+
+    impl Actor for Idle {
+        type Msg = RpcReplyPort<()>;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<Self::Msg>,
+            reply: Self::Msg,
+            _: &mut (),
+        ) -> Result<(), ActorProcessingErr> {
+            let _ = reply.send(());
+            Ok(())
+        }
+    }
+}
+
+/// Net bytes per actor left allocated after `spawn_all` returns what it spawned.
+fn measure<T, F: Future<Output = T>>(
+    rt: &tokio::runtime::Runtime,
+    spawn_all: impl FnOnce() -> F,
+) -> (f64, T) {
+    rt.block_on(async {
+        let region = Region::new(GLOBAL);
+        let alive = spawn_all().await;
+        let stats = region.change();
+        let net = stats.bytes_allocated as f64 - stats.bytes_deallocated as f64;
+        (net / ACTORS as f64, alive)
+    })
+}
+
+fn main() {
+    for (flavor, rt) in [
+        (
+            "current_thread",
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        ),
+        (
+            "multi_thread",
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap(),
+        ),
+    ] {
+        let system = tidings::actor::ActorSystem::new();
+        let (tidings_bytes, tidings_refs) = measure(&rt, || async {
+            let refs: Vec<_> = (0..ACTORS)
+                .map(|_| system.spawn(tidings_side::Idle))
+                .collect();
+            for r in &refs {
+                r.ask(tidings_side::Ping).await.unwrap();
+            }
+            refs
+        });
+        let (kameo_bytes, kameo_refs) = measure(&rt, || async {
+            use kameo::actor::Spawn;
+            let refs: Vec<_> = (0..ACTORS)
+                .map(|_| kameo_side::Idle::spawn(kameo_side::Idle))
+                .collect();
+            for r in &refs {
+                r.ask(kameo_side::Ping).await.unwrap();
+            }
+            refs
+        });
+        let (ractor_bytes, ractor_refs) = measure(&rt, || async {
+            let mut refs = Vec::with_capacity(ACTORS);
+            for _ in 0..ACTORS {
+                refs.push(
+                    ractor::Actor::spawn(None, ractor_side::Idle, ())
+                        .await
+                        .unwrap(),
+                );
+            }
+            for (r, _) in &refs {
+                r.call(|reply| reply, None).await.unwrap();
+            }
+            refs
+        });
+        println!("idle_actor_bytes/{flavor}: tidings {tidings_bytes:.0}  kameo {kameo_bytes:.0}  ractor {ractor_bytes:.0}");
+        rt.block_on(async {
+            system.shutdown(std::time::Duration::from_secs(10)).await;
+            for r in &kameo_refs {
+                let _ = r.stop_gracefully().await;
+                r.wait_for_shutdown().await;
+            }
+            for (r, handle) in ractor_refs {
+                r.stop(None);
+                let _ = handle.await;
+            }
+        });
+        drop((tidings_refs, kameo_refs));
+    }
+}
