@@ -63,6 +63,7 @@ mod queue;
 mod slot;
 mod stats;
 mod subscription;
+mod tracker;
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
@@ -82,7 +83,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 pub use self::error::{
-    Closed, DeliveryError, DeliveryErrorKind, Lagged, ShutdownReport, Unhandled,
+    Closed, DeliveryError, DeliveryErrorKind, HandlingError, Lagged, ShutdownReport, Unhandled,
 };
 pub use self::listener::{ListenerId, ListenerResult};
 pub use self::pattern::{Pattern, PatternError};
@@ -92,8 +93,9 @@ pub use self::subscription::Subscription;
 
 use self::listener::{Call, ErasedFn, Outcome, QueueEntry, SyncEntry};
 use self::queue::{Delivery, Popped, Progress, Pushed, Queue, Rejected};
-use self::slot::{build_slots, ErasedEntry, SlotHeader, TypedSlot};
+use self::slot::{build_slots, ErasedEntry, SlotHeader, SlotList, TypedSlot};
 use self::stats::Stats;
+use self::tracker::Tracker;
 use crate::event::{AnyEvent, EventRef, EventSet, Member};
 
 /// The default capacity of an async listener's or subscription's queue.
@@ -612,24 +614,61 @@ impl<S: EventSet> Bus<S> {
         if header.live() == 0 {
             return Ok(0);
         }
-        let Some(slot) = header.slot.as_any().downcast_ref::<TypedSlot<S, E>>() else {
+        let Some(list) = self.inner.list::<E>(header).map(|l| l.load_full()) else {
             return Ok(0);
         };
-        let list = slot.list.load_full();
-        let mut reached = self.inner.run_sync(&list.sync, &event);
-        if !list.queues.is_empty() {
-            let shared: Arc<dyn Any + Send + Sync> = Arc::new(event);
-            for entry in &list.queues {
-                let delivery = Delivery {
-                    index: E::INDEX,
-                    event: Arc::clone(&shared),
-                };
-                let pushed = entry.queue.push_wait(delivery).await;
-                reached += usize::from(self.inner.shared.pushed(entry, pushed, S::NAMES));
+        Ok(self.inner.dispatch_waiting(&list, event, None).await)
+    }
+
+    /// Emits `event` like [`emit_async`](Self::emit_async) and waits until every listener has
+    /// finished with it: sync listeners, and every `on_async` listener that got it (waiting
+    /// for its turn in that listener's queue). Subscriptions count as done once the event is
+    /// queued for them. Failures are also reported through [`on_error`](Self::on_error).
+    ///
+    /// This is what a bridge needs to acknowledge a broker message only after it was handled.
+    ///
+    /// # Errors
+    /// [`HandlingError`] with every failure (listener errors and panics, overflows, a bus shut
+    /// down before or during the wait); the listeners that succeeded are not undone.
+    pub async fn emit_and_wait<E: Member<S>>(&self, event: E) -> Result<usize, HandlingError> {
+        if self.is_closed() {
+            let error = DeliveryError::new(E::NAME, None, DeliveryErrorKind::Closed);
+            return Err(HandlingError::new(vec![error]));
+        }
+        let header = &self.inner.slots[E::INDEX];
+        if header.live() == 0 {
+            return Ok(0);
+        }
+        let Some(list) = self.inner.list::<E>(header).map(|l| l.load_full()) else {
+            return Ok(0);
+        };
+        let tracker = Arc::new(Tracker::new());
+        let reached = self
+            .inner
+            .dispatch_waiting(&list, event, Some(&tracker))
+            .await;
+        tracker.finish();
+        let failures = tracker.wait().await;
+        if failures.is_empty() {
+            Ok(reached)
+        } else {
+            Err(HandlingError::new(failures))
+        }
+    }
+
+    /// [`emit_and_wait`](Self::emit_and_wait) for whichever member `event` holds.
+    ///
+    /// # Errors
+    /// As `emit_and_wait`.
+    pub async fn emit_set_and_wait(&self, event: S) -> Result<usize, HandlingError> {
+        struct Emit<'a, S: EventSet>(&'a Bus<S>);
+        impl<'a, S: EventSet> crate::event::Visitor<S> for Emit<'a, S> {
+            type Output = futures_util::future::BoxFuture<'a, Result<usize, HandlingError>>;
+            fn visit<E: Member<S>>(self, event: E) -> Self::Output {
+                Box::pin(self.0.emit_and_wait(event))
             }
         }
-        self.inner.shared.stats.emitted(reached);
-        Ok(reached)
+        event.visit(Emit(self)).await
     }
 
     // ----- settling and shutting down -------------------------------------------------------
@@ -702,9 +741,14 @@ impl<S: EventSet> Bus<S> {
             // what it held.
             let _ = tokio::time::timeout(CANCEL_GRACE, task.handle).await;
             let held = std::mem::take(&mut *task.leftover.lock());
-            let queued = task.queue.close_and_take().into_iter().map(|d| d.index);
-            for index in held.into_iter().chain(queued) {
+            for index in held {
                 *counts.entry((id, S::NAMES[index])).or_default() += 1;
+            }
+            for d in task.queue.close_and_take() {
+                let name = S::NAMES[d.index];
+                *counts.entry((id, name)).or_default() += 1;
+                let error = DeliveryError::new(name, Some(id), DeliveryErrorKind::Closed);
+                self.inner.shared.discard(d, error, false);
             }
         }
         let mut unhandled: Vec<Unhandled> = counts
@@ -916,20 +960,32 @@ async fn run_listener<S, T, F, Fut>(
     Fut: Future,
     Fut::Output: ListenerResult,
 {
-    /// What the task holds; if the task is cancelled, its drop records it for `shutdown`.
+    /// What the task holds; if the task is cancelled, its drop records it for `shutdown` and
+    /// fails the trackers of the events it will never handle.
     struct Held {
         batch: VecDeque<Delivery>,
-        current: Option<usize>,
+        /// The event being handled: its index and tracker.
+        current: Option<(usize, Option<Arc<Tracker>>)>,
         leftover: Arc<Mutex<Vec<usize>>>,
+        names: &'static [&'static str],
+        id: ListenerId,
     }
     impl Drop for Held {
         fn drop(&mut self) {
-            if self.current.is_some() || !self.batch.is_empty() {
-                let held = self
-                    .current
-                    .into_iter()
-                    .chain(self.batch.iter().map(|d| d.index));
-                self.leftover.lock().extend(held);
+            let current = self.current.take().into_iter();
+            let queued = self.batch.drain(..).map(|d| (d.index, d.tracker));
+            let held: Vec<(usize, Option<Arc<Tracker>>)> = current.chain(queued).collect();
+            if held.is_empty() {
+                return;
+            }
+            let mut leftover = self.leftover.lock();
+            for (index, tracker) in held {
+                leftover.push(index);
+                if let Some(tracker) = tracker {
+                    let kind = DeliveryErrorKind::Closed;
+                    tracker.fail(DeliveryError::new(self.names[index], Some(self.id), kind));
+                    tracker.finish();
+                }
             }
         }
     }
@@ -937,6 +993,8 @@ async fn run_listener<S, T, F, Fut>(
         batch: VecDeque::new(),
         current: None,
         leftover,
+        names: S::NAMES,
+        id,
     };
     while let Some(popped) = queue.pop(&mut held.batch).await {
         // Task queues report overflow through `on_error` when it happens, not here.
@@ -944,16 +1002,21 @@ async fn run_listener<S, T, F, Fut>(
             continue;
         };
         let name = S::NAMES[delivery.index];
-        held.current = Some(delivery.index);
+        held.current = Some((delivery.index, delivery.tracker.clone()));
         if let Some(item) = convert(delivery) {
             let span = tracing::trace_span!("tidings.handle", event = name, listener = %id);
             let outcome = call_async(&listener, item).instrument(span).await;
             match outcome {
                 Ok(()) => shared.stats.handled(),
-                Err(kind) => shared.report(DeliveryError::new(name, Some(id), kind)),
+                Err(kind) => {
+                    let tracker = held.current.as_ref().and_then(|(_, t)| t.as_deref());
+                    shared.report(DeliveryError::new(name, Some(id), kind), tracker);
+                }
             }
         }
-        held.current = None;
+        if let Some((_, Some(tracker))) = held.current.take() {
+            tracker.finish();
+        }
         queue.finish_one();
         // `settle` only needs to look again once this batch is done.
         if held.batch.is_empty() {
@@ -998,18 +1061,34 @@ impl Registry {
 }
 
 impl Shared {
-    /// Hands a delivery failure to the error listeners, or to `tracing` when there are none.
-    fn report(&self, error: DeliveryError) {
+    /// Hands a delivery failure to the error listeners (or to `tracing` when there are none),
+    /// then to the tracker of the `emit_and_wait` concerned, if any.
+    fn report(&self, error: DeliveryError, tracker: Option<&Tracker>) {
         self.stats.failure(&error);
         let listeners = self.errors.load();
         if listeners.is_empty() {
             tracing::error!(event = error.event(), listener = ?error.listener(), "{error}");
-            return;
         }
         for entry in listeners.iter() {
             if catch_unwind(AssertUnwindSafe(|| (entry.f)(&error))).is_err() {
                 tracing::error!(listener = %entry.id, "an error listener panicked while handling: {error}");
             }
+        }
+        if let Some(tracker) = tracker {
+            tracker.fail(error);
+        }
+    }
+
+    /// Ends a delivery that will never be handled, with the reason.
+    fn discard(&self, delivery: Delivery, error: DeliveryError, report: bool) {
+        match (&delivery.tracker, report) {
+            (Some(tracker), true) => self.report(error, Some(tracker)),
+            (Some(tracker), false) => tracker.fail(error),
+            (None, true) => self.report(error, None),
+            (None, false) => {}
+        }
+        if let Some(tracker) = delivery.tracker {
+            tracker.finish();
         }
     }
 
@@ -1020,30 +1099,30 @@ impl Shared {
         result: Result<Pushed, (Delivery, Rejected)>,
         names: &[&'static str],
     ) -> bool {
-        let overflow = |d: &Delivery| {
+        let overflow = |d: Delivery| {
             self.stats.dropped();
-            if !entry.queue.tracks_lag() {
-                let kind = DeliveryErrorKind::Overflow(entry.queue.overflow());
-                self.report(DeliveryError::new(names[d.index], Some(entry.id), kind));
-            }
+            let kind = DeliveryErrorKind::Overflow(entry.queue.overflow());
+            let error = DeliveryError::new(names[d.index], Some(entry.id), kind);
+            // Streams learn of it as `Lagged`; other listeners through `on_error`.
+            self.discard(d, error, !entry.queue.tracks_lag());
         };
         match result {
             Ok(Pushed::Queued) => true,
             Ok(Pushed::Evicted(old)) => {
-                overflow(&old);
+                overflow(old);
                 true
             }
             Err((d, Rejected::Full)) => {
-                overflow(&d);
+                overflow(d);
                 false
             }
             Err((d, Rejected::Closed)) => {
                 // A queue closes when its subscriber is removed (the emit raced the removal and
                 // nothing is owed) or when the bus shuts down (the event is reported).
-                if self.closed.load(Ordering::Acquire) {
-                    let kind = DeliveryErrorKind::Closed;
-                    self.report(DeliveryError::new(names[d.index], Some(entry.id), kind));
-                }
+                let kind = DeliveryErrorKind::Closed;
+                let error = DeliveryError::new(names[d.index], Some(entry.id), kind);
+                let report = self.closed.load(Ordering::Acquire);
+                self.discard(d, error, report);
                 false
             }
         }
@@ -1051,36 +1130,92 @@ impl Shared {
 }
 
 impl<S: EventSet> Inner<S> {
+    fn list<'h, E: Member<S>>(
+        &self,
+        header: &'h SlotHeader<S>,
+    ) -> Option<&'h ArcSwap<SlotList<S, E>>> {
+        let slot = header.slot.as_any().downcast_ref::<TypedSlot<S, E>>()?;
+        Some(&slot.list)
+    }
+
     /// The part of `emit` after the no-listener check.
     fn dispatch<E: Member<S>>(&self, header: &SlotHeader<S>, event: E) -> usize {
         if self.shared.closed.load(Ordering::Acquire) {
             let kind = DeliveryErrorKind::Closed;
-            self.shared.report(DeliveryError::new(E::NAME, None, kind));
+            self.shared
+                .report(DeliveryError::new(E::NAME, None, kind), None);
             return 0;
         }
-        let Some(slot) = header.slot.as_any().downcast_ref::<TypedSlot<S, E>>() else {
+        let Some(list) = self.list::<E>(header) else {
             return 0;
         };
-        let list = slot.list.load();
-        let mut reached = self.run_sync(&list.sync, &event);
-        if !list.queues.is_empty() {
-            let shared: Arc<dyn Any + Send + Sync> = Arc::new(event);
-            for entry in list.queues.iter() {
-                let delivery = Delivery {
-                    index: E::INDEX,
-                    event: Arc::clone(&shared),
-                };
-                let pushed = entry.queue.push(delivery);
-                reached += usize::from(self.shared.pushed(entry, pushed, S::NAMES));
-            }
+        let list = list.load();
+        let (mut reached, deliveries) = self.fan_out(&list, event, None);
+        for (entry, delivery) in deliveries {
+            let pushed = entry.queue.push(delivery);
+            reached += usize::from(self.shared.pushed(entry, pushed, S::NAMES));
         }
         self.shared.stats.emitted(reached);
         reached
     }
 
+    /// `dispatch` for `emit_async` and `emit_and_wait`: waits for room in full queues.
+    async fn dispatch_waiting<E: Member<S>>(
+        &self,
+        list: &SlotList<S, E>,
+        event: E,
+        tracker: Option<&Arc<Tracker>>,
+    ) -> usize {
+        let (mut reached, deliveries) = self.fan_out(list, event, tracker);
+        for (entry, delivery) in deliveries {
+            let pushed = entry.queue.push_wait(delivery).await;
+            reached += usize::from(self.shared.pushed(entry, pushed, S::NAMES));
+        }
+        self.shared.stats.emitted(reached);
+        reached
+    }
+
+    /// Runs the sync listeners, then yields one delivery per async queue, all sharing one `Arc`
+    /// of the event. Returns how many sync listeners ran.
+    fn fan_out<'l, E: Member<S>>(
+        &self,
+        list: &'l SlotList<S, E>,
+        event: E,
+        tracker: Option<&'l Arc<Tracker>>,
+    ) -> (usize, impl Iterator<Item = (&'l QueueEntry, Delivery)> + 'l) {
+        let reached = self.run_sync(&list.sync, &event, tracker.map(|t| &**t));
+        let shared: Option<Arc<dyn Any + Send + Sync>> =
+            (!list.queues.is_empty()).then(|| Arc::new(event) as _);
+        let deliveries =
+            list.queues
+                .iter()
+                .zip(std::iter::repeat(shared))
+                .map(move |(entry, shared)| {
+                    // Streams cannot say when they handled an event: queuing is delivery for them.
+                    let tracker = tracker.filter(|_| !entry.queue.tracks_lag()).map(|t| {
+                        t.add();
+                        Arc::clone(t)
+                    });
+                    let event =
+                        shared.unwrap_or_else(|| unreachable!("queues imply a shared event"));
+                    let delivery = Delivery {
+                        index: E::INDEX,
+                        event,
+                        tracker,
+                    };
+                    (entry, delivery)
+                });
+        (reached, deliveries)
+    }
+
     /// Calls the sync listeners in order. A panic is caught, reported, and the loop resumes
     /// with the next listener; one `catch_unwind` covers the whole run until something panics.
-    fn run_sync<E: Member<S>>(&self, entries: &[SyncEntry<S, E>], event: &E) -> usize {
+    fn run_sync<E: Member<S>>(
+        &self,
+        entries: &[SyncEntry<S, E>],
+        event: &E,
+        tracker: Option<&Tracker>,
+    ) -> usize {
         let mut reached = 0;
         let mut next = 0;
         while next < entries.len() {
@@ -1100,8 +1235,8 @@ impl<S: EventSet> Inner<S> {
                     };
                     if let Err(error) = outcome {
                         let kind = DeliveryErrorKind::Failed(error);
-                        self.shared
-                            .report(DeliveryError::new(E::NAME, Some(entry.id), kind));
+                        let error = DeliveryError::new(E::NAME, Some(entry.id), kind);
+                        self.shared.report(error, tracker);
                     }
                 }
             }));
@@ -1109,7 +1244,7 @@ impl<S: EventSet> Inner<S> {
                 let kind = DeliveryErrorKind::Panicked(panic_message(&*payload));
                 let id = entries[next - 1].id;
                 self.shared
-                    .report(DeliveryError::new(E::NAME, Some(id), kind));
+                    .report(DeliveryError::new(E::NAME, Some(id), kind), tracker);
             }
         }
         reached

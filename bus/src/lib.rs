@@ -8,9 +8,9 @@ pub mod event;
 mod signal;
 
 pub use crate::bus::{
-    Bus, BusBuilder, BusStats, Closed, DeliveryError, DeliveryErrorKind, Lagged, ListenerId,
-    ListenerResult, Overflow, Pattern, PatternError, QueueOptions, ShutdownReport, Subscription,
-    Unhandled,
+    Bus, BusBuilder, BusStats, Closed, DeliveryError, DeliveryErrorKind, HandlingError, Lagged,
+    ListenerId, ListenerResult, Overflow, Pattern, PatternError, QueueOptions, ShutdownReport,
+    Subscription, Unhandled,
 };
 pub use crate::event::{AnyEvent, Event, EventRef, EventSet, Member};
 pub use crate::signal::shutdown_signal;

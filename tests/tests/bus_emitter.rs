@@ -324,7 +324,7 @@ fn many_threads_emit_and_register_concurrently() {
 #[test]
 fn a_listener_seen_by_listener_count_is_reached_by_emit() {
     // Regression: registration published the list before the count `emit` checks first.
-    for _ in 0..5_000 {
+    for _ in 0..2_000 {
         let bus = Bus::<Events>::new();
         let registrar = {
             let bus = bus.clone();
@@ -333,7 +333,7 @@ fn a_listener_seen_by_listener_count_is_reached_by_emit() {
             })
         };
         while bus.listener_count::<Tick>() == 0 {
-            std::hint::spin_loop();
+            std::thread::yield_now();
         }
         assert_eq!(bus.emit(Tick(1)), 1);
         registrar.join().unwrap();

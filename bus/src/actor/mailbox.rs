@@ -1,5 +1,7 @@
 //! The actor's mailbox: a tokio mpsc channel, bounded unless asked otherwise.
 
+use std::task::{Context, Poll};
+
 use tokio::sync::mpsc;
 
 use super::envelope::BoxEnvelope;
@@ -75,6 +77,13 @@ impl<A> MailboxRx<A> {
         match self {
             MailboxRx::Bounded(rx) => rx.recv().await,
             MailboxRx::Unbounded(rx) => rx.recv().await,
+        }
+    }
+
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<BoxEnvelope<A>>> {
+        match self {
+            MailboxRx::Bounded(rx) => rx.poll_recv(cx),
+            MailboxRx::Unbounded(rx) => rx.poll_recv(cx),
         }
     }
 

@@ -6,12 +6,15 @@
 //!   (`signal`), the final stop reason comes out (`exit`). Its locks are held for a few
 //!   instructions, never across an `.await` or while user code runs.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use futures_util::FutureExt;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -21,7 +24,8 @@ use super::envelope::BoxEnvelope;
 use super::error::StopReason;
 use super::mailbox::MailboxRx;
 use super::supervisor::Supervisor;
-use super::{Actor, ActorId, ActorRef, ActorSystem, Context, PanicAction};
+use super::Context as ActorContext;
+use super::{Actor, ActorId, ActorRef, ActorSystem, PanicAction};
 use crate::bus::panic_message;
 
 /// A control request to the actor task.
@@ -52,7 +56,8 @@ pub(crate) struct Cell {
     /// Mirrors `pending.is_some()`, so the message loop checks for signals with one load.
     has_signal: AtomicBool,
     pending: Mutex<Option<Signal>>,
-    wake: Notify,
+    /// The actor task's waker while it waits for a message or a restart delay.
+    waker: AtomicWaker,
     /// Set once, when the actor stops for good.
     exit: Mutex<Option<StopReason>>,
     exited: Notify,
@@ -66,7 +71,7 @@ impl Cell {
             name,
             has_signal: AtomicBool::new(false),
             pending: Mutex::new(None),
-            wake: Notify::new(),
+            waker: AtomicWaker::new(),
             exit: Mutex::new(None),
             exited: Notify::new(),
             abort: OnceLock::new(),
@@ -83,7 +88,13 @@ impl Cell {
             *pending = Some(signal);
             self.has_signal.store(true, Ordering::Release);
         }
-        self.wake.notify_one();
+        self.waker.wake();
+    }
+
+    /// Registers the task to be woken by the next signal; whether one is pending now.
+    fn poll_signal(&self, cx: &mut Context<'_>) -> bool {
+        self.waker.register(cx.waker());
+        self.has_signal.load(Ordering::Acquire)
     }
 
     fn take_signal(&self) -> Option<Signal> {
@@ -165,7 +176,7 @@ pub(crate) async fn run<A: Actor>(
         };
         let reason = match instance {
             Ok(mut actor) => {
-                let mut ctx = Context::new(me.clone(), system.clone());
+                let mut ctx = ActorContext::new(me.clone(), system.clone());
                 let reason = run_instance(&mut actor, &mut ctx, &mut rx).await;
                 ctx.end_instance();
                 let stopped = AssertUnwindSafe(actor.stopped(&mut ctx, &reason));
@@ -201,8 +212,7 @@ pub(crate) async fn run<A: Actor>(
 
 /// Waits out a restart delay; a stop or kill signal during it ends the actor instead.
 async fn backoff(cell: &Cell, delay: Duration) -> Option<StopReason> {
-    let sleep = pin!(tokio::time::sleep(delay));
-    let mut sleep = sleep;
+    let mut sleep = pin!(tokio::time::sleep(delay));
     loop {
         if let Some(signal) = cell.take_signal() {
             match signal {
@@ -210,10 +220,15 @@ async fn backoff(cell: &Cell, delay: Duration) -> Option<StopReason> {
                 Signal::Restart => {}
             }
         }
-        tokio::select! {
-            biased;
-            () = &mut sleep => return None,
-            () = cell.wake.notified() => {}
+        let woke = std::future::poll_fn(|cx| {
+            if cell.poll_signal(cx) {
+                return Poll::Ready(false);
+            }
+            sleep.as_mut().poll(cx).map(|()| true)
+        })
+        .await;
+        if woke {
+            return None;
         }
     }
 }
@@ -221,7 +236,7 @@ async fn backoff(cell: &Cell, delay: Duration) -> Option<StopReason> {
 /// Runs one instance from `started` to the reason it ends.
 async fn run_instance<A: Actor>(
     actor: &mut A,
-    ctx: &mut Context<A>,
+    ctx: &mut ActorContext<A>,
     rx: &mut MailboxRx<A>,
 ) -> StopReason {
     match AssertUnwindSafe(actor.started(ctx)).catch_unwind().await {
@@ -247,15 +262,22 @@ async fn run_instance<A: Actor>(
         }
         let envelope = match rx.try_recv() {
             Some(envelope) => envelope,
-            None => tokio::select! {
-                biased;
-                () = cell.wake.notified() => continue,
-                envelope = rx.recv() => match envelope {
-                    Some(envelope) => envelope,
+            None => {
+                let next = std::future::poll_fn(|cx| {
+                    if cell.poll_signal(cx) {
+                        return Poll::Ready(None);
+                    }
+                    rx.poll_recv(cx).map(Some)
+                })
+                .await;
+                match next {
+                    // A signal: handled at the top of the loop.
+                    None => continue,
+                    Some(Some(envelope)) => envelope,
                     // The context holds a sender, so the channel only ends when closed.
-                    None => return StopReason::Normal,
-                },
-            },
+                    Some(None) => return StopReason::Normal,
+                }
+            }
         };
         if let Some(reason) = handle(actor, ctx, envelope).await {
             return reason;
@@ -266,7 +288,7 @@ async fn run_instance<A: Actor>(
 /// A graceful stop: `stopping`, then everything already queued, then `reason`.
 async fn drain<A: Actor>(
     actor: &mut A,
-    ctx: &mut Context<A>,
+    ctx: &mut ActorContext<A>,
     rx: &mut MailboxRx<A>,
     cell: &Cell,
     reason: StopReason,
@@ -289,7 +311,7 @@ async fn drain<A: Actor>(
 /// Handles one message; returns a reason to stop if it panicked and the actor chose to stop.
 async fn handle<A: Actor>(
     actor: &mut A,
-    ctx: &mut Context<A>,
+    ctx: &mut ActorContext<A>,
     envelope: BoxEnvelope<A>,
 ) -> Option<StopReason> {
     let outcome = AssertUnwindSafe(envelope.handle(actor, ctx))

@@ -105,6 +105,50 @@ impl StdError for DeliveryError {
     }
 }
 
+/// [`Bus::emit_and_wait`](crate::Bus::emit_and_wait): some listeners did not handle the event.
+/// The others did; nothing is undone.
+#[derive(Debug)]
+pub struct HandlingError {
+    failures: Vec<DeliveryError>,
+}
+
+impl HandlingError {
+    pub(crate) fn new(failures: Vec<DeliveryError>) -> Self {
+        HandlingError { failures }
+    }
+
+    /// Every failure, in the order they happened.
+    pub fn failures(&self) -> &[DeliveryError] {
+        &self.failures
+    }
+
+    /// The failures, by value.
+    pub fn into_failures(self) -> Vec<DeliveryError> {
+        self.failures
+    }
+}
+
+impl fmt::Display for HandlingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.failures.as_slice() {
+            [one] => write!(f, "{one}"),
+            many => {
+                write!(f, "{} listeners failed", many.len())?;
+                for (i, e) in many.iter().enumerate() {
+                    write!(f, "{} {e}", if i == 0 { ":" } else { ";" })?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl StdError for HandlingError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.failures.first().map(|e| e as _)
+    }
+}
+
 /// [`Bus::emit_async`](crate::Bus::emit_async) was called after the bus shut down; the event is
 /// handed back, undelivered.
 #[derive(Clone, PartialEq, Eq, thiserror::Error)]

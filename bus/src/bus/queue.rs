@@ -20,6 +20,7 @@ use std::task::{Context, Poll, Waker};
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
+use super::tracker::Tracker;
 use crate::event::ErasedArc;
 
 /// What a subscriber's queue does when an event arrives and it is full.
@@ -45,19 +46,12 @@ pub enum Overflow {
     Fail,
 }
 
-/// One queued event: its member index and the shared event.
+/// One queued event: its member index, the shared event, and the tracker of an
+/// `emit_and_wait` that waits for it.
 pub(crate) struct Delivery {
     pub(crate) index: usize,
     pub(crate) event: ErasedArc,
-}
-
-impl Clone for Delivery {
-    fn clone(&self) -> Self {
-        Delivery {
-            index: self.index,
-            event: Arc::clone(&self.event),
-        }
-    }
+    pub(crate) tracker: Option<Arc<Tracker>>,
 }
 
 /// Why a push did not queue the event.
@@ -383,6 +377,7 @@ mod tests {
         Delivery {
             index: i,
             event: Arc::new(i),
+            tracker: None,
         }
     }
 

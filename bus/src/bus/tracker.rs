@@ -1,0 +1,59 @@
+//! Completion tracking for one emitted event: what `emit_and_wait` waits on.
+//!
+//! The emitter holds one count while it dispatches; each delivery queued for an `on_async`
+//! listener holds another, released when that listener finishes with it, fails, or the delivery
+//! is discarded (overflow, closed queue, shutdown). Subscriptions are not tracked: a stream has
+//! no way to say it handled an event, so queuing counts as delivery.
+
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::error::DeliveryError;
+
+pub(crate) struct Tracker {
+    pending: AtomicUsize,
+    failures: Mutex<Vec<DeliveryError>>,
+    done: Notify,
+}
+
+impl Tracker {
+    /// A tracker holding the emitter's own count.
+    pub(crate) fn new() -> Self {
+        Tracker {
+            pending: AtomicUsize::new(1),
+            failures: Mutex::new(Vec::new()),
+            done: Notify::new(),
+        }
+    }
+
+    /// One more delivery to wait for.
+    pub(crate) fn add(&self) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn fail(&self, error: DeliveryError) {
+        self.failures.lock().push(error);
+    }
+
+    /// Releases one count.
+    pub(crate) fn finish(&self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.notify_waiters();
+        }
+    }
+
+    /// Waits until every count is released; returns the failures.
+    pub(crate) async fn wait(&self) -> Vec<DeliveryError> {
+        loop {
+            let mut done = pin!(self.done.notified());
+            done.as_mut().enable();
+            if self.pending.load(Ordering::Acquire) == 0 {
+                return std::mem::take(&mut *self.failures.lock());
+            }
+            done.await;
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! `emit_and_wait`: resolves when every listener of that one event finished, with the failures.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidings::{Bus, DeliveryErrorKind, Overflow, QueueOptions};
+use tidings_tests::{user, Events, Tick, UserCreated};
+
+#[tokio::test(start_paused = true)]
+async fn waits_for_every_async_listener_of_the_event() {
+    let bus = Bus::<Events>::new();
+    let done = Arc::new(AtomicUsize::new(0));
+    for delay in [10, 50, 200] {
+        let d = Arc::clone(&done);
+        bus.on_async(move |_: Arc<Tick>| {
+            let d = Arc::clone(&d);
+            async move {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                d.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+    }
+    bus.on(|_: &Tick| {});
+    let _unread = bus.subscribe::<Tick>();
+    assert_eq!(bus.emit_and_wait(Tick(1)).await.unwrap(), 5);
+    assert_eq!(
+        done.load(Ordering::SeqCst),
+        3,
+        "all three finished before it returned"
+    );
+}
+
+#[tokio::test]
+async fn reports_async_failures_panics_and_sync_failures() {
+    let bus = Bus::<Events>::new();
+    bus.on_async(|t: Arc<Tick>| async move {
+        if t.0 == 1 {
+            Err("tick 1 is bad")
+        } else {
+            Ok(())
+        }
+    });
+    bus.on_async(|t: Arc<Tick>| async move {
+        assert!(t.0 != 2, "tick 2 panics");
+    });
+    bus.on(|t: &Tick| -> Result<(), String> {
+        if t.0 == 3 {
+            Err("sync says no".into())
+        } else {
+            Ok(())
+        }
+    });
+    let errors = Arc::new(AtomicUsize::new(0));
+    let e = Arc::clone(&errors);
+    bus.on_error(move |_| {
+        e.fetch_add(1, Ordering::SeqCst);
+    });
+
+    assert_eq!(bus.emit_and_wait(Tick(0)).await.unwrap(), 3);
+    let failed = bus.emit_and_wait(Tick(1)).await.unwrap_err();
+    assert_eq!(failed.failures().len(), 1);
+    assert!(failed.to_string().contains("tick 1 is bad"), "{failed}");
+    let panicked = bus.emit_and_wait(Tick(2)).await.unwrap_err();
+    assert!(panicked.failures()[0].is_panic());
+    let sync = bus.emit_and_wait(Tick(3)).await.unwrap_err();
+    assert!(sync.to_string().contains("sync says no"));
+    assert_eq!(
+        errors.load(Ordering::SeqCst),
+        3,
+        "on_error still hears of every failure"
+    );
+}
+
+#[tokio::test]
+async fn an_overflow_is_a_failure() {
+    let bus = Bus::<Events>::new();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let g = Arc::clone(&gate);
+    let opts = QueueOptions::new().capacity(1).overflow(Overflow::Fail);
+    bus.on_async_with(opts, move |_: Arc<Tick>| {
+        let g = Arc::clone(&g);
+        async move { g.acquire().await.unwrap().forget() }
+    });
+    let b = bus.clone();
+    let first = tokio::spawn(async move { b.emit_and_wait(Tick(0)).await });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    bus.emit(Tick(1)); // fills the queue
+    let err = bus.emit_and_wait(Tick(2)).await.unwrap_err();
+    assert!(matches!(
+        err.failures()[0].kind(),
+        DeliveryErrorKind::Overflow(Overflow::Fail)
+    ));
+    gate.add_permits(2);
+    assert_eq!(first.await.unwrap().unwrap(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_fails_a_wait_that_cannot_finish() {
+    let bus = Bus::<Events>::new();
+    bus.on_async(|_: Arc<UserCreated>| std::future::pending::<()>());
+    let b = bus.clone();
+    let waiting = tokio::spawn(async move { b.emit_and_wait(user(1)).await });
+    let b = bus.clone();
+    let queued = tokio::spawn(async move { b.emit_and_wait(user(2)).await });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let report = bus.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(report.unhandled_count(), 2);
+    for handle in [waiting, queued] {
+        let err = handle.await.unwrap().unwrap_err();
+        assert!(matches!(
+            err.failures()[0].kind(),
+            DeliveryErrorKind::Closed
+        ));
+    }
+    let after = bus.emit_and_wait(user(3)).await.unwrap_err();
+    assert!(matches!(
+        after.failures()[0].kind(),
+        DeliveryErrorKind::Closed
+    ));
+}
+
+#[tokio::test]
+async fn emit_set_and_wait_and_no_listeners() {
+    let bus = Bus::<Events>::new();
+    assert_eq!(bus.emit_and_wait(Tick(1)).await.unwrap(), 0);
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = Arc::clone(&seen);
+    bus.on_async(move |_: Arc<UserCreated>| {
+        let s = Arc::clone(&s);
+        async move {
+            s.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    assert_eq!(
+        bus.emit_set_and_wait(Events::from(user(4))).await.unwrap(),
+        1
+    );
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+}
