@@ -174,6 +174,16 @@ fn generate(input: &DeriveInput, members: &[Member<'_>], no_codec: bool) -> Toke
                 #visit_ref
             }
 
+            fn key_of(event: ::tidings::EventRef<'_, Self>) -> ::core::option::Option<::std::string::String> {
+                #(
+                    if let ::core::option::Option::Some(e) = event.downcast::<#types>() {
+                        return ::tidings::Event::key(e);
+                    }
+                )*
+                let _ = event;
+                ::core::option::Option::None
+            }
+
             fn visit_members<V: ::tidings::event::MembersVisitor<Self>>(visitor: &mut V) {
                 let _ = &visitor;
                 #( visitor.visit::<#types>(); )*
@@ -212,6 +222,9 @@ fn stub(input: &DeriveInput) -> TokenStream {
             }
             fn visit_ref<V: ::tidings::event::RefVisitor<Self>>(&self, _: V) -> V::Output {
                 ::core::unreachable!()
+            }
+            fn key_of(_: ::tidings::EventRef<'_, Self>) -> ::core::option::Option<::std::string::String> {
+                ::core::option::Option::None
             }
             fn visit_members<V: ::tidings::event::MembersVisitor<Self>>(_: &mut V) {}
         }

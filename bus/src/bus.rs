@@ -92,7 +92,7 @@ pub use self::stats::BusStats;
 pub use self::subscription::Subscription;
 
 use self::listener::{Call, ErasedFn, Outcome, QueueEntry, SyncEntry};
-use self::queue::{Delivery, Popped, Progress, Pushed, Queue, Rejected};
+use self::queue::{ConsumerKind, Delivery, Popped, Progress, Pushed, Queue, Rejected};
 use self::slot::{build_slots, ErasedEntry, SlotHeader, SlotList, TypedSlot};
 use self::stats::Stats;
 use self::tracker::Tracker;
@@ -834,12 +834,12 @@ impl<S: EventSet> Bus<S> {
         indices: Vec<usize>,
         exact: bool,
         options: QueueOptions,
-        tracks_lag: bool,
+        kind: ConsumerKind,
     ) -> (ListenerId, Arc<Queue>) {
         let queue = Arc::new(Queue::new(
             options.capacity.unwrap_or(self.inner.config.capacity),
             options.overflow.unwrap_or(self.inner.config.overflow),
-            tracks_lag,
+            kind,
             Arc::clone(&self.inner.shared.progress),
         ));
         if self.is_closed() {
@@ -874,9 +874,24 @@ impl<S: EventSet> Bus<S> {
     ) -> Subscription<S, T> {
         let (id, queue) = {
             let mut reg = self.inner.registry.lock();
-            self.add_queue(&mut reg, indices, exact, options, true)
+            self.add_queue(&mut reg, indices, exact, options, ConsumerKind::Stream)
         };
         Subscription::new(id, queue, Arc::downgrade(&self.inner), convert)
+    }
+
+    /// A subscription to the members at `indices` whose overflows are reported through
+    /// `on_error` (like an `on_async` listener's) instead of as `Lagged`: for bridges, whose
+    /// task reads the stream.
+    pub(crate) fn subscribe_reporting(
+        &self,
+        indices: Vec<usize>,
+        options: QueueOptions,
+    ) -> Subscription<S, AnyEvent<S>> {
+        let (id, queue) = {
+            let mut reg = self.inner.registry.lock();
+            self.add_queue(&mut reg, indices, false, options, ConsumerKind::Bridge)
+        };
+        Subscription::new(id, queue, Arc::downgrade(&self.inner), erased::<S>)
     }
 
     #[track_caller]
@@ -901,7 +916,7 @@ impl<S: EventSet> Bus<S> {
             }
         };
         let mut reg = self.inner.registry.lock();
-        let (id, queue) = self.add_queue(&mut reg, indices, exact, options, false);
+        let (id, queue) = self.add_queue(&mut reg, indices, exact, options, ConsumerKind::Task);
         let leftover = Arc::default();
         let run = run_listener::<S, T, F, Fut>(
             id,

@@ -101,6 +101,9 @@ pub trait EventSet: Sized + Send + Sync + 'static {
     /// Calls `visitor` with a reference to the member event this value holds.
     fn visit_ref<V: RefVisitor<Self>>(&self, visitor: V) -> V::Output;
 
+    /// The [`Event::key`] of a member whose type is known only at run time.
+    fn key_of(event: EventRef<'_, Self>) -> Option<String>;
+
     /// Calls `visitor` once per member type, in index order; how a bus builds one typed slot
     /// per member.
     fn visit_members<V: MembersVisitor<Self>>(visitor: &mut V);

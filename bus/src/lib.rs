@@ -2,6 +2,8 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod actor;
+pub mod backoff;
+pub mod bridge;
 pub mod bus;
 pub mod codec;
 pub mod event;

@@ -12,6 +12,7 @@ use super::error::StopReason;
 use super::mailbox::MailboxSize;
 use super::run::{Cell, Signal};
 use super::{Actor, ActorId, ActorRef, ActorSystem, SpawnOptions};
+use crate::backoff::Backoff;
 
 /// Which children a supervisor restarts when one fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,36 +23,6 @@ pub enum Strategy {
     /// Every child: the siblings finish their current message, run `stopped` with
     /// [`StopReason::Restarting`], and start over with fresh state.
     OneForAll,
-}
-
-/// The delay before a restart, by how many restarts happened in the current window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backoff {
-    /// Restart at once.
-    None,
-    /// Always the same delay.
-    Fixed(Duration),
-    /// `initial`, doubling with each restart in the window, at most `max`.
-    Exponential {
-        /// The first delay.
-        initial: Duration,
-        /// The largest delay.
-        max: Duration,
-    },
-}
-
-impl Backoff {
-    /// The delay before restart number `n` (1-based) of the window.
-    pub fn delay(&self, n: u32) -> Duration {
-        match *self {
-            Backoff::None => Duration::ZERO,
-            Backoff::Fixed(d) => d,
-            Backoff::Exponential { initial, max } => {
-                let factor = 2u32.saturating_pow(n.saturating_sub(1));
-                initial.saturating_mul(factor).min(max)
-            }
-        }
-    }
 }
 
 /// Configures a [`Supervisor`]; from [`Supervisor::builder`].
@@ -239,26 +210,5 @@ impl Supervisor {
 
     pub(crate) fn child_exited(&self, child: ActorId) {
         self.inner.state.lock().children.retain(|c| c.id != child);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exponential_backoff_doubles_up_to_the_cap() {
-        let b = Backoff::Exponential {
-            initial: Duration::from_millis(100),
-            max: Duration::from_millis(500),
-        };
-        let delays: Vec<u128> = (1..=5).map(|n| b.delay(n).as_millis()).collect();
-        assert_eq!(delays, [100, 200, 400, 500, 500]);
-        assert_eq!(b.delay(200), Duration::from_millis(500), "no overflow");
-        assert_eq!(
-            Backoff::Fixed(Duration::from_secs(1)).delay(9),
-            Duration::from_secs(1)
-        );
-        assert_eq!(Backoff::None.delay(1), Duration::ZERO);
     }
 }

@@ -76,6 +76,18 @@ pub(crate) enum Popped {
     Lagged(u64),
 }
 
+/// Who drains a queue, which decides how its misses are reported and what is tracked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConsumerKind {
+    /// An `on_async` listener task: overflows go to `on_error`; `settle` and `emit_and_wait`
+    /// wait for it to handle each event.
+    Task,
+    /// A user's `Subscription`: misses are reported in the stream as `Lagged`.
+    Stream,
+    /// A bridge's forwarding task: overflows go to `on_error`; queuing counts as delivery.
+    Bridge,
+}
+
 /// Wakes `settle` callers when any consumer finishes an item. Shared by every queue of a bus.
 #[derive(Default)]
 pub(crate) struct Progress {
@@ -129,7 +141,8 @@ struct State {
 pub(crate) struct Queue {
     capacity: usize,
     overflow: Overflow,
-    /// Stream queues report misses to the consumer as lag; task queues report them elsewhere.
+    kind: ConsumerKind,
+    /// `kind == Stream`: misses are reported to the consumer as lag.
     tracks_lag: bool,
     state: Mutex<State>,
     /// Events the consumer has taken out of `items` and not yet finished with; written only by
@@ -145,14 +158,15 @@ impl Queue {
     pub(crate) fn new(
         capacity: usize,
         overflow: Overflow,
-        tracks_lag: bool,
+        kind: ConsumerKind,
         progress: Arc<Progress>,
     ) -> Self {
         let capacity = capacity.max(1);
         Queue {
             capacity,
             overflow,
-            tracks_lag,
+            kind,
+            tracks_lag: kind == ConsumerKind::Stream,
             state: Mutex::new(State {
                 items: VecDeque::with_capacity(capacity.min(64)),
                 closed: false,
@@ -170,6 +184,11 @@ impl Queue {
 
     pub(crate) fn tracks_lag(&self) -> bool {
         self.tracks_lag
+    }
+
+    /// Whether `emit_and_wait` waits for this queue's consumer to handle its events.
+    pub(crate) fn is_task(&self) -> bool {
+        self.kind == ConsumerKind::Task
     }
 
     pub(crate) fn overflow(&self) -> Overflow {
@@ -228,7 +247,7 @@ impl Queue {
         state.pushed += 1;
         let waker = state.consumer.take();
         drop(state);
-        if matches!(outcome, Pushed::Evicted(_)) && !self.tracks_lag {
+        if matches!(outcome, Pushed::Evicted(_)) && self.is_task() {
             self.finish_one();
             self.signal_progress();
         }
@@ -343,7 +362,7 @@ impl Queue {
     pub(crate) fn close_and_take(&self) -> Vec<Delivery> {
         self.close();
         let items: Vec<Delivery> = self.state.lock().items.drain(..).collect();
-        if !self.tracks_lag {
+        if self.is_task() {
             for _ in &items {
                 self.finish_one();
             }
@@ -382,7 +401,12 @@ mod tests {
     }
 
     fn queue(capacity: usize, overflow: Overflow, tracks_lag: bool) -> Queue {
-        Queue::new(capacity, overflow, tracks_lag, Arc::default())
+        let kind = if tracks_lag {
+            ConsumerKind::Stream
+        } else {
+            ConsumerKind::Task
+        };
+        Queue::new(capacity, overflow, kind, Arc::default())
     }
 
     fn pop_now(q: &Queue) -> Option<Popped> {

@@ -1,0 +1,69 @@
+//! Bridges between a bus and a message broker: forward chosen events out, bring messages in.
+//!
+//! A broker is reached through a [`Transport`]: publish a batch and learn which messages the
+//! broker confirmed; consume [`Delivery`]s that are acknowledged, returned, or dead-lettered.
+//! `tidings-bridges` implements it for RabbitMQ, Kafka and Redis; [`MemoryBroker`] implements it
+//! in-process, with broker semantics and injectable faults, for tests.
+//!
+//! - [`Outbound`] forwards events from a bus: encode (JSON by default), route, batch, publish,
+//!   and count a publish only when the broker confirmed it. While the broker is down, unconfirmed
+//!   messages are retried with backoff and jitter, and new events wait in a bounded buffer: when
+//!   it is full, `emit_async` waits and a sync `emit` reports the overflow. Nothing is dropped
+//!   silently.
+//! - [`Inbound`] consumes a [`Source`] and emits each message into a bus, acknowledging it only
+//!   when every listener of the event succeeded. Failures are retried with backoff, then the
+//!   message is dead-lettered with the reason, the attempt count and its origin. Undecodable
+//!   messages (unknown type, bad payload, over the size limit, no type at all) are dead-lettered
+//!   at once, and good traffic keeps flowing.
+//!
+//! The guarantee across a broker is at-least-once: a message may arrive twice (after a
+//! reconnect, say), and every message carries a unique id; [`MemoryDedup`] (or a shared store)
+//! drops the repeats. Order holds per key, within one consumer.
+//!
+//! ```
+//! use std::time::Duration;
+//! use serde::{Deserialize, Serialize};
+//! use tidings::bridge::{Inbound, MemoryBroker, Outbound, Source, Transport};
+//! use tidings::prelude::*;
+//!
+//! #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+//! struct OrderPlaced { order: u64 }
+//!
+//! #[derive(Debug, EventSet)]
+//! enum Shop { OrderPlaced(OrderPlaced) }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let broker = MemoryBroker::new();
+//! let (shop, warehouse) = (Bus::<Shop>::new(), Bus::<Shop>::new());
+//! let source = Source::new("orders");
+//! broker.declare(&source).await.unwrap();
+//!
+//! let outbound = Outbound::builder(&shop, broker.clone())
+//!     .forward::<OrderPlaced>()
+//!     .destination("orders")
+//!     .build();
+//! let inbound = Inbound::builder(&warehouse, broker.clone(), source).build();
+//!
+//! let mut arrivals = warehouse.subscribe::<OrderPlaced>();
+//! shop.emit_async(OrderPlaced { order: 7 }).await.unwrap();
+//! assert_eq!(arrivals.recv().await.unwrap().unwrap().order, 7);
+//!
+//! assert_eq!(outbound.shutdown(Duration::from_secs(1)).await.unconfirmed, 0);
+//! inbound.shutdown(Duration::from_secs(1)).await;
+//! # }
+//! ```
+
+mod envelope;
+mod inbound;
+pub mod memory;
+mod outbound;
+mod transport;
+
+pub use self::envelope::{
+    new_id, Envelope, Incoming, ATTEMPTS_HEADER, ORIGIN_HEADER, REASON_HEADER,
+};
+pub use self::inbound::{Dedup, Inbound, InboundBuilder, InboundStats, MemoryDedup};
+pub use self::memory::{MemoryBroker, MemoryConsumer};
+pub use self::outbound::{FlushReport, Outbound, OutboundBuilder, OutboundStats, Route};
+pub use self::transport::{Acker, Consumer, Delivery, Outgoing, Source, Transport, TransportError};
+pub use crate::backoff::Backoff;

@@ -1,0 +1,135 @@
+//! What travels through a broker: [`Envelope`] going out, [`Incoming`] coming in.
+//!
+//! ## The wire mapping
+//!
+//! The payload is the event itself, encoded by the bridge's [`Codec`](crate::codec::Codec)
+//! (JSON by default), so a consumer in another language parses it as a plain object. Metadata
+//! travels beside it in the broker's native fields, following the CloudEvents 1.0 binary-mode
+//! conventions of each broker:
+//!
+//! | envelope | CloudEvents | AMQP 0-9-1 (RabbitMQ) | Kafka | Redis stream field |
+//! |---|---|---|---|---|
+//! | `id` | `id` | `message_id` property | header `ce_id` | `ce_id` |
+//! | `name` | `type` | `type` property | header `ce_type` | `ce_type` |
+//! | `source` | `source` | header `cloudEvents:source` | header `ce_source` | `ce_source` |
+//! | `time` | `time` | `timestamp` property (seconds) and header `cloudEvents:time` (RFC 3339) | header `ce_time`, record timestamp | `ce_time` |
+//! | `content_type` | `datacontenttype` | `content_type` property | header `content-type` | `content-type` |
+//! | — | `specversion` | header `cloudEvents:specversion` = `1.0` | header `ce_specversion` = `1.0` | `ce_specversion` |
+//! | `key` | (extension `partitionkey`) | routing key | record key | `ce_partitionkey` |
+//! | `headers` | extensions | headers | headers | fields |
+//! | `payload` | `data` | body | value | `data` |
+//! | `attempt` | — | header `x-tidings-attempt` | header `x-tidings-attempt` | `x-tidings-attempt` |
+//!
+//! A dead-lettered message keeps its headers and gains `x-tidings-reason` (why),
+//! `x-tidings-attempts` (how many times it was tried) and `x-tidings-origin` (the queue, topic or
+//! stream it was consumed from).
+//!
+//! Inbound, every field but the payload may be missing: a Node service that does
+//! `channel.sendToQueue(q, Buffer.from(JSON.stringify(obj)))` sends no type and no id. An inbound
+//! bridge then uses the event type bound to its source.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+/// Header that carries the dead-letter reason.
+pub const REASON_HEADER: &str = "x-tidings-reason";
+/// Header that carries how many times a dead-lettered message was tried.
+pub const ATTEMPTS_HEADER: &str = "x-tidings-attempts";
+/// Header that carries where a dead-lettered message was consumed from.
+pub const ORIGIN_HEADER: &str = "x-tidings-origin";
+
+/// A new unique, time-ordered id (a UUIDv7, as text).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// An event on its way to a broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// Unique and time-ordered; consumers use it to drop duplicates.
+    pub id: String,
+    /// The event's name (CloudEvents `type`). Empty means "send no type", which only tests of
+    /// untyped producers want.
+    pub name: String,
+    /// The routing or partition key.
+    pub key: Option<String>,
+    /// Who produced it (CloudEvents `source`), such as `tidings://billing`.
+    pub source: String,
+    /// When it was created.
+    pub time: SystemTime,
+    /// The payload's MIME type.
+    pub content_type: String,
+    /// Extra headers.
+    pub headers: BTreeMap<String, String>,
+    /// The encoded event.
+    pub payload: Bytes,
+}
+
+impl Envelope {
+    /// An envelope for `payload` with a new id, the current time, JSON content type and no key.
+    pub fn new(name: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+        Envelope {
+            id: new_id(),
+            name: name.into(),
+            key: None,
+            source: "tidings".to_owned(),
+            time: SystemTime::now(),
+            content_type: "application/json".to_owned(),
+            headers: BTreeMap::new(),
+            payload: payload.into(),
+        }
+    }
+
+    /// Sets the key.
+    #[must_use]
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Adds a header.
+    #[must_use]
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+}
+
+/// A message as a transport received it; any field but the payload may be missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    /// The message id, when the producer set one.
+    pub id: Option<String>,
+    /// The event name (type), when the producer set one.
+    pub name: Option<String>,
+    /// The routing or partition key.
+    pub key: Option<String>,
+    /// When the producer created it, when known.
+    pub time: Option<SystemTime>,
+    /// Headers other than the mapped fields.
+    pub headers: BTreeMap<String, String>,
+    /// How many times the transport has delivered it, this time included (at least 1).
+    pub delivery_count: u32,
+    /// The queue, topic or stream it came from.
+    pub origin: String,
+    /// The raw payload.
+    pub payload: Bytes,
+}
+
+impl Incoming {
+    /// What a consumer would receive for `envelope` from `origin` on its first delivery.
+    pub fn from_envelope(envelope: &Envelope, origin: impl Into<String>) -> Self {
+        Incoming {
+            id: Some(envelope.id.clone()),
+            name: (!envelope.name.is_empty()).then(|| envelope.name.clone()),
+            key: envelope.key.clone(),
+            time: Some(envelope.time),
+            headers: envelope.headers.clone(),
+            delivery_count: 1,
+            origin: origin.into(),
+            payload: envelope.payload.clone(),
+        }
+    }
+}

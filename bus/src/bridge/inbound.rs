@@ -1,0 +1,431 @@
+//! Bringing broker messages into a bus.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::transport::{Consumer, Delivery, Source, Transport};
+use crate::backoff::Backoff;
+use crate::bus::Bus;
+use crate::codec::{DecodeError, EventSetCodec, Json};
+use crate::event::Member;
+
+/// Remembers message ids to drop redelivered duplicates; see [`InboundBuilder::dedup`].
+pub trait Dedup: Send + Sync + 'static {
+    /// Whether a message with this id was already handled.
+    fn seen<'a>(&'a self, id: &'a str) -> BoxFuture<'a, bool>;
+    /// Records that the message with this id was handled.
+    fn remember<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()>;
+}
+
+/// In-process dedup with a time to live: ids are forgotten `ttl` after they were remembered.
+pub struct MemoryDedup {
+    ttl: Duration,
+    state: Mutex<DedupState>,
+}
+
+#[derive(Default)]
+struct DedupState {
+    ids: HashMap<String, Instant>,
+    order: VecDeque<(Instant, String)>,
+}
+
+impl MemoryDedup {
+    /// Dedup that remembers ids for `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        MemoryDedup {
+            ttl,
+            state: Mutex::new(DedupState::default()),
+        }
+    }
+
+    fn expire(&self, state: &mut DedupState, now: Instant) {
+        while let Some((at, _)) = state.order.front() {
+            if now.duration_since(*at) < self.ttl {
+                break;
+            }
+            if let Some((at, id)) = state.order.pop_front() {
+                if state.ids.get(&id) == Some(&at) {
+                    state.ids.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for MemoryDedup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryDedup")
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+impl Dedup for MemoryDedup {
+    fn seen<'a>(&'a self, id: &'a str) -> BoxFuture<'a, bool> {
+        let mut state = self.state.lock();
+        self.expire(&mut state, Instant::now());
+        let seen = state.ids.contains_key(id);
+        Box::pin(async move { seen })
+    }
+
+    fn remember<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        self.expire(&mut state, now);
+        state.ids.insert(id.to_owned(), now);
+        state.order.push_back((now, id.to_owned()));
+        Box::pin(async {})
+    }
+}
+
+/// Configures an [`Inbound`]; from [`Inbound::builder`].
+#[must_use]
+pub struct InboundBuilder<S: EventSetCodec, T> {
+    bus: Bus<S>,
+    transport: T,
+    source: Source,
+    default_event: Option<&'static str>,
+    max_attempts: u32,
+    backoff: Backoff,
+    max_payload: usize,
+    dedup: Option<Arc<dyn Dedup>>,
+}
+
+impl<S: EventSetCodec, T: Transport> InboundBuilder<S, T> {
+    /// Decodes messages that carry no type as `E`: for producers that publish plain JSON, such
+    /// as a Node service doing `sendToQueue(q, Buffer.from(JSON.stringify(obj)))`.
+    pub fn bind<E: Member<S>>(mut self) -> Self {
+        self.default_event = Some(E::NAME);
+        self
+    }
+
+    /// Attempts before a message whose handlers keep failing is dead-lettered (default 5;
+    /// at least 1). Broker redeliveries count.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The delay between attempts (default: 100 ms doubling to 10 s, with jitter).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Payloads larger than this are dead-lettered undecoded (default 1 MiB).
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// Acknowledges without handling messages whose id was handled before.
+    pub fn dedup(mut self, dedup: impl Dedup) -> Self {
+        self.dedup = Some(Arc::new(dedup));
+        self
+    }
+
+    /// Starts consuming.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    #[track_caller]
+    pub fn build(self) -> Inbound {
+        let stats = Arc::new(Counters::default());
+        let stop = Arc::new(Notify::new());
+        let ingest = Ingest {
+            bus: self.bus,
+            transport: self.transport,
+            source: self.source,
+            default_event: self.default_event,
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            max_payload: self.max_payload,
+            dedup: self.dedup,
+            stats: Arc::clone(&stats),
+        };
+        let task = tokio::spawn(ingest.run(Arc::clone(&stop)));
+        Inbound {
+            stats,
+            stop,
+            task: Some(task),
+        }
+    }
+}
+
+/// Consumes a source and emits what it receives into a bus; see the [module docs](super).
+///
+/// A message is acknowledged only when every listener of its event succeeded
+/// ([`Bus::emit_and_wait`]); otherwise it is tried again with backoff, and after the last
+/// attempt dead-lettered with the reason, the attempt count and its origin. A message that
+/// cannot be decoded is dead-lettered at once. Dropping an `Inbound` stops it at once; its
+/// unacknowledged message is delivered again by the broker.
+pub struct Inbound {
+    stats: Arc<Counters>,
+    stop: Arc<Notify>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Counters of an [`Inbound`]; see [`Inbound::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InboundStats {
+    /// Deliveries received.
+    pub received: u64,
+    /// Messages handled and acknowledged.
+    pub handled: u64,
+    /// Deliveries the transport had delivered before (redeliveries).
+    pub redelivered: u64,
+    /// Handler attempts repeated after a failure.
+    pub retried: u64,
+    /// Messages moved to the dead-letter destination.
+    pub dead_lettered: u64,
+    /// Messages acknowledged without handling because their id was seen before.
+    pub duplicates: u64,
+    /// Times the consumer was started again after a transport failure.
+    pub reconnects: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    received: AtomicU64,
+    handled: AtomicU64,
+    redelivered: AtomicU64,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+    duplicates: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+impl Inbound {
+    /// Starts configuring an inbound bridge from `source` on `transport` into `bus`.
+    pub fn builder<S: EventSetCodec, T: Transport>(
+        bus: &Bus<S>,
+        transport: T,
+        source: Source,
+    ) -> InboundBuilder<S, T> {
+        InboundBuilder {
+            bus: bus.clone(),
+            transport,
+            source,
+            default_event: None,
+            max_attempts: 5,
+            backoff: Backoff::Exponential {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(10),
+            },
+            max_payload: 1 << 20,
+            dedup: None,
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> InboundStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let s = &self.stats;
+        InboundStats {
+            received: get(&s.received),
+            handled: get(&s.handled),
+            redelivered: get(&s.redelivered),
+            retried: get(&s.retried),
+            dead_lettered: get(&s.dead_lettered),
+            duplicates: get(&s.duplicates),
+            reconnects: get(&s.reconnects),
+        }
+    }
+
+    /// Stops taking messages, lets the one being handled finish (and be acknowledged), and
+    /// waits up to `timeout` for that. Returns whether it finished in time; if not, the message
+    /// is left unacknowledged and the broker delivers it again.
+    pub async fn shutdown(mut self, timeout: Duration) -> bool {
+        self.stop.notify_one();
+        let Some(mut task) = self.task.take() else {
+            return true;
+        };
+        if tokio::time::timeout(timeout, &mut task).await.is_ok() {
+            return true;
+        }
+        task.abort();
+        let _ = task.await;
+        false
+    }
+}
+
+impl Drop for Inbound {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+struct Ingest<S: EventSetCodec, T> {
+    bus: Bus<S>,
+    transport: T,
+    source: Source,
+    default_event: Option<&'static str>,
+    max_attempts: u32,
+    backoff: Backoff,
+    max_payload: usize,
+    dedup: Option<Arc<dyn Dedup>>,
+    stats: Arc<Counters>,
+}
+
+impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
+    async fn run(self, stop: Arc<Notify>) {
+        let mut failures = 0u32;
+        loop {
+            let mut consumer = match self.transport.consume(&self.source).await {
+                Ok(consumer) => consumer,
+                Err(error) => {
+                    failures += 1;
+                    let delay = self.backoff.jittered(failures);
+                    tracing::warn!(source = self.source.name, %error, ?delay, "cannot consume; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => continue,
+                        () = stop.notified() => return,
+                    }
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    next = consumer.next() => next,
+                    () = stop.notified() => return,
+                };
+                match next {
+                    Some(Ok(delivery)) => {
+                        failures = 0;
+                        self.process(delivery).await;
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(source = self.source.name, %error, "consumer failed; consuming again");
+                        break;
+                    }
+                    None => {
+                        tracing::warn!(
+                            source = self.source.name,
+                            "consumer closed; consuming again"
+                        );
+                        break;
+                    }
+                }
+            }
+            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            failures += 1;
+            let delay = self.backoff.jittered(failures);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = stop.notified() => return,
+            }
+        }
+    }
+
+    async fn process(&self, delivery: Delivery) {
+        let message = &delivery.message;
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        if message.delivery_count > 1 {
+            self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+        }
+        let attempts = message.delivery_count.max(1);
+        if message.payload.len() > self.max_payload {
+            let reason = format!(
+                "payload of {} bytes is over the limit of {} bytes",
+                message.payload.len(),
+                self.max_payload
+            );
+            return self.dead_letter(delivery, &reason, attempts).await;
+        }
+        let Some(name) = message
+            .name
+            .clone()
+            .or(self.default_event.map(str::to_owned))
+        else {
+            let reason = format!(
+                "the message has no event type, and no event type is bound to source `{}`",
+                self.source.name
+            );
+            return self.dead_letter(delivery, &reason, attempts).await;
+        };
+        let id = message.id.clone();
+        if let (Some(dedup), Some(id)) = (&self.dedup, &id) {
+            if dedup.seen(id).await {
+                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                if let Err(error) = delivery.ack().await {
+                    tracing::warn!(%error, "could not acknowledge a duplicate");
+                }
+                return;
+            }
+        }
+        let mut attempt = attempts;
+        loop {
+            let event = match S::decode(&name, &delivery.message.payload, &Json) {
+                Ok(event) => event,
+                Err(error) => {
+                    let reason = match &error {
+                        DecodeError::UnknownEvent { .. } => error.to_string(),
+                        _ => format!("undecodable payload: {error}"),
+                    };
+                    return self.dead_letter(delivery, &reason, attempt).await;
+                }
+            };
+            let outcome = self.bus.emit_set_and_wait(event).await;
+            match outcome {
+                Ok(_) => {
+                    if let Err(error) = delivery.ack().await {
+                        // Not acknowledged: the broker delivers it again (at least once).
+                        tracing::warn!(%error, "could not acknowledge a handled message");
+                        return;
+                    }
+                    self.stats.handled.fetch_add(1, Ordering::Relaxed);
+                    if let (Some(dedup), Some(id)) = (&self.dedup, &id) {
+                        dedup.remember(id).await;
+                    }
+                    return;
+                }
+                Err(_) if self.bus.is_closed() => {
+                    // The bus is going away, not the message's fault: let another consumer
+                    // have it.
+                    if let Err(error) = delivery.nack().await {
+                        tracing::warn!(%error, "could not return a message");
+                    }
+                    return;
+                }
+                Err(error) if attempt >= self.max_attempts => {
+                    let reason = format!("handlers failed after {attempt} attempts: {error}");
+                    return self.dead_letter(delivery, &reason, attempt).await;
+                }
+                Err(error) => {
+                    self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                    let delay = self.backoff.jittered(attempt);
+                    tracing::warn!(event = name, attempt, ?delay, %error, "handlers failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn dead_letter(&self, delivery: Delivery, reason: &str, attempts: u32) {
+        tracing::error!(
+            source = self.source.name,
+            id = delivery.message.id.as_deref().unwrap_or("-"),
+            reason,
+            "dead-lettering a message"
+        );
+        match delivery.dead_letter(reason, attempts).await {
+            Ok(()) => {
+                self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not dead-letter; the broker will deliver it again");
+            }
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! An in-process broker with real broker semantics, for testing bridges without one.
+//!
+//! A [`MemoryBroker`] keeps one queue per declared [`Source`] and consumer group. Publishing to a
+//! destination copies the message into every queue whose source name, read as a topic
+//! [`Pattern`](crate::Pattern), matches the destination (`orders.#` gets `orders.eu`); a publish
+//! that reaches no queue fails with [`TransportError::Unroutable`] instead of vanishing. Within a
+//! group, consumers share the messages, each holding at most `prefetch` unacknowledged ones.
+//!
+//! - `ack` forgets a message; `nack` puts it back at the head of its queue; `dead_letter` moves it
+//!   to the source's dead-letter destination (declared with the source, group `default`).
+//! - A consumer that is dropped, or a connection that is cut, returns its unacknowledged messages
+//!   to the head of their queues, in order, with their delivery count raised.
+//! - Faults: [`disconnect`](MemoryBroker::disconnect) / [`reconnect`](MemoryBroker::reconnect),
+//!   [`fail_next_publishes`](MemoryBroker::fail_next_publishes),
+//!   [`set_publish_delay`](MemoryBroker::set_publish_delay).
+//!
+//! Clones share the broker, like connections to one server.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::envelope::{Envelope, Incoming};
+use super::transport::{Acker, Consumer, Delivery, Outgoing, Source, Transport, TransportError};
+use crate::bus::Pattern;
+
+/// An in-process broker; see the [module docs](self).
+#[derive(Clone, Default)]
+pub struct MemoryBroker {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MemoryBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.shared.state.lock();
+        f.debug_struct("MemoryBroker")
+            .field("queues", &state.groups.len())
+            .field("connected", &!state.down)
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Notified on every change a waiting consumer may care about.
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    groups: Vec<Group>,
+    down: bool,
+    /// Bumped by every disconnect; consumers of an older epoch are dead.
+    epoch: u64,
+    fail_publishes: usize,
+    delay: Duration,
+    next_tag: u64,
+    next_consumer: u64,
+}
+
+struct Group {
+    source: String,
+    group: String,
+    pattern: Pattern,
+    dead_letter: String,
+    ready: VecDeque<Incoming>,
+    /// Delivered, not yet settled: tag -> (consumer, message).
+    unacked: BTreeMap<u64, (u64, Incoming)>,
+    in_flight: HashMap<u64, usize>,
+}
+
+impl Group {
+    /// Puts every unsettled message of `consumer` (or of everyone) back at the head, in order.
+    fn requeue(&mut self, consumer: Option<u64>) {
+        let tags: Vec<u64> = self
+            .unacked
+            .iter()
+            .filter(|(_, (c, _))| consumer.is_none_or(|id| *c == id))
+            .map(|(t, _)| *t)
+            .collect();
+        for tag in tags.into_iter().rev() {
+            if let Some((c, mut message)) = self.unacked.remove(&tag) {
+                message.delivery_count += 1;
+                self.ready.push_front(message);
+                self.release(c);
+            }
+        }
+    }
+
+    fn release(&mut self, consumer: u64) {
+        if let Some(n) = self.in_flight.get_mut(&consumer) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+impl State {
+    fn group_mut(&mut self, source: &str, group: &str) -> Option<&mut Group> {
+        self.groups
+            .iter_mut()
+            .find(|g| g.source == source && g.group == group)
+    }
+
+    fn declare(
+        &mut self,
+        source: &str,
+        group: &str,
+        dead_letter: &str,
+    ) -> Result<(), TransportError> {
+        if self.group_mut(source, group).is_some() {
+            return Ok(());
+        }
+        let pattern = Pattern::parse(source)
+            .map_err(|e| TransportError::Rejected(format!("invalid source: {e}")))?;
+        self.groups.push(Group {
+            source: source.to_owned(),
+            group: group.to_owned(),
+            pattern,
+            dead_letter: dead_letter.to_owned(),
+            ready: VecDeque::new(),
+            unacked: BTreeMap::new(),
+            in_flight: HashMap::new(),
+        });
+        Ok(())
+    }
+
+    /// Copies `envelope` into every queue bound to `destination`.
+    fn route(&mut self, destination: &str, envelope: &Envelope) -> Result<(), TransportError> {
+        let mut routed = false;
+        for g in self
+            .groups
+            .iter_mut()
+            .filter(|g| g.pattern.matches(destination))
+        {
+            g.ready
+                .push_back(Incoming::from_envelope(envelope, g.source.clone()));
+            routed = true;
+        }
+        if routed {
+            Ok(())
+        } else {
+            Err(TransportError::Unroutable(destination.to_owned()))
+        }
+    }
+}
+
+impl MemoryBroker {
+    /// An empty, connected broker.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cuts every connection: publishes fail with [`TransportError::Disconnected`], consumers
+    /// get that error, and every unacknowledged message goes back to its queue.
+    pub fn disconnect(&self) {
+        let mut state = self.shared.state.lock();
+        state.down = true;
+        state.epoch += 1;
+        for g in &mut state.groups {
+            g.requeue(None);
+            g.in_flight.clear();
+        }
+        drop(state);
+        self.shared.changed.notify_waiters();
+    }
+
+    /// Accepts connections again.
+    pub fn reconnect(&self) {
+        self.shared.state.lock().down = false;
+        self.shared.changed.notify_waiters();
+    }
+
+    /// Makes the next `n` published messages fail with a retryable error.
+    pub fn fail_next_publishes(&self, n: usize) {
+        self.shared.state.lock().fail_publishes = n;
+    }
+
+    /// Delays every publish by `delay`.
+    pub fn set_publish_delay(&self, delay: Duration) {
+        self.shared.state.lock().delay = delay;
+    }
+
+    /// Messages waiting or unacknowledged in the queue of `source` and `group`.
+    pub fn depth(&self, source: &str, group: &str) -> usize {
+        let mut state = self.shared.state.lock();
+        state
+            .group_mut(source, group)
+            .map_or(0, |g| g.ready.len() + g.unacked.len())
+    }
+}
+
+impl Transport for MemoryBroker {
+    type Consumer = MemoryConsumer;
+
+    async fn publish(&self, batch: &[Outgoing]) -> Vec<Result<(), TransportError>> {
+        let delay = self.shared.state.lock().delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let mut state = self.shared.state.lock();
+        let results = batch
+            .iter()
+            .map(|out| {
+                if state.down {
+                    return Err(TransportError::Disconnected("the broker is down".into()));
+                }
+                if state.fail_publishes > 0 {
+                    state.fail_publishes -= 1;
+                    return Err(TransportError::Disconnected(
+                        "injected publish failure".into(),
+                    ));
+                }
+                state.route(&out.destination, &out.envelope)
+            })
+            .collect();
+        drop(state);
+        self.shared.changed.notify_waiters();
+        results
+    }
+
+    async fn declare(&self, source: &Source) -> Result<(), TransportError> {
+        let mut state = self.shared.state.lock();
+        if state.down {
+            return Err(TransportError::Disconnected("the broker is down".into()));
+        }
+        state.declare(&source.name, &source.group, &source.dead_letter)?;
+        let dead = source.dead_letter.clone();
+        state.declare(&dead, "default", &format!("{dead}.dead-letter"))
+    }
+
+    async fn consume(&self, source: &Source) -> Result<MemoryConsumer, TransportError> {
+        self.declare(source).await?;
+        let mut state = self.shared.state.lock();
+        state.next_consumer += 1;
+        Ok(MemoryConsumer {
+            broker: self.clone(),
+            source: source.name.clone(),
+            group: source.group.clone(),
+            id: state.next_consumer,
+            prefetch: source.prefetch.max(1),
+            epoch: state.epoch,
+        })
+    }
+}
+
+/// A consumer of a [`MemoryBroker`] queue. Dropping it returns its unacknowledged messages.
+pub struct MemoryConsumer {
+    broker: MemoryBroker,
+    source: String,
+    group: String,
+    id: u64,
+    prefetch: usize,
+    epoch: u64,
+}
+
+impl std::fmt::Debug for MemoryConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryConsumer")
+            .field("source", &self.source)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer for MemoryConsumer {
+    async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
+        let shared = Arc::clone(&self.broker.shared);
+        loop {
+            let mut changed = pin!(shared.changed.notified());
+            changed.as_mut().enable();
+            {
+                let mut state = shared.state.lock();
+                if state.down || state.epoch != self.epoch {
+                    return Some(Err(TransportError::Disconnected(
+                        "the connection was cut".into(),
+                    )));
+                }
+                state.next_tag += 1;
+                let tag = state.next_tag;
+                let group = state.group_mut(&self.source, &self.group)?;
+                let held = group.in_flight.get(&self.id).copied().unwrap_or(0);
+                if held < self.prefetch {
+                    if let Some(message) = group.ready.pop_front() {
+                        group.unacked.insert(tag, (self.id, message.clone()));
+                        *group.in_flight.entry(self.id).or_default() += 1;
+                        let acker = MemoryAcker {
+                            broker: self.broker.clone(),
+                            source: self.source.clone(),
+                            group: self.group.clone(),
+                            tag,
+                        };
+                        return Some(Ok(Delivery::new(message, acker)));
+                    }
+                }
+            }
+            changed.await;
+        }
+    }
+}
+
+impl Drop for MemoryConsumer {
+    fn drop(&mut self) {
+        let mut state = self.broker.shared.state.lock();
+        if let Some(group) = state.group_mut(&self.source, &self.group) {
+            group.requeue(Some(self.id));
+            group.in_flight.remove(&self.id);
+        }
+        drop(state);
+        self.broker.shared.changed.notify_waiters();
+    }
+}
+
+struct MemoryAcker {
+    broker: MemoryBroker,
+    source: String,
+    group: String,
+    tag: u64,
+}
+
+impl MemoryAcker {
+    /// Takes the delivery out of the unacknowledged set, then runs `then` on it.
+    fn settle(
+        self,
+        then: impl FnOnce(&mut State, &str, Incoming) -> Result<(), TransportError>,
+    ) -> Result<(), TransportError> {
+        let mut state = self.broker.shared.state.lock();
+        let Some(group) = state.group_mut(&self.source, &self.group) else {
+            return Err(TransportError::Closed);
+        };
+        let Some((consumer, message)) = group.unacked.remove(&self.tag) else {
+            return Err(TransportError::Disconnected(
+                "stale delivery: it was returned for redelivery".into(),
+            ));
+        };
+        group.release(consumer);
+        let dead_letter = group.dead_letter.clone();
+        let result = then(&mut state, &dead_letter, message);
+        drop(state);
+        self.broker.shared.changed.notify_waiters();
+        result
+    }
+}
+
+impl Acker for MemoryAcker {
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        let result = self.settle(|_, _, _| Ok(()));
+        Box::pin(async move { result })
+    }
+
+    fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        let (source, group) = (self.source.clone(), self.group.clone());
+        let result = self.settle(move |state, _, mut message| {
+            message.delivery_count += 1;
+            if let Some(g) = state.group_mut(&source, &group) {
+                g.ready.push_front(message);
+            }
+            Ok(())
+        });
+        Box::pin(async move { result })
+    }
+
+    fn dead_letter(
+        self: Box<Self>,
+        headers: BTreeMap<String, String>,
+    ) -> BoxFuture<'static, Result<(), TransportError>> {
+        let result = self.settle(move |state, dead_letter, message| {
+            let envelope = Envelope {
+                id: message.id.unwrap_or_else(super::envelope::new_id),
+                name: message.name.unwrap_or_default(),
+                key: message.key,
+                source: message.origin,
+                time: message.time.unwrap_or_else(std::time::SystemTime::now),
+                content_type: "application/json".to_owned(),
+                headers,
+                payload: message.payload,
+            };
+            state.route(dead_letter, &envelope)
+        });
+        Box::pin(async move { result })
+    }
+}

@@ -1,0 +1,377 @@
+//! Forwarding bus events to a broker.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+
+use super::envelope::{new_id, Envelope};
+use super::transport::{Outgoing, Transport};
+use crate::backoff::Backoff;
+use crate::bus::{Bus, Pattern, PatternError, QueueOptions, Subscription};
+use crate::codec::{Codec, EventSetCodec, Json};
+use crate::event::{AnyEvent, EventRef, Member};
+use crate::Overflow;
+
+/// Where one event goes: a destination (exchange, topic, stream) and an optional key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Exchange, topic or stream.
+    pub destination: String,
+    /// Routing or partition key; when `None`, the event's own key ([`Event::key`](crate::Event::key)).
+    pub key: Option<String>,
+}
+
+impl Route {
+    /// A route to `destination` with the event's own key.
+    pub fn to(destination: impl Into<String>) -> Self {
+        Route {
+            destination: destination.into(),
+            key: None,
+        }
+    }
+
+    /// Uses `key` instead of the event's own key.
+    #[must_use]
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+}
+
+type RouteFn<S> = Arc<dyn Fn(EventRef<'_, S>) -> Route + Send + Sync>;
+
+/// Configures an [`Outbound`]; from [`Outbound::builder`].
+#[must_use]
+pub struct OutboundBuilder<S: EventSetCodec, T> {
+    bus: Bus<S>,
+    transport: T,
+    indices: Vec<usize>,
+    route: RouteFn<S>,
+    source: String,
+    batch_size: usize,
+    linger: Duration,
+    buffer: usize,
+    backoff: Backoff,
+}
+
+impl<S: EventSetCodec, T: Transport> OutboundBuilder<S, T> {
+    /// Forwards every `E`.
+    pub fn forward<E: Member<S>>(mut self) -> Self {
+        self.indices.push(E::INDEX);
+        self
+    }
+
+    /// Forwards every event whose name matches `pattern`.
+    ///
+    /// # Errors
+    /// [`PatternError`] when the pattern does not parse.
+    pub fn forward_pattern(mut self, pattern: &str) -> Result<Self, PatternError> {
+        self.indices
+            .extend(Pattern::parse(pattern)?.indices(S::NAMES));
+        Ok(self)
+    }
+
+    /// Sends every event to `destination` with its own key.
+    pub fn destination(mut self, destination: impl Into<String>) -> Self {
+        let destination = destination.into();
+        self.route = Arc::new(move |_| Route::to(destination.clone()));
+        self
+    }
+
+    /// Chooses destination and key per event.
+    pub fn route(
+        mut self,
+        route: impl Fn(EventRef<'_, S>) -> Route + Send + Sync + 'static,
+    ) -> Self {
+        self.route = Arc::new(route);
+        self
+    }
+
+    /// The CloudEvents `source` of what this service publishes (default `tidings`).
+    pub fn source(mut self, source: impl Into<String>) -> Self {
+        self.source = source.into();
+        self
+    }
+
+    /// Publishes in batches of at most `size`, waiting at most `linger` for a batch to fill
+    /// (defaults: 128 and 2 ms).
+    pub fn batch(mut self, size: usize, linger: Duration) -> Self {
+        self.batch_size = size.max(1);
+        self.linger = linger;
+        self
+    }
+
+    /// How many events may wait to be published (default 4096). When it is full,
+    /// [`Bus::emit_async`] waits and a sync [`Bus::emit`] reports the overflow through
+    /// [`Bus::on_error`].
+    pub fn buffer(mut self, events: usize) -> Self {
+        self.buffer = events.max(1);
+        self
+    }
+
+    /// Delays between retries of unconfirmed publishes (default: 50 ms doubling to 5 s, with
+    /// jitter).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Starts forwarding.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    #[track_caller]
+    pub fn build(mut self) -> Outbound<S> {
+        self.indices.sort_unstable();
+        self.indices.dedup();
+        let options = QueueOptions::new()
+            .capacity(self.buffer)
+            .overflow(Overflow::Wait);
+        let subscription = self.bus.subscribe_reporting(self.indices.clone(), options);
+        let stats = Arc::new(Counters::default());
+        let id = subscription.id();
+        let forwarder = Forwarder {
+            transport: self.transport,
+            route: self.route,
+            source: self.source,
+            batch_size: self.batch_size,
+            linger: self.linger,
+            backoff: self.backoff,
+            stats: Arc::clone(&stats),
+        };
+        let task = tokio::spawn(forwarder.run(subscription));
+        Outbound {
+            bus: self.bus,
+            subscription: id,
+            stats,
+            task: Some(task),
+        }
+    }
+}
+
+/// Forwards chosen events from a bus to a transport; see the [module docs](super).
+///
+/// Each event is encoded, routed, batched and published; a publish counts only when the broker
+/// confirmed it. While the transport is down, unconfirmed events are retried with backoff and
+/// new ones wait in a bounded buffer. Dropping an `Outbound` stops forwarding at once; use
+/// [`shutdown`](Self::shutdown) to flush first.
+pub struct Outbound<S: EventSetCodec> {
+    bus: Bus<S>,
+    subscription: crate::ListenerId,
+    stats: Arc<Counters>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Counters of an [`Outbound`]; see [`Outbound::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OutboundStats {
+    /// Messages handed to the transport, retries included.
+    pub published: u64,
+    /// Messages the broker confirmed.
+    pub confirmed: u64,
+    /// Messages published again after a retryable failure.
+    pub retried: u64,
+    /// Messages the broker refused outright (unroutable, too large); logged at error level.
+    pub rejected: u64,
+    /// Events the codec could not encode; logged at error level.
+    pub unencodable: u64,
+    /// Events taken from the bus and not yet confirmed.
+    pub in_flight: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    published: AtomicU64,
+    confirmed: AtomicU64,
+    retried: AtomicU64,
+    rejected: AtomicU64,
+    unencodable: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+/// What [`Outbound::shutdown`] could not flush.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FlushReport {
+    /// Events that were not confirmed by the deadline (in flight or still buffered).
+    pub unconfirmed: u64,
+}
+
+impl<S: EventSetCodec> Outbound<S> {
+    /// Starts configuring an outbound bridge from `bus` to `transport`. Choose events with
+    /// [`forward`](OutboundBuilder::forward) or [`forward_pattern`](OutboundBuilder::forward_pattern)
+    /// and where they go with [`destination`](OutboundBuilder::destination) or
+    /// [`route`](OutboundBuilder::route).
+    pub fn builder<T: Transport>(bus: &Bus<S>, transport: T) -> OutboundBuilder<S, T> {
+        OutboundBuilder {
+            bus: bus.clone(),
+            transport,
+            indices: Vec::new(),
+            route: Arc::new(|e| Route::to(e.name())),
+            source: "tidings".to_owned(),
+            batch_size: 128,
+            linger: Duration::from_millis(2),
+            buffer: 4096,
+            backoff: Backoff::Exponential {
+                initial: Duration::from_millis(50),
+                max: Duration::from_secs(5),
+            },
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> OutboundStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        OutboundStats {
+            published: get(&self.stats.published),
+            confirmed: get(&self.stats.confirmed),
+            retried: get(&self.stats.retried),
+            rejected: get(&self.stats.rejected),
+            unencodable: get(&self.stats.unencodable),
+            in_flight: self.stats.in_flight.load(Ordering::Relaxed) as u64,
+        }
+    }
+
+    /// Stops taking events from the bus, publishes what it holds, and waits up to `timeout` for
+    /// the confirmations. Returns how many events were left unconfirmed.
+    pub async fn shutdown(mut self, timeout: Duration) -> FlushReport {
+        self.bus.off(self.subscription);
+        let Some(mut task) = self.task.take() else {
+            return FlushReport::default();
+        };
+        if tokio::time::timeout(timeout, &mut task).await.is_err() {
+            task.abort();
+            let _ = task.await;
+        }
+        let unconfirmed = self.stats.in_flight.load(Ordering::Relaxed) as u64;
+        if unconfirmed > 0 {
+            tracing::error!(
+                unconfirmed,
+                "outbound bridge stopped with events not confirmed"
+            );
+        }
+        FlushReport { unconfirmed }
+    }
+}
+
+impl<S: EventSetCodec> Drop for Outbound<S> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            self.bus.off(self.subscription);
+            task.abort();
+        }
+    }
+}
+
+struct Forwarder<S: EventSetCodec, T> {
+    transport: T,
+    route: RouteFn<S>,
+    source: String,
+    batch_size: usize,
+    linger: Duration,
+    backoff: Backoff,
+    stats: Arc<Counters>,
+}
+
+impl<S: EventSetCodec, T: Transport> Forwarder<S, T> {
+    async fn run(self, mut events: Subscription<S, AnyEvent<S>>) {
+        let mut batch: Vec<Outgoing> = Vec::with_capacity(self.batch_size);
+        loop {
+            // Wait for the first event, then let the batch fill for at most `linger`.
+            let Some(first) = events.recv().await else {
+                break;
+            };
+            self.take(first, &mut batch);
+            let deadline = tokio::time::Instant::now() + self.linger;
+            while batch.len() < self.batch_size {
+                match tokio::time::timeout_at(deadline, events.recv()).await {
+                    Ok(Some(next)) => self.take(next, &mut batch),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            self.publish(&mut batch).await;
+        }
+    }
+
+    /// Encodes and routes one event into the batch.
+    fn take(&self, event: Result<AnyEvent<S>, crate::Lagged>, batch: &mut Vec<Outgoing>) {
+        // A bridge subscription reports overflow through `on_error`, never as lag.
+        let Ok(event) = event else { return };
+        let view = event.as_ref();
+        let payload = match S::encode_ref(view, &Json) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                self.stats.unencodable.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(event = event.name(), %error, "cannot encode an event for the broker");
+                return;
+            }
+        };
+        let route = (self.route)(view);
+        let envelope = Envelope {
+            id: new_id(),
+            name: event.name().to_owned(),
+            key: route.key.or_else(|| S::key_of(view)),
+            source: self.source.clone(),
+            time: SystemTime::now(),
+            content_type: Json.content_type().to_owned(),
+            headers: Default::default(),
+            payload: Bytes::from(payload),
+        };
+        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        batch.push(Outgoing {
+            destination: route.destination,
+            envelope,
+        });
+    }
+
+    /// Publishes until every message in `batch` is confirmed or refused for good.
+    async fn publish(&self, batch: &mut Vec<Outgoing>) {
+        let mut retry = 0u32;
+        while !batch.is_empty() {
+            self.stats
+                .published
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let results = self.transport.publish(batch).await;
+            let mut failed = Vec::new();
+            for (out, result) in batch.drain(..).zip(results) {
+                match result {
+                    Ok(()) => {
+                        self.stats.confirmed.fetch_add(1, Ordering::Relaxed);
+                        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    Err(error) if error.is_retryable() => failed.push(out),
+                    Err(error) => {
+                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        tracing::error!(
+                            event = out.envelope.name,
+                            id = out.envelope.id,
+                            destination = out.destination,
+                            %error,
+                            "the broker refused an event"
+                        );
+                    }
+                }
+            }
+            if failed.is_empty() {
+                return;
+            }
+            retry += 1;
+            self.stats
+                .retried
+                .fetch_add(failed.len() as u64, Ordering::Relaxed);
+            let delay = self.backoff.jittered(retry);
+            tracing::warn!(
+                unconfirmed = failed.len(),
+                ?delay,
+                "publish failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+            *batch = failed;
+        }
+    }
+}

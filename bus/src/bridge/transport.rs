@@ -1,0 +1,197 @@
+//! The handful of operations a broker implements to carry a bridge.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+
+use futures_util::future::BoxFuture;
+
+use super::envelope::{Envelope, Incoming, ATTEMPTS_HEADER, ORIGIN_HEADER, REASON_HEADER};
+use crate::codec::BoxError;
+
+/// An envelope and where to publish it: an exchange (AMQP), a topic (Kafka), a stream (Redis).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Exchange, topic or stream.
+    pub destination: String,
+    /// The message.
+    pub envelope: Envelope,
+}
+
+/// Where an inbound bridge consumes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct Source {
+    /// The queue (AMQP), topic (Kafka) or stream (Redis); for the in-memory transport, a
+    /// pattern over destinations (`orders.#`).
+    pub name: String,
+    /// The consumer group: each group receives every message; consumers of one group share
+    /// them.
+    pub group: String,
+    /// At most this many unacknowledged messages per consumer (at least 1).
+    pub prefetch: usize,
+    /// Where rejected messages go.
+    pub dead_letter: String,
+}
+
+impl Source {
+    /// A source with group `default`, prefetch 32, and dead letters to `{name}.dead-letter`.
+    pub fn new(name: impl Into<String>) -> Self {
+        let name = name.into();
+        Source {
+            dead_letter: format!("{name}.dead-letter"),
+            name,
+            group: "default".to_owned(),
+            prefetch: 32,
+        }
+    }
+
+    /// Sets the consumer group.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+
+    /// Sets the prefetch (at least 1).
+    pub fn prefetch(mut self, prefetch: usize) -> Self {
+        self.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// Sets the dead-letter destination.
+    pub fn dead_letter(mut self, destination: impl Into<String>) -> Self {
+        self.dead_letter = destination.into();
+        self
+    }
+}
+
+/// A transport operation failed. Messages are never lost by a failure: a failed publish was not
+/// confirmed (the caller still has it), and an unacknowledged delivery is delivered again.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The connection is down; worth retrying.
+    #[error("the transport is disconnected: {0}")]
+    Disconnected(String),
+    /// Nothing is bound to the destination, so the broker would drop the message.
+    #[error("nothing is bound to `{0}`: the message was not routed")]
+    Unroutable(String),
+    /// The broker refused the message (negative confirm, too large...).
+    #[error("the broker rejected the message: {0}")]
+    Rejected(String),
+    /// The consumer or transport was closed.
+    #[error("the transport is closed")]
+    Closed,
+    /// A client error.
+    #[error(transparent)]
+    Other(BoxError),
+}
+
+impl TransportError {
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Disconnected(_) | TransportError::Other(_)
+        )
+    }
+}
+
+/// A broker connection that publishes with confirmation and consumes with acknowledgement.
+pub trait Transport: Clone + Send + Sync + 'static {
+    /// What [`consume`](Self::consume) returns.
+    type Consumer: Consumer;
+
+    /// Publishes a batch; one result per item, in order. `Ok` means the broker confirmed it
+    /// (publisher confirm, delivery report, stream reply).
+    fn publish(
+        &self,
+        batch: &[Outgoing],
+    ) -> impl Future<Output = Vec<Result<(), TransportError>>> + Send;
+
+    /// Makes sure `source` exists, so messages published to it before anyone consumes are
+    /// kept (declares the queue and bindings, creates the group...).
+    fn declare(&self, source: &Source) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// Starts consuming from `source`.
+    fn consume(
+        &self,
+        source: &Source,
+    ) -> impl Future<Output = Result<Self::Consumer, TransportError>> + Send;
+}
+
+/// A stream of deliveries from one source.
+pub trait Consumer: Send + 'static {
+    /// The next delivery; `None` once the consumer is closed. An error means the connection
+    /// failed: consume again (unacknowledged deliveries come back).
+    fn next(&mut self) -> impl Future<Output = Option<Result<Delivery, TransportError>>> + Send;
+}
+
+/// How a transport settles one delivery; implemented by transports.
+pub trait Acker: Send + 'static {
+    /// The message was handled: forget it.
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>>;
+    /// The message was not handled: deliver it again.
+    fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>>;
+    /// The message can never be handled: move it to the source's dead-letter destination with
+    /// these headers (its own plus the reason), then forget it.
+    fn dead_letter(
+        self: Box<Self>,
+        headers: BTreeMap<String, String>,
+    ) -> BoxFuture<'static, Result<(), TransportError>>;
+}
+
+/// One received message, to be acknowledged, returned or dead-lettered exactly once. Dropping
+/// it unsettled leaves it to the transport, which delivers it again when the consumer goes.
+pub struct Delivery {
+    /// The message.
+    pub message: Incoming,
+    acker: Box<dyn Acker>,
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("message", &self.message)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Delivery {
+    /// A delivery settled through `acker`.
+    pub fn new(message: Incoming, acker: impl Acker) -> Self {
+        Delivery {
+            message,
+            acker: Box::new(acker),
+        }
+    }
+
+    /// Acknowledges it.
+    ///
+    /// # Errors
+    /// When the transport could not settle it; it will then be delivered again.
+    pub async fn ack(self) -> Result<(), TransportError> {
+        self.acker.ack().await
+    }
+
+    /// Returns it for redelivery.
+    ///
+    /// # Errors
+    /// When the transport could not settle it; it will then be delivered again anyway.
+    pub async fn nack(self) -> Result<(), TransportError> {
+        self.acker.nack().await
+    }
+
+    /// Moves it to the dead-letter destination with `reason`, the attempt count and its origin
+    /// in headers.
+    ///
+    /// # Errors
+    /// When the transport could not move it; it will then be delivered again.
+    pub async fn dead_letter(self, reason: &str, attempts: u32) -> Result<(), TransportError> {
+        let mut headers = self.message.headers.clone();
+        headers.insert(REASON_HEADER.to_owned(), reason.to_owned());
+        headers.insert(ATTEMPTS_HEADER.to_owned(), attempts.to_string());
+        headers.insert(ORIGIN_HEADER.to_owned(), self.message.origin.clone());
+        self.acker.dead_letter(headers).await
+    }
+}
