@@ -53,6 +53,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "testing")]
+pub mod conformance;
 mod envelope;
 mod inbound;
 pub mod memory;

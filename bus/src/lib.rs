@@ -1,6 +1,10 @@
 #![doc = include_str!("../../README.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+// Lets the derives' `::tidings::...` paths resolve inside this crate (the conformance suite).
+#[cfg(feature = "testing")]
+extern crate self as tidings;
+
 pub mod actor;
 pub mod backoff;
 pub mod bridge;

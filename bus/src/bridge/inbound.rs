@@ -303,6 +303,15 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
                     Some(Ok(delivery)) => {
                         failures = 0;
                         self.process(delivery).await;
+                        if self.bus.is_closed() {
+                            // Nothing can be delivered into a shut-down bus again; leave the
+                            // messages to other consumers.
+                            tracing::warn!(
+                                source = self.source.name,
+                                "the bus is shut down; the inbound bridge stops"
+                            );
+                            return;
+                        }
                     }
                     Some(Err(error)) => {
                         tracing::warn!(source = self.source.name, %error, "consumer failed; consuming again");

@@ -1,0 +1,319 @@
+//! Outbound and inbound bridges over the in-memory broker: confirmation, retries through an
+//! outage, bounded buffers, flush on shutdown, ack-after-handling, retries, dedup.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tidings::bridge::{
+    Backoff, Envelope, Inbound, MemoryBroker, MemoryDedup, Outbound, Outgoing, Route, Source,
+    Transport,
+};
+use tidings::{Bus, EventRef};
+use tidings_tests::{user, Events, OrderPlaced, OrderShipped, Tick, UserCreated};
+
+async fn declared(broker: &MemoryBroker, name: &str) -> Source {
+    let source = Source::new(name);
+    broker.declare(&source).await.unwrap();
+    source
+}
+
+/// Collects what arrives on a bus for `E`.
+fn collect<E: tidings::Member<Events> + Clone>(bus: &Bus<Events>) -> Arc<Mutex<Vec<E>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    bus.on(move |e: &E| s.lock().push(e.clone()));
+    seen
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..10_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_cross_the_broker_with_routes_and_keys() {
+    let broker = MemoryBroker::new();
+    let users = declared(&broker, "users.#").await;
+    let orders = declared(&broker, "orders").await;
+    let (a, b) = (Bus::<Events>::new(), Bus::<Events>::new());
+    let outbound = Outbound::builder(&a, broker.clone())
+        .forward::<UserCreated>()
+        .forward_pattern("order.*")
+        .unwrap()
+        .route(|e: EventRef<'_, Events>| {
+            if e.name().starts_with("user") {
+                Route::to("users.eu")
+            } else {
+                Route::to("orders")
+            }
+        })
+        .source("tidings://shop")
+        .build();
+    let _users_in = Inbound::builder(&b, broker.clone(), users).build();
+    let _orders_in = Inbound::builder(&b, broker.clone(), orders).build();
+    let got_users = collect::<UserCreated>(&b);
+    let got_orders = collect::<OrderPlaced>(&b);
+    a.emit(user(1));
+    a.emit(OrderPlaced { order: 9, cents: 5 });
+    a.emit(Tick(1)); // not forwarded
+    until("both events", || {
+        got_users.lock().len() == 1 && got_orders.lock().len() == 1
+    })
+    .await;
+    assert_eq!(got_users.lock()[0], user(1));
+    let stats = outbound.stats();
+    assert_eq!(
+        (stats.confirmed, stats.in_flight, stats.rejected),
+        (2, 0, 0)
+    );
+    assert_eq!(
+        outbound.shutdown(Duration::from_secs(1)).await.unconfirmed,
+        0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn outbound_retries_through_an_outage_and_loses_nothing() {
+    let broker = MemoryBroker::new();
+    let source = declared(&broker, "ticks").await;
+    let bus = Bus::<Events>::new();
+    let outbound = Outbound::builder(&bus, broker.clone())
+        .forward::<Tick>()
+        .destination("ticks")
+        .backoff(Backoff::Fixed(Duration::from_millis(100)))
+        .build();
+    broker.disconnect();
+    for i in 0..50 {
+        bus.emit_async(Tick(i)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(outbound.stats().confirmed, 0);
+    assert!(outbound.stats().retried > 0);
+    broker.reconnect();
+    until("confirmations", || outbound.stats().confirmed == 50).await;
+    assert_eq!(broker.depth(&source.name, &source.group), 50);
+    broker.fail_next_publishes(3);
+    bus.emit_async(Tick(50)).await.unwrap();
+    until("the last one", || outbound.stats().confirmed == 51).await;
+    assert_eq!(outbound.stats().in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_buffer_makes_emit_async_wait_and_sync_emit_report() {
+    let broker = MemoryBroker::new();
+    let _ = declared(&broker, "ticks").await;
+    let bus = Bus::<Events>::new();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let e = Arc::clone(&errors);
+    bus.on_error(move |err| e.lock().push(format!("{:?}", err.kind())));
+    let outbound = Outbound::builder(&bus, broker.clone())
+        .forward::<Tick>()
+        .destination("ticks")
+        .buffer(4)
+        .batch(1, Duration::ZERO)
+        .build();
+    broker.disconnect();
+    // One in flight (retrying) plus four buffered.
+    for i in 0..5 {
+        bus.emit_async(Tick(i)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let b = bus.clone();
+    let blocked = tokio::spawn(async move { b.emit_async(Tick(5)).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !blocked.is_finished(),
+        "emit_async waits while the buffer is full"
+    );
+    assert_eq!(bus.emit(Tick(6)), 0);
+    assert!(matches!(errors.lock().as_slice(), [k] if k.contains("Overflow(Wait)")));
+    broker.reconnect();
+    blocked.await.unwrap().unwrap();
+    until("everything", || outbound.stats().confirmed == 6).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_flushes_or_reports_what_was_not_confirmed() {
+    let broker = MemoryBroker::new();
+    let _ = declared(&broker, "ticks").await;
+    let bus = Bus::<Events>::new();
+    let build = || {
+        Outbound::builder(&bus, broker.clone())
+            .forward::<Tick>()
+            .destination("ticks")
+            .build()
+    };
+    let outbound = build();
+    for i in 0..10 {
+        bus.emit(Tick(i));
+    }
+    assert_eq!(
+        outbound.shutdown(Duration::from_secs(5)).await.unconfirmed,
+        0
+    );
+    assert_eq!(broker.depth("ticks", "default"), 10);
+
+    let outbound = build();
+    broker.disconnect();
+    for i in 0..10 {
+        bus.emit(Tick(i));
+    }
+    let report = outbound.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.unconfirmed, 10, "reported, not silently dropped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_publishes_are_counted_not_retried_forever() {
+    let broker = MemoryBroker::new();
+    let bus = Bus::<Events>::new();
+    let outbound = Outbound::builder(&bus, broker.clone())
+        .forward::<Tick>()
+        .destination("nowhere")
+        .build();
+    bus.emit(Tick(1));
+    until("the refusal", || outbound.stats().rejected == 1).await;
+    assert_eq!(outbound.stats().in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn inbound_acks_only_after_handlers_succeed_and_retries_with_backoff() {
+    let broker = MemoryBroker::new();
+    let source = declared(&broker, "users").await;
+    let bus = Bus::<Events>::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    bus.on_async(move |_: Arc<UserCreated>| {
+        let c = Arc::clone(&c);
+        async move {
+            match c.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err("database is busy"),
+                _ => Ok(()),
+            }
+        }
+    });
+    let inbound = Inbound::builder(&bus, broker.clone(), source.clone())
+        .max_attempts(5)
+        .backoff(Backoff::Fixed(Duration::from_secs(1)))
+        .build();
+    let payload = serde_json::to_vec(&user(3)).unwrap();
+    broker
+        .publish(&[Outgoing {
+            destination: "users".into(),
+            envelope: Envelope::new("user.created", payload),
+        }])
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        broker.depth("users", "default"),
+        1,
+        "not acked while failing"
+    );
+    until("the third attempt", || inbound.stats().handled == 1).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(inbound.stats().retried, 2);
+    assert_eq!(broker.depth("users", "default"), 0, "acked once handled");
+    assert!(inbound.shutdown(Duration::from_secs(1)).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn untyped_json_from_another_service_uses_the_bound_type() {
+    let broker = MemoryBroker::new();
+    let source = declared(&broker, "shipments").await;
+    let bus = Bus::<Events>::new();
+    let got = collect::<OrderShipped>(&bus);
+    let _inbound = Inbound::builder(&bus, broker.clone(), source)
+        .bind::<OrderShipped>()
+        .build();
+    // What `channel.sendToQueue(q, Buffer.from(JSON.stringify({ order: 12 })))` sends.
+    broker
+        .publish(&[Outgoing {
+            destination: "shipments".into(),
+            envelope: Envelope::new("", br#"{"order":12}"#.to_vec()),
+        }])
+        .await;
+    until("the shipment", || !got.lock().is_empty()).await;
+    assert_eq!(got.lock()[0], OrderShipped { order: 12 });
+}
+
+#[tokio::test(start_paused = true)]
+async fn dedup_drops_repeats_within_its_ttl() {
+    let broker = MemoryBroker::new();
+    let source = declared(&broker, "users").await;
+    let bus = Bus::<Events>::new();
+    let got = collect::<UserCreated>(&bus);
+    let inbound = Inbound::builder(&bus, broker.clone(), source)
+        .dedup(MemoryDedup::new(Duration::from_secs(60)))
+        .build();
+    let envelope = Envelope::new("user.created", serde_json::to_vec(&user(1)).unwrap());
+    let out = Outgoing {
+        destination: "users".into(),
+        envelope,
+    };
+    broker.publish(&[out.clone(), out.clone()]).await;
+    until("both deliveries", || inbound.stats().received == 2).await;
+    assert_eq!(got.lock().len(), 1);
+    assert_eq!(inbound.stats().duplicates, 1);
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    broker.publish(&[out]).await;
+    until("the third delivery", || inbound.stats().received == 3).await;
+    assert_eq!(got.lock().len(), 2, "forgotten after the ttl");
+}
+
+#[tokio::test(start_paused = true)]
+async fn inbound_consumes_again_after_an_outage() {
+    let broker = MemoryBroker::new();
+    let source = declared(&broker, "ticks").await;
+    let bus = Bus::<Events>::new();
+    let got = collect::<Tick>(&bus);
+    let inbound = Inbound::builder(&bus, broker.clone(), source)
+        .backoff(Backoff::Fixed(Duration::from_millis(100)))
+        .build();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    broker.disconnect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    broker.reconnect();
+    let envelope = Envelope::new("tick", b"7".to_vec());
+    let results = broker
+        .publish(&[Outgoing {
+            destination: "ticks".into(),
+            envelope,
+        }])
+        .await;
+    assert!(results[0].is_ok());
+    until("the tick", || !got.lock().is_empty()).await;
+    assert!(inbound.stats().reconnects >= 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bus_shut_down_returns_messages_to_the_broker() {
+    let broker = MemoryBroker::new();
+    let source = declared(&broker, "ticks").await;
+    let bus = Bus::<Events>::new();
+    bus.on_async(|_: Arc<Tick>| async {});
+    bus.shutdown(Duration::from_secs(1)).await;
+    let inbound = Inbound::builder(&bus, broker.clone(), source).build();
+    broker
+        .publish(&[Outgoing {
+            destination: "ticks".into(),
+            envelope: Envelope::new("tick", b"1".to_vec()),
+        }])
+        .await;
+    until("an attempt", || inbound.stats().received >= 1).await;
+    assert!(
+        inbound.shutdown(Duration::from_secs(1)).await,
+        "the bridge stopped by itself"
+    );
+    assert_eq!(
+        broker.depth("ticks", "default"),
+        1,
+        "still there for another consumer"
+    );
+}
