@@ -1,10 +1,13 @@
-//! Bytes allocated per idle actor, for tidings, kameo and ractor, counted by a global
-//! allocator wrapper (kept out of the timing benchmarks, where it would add its own cost).
+//! Allocation counts, from a global allocator wrapper (kept out of the timing benchmarks, where
+//! it would add its own cost):
 //!
-//! Each runtime spawns 10,000 actors, gets one reply from each (so every actor is running and
-//! idle), and the net bytes still allocated are divided by 10,000. Printed as a table.
+//! - bytes allocated per idle actor, for tidings, kameo and ractor: each spawns 10,000 actors
+//!   and gets one reply from each (so every actor is running and idle); the net bytes still
+//!   allocated are divided by 10,000;
+//! - allocations per event forwarded by an outbound bridge into the in-memory broker, beside
+//!   the allocations of publishing the same envelopes directly.
 //!
-//! Run with `cargo bench -p tidings-benches --bench actor_memory`.
+//! Run with `cargo bench -p tidings-benches --bench allocations`.
 
 use std::alloc::System;
 use std::future::Future;
@@ -84,7 +87,79 @@ fn measure<T, F: Future<Output = T>>(
     })
 }
 
+mod bridge_side {
+    use serde::{Deserialize, Serialize};
+    use tidings::prelude::*;
+
+    #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+    pub(crate) struct OrderPlaced {
+        pub(crate) order: u64,
+        pub(crate) sku: String,
+    }
+
+    #[derive(Debug, EventSet)]
+    pub(crate) enum Shop {
+        OrderPlaced(OrderPlaced),
+    }
+}
+
+/// Allocations per event: forwarded by an outbound bridge, and published directly.
+fn forwarding_allocations() {
+    use std::time::Duration;
+    use tidings::bridge::{Envelope, MemoryBroker, Outbound, Outgoing, Source, Transport};
+    use tidings::Bus;
+    const EVENTS: u64 = 10_000;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let order = |i| bridge_side::OrderPlaced {
+        order: i,
+        sku: "tea-kettle".to_owned(),
+    };
+    let (bridged, direct) = rt.block_on(async {
+        let broker = MemoryBroker::new();
+        broker.declare(&Source::new("orders")).await.unwrap();
+        let bus = Bus::<bridge_side::Shop>::new();
+        let outbound = Outbound::builder(&bus, broker.clone())
+            .forward::<bridge_side::OrderPlaced>()
+            .destination("orders")
+            .build();
+        let region = Region::new(GLOBAL);
+        for i in 0..EVENTS {
+            bus.emit_async(order(i)).await.unwrap();
+        }
+        while outbound.stats().confirmed < EVENTS {
+            tokio::task::yield_now().await;
+        }
+        let bridged = region.change().allocations as f64 / EVENTS as f64;
+        outbound.shutdown(Duration::from_secs(5)).await;
+
+        let broker = MemoryBroker::new();
+        broker.declare(&Source::new("orders")).await.unwrap();
+        let region = Region::new(GLOBAL);
+        let mut batch = Vec::with_capacity(128);
+        for i in 0..EVENTS {
+            let payload = serde_json::to_vec(&order(i)).unwrap();
+            batch.push(Outgoing {
+                destination: "orders".to_owned(),
+                envelope: Envelope::new("order.placed", payload),
+            });
+            if batch.len() == 128 || i + 1 == EVENTS {
+                broker.publish(&batch).await;
+                batch.clear();
+            }
+        }
+        (bridged, region.change().allocations as f64 / EVENTS as f64)
+    });
+    println!(
+        "allocations_per_event/forwarded: {bridged:.1}  direct: {direct:.1}  (bridge's own: {:.1})",
+        bridged - direct
+    );
+}
+
 fn main() {
+    forwarding_allocations();
     for (flavor, rt) in [
         (
             "current_thread",
