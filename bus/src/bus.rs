@@ -59,7 +59,7 @@
 mod error;
 mod listener;
 mod pattern;
-mod queue;
+pub(crate) mod queue;
 mod slot;
 mod stats;
 mod subscription;
@@ -1116,6 +1116,7 @@ impl Shared {
     ) -> bool {
         let overflow = |d: Delivery| {
             self.stats.dropped();
+            entry.queue.count_drop();
             let kind = DeliveryErrorKind::Overflow(entry.queue.overflow());
             let error = DeliveryError::new(names[d.index], Some(entry.id), kind);
             // Streams learn of it as `Lagged`; other listeners through `on_error`.

@@ -134,6 +134,8 @@ async fn a_full_buffer_makes_emit_async_wait_and_sync_emit_report() {
     );
     assert_eq!(bus.emit(Tick(6)), 0);
     assert!(matches!(errors.lock().as_slice(), [k] if k.contains("Overflow(Wait)")));
+    let stats = outbound.stats();
+    assert_eq!((stats.dropped, stats.buffered, stats.in_flight), (1, 4, 1));
     broker.reconnect();
     blocked.await.unwrap().unwrap();
     until("everything", || outbound.stats().confirmed == 6).await;

@@ -18,8 +18,10 @@
 //! | `key` | (extension `partitionkey`) | routing key | record key | `ce_partitionkey` |
 //! | `headers` | extensions | headers | headers | fields |
 //! | `payload` | `data` | body | value | `data` |
-//! | `attempt` | — | header `x-tidings-attempt` | header `x-tidings-attempt` | `x-tidings-attempt` |
 //!
+//! The attempt count of a received message is the transport's own delivery count
+//! ([`Incoming::delivery_count`]: the `x-delivery-count` header of quorum queues or the
+//! `redelivered` flag, the consumer group's pending count for Redis, local retries for Kafka).
 //! A dead-lettered message keeps its headers and gains `x-tidings-reason` (why),
 //! `x-tidings-attempts` (how many times it was tried) and `x-tidings-origin` (the queue, topic or
 //! stream it was consumed from).

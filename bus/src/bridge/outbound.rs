@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use super::envelope::{new_id, Envelope};
 use super::transport::{Outgoing, Transport};
 use crate::backoff::Backoff;
+use crate::bus::queue::Queue;
 use crate::bus::{Bus, Pattern, PatternError, QueueOptions, Subscription};
 use crate::codec::{Codec, EventSetCodec, Json};
 use crate::event::{AnyEvent, EventRef, Member};
@@ -131,6 +132,7 @@ impl<S: EventSetCodec, T: Transport> OutboundBuilder<S, T> {
             .capacity(self.buffer)
             .overflow(Overflow::Wait);
         let subscription = self.bus.subscribe_reporting(self.indices.clone(), options);
+        let buffer = subscription.queue();
         let stats = Arc::new(Counters::default());
         let id = subscription.id();
         let forwarder = Forwarder {
@@ -146,6 +148,7 @@ impl<S: EventSetCodec, T: Transport> OutboundBuilder<S, T> {
         Outbound {
             bus: self.bus,
             subscription: id,
+            buffer,
             stats,
             task: Some(task),
         }
@@ -161,6 +164,8 @@ impl<S: EventSetCodec, T: Transport> OutboundBuilder<S, T> {
 pub struct Outbound<S: EventSetCodec> {
     bus: Bus<S>,
     subscription: crate::ListenerId,
+    /// The bounded buffer between the bus and the forwarding task.
+    buffer: Arc<Queue>,
     stats: Arc<Counters>,
     task: Option<JoinHandle<()>>,
 }
@@ -179,8 +184,13 @@ pub struct OutboundStats {
     pub rejected: u64,
     /// Events the codec could not encode; logged at error level.
     pub unencodable: u64,
-    /// Events taken from the bus and not yet confirmed.
+    /// Events taken from the buffer and not yet confirmed.
     pub in_flight: u64,
+    /// Events waiting in the buffer.
+    pub buffered: u64,
+    /// Events a sync `emit` could not put in the full buffer (each also reported through
+    /// [`Bus::on_error`]). Zero unless the buffer overflowed.
+    pub dropped: u64,
 }
 
 #[derive(Default)]
@@ -233,6 +243,8 @@ impl<S: EventSetCodec> Outbound<S> {
             rejected: get(&self.stats.rejected),
             unencodable: get(&self.stats.unencodable),
             in_flight: self.stats.in_flight.load(Ordering::Relaxed) as u64,
+            buffered: self.buffer.len() as u64,
+            dropped: self.buffer.dropped(),
         }
     }
 
@@ -247,7 +259,7 @@ impl<S: EventSetCodec> Outbound<S> {
             task.abort();
             let _ = task.await;
         }
-        let unconfirmed = self.stats.in_flight.load(Ordering::Relaxed) as u64;
+        let unconfirmed = (self.stats.in_flight.load(Ordering::Relaxed) + self.buffer.len()) as u64;
         if unconfirmed > 0 {
             tracing::error!(
                 unconfirmed,
@@ -281,16 +293,25 @@ impl<S: EventSetCodec, T: Transport> Forwarder<S, T> {
     async fn run(self, mut events: Subscription<S, AnyEvent<S>>) {
         let mut batch: Vec<Outgoing> = Vec::with_capacity(self.batch_size);
         loop {
-            // Wait for the first event, then let the batch fill for at most `linger`.
+            // Wait for the first event, take what is already queued, and only then let a short
+            // batch fill for at most `linger` (no timer per event when the buffer is busy).
             let Some(first) = events.recv().await else {
                 break;
             };
             self.take(first, &mut batch);
-            let deadline = tokio::time::Instant::now() + self.linger;
             while batch.len() < self.batch_size {
-                match tokio::time::timeout_at(deadline, events.recv()).await {
-                    Ok(Some(next)) => self.take(next, &mut batch),
-                    Ok(None) | Err(_) => break,
+                match events.try_recv() {
+                    Some(next) => self.take(next, &mut batch),
+                    None => break,
+                }
+            }
+            if batch.len() < self.batch_size && !self.linger.is_zero() {
+                let deadline = tokio::time::Instant::now() + self.linger;
+                while batch.len() < self.batch_size {
+                    match tokio::time::timeout_at(deadline, events.recv()).await {
+                        Ok(Some(next)) => self.take(next, &mut batch),
+                        Ok(None) | Err(_) => break,
+                    }
                 }
             }
             self.publish(&mut batch).await;

@@ -151,6 +151,8 @@ pub(crate) struct Queue {
     space: Notify,
     /// Events handled (or evicted) so far; `finished <= pushed`. Task queues only.
     finished: AtomicU64,
+    /// Events that did not reach this queue's consumer because the queue was full.
+    dropped: AtomicU64,
     progress: Arc<Progress>,
 }
 
@@ -178,6 +180,7 @@ impl Queue {
             in_hand: AtomicUsize::new(0),
             space: Notify::new(),
             finished: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
             progress,
         }
     }
@@ -369,6 +372,16 @@ impl Queue {
             self.signal_progress();
         }
         items
+    }
+
+    /// Counts an event this queue's consumer will not get because the queue was full.
+    pub(crate) fn count_drop(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Events dropped by overflow so far.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Events accepted so far.

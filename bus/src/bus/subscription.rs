@@ -54,6 +54,17 @@ impl<S: EventSet, T> Subscription<S, T> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
+    /// The next event if one is already queued, without waiting: `None` when there is none
+    /// right now (or the stream ended).
+    pub fn try_recv(&mut self) -> Option<Result<T, Lagged>> {
+        match self.poll_recv(&mut Context::from_waker(
+            futures_util::task::noop_waker_ref(),
+        )) {
+            Poll::Ready(item) => item,
+            Poll::Pending => None,
+        }
+    }
+
     /// Polls for the next event; see [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Lagged>>> {
         loop {
@@ -67,6 +78,11 @@ impl<S: EventSet, T> Subscription<S, T> {
                 Poll::Pending => Poll::Pending,
             };
         }
+    }
+
+    /// The queue behind this subscription, for bridges' counters.
+    pub(crate) fn queue(&self) -> Arc<Queue> {
+        Arc::clone(&self.queue)
     }
 
     /// How many events are queued and not yet read.
