@@ -448,3 +448,23 @@ fn on_async_outside_a_runtime_says_why() {
     let bus = Bus::<Events>::new();
     bus.on_async(|_: Arc<Tick>| async {});
 }
+
+#[tokio::test]
+async fn try_recv_takes_only_what_is_queued() {
+    let bus = Bus::<Events>::new();
+    let mut sub = bus.subscribe::<Tick>();
+    assert!(sub.try_recv().is_none());
+    bus.emit(Tick(1));
+    bus.emit(Tick(2));
+    assert_eq!(sub.try_recv().unwrap().unwrap().0, 1);
+    assert_eq!(sub.try_recv().unwrap().unwrap().0, 2);
+    assert!(sub.try_recv().is_none());
+    // A waiting `recv` is still woken after a `try_recv` found nothing.
+    let b = bus.clone();
+    let later = tokio::spawn(async move {
+        tokio::task::yield_now().await;
+        b.emit(Tick(3));
+    });
+    assert_eq!(sub.recv().await.unwrap().unwrap().0, 3);
+    later.await.unwrap();
+}
