@@ -141,14 +141,7 @@ impl<S: EventSetCodec, T: Transport> InboundBuilder<S, T> {
         let stats = Arc::new(Counters::default());
         let stop = Arc::new(Notify::new());
         let ingest = Ingest {
-            bus: self.bus,
-            transport: self.transport,
-            source: self.source,
-            default_event: self.default_event,
-            max_attempts: self.max_attempts,
-            backoff: self.backoff,
-            max_payload: self.max_payload,
-            dedup: self.dedup,
+            config: self,
             stats: Arc::clone(&stats),
         };
         let task = tokio::spawn(ingest.run(Arc::clone(&stop)));
@@ -266,15 +259,9 @@ impl Drop for Inbound {
     }
 }
 
+/// The consuming task: the finished configuration and the counters.
 struct Ingest<S: EventSetCodec, T> {
-    bus: Bus<S>,
-    transport: T,
-    source: Source,
-    default_event: Option<&'static str>,
-    max_attempts: u32,
-    backoff: Backoff,
-    max_payload: usize,
-    dedup: Option<Arc<dyn Dedup>>,
+    config: InboundBuilder<S, T>,
     stats: Arc<Counters>,
 }
 
@@ -282,12 +269,12 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
     async fn run(self, stop: Arc<Notify>) {
         let mut failures = 0u32;
         loop {
-            let mut consumer = match self.transport.consume(&self.source).await {
+            let mut consumer = match self.config.transport.consume(&self.config.source).await {
                 Ok(consumer) => consumer,
                 Err(error) => {
                     failures += 1;
-                    let delay = self.backoff.jittered(failures);
-                    tracing::warn!(source = self.source.name, %error, ?delay, "cannot consume; retrying");
+                    let delay = self.config.backoff.jittered(failures);
+                    tracing::warn!(source = self.config.source.name, %error, ?delay, "cannot consume; retrying");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => continue,
                         () = stop.notified() => return,
@@ -303,23 +290,23 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
                     Some(Ok(delivery)) => {
                         failures = 0;
                         self.process(delivery).await;
-                        if self.bus.is_closed() {
+                        if self.config.bus.is_closed() {
                             // Nothing can be delivered into a shut-down bus again; leave the
                             // messages to other consumers.
                             tracing::warn!(
-                                source = self.source.name,
+                                source = self.config.source.name,
                                 "the bus is shut down; the inbound bridge stops"
                             );
                             return;
                         }
                     }
                     Some(Err(error)) => {
-                        tracing::warn!(source = self.source.name, %error, "consumer failed; consuming again");
+                        tracing::warn!(source = self.config.source.name, %error, "consumer failed; consuming again");
                         break;
                     }
                     None => {
                         tracing::warn!(
-                            source = self.source.name,
+                            source = self.config.source.name,
                             "consumer closed; consuming again"
                         );
                         break;
@@ -328,7 +315,7 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
             }
             self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
             failures += 1;
-            let delay = self.backoff.jittered(failures);
+            let delay = self.config.backoff.jittered(failures);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = stop.notified() => return,
@@ -343,27 +330,27 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
             self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
         }
         let attempts = message.delivery_count.max(1);
-        if message.payload.len() > self.max_payload {
+        if message.payload.len() > self.config.max_payload {
             let reason = format!(
                 "payload of {} bytes is over the limit of {} bytes",
                 message.payload.len(),
-                self.max_payload
+                self.config.max_payload
             );
             return self.dead_letter(delivery, &reason, attempts).await;
         }
         let Some(name) = message
             .name
             .clone()
-            .or(self.default_event.map(str::to_owned))
+            .or(self.config.default_event.map(str::to_owned))
         else {
             let reason = format!(
                 "the message has no event type, and no event type is bound to source `{}`",
-                self.source.name
+                self.config.source.name
             );
             return self.dead_letter(delivery, &reason, attempts).await;
         };
         let id = message.id.clone();
-        if let (Some(dedup), Some(id)) = (&self.dedup, &id) {
+        if let (Some(dedup), Some(id)) = (&self.config.dedup, &id) {
             if dedup.seen(id).await {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                 if let Err(error) = delivery.ack().await {
@@ -384,7 +371,7 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
                     return self.dead_letter(delivery, &reason, attempt).await;
                 }
             };
-            let outcome = self.bus.emit_set_and_wait(event).await;
+            let outcome = self.config.bus.emit_set_and_wait(event).await;
             match outcome {
                 Ok(_) => {
                     if let Err(error) = delivery.ack().await {
@@ -393,12 +380,12 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
                         return;
                     }
                     self.stats.handled.fetch_add(1, Ordering::Relaxed);
-                    if let (Some(dedup), Some(id)) = (&self.dedup, &id) {
+                    if let (Some(dedup), Some(id)) = (&self.config.dedup, &id) {
                         dedup.remember(id).await;
                     }
                     return;
                 }
-                Err(_) if self.bus.is_closed() => {
+                Err(_) if self.config.bus.is_closed() => {
                     // The bus is going away, not the message's fault: let another consumer
                     // have it.
                     if let Err(error) = delivery.nack().await {
@@ -406,13 +393,13 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
                     }
                     return;
                 }
-                Err(error) if attempt >= self.max_attempts => {
+                Err(error) if attempt >= self.config.max_attempts => {
                     let reason = format!("handlers failed after {attempt} attempts: {error}");
                     return self.dead_letter(delivery, &reason, attempt).await;
                 }
                 Err(error) => {
                     self.stats.retried.fetch_add(1, Ordering::Relaxed);
-                    let delay = self.backoff.jittered(attempt);
+                    let delay = self.config.backoff.jittered(attempt);
                     tracing::warn!(event = name, attempt, ?delay, %error, "handlers failed; retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
@@ -423,7 +410,7 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
 
     async fn dead_letter(&self, delivery: Delivery, reason: &str, attempts: u32) {
         tracing::error!(
-            source = self.source.name,
+            source = self.config.source.name,
             id = delivery.message.id.as_deref().unwrap_or("-"),
             reason,
             "dead-lettering a message"

@@ -135,18 +135,14 @@ impl<S: EventSetCodec, T: Transport> OutboundBuilder<S, T> {
         let buffer = subscription.queue();
         let stats = Arc::new(Counters::default());
         let id = subscription.id();
+        let bus = self.bus.clone();
         let forwarder = Forwarder {
-            transport: self.transport,
-            route: self.route,
-            source: self.source,
-            batch_size: self.batch_size,
-            linger: self.linger,
-            backoff: self.backoff,
+            config: self,
             stats: Arc::clone(&stats),
         };
         let task = tokio::spawn(forwarder.run(subscription));
         Outbound {
-            bus: self.bus,
+            bus,
             subscription: id,
             buffer,
             stats,
@@ -279,19 +275,15 @@ impl<S: EventSetCodec> Drop for Outbound<S> {
     }
 }
 
+/// The forwarding task: the finished configuration and the counters.
 struct Forwarder<S: EventSetCodec, T> {
-    transport: T,
-    route: RouteFn<S>,
-    source: String,
-    batch_size: usize,
-    linger: Duration,
-    backoff: Backoff,
+    config: OutboundBuilder<S, T>,
     stats: Arc<Counters>,
 }
 
 impl<S: EventSetCodec, T: Transport> Forwarder<S, T> {
     async fn run(self, mut events: Subscription<S, AnyEvent<S>>) {
-        let mut batch: Vec<Outgoing> = Vec::with_capacity(self.batch_size);
+        let mut batch: Vec<Outgoing> = Vec::with_capacity(self.config.batch_size);
         loop {
             // Wait for the first event, take what is already queued, and only then let a short
             // batch fill for at most `linger` (no timer per event when the buffer is busy).
@@ -299,15 +291,15 @@ impl<S: EventSetCodec, T: Transport> Forwarder<S, T> {
                 break;
             };
             self.take(first, &mut batch);
-            while batch.len() < self.batch_size {
+            while batch.len() < self.config.batch_size {
                 match events.try_recv() {
                     Some(next) => self.take(next, &mut batch),
                     None => break,
                 }
             }
-            if batch.len() < self.batch_size && !self.linger.is_zero() {
-                let deadline = tokio::time::Instant::now() + self.linger;
-                while batch.len() < self.batch_size {
+            if batch.len() < self.config.batch_size && !self.config.linger.is_zero() {
+                let deadline = tokio::time::Instant::now() + self.config.linger;
+                while batch.len() < self.config.batch_size {
                     match tokio::time::timeout_at(deadline, events.recv()).await {
                         Ok(Some(next)) => self.take(next, &mut batch),
                         Ok(None) | Err(_) => break,
@@ -331,12 +323,12 @@ impl<S: EventSetCodec, T: Transport> Forwarder<S, T> {
                 return;
             }
         };
-        let route = (self.route)(view);
+        let route = (self.config.route)(view);
         let envelope = Envelope {
             id: new_id(),
             name: event.name().to_owned(),
             key: route.key.or_else(|| S::key_of(view)),
-            source: self.source.clone(),
+            source: self.config.source.clone(),
             time: SystemTime::now(),
             content_type: Json.content_type().to_owned(),
             headers: Default::default(),
@@ -356,7 +348,7 @@ impl<S: EventSetCodec, T: Transport> Forwarder<S, T> {
             self.stats
                 .published
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            let results = self.transport.publish(batch).await;
+            let results = self.config.transport.publish(batch).await;
             let mut failed = Vec::new();
             for (out, result) in batch.drain(..).zip(results) {
                 match result {
@@ -385,7 +377,7 @@ impl<S: EventSetCodec, T: Transport> Forwarder<S, T> {
             self.stats
                 .retried
                 .fetch_add(failed.len() as u64, Ordering::Relaxed);
-            let delay = self.backoff.jittered(retry);
+            let delay = self.config.backoff.jittered(retry);
             tracing::warn!(
                 unconfirmed = failed.len(),
                 ?delay,
