@@ -513,6 +513,13 @@ pub async fn bad_input<H: Harness>(h: &H) {
         }
     })
     .await;
+    // The counter moves just after the transport took the dead letter.
+    within("the dead-letter counter", async {
+        while inbound.stats().dead_lettered < expected.len() as u64 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     assert_eq!(inbound.stats().dead_lettered, expected.len() as u64);
     inbound.shutdown(WAIT).await;
     h.cleanup(&source).await;
