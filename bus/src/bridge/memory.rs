@@ -2,7 +2,7 @@
 //!
 //! A [`MemoryBroker`] keeps one queue per declared [`Source`] and consumer group. Publishing to a
 //! destination copies the message into every queue whose source name, read as a topic
-//! [`Pattern`](crate::Pattern), matches the destination (`orders.#` gets `orders.eu`); a publish
+//! [`Pattern`], matches the destination (`orders.#` gets `orders.eu`); a publish
 //! that reaches no queue fails with [`TransportError::Unroutable`] instead of vanishing. Within a
 //! group, consumers share the messages, each holding at most `prefetch` unacknowledged ones.
 //!
