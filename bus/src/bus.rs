@@ -1202,25 +1202,22 @@ impl<S: EventSet> Inner<S> {
         let reached = self.run_sync(&list.sync, &event, tracker.map(|t| &**t));
         let shared: Option<Arc<dyn Any + Send + Sync>> =
             (!list.queues.is_empty()).then(|| Arc::new(event) as _);
-        let deliveries =
-            list.queues
-                .iter()
-                .zip(std::iter::repeat(shared))
-                .map(move |(entry, shared)| {
-                    // Streams cannot say when they handled an event: queuing is delivery for them.
-                    let tracker = tracker.filter(|_| !entry.queue.tracks_lag()).map(|t| {
-                        t.add();
-                        Arc::clone(t)
-                    });
-                    let event =
-                        shared.unwrap_or_else(|| unreachable!("queues imply a shared event"));
-                    let delivery = Delivery {
-                        index: E::INDEX,
-                        event,
-                        tracker,
-                    };
-                    (entry, delivery)
+        let deliveries = shared.into_iter().flat_map(move |shared| {
+            list.queues.iter().map(move |entry| {
+                // Only listener tasks say when they handled an event; for streams and bridges,
+                // queuing is delivery.
+                let tracker = tracker.filter(|_| entry.queue.is_task()).map(|t| {
+                    t.add();
+                    Arc::clone(t)
                 });
+                let delivery = Delivery {
+                    index: E::INDEX,
+                    event: Arc::clone(&shared),
+                    tracker,
+                };
+                (entry, delivery)
+            })
+        });
         (reached, deliveries)
     }
 

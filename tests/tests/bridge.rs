@@ -319,3 +319,27 @@ async fn a_bus_shut_down_returns_messages_to_the_broker() {
         "still there for another consumer"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn emit_and_wait_does_not_wait_for_a_bridge() {
+    // Regression: a bridge's queue was tracked like a listener task, and never said "done".
+    let broker = MemoryBroker::new();
+    let _ = declared(&broker, "ticks").await;
+    let bus = Bus::<Events>::new();
+    let outbound = Outbound::builder(&bus, broker.clone())
+        .forward::<Tick>()
+        .destination("ticks")
+        .build();
+    let handled = Arc::new(AtomicUsize::new(0));
+    let h = Arc::clone(&handled);
+    bus.on_async(move |_: Arc<Tick>| {
+        let h = Arc::clone(&h);
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let waited = tokio::time::timeout(Duration::from_secs(5), bus.emit_and_wait(Tick(1))).await;
+    assert_eq!(waited.expect("emit_and_wait returned").unwrap(), 2);
+    assert_eq!(handled.load(Ordering::SeqCst), 1);
+    until("the forward", || outbound.stats().confirmed == 1).await;
+}
