@@ -1166,6 +1166,12 @@ impl<S: EventSet> Inner<S> {
             return 0;
         };
         let list = list.load();
+        if list.queues.is_empty() {
+            // Sync listeners only: no shared event, no deliveries to build.
+            let reached = self.run_sync(&list.sync, &event, None);
+            self.shared.stats.emitted(reached);
+            return reached;
+        }
         let (mut reached, deliveries) = self.fan_out(&list, event, None);
         for (entry, delivery) in deliveries {
             let pushed = entry.queue.push(delivery);
