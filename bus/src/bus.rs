@@ -622,8 +622,8 @@ impl<S: EventSet> Bus<S> {
 
     /// Emits `event` like [`emit_async`](Self::emit_async) and waits until every listener has
     /// finished with it: sync listeners, and every `on_async` listener that got it (waiting
-    /// for its turn in that listener's queue). Subscriptions count as done once the event is
-    /// queued for them. Failures are also reported through [`on_error`](Self::on_error).
+    /// for its turn in that listener's queue). Subscriptions and bridges count as done once the
+    /// event is queued for them. Failures are also reported through [`on_error`](Self::on_error).
     ///
     /// This is what a bridge needs to acknowledge a broker message only after it was handled.
     ///

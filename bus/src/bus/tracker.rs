@@ -2,8 +2,8 @@
 //!
 //! The emitter holds one count while it dispatches; each delivery queued for an `on_async`
 //! listener holds another, released when that listener finishes with it, fails, or the delivery
-//! is discarded (overflow, closed queue, shutdown). Subscriptions are not tracked: a stream has
-//! no way to say it handled an event, so queuing counts as delivery.
+//! is discarded (overflow, closed queue, shutdown). Subscriptions and bridges are not tracked:
+//! neither reports back when it handled an event, so queuing counts as delivery for them.
 
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
