@@ -680,6 +680,8 @@ impl<S: EventSet> Bus<S> {
     /// Makes async tests deterministic: emit, `settle().await`, then assert. If other tasks keep
     /// emitting without pause, it keeps waiting; bound it with `tokio::time::timeout`.
     pub async fn settle(&self) {
+        // Each round looks at every listener task there is now, so listeners registered and
+        // events emitted by handlers while we waited are seen in the next round.
         loop {
             let queues: Vec<Arc<Queue>> = {
                 let reg = self.inner.registry.lock();
@@ -687,11 +689,10 @@ impl<S: EventSet> Bus<S> {
             };
             let targets: Vec<u64> = queues.iter().map(|q| q.pushed()).collect();
             let reached = || queues.iter().zip(&targets).all(|(q, t)| q.finished() >= *t);
-            self.inner.shared.progress.wait_until(reached).await;
-            // Handlers may have emitted more while we waited; go round until nothing moved.
-            if queues.iter().zip(&targets).all(|(q, t)| q.pushed() == *t) {
+            if reached() {
                 return;
             }
+            self.inner.shared.progress.wait_until(reached).await;
         }
     }
 

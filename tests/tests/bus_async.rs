@@ -468,3 +468,30 @@ async fn try_recv_takes_only_what_is_queued() {
     assert_eq!(sub.recv().await.unwrap().unwrap().0, 3);
     later.await.unwrap();
 }
+
+#[tokio::test]
+async fn settle_waits_for_listeners_registered_while_it_waits() {
+    // Regression: settle only re-checked the queues it saw first.
+    let bus = Bus::<Events>::new();
+    let done = Arc::new(AtomicUsize::new(0));
+    let (b, d) = (bus.clone(), Arc::clone(&done));
+    bus.on_async(move |_: Arc<Tick>| {
+        let (b, d) = (b.clone(), Arc::clone(&d));
+        async move {
+            let d = Arc::clone(&d);
+            b.on_async(move |_: Arc<UserDeleted>| {
+                let d = Arc::clone(&d);
+                async move {
+                    for _ in 0..10 {
+                        tokio::task::yield_now().await;
+                    }
+                    d.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            b.emit(UserDeleted { id: 1 });
+        }
+    });
+    bus.emit(Tick(1));
+    bus.settle().await;
+    assert_eq!(done.load(Ordering::SeqCst), 1);
+}
