@@ -686,3 +686,33 @@ async fn kill_reports_dead_letters() {
 fn spawning_outside_a_runtime_says_why() {
     ActorSystem::new().spawn(Idle);
 }
+
+/// Fails as soon as it starts.
+struct FailsAtStart;
+
+impl Actor for FailsAtStart {
+    async fn started(&mut self, _: &mut Context<Self>) -> Result<(), BoxError> {
+        Err("no database".into())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_that_fail_at_once_are_not_left_on_the_supervisor() {
+    // Regression: a child was listed only after its task started, so one that failed first
+    // stayed listed for good.
+    let system = ActorSystem::new();
+    let supervisor = Supervisor::builder(Strategy::OneForOne)
+        .max_restarts(1_000, Duration::from_secs(60))
+        .backoff(Backoff::None)
+        .build(&system);
+    let mut children = Vec::new();
+    for _ in 0..300 {
+        children.push(supervisor.spawn(|| FailsAtStart));
+    }
+    let report = system.shutdown(Duration::from_secs(10)).await;
+    assert!(report.is_clean(), "{report:?}");
+    for child in &children {
+        child.wait_stopped().await;
+    }
+    assert_eq!(supervisor.children(), 0);
+}

@@ -9,7 +9,6 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use super::error::StopReason;
-use super::mailbox::MailboxSize;
 use super::run::{Cell, Signal};
 use super::{Actor, ActorId, ActorRef, ActorSystem, SpawnOptions};
 use crate::backoff::Backoff;
@@ -144,20 +143,23 @@ impl Supervisor {
         options: SpawnOptions,
         factory: impl Fn() -> A + Send + Sync + 'static,
     ) -> ActorRef<A> {
-        let mailbox: MailboxSize = options.mailbox;
         let first = factory();
+        // The child is listed before its task can run, so a child that fails at once is still
+        // known to `on_failure` and removed by `child_exited` (which waits for this lock).
+        let mut state = self.inner.state.lock();
         let child = self.inner.system.start(
             Some(first),
             Some(Box::new(factory)),
             Some(self.clone()),
-            mailbox,
+            options.mailbox,
         );
-        self.inner
-            .state
-            .lock()
-            .children
-            .push(Arc::clone(&child.cell));
+        state.children.push(Arc::clone(&child.cell));
         child
+    }
+
+    /// How many of its children are running (or restarting).
+    pub fn children(&self) -> usize {
+        self.inner.state.lock().children.len()
     }
 
     /// How many restarts this supervisor has made.
