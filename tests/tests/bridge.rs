@@ -343,3 +343,71 @@ async fn emit_and_wait_does_not_wait_for_a_bridge() {
     assert_eq!(handled.load(Ordering::SeqCst), 1);
     until("the forward", || outbound.stats().confirmed == 1).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_message_whose_ack_is_lost_is_handled_again() {
+    // At least once: the connection drops while the handler runs, so the ack fails and the
+    // broker delivers the message again.
+    let broker = MemoryBroker::new();
+    let source = declared(&broker, "users").await;
+    let bus = Bus::<Events>::new();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (g, c) = (Arc::clone(&gate), Arc::clone(&calls));
+    bus.on_async(move |_: Arc<UserCreated>| {
+        let (g, c) = (Arc::clone(&g), Arc::clone(&c));
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            g.acquire().await.unwrap().forget();
+        }
+    });
+    let inbound = Inbound::builder(&bus, broker.clone(), source)
+        .backoff(Backoff::Fixed(Duration::from_millis(100)))
+        .build();
+    let payload = serde_json::to_vec(&user(5)).unwrap();
+    broker
+        .publish(&[Outgoing {
+            destination: "users".into(),
+            envelope: Envelope::new("user.created", payload),
+        }])
+        .await;
+    until("the first attempt", || calls.load(Ordering::SeqCst) == 1).await;
+    broker.disconnect();
+    broker.reconnect();
+    gate.add_permits(2);
+    until("the redelivery", || inbound.stats().handled == 1).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "handled once per delivery");
+    assert_eq!(inbound.stats().redelivered, 1);
+    assert_eq!(broker.depth("users", "default"), 0);
+}
+
+/// An event JSON cannot encode: maps with non-string keys.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, tidings::Event)]
+struct Matrix {
+    cells: std::collections::HashMap<(u8, u8), u8>,
+}
+
+#[derive(Debug, tidings::EventSet)]
+enum Grid {
+    Matrix(Matrix),
+    Tick(Tick),
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_that_cannot_be_encoded_are_counted_not_lost_in_silence() {
+    let broker = MemoryBroker::new();
+    let _ = declared(&broker, "grid").await;
+    let bus = Bus::<Grid>::new();
+    let outbound = Outbound::builder(&bus, broker.clone())
+        .forward_pattern("#")
+        .unwrap()
+        .destination("grid")
+        .build();
+    let cells = [((0, 0), 1)].into_iter().collect();
+    bus.emit(Matrix { cells });
+    bus.emit(Tick(1));
+    until("the tick", || outbound.stats().confirmed == 1).await;
+    let stats = outbound.stats();
+    assert_eq!((stats.unencodable, stats.in_flight), (1, 0));
+    assert_eq!(broker.depth("grid", "default"), 1);
+}

@@ -135,3 +135,30 @@ impl Incoming {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_time_ordered() {
+        let ids: Vec<String> = (0..100_000).map(|_| new_id()).collect();
+        let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+        // Text order is creation order, across milliseconds and within one.
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn an_empty_name_means_no_type() {
+        let envelope = Envelope::new("", b"{}".to_vec())
+            .with_key("k")
+            .with_header("h", "v");
+        let incoming = Incoming::from_envelope(&envelope, "orders");
+        assert_eq!(incoming.name, None);
+        assert_eq!(incoming.key.as_deref(), Some("k"));
+        assert_eq!(incoming.headers["h"], "v");
+        assert_eq!(incoming.origin, "orders");
+        assert_eq!(incoming.delivery_count, 1);
+    }
+}
