@@ -269,6 +269,10 @@ struct Task {
     leftover: Arc<Mutex<Vec<usize>>>,
 }
 
+/// The slot lengths a registration left, to check against `max_listeners` after unlocking.
+#[must_use]
+struct Crowding(Vec<(usize, usize)>);
+
 /// How long `shutdown` waits for a cancelled listener task to be dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
@@ -769,62 +773,68 @@ impl<S: EventSet> Bus<S> {
 
     // ----- registration internals -----------------------------------------------------------
 
+    /// Records a listener in the slots of `indices`: `add` puts it in one slot and returns
+    /// the slot's new length. Every registration goes through here; the caller passes the
+    /// returned `Crowding` to [`Inner::warn_if_crowded`] once it has released the lock.
+    fn register(
+        &self,
+        reg: &mut Registry,
+        indices: Vec<usize>,
+        queue: Option<Arc<Queue>>,
+        exact: bool,
+        mut add: impl FnMut(&SlotHeader<S>, &Registry, ListenerId) -> usize,
+    ) -> (ListenerId, Crowding) {
+        let id = reg.next_id();
+        let mut lens = Vec::with_capacity(indices.len());
+        for &i in &indices {
+            let header = &self.inner.slots[i];
+            let len = add(header, reg, id);
+            header.set_live(len);
+            lens.push((i, len));
+        }
+        let place = Place::Slots {
+            indices,
+            queue,
+            exact,
+        };
+        reg.places.insert(id, place);
+        (id, Crowding(lens))
+    }
+
     fn add_exact<E: Member<S>>(
         &self,
         call: Arc<listener::ExactFn<E>>,
         once: Option<Arc<AtomicBool>>,
         prepend: bool,
     ) -> ListenerId {
-        let header = &self.inner.slots[E::INDEX];
-        let slot = typed_slot::<S, E>(header);
         let mut reg = self.inner.registry.lock();
-        let id = reg.next_id();
-        let entry = SyncEntry {
-            id,
-            once,
-            call: Call::Exact(call),
-        };
-        let len = slot.update(&reg, |l| slot::insert(&mut l.sync, entry, prepend));
-        header.set_live(len);
-        reg.places.insert(
-            id,
-            Place::Slots {
-                indices: vec![E::INDEX],
-                queue: None,
-                exact: true,
-            },
-        );
+        let (id, crowding) =
+            self.register(&mut reg, vec![E::INDEX], None, true, |header, reg, id| {
+                let slot = typed_slot::<S, E>(header);
+                let entry = SyncEntry {
+                    id,
+                    once: once.clone(),
+                    call: Call::Exact(Arc::clone(&call)),
+                };
+                slot.update(reg, |l| slot::insert(&mut l.sync, entry, prepend))
+            });
         drop(reg);
-        self.inner.check_max(E::INDEX, len);
+        self.inner.warn_if_crowded(crowding);
         id
     }
 
     fn add_erased(&self, indices: Vec<usize>, call: Arc<ErasedFn<S>>) -> ListenerId {
         let mut reg = self.inner.registry.lock();
-        let id = reg.next_id();
-        let mut lens = Vec::with_capacity(indices.len());
-        for &i in &indices {
+        let (id, crowding) = self.register(&mut reg, indices, None, false, |header, reg, id| {
             let entry = ErasedEntry {
                 id,
                 once: None,
                 call: Arc::clone(&call),
             };
-            let len = self.inner.slots[i].slot.add_erased(&reg, entry, false);
-            self.inner.slots[i].set_live(len);
-            lens.push((i, len));
-        }
-        reg.places.insert(
-            id,
-            Place::Slots {
-                indices,
-                queue: None,
-                exact: false,
-            },
-        );
+            header.slot.add_erased(reg, entry, false)
+        });
         drop(reg);
-        for (i, len) in lens {
-            self.inner.check_max(i, len);
-        }
+        self.inner.warn_if_crowded(crowding);
         id
     }
 
@@ -836,7 +846,7 @@ impl<S: EventSet> Bus<S> {
         exact: bool,
         options: QueueOptions,
         kind: ConsumerKind,
-    ) -> (ListenerId, Arc<Queue>) {
+    ) -> (ListenerId, Arc<Queue>, Crowding) {
         let queue = Arc::new(Queue::new(
             options.capacity.unwrap_or(self.inner.config.capacity),
             options.overflow.unwrap_or(self.inner.config.overflow),
@@ -846,24 +856,15 @@ impl<S: EventSet> Bus<S> {
         if self.is_closed() {
             queue.close();
         }
-        let id = reg.next_id();
-        for &i in &indices {
+        let placed = Some(Arc::clone(&queue));
+        let (id, crowding) = self.register(reg, indices, placed, exact, |header, reg, id| {
             let entry = QueueEntry {
                 id,
                 queue: Arc::clone(&queue),
             };
-            let len = self.inner.slots[i].slot.add_queue(reg, entry);
-            self.inner.slots[i].set_live(len);
-        }
-        reg.places.insert(
-            id,
-            Place::Slots {
-                indices,
-                queue: Some(Arc::clone(&queue)),
-                exact,
-            },
-        );
-        (id, queue)
+            header.slot.add_queue(reg, entry)
+        });
+        (id, queue, crowding)
     }
 
     fn add_subscription<T>(
@@ -873,10 +874,11 @@ impl<S: EventSet> Bus<S> {
         options: QueueOptions,
         convert: fn(Delivery) -> Option<T>,
     ) -> Subscription<S, T> {
-        let (id, queue) = {
+        let (id, queue, crowding) = {
             let mut reg = self.inner.registry.lock();
             self.add_queue(&mut reg, indices, exact, options, ConsumerKind::Stream)
         };
+        self.inner.warn_if_crowded(crowding);
         Subscription::new(id, queue, Arc::downgrade(&self.inner), convert)
     }
 
@@ -888,10 +890,11 @@ impl<S: EventSet> Bus<S> {
         indices: Vec<usize>,
         options: QueueOptions,
     ) -> Subscription<S, AnyEvent<S>> {
-        let (id, queue) = {
+        let (id, queue, crowding) = {
             let mut reg = self.inner.registry.lock();
             self.add_queue(&mut reg, indices, false, options, ConsumerKind::Bridge)
         };
+        self.inner.warn_if_crowded(crowding);
         Subscription::new(id, queue, Arc::downgrade(&self.inner), erased::<S>)
     }
 
@@ -917,7 +920,8 @@ impl<S: EventSet> Bus<S> {
             }
         };
         let mut reg = self.inner.registry.lock();
-        let (id, queue) = self.add_queue(&mut reg, indices, exact, options, ConsumerKind::Task);
+        let (id, queue, crowding) =
+            self.add_queue(&mut reg, indices, exact, options, ConsumerKind::Task);
         let leftover = Arc::default();
         let run = run_listener::<S, T, F, Fut>(
             id,
@@ -938,6 +942,8 @@ impl<S: EventSet> Bus<S> {
                 leftover,
             },
         );
+        drop(reg);
+        self.inner.warn_if_crowded(crowding);
         id
     }
 }
@@ -1293,8 +1299,13 @@ impl<S: EventSet> Inner<S> {
         }
     }
 
-    fn check_max(&self, index: usize, len: usize) {
-        if let Some(max) = self.config.max_listeners {
+    /// Logs, once per event, that an event has more listeners than `max_listeners`. Called
+    /// after the registry lock is released: a `tracing` subscriber is user code.
+    fn warn_if_crowded(&self, Crowding(lens): Crowding) {
+        let Some(max) = self.config.max_listeners else {
+            return;
+        };
+        for (index, len) in lens {
             if len > max && !self.warned[index].swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     event = S::NAMES[index],
