@@ -510,32 +510,14 @@ impl<S: EventSet> Bus<S> {
     /// `on_async`, `subscribe`...). Pattern and catch-all listeners stay. Returns how many were
     /// removed.
     pub fn remove_all_listeners<E: Member<S>>(&self) -> usize {
-        let ids: Vec<ListenerId> = {
-            let reg = self.inner.registry.lock();
-            reg.places
-                .iter()
-                .filter(|(_, p)| {
-                    matches!(p, Place::Slots { indices, exact: true, .. } if indices == &[E::INDEX])
-                })
-                .map(|(id, _)| *id)
-                .collect()
-        };
-        ids.into_iter().filter(|id| self.inner.off(*id)).count()
+        self.inner.off_where(
+            |p| matches!(p, Place::Slots { indices, exact: true, .. } if indices == &[E::INDEX]),
+        )
     }
 
     /// Removes every listener and subscription, keeping the error listeners.
     pub fn clear(&self) {
-        let ids: Vec<ListenerId> = {
-            let reg = self.inner.registry.lock();
-            reg.places
-                .iter()
-                .filter(|(_, p)| matches!(p, Place::Slots { .. }))
-                .map(|(id, _)| *id)
-                .collect()
-        };
-        for id in ids {
-            self.inner.off(id);
-        }
+        self.inner.off_where(|p| matches!(p, Place::Slots { .. }));
     }
 
     /// How many listeners an `E` emitted now would reach: exact, pattern and catch-all, sync
@@ -614,11 +596,7 @@ impl<S: EventSet> Bus<S> {
         if self.is_closed() {
             return Err(Closed(event));
         }
-        let header = &self.inner.slots[E::INDEX];
-        if header.live() == 0 {
-            return Ok(0);
-        }
-        let Some(list) = self.inner.list::<E>(header).map(|l| l.load_full()) else {
+        let Some(list) = self.inner.snapshot::<E>() else {
             return Ok(0);
         };
         Ok(self.inner.dispatch_waiting(&list, event, None).await)
@@ -639,11 +617,7 @@ impl<S: EventSet> Bus<S> {
             let error = DeliveryError::new(E::NAME, None, DeliveryErrorKind::Closed);
             return Err(HandlingError::new(vec![error]));
         }
-        let header = &self.inner.slots[E::INDEX];
-        if header.live() == 0 {
-            return Ok(0);
-        }
-        let Some(list) = self.inner.list::<E>(header).map(|l| l.load_full()) else {
+        let Some(list) = self.inner.snapshot::<E>() else {
             return Ok(0);
         };
         let tracker = Arc::new(Tracker::new());
@@ -913,12 +887,7 @@ impl<S: EventSet> Bus<S> {
         Fut: Future + Send + 'static,
         Fut::Output: ListenerResult,
     {
-        let runtime = match tokio::runtime::Handle::try_current() {
-            Ok(handle) => handle,
-            Err(_) => {
-                panic!("async listeners run as tokio tasks: call this inside a tokio runtime")
-            }
-        };
+        let runtime = crate::runtime("async listeners");
         let mut reg = self.inner.registry.lock();
         let (id, queue, crowding) =
             self.add_queue(&mut reg, indices, exact, options, ConsumerKind::Task);
@@ -1024,7 +993,8 @@ async fn run_listener<S, T, F, Fut>(
             continue;
         };
         let name = S::NAMES[delivery.index];
-        held.current = Some((delivery.index, delivery.tracker.clone()));
+        let mut delivery = delivery;
+        held.current = Some((delivery.index, delivery.tracker.take()));
         if let Some(item) = convert(delivery) {
             let span = tracing::trace_span!("tidings.handle", event = name, listener = %id);
             let outcome = call_async(&listener, item).instrument(span).await;
@@ -1103,13 +1073,13 @@ impl Shared {
 
     /// Ends a delivery that will never be handled, with the reason.
     fn discard(&self, delivery: Delivery, error: DeliveryError, report: bool) {
-        match (&delivery.tracker, report) {
-            (Some(tracker), true) => self.report(error, Some(tracker)),
-            (Some(tracker), false) => tracker.fail(error),
-            (None, true) => self.report(error, None),
-            (None, false) => {}
+        let tracker = delivery.tracker.as_deref();
+        if report {
+            self.report(error, tracker);
+        } else if let Some(tracker) = tracker {
+            tracker.fail(error);
         }
-        if let Some(tracker) = delivery.tracker {
+        if let Some(tracker) = tracker {
             tracker.finish();
         }
     }
@@ -1159,6 +1129,15 @@ impl<S: EventSet> Inner<S> {
     ) -> Option<&'h ArcSwap<SlotList<S, E>>> {
         let slot = header.slot.as_any().downcast_ref::<TypedSlot<S, E>>()?;
         Some(&slot.list)
+    }
+
+    /// The listeners of `E` now, held for an emit that may wait; `None` when there are none.
+    fn snapshot<E: Member<S>>(&self) -> Option<Arc<SlotList<S, E>>> {
+        let header = &self.slots[E::INDEX];
+        if header.live() == 0 {
+            return None;
+        }
+        self.list::<E>(header).map(|list| list.load_full())
     }
 
     /// The part of `emit` after the no-listener check.
@@ -1274,6 +1253,16 @@ impl<S: EventSet> Inner<S> {
             }
         }
         reached
+    }
+
+    /// Removes every registration whose place matches; returns how many.
+    fn off_where(&self, matches: impl Fn(&Place) -> bool) -> usize {
+        let ids: Vec<ListenerId> = {
+            let reg = self.registry.lock();
+            let matching = reg.places.iter().filter(|(_, p)| matches(p));
+            matching.map(|(id, _)| *id).collect()
+        };
+        ids.into_iter().filter(|id| self.off(*id)).count()
     }
 
     fn off(&self, id: ListenerId) -> bool {

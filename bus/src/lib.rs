@@ -21,6 +21,15 @@ pub use crate::bus::{
 pub use crate::event::{AnyEvent, Event, EventRef, EventSet, Member};
 pub use crate::signal::shutdown_signal;
 
+/// The tokio runtime to spawn `what` on; panics with a clear message outside of one.
+#[track_caller]
+pub(crate) fn runtime(what: &str) -> tokio::runtime::Handle {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle,
+        Err(_) => panic!("{what} run as tokio tasks: call this inside a tokio runtime"),
+    }
+}
+
 /// `#[derive(Event)]`: see [`event`](mod@crate::event) for the attributes.
 pub use tidings_derive::Event;
 /// `#[derive(EventSet)]`: see [`event`](mod@crate::event).

@@ -124,10 +124,7 @@ impl ActorSystem {
         supervisor: Option<Supervisor>,
         size: MailboxSize,
     ) -> ActorRef<A> {
-        let runtime = match tokio::runtime::Handle::try_current() {
-            Ok(handle) => handle,
-            Err(_) => panic!("actors run as tokio tasks: spawn them inside a tokio runtime"),
-        };
+        let runtime = crate::runtime("actors");
         let id = ActorId(self.inner.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         let cell = Arc::new(Cell::new(id, std::any::type_name::<A>()));
         let (tx, rx) = mailbox(size);

@@ -142,8 +142,6 @@ pub(crate) struct Queue {
     capacity: usize,
     overflow: Overflow,
     kind: ConsumerKind,
-    /// `kind == Stream`: misses are reported to the consumer as lag.
-    tracks_lag: bool,
     state: Mutex<State>,
     /// Events the consumer has taken out of `items` and not yet finished with; written only by
     /// the consumer, counted against the capacity by producers.
@@ -168,7 +166,6 @@ impl Queue {
             capacity,
             overflow,
             kind,
-            tracks_lag: kind == ConsumerKind::Stream,
             state: Mutex::new(State {
                 items: VecDeque::with_capacity(capacity.min(64)),
                 closed: false,
@@ -185,8 +182,9 @@ impl Queue {
         }
     }
 
+    /// Whether misses are reported to the consumer as lag (streams).
     pub(crate) fn tracks_lag(&self) -> bool {
-        self.tracks_lag
+        self.kind == ConsumerKind::Stream
     }
 
     /// Whether `emit_and_wait` waits for this queue's consumer to handle its events.
@@ -227,12 +225,12 @@ impl Queue {
             match evicted {
                 Some(old) => {
                     outcome = Pushed::Evicted(old);
-                    if self.tracks_lag {
+                    if self.tracks_lag() {
                         state.lagged += 1;
                     }
                 }
                 None => {
-                    let waker = if self.tracks_lag {
+                    let waker = if self.tracks_lag() {
                         state.lagged += 1;
                         state.consumer.take()
                     } else {
