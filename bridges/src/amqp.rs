@@ -1,0 +1,106 @@
+//! RabbitMQ (feature `amqp`): a [`Transport`](tidings::bridge::Transport) on lapin, with the
+//! connection management of amqp-connection-manager.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use serde::{Deserialize, Serialize};
+//! use tidings::bridge::{Inbound, Outbound, Source, Transport};
+//! use tidings::prelude::*;
+//! use tidings_bridges::amqp::AmqpTransport;
+//!
+//! #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+//! #[event(name = "user.created")]
+//! struct UserCreated { id: u64 }
+//!
+//! #[derive(Debug, EventSet)]
+//! enum Users { UserCreated(UserCreated) }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let amqp = AmqpTransport::builder("amqp://guest:guest@127.0.0.1:5672/%2f")
+//!     .url("amqp://guest:guest@rabbit-2:5672/%2f") // failover
+//!     .connect()
+//!     .await?;
+//! let source = Source::new("users");
+//! amqp.declare(&source).await?; // topic exchange `users`, queue `users`, `users.dead-letter`
+//!
+//! let (here, there) = (Bus::<Users>::new(), Bus::<Users>::new());
+//! let outbound = Outbound::builder(&here, amqp.clone()).forward::<UserCreated>().destination("users").build();
+//! let inbound = Inbound::builder(&there, amqp.clone(), source).build();
+//! here.emit_async(UserCreated { id: 1 }).await?;
+//!
+//! inbound.shutdown(Duration::from_secs(5)).await;
+//! outbound.shutdown(Duration::from_secs(5)).await;
+//! amqp.close(Duration::from_secs(5)).await;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Mapping
+//!
+//! An outgoing destination is an **exchange**; the routing key is the event's name
+//! (`user.created`), so topic bindings such as `user.*` select events. Messages are persistent
+//! and carry, following the CloudEvents AMQP binding: `message_id` = id, `type` = event name,
+//! `timestamp` (seconds), `content_type`, headers `cloudEvents:source`, `cloudEvents:time`
+//! (RFC 3339, milliseconds), `cloudEvents:specversion`, `cloudEvents:partitionkey` (the key),
+//! the envelope's headers, and `correlation_id` / `reply_to` from the envelope headers
+//! [`CORRELATION_ID`] / [`REPLY_TO`]. The body is the encoded event alone, so a Node consumer's
+//! `JSON.parse(msg.content)` is the plain event object.
+//!
+//! A [`Source`](tidings::bridge::Source) is a **queue**: `{name}` for group `default` (so a
+//! queue an amqplib service asserted with `{ durable: true }` is consumed as it is),
+//! `{name}.{group}` for other groups. [`Transport::declare`](tidings::bridge::Transport::declare)
+//! creates the topic exchange `{name}`, the group's queue bound to it for `#`, and the
+//! dead-letter queue; [`AmqpTransport::source_topology`] shows what, and
+//! [`AmqpBuilder::source_queues`] sets queue arguments (quorum, delivery limit...).
+//! A received message's attempt count is the quorum queue's `x-delivery-count` plus one, or 2
+//! when the broker marked it redelivered. Dead-lettering publishes a persistent copy with the
+//! reason headers to the dead-letter queue, waits for its confirm, then acknowledges the
+//! original: a crash in between duplicates, never loses.
+//!
+//! Untrusted messages never panic the consumer: header text is decoded lossily, unparsable
+//! times are dropped, header values without a text form (`x-death` tables) are left out, and
+//! the inbound bridge enforces its payload limit. Names over AMQP's 255 bytes are refused
+//! with [`TransportError::Rejected`](tidings::bridge::TransportError::Rejected).
+//!
+//! ## Publishing
+//!
+//! Publishes are `mandatory` on a confirm-mode channel. `Ok` means the broker confirmed the
+//! message; a message no queue is bound for comes back as
+//! [`TransportError::Unroutable`](tidings::bridge::TransportError::Unroutable), as does one for an
+//! exchange that does not exist (checked passively once per connection, since publishing to
+//! a missing exchange would close the channel). At most
+//! [`confirm_window`](AmqpBuilder::confirm_window) publishes await confirms at once.
+//!
+//! ## Connection management
+//!
+//! A supervisor task owns the connection (lapin's own recovery stays off): it tries each URL
+//! in turn with backoff and jitter, asks for heartbeats so a dead peer is noticed, declares
+//! the recorded topology on every new connection before anything uses it, and emits
+//! [`ConnectionEvent`]s. During an outage, publishes wait for the next connection (at most
+//! [`buffer`](AmqpBuilder::buffer) messages, for at most
+//! [`publish_timeout`](AmqpBuilder::publish_timeout)), and a publish the broker never
+//! confirmed is sent again on the new connection, so it may arrive twice but is never lost.
+//! Consumers see an error or the end of their stream; the inbound bridge consumes again,
+//! with backoff, which also covers a queue deleted under a consumer.
+//!
+//! ## Shutting down
+//!
+//! Shut the [`Inbound`](tidings::bridge::Inbound) bridges down (they stop consuming, finish
+//! and acknowledge what they hold), then the [`Outbound`](tidings::bridge::Outbound) bridges
+//! (they flush and wait for confirms), then [`AmqpTransport::close`] (waits for outstanding
+//! confirms, closes the connection), each with a deadline.
+
+mod config;
+mod error;
+mod link;
+mod rpc;
+mod topology;
+mod transport;
+mod wire;
+
+pub use self::config::Tls;
+pub use self::error::AmqpError;
+pub use self::link::ConnectionEvent;
+pub use self::rpc::{RpcClient, RpcServer, ERROR_HEADER};
+pub use self::topology::{Binding, Exchange, Queue, Topology};
+pub use self::transport::{queue_name, AmqpBuilder, AmqpConsumer, AmqpTransport};
+pub use self::wire::{CORRELATION_ID, REPLY_TO};

@@ -1,0 +1,221 @@
+//! How an [`AmqpTransport`](super::AmqpTransport) connects: URLs, heartbeats, TLS, windows and
+//! bounds.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::uri::AMQPUri;
+use tidings::bridge::Backoff;
+
+use super::error::AmqpError;
+use super::topology::QueueArgs;
+
+/// A broker URL whose password is never shown: `Display` and `Debug` print
+/// `amqp://user:***@host:port/vhost`.
+#[derive(Clone)]
+pub(crate) struct BrokerUrl {
+    pub(crate) uri: AMQPUri,
+    redacted: String,
+}
+
+impl BrokerUrl {
+    pub(crate) fn parse(url: &str) -> Result<Self, AmqpError> {
+        let redacted = redact(url);
+        let password = password_of(url);
+        let uri = AMQPUri::from_str(url).map_err(|reason| AmqpError::InvalidUrl {
+            url: redacted.clone(),
+            reason: scrub(&reason, password),
+        })?;
+        Ok(BrokerUrl { uri, redacted })
+    }
+}
+
+impl fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+impl fmt::Debug for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+/// The user-info part of `url` (between `://` and the `@` before the host), if any.
+fn userinfo(url: &str) -> Option<(usize, &str)> {
+    let start = url.find("://")? + 3;
+    let rest = &url[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let at = rest[..authority_end].rfind('@')?;
+    Some((start, &rest[..at]))
+}
+
+fn password_of(url: &str) -> Option<&str> {
+    let (_, info) = userinfo(url)?;
+    let (_, password) = info.split_once(':')?;
+    (!password.is_empty()).then_some(password)
+}
+
+/// `url` with its password replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    match (userinfo(url), password_of(url)) {
+        (Some((start, info)), Some(_)) => {
+            let user = info.split_once(':').map_or(info, |(user, _)| user);
+            format!("{}{user}:***{}", &url[..start], &url[start + info.len()..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `text` with every occurrence of `secret` replaced by `***`.
+pub(crate) fn scrub(text: &str, secret: Option<&str>) -> String {
+    match secret {
+        Some(secret) if !secret.is_empty() => text.replace(secret, "***"),
+        _ => text.to_owned(),
+    }
+}
+
+/// TLS settings for `amqps://` URLs. Without any, the system's trusted roots verify the
+/// broker.
+#[derive(Clone, Default)]
+pub struct Tls {
+    ca_pem: Option<String>,
+    identity: Option<(Vec<u8>, String)>,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "…"))
+            .field("client_identity", &self.identity.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl Tls {
+    /// No extra settings: the system's roots.
+    pub fn new() -> Self {
+        Tls::default()
+    }
+
+    /// Trusts the certificate authorities in `pem` (for a private CA).
+    #[must_use]
+    pub fn ca_pem(mut self, pem: impl Into<String>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
+    /// Presents a client certificate and key (a PKCS#12 archive and its password), for
+    /// brokers that require one (`auth_mechanism=external`).
+    #[must_use]
+    pub fn client_pkcs12(mut self, der: impl Into<Vec<u8>>, password: impl Into<String>) -> Self {
+        self.identity = Some((der.into(), password.into()));
+        self
+    }
+
+    pub(crate) fn to_lapin(&self) -> OwnedTLSConfig {
+        OwnedTLSConfig {
+            identity: self
+                .identity
+                .as_ref()
+                .map(|(der, password)| OwnedIdentity::PKCS12 {
+                    der: der.clone(),
+                    password: password.clone(),
+                }),
+            cert_chain: self.ca_pem.clone(),
+        }
+    }
+}
+
+/// The settings of a transport; built by [`AmqpBuilder`](super::AmqpBuilder).
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) urls: Vec<BrokerUrl>,
+    pub(crate) connection_name: String,
+    pub(crate) heartbeat: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) reconnect: Backoff,
+    pub(crate) confirm_window: usize,
+    pub(crate) buffer: usize,
+    pub(crate) publish_timeout: Duration,
+    pub(crate) tls: Tls,
+    pub(crate) queue_args: QueueArgs,
+}
+
+impl Config {
+    pub(crate) fn new(url: BrokerUrl) -> Self {
+        Config {
+            urls: vec![url],
+            connection_name: "tidings".to_owned(),
+            heartbeat: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            reconnect: Backoff::Exponential {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(10),
+            },
+            confirm_window: 256,
+            buffer: 10_000,
+            publish_timeout: Duration::from_secs(30),
+            tls: Tls::default(),
+            queue_args: QueueArgs::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("amqp://guest:s3cr3t@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(
+            redact("amqps://u:p%40ss@host/vh?heartbeat=5"),
+            "amqps://u:***@host/vh?heartbeat=5"
+        );
+        assert_eq!(redact("amqp://127.0.0.1"), "amqp://127.0.0.1");
+        assert_eq!(redact("amqp://user@host"), "amqp://user@host");
+        assert_eq!(redact("not a url"), "not a url");
+        // An `@` in the path is not user info.
+        assert_eq!(redact("amqp://host/a@b"), "amqp://host/a@b");
+    }
+
+    #[test]
+    fn a_bad_url_is_an_error_without_its_password() {
+        let error = BrokerUrl::parse("amqp://guest:hunter2@host:notaport/")
+            .err()
+            .expect("invalid");
+        let text = error.to_string();
+        assert!(text.contains("amqp://guest:***@host:notaport/"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!format!("{error:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_good_url_prints_without_its_password() {
+        let url = BrokerUrl::parse("amqp://guest:hunter2@127.0.0.1:5672/%2f").expect("valid");
+        assert_eq!(url.uri.authority.userinfo.password, "hunter2");
+        assert!(!url.to_string().contains("hunter2"));
+        assert!(!format!("{url:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn tls_settings_do_not_print_secrets() {
+        let tls = Tls::new()
+            .ca_pem("-----BEGIN CERTIFICATE-----")
+            .client_pkcs12(vec![1, 2, 3], "pfx-password");
+        assert!(!format!("{tls:?}").contains("pfx-password"));
+        let lapin = tls.to_lapin();
+        assert_eq!(
+            lapin.cert_chain.as_deref(),
+            Some("-----BEGIN CERTIFICATE-----")
+        );
+        assert!(lapin.identity.is_some());
+    }
+}

@@ -1,0 +1,410 @@
+//! The connection supervisor: one live connection at a time, replaced after every failure.
+//!
+//! The supervisor task connects (trying each URL in turn, with backoff and jitter between
+//! failed rounds), opens the confirm-mode publishing channel, declares the recorded topology,
+//! and publishes the result as the current [`Live`] link. It then waits for the connection to
+//! fail (lapin's error event, a missed heartbeat, or an operation that saw the connection
+//! break) and starts over. Operations wait for a live link through [`Shared::live`]; a publish
+//! whose connection died before the broker confirmed it is sent again on the next one.
+//!
+//! lapin's own automatic recovery is left off on purpose: the supervisor owns reconnection,
+//! so that topology, consumers and unconfirmed publishes are restored in a known order.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::ConfirmSelectOptions;
+use lapin::options::ExchangeDeclareOptions;
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, watch, Notify, Semaphore};
+use tokio::time::Instant;
+
+use super::config::{BrokerUrl, Config};
+use super::error::{short, AmqpError};
+use super::topology::Topology;
+
+/// Something that happened to the transport's connection; see
+/// [`AmqpTransport::events`](super::AmqpTransport::events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionEvent {
+    /// Connected (again) to `url`; topology declared.
+    Connected {
+        /// The broker, password redacted.
+        url: String,
+    },
+    /// The connection to `url` was lost; reconnecting.
+    Disconnected {
+        /// The broker, password redacted.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The broker stopped accepting publishes (a resource alarm); they wait.
+    Blocked {
+        /// The broker's reason.
+        reason: String,
+    },
+    /// The broker accepts publishes again.
+    Unblocked,
+}
+
+/// One established connection and its publishing channel.
+pub(crate) struct Live {
+    pub(crate) generation: u64,
+    pub(crate) url: String,
+    pub(crate) connection: Connection,
+    pub(crate) publisher: Channel,
+    /// Exchanges known to exist on this connection (publishing to a missing exchange would
+    /// close the publishing channel).
+    exchanges: Mutex<HashSet<String>>,
+    broken: Notify,
+    is_broken: AtomicBool,
+}
+
+impl Live {
+    /// Reports that an operation saw this connection fail; the supervisor replaces it.
+    pub(crate) fn broke(&self) {
+        if !self.is_broken.swap(true, Ordering::AcqRel) {
+            self.broken.notify_one();
+        }
+    }
+
+    /// Whether `exchange` exists, asked at most once per connection. `Ok(false)` means the
+    /// broker said it does not.
+    pub(crate) async fn exchange_exists(&self, exchange: &str) -> Result<bool, lapin::Error> {
+        if exchange.is_empty() || self.exchanges.lock().contains(exchange) {
+            return Ok(true);
+        }
+        let Ok(name) = short(exchange) else {
+            return Ok(false);
+        };
+        // A passive declare on a throwaway channel: a 404 closes that channel, not ours.
+        let channel = self.connection.create_channel().await?;
+        let options = ExchangeDeclareOptions {
+            passive: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        let found = channel
+            .exchange_declare(name, ExchangeKind::Topic, options, FieldTable::default())
+            .await;
+        match found {
+            Ok(()) => {
+                let _ = channel.close(200, "OK".into()).await;
+                self.exchanges.lock().insert(exchange.to_owned());
+                Ok(true)
+            }
+            Err(error) if error.is_amqp_soft_error() => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// What every clone of a transport shares with the supervisor.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    link: watch::Sender<Option<Arc<Live>>>,
+    topology: Mutex<Topology>,
+    events: broadcast::Sender<ConnectionEvent>,
+    /// Messages waiting for a connection (bounded by `config.buffer`).
+    waiting: AtomicUsize,
+    /// Publishes sent and not yet confirmed, across connections.
+    pub(crate) window: Semaphore,
+    stopped: AtomicBool,
+    stop: Notify,
+    pub(crate) connects: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config) -> Arc<Self> {
+        let window = Semaphore::new(config.confirm_window.max(1));
+        Arc::new(Shared {
+            config,
+            link: watch::Sender::new(None),
+            topology: Mutex::new(Topology::new()),
+            events: broadcast::channel(64).0,
+            waiting: AtomicUsize::new(0),
+            window,
+            stopped: AtomicBool::new(false),
+            stop: Notify::new(),
+            connects: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn events(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, event: ConnectionEvent) {
+        match &event {
+            ConnectionEvent::Connected { url } => tracing::info!(url, "connected to RabbitMQ"),
+            ConnectionEvent::Disconnected { url, reason } => {
+                tracing::warn!(url, reason, "lost the RabbitMQ connection; reconnecting");
+            }
+            ConnectionEvent::Blocked { reason } => {
+                tracing::warn!(reason, "RabbitMQ blocked publishing");
+            }
+            ConnectionEvent::Unblocked => tracing::info!("RabbitMQ unblocked publishing"),
+        }
+        let _ = self.events.send(event);
+    }
+
+    /// The live link now, if any.
+    pub(crate) fn current(&self) -> Option<Arc<Live>> {
+        self.link.borrow().clone()
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Waits for a live link of at least `min_generation` until `deadline`, counting
+    /// `messages` against the buffer bound meanwhile. `None` when the deadline passed, the buffer is full, or the transport was
+    /// closed.
+    pub(crate) async fn live(
+        &self,
+        deadline: Instant,
+        messages: usize,
+        min_generation: u64,
+    ) -> Option<Arc<Live>> {
+        if let Some(live) = self.current().filter(|l| l.generation >= min_generation) {
+            return Some(live);
+        }
+        if self.is_stopped() {
+            return None;
+        }
+        let before = self.waiting.fetch_add(messages, Ordering::AcqRel);
+        let _release = Release(&self.waiting, messages);
+        if before + messages > self.config.buffer {
+            return None;
+        }
+        let mut rx = self.link.subscribe();
+        let wait = rx.wait_for(|link| {
+            link.as_ref().is_some_and(|l| l.generation >= min_generation) || self.is_stopped()
+        });
+        let found = match tokio::time::timeout_at(deadline, wait).await {
+            Ok(Ok(link)) => link.clone(),
+            _ => None,
+        };
+        found
+    }
+
+    /// Records `topology` for every future connection and declares it on the live one, if
+    /// any.
+    pub(crate) async fn declare(&self, topology: &Topology) -> Result<(), AmqpError> {
+        {
+            let mut recorded = self.topology.lock();
+            *recorded = std::mem::take(&mut *recorded).merge(topology);
+        }
+        let deadline = Instant::now() + self.config.publish_timeout;
+        let Some(live) = self.live(deadline, 0, 0).await else {
+            // Recorded: declared as soon as a connection comes.
+            return Ok(());
+        };
+        let channel = live
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| topology_error("a channel", &e))?;
+        let result = topology.declare(&channel).await;
+        let _ = channel.close(200, "OK".into()).await;
+        result
+    }
+
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.stop.notify_one();
+    }
+}
+
+fn topology_error(what: &str, error: &lapin::Error) -> AmqpError {
+    AmqpError::Topology {
+        what: what.to_owned(),
+        reason: error.to_string(),
+    }
+}
+
+/// Gives back what a waiter counted against the buffer.
+struct Release<'a>(&'a AtomicUsize, usize);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::AcqRel);
+    }
+}
+
+/// Connects to `url`, opens the publishing channel and declares the topology.
+async fn open(shared: &Shared, url: &BrokerUrl, generation: u64) -> Result<Arc<Live>, String> {
+    let config = &shared.config;
+    let mut uri = url.uri.clone();
+    let heartbeat = u16::try_from(config.heartbeat.as_secs().max(1)).unwrap_or(u16::MAX);
+    uri.query.heartbeat = Some(heartbeat);
+    let properties = ConnectionProperties::default()
+        .with_connection_name(config.connection_name.clone().into_bytes().into());
+    let runtime = lapin::runtime::default_runtime().map_err(|e| e.to_string())?;
+    let connection =
+        Connection::connect_uri_with_config(uri, properties, config.tls.to_lapin(), runtime)
+            .await
+            .map_err(|e| e.to_string())?;
+    let publisher = connection
+        .create_channel()
+        .await
+        .map_err(|e| e.to_string())?;
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let topology = shared.topology.lock().clone();
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| e.to_string())?;
+    topology.declare(&channel).await.map_err(|e| e.to_string())?;
+    let _ = channel.close(200, "OK".into()).await;
+    Ok(Arc::new(Live {
+        generation,
+        url: url.to_string(),
+        connection,
+        publisher,
+        exchanges: Mutex::new(HashSet::new()),
+        broken: Notify::new(),
+        is_broken: AtomicBool::new(false),
+    }))
+}
+
+/// Waits until `live` fails, passing on blocked/unblocked notices; returns why it failed.
+async fn watch_until_broken(shared: &Shared, live: &Live) -> String {
+    let mut events = live.connection.events_listener();
+    let mut poll = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(lapin::Event::Error(error)) => return error.to_string(),
+                Some(lapin::Event::ConnectionBlocked(reason)) => {
+                    shared.emit(ConnectionEvent::Blocked { reason });
+                }
+                Some(lapin::Event::ConnectionUnblocked) => shared.emit(ConnectionEvent::Unblocked),
+                Some(_) => {}
+                None => return "the connection closed".to_owned(),
+            },
+            () = live.broken.notified() => return "an operation saw the connection fail".to_owned(),
+            _ = poll.tick() => {
+                if !live.connection.status().connected() {
+                    return "the connection closed".to_owned();
+                }
+                if !live.publisher.status().connected() {
+                    return "the publishing channel closed".to_owned();
+                }
+            }
+        }
+    }
+}
+
+/// Tries every URL once; the last error when none worked.
+async fn connect_round(shared: &Shared, generation: u64) -> Result<Arc<Live>, String> {
+    let mut last = String::new();
+    for url in &shared.config.urls {
+        match tokio::time::timeout(shared.config.connect_timeout, open(shared, url, generation))
+            .await
+        {
+            Ok(Ok(live)) => return Ok(live),
+            Ok(Err(error)) => last = format!("{url}: {error}"),
+            Err(_) => {
+                last = format!(
+                    "{url}: no connection within {:?}",
+                    shared.config.connect_timeout
+                );
+            }
+        }
+        tracing::warn!(error = last, "cannot connect to RabbitMQ");
+    }
+    Err(last)
+}
+
+/// Connects for the first time, retrying until `deadline`.
+pub(crate) async fn first_connect(shared: &Arc<Shared>, deadline: Instant) -> Result<(), AmqpError> {
+    let mut failures = 0;
+    loop {
+        match connect_round(shared, 1).await {
+            Ok(live) => {
+                shared.connects.fetch_add(1, Ordering::Relaxed);
+                shared.emit(ConnectionEvent::Connected {
+                    url: live.url.clone(),
+                });
+                shared.link.send_replace(Some(live));
+                return Ok(());
+            }
+            Err(last_error) => {
+                failures += 1;
+                let delay = shared.config.reconnect.jittered(failures);
+                if Instant::now() + delay >= deadline {
+                    let urls: Vec<String> =
+                        shared.config.urls.iter().map(ToString::to_string).collect();
+                    return Err(AmqpError::Connect {
+                        urls: urls.join(", "),
+                        timeout: shared.config.connect_timeout,
+                        last_error,
+                    });
+                }
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// The supervisor: keeps a connection up until the transport is closed.
+pub(crate) async fn supervise(shared: Arc<Shared>) {
+    let mut generation = 1;
+    loop {
+        if let Some(live) = shared.current() {
+            let reason = tokio::select! {
+                reason = watch_until_broken(&shared, &live) => reason,
+                () = shared.stop.notified() => break,
+            };
+            shared.link.send_replace(None);
+            shared.emit(ConnectionEvent::Disconnected {
+                url: live.url.clone(),
+                reason,
+            });
+            let _ = live.connection.close(320, "reconnecting".into()).await;
+        }
+        let mut failures = 0;
+        loop {
+            if shared.is_stopped() {
+                return;
+            }
+            generation += 1;
+            match connect_round(&shared, generation).await {
+                Ok(live) => {
+                    shared.connects.fetch_add(1, Ordering::Relaxed);
+                    shared.emit(ConnectionEvent::Connected {
+                        url: live.url.clone(),
+                    });
+                    shared.link.send_replace(Some(live));
+                    break;
+                }
+                Err(_) => {
+                    failures += 1;
+                    let delay = shared.config.reconnect.jittered(failures);
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = shared.stop.notified() => return,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Closes the live connection, if any, and wakes everything waiting for one.
+pub(crate) async fn close(shared: &Shared) {
+    shared.stop();
+    if let Some(live) = shared.link.send_replace(None) {
+        let _ = live.connection.close(200, "OK".into()).await;
+    }
+}

@@ -1,0 +1,642 @@
+//! [`AmqpTransport`]: the bridge core's [`Transport`] on RabbitMQ.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ExchangeDeleteOptions, QueueDeleteOptions,
+};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Confirmation, PublisherConfirm};
+use tidings::bridge::{
+    Acker, Backoff, Consumer, Delivery, Outgoing, Source, Transport, TransportError,
+};
+use tokio::sync::{broadcast, SemaphorePermit};
+use tokio::time::Instant;
+
+use super::config::{BrokerUrl, Config, Tls};
+use super::error::{short, AmqpError};
+use super::link::{self, ConnectionEvent, Live, Shared};
+use super::topology::{Exchange, Queue, QueueArgs, Topology};
+use super::wire;
+
+/// Configures an [`AmqpTransport`]; from [`AmqpTransport::builder`].
+#[must_use]
+pub struct AmqpBuilder {
+    config: Result<Config, AmqpError>,
+}
+
+impl std::fmt::Debug for AmqpBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpBuilder")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl AmqpBuilder {
+    fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        if let Ok(config) = &mut self.config {
+            change(config);
+        }
+        self
+    }
+
+    /// Another broker to fail over to; URLs are tried in order, from the first, after each
+    /// failure.
+    pub fn url(mut self, url: &str) -> Self {
+        match BrokerUrl::parse(url) {
+            Ok(url) => self.with(|c| c.urls.push(url)),
+            Err(error) => {
+                self.config = Err(error);
+                self
+            }
+        }
+    }
+
+    /// The connection name shown by RabbitMQ (default `tidings`).
+    pub fn connection_name(self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.with(|c| c.connection_name = name)
+    }
+
+    /// The heartbeat interval asked of the broker (default 10 s, whole seconds, at least 1):
+    /// a connection silent for about two intervals is considered dead and replaced.
+    pub fn heartbeat(self, interval: Duration) -> Self {
+        self.with(|c| c.heartbeat = interval)
+    }
+
+    /// How long one connection attempt may take (default 10 s); also how long
+    /// [`connect`](Self::connect) keeps trying.
+    pub fn connect_timeout(self, timeout: Duration) -> Self {
+        self.with(|c| c.connect_timeout = timeout)
+    }
+
+    /// Delays between reconnection rounds (default 100 ms doubling to 10 s, with jitter).
+    pub fn reconnect(self, backoff: Backoff) -> Self {
+        self.with(|c| c.reconnect = backoff)
+    }
+
+    /// At most this many publishes awaiting the broker's confirm at once (default 256).
+    pub fn confirm_window(self, window: usize) -> Self {
+        self.with(|c| c.confirm_window = window.max(1))
+    }
+
+    /// At most this many messages wait for a connection during an outage (default 10 000);
+    /// beyond it, a publish fails at once with [`TransportError::Disconnected`].
+    pub fn buffer(self, messages: usize) -> Self {
+        self.with(|c| c.buffer = messages)
+    }
+
+    /// How long a publish, consume or declaration waits for a connection, and a publish for
+    /// its confirm, before it fails (default 30 s). Unconfirmed publishes are sent again on
+    /// the new connection within this time.
+    pub fn publish_timeout(self, timeout: Duration) -> Self {
+        self.with(|c| c.publish_timeout = timeout)
+    }
+
+    /// TLS settings for `amqps://` URLs.
+    pub fn tls(self, tls: Tls) -> Self {
+        self.with(|c| c.tls = tls)
+    }
+
+    /// The arguments of the queues [`Transport::declare`] creates for sources, from a
+    /// template queue (its name is ignored): `Queue::durable("").quorum().delivery_limit(5)`.
+    /// When the template sets a delivery limit, a TTL or a maximum length, what the broker
+    /// drops for them goes to the source's dead-letter queue. The default is a plain durable
+    /// classic queue, as amqplib's `assertQueue(q, { durable: true })` declares it.
+    pub fn source_queues(self, template: &Queue) -> Self {
+        let args = template.args().clone();
+        self.with(|c| c.queue_args = args)
+    }
+
+    /// Connects, retrying with backoff for up to the connect timeout, and starts the
+    /// supervisor that keeps the connection up.
+    ///
+    /// # Errors
+    /// A URL that does not parse, or no broker reachable in time (the error says why, never
+    /// with a password).
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub async fn connect(self) -> Result<AmqpTransport, AmqpError> {
+        let config = self.config?;
+        let deadline = Instant::now() + config.connect_timeout;
+        let shared = Shared::new(config);
+        link::first_connect(&shared, deadline).await?;
+        tokio::spawn(link::supervise(Arc::clone(&shared)));
+        Ok(AmqpTransport {
+            handle: Arc::new(Handle { shared }),
+        })
+    }
+}
+
+/// Stops the supervisor when the last clone of a transport goes.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.stop();
+    }
+}
+
+/// A RabbitMQ connection, kept up by a supervisor, that implements [`Transport`]; see the
+/// [module docs](super). Clones share the connection.
+#[derive(Clone)]
+pub struct AmqpTransport {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for AmqpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpTransport")
+            .field("urls", &self.shared().config.urls)
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A message ready to go out.
+pub(crate) struct Raw {
+    pub(crate) exchange: String,
+    pub(crate) routing_key: ShortString,
+    pub(crate) payload: Bytes,
+    pub(crate) properties: BasicProperties,
+}
+
+type Results = Vec<Option<Result<(), TransportError>>>;
+
+/// The queue that serves `source`'s group: the source's name for group `default` (so a queue
+/// another service declared is consumed as is), `{name}.{group}` otherwise.
+pub fn queue_name(source: &Source) -> String {
+    if source.group == "default" {
+        source.name.clone()
+    } else {
+        format!("{}.{}", source.name, source.group)
+    }
+}
+
+impl AmqpTransport {
+    /// Starts configuring a transport for the broker at `url`, such as
+    /// `amqp://guest:guest@127.0.0.1:5672/%2f` or `amqps://…`.
+    pub fn builder(url: &str) -> AmqpBuilder {
+        AmqpBuilder {
+            config: BrokerUrl::parse(url).map(Config::new),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    /// Connection events from now on: connected, disconnected, blocked, unblocked.
+    pub fn events(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.shared().events()
+    }
+
+    /// Whether a connection is up now.
+    pub fn is_connected(&self) -> bool {
+        self.shared().current().is_some()
+    }
+
+    /// How many connections were made so far (1 + reconnections).
+    pub fn connections(&self) -> u64 {
+        self.shared().connects.load(Ordering::Relaxed)
+    }
+
+    /// Declares `topology` now (when connected) and again after every reconnect.
+    ///
+    /// # Errors
+    /// When the broker refuses a declaration, such as a queue that exists with other
+    /// arguments.
+    pub async fn declare_topology(&self, topology: &Topology) -> Result<(), AmqpError> {
+        self.shared().declare(topology).await
+    }
+
+    /// Deletes the queue `name` and its messages (amqplib's `deleteQueue`); returns how many
+    /// messages it held. Its consumers are cancelled.
+    ///
+    /// # Errors
+    /// Without a connection, or when the broker refuses.
+    pub async fn delete_queue(&self, name: &str) -> Result<u32, AmqpError> {
+        let name = short(name)?;
+        self.on_own_channel(|channel| async move {
+            channel
+                .queue_delete(name, QueueDeleteOptions::default())
+                .await
+        })
+        .await
+    }
+
+    /// Deletes the exchange `name` (amqplib's `deleteExchange`).
+    ///
+    /// # Errors
+    /// Without a connection, or when the broker refuses.
+    pub async fn delete_exchange(&self, name: &str) -> Result<(), AmqpError> {
+        let name = short(name)?;
+        self.on_own_channel(|channel| async move {
+            channel
+                .exchange_delete(name, ExchangeDeleteOptions::default())
+                .await
+        })
+        .await
+    }
+
+    /// Runs `operation` on a channel of its own (a refusal closes only that channel).
+    async fn on_own_channel<T, F, Fut>(&self, operation: F) -> Result<T, AmqpError>
+    where
+        F: FnOnce(lapin::Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, lapin::Error>>,
+    {
+        let shared = self.shared();
+        let deadline = Instant::now() + shared.config.publish_timeout;
+        let live = shared.live(deadline, 0, 0).await.ok_or_else(|| {
+            TransportError::Disconnected("no connection to RabbitMQ".to_owned())
+        })?;
+        let refused = |e: lapin::Error| AmqpError::Topology {
+            what: "a channel".to_owned(),
+            reason: e.to_string(),
+        };
+        let channel = live.connection.create_channel().await.map_err(refused)?;
+        let result = operation(channel.clone()).await;
+        let _ = channel.close(200, "OK".into()).await;
+        result.map_err(|e| AmqpError::Topology {
+            what: "a deletion".to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Publishes `payload` to `exchange` with `routing_key` and `properties`, and waits for
+    /// the confirm: for replies and raw interop.
+    pub(crate) async fn publish_one(&self, raw: Raw) -> Result<(), TransportError> {
+        let mut results = self.publish_raw(&[raw]).await;
+        results.pop().unwrap_or(Err(TransportError::Closed))
+    }
+
+    /// Publishes every message and waits for the broker's confirms, resending on the next
+    /// connection what a failed one never confirmed, until the publish timeout.
+    pub(crate) async fn publish_raw(&self, batch: &[Raw]) -> Vec<Result<(), TransportError>> {
+        let shared = self.shared();
+        let deadline = Instant::now() + shared.config.publish_timeout;
+        let mut results: Results = (0..batch.len()).map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..batch.len()).collect();
+        let mut min_generation = 0;
+        while !pending.is_empty() {
+            let Some(live) = shared.live(deadline, pending.len(), min_generation).await else {
+                let why = if shared.is_stopped() {
+                    "the transport is closed".to_owned()
+                } else {
+                    format!(
+                        "no connection to RabbitMQ within {:?} (or more than {} messages waiting for one)",
+                        shared.config.publish_timeout, shared.config.buffer
+                    )
+                };
+                for i in pending {
+                    results[i] = Some(Err(TransportError::Disconnected(why.clone())));
+                }
+                break;
+            };
+            pending = self
+                .publish_on(&live, batch, &pending, &mut results, deadline)
+                .await;
+            min_generation = live.generation + 1;
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(TransportError::Closed)))
+            .collect()
+    }
+
+    /// Publishes `pending` on `live`; returns what must be sent again on a new connection.
+    async fn publish_on(
+        &self,
+        live: &Live,
+        batch: &[Raw],
+        pending: &[usize],
+        results: &mut Results,
+        deadline: Instant,
+    ) -> Vec<usize> {
+        let window = &self.shared().window;
+        let mut retry = Vec::new();
+        let mut in_flight: VecDeque<(usize, SemaphorePermit<'_>, PublisherConfirm)> =
+            VecDeque::new();
+        for &i in pending {
+            let raw = &batch[i];
+            match live.exchange_exists(&raw.exchange).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    results[i] = Some(Err(TransportError::Unroutable(raw.exchange.clone())));
+                    continue;
+                }
+                Err(_) => {
+                    live.broke();
+                    retry.push(i);
+                    continue;
+                }
+            }
+            let permit = loop {
+                if let Ok(permit) = window.try_acquire() {
+                    break Some(permit);
+                }
+                match in_flight.pop_front() {
+                    Some(sent) => settle(live, sent, results, &mut retry, deadline).await,
+                    None => break window.acquire().await.ok(),
+                }
+            };
+            let Some(permit) = permit else {
+                results[i] = Some(Err(TransportError::Closed));
+                continue;
+            };
+            let options = BasicPublishOptions {
+                mandatory: true,
+                immediate: false,
+            };
+            // The exchange name was checked by `exchange_exists` (it refuses long names).
+            let Ok(exchange) = short(&raw.exchange) else {
+                continue;
+            };
+            let sent = live
+                .publisher
+                .basic_publish(
+                    exchange,
+                    raw.routing_key.clone(),
+                    options,
+                    &raw.payload,
+                    raw.properties.clone(),
+                )
+                .await;
+            match sent {
+                Ok(confirm) => in_flight.push_back((i, permit, confirm)),
+                Err(_) => {
+                    live.broke();
+                    retry.push(i);
+                }
+            }
+        }
+        while let Some(sent) = in_flight.pop_front() {
+            settle(live, sent, results, &mut retry, deadline).await;
+        }
+        retry.sort_unstable();
+        retry
+    }
+
+    /// Waits for every publish awaiting a confirm (up to `timeout`), then closes the
+    /// connection and stops reconnecting. Shut inbound and outbound bridges down first, so
+    /// that they finish their work on the open connection. Returns whether every confirm
+    /// arrived in time.
+    pub async fn close(&self, timeout: Duration) -> bool {
+        let shared = self.shared();
+        let all = u32::try_from(shared.config.confirm_window.max(1)).unwrap_or(u32::MAX);
+        let drained = tokio::time::timeout(timeout, shared.window.acquire_many(all))
+            .await
+            .is_ok_and(|permits| permits.is_ok());
+        link::close(shared).await;
+        drained
+    }
+
+    fn raw(out: &Outgoing) -> Result<Raw, TransportError> {
+        let envelope = &out.envelope;
+        if ShortString::try_new(out.destination.as_str()).is_err() {
+            return Err(TransportError::Rejected(format!(
+                "the exchange name is {} bytes; AMQP allows 255",
+                out.destination.len()
+            )));
+        }
+        let routing_key =
+            ShortString::try_new(wire::routing_key(envelope)).map_err(|_| {
+                TransportError::Rejected("the routing key is longer than 255 bytes".to_owned())
+            })?;
+        Ok(Raw {
+            exchange: out.destination.clone(),
+            routing_key,
+            payload: envelope.payload.clone(),
+            properties: wire::properties(envelope)?,
+        })
+    }
+
+    /// The topology [`Transport::declare`] creates for `source`: a durable topic exchange
+    /// named after the source, the group's queue bound to it for `#`, and the dead-letter
+    /// queue.
+    pub fn source_topology(&self, source: &Source) -> Topology {
+        let mut args: QueueArgs = self.shared().config.queue_args.clone();
+        args.route_broker_dead_letters_to(&source.dead_letter);
+        let queue = queue_name(source);
+        Topology::new()
+            .exchange(Exchange::topic(source.name.clone()))
+            .queue(Queue::durable(source.dead_letter.clone()))
+            .queue(Queue::with_args(queue.clone(), args))
+            .bind(queue, source.name.clone(), "#")
+    }
+}
+
+/// Waits for one confirm and records its outcome.
+async fn settle(
+    live: &Live,
+    (i, permit, confirm): (usize, SemaphorePermit<'_>, PublisherConfirm),
+    results: &mut Results,
+    retry: &mut Vec<usize>,
+    deadline: Instant,
+) {
+    let outcome = tokio::time::timeout_at(deadline, confirm).await;
+    drop(permit);
+    results[i] = Some(match outcome {
+        Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+        Ok(Ok(Confirmation::Ack(Some(returned)))) => Err(TransportError::Unroutable(format!(
+            "{} / {}",
+            returned.delivery.exchange, returned.delivery.routing_key
+        ))),
+        Ok(Ok(Confirmation::Nack(_))) => Err(TransportError::Rejected(
+            "the broker did not take the message (negative confirm)".to_owned(),
+        )),
+        Ok(Ok(Confirmation::NotRequested)) => Err(TransportError::Other(
+            "the publishing channel is not in confirm mode".into(),
+        )),
+        Ok(Err(_)) => {
+            live.broke();
+            retry.push(i);
+            return;
+        }
+        Err(_) => Err(TransportError::Disconnected(
+            "no confirm from the broker before the publish timeout".to_owned(),
+        )),
+    });
+}
+
+impl Transport for AmqpTransport {
+    type Consumer = AmqpConsumer;
+
+    async fn publish(&self, batch: &[Outgoing]) -> Vec<Result<(), TransportError>> {
+        let mut results: Vec<Result<(), TransportError>> = Vec::with_capacity(batch.len());
+        let mut raws = Vec::with_capacity(batch.len());
+        let mut slots = Vec::with_capacity(batch.len());
+        for (i, out) in batch.iter().enumerate() {
+            match Self::raw(out) {
+                Ok(raw) => {
+                    raws.push(raw);
+                    slots.push(i);
+                    results.push(Ok(()));
+                }
+                Err(error) => results.push(Err(error)),
+            }
+        }
+        for (slot, result) in slots.into_iter().zip(self.publish_raw(&raws).await) {
+            results[slot] = result;
+        }
+        results
+    }
+
+    async fn declare(&self, source: &Source) -> Result<(), TransportError> {
+        self.declare_topology(&self.source_topology(source))
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn consume(&self, source: &Source) -> Result<AmqpConsumer, TransportError> {
+        let shared = self.shared();
+        let deadline = Instant::now() + shared.config.publish_timeout;
+        let disconnected = |e: lapin::Error| TransportError::Disconnected(e.to_string());
+        let live = shared.live(deadline, 0, 0).await.ok_or_else(|| {
+            TransportError::Disconnected("no connection to RabbitMQ".to_owned())
+        })?;
+        let queue = queue_name(source);
+        let name = short(&queue).map_err(TransportError::from)?;
+        let channel = live.connection.create_channel().await.map_err(disconnected)?;
+        let prefetch = u16::try_from(source.prefetch.max(1)).unwrap_or(u16::MAX);
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(disconnected)?;
+        let tag = format!("tidings-{:016x}", fastrand::u64(..));
+        let consumer = channel
+            .basic_consume(
+                name,
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| {
+                if e.is_amqp_soft_error() {
+                    TransportError::Other(format!("cannot consume queue `{queue}`: {e}").into())
+                } else {
+                    disconnected(e)
+                }
+            })?;
+        Ok(AmqpConsumer {
+            transport: self.clone(),
+            consumer,
+            _channel: channel,
+            origin: queue,
+            dead_letter: source.dead_letter.clone(),
+        })
+    }
+}
+
+/// Deliveries from one queue; from [`Transport::consume`]. Dropping it closes its channel,
+/// and the broker delivers its unacknowledged messages again.
+pub struct AmqpConsumer {
+    transport: AmqpTransport,
+    consumer: lapin::Consumer,
+    _channel: lapin::Channel,
+    origin: String,
+    dead_letter: String,
+}
+
+impl std::fmt::Debug for AmqpConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConsumer")
+            .field("queue", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer for AmqpConsumer {
+    async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
+        match self.consumer.next().await {
+            Some(Ok(mut delivery)) => {
+                let payload = Bytes::from(std::mem::take(&mut delivery.data));
+                let message = wire::incoming(&delivery, &self.origin, payload.clone());
+                let acker = AmqpAcker {
+                    transport: self.transport.clone(),
+                    acker: delivery.acker,
+                    properties: delivery.properties,
+                    payload,
+                    dead_letter: self.dead_letter.clone(),
+                };
+                Some(Ok(Delivery::new(message, acker)))
+            }
+            Some(Err(error)) => Some(Err(TransportError::Disconnected(error.to_string()))),
+            None => {
+                tracing::warn!(
+                    queue = self.origin,
+                    "the consumer was cancelled (queue deleted or channel closed)"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Settles one RabbitMQ delivery.
+struct AmqpAcker {
+    transport: AmqpTransport,
+    acker: lapin::Acker,
+    properties: BasicProperties,
+    payload: Bytes,
+    dead_letter: String,
+}
+
+fn settled(result: Result<bool, lapin::Error>) -> Result<(), TransportError> {
+    match result {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(TransportError::Disconnected(
+            "the delivery's channel is gone; it will be delivered again".to_owned(),
+        )),
+        Err(error) => Err(TransportError::Disconnected(error.to_string())),
+    }
+}
+
+impl Acker for AmqpAcker {
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        Box::pin(async move { settled(self.acker.ack(BasicAckOptions::default()).await) })
+    }
+
+    fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        Box::pin(async move {
+            let options = BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            };
+            settled(self.acker.nack(options).await)
+        })
+    }
+
+    fn dead_letter(
+        self: Box<Self>,
+        headers: BTreeMap<String, String>,
+    ) -> BoxFuture<'static, Result<(), TransportError>> {
+        Box::pin(async move {
+            // Copy to the dead-letter queue first, acknowledge after: a failure in between
+            // leaves a duplicate, never a loss.
+            let routing_key = ShortString::try_new(self.dead_letter.as_str()).map_err(|_| {
+                TransportError::Rejected("the dead-letter queue name is too long".to_owned())
+            })?;
+            let raw = Raw {
+                exchange: String::new(),
+                routing_key,
+                payload: self.payload.clone(),
+                properties: wire::dead_letter_properties(&self.properties, &headers),
+            };
+            self.transport.publish_one(raw).await?;
+            settled(self.acker.ack(BasicAckOptions::default()).await)
+        })
+    }
+}

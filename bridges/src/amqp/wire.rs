@@ -1,0 +1,315 @@
+//! Envelopes to AMQP properties and back (the table in the [module docs](super)).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use lapin::message::Delivery as LapinDelivery;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::BasicProperties;
+use tidings::bridge::{Envelope, Incoming, TransportError};
+
+/// CloudEvents AMQP binding: the producer.
+pub(crate) const SOURCE: &str = "cloudEvents:source";
+/// CloudEvents AMQP binding: the creation time, RFC 3339.
+pub(crate) const TIME: &str = "cloudEvents:time";
+/// CloudEvents AMQP binding: the spec version.
+pub(crate) const SPEC_VERSION: &str = "cloudEvents:specversion";
+/// The partition key (CloudEvents extension `partitionkey`).
+pub(crate) const PARTITION_KEY: &str = "cloudEvents:partitionkey";
+/// Envelope header carried in the `correlation_id` property.
+pub const CORRELATION_ID: &str = "correlation-id";
+/// Envelope header carried in the `reply_to` property.
+pub const REPLY_TO: &str = "reply-to";
+/// Quorum queues count earlier deliveries here.
+const DELIVERY_COUNT: &str = "x-delivery-count";
+
+/// AMQP's persistent delivery mode.
+pub(crate) const PERSISTENT: u8 = 2;
+
+fn short(field: &str, value: &str) -> Result<ShortString, TransportError> {
+    ShortString::try_new(value).map_err(|_| {
+        TransportError::Rejected(format!(
+            "the {field} is {} bytes; AMQP allows 255",
+            value.len()
+        ))
+    })
+}
+
+fn long(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()))
+}
+
+/// The routing key of an envelope: its event name (so topic bindings such as `user.*`
+/// select events), or its key when it has no name.
+pub(crate) fn routing_key(envelope: &Envelope) -> &str {
+    if envelope.name.is_empty() {
+        envelope.key.as_deref().unwrap_or("")
+    } else {
+        &envelope.name
+    }
+}
+
+/// The properties of a persistent message carrying `envelope`.
+pub(crate) fn properties(envelope: &Envelope) -> Result<BasicProperties, TransportError> {
+    let mut headers = FieldTable::default();
+    for (name, value) in &envelope.headers {
+        if name == CORRELATION_ID || name == REPLY_TO {
+            continue;
+        }
+        headers.insert(short("header name", name)?, long(value));
+    }
+    headers.insert(SOURCE.into(), long(&envelope.source));
+    headers.insert(
+        TIME.into(),
+        long(&humantime::format_rfc3339_millis(envelope.time).to_string()),
+    );
+    headers.insert(SPEC_VERSION.into(), long("1.0"));
+    if let Some(key) = &envelope.key {
+        headers.insert(PARTITION_KEY.into(), long(key));
+    }
+    let seconds = envelope
+        .time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let mut properties = BasicProperties::default()
+        .with_delivery_mode(PERSISTENT)
+        .with_message_id(short("message id", &envelope.id)?)
+        .with_timestamp(seconds)
+        .with_content_type(short("content type", &envelope.content_type)?)
+        .with_headers(headers);
+    if !envelope.name.is_empty() {
+        properties = properties.with_type(short("event name", &envelope.name)?);
+    }
+    if let Some(id) = envelope.headers.get(CORRELATION_ID) {
+        properties = properties.with_correlation_id(short("correlation id", id)?);
+    }
+    if let Some(to) = envelope.headers.get(REPLY_TO) {
+        properties = properties.with_reply_to(short("reply-to", to)?);
+    }
+    Ok(properties)
+}
+
+/// A header value as text; `None` for tables, arrays and byte arrays (such as RabbitMQ's
+/// `x-death`), which have no faithful text form.
+fn text(value: &AMQPValue) -> Option<String> {
+    Some(match value {
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::ShortString(s) => s.as_str().to_owned(),
+        AMQPValue::Boolean(b) => b.to_string(),
+        AMQPValue::ShortShortInt(n) => n.to_string(),
+        AMQPValue::ShortShortUInt(n) => n.to_string(),
+        AMQPValue::ShortInt(n) => n.to_string(),
+        AMQPValue::ShortUInt(n) => n.to_string(),
+        AMQPValue::LongInt(n) => n.to_string(),
+        AMQPValue::LongUInt(n) => n.to_string(),
+        AMQPValue::LongLongInt(n) => n.to_string(),
+        AMQPValue::Float(n) => n.to_string(),
+        AMQPValue::Double(n) => n.to_string(),
+        AMQPValue::Timestamp(n) => n.to_string(),
+        _ => return None,
+    })
+}
+
+fn integer(value: &AMQPValue) -> Option<i64> {
+    match value {
+        AMQPValue::ShortShortInt(n) => Some((*n).into()),
+        AMQPValue::ShortShortUInt(n) => Some((*n).into()),
+        AMQPValue::ShortInt(n) => Some((*n).into()),
+        AMQPValue::ShortUInt(n) => Some((*n).into()),
+        AMQPValue::LongInt(n) => Some((*n).into()),
+        AMQPValue::LongUInt(n) => Some((*n).into()),
+        AMQPValue::LongLongInt(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// What a consumer of `origin` received. Nothing here can panic on untrusted input: text is
+/// decoded lossily, times that do not parse are left out, counts saturate.
+pub(crate) fn incoming(delivery: &LapinDelivery, origin: &str, payload: Bytes) -> Incoming {
+    let props = &delivery.properties;
+    let mut headers = BTreeMap::new();
+    let mut key = None;
+    let mut time = None;
+    let mut earlier_deliveries = None;
+    if let Some(table) = props.headers() {
+        for (name, value) in table {
+            match name.as_str() {
+                PARTITION_KEY => key = text(value),
+                TIME => {
+                    time = text(value).and_then(|t| humantime::parse_rfc3339_weak(&t).ok());
+                }
+                SOURCE | SPEC_VERSION => {}
+                DELIVERY_COUNT => earlier_deliveries = integer(value),
+                other => {
+                    if let Some(value) = text(value) {
+                        headers.insert(other.to_owned(), value);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(id) = props.correlation_id() {
+        headers.insert(CORRELATION_ID.to_owned(), id.as_str().to_owned());
+    }
+    if let Some(to) = props.reply_to() {
+        headers.insert(REPLY_TO.to_owned(), to.as_str().to_owned());
+    }
+    let time = time.or_else(|| {
+        props
+            .timestamp()
+            .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+    });
+    let delivery_count = match earlier_deliveries {
+        Some(n) => u32::try_from(n.max(0)).unwrap_or(u32::MAX).saturating_add(1),
+        None if delivery.redelivered => 2,
+        None => 1,
+    };
+    Incoming {
+        id: props.message_id().as_ref().map(|s| s.as_str().to_owned()),
+        name: props
+            .kind()
+            .as_ref()
+            .map(|s| s.as_str().to_owned())
+            .filter(|s| !s.is_empty()),
+        key,
+        time: time.filter(|t| *t <= SystemTime::now() + Duration::from_secs(86_400 * 365)),
+        headers,
+        delivery_count,
+        origin: origin.to_owned(),
+        payload,
+    }
+}
+
+/// The properties of a dead-letter copy: the original's, persistent, with `headers` added.
+pub(crate) fn dead_letter_properties(
+    original: &BasicProperties,
+    headers: &BTreeMap<String, String>,
+) -> BasicProperties {
+    let mut table = original.headers().clone().unwrap_or_default();
+    for (name, value) in headers {
+        if let Ok(name) = ShortString::try_new(name.as_str()) {
+            table.insert(name, long(value));
+        }
+    }
+    original
+        .clone()
+        .with_delivery_mode(PERSISTENT)
+        .with_headers(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(properties: BasicProperties, redelivered: bool) -> LapinDelivery {
+        let mut d = LapinDelivery::mock(1, "ex".into(), "rk".into(), redelivered, b"{}".to_vec());
+        d.properties = properties;
+        d
+    }
+
+    #[test]
+    fn an_envelope_survives_the_trip() {
+        let sent = Envelope::new("user.created", b"{\"id\":1}".to_vec())
+            .with_key("user-1")
+            .with_header("x-trace", "t-1")
+            .with_header(CORRELATION_ID, "c-9");
+        let props = properties(&sent).expect("valid");
+        assert_eq!(props.delivery_mode(), &Some(PERSISTENT));
+        assert_eq!(
+            props.correlation_id().as_ref().map(ShortString::as_str),
+            Some("c-9")
+        );
+        let got = incoming(
+            &delivery(props, false),
+            "q",
+            Bytes::from_static(b"{\"id\":1}"),
+        );
+        assert_eq!(got.id.as_deref(), Some(sent.id.as_str()));
+        assert_eq!(got.name.as_deref(), Some("user.created"));
+        assert_eq!(got.key.as_deref(), Some("user-1"));
+        assert_eq!(got.headers["x-trace"], "t-1");
+        assert_eq!(got.headers[CORRELATION_ID], "c-9");
+        assert!(!got.headers.contains_key(SOURCE));
+        assert_eq!(got.delivery_count, 1);
+        let sent_ms = sent.time.duration_since(UNIX_EPOCH).expect("after").as_millis();
+        let got_ms = got
+            .time
+            .expect("time")
+            .duration_since(UNIX_EPOCH)
+            .expect("after")
+            .as_millis();
+        assert_eq!(sent_ms, got_ms, "millisecond precision");
+        assert_eq!(routing_key(&sent), "user.created");
+    }
+
+    #[test]
+    fn over_long_fields_are_rejected_not_panicked_on() {
+        let long_name = "x".repeat(300);
+        let error = properties(&Envelope::new(long_name, Vec::new())).expect_err("too long");
+        assert!(error.to_string().contains("300 bytes"), "{error}");
+        let error = properties(&Envelope::new("ok", Vec::new()).with_header("h".repeat(256), "v"))
+            .expect_err("too long");
+        assert!(matches!(error, TransportError::Rejected(_)));
+    }
+
+    #[test]
+    fn foreign_messages_decode_whatever_they_carry() {
+        // A plain amqplib message: no properties at all.
+        let plain = incoming(
+            &delivery(BasicProperties::default(), false),
+            "q",
+            Bytes::new(),
+        );
+        assert_eq!((plain.id, plain.name, plain.key, plain.time), (None, None, None, None));
+        assert_eq!(plain.delivery_count, 1);
+        // Odd header types, a bad time, a quorum delivery count, x-death tables.
+        let mut table = FieldTable::default();
+        table.insert("n".into(), AMQPValue::LongInt(-5));
+        table.insert("flag".into(), AMQPValue::Boolean(true));
+        table.insert("bytes".into(), AMQPValue::LongString(vec![0xff, 0xfe].into()));
+        table.insert(TIME.into(), long("yesterday-ish"));
+        table.insert(DELIVERY_COUNT.into(), AMQPValue::LongLongInt(2));
+        table.insert("x-death".into(), AMQPValue::FieldArray(Vec::new().into()));
+        let odd = incoming(
+            &delivery(
+                BasicProperties::default()
+                    .with_headers(table)
+                    .with_timestamp(u64::MAX)
+                    .with_type("".into()),
+                true,
+            ),
+            "q",
+            Bytes::new(),
+        );
+        assert_eq!(odd.headers["n"], "-5");
+        assert_eq!(odd.headers["flag"], "true");
+        assert_eq!(odd.headers["bytes"], "\u{fffd}\u{fffd}");
+        assert!(!odd.headers.contains_key("x-death"));
+        assert_eq!(odd.time, None, "an unparsable time and an absurd timestamp");
+        assert_eq!(odd.name, None, "an empty type is no type");
+        assert_eq!(odd.delivery_count, 3, "two earlier deliveries");
+        let redelivered = incoming(
+            &delivery(BasicProperties::default(), true),
+            "q",
+            Bytes::new(),
+        );
+        assert_eq!(redelivered.delivery_count, 2);
+    }
+
+    #[test]
+    fn dead_letter_copies_keep_headers_and_add_the_reason() {
+        let mut table = FieldTable::default();
+        table.insert("x-trace".into(), long("t"));
+        let original = BasicProperties::default()
+            .with_headers(table)
+            .with_delivery_mode(1);
+        let reason = BTreeMap::from([("x-tidings-reason".to_owned(), "bad".to_owned())]);
+        let copy = dead_letter_properties(&original, &reason);
+        assert_eq!(copy.delivery_mode(), &Some(PERSISTENT));
+        let headers = copy.headers().clone().expect("headers");
+        assert!(headers.contains_key("x-trace"));
+        assert!(headers.contains_key("x-tidings-reason"));
+    }
+}

@@ -1,0 +1,387 @@
+//! The RabbitMQ transport against the real broker on 127.0.0.1:5672 (feature `amqp`): the
+//! conformance suite, and what only AMQP has.
+#![cfg(feature = "amqp")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tidings::bridge::conformance::{Events, Harness, Ping};
+use tidings::bridge::{Consumer, Envelope, Inbound, Outgoing, Source, Transport, TransportError};
+use tidings::Bus;
+use tidings_bridges::amqp::{
+    AmqpError, AmqpTransport, ConnectionEvent, Exchange, Queue, RpcClient, RpcServer, Tls,
+    Topology,
+};
+use tidings_tests::rabbit::{cleanup, close_connections, connect, unique, URL};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Each case names its connections, so its outage closes only them.
+struct Rabbit {
+    name: String,
+}
+
+impl Rabbit {
+    fn new() -> Self {
+        Rabbit {
+            name: unique("conn"),
+        }
+    }
+}
+
+impl Harness for Rabbit {
+    type Transport = AmqpTransport;
+
+    async fn connect(&self) -> AmqpTransport {
+        connect(&self.name).await
+    }
+
+    async fn outage(&self) {
+        let closed = close_connections(&self.name).await;
+        assert!(closed > 0, "no connection named {} to close", self.name);
+    }
+
+    async fn cleanup(&self, source: &Source) {
+        cleanup(&connect(&self.name).await, source).await;
+    }
+}
+
+tidings::conformance_tests!(Rabbit::new());
+
+fn ping(seq: u64) -> Envelope {
+    let payload = serde_json::to_vec(&Ping {
+        seq,
+        key: "k".into(),
+    })
+    .expect("encodes");
+    Envelope::new(<Ping as tidings::Event>::NAME, payload)
+}
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+#[tokio::test]
+async fn an_exchange_without_bindings_returns_the_message_as_unroutable() {
+    let t = connect(&unique("conn")).await;
+    let exchange = unique("unbound");
+    t.declare_topology(&Topology::new().exchange(Exchange::topic(exchange.clone())))
+        .await
+        .expect("declare");
+    let out = Outgoing {
+        destination: exchange.clone(),
+        envelope: ping(1),
+    };
+    let results = t.publish(std::slice::from_ref(&out)).await;
+    assert!(
+        matches!(&results[..], [Err(TransportError::Unroutable(what))] if what.contains(&exchange)),
+        "{results:?}"
+    );
+    // The channel survived: a routable publish right after works.
+    let source = Source::new(exchange.clone());
+    t.declare(&source).await.expect("declare");
+    let results = t.publish(std::slice::from_ref(&out)).await;
+    assert!(matches!(&results[..], [Ok(())]), "{results:?}");
+    cleanup(&t, &source).await;
+}
+
+#[tokio::test]
+async fn over_long_names_are_refused_without_a_panic() {
+    let t = connect(&unique("conn")).await;
+    let source = Source::new(unique("long"));
+    t.declare(&source).await.expect("declare");
+    let long_name = Envelope::new("n".repeat(300), b"{}".to_vec());
+    let batch = [
+        Outgoing {
+            destination: "x".repeat(300),
+            envelope: ping(1),
+        },
+        Outgoing {
+            destination: source.name.clone(),
+            envelope: long_name,
+        },
+        Outgoing {
+            destination: source.name.clone(),
+            envelope: ping(2),
+        },
+    ];
+    let results = t.publish(&batch).await;
+    assert!(matches!(results[0], Err(TransportError::Rejected(_))), "{results:?}");
+    assert!(matches!(results[1], Err(TransportError::Rejected(_))), "{results:?}");
+    assert!(results[2].is_ok(), "{results:?}");
+    let too_long = t.delete_queue(&"q".repeat(300)).await;
+    assert!(matches!(too_long, Err(AmqpError::NameTooLong(_))), "{too_long:?}");
+    cleanup(&t, &source).await;
+}
+
+#[tokio::test]
+async fn a_queue_deleted_under_an_inbound_bridge_is_survived() {
+    let t = connect(&unique("conn")).await;
+    let source = Source::new(unique("deleted"));
+    t.declare(&source).await.expect("declare");
+    let bus = Bus::<Events>::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    bus.on(move |p: &Ping| s.lock().push(p.seq));
+    let inbound = Inbound::builder(&bus, t.clone(), source.clone()).build();
+    publish_ok(&t, &source.name, vec![ping(1)]).await;
+    wait_until("the first message", || seen.lock().contains(&1)).await;
+
+    t.delete_queue(&rabbit_queue(&source)).await.expect("delete");
+    // The broker cancels the consumer; the bridge retries with backoff, not in a tight loop.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let retries = inbound.stats().reconnects;
+    assert!(
+        (1..=8).contains(&retries),
+        "{retries} consume attempts in 2 s"
+    );
+    t.declare(&source).await.expect("declare again");
+    publish_ok(&t, &source.name, vec![ping(2)]).await;
+    wait_until("the message after the queue came back", || {
+        seen.lock().contains(&2)
+    })
+    .await;
+    inbound.shutdown(WAIT).await;
+    cleanup(&t, &source).await;
+}
+
+fn rabbit_queue(source: &Source) -> String {
+    tidings_bridges::amqp::queue_name(source)
+}
+
+async fn publish_ok(t: &AmqpTransport, destination: &str, envelopes: Vec<Envelope>) {
+    let batch: Vec<Outgoing> = envelopes
+        .into_iter()
+        .map(|envelope| Outgoing {
+            destination: destination.to_owned(),
+            envelope,
+        })
+        .collect();
+    for result in t.publish(&batch).await {
+        result.expect("published");
+    }
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    within(what, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_quorum_queue_dead_letters_after_its_delivery_limit() {
+    let t = connect(&unique("conn")).await;
+    let exchange = unique("quorum-ex");
+    let queue = unique("quorum");
+    let topology = Topology::new()
+        .exchange(Exchange::topic(exchange.clone()))
+        .dead_lettered_queue(
+            Queue::durable(queue.clone()).quorum().delivery_limit(2),
+            exchange.clone(),
+            "#",
+        );
+    t.declare_topology(&topology).await.expect("declare");
+    publish_ok(&t, &exchange, vec![ping(7)]).await;
+    let mut consumer = t.consume(&Source::new(queue.clone())).await.expect("consume");
+    // Returned three times: deliveries 1, 2 and 3 (counts 1, 2, 3); the broker then gives up.
+    for attempt in 1..=3u32 {
+        let d = within("a delivery", consumer.next()).await.expect("open").expect("ok");
+        assert_eq!(d.message.delivery_count, attempt);
+        d.nack().await.expect("nack");
+    }
+    let dlq = Source::new(format!("{queue}.dead-letter"));
+    let mut dead = t.consume(&dlq).await.expect("consume dead letters");
+    let d = within("the dead letter", dead.next()).await.expect("open").expect("ok");
+    let seq = serde_json::from_slice::<Ping>(&d.message.payload).expect("ping").seq;
+    assert_eq!(seq, 7);
+    d.ack().await.expect("ack");
+    drop((consumer, dead));
+    for q in [queue.clone(), format!("{queue}.dead-letter")] {
+        t.delete_queue(&q).await.expect("delete");
+    }
+    for e in [exchange, format!("{queue}.dlx")] {
+        t.delete_exchange(&e).await.expect("delete");
+    }
+}
+
+#[tokio::test]
+async fn a_declaration_that_conflicts_is_a_clear_error() {
+    let t = connect(&unique("conn")).await;
+    let name = unique("conflict");
+    t.declare_topology(&Topology::new().queue(Queue::durable(name.clone())))
+        .await
+        .expect("declare");
+    let other = connect(&unique("conn")).await;
+    let error = other
+        .declare_topology(&Topology::new().queue(Queue::durable(name.clone()).quorum()))
+        .await
+        .expect_err("a classic queue cannot be redeclared as quorum");
+    let text = error.to_string();
+    assert!(text.contains(&name) && text.contains("PRECONDITION"), "{text}");
+    t.delete_queue(&name).await.expect("delete");
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Add {
+    a: i64,
+    b: i64,
+}
+
+#[tokio::test]
+async fn request_reply_round_trips_errors_and_timeouts() {
+    let t = connect(&unique("conn")).await;
+    let queue = unique("rpc");
+    let server = RpcServer::serve(&t, &queue, |add: Add| async move {
+        if add.a < 0 {
+            Err(format!("{} is negative", add.a))
+        } else {
+            Ok(add.a + add.b)
+        }
+    })
+    .await
+    .expect("serve");
+    let client = RpcClient::new(&t).timeout(Duration::from_secs(5));
+    let sum: i64 = client.call("", &queue, &Add { a: 2, b: 3 }).await.expect("reply");
+    assert_eq!(sum, 5);
+    // Many calls at once each get their own reply.
+    let requests: Vec<Add> = (0..50).map(|i| Add { a: i, b: i }).collect();
+    let calls = requests.iter().map(|r| client.call::<_, i64>("", &queue, r));
+    let sums = futures_util::future::join_all(calls).await;
+    for (i, sum) in sums.into_iter().enumerate() {
+        assert_eq!(sum.expect("reply"), 2 * i as i64);
+    }
+    let failed = client.call::<_, i64>("", &queue, &Add { a: -1, b: 0 }).await;
+    assert!(
+        matches!(&failed, Err(AmqpError::Remote(m)) if m == "-1 is negative"),
+        "{failed:?}"
+    );
+    let bad = client.call::<_, i64>("", &queue, &"not an Add").await;
+    assert!(
+        matches!(&bad, Err(AmqpError::Remote(m)) if m.starts_with("bad request")),
+        "{bad:?}"
+    );
+    let nobody = client.call::<_, i64>("", &unique("no-server"), &Add { a: 1, b: 1 }).await;
+    assert!(
+        matches!(nobody, Err(AmqpError::Transport(TransportError::Unroutable(_)))),
+        "{nobody:?}"
+    );
+    assert!(server.shutdown(WAIT).await);
+    // A queue with no server: the request waits there, the call times out.
+    let slow = RpcClient::new(&t).timeout(Duration::from_millis(300));
+    let timed_out = slow.call::<_, i64>("", &queue, &Add { a: 1, b: 1 }).await;
+    assert!(matches!(timed_out, Err(AmqpError::Timeout(_))), "{timed_out:?}");
+    t.delete_queue(&queue).await.expect("delete");
+}
+
+#[tokio::test]
+async fn events_report_disconnects_and_reconnects() {
+    let name = unique("conn");
+    let t = connect(&name).await;
+    let mut events = t.events();
+    assert!(t.is_connected());
+    assert_eq!(close_connections(&name).await, 1);
+    let lost = within("a disconnect", events.recv()).await.expect("event");
+    assert!(matches!(lost, ConnectionEvent::Disconnected { .. }), "{lost:?}");
+    let back = within("a reconnect", events.recv()).await.expect("event");
+    assert!(
+        matches!(&back, ConnectionEvent::Connected { url } if url == "amqp://guest:***@127.0.0.1:5672/%2f"),
+        "{back:?}"
+    );
+    assert_eq!(t.connections(), 2);
+    // Topology recorded before the outage is declared again: publish to it works.
+    let source = Source::new(unique("redeclared"));
+    t.declare(&source).await.expect("declare");
+    t.delete_exchange(&source.name).await.expect("delete");
+    assert_eq!(close_connections(&name).await, 1);
+    let _ = within("a disconnect", events.recv()).await;
+    let _ = within("a reconnect", events.recv()).await;
+    publish_ok(&t, &source.name, vec![ping(1)]).await;
+    cleanup(&t, &source).await;
+}
+
+#[tokio::test]
+async fn failover_skips_a_dead_broker_and_passwords_stay_out_of_errors() {
+    let t = AmqpTransport::builder("amqp://guest:guest@127.0.0.1:1/%2f")
+        .url(URL)
+        .connect()
+        .await
+        .expect("the second URL works");
+    assert!(t.is_connected());
+    assert!(!format!("{t:?}").contains(":guest@"), "{t:?}");
+
+    let error = AmqpTransport::builder("amqp://guest:wrong-secret-pw@127.0.0.1:5672/%2f")
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .expect_err("bad password");
+    let text = format!("{error} {error:?}");
+    assert!(!text.contains("wrong-secret-pw"), "{text}");
+    assert!(text.contains("guest:***@127.0.0.1"), "{text}");
+
+    // TLS against a plain port fails the handshake, clearly, without the password.
+    let error = AmqpTransport::builder("amqps://guest:tls-secret-pw@127.0.0.1:5672/%2f")
+        .tls(Tls::new())
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .expect_err("not a TLS port");
+    let text = format!("{error} {error:?}");
+    assert!(!text.contains("tls-secret-pw"), "{text}");
+    assert!(text.contains("amqps://guest:***@127.0.0.1:5672"), "{text}");
+}
+
+#[tokio::test]
+async fn close_waits_for_confirms_and_later_publishes_fail_fast() {
+    let t = connect(&unique("conn")).await;
+    let source = Source::new(unique("close"));
+    t.declare(&source).await.expect("declare");
+    let publisher = {
+        let t = t.clone();
+        let name = source.name.clone();
+        tokio::spawn(async move {
+            publish_ok(&t, &name, (0..500).map(ping).collect()).await;
+        })
+    };
+    within("the publishes", publisher).await.expect("publisher");
+    let cleaner = connect(&unique("conn")).await;
+    assert!(t.close(WAIT).await, "every confirm arrived");
+    assert!(!t.is_connected());
+    let results = t
+        .publish(&[Outgoing {
+            destination: source.name.clone(),
+            envelope: ping(1),
+        }])
+        .await;
+    assert!(
+        matches!(&results[..], [Err(TransportError::Disconnected(m))] if m.contains("closed")),
+        "{results:?}"
+    );
+    cleanup(&cleaner, &source).await;
+}
+
+#[tokio::test]
+async fn a_foreign_message_with_no_properties_reaches_the_bus_of_its_bound_type() {
+    let t = connect(&unique("conn")).await;
+    let source = Source::new(unique("untyped"));
+    t.declare(&source).await.expect("declare");
+    let bus = Bus::<Events>::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    bus.on(move |p: &Ping| s.lock().push(p.seq));
+    let inbound = Inbound::builder(&bus, t.clone(), source.clone())
+        .bind::<Ping>()
+        .build();
+    let mut plain = ping(9);
+    plain.name = String::new();
+    publish_ok(&t, &source.name, vec![plain]).await;
+    wait_until("the untyped message", || seen.lock().contains(&9)).await;
+    inbound.shutdown(WAIT).await;
+    cleanup(&t, &source).await;
+}
