@@ -1,0 +1,159 @@
+//! Interoperability with a Node service using amqplib as its tutorials do (feature `amqp`),
+//! both directions, through the real broker. Needs `node` and `npm`; the test installs
+//! amqplib into `tests/node` when it is missing, and is skipped (with a message) when Node is
+//! not installed.
+#![cfg(feature = "amqp")]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tidings::bridge::{Inbound, Outbound, Source, Transport};
+use tidings::Bus;
+use tidings_tests::rabbit::{cleanup, connect, unique, URL};
+use tidings_tests::{Events, UserCreated};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The Node project's directory, with amqplib installed; `None` without Node.
+async fn node_project() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node");
+    let node = Command::new("node").arg("--version").output().await;
+    if !node.is_ok_and(|o| o.status.success()) {
+        println!("skipped: `node` is not installed");
+        return None;
+    }
+    if !dir.join("node_modules/amqplib").exists() {
+        let installed = Command::new("npm")
+            .args(["ci", "--silent", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .await
+            .expect("npm");
+        assert!(installed.success(), "npm ci in {}", dir.display());
+    }
+    Some(dir)
+}
+
+fn node(dir: &PathBuf, args: &[&str]) -> Command {
+    let mut command = Command::new("node");
+    command
+        .arg("amqp_interop.js")
+        .args(args)
+        .current_dir(dir)
+        .kill_on_drop(true);
+    command
+}
+
+#[tokio::test]
+async fn a_node_producer_feeds_an_inbound_bridge() {
+    let Some(dir) = node_project().await else {
+        return;
+    };
+    let t = connect(&unique("conn")).await;
+    // The queue an amqplib service asserts with `{ durable: true }`, bound to the topic
+    // exchange of the same name.
+    let source = Source::new(unique("from-node"));
+    t.declare(&source).await.expect("declare");
+    let bus = Bus::<Events>::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    bus.on(move |u: &UserCreated| s.lock().push(u.clone()));
+    // Plain JSON carries no type: the bridge decodes it as the bound event.
+    let inbound = Inbound::builder(&bus, t.clone(), source.clone())
+        .bind::<UserCreated>()
+        .build();
+
+    let objects = [
+        json!({"id": 1, "name": "ada"}).to_string(),
+        json!({"id": 2, "name": "grace"}).to_string(),
+    ];
+    let mut args = vec!["produce", URL, &source.name, &source.name, "user.created"];
+    args.extend(objects.iter().map(String::as_str));
+    let status = node(&dir, &args).status().await.expect("node");
+    assert!(status.success(), "the Node producer failed");
+
+    // Each object twice: once by sendToQueue, once by publish to the topic exchange.
+    tokio::time::timeout(WAIT, async {
+        while seen.lock().len() < 4 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("four events from Node");
+    let mut got: Vec<(u64, String)> = seen.lock().iter().map(|u| (u.id, u.name.clone())).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (1, "ada".into()),
+            (1, "ada".into()),
+            (2, "grace".into()),
+            (2, "grace".into())
+        ]
+    );
+    assert_eq!(inbound.stats().dead_lettered, 0);
+    inbound.shutdown(WAIT).await;
+    cleanup(&t, &source).await;
+}
+
+#[tokio::test]
+async fn a_node_consumer_reads_an_outbound_bridge() {
+    let Some(dir) = node_project().await else {
+        return;
+    };
+    let t = connect(&unique("conn")).await;
+    let exchange = unique("to-node");
+    let mut child = node(&dir, &["consume", URL, &exchange, "user.*", "3"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let ready = tokio::time::timeout(WAIT, lines.next_line()).await;
+    assert!(
+        matches!(&ready, Ok(Ok(Some(line))) if line == "ready"),
+        "{ready:?}"
+    );
+
+    let bus = Bus::<Events>::new();
+    let outbound = Outbound::builder(&bus, t.clone())
+        .forward::<UserCreated>()
+        .destination(exchange.clone())
+        .build();
+    for (id, name) in [(1, "ada"), (2, "grace"), (3, "linus")] {
+        bus.emit_async(UserCreated {
+            id,
+            name: name.into(),
+        })
+        .await
+        .expect("emitted");
+    }
+    let mut received = Vec::new();
+    while received.len() < 3 {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("a line from Node")
+            .expect("stdout")
+            .expect("Node exited early");
+        received.push(serde_json::from_str::<Value>(&line).expect("JSON"));
+    }
+    for (line, (id, name)) in received.iter().zip([(1, "ada"), (2, "grace"), (3, "linus")]) {
+        // `JSON.parse(msg.content)` is the plain event object.
+        assert_eq!(line["body"], json!({"id": id, "name": name}));
+        assert_eq!(line["type"], "user.created");
+        assert_eq!(line["persistent"], true);
+        let message_id = line["messageId"].as_str().expect("messageId");
+        assert_eq!(message_id.len(), 36, "a UUID: {message_id}");
+    }
+    let ids: std::collections::BTreeSet<&str> =
+        received.iter().filter_map(|l| l["messageId"].as_str()).collect();
+    assert_eq!(ids.len(), 3, "unique message ids");
+    assert!(child.wait().await.expect("node").success());
+    assert_eq!(outbound.shutdown(WAIT).await.unconfirmed, 0);
+    t.delete_exchange(&exchange).await.expect("delete");
+}
