@@ -1,0 +1,305 @@
+//! End-to-end RabbitMQ throughput, side by side in one run: publish with confirms (window 256),
+//! consume with prefetch 100 and a manual ack each, persistent messages through a topic
+//! exchange into a durable queue, for
+//!
+//! - tidings: `emit_async` on a bus → `Outbound` → `AmqpTransport` → broker →
+//!   `AmqpTransport` → `Inbound` → a listener on a second bus;
+//! - raw lapin: a confirm channel with a sliding window of 256 and a consumer channel;
+//! - Node's amqplib (`benches/node/amqplib_bench.js`), the same shape.
+//!
+//! Rounds alternate the contenders; each reports messages per second from the first publish
+//! to the last ack, and the broker's share of the machine's CPU meanwhile (from
+//! `/proc/<beam.smp>/stat`). Needs RabbitMQ on 127.0.0.1:5672 and Node.js:
+//! `cargo bench -p tidings-benches --features amqp --bench amqp`.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde::{Deserialize, Serialize};
+use tidings::bridge::{Inbound, Outbound, Source, Transport};
+use tidings::prelude::*;
+use tidings_bridges::amqp::AmqpTransport;
+use tokio::sync::Notify;
+
+const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const MESSAGES: usize = 20_000;
+const ROUNDS: usize = 3;
+const WINDOW: usize = 256;
+const PREFETCH: usize = 100;
+const CORES: f64 = 2.0;
+
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(name = "bench.ping")]
+struct BenchPing {
+    seq: u64,
+    body: String,
+}
+
+#[derive(Debug, EventSet)]
+enum Bench {
+    BenchPing(BenchPing),
+}
+
+fn ping(seq: usize) -> BenchPing {
+    BenchPing {
+        seq: seq as u64,
+        body: "x".repeat(64),
+    }
+}
+
+/// The broker's CPU seconds so far (user + system), if its process can be read.
+fn broker_cpu() -> Option<f64> {
+    let pid = std::process::Command::new("pgrep")
+        .args(["-f", "beam.smp"])
+        .output()
+        .ok()?;
+    let pid = String::from_utf8_lossy(&pid.stdout).lines().next()?.to_owned();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+struct Run {
+    rate: f64,
+    broker_share: Option<f64>,
+}
+
+async fn measure<F: std::future::Future<Output = Duration>>(f: F) -> Run {
+    let cpu_before = broker_cpu();
+    let wall = Instant::now();
+    let elapsed = f.await;
+    let wall = wall.elapsed().as_secs_f64();
+    let broker_share = cpu_before
+        .zip(broker_cpu())
+        .map(|(before, after)| (after - before) / wall / CORES);
+    Run {
+        rate: MESSAGES as f64 / elapsed.as_secs_f64(),
+        broker_share,
+    }
+}
+
+async fn fresh_source(t: &AmqpTransport) -> Source {
+    let source = Source::new(format!("tidings-bench-{:016x}", fastrand::u64(..))).prefetch(PREFETCH);
+    t.declare(&source).await.expect("declare");
+    source
+}
+
+async fn remove(t: &AmqpTransport, source: &Source) {
+    let _ = t.delete_queue(&source.name).await;
+    let _ = t.delete_queue(&source.dead_letter).await;
+    let _ = t.delete_exchange(&source.name).await;
+}
+
+async fn tidings_round(t: &AmqpTransport, source: &Source) -> Duration {
+    let (out_bus, in_bus) = (Bus::<Bench>::new(), Bus::<Bench>::new());
+    let received = Arc::new(AtomicUsize::new(0));
+    let all = Arc::new(Notify::new());
+    let (r, a) = (Arc::clone(&received), Arc::clone(&all));
+    in_bus.on(move |_: &BenchPing| {
+        if r.fetch_add(1, Ordering::Relaxed) + 1 == MESSAGES {
+            a.notify_one();
+        }
+    });
+    let inbound = Inbound::builder(&in_bus, t.clone(), source.clone()).build();
+    let outbound = Outbound::builder(&out_bus, t.clone())
+        .forward::<BenchPing>()
+        .destination(source.name.clone())
+        .batch(WINDOW, Duration::ZERO)
+        .buffer(4 * WINDOW)
+        .build();
+    // Let the consumer start before the clock does.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = Instant::now();
+    for seq in 0..MESSAGES {
+        out_bus.emit_async(ping(seq)).await.expect("emit");
+    }
+    all.notified().await;
+    let elapsed = start.elapsed();
+    outbound.shutdown(Duration::from_secs(10)).await;
+    inbound.shutdown(Duration::from_secs(10)).await;
+    elapsed
+}
+
+async fn lapin_round(connection: &Connection, source: &Source) -> Duration {
+    let publisher = connection.create_channel().await.expect("channel");
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let consumer_channel = connection.create_channel().await.expect("channel");
+    consumer_channel
+        .basic_qos(PREFETCH as u16, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = consumer_channel
+        .basic_consume(
+            source.name.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let consuming = tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(Ok(delivery)) = consumer.next().await {
+            let _: BenchPing = serde_json::from_slice(&delivery.data).expect("decodes");
+            delivery.ack(BasicAckOptions::default()).await.expect("ack");
+            n += 1;
+            if n == MESSAGES {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = Instant::now();
+    let mut in_flight = VecDeque::with_capacity(WINDOW);
+    for seq in 0..MESSAGES {
+        if in_flight.len() == WINDOW {
+            let confirm: lapin::PublisherConfirm = in_flight.pop_front().expect("full");
+            assert!(confirm.await.expect("confirm").is_ack());
+        }
+        let payload = serde_json::to_vec(&ping(seq)).expect("encodes");
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_type("bench.ping".into())
+            .with_message_id(tidings::bridge::new_id().into());
+        let confirm = publisher
+            .basic_publish(
+                source.name.as_str().into(),
+                "bench.ping".into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    immediate: false,
+                },
+                &payload,
+                properties,
+            )
+            .await
+            .expect("publish");
+        in_flight.push_back(confirm);
+    }
+    for confirm in in_flight {
+        assert!(confirm.await.expect("confirm").is_ack());
+    }
+    consuming.await.expect("consumer");
+    let elapsed = start.elapsed();
+    let _ = publisher.close(200, "OK".into()).await;
+    let _ = consumer_channel.close(200, "OK".into()).await;
+    elapsed
+}
+
+fn node_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node");
+    if !dir.join("node_modules/amqplib").exists() {
+        let ok = std::process::Command::new("npm")
+            .args(["ci", "--silent", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return None;
+        }
+    }
+    Some(dir)
+}
+
+async fn node_round(dir: &PathBuf, source: &Source) -> Duration {
+    let payload = serde_json::to_string(&ping(0)).expect("encodes");
+    let output = tokio::process::Command::new("node")
+        .arg("amqplib_bench.js")
+        .args([
+            URL,
+            &source.name,
+            &MESSAGES.to_string(),
+            &WINDOW.to_string(),
+            &PREFETCH.to_string(),
+            &payload,
+        ])
+        .current_dir(dir)
+        .output()
+        .await
+        .expect("node");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let millis: f64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("elapsed milliseconds");
+    Duration::from_secs_f64(millis / 1000.0)
+}
+
+fn report(name: &str, runs: &[Run]) -> f64 {
+    let mut rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
+    rates.sort_by(f64::total_cmp);
+    let median = rates[rates.len() / 2];
+    let shares: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            r.broker_share
+                .map_or("?".to_owned(), |s| format!("{:.0}%", s * 100.0))
+        })
+        .collect();
+    let all: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rate)).collect();
+    println!(
+        "{name:<8} median {median:>8.0} msg/s   runs [{}]   broker CPU share [{}]",
+        all.join(", "),
+        shares.join(", ")
+    );
+    median
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let t = AmqpTransport::builder(URL)
+        .confirm_window(WINDOW)
+        .connect()
+        .await
+        .expect("RabbitMQ on 127.0.0.1:5672");
+    let raw = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ on 127.0.0.1:5672");
+    let node = node_dir();
+    if node.is_none() {
+        println!("Node.js or amqplib is missing: the amqplib column is skipped");
+    }
+    let (mut ours, mut lapin_runs, mut node_runs) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let source = fresh_source(&t).await;
+        ours.push(measure(tidings_round(&t, &source)).await);
+        remove(&t, &source).await;
+        let source = fresh_source(&t).await;
+        lapin_runs.push(measure(lapin_round(&raw, &source)).await);
+        remove(&t, &source).await;
+        if let Some(dir) = &node {
+            let source = fresh_source(&t).await;
+            node_runs.push(measure(node_round(dir, &source)).await);
+            remove(&t, &source).await;
+        }
+        println!("round {} of {ROUNDS} done", round + 1);
+    }
+    println!("\n{MESSAGES} persistent messages per run, confirm window {WINDOW}, prefetch {PREFETCH}, manual acks");
+    let ours = report("tidings", &ours);
+    let lapin = report("lapin", &lapin_runs);
+    println!("tidings / lapin   = {:.2}x (goal >= 0.9x)", ours / lapin);
+    if !node_runs.is_empty() {
+        let node = report("amqplib", &node_runs);
+        println!("tidings / amqplib = {:.2}x (goal >= 1.5x)", ours / node);
+    }
+    t.close(Duration::from_secs(5)).await;
+}

@@ -1,0 +1,55 @@
+// The amqplib peer of benches/amqp.rs: publish `count` persistent messages to the topic exchange
+// named `queue` (bound to the queue of that name) on a confirm channel
+// with at most `window` awaiting confirms, consume them with prefetch `prefetch` and a manual
+// ack each, and print the elapsed milliseconds from the first publish to the last ack.
+//
+//   node amqplib_bench.js <url> <queue> <count> <window> <prefetch> <payload-json>
+const amqp = require('amqplib');
+
+async function main() {
+  const [url, queue, countText, windowText, prefetchText, payload] = process.argv.slice(2);
+  const count = Number(countText);
+  const window = Number(windowText);
+  const connection = await amqp.connect(url);
+  const publisher = await connection.createConfirmChannel();
+  const consumer = await connection.createChannel();
+  await consumer.assertQueue(queue, { durable: true });
+  await consumer.prefetch(Number(prefetchText));
+
+  let consumed = 0;
+  let done;
+  const finished = new Promise((resolve) => { done = resolve; });
+  await consumer.consume(queue, (msg) => {
+    JSON.parse(msg.content);
+    consumer.ack(msg);
+    consumed += 1;
+    if (consumed === count) done();
+  });
+
+  const start = process.hrtime.bigint();
+  let inFlight = 0;
+  let wake = null;
+  for (let i = 0; i < count; i += 1) {
+    while (inFlight >= window) {
+      await new Promise((resolve) => { wake = resolve; });
+    }
+    inFlight += 1;
+    const body = Buffer.from(payload);
+    const ok = publisher.publish(queue, 'bench.ping', body, { persistent: true, type: 'bench.ping' }, (err) => {
+      if (err) throw err;
+      inFlight -= 1;
+      if (wake) { const w = wake; wake = null; w(); }
+    });
+    if (!ok) await new Promise((resolve) => publisher.once('drain', resolve));
+  }
+  await finished;
+  await publisher.waitForConfirms();
+  const elapsed = Number(process.hrtime.bigint() - start) / 1e6;
+  process.stdout.write(`${elapsed}\n`);
+  await connection.close();
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
