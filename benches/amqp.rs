@@ -33,9 +33,11 @@ use tokio::sync::Notify;
 
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const MESSAGES: usize = 20_000;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const WINDOW: usize = 256;
 const PREFETCH: usize = 100;
+/// Events per `Outbound` publish call; within a call the transport keeps `WINDOW` in flight.
+const BATCH: usize = 1024;
 const CORES: f64 = 2.0;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Event)]
@@ -63,7 +65,15 @@ fn broker_cpu() -> Option<f64> {
         .args(["-f", "beam.smp"])
         .output()
         .ok()?;
-    let pid = String::from_utf8_lossy(&pid.stdout).lines().next()?.to_owned();
+    let pid = String::from_utf8_lossy(&pid.stdout)
+        .lines()
+        .next()?
+        .to_owned();
+    cpu_seconds(&pid)
+}
+
+/// CPU seconds (user + system) of process `pid` (`self` for this one) so far.
+fn cpu_seconds(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
@@ -73,24 +83,33 @@ fn broker_cpu() -> Option<f64> {
 struct Run {
     rate: f64,
     broker_share: Option<f64>,
+    client_share: Option<f64>,
 }
 
-async fn measure<F: std::future::Future<Output = Duration>>(f: F) -> Run {
-    let cpu_before = broker_cpu();
+/// Times one round; the round returns its own elapsed time and, for a child process, the
+/// client CPU seconds it used (otherwise this process's are counted).
+async fn measure<F: std::future::Future<Output = (Duration, Option<f64>)>>(f: F) -> Run {
+    let (broker_before, self_before) = (broker_cpu(), cpu_seconds("self"));
     let wall = Instant::now();
-    let elapsed = f.await;
+    let (elapsed, child_cpu) = f.await;
     let wall = wall.elapsed().as_secs_f64();
-    let broker_share = cpu_before
-        .zip(broker_cpu())
-        .map(|(before, after)| (after - before) / wall / CORES);
+    let share = |before: Option<f64>, after: Option<f64>| {
+        before.zip(after).map(|(b, a)| (a - b) / wall / CORES)
+    };
+    let client_share = match child_cpu {
+        Some(cpu) => Some(cpu / wall / CORES),
+        None => share(self_before, cpu_seconds("self")),
+    };
     Run {
         rate: MESSAGES as f64 / elapsed.as_secs_f64(),
-        broker_share,
+        broker_share: share(broker_before, broker_cpu()),
+        client_share,
     }
 }
 
 async fn fresh_source(t: &AmqpTransport) -> Source {
-    let source = Source::new(format!("tidings-bench-{:016x}", fastrand::u64(..))).prefetch(PREFETCH);
+    let source =
+        Source::new(format!("tidings-bench-{:016x}", fastrand::u64(..))).prefetch(PREFETCH);
     t.declare(&source).await.expect("declare");
     source
 }
@@ -101,7 +120,7 @@ async fn remove(t: &AmqpTransport, source: &Source) {
     let _ = t.delete_exchange(&source.name).await;
 }
 
-async fn tidings_round(t: &AmqpTransport, source: &Source) -> Duration {
+async fn tidings_round(t: &AmqpTransport, source: &Source) -> (Duration, Option<f64>) {
     let (out_bus, in_bus) = (Bus::<Bench>::new(), Bus::<Bench>::new());
     let received = Arc::new(AtomicUsize::new(0));
     let all = Arc::new(Notify::new());
@@ -115,8 +134,8 @@ async fn tidings_round(t: &AmqpTransport, source: &Source) -> Duration {
     let outbound = Outbound::builder(&out_bus, t.clone())
         .forward::<BenchPing>()
         .destination(source.name.clone())
-        .batch(WINDOW, Duration::ZERO)
-        .buffer(4 * WINDOW)
+        .batch(BATCH, Duration::ZERO)
+        .buffer(4 * BATCH)
         .build();
     // Let the consumer start before the clock does.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -128,10 +147,10 @@ async fn tidings_round(t: &AmqpTransport, source: &Source) -> Duration {
     let elapsed = start.elapsed();
     outbound.shutdown(Duration::from_secs(10)).await;
     inbound.shutdown(Duration::from_secs(10)).await;
-    elapsed
+    (elapsed, None)
 }
 
-async fn lapin_round(connection: &Connection, source: &Source) -> Duration {
+async fn lapin_round(connection: &Connection, source: &Source) -> (Duration, Option<f64>) {
     let publisher = connection.create_channel().await.expect("channel");
     publisher
         .confirm_select(ConfirmSelectOptions::default())
@@ -197,7 +216,7 @@ async fn lapin_round(connection: &Connection, source: &Source) -> Duration {
     let elapsed = start.elapsed();
     let _ = publisher.close(200, "OK".into()).await;
     let _ = consumer_channel.close(200, "OK".into()).await;
-    elapsed
+    (elapsed, None)
 }
 
 fn node_dir() -> Option<PathBuf> {
@@ -215,7 +234,7 @@ fn node_dir() -> Option<PathBuf> {
     Some(dir)
 }
 
-async fn node_round(dir: &PathBuf, source: &Source) -> Duration {
+async fn node_round(dir: &PathBuf, source: &Source) -> (Duration, Option<f64>) {
     let payload = serde_json::to_string(&ping(0)).expect("encodes");
     let output = tokio::process::Command::new("node")
         .arg("amqplib_bench.js")
@@ -236,29 +255,34 @@ async fn node_round(dir: &PathBuf, source: &Source) -> Duration {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let millis: f64 = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .expect("elapsed milliseconds");
-    Duration::from_secs_f64(millis / 1000.0)
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut figures = stdout
+        .split_whitespace()
+        .map(|f| f.parse::<f64>().expect("a number"));
+    let (millis, cpu_millis) = (
+        figures.next().expect("elapsed"),
+        figures.next().expect("cpu"),
+    );
+    (
+        Duration::from_secs_f64(millis / 1000.0),
+        Some(cpu_millis / 1000.0),
+    )
 }
 
 fn report(name: &str, runs: &[Run]) -> f64 {
     let mut rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
     rates.sort_by(f64::total_cmp);
     let median = rates[rates.len() / 2];
-    let shares: Vec<String> = runs
-        .iter()
-        .map(|r| {
-            r.broker_share
-                .map_or("?".to_owned(), |s| format!("{:.0}%", s * 100.0))
-        })
-        .collect();
+    let percent =
+        |share: Option<f64>| share.map_or("?".to_owned(), |s| format!("{:.0}%", s * 100.0));
+    let broker: Vec<String> = runs.iter().map(|r| percent(r.broker_share)).collect();
+    let client: Vec<String> = runs.iter().map(|r| percent(r.client_share)).collect();
     let all: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rate)).collect();
     println!(
-        "{name:<8} median {median:>8.0} msg/s   runs [{}]   broker CPU share [{}]",
+        "{name:<8} median {median:>8.0} msg/s   runs [{}]   CPU share of the machine: broker [{}], client [{}]",
         all.join(", "),
-        shares.join(", ")
+        broker.join(", "),
+        client.join(", ")
     );
     median
 }

@@ -93,7 +93,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     accounts.emit_async(UserDeleted { id: 1 }).await?;
 
     // The bad event reaches the dead-letter queue with its reason.
-    let mut dead = amqp.consume(&Source::new(source.dead_letter.clone())).await?;
+    let mut dead = amqp
+        .consume(&Source::new(source.dead_letter.clone()))
+        .await?;
     if let Some(Ok(letter)) = tokio::time::timeout(DEADLINE, dead.next()).await? {
         println!(
             "dead letter: {} ({})",

@@ -1,7 +1,8 @@
 // The amqplib peer of benches/amqp.rs: publish `count` persistent messages to the topic exchange
 // named `queue` (bound to the queue of that name) on a confirm channel
 // with at most `window` awaiting confirms, consume them with prefetch `prefetch` and a manual
-// ack each, and print the elapsed milliseconds from the first publish to the last ack.
+// ack each, and print the elapsed milliseconds from the first publish to the last ack and the
+// CPU milliseconds used meanwhile.
 //
 //   node amqplib_bench.js <url> <queue> <count> <window> <prefetch> <payload-json>
 const amqp = require('amqplib');
@@ -27,6 +28,7 @@ async function main() {
   });
 
   const start = process.hrtime.bigint();
+  const cpuStart = process.cpuUsage();
   let inFlight = 0;
   let wake = null;
   for (let i = 0; i < count; i += 1) {
@@ -45,7 +47,8 @@ async function main() {
   await finished;
   await publisher.waitForConfirms();
   const elapsed = Number(process.hrtime.bigint() - start) / 1e6;
-  process.stdout.write(`${elapsed}\n`);
+  const cpu = process.cpuUsage(cpuStart);
+  process.stdout.write(`${elapsed} ${(cpu.user + cpu.system) / 1000}\n`);
   await connection.close();
 }
 

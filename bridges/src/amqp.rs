@@ -90,6 +90,7 @@
 //! confirms, closes the connection), each with a deadline.
 
 mod config;
+mod consumer;
 mod error;
 mod link;
 mod rpc;
@@ -98,9 +99,10 @@ mod transport;
 mod wire;
 
 pub use self::config::Tls;
+pub use self::consumer::AmqpConsumer;
 pub use self::error::AmqpError;
 pub use self::link::ConnectionEvent;
 pub use self::rpc::{RpcClient, RpcServer, ERROR_HEADER};
 pub use self::topology::{Binding, Exchange, Queue, Topology};
-pub use self::transport::{queue_name, AmqpBuilder, AmqpConsumer, AmqpTransport};
+pub use self::transport::{queue_name, AmqpBuilder, AmqpTransport};
 pub use self::wire::{CORRELATION_ID, REPLY_TO};

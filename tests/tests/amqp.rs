@@ -11,8 +11,7 @@ use tidings::bridge::conformance::{Events, Harness, Ping};
 use tidings::bridge::{Consumer, Envelope, Inbound, Outgoing, Source, Transport, TransportError};
 use tidings::Bus;
 use tidings_bridges::amqp::{
-    AmqpError, AmqpTransport, ConnectionEvent, Exchange, Queue, RpcClient, RpcServer, Tls,
-    Topology,
+    AmqpError, AmqpTransport, ConnectionEvent, Exchange, Queue, RpcClient, RpcServer, Tls, Topology,
 };
 use tidings_tests::rabbit::{cleanup, close_connections, connect, unique, URL};
 
@@ -110,11 +109,20 @@ async fn over_long_names_are_refused_without_a_panic() {
         },
     ];
     let results = t.publish(&batch).await;
-    assert!(matches!(results[0], Err(TransportError::Rejected(_))), "{results:?}");
-    assert!(matches!(results[1], Err(TransportError::Rejected(_))), "{results:?}");
+    assert!(
+        matches!(results[0], Err(TransportError::Rejected(_))),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[1], Err(TransportError::Rejected(_))),
+        "{results:?}"
+    );
     assert!(results[2].is_ok(), "{results:?}");
     let too_long = t.delete_queue(&"q".repeat(300)).await;
-    assert!(matches!(too_long, Err(AmqpError::NameTooLong(_))), "{too_long:?}");
+    assert!(
+        matches!(too_long, Err(AmqpError::NameTooLong(_))),
+        "{too_long:?}"
+    );
     cleanup(&t, &source).await;
 }
 
@@ -131,7 +139,9 @@ async fn a_queue_deleted_under_an_inbound_bridge_is_survived() {
     publish_ok(&t, &source.name, vec![ping(1)]).await;
     wait_until("the first message", || seen.lock().contains(&1)).await;
 
-    t.delete_queue(&rabbit_queue(&source)).await.expect("delete");
+    t.delete_queue(&rabbit_queue(&source))
+        .await
+        .expect("delete");
     // The broker cancels the consumer; the bridge retries with backoff, not in a tight loop.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let retries = inbound.stats().reconnects;
@@ -189,17 +199,28 @@ async fn a_quorum_queue_dead_letters_after_its_delivery_limit() {
         );
     t.declare_topology(&topology).await.expect("declare");
     publish_ok(&t, &exchange, vec![ping(7)]).await;
-    let mut consumer = t.consume(&Source::new(queue.clone())).await.expect("consume");
+    let mut consumer = t
+        .consume(&Source::new(queue.clone()))
+        .await
+        .expect("consume");
     // Returned three times: deliveries 1, 2 and 3 (counts 1, 2, 3); the broker then gives up.
     for attempt in 1..=3u32 {
-        let d = within("a delivery", consumer.next()).await.expect("open").expect("ok");
+        let d = within("a delivery", consumer.next())
+            .await
+            .expect("open")
+            .expect("ok");
         assert_eq!(d.message.delivery_count, attempt);
         d.nack().await.expect("nack");
     }
     let dlq = Source::new(format!("{queue}.dead-letter"));
     let mut dead = t.consume(&dlq).await.expect("consume dead letters");
-    let d = within("the dead letter", dead.next()).await.expect("open").expect("ok");
-    let seq = serde_json::from_slice::<Ping>(&d.message.payload).expect("ping").seq;
+    let d = within("the dead letter", dead.next())
+        .await
+        .expect("open")
+        .expect("ok");
+    let seq = serde_json::from_slice::<Ping>(&d.message.payload)
+        .expect("ping")
+        .seq;
     assert_eq!(seq, 7);
     d.ack().await.expect("ack");
     drop((consumer, dead));
@@ -224,7 +245,10 @@ async fn a_declaration_that_conflicts_is_a_clear_error() {
         .await
         .expect_err("a classic queue cannot be redeclared as quorum");
     let text = error.to_string();
-    assert!(text.contains(&name) && text.contains("PRECONDITION"), "{text}");
+    assert!(
+        text.contains(&name) && text.contains("PRECONDITION"),
+        "{text}"
+    );
     t.delete_queue(&name).await.expect("delete");
 }
 
@@ -248,16 +272,23 @@ async fn request_reply_round_trips_errors_and_timeouts() {
     .await
     .expect("serve");
     let client = RpcClient::new(&t).timeout(Duration::from_secs(5));
-    let sum: i64 = client.call("", &queue, &Add { a: 2, b: 3 }).await.expect("reply");
+    let sum: i64 = client
+        .call("", &queue, &Add { a: 2, b: 3 })
+        .await
+        .expect("reply");
     assert_eq!(sum, 5);
     // Many calls at once each get their own reply.
     let requests: Vec<Add> = (0..50).map(|i| Add { a: i, b: i }).collect();
-    let calls = requests.iter().map(|r| client.call::<_, i64>("", &queue, r));
+    let calls = requests
+        .iter()
+        .map(|r| client.call::<_, i64>("", &queue, r));
     let sums = futures_util::future::join_all(calls).await;
     for (i, sum) in sums.into_iter().enumerate() {
         assert_eq!(sum.expect("reply"), 2 * i as i64);
     }
-    let failed = client.call::<_, i64>("", &queue, &Add { a: -1, b: 0 }).await;
+    let failed = client
+        .call::<_, i64>("", &queue, &Add { a: -1, b: 0 })
+        .await;
     assert!(
         matches!(&failed, Err(AmqpError::Remote(m)) if m == "-1 is negative"),
         "{failed:?}"
@@ -267,16 +298,24 @@ async fn request_reply_round_trips_errors_and_timeouts() {
         matches!(&bad, Err(AmqpError::Remote(m)) if m.starts_with("bad request")),
         "{bad:?}"
     );
-    let nobody = client.call::<_, i64>("", &unique("no-server"), &Add { a: 1, b: 1 }).await;
+    let nobody = client
+        .call::<_, i64>("", &unique("no-server"), &Add { a: 1, b: 1 })
+        .await;
     assert!(
-        matches!(nobody, Err(AmqpError::Transport(TransportError::Unroutable(_)))),
+        matches!(
+            nobody,
+            Err(AmqpError::Transport(TransportError::Unroutable(_)))
+        ),
         "{nobody:?}"
     );
     assert!(server.shutdown(WAIT).await);
     // A queue with no server: the request waits there, the call times out.
     let slow = RpcClient::new(&t).timeout(Duration::from_millis(300));
     let timed_out = slow.call::<_, i64>("", &queue, &Add { a: 1, b: 1 }).await;
-    assert!(matches!(timed_out, Err(AmqpError::Timeout(_))), "{timed_out:?}");
+    assert!(
+        matches!(timed_out, Err(AmqpError::Timeout(_))),
+        "{timed_out:?}"
+    );
     t.delete_queue(&queue).await.expect("delete");
 }
 
@@ -288,7 +327,10 @@ async fn events_report_disconnects_and_reconnects() {
     assert!(t.is_connected());
     assert_eq!(close_connections(&name).await, 1);
     let lost = within("a disconnect", events.recv()).await.expect("event");
-    assert!(matches!(lost, ConnectionEvent::Disconnected { .. }), "{lost:?}");
+    assert!(
+        matches!(lost, ConnectionEvent::Disconnected { .. }),
+        "{lost:?}"
+    );
     let back = within("a reconnect", events.recv()).await.expect("event");
     assert!(
         matches!(&back, ConnectionEvent::Connected { url } if url == "amqp://guest:***@127.0.0.1:5672/%2f"),
@@ -383,5 +425,51 @@ async fn a_foreign_message_with_no_properties_reaches_the_bus_of_its_bound_type(
     publish_ok(&t, &source.name, vec![plain]).await;
     wait_until("the untyped message", || seen.lock().contains(&9)).await;
     inbound.shutdown(WAIT).await;
+    cleanup(&t, &source).await;
+}
+
+#[tokio::test]
+async fn cumulative_acks_settle_exactly_what_was_acknowledged() {
+    let t = connect(&unique("conn")).await;
+    let source = Source::new(unique("acks")).prefetch(20);
+    t.declare(&source).await.expect("declare");
+    publish_ok(&t, &source.name, (0..20).map(ping).collect()).await;
+    let mut consumer = t.consume(&source).await.expect("consume");
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(
+            within("a delivery", consumer.next())
+                .await
+                .expect("open")
+                .expect("ok"),
+        );
+    }
+    // Acknowledge the even ones, newest first, and keep the odd ones unsettled.
+    let seq = |d: &tidings::bridge::Delivery| {
+        serde_json::from_slice::<Ping>(&d.message.payload)
+            .expect("ping")
+            .seq
+    };
+    held.reverse();
+    let (even, odd): (Vec<_>, Vec<_>) = held.into_iter().partition(|d| seq(d) % 2 == 0);
+    for d in even {
+        d.ack().await.expect("ack");
+    }
+    drop(odd);
+    drop(consumer);
+    let mut consumer = t.consume(&source).await.expect("consume again");
+    let mut again = std::collections::BTreeSet::new();
+    while again.len() < 10 {
+        let d = within("a redelivery", consumer.next())
+            .await
+            .expect("open")
+            .expect("ok");
+        again.insert(seq(&d));
+        d.ack().await.expect("ack");
+    }
+    assert_eq!(again, (0..20).filter(|s| s % 2 == 1).collect());
+    let extra = tokio::time::timeout(Duration::from_millis(500), consumer.next()).await;
+    assert!(extra.is_err(), "an acknowledged message came again");
+    drop(consumer);
     cleanup(&t, &source).await;
 }

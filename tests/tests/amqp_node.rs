@@ -142,7 +142,10 @@ async fn a_node_consumer_reads_an_outbound_bridge() {
             .expect("Node exited early");
         received.push(serde_json::from_str::<Value>(&line).expect("JSON"));
     }
-    for (line, (id, name)) in received.iter().zip([(1, "ada"), (2, "grace"), (3, "linus")]) {
+    for (line, (id, name)) in received
+        .iter()
+        .zip([(1, "ada"), (2, "grace"), (3, "linus")])
+    {
         // `JSON.parse(msg.content)` is the plain event object.
         assert_eq!(line["body"], json!({"id": id, "name": name}));
         assert_eq!(line["type"], "user.created");
@@ -150,8 +153,10 @@ async fn a_node_consumer_reads_an_outbound_bridge() {
         let message_id = line["messageId"].as_str().expect("messageId");
         assert_eq!(message_id.len(), 36, "a UUID: {message_id}");
     }
-    let ids: std::collections::BTreeSet<&str> =
-        received.iter().filter_map(|l| l["messageId"].as_str()).collect();
+    let ids: std::collections::BTreeSet<&str> = received
+        .iter()
+        .filter_map(|l| l["messageId"].as_str())
+        .collect();
     assert_eq!(ids.len(), 3, "unique message ids");
     assert!(child.wait().await.expect("node").success());
     assert_eq!(outbound.shutdown(WAIT).await.unconfirmed, 0);

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::watch;
 use tidings::bridge::conformance::Ping;
 use tidings::bridge::{Consumer, Envelope, Outgoing, Source, Transport};
 use tidings::Event;
 use tidings_bridges::amqp::AmqpTransport;
 use tidings_tests::rabbit::{cleanup, connect, rabbitmqctl, unique};
+use tokio::sync::watch;
 
 const EVENTS: u64 = 20_000;
 const PUBLISHERS: u64 = 4;
@@ -42,7 +42,10 @@ async fn publish(
     let gate = seqs.len() * 3 / 5;
     for (i, chunk) in seqs.chunks(BATCH as usize).enumerate() {
         if i * BATCH as usize == gate {
-            restart.wait_for(|open| *open).await.expect("the test holds the gate");
+            restart
+                .wait_for(|open| *open)
+                .await
+                .expect("the test holds the gate");
         } else {
             // Spread the publishes out, so that the forced closes hit some in flight.
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -147,14 +150,20 @@ async fn twenty_thousand_events_survive_two_forced_closes_and_a_broker_restart()
     // The remaining 8 000 go out while the broker application stops and starts again.
     restart.send_replace(true);
     rabbitmqctl(&["stop_app"]).await;
-    println!("broker application stopped at {} confirmed", confirmed.lock().len());
+    println!(
+        "broker application stopped at {} confirmed",
+        confirmed.lock().len()
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     rabbitmqctl(&["start_app"]).await;
     rabbitmqctl(&["await_startup"]).await;
     println!("broker application started again");
 
     for p in publishing {
-        p.await.expect("publisher");
+        tokio::time::timeout(limit, p)
+            .await
+            .expect("publishers finish")
+            .expect("publisher");
     }
     assert_eq!(confirmed.lock().len() as u64, EVENTS);
     wait_for("every confirmed event to arrive", limit, || {
@@ -178,6 +187,9 @@ async fn twenty_thousand_events_survive_two_forced_closes_and_a_broker_restart()
         receiver.connections(),
     );
     assert_eq!(lost, 0);
-    assert!(publisher.connections() >= 4, "three outages, three reconnects");
+    assert!(
+        publisher.connections() >= 4,
+        "three outages, three reconnects"
+    );
     cleanup(&publisher, &source).await;
 }

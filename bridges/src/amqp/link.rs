@@ -95,7 +95,7 @@ impl Live {
             .await;
         match found {
             Ok(()) => {
-                let _ = channel.close(200, "OK".into()).await;
+                close_channel(&channel).await;
                 self.exchanges.lock().insert(exchange.to_owned());
                 Ok(true)
             }
@@ -103,6 +103,18 @@ impl Live {
             Err(error) => Err(error),
         }
     }
+}
+
+/// How long closing a channel or a connection may take: a dead peer never answers.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Closes `channel`, waiting at most [`CLOSE_TIMEOUT`] for the broker's answer.
+pub(crate) async fn close_channel(channel: &Channel) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "OK".into())).await;
+}
+
+async fn close_connection(connection: &Connection, code: u16, reason: &str) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(code, reason.into())).await;
 }
 
 /// What every clone of a transport shares with the supervisor.
@@ -185,7 +197,9 @@ impl Shared {
         }
         let mut rx = self.link.subscribe();
         let wait = rx.wait_for(|link| {
-            link.as_ref().is_some_and(|l| l.generation >= min_generation) || self.is_stopped()
+            link.as_ref()
+                .is_some_and(|l| l.generation >= min_generation)
+                || self.is_stopped()
         });
         let found = match tokio::time::timeout_at(deadline, wait).await {
             Ok(Ok(link)) => link.clone(),
@@ -212,7 +226,7 @@ impl Shared {
             .await
             .map_err(|e| topology_error("a channel", &e))?;
         let result = topology.declare(&channel).await;
-        let _ = channel.close(200, "OK".into()).await;
+        close_channel(&channel).await;
         result
     }
 
@@ -264,8 +278,11 @@ async fn open(shared: &Shared, url: &BrokerUrl, generation: u64) -> Result<Arc<L
         .create_channel()
         .await
         .map_err(|e| e.to_string())?;
-    topology.declare(&channel).await.map_err(|e| e.to_string())?;
-    let _ = channel.close(200, "OK".into()).await;
+    topology
+        .declare(&channel)
+        .await
+        .map_err(|e| e.to_string())?;
+    close_channel(&channel).await;
     Ok(Arc::new(Live {
         generation,
         url: url.to_string(),
@@ -327,7 +344,10 @@ async fn connect_round(shared: &Shared, generation: u64) -> Result<Arc<Live>, St
 }
 
 /// Connects for the first time, retrying until `deadline`.
-pub(crate) async fn first_connect(shared: &Arc<Shared>, deadline: Instant) -> Result<(), AmqpError> {
+pub(crate) async fn first_connect(
+    shared: &Arc<Shared>,
+    deadline: Instant,
+) -> Result<(), AmqpError> {
     let mut failures = 0;
     loop {
         match connect_round(shared, 1).await {
@@ -371,7 +391,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>) {
                 url: live.url.clone(),
                 reason,
             });
-            let _ = live.connection.close(320, "reconnecting".into()).await;
+            close_connection(&live.connection, 320, "reconnecting").await;
         }
         let mut failures = 0;
         loop {
@@ -405,6 +425,6 @@ pub(crate) async fn supervise(shared: Arc<Shared>) {
 pub(crate) async fn close(shared: &Shared) {
     shared.stop();
     if let Some(live) = shared.link.send_replace(None) {
-        let _ = live.connection.close(200, "OK".into()).await;
+        close_connection(&live.connection, 200, "OK").await;
     }
 }

@@ -103,7 +103,9 @@ impl RpcClient {
         request: &Req,
     ) -> Result<Resp, AmqpError> {
         let payload = serde_json::to_vec(request)?;
-        let reply = self.call_bytes(exchange, routing_key, payload.into()).await?;
+        let reply = self
+            .call_bytes(exchange, routing_key, payload.into())
+            .await?;
         Ok(serde_json::from_slice(&reply)?)
     }
 
@@ -133,7 +135,8 @@ impl RpcClient {
             mandatory: true,
             immediate: false,
         };
-        let disconnected = |e: lapin::Error| AmqpError::from(TransportError::Disconnected(e.to_string()));
+        let disconnected =
+            |e: lapin::Error| AmqpError::from(TransportError::Disconnected(e.to_string()));
         let confirm = channel
             .basic_publish(exchange, routing_key.clone(), options, &payload, properties)
             .await
@@ -144,14 +147,18 @@ impl RpcClient {
                 return Err(TransportError::Unroutable(routing_key.to_string()).into());
             }
             Ok(Ok(_)) => {
-                return Err(TransportError::Rejected("the broker refused the request".into()).into());
+                return Err(
+                    TransportError::Rejected("the broker refused the request".into()).into(),
+                );
             }
             Ok(Err(e)) => return Err(disconnected(e)),
             Err(_) => return Err(AmqpError::Timeout(self.timeout)),
         }
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => Err(TransportError::Disconnected("the reply channel closed".into()).into()),
+            Ok(Err(_)) => {
+                Err(TransportError::Disconnected("the reply channel closed".into()).into())
+            }
             Err(_) => Err(AmqpError::Timeout(self.timeout)),
         }
     }
@@ -170,8 +177,13 @@ impl RpcClient {
                 return Ok((c.generation, c.channel.clone()));
             }
         }
-        let disconnected = |e: lapin::Error| AmqpError::from(TransportError::Disconnected(e.to_string()));
-        let channel = live.connection.create_channel().await.map_err(disconnected)?;
+        let disconnected =
+            |e: lapin::Error| AmqpError::from(TransportError::Disconnected(e.to_string()));
+        let channel = live
+            .connection
+            .create_channel()
+            .await
+            .map_err(disconnected)?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
@@ -181,7 +193,12 @@ impl RpcClient {
             ..BasicConsumeOptions::default()
         };
         let mut replies = channel
-            .basic_consume(DIRECT_REPLY_TO.into(), "".into(), options, FieldTable::default())
+            .basic_consume(
+                DIRECT_REPLY_TO.into(),
+                "".into(),
+                options,
+                FieldTable::default(),
+            )
             .await
             .map_err(disconnected)?;
         let pending = Arc::clone(&self.pending);
@@ -189,14 +206,20 @@ impl RpcClient {
         tokio::spawn(async move {
             while let Some(Ok(delivery)) = replies.next().await {
                 let props = &delivery.properties;
-                let Some(id) = props.correlation_id() else { continue };
-                let Some((_, tx)) = pending.lock().remove(id.as_str()) else { continue };
+                let Some(id) = props.correlation_id() else {
+                    continue;
+                };
+                let Some((_, tx)) = pending.lock().remove(id.as_str()) else {
+                    continue;
+                };
                 let error = props
                     .headers()
                     .as_ref()
                     .and_then(|h| h.inner().get(ERROR_HEADER))
                     .map(|v| match v {
-                        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                        AMQPValue::LongString(s) => {
+                            String::from_utf8_lossy(s.as_bytes()).into_owned()
+                        }
                         other => format!("{other:?}"),
                     });
                 let _ = tx.send(match error {
@@ -308,20 +331,28 @@ where
     Fut: Future<Output = Result<Resp, String>>,
 {
     let headers = &delivery.message.headers;
-    let Some(reply_to) = headers.get(REPLY_TO).and_then(|r| ShortString::try_new(r.as_str()).ok())
+    let Some(reply_to) = headers
+        .get(REPLY_TO)
+        .and_then(|r| ShortString::try_new(r.as_str()).ok())
     else {
-        tracing::warn!(queue = delivery.message.origin, "a request without reply_to; dropped");
+        tracing::warn!(
+            queue = delivery.message.origin,
+            "a request without reply_to; dropped"
+        );
         let _ = delivery.ack().await;
         return;
     };
     let outcome = match serde_json::from_slice::<Req>(&delivery.message.payload) {
-        Ok(request) => handler(request)
-            .await
-            .and_then(|reply| serde_json::to_vec(&reply).map_err(|e| format!("cannot encode the reply: {e}"))),
+        Ok(request) => handler(request).await.and_then(|reply| {
+            serde_json::to_vec(&reply).map_err(|e| format!("cannot encode the reply: {e}"))
+        }),
         Err(error) => Err(format!("bad request: {error}")),
     };
     let mut properties = BasicProperties::default().with_content_type("application/json".into());
-    if let Some(id) = headers.get(CORRELATION_ID).and_then(|id| ShortString::try_new(id.as_str()).ok()) {
+    if let Some(id) = headers
+        .get(CORRELATION_ID)
+        .and_then(|id| ShortString::try_new(id.as_str()).ok())
+    {
         properties = properties.with_correlation_id(id);
     }
     let payload = match outcome {

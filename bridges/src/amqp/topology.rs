@@ -88,8 +88,9 @@ impl QueueArgs {
     /// Sends what the broker drops for a limit (delivery limit, TTL, length) to `queue`
     /// through the default exchange, unless a dead-letter exchange is set already.
     pub(crate) fn route_broker_dead_letters_to(&mut self, queue: &str) {
-        let limited =
-            self.delivery_limit.is_some() || self.message_ttl.is_some() || self.max_length.is_some();
+        let limited = self.delivery_limit.is_some()
+            || self.message_ttl.is_some()
+            || self.max_length.is_some();
         if limited && self.dead_letter.is_none() {
             self.dead_letter = Some((String::new(), Some(queue.to_owned())));
         }

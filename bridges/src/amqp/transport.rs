@@ -1,26 +1,23 @@
 //! [`AmqpTransport`]: the bridge core's [`Transport`] on RabbitMQ.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
-use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ExchangeDeleteOptions, QueueDeleteOptions,
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ExchangeDeleteOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Confirmation, PublisherConfirm};
-use tidings::bridge::{
-    Acker, Backoff, Consumer, Delivery, Outgoing, Source, Transport, TransportError,
-};
+use tidings::bridge::{Backoff, Outgoing, Source, Transport, TransportError};
 use tokio::sync::{broadcast, SemaphorePermit};
 use tokio::time::Instant;
 
 use super::config::{BrokerUrl, Config, Tls};
+use super::consumer::AmqpConsumer;
 use super::error::{short, AmqpError};
 use super::link::{self, ConnectionEvent, Live, Shared};
 use super::topology::{Exchange, Queue, QueueArgs, Topology};
@@ -258,16 +255,17 @@ impl AmqpTransport {
     {
         let shared = self.shared();
         let deadline = Instant::now() + shared.config.publish_timeout;
-        let live = shared.live(deadline, 0, 0).await.ok_or_else(|| {
-            TransportError::Disconnected("no connection to RabbitMQ".to_owned())
-        })?;
+        let live = shared
+            .live(deadline, 0, 0)
+            .await
+            .ok_or_else(|| TransportError::Disconnected("no connection to RabbitMQ".to_owned()))?;
         let refused = |e: lapin::Error| AmqpError::Topology {
             what: "a channel".to_owned(),
             reason: e.to_string(),
         };
         let channel = live.connection.create_channel().await.map_err(refused)?;
         let result = operation(channel.clone()).await;
-        let _ = channel.close(200, "OK".into()).await;
+        link::close_channel(&channel).await;
         result.map_err(|e| AmqpError::Topology {
             what: "a deletion".to_owned(),
             reason: e.to_string(),
@@ -410,10 +408,9 @@ impl AmqpTransport {
                 out.destination.len()
             )));
         }
-        let routing_key =
-            ShortString::try_new(wire::routing_key(envelope)).map_err(|_| {
-                TransportError::Rejected("the routing key is longer than 255 bytes".to_owned())
-            })?;
+        let routing_key = ShortString::try_new(wire::routing_key(envelope)).map_err(|_| {
+            TransportError::Rejected("the routing key is longer than 255 bytes".to_owned())
+        })?;
         Ok(Raw {
             exchange: out.destination.clone(),
             routing_key,
@@ -503,12 +500,17 @@ impl Transport for AmqpTransport {
         let shared = self.shared();
         let deadline = Instant::now() + shared.config.publish_timeout;
         let disconnected = |e: lapin::Error| TransportError::Disconnected(e.to_string());
-        let live = shared.live(deadline, 0, 0).await.ok_or_else(|| {
-            TransportError::Disconnected("no connection to RabbitMQ".to_owned())
-        })?;
+        let live = shared
+            .live(deadline, 0, 0)
+            .await
+            .ok_or_else(|| TransportError::Disconnected("no connection to RabbitMQ".to_owned()))?;
         let queue = queue_name(source);
         let name = short(&queue).map_err(TransportError::from)?;
-        let channel = live.connection.create_channel().await.map_err(disconnected)?;
+        let channel = live
+            .connection
+            .create_channel()
+            .await
+            .map_err(disconnected)?;
         let prefetch = u16::try_from(source.prefetch.max(1)).unwrap_or(u16::MAX);
         channel
             .basic_qos(prefetch, BasicQosOptions::default())
@@ -530,113 +532,12 @@ impl Transport for AmqpTransport {
                     disconnected(e)
                 }
             })?;
-        Ok(AmqpConsumer {
-            transport: self.clone(),
+        Ok(AmqpConsumer::new(
+            self.clone(),
+            channel,
             consumer,
-            _channel: channel,
-            origin: queue,
-            dead_letter: source.dead_letter.clone(),
-        })
-    }
-}
-
-/// Deliveries from one queue; from [`Transport::consume`]. Dropping it closes its channel,
-/// and the broker delivers its unacknowledged messages again.
-pub struct AmqpConsumer {
-    transport: AmqpTransport,
-    consumer: lapin::Consumer,
-    _channel: lapin::Channel,
-    origin: String,
-    dead_letter: String,
-}
-
-impl std::fmt::Debug for AmqpConsumer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AmqpConsumer")
-            .field("queue", &self.origin)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Consumer for AmqpConsumer {
-    async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
-        match self.consumer.next().await {
-            Some(Ok(mut delivery)) => {
-                let payload = Bytes::from(std::mem::take(&mut delivery.data));
-                let message = wire::incoming(&delivery, &self.origin, payload.clone());
-                let acker = AmqpAcker {
-                    transport: self.transport.clone(),
-                    acker: delivery.acker,
-                    properties: delivery.properties,
-                    payload,
-                    dead_letter: self.dead_letter.clone(),
-                };
-                Some(Ok(Delivery::new(message, acker)))
-            }
-            Some(Err(error)) => Some(Err(TransportError::Disconnected(error.to_string()))),
-            None => {
-                tracing::warn!(
-                    queue = self.origin,
-                    "the consumer was cancelled (queue deleted or channel closed)"
-                );
-                None
-            }
-        }
-    }
-}
-
-/// Settles one RabbitMQ delivery.
-struct AmqpAcker {
-    transport: AmqpTransport,
-    acker: lapin::Acker,
-    properties: BasicProperties,
-    payload: Bytes,
-    dead_letter: String,
-}
-
-fn settled(result: Result<bool, lapin::Error>) -> Result<(), TransportError> {
-    match result {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(TransportError::Disconnected(
-            "the delivery's channel is gone; it will be delivered again".to_owned(),
-        )),
-        Err(error) => Err(TransportError::Disconnected(error.to_string())),
-    }
-}
-
-impl Acker for AmqpAcker {
-    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
-        Box::pin(async move { settled(self.acker.ack(BasicAckOptions::default()).await) })
-    }
-
-    fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
-        Box::pin(async move {
-            let options = BasicNackOptions {
-                requeue: true,
-                multiple: false,
-            };
-            settled(self.acker.nack(options).await)
-        })
-    }
-
-    fn dead_letter(
-        self: Box<Self>,
-        headers: BTreeMap<String, String>,
-    ) -> BoxFuture<'static, Result<(), TransportError>> {
-        Box::pin(async move {
-            // Copy to the dead-letter queue first, acknowledge after: a failure in between
-            // leaves a duplicate, never a loss.
-            let routing_key = ShortString::try_new(self.dead_letter.as_str()).map_err(|_| {
-                TransportError::Rejected("the dead-letter queue name is too long".to_owned())
-            })?;
-            let raw = Raw {
-                exchange: String::new(),
-                routing_key,
-                payload: self.payload.clone(),
-                properties: wire::dead_letter_properties(&self.properties, &headers),
-            };
-            self.transport.publish_one(raw).await?;
-            settled(self.acker.ack(BasicAckOptions::default()).await)
-        })
+            queue,
+            source,
+        ))
     }
 }

@@ -162,7 +162,9 @@ pub(crate) fn incoming(delivery: &LapinDelivery, origin: &str, payload: Bytes) -
             .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
     });
     let delivery_count = match earlier_deliveries {
-        Some(n) => u32::try_from(n.max(0)).unwrap_or(u32::MAX).saturating_add(1),
+        Some(n) => u32::try_from(n.max(0))
+            .unwrap_or(u32::MAX)
+            .saturating_add(1),
         None if delivery.redelivered => 2,
         None => 1,
     };
@@ -233,7 +235,11 @@ mod tests {
         assert_eq!(got.headers[CORRELATION_ID], "c-9");
         assert!(!got.headers.contains_key(SOURCE));
         assert_eq!(got.delivery_count, 1);
-        let sent_ms = sent.time.duration_since(UNIX_EPOCH).expect("after").as_millis();
+        let sent_ms = sent
+            .time
+            .duration_since(UNIX_EPOCH)
+            .expect("after")
+            .as_millis();
         let got_ms = got
             .time
             .expect("time")
@@ -262,13 +268,19 @@ mod tests {
             "q",
             Bytes::new(),
         );
-        assert_eq!((plain.id, plain.name, plain.key, plain.time), (None, None, None, None));
+        assert_eq!(
+            (plain.id, plain.name, plain.key, plain.time),
+            (None, None, None, None)
+        );
         assert_eq!(plain.delivery_count, 1);
         // Odd header types, a bad time, a quorum delivery count, x-death tables.
         let mut table = FieldTable::default();
         table.insert("n".into(), AMQPValue::LongInt(-5));
         table.insert("flag".into(), AMQPValue::Boolean(true));
-        table.insert("bytes".into(), AMQPValue::LongString(vec![0xff, 0xfe].into()));
+        table.insert(
+            "bytes".into(),
+            AMQPValue::LongString(vec![0xff, 0xfe].into()),
+        );
         table.insert(TIME.into(), long("yesterday-ish"));
         table.insert(DELIVERY_COUNT.into(), AMQPValue::LongLongInt(2));
         table.insert("x-death".into(), AMQPValue::FieldArray(Vec::new().into()));

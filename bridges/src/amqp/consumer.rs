@@ -1,0 +1,315 @@
+//! [`AmqpConsumer`]: deliveries from one queue, and their acknowledgements.
+//!
+//! ## Cumulative acknowledgements
+//!
+//! Acknowledging each delivery with its own `basic.ack` costs the broker one operation per
+//! message; acknowledging with `multiple` settles every delivery up to a tag at once, which
+//! measurably raises end-to-end throughput (`benches/README.md`). So an `ack` is recorded, and
+//! the consumer sends what was recorded: one `basic.ack` with `multiple` for the run of
+//! acknowledged deliveries from the oldest outstanding one, and a plain `basic.ack` for each
+//! acknowledged delivery after a gap (a delivery held unsettled):
+//!
+//! - as soon as nothing is waiting to be delivered (before [`Consumer::next`] waits), so the
+//!   broker is never kept waiting for acknowledgements it needs to send more;
+//! - when a quarter of the prefetch has piled up;
+//! - when the consumer is dropped (before its channel closes).
+//!
+//! A `multiple` ack never covers a delivery that was not acknowledged, and `nack` is sent at
+//! once on its own. An acknowledgement not yet sent when the connection fails means the message comes
+//! again, exactly as for an acknowledgement lost in flight: delivery stays at least once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::types::ShortString;
+use lapin::BasicProperties;
+use parking_lot::Mutex;
+use tidings::bridge::{Acker, Consumer, Delivery, Source, TransportError};
+
+use super::transport::{AmqpTransport, Raw};
+use super::wire;
+
+/// The acknowledgement state of one consumer's channel.
+struct Acks {
+    /// Delivered, not yet settled with the broker; `Some` once acknowledged here.
+    outstanding: BTreeMap<u64, Option<lapin::Acker>>,
+    /// Acknowledged here and not sent.
+    unsent: usize,
+    /// Send once this many are unsent.
+    threshold: usize,
+    /// The consumer is gone: send every ack at once.
+    closed: bool,
+}
+
+impl Acks {
+    /// Takes every acknowledgement not sent yet: the acker to send one `multiple` ack with,
+    /// covering the acknowledged run from the oldest outstanding delivery, and the ackers of
+    /// acknowledged deliveries after a gap, to send one by one.
+    fn take(&mut self) -> (Option<lapin::Acker>, Vec<lapin::Acker>) {
+        let mut run = None;
+        while let Some(entry) = self.outstanding.first_entry() {
+            if entry.get().is_none() {
+                break;
+            }
+            run = entry.remove();
+        }
+        let mut single = Vec::new();
+        if self.unsent > 0 {
+            self.outstanding.retain(|_, acker| match acker.take() {
+                Some(acker) => {
+                    single.push(acker);
+                    false
+                }
+                None => true,
+            });
+        }
+        self.unsent = 0;
+        (run, single)
+    }
+}
+
+type SharedAcks = Arc<Mutex<Acks>>;
+
+fn settled(result: Result<bool, lapin::Error>) -> Result<(), TransportError> {
+    match result {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(TransportError::Disconnected(
+            "the delivery's channel is gone; it will be delivered again".to_owned(),
+        )),
+        Err(error) => Err(TransportError::Disconnected(error.to_string())),
+    }
+}
+
+fn multiple() -> BasicAckOptions {
+    BasicAckOptions { multiple: true }
+}
+
+/// Sends every acknowledgement not sent yet.
+async fn send(taken: (Option<lapin::Acker>, Vec<lapin::Acker>)) -> Result<(), TransportError> {
+    let (run, single) = taken;
+    let mut result = Ok(());
+    if let Some(acker) = run {
+        result = settled(acker.ack(multiple()).await);
+    }
+    for acker in single {
+        let sent = settled(acker.ack(BasicAckOptions::default()).await);
+        result = result.and(sent);
+    }
+    result
+}
+
+/// Deliveries from one queue; from [`Transport::consume`](tidings::bridge::Transport::consume).
+/// Dropping it sends the acknowledgements it holds and closes its channel; the broker
+/// delivers its unacknowledged messages again.
+pub struct AmqpConsumer {
+    transport: AmqpTransport,
+    consumer: lapin::Consumer,
+    _channel: lapin::Channel,
+    origin: String,
+    dead_letter: String,
+    acks: SharedAcks,
+}
+
+impl std::fmt::Debug for AmqpConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConsumer")
+            .field("queue", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AmqpConsumer {
+    pub(crate) fn new(
+        transport: AmqpTransport,
+        channel: lapin::Channel,
+        consumer: lapin::Consumer,
+        queue: String,
+        source: &Source,
+    ) -> Self {
+        AmqpConsumer {
+            transport,
+            consumer,
+            _channel: channel,
+            origin: queue,
+            dead_letter: source.dead_letter.clone(),
+            acks: Arc::new(Mutex::new(Acks {
+                outstanding: BTreeMap::new(),
+                unsent: 0,
+                threshold: (source.prefetch / 4).max(1),
+                closed: false,
+            })),
+        }
+    }
+
+    fn wrap(&self, mut delivery: lapin::message::Delivery) -> Delivery {
+        let payload = Bytes::from(std::mem::take(&mut delivery.data));
+        let message = wire::incoming(&delivery, &self.origin, payload.clone());
+        self.acks
+            .lock()
+            .outstanding
+            .insert(delivery.delivery_tag, None);
+        let acker = AmqpAcker {
+            transport: self.transport.clone(),
+            tag: delivery.delivery_tag,
+            acker: delivery.acker,
+            acks: Arc::clone(&self.acks),
+            properties: delivery.properties,
+            payload,
+            dead_letter: self.dead_letter.clone(),
+        };
+        Delivery::new(message, acker)
+    }
+}
+
+impl Consumer for AmqpConsumer {
+    async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
+        let next = match self.consumer.next().now_or_never() {
+            Some(next) => next,
+            None => {
+                // Nothing waiting: send what was acknowledged, so the broker can send more.
+                let taken = self.acks.lock().take();
+                if let Err(error) = send(taken).await {
+                    tracing::debug!(%error, "acknowledgements lost; those messages come again");
+                }
+                self.consumer.next().await
+            }
+        };
+        match next {
+            Some(Ok(delivery)) => Some(Ok(self.wrap(delivery))),
+            Some(Err(error)) => Some(Err(TransportError::Disconnected(error.to_string()))),
+            None => {
+                tracing::warn!(
+                    queue = self.origin,
+                    "the consumer was cancelled (queue deleted or channel closed)"
+                );
+                None
+            }
+        }
+    }
+}
+
+impl Drop for AmqpConsumer {
+    fn drop(&mut self) {
+        let mut acks = self.acks.lock();
+        acks.closed = true;
+        // The first poll queues the acks on the connection, ahead of the channel's close.
+        let _ = send(acks.take()).now_or_never();
+    }
+}
+
+/// Settles one RabbitMQ delivery.
+struct AmqpAcker {
+    transport: AmqpTransport,
+    tag: u64,
+    acker: lapin::Acker,
+    acks: SharedAcks,
+    properties: BasicProperties,
+    payload: Bytes,
+    dead_letter: String,
+}
+
+impl AmqpAcker {
+    async fn ack(self) -> Result<(), TransportError> {
+        let send = {
+            let mut acks = self.acks.lock();
+            if acks.outstanding.contains_key(&self.tag) {
+                acks.outstanding.insert(self.tag, Some(self.acker));
+                acks.unsent += 1;
+            }
+            (acks.closed || acks.unsent >= acks.threshold).then(|| acks.take())
+        };
+        match send {
+            Some(taken) => self::send(taken).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Acker for AmqpAcker {
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        Box::pin((*self).ack())
+    }
+
+    fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        Box::pin(async move {
+            self.acks.lock().outstanding.remove(&self.tag);
+            let options = BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            };
+            settled(self.acker.nack(options).await)
+        })
+    }
+
+    fn dead_letter(
+        self: Box<Self>,
+        headers: BTreeMap<String, String>,
+    ) -> BoxFuture<'static, Result<(), TransportError>> {
+        Box::pin(async move {
+            // Copy to the dead-letter queue first, acknowledge after: a failure in between
+            // leaves a duplicate, never a loss.
+            let routing_key = ShortString::try_new(self.dead_letter.as_str()).map_err(|_| {
+                TransportError::Rejected("the dead-letter queue name is too long".to_owned())
+            })?;
+            let raw = Raw {
+                exchange: String::new(),
+                routing_key,
+                payload: self.payload.clone(),
+                properties: wire::dead_letter_properties(&self.properties, &headers),
+            };
+            self.transport.publish_one(raw).await?;
+            self.ack().await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn acks(tags: &[u64]) -> Acks {
+        Acks {
+            outstanding: tags.iter().map(|&t| (t, None)).collect(),
+            unsent: 0,
+            threshold: 4,
+            closed: false,
+        }
+    }
+
+    fn ack(state: &mut Acks, tag: u64) {
+        let d = lapin::message::Delivery::mock(tag, "".into(), "".into(), false, Vec::new());
+        state.outstanding.insert(tag, Some(d.acker));
+        state.unsent += 1;
+    }
+
+    #[test]
+    fn a_run_stops_at_the_first_unsettled_delivery_and_the_rest_go_one_by_one() {
+        let mut state = acks(&[1, 2, 3, 4, 5]);
+        ack(&mut state, 2);
+        ack(&mut state, 3);
+        let (run, single) = state.take();
+        assert!(run.is_none(), "1 is still held");
+        assert_eq!(single.len(), 2);
+        let left: BTreeSet<u64> = state.outstanding.keys().copied().collect();
+        assert_eq!(left, BTreeSet::from([1, 4, 5]));
+        ack(&mut state, 1);
+        ack(&mut state, 5);
+        let (run, single) = state.take();
+        assert!(run.is_some(), "1 alone is a run");
+        assert_eq!(single.len(), 1, "5 is after the gap at 4");
+        let left: BTreeSet<u64> = state.outstanding.keys().copied().collect();
+        assert_eq!(left, BTreeSet::from([4]));
+        assert_eq!(state.unsent, 0);
+        let (run, single) = state.take();
+        assert!(
+            run.is_none() && single.is_empty(),
+            "nothing was acknowledged"
+        );
+    }
+}
