@@ -173,7 +173,7 @@ async fn twenty_thousand_events_survive_two_forced_closes_and_a_broker_restart()
     .await;
     consuming.abort();
 
-    let seen = seen.lock();
+    let seen = std::mem::take(&mut *seen.lock());
     let lost = confirmed
         .lock()
         .iter()

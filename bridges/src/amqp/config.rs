@@ -188,9 +188,7 @@ mod tests {
 
     #[test]
     fn a_bad_url_is_an_error_without_its_password() {
-        let error = BrokerUrl::parse("amqp://guest:hunter2@host:notaport/")
-            .err()
-            .expect("invalid");
+        let error = BrokerUrl::parse("amqp://guest:hunter2@host:notaport/").expect_err("invalid");
         let text = error.to_string();
         assert!(text.contains("amqp://guest:***@host:notaport/"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");

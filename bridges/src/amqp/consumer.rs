@@ -216,8 +216,8 @@ impl AmqpAcker {
     async fn ack(self) -> Result<(), TransportError> {
         let send = {
             let mut acks = self.acks.lock();
-            if acks.outstanding.contains_key(&self.tag) {
-                acks.outstanding.insert(self.tag, Some(self.acker));
+            if let Some(slot) = acks.outstanding.get_mut(&self.tag) {
+                *slot = Some(self.acker);
                 acks.unsent += 1;
             }
             (acks.closed || acks.unsent >= acks.threshold).then(|| acks.take())
