@@ -140,6 +140,90 @@ pub mod rabbit {
         let _ = transport.delete_exchange(&source.name).await;
     }
 
+    /// What a [`Proxy`] does with traffic.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Mode {
+        /// Forwards both ways.
+        Pass,
+        /// Holds every open connection silent (a dead peer that never closes); forwards new
+        /// ones.
+        Freeze,
+        /// Closes every connection and refuses new ones (a broker that is down).
+        Down,
+    }
+
+    /// A TCP proxy on loopback in front of the broker, to cut or silence connections.
+    pub struct Proxy {
+        /// The local port.
+        pub port: u16,
+        mode: tokio::sync::watch::Sender<(Mode, u64)>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Proxy {
+        /// Starts forwarding to the broker on 127.0.0.1:5672.
+        pub async fn start() -> Proxy {
+            use tokio::net::{TcpListener, TcpStream};
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let (mode, watch) = tokio::sync::watch::channel((Mode::Pass, 0));
+            let task = tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let (now, epoch) = *watch.borrow();
+                    if now == Mode::Down {
+                        continue;
+                    }
+                    let Ok(broker) = TcpStream::connect("127.0.0.1:5672").await else {
+                        continue;
+                    };
+                    tokio::spawn(pipe(client, broker, watch.clone(), epoch));
+                }
+            });
+            Proxy { port, mode, task }
+        }
+
+        /// `amqp://guest:guest@127.0.0.1:{port}/%2f`.
+        pub fn url(&self) -> String {
+            format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+        }
+
+        /// Switches mode; `Freeze` and `Down` apply to the connections open now.
+        pub fn set(&self, mode: Mode) {
+            self.mode.send_modify(|(m, epoch)| {
+                *m = mode;
+                *epoch += 1;
+            });
+        }
+    }
+
+    impl Drop for Proxy {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    /// Copies both ways until the mode changes after `epoch`: then closes (`Down`) or goes
+    /// silent holding the sockets (`Freeze`).
+    async fn pipe(
+        mut client: tokio::net::TcpStream,
+        mut broker: tokio::net::TcpStream,
+        mut watch: tokio::sync::watch::Receiver<(Mode, u64)>,
+        epoch: u64,
+    ) {
+        let changed = watch.wait_for(|(mode, e)| *e > epoch && *mode != Mode::Pass);
+        let mode = tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut client, &mut broker) => return,
+            changed = changed => match changed {
+                Ok(state) => state.0,
+                Err(_) => return,
+            },
+        };
+        if mode == Mode::Freeze {
+            // Hold both sockets open and silent until the proxy goes.
+            let _ = watch.wait_for(|_| false).await;
+        }
+    }
+
     /// A new name no other run uses.
     pub fn unique(prefix: &str) -> String {
         format!("tidings-{prefix}-{:016x}", fastrand::u64(..))

@@ -473,3 +473,101 @@ async fn cumulative_acks_settle_exactly_what_was_acknowledged() {
     drop(consumer);
     cleanup(&t, &source).await;
 }
+
+#[tokio::test]
+async fn heartbeats_notice_a_silent_broker_and_the_transport_reconnects() {
+    use tidings_tests::rabbit::{Mode, Proxy};
+    let proxy = Proxy::start().await;
+    let t = AmqpTransport::builder(&proxy.url())
+        .heartbeat(Duration::from_secs(1))
+        .connect()
+        .await
+        .expect("through the proxy");
+    let mut events = t.events();
+    // The connection stays open but nothing crosses it any more: only heartbeats tell.
+    proxy.set(Mode::Freeze);
+    let lost = within("the heartbeat timeout", events.recv())
+        .await
+        .expect("event");
+    assert!(
+        matches!(lost, ConnectionEvent::Disconnected { .. }),
+        "{lost:?}"
+    );
+    proxy.set(Mode::Pass);
+    let back = within("a reconnect", events.recv()).await.expect("event");
+    assert!(
+        matches!(back, ConnectionEvent::Connected { .. }),
+        "{back:?}"
+    );
+    let source = Source::new(unique("heartbeat"));
+    t.declare(&source).await.expect("declare");
+    publish_ok(&t, &source.name, vec![ping(1)]).await;
+    cleanup(&t, &source).await;
+}
+
+#[tokio::test]
+async fn publishes_wait_for_the_broker_within_the_buffer_bound() {
+    use tidings_tests::rabbit::{Mode, Proxy};
+    let proxy = Proxy::start().await;
+    let t = AmqpTransport::builder(&proxy.url())
+        .buffer(5)
+        .reconnect(tidings::bridge::Backoff::Fixed(Duration::from_millis(50)))
+        .connect()
+        .await
+        .expect("through the proxy");
+    let source = Source::new(unique("buffered"));
+    t.declare(&source).await.expect("declare");
+    let mut events = t.events();
+    proxy.set(Mode::Down);
+    let lost = within("the disconnect", events.recv())
+        .await
+        .expect("event");
+    assert!(
+        matches!(lost, ConnectionEvent::Disconnected { .. }),
+        "{lost:?}"
+    );
+    assert!(!t.is_connected());
+
+    // Three wait for the connection...
+    let waiting = {
+        let (t, name) = (t.clone(), source.name.clone());
+        tokio::spawn(async move { publish_ok(&t, &name, (0..3).map(ping).collect()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the publish waits for the broker");
+    // ...ten more would exceed the bound of five: refused at once, retryable.
+    let over: Vec<Outgoing> = (3..13)
+        .map(|seq| Outgoing {
+            destination: source.name.clone(),
+            envelope: ping(seq),
+        })
+        .collect();
+    let refused = t.publish(&over).await;
+    assert!(
+        refused
+            .iter()
+            .all(|r| matches!(r, Err(e @ TransportError::Disconnected(_)) if e.is_retryable())),
+        "{refused:?}"
+    );
+    proxy.set(Mode::Pass);
+    within("the waiting publishes", waiting)
+        .await
+        .expect("confirmed after the reconnect");
+    let mut consumer = t.consume(&source).await.expect("consume");
+    let mut got = std::collections::BTreeSet::new();
+    while got.len() < 3 {
+        let d = within("a delivery", consumer.next())
+            .await
+            .expect("open")
+            .expect("ok");
+        got.insert(
+            serde_json::from_slice::<Ping>(&d.message.payload)
+                .expect("ping")
+                .seq,
+        );
+        d.ack().await.expect("ack");
+    }
+    assert_eq!(got, (0..3).collect());
+    drop(consumer);
+    cleanup(&t, &source).await;
+}
