@@ -89,7 +89,7 @@ async fn an_exchange_without_bindings_returns_the_message_as_unroutable() {
 }
 
 #[tokio::test]
-async fn over_long_names_are_refused_without_a_panic() {
+async fn over_long_names_and_oversized_payloads_are_refused_without_a_panic() {
     let t = connect(&unique("conn")).await;
     let source = Source::new(unique("long"));
     t.declare(&source).await.expect("declare");
@@ -118,6 +118,16 @@ async fn over_long_names_are_refused_without_a_panic() {
         "{results:?}"
     );
     assert!(results[2].is_ok(), "{results:?}");
+    let small = AmqpTransport::builder(URL)
+        .max_message_size(16)
+        .connect()
+        .await
+        .expect("connect");
+    let results = small.publish(&batch[2..]).await;
+    assert!(
+        matches!(&results[..], [Err(TransportError::Rejected(m))] if m.contains("limit is 16")),
+        "{results:?}"
+    );
     let too_long = t.delete_queue(&"q".repeat(300)).await;
     assert!(
         matches!(too_long, Err(AmqpError::NameTooLong(_))),

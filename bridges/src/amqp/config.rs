@@ -141,6 +141,7 @@ pub(crate) struct Config {
     pub(crate) confirm_window: usize,
     pub(crate) buffer: usize,
     pub(crate) publish_timeout: Duration,
+    pub(crate) max_message: usize,
     pub(crate) tls: Tls,
     pub(crate) queue_args: QueueArgs,
 }
@@ -159,6 +160,8 @@ impl Config {
             confirm_window: 256,
             buffer: 10_000,
             publish_timeout: Duration::from_secs(30),
+            // RabbitMQ's default `max_message_size`.
+            max_message: 128 << 20,
             tls: Tls::default(),
             queue_args: QueueArgs::default(),
         }

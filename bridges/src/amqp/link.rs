@@ -75,6 +75,11 @@ impl Live {
         }
     }
 
+    /// Forgets that `exchange` exists (it was deleted).
+    pub(crate) fn forget_exchange(&self, exchange: &str) {
+        self.exchanges.lock().remove(exchange);
+    }
+
     /// Whether `exchange` exists, asked at most once per connection. `Ok(false)` means the
     /// broker said it does not.
     pub(crate) async fn exchange_exists(&self, exchange: &str) -> Result<bool, lapin::Error> {
@@ -384,9 +389,18 @@ pub(crate) async fn supervise(shared: Arc<Shared>) {
         if let Some(live) = shared.current() {
             let reason = tokio::select! {
                 reason = watch_until_broken(&shared, &live) => reason,
-                () = shared.stop.notified() => break,
+                () = shared.stop.notified() => {
+                    // Closed or dropped: close the connection if `close` did not.
+                    if shared.link.send_replace(None).is_some() {
+                        close_connection(&live.connection, 200, "OK").await;
+                    }
+                    return;
+                }
             };
             shared.link.send_replace(None);
+            if shared.is_stopped() {
+                return;
+            }
             shared.emit(ConnectionEvent::Disconnected {
                 url: live.url.clone(),
                 reason,
@@ -400,6 +414,10 @@ pub(crate) async fn supervise(shared: Arc<Shared>) {
             }
             generation += 1;
             match connect_round(&shared, generation).await {
+                Ok(live) if shared.is_stopped() => {
+                    close_connection(&live.connection, 200, "OK").await;
+                    return;
+                }
                 Ok(live) => {
                     shared.connects.fetch_add(1, Ordering::Relaxed);
                     shared.emit(ConnectionEvent::Connected {

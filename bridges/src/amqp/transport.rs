@@ -98,6 +98,13 @@ impl AmqpBuilder {
         self.with(|c| c.publish_timeout = timeout)
     }
 
+    /// Payloads larger than this are refused with [`TransportError::Rejected`] instead of
+    /// being sent (default 128 MiB, RabbitMQ's default `max_message_size`): the broker would
+    /// close the publishing channel over them.
+    pub fn max_message_size(self, bytes: usize) -> Self {
+        self.with(|c| c.max_message = bytes)
+    }
+
     /// TLS settings for `amqps://` URLs.
     pub fn tls(self, tls: Tls) -> Self {
         self.with(|c| c.tls = tls)
@@ -238,13 +245,17 @@ impl AmqpTransport {
     /// # Errors
     /// Without a connection, or when the broker refuses.
     pub async fn delete_exchange(&self, name: &str) -> Result<(), AmqpError> {
-        let name = short(name)?;
+        let exchange = short(name)?;
         self.on_own_channel(|channel| async move {
             channel
-                .exchange_delete(name, ExchangeDeleteOptions::default())
+                .exchange_delete(exchange, ExchangeDeleteOptions::default())
                 .await
         })
-        .await
+        .await?;
+        if let Some(live) = self.shared().current() {
+            live.forget_exchange(name);
+        }
+        Ok(())
     }
 
     /// Runs `operation` on a channel of its own (a refusal closes only that channel).
@@ -400,8 +411,15 @@ impl AmqpTransport {
         drained
     }
 
-    fn raw(out: &Outgoing) -> Result<Raw, TransportError> {
+    fn raw(&self, out: &Outgoing) -> Result<Raw, TransportError> {
         let envelope = &out.envelope;
+        let limit = self.shared().config.max_message;
+        if envelope.payload.len() > limit {
+            return Err(TransportError::Rejected(format!(
+                "the payload is {} bytes; the limit is {limit}",
+                envelope.payload.len()
+            )));
+        }
         if ShortString::try_new(out.destination.as_str()).is_err() {
             return Err(TransportError::Rejected(format!(
                 "the exchange name is {} bytes; AMQP allows 255",
@@ -475,7 +493,7 @@ impl Transport for AmqpTransport {
         let mut raws = Vec::with_capacity(batch.len());
         let mut slots = Vec::with_capacity(batch.len());
         for (i, out) in batch.iter().enumerate() {
-            match Self::raw(out) {
+            match self.raw(out) {
                 Ok(raw) => {
                     raws.push(raw);
                     slots.push(i);
