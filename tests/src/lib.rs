@@ -110,8 +110,8 @@ pub mod rabbit {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Forcibly closes the broker's connections named `name`; returns how many.
-    pub async fn close_connections(name: &str) -> usize {
+    /// The broker's ids of the connections named `name`.
+    pub async fn connections_named(name: &str) -> Vec<String> {
         let listing = rabbitmqctl(&[
             "list_connections",
             "pid",
@@ -121,15 +121,20 @@ pub mod rabbit {
         ])
         .await;
         let needle = format!("{{\"connection_name\",\"{name}\"}}");
-        let mut closed = 0;
-        for line in listing.lines().filter(|l| l.contains(&needle)) {
-            let Some((connection, _)) = line.split_once('\t') else {
-                continue;
-            };
-            rabbitmqctl(&["close_connection", connection, "test outage"]).await;
-            closed += 1;
+        listing
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .filter_map(|l| l.split_once('\t').map(|(pid, _)| pid.to_owned()))
+            .collect()
+    }
+
+    /// Forcibly closes the broker's connections named `name`; returns how many.
+    pub async fn close_connections(name: &str) -> usize {
+        let connections = connections_named(name).await;
+        for pid in &connections {
+            rabbitmqctl(&["close_connection", pid, "test outage"]).await;
         }
-        closed
+        connections.len()
     }
 
     /// Deletes what `declare(source)` created, and the source's dead-letter queue.

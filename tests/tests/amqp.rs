@@ -581,3 +581,21 @@ async fn publishes_wait_for_the_broker_within_the_buffer_bound() {
     drop(consumer);
     cleanup(&t, &source).await;
 }
+
+#[tokio::test]
+async fn the_connection_closes_when_the_last_handle_goes() {
+    use tidings_tests::rabbit::connections_named;
+    let name = unique("conn");
+    let t = connect(&name).await;
+    let clone = t.clone();
+    assert_eq!(connections_named(&name).await.len(), 1);
+    drop(t);
+    assert_eq!(connections_named(&name).await.len(), 1, "a clone still holds it");
+    drop(clone);
+    within("the connection to close", async {
+        while !connections_named(&name).await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
