@@ -10,12 +10,12 @@
 //! | envelope | CloudEvents | AMQP 0-9-1 (RabbitMQ) | Kafka | Redis stream field |
 //! |---|---|---|---|---|
 //! | `id` | `id` | `message_id` property | header `ce_id` | `ce_id` |
-//! | `name` | `type` | `type` property | header `ce_type` | `ce_type` |
+//! | `name` | `type` | `type` property and routing key | header `ce_type` | `ce_type` |
 //! | `source` | `source` | header `cloudEvents:source` | header `ce_source` | `ce_source` |
 //! | `time` | `time` | `timestamp` property (seconds) and header `cloudEvents:time` (RFC 3339) | header `ce_time`, record timestamp | `ce_time` |
 //! | `content_type` | `datacontenttype` | `content_type` property | header `content-type` | `content-type` |
 //! | — | `specversion` | header `cloudEvents:specversion` = `1.0` | header `ce_specversion` = `1.0` | `ce_specversion` |
-//! | `key` | (extension `partitionkey`) | routing key | record key | `ce_partitionkey` |
+//! | `key` | (extension `partitionkey`) | header `cloudEvents:partitionkey` | record key | `ce_partitionkey` |
 //! | `headers` | extensions | headers | headers | fields |
 //! | `payload` | `data` | body | value | `data` |
 //!

@@ -166,7 +166,10 @@ impl Delivery {
         }
     }
 
-    /// Acknowledges it.
+    /// Acknowledges it. A transport may send acknowledgements in batches (the RabbitMQ
+    /// transport does): `Ok` then means the acknowledgement was taken, and if the connection
+    /// fails before the broker has it, the message is delivered again, as for any
+    /// acknowledgement lost in flight.
     ///
     /// # Errors
     /// When the transport could not settle it; it will then be delivered again.
