@@ -141,10 +141,7 @@ async fn a_queue_deleted_under_an_inbound_bridge_is_survived() {
     let t = connect(&unique("conn")).await;
     let source = Source::new(unique("deleted"));
     t.declare(&source).await.expect("declare");
-    let bus = Bus::<Events>::new();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let s = Arc::clone(&seen);
-    bus.on(move |p: &Ping| s.lock().push(p.seq));
+    let (bus, seen) = recording_bus();
     let inbound = Inbound::builder(&bus, t.clone(), source.clone()).build();
     publish_ok(&t, &source.name, vec![ping(1)]).await;
     wait_until("the first message", || seen.lock().contains(&1)).await;
@@ -167,6 +164,15 @@ async fn a_queue_deleted_under_an_inbound_bridge_is_survived() {
     .await;
     inbound.shutdown(WAIT).await;
     cleanup(&t, &source).await;
+}
+
+/// A bus that records the sequence number of every `Ping` it sees.
+fn recording_bus() -> (Bus<Events>, Arc<Mutex<Vec<u64>>>) {
+    let bus = Bus::<Events>::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    bus.on(move |p: &Ping| s.lock().push(p.seq));
+    (bus, seen)
 }
 
 fn rabbit_queue(source: &Source) -> String {
@@ -423,10 +429,7 @@ async fn a_foreign_message_with_no_properties_reaches_the_bus_of_its_bound_type(
     let t = connect(&unique("conn")).await;
     let source = Source::new(unique("untyped"));
     t.declare(&source).await.expect("declare");
-    let bus = Bus::<Events>::new();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let s = Arc::clone(&seen);
-    bus.on(move |p: &Ping| s.lock().push(p.seq));
+    let (bus, seen) = recording_bus();
     let inbound = Inbound::builder(&bus, t.clone(), source.clone())
         .bind::<Ping>()
         .build();
@@ -590,7 +593,11 @@ async fn the_connection_closes_when_the_last_handle_goes() {
     let clone = t.clone();
     assert_eq!(connections_named(&name).await.len(), 1);
     drop(t);
-    assert_eq!(connections_named(&name).await.len(), 1, "a clone still holds it");
+    assert_eq!(
+        connections_named(&name).await.len(),
+        1,
+        "a clone still holds it"
+    );
     drop(clone);
     within("the connection to close", async {
         while !connections_named(&name).await.is_empty() {

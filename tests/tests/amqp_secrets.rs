@@ -3,28 +3,11 @@
 //! (feature `amqp`). This binary holds one test: it installs the global log subscriber.
 #![cfg(feature = "amqp")]
 
-use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tidings_bridges::amqp::{AmqpTransport, ConnectionEvent};
 use tidings_tests::rabbit::{close_connections, rabbitmqctl, unique};
-
-/// Every log line, kept.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use tidings_tests::Captured;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passwords_never_reach_logs_or_errors() {
@@ -73,7 +56,7 @@ async fn passwords_never_reach_logs_or_errors() {
         .expect_err("a bad port");
     rabbitmqctl(&["delete_user", &user]).await;
 
-    let text = String::from_utf8_lossy(&logs.0.lock()).into_owned();
+    let text = logs.text();
     assert!(
         text.contains("connected to RabbitMQ"),
         "the logs were captured"

@@ -1,25 +1,10 @@
 //! `max_listeners`: one warning per event when it has more listeners than the limit, counting
 //! every kind of listener.
 
-use std::io::Write;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use tidings::{Bus, EventRef};
-use tidings_tests::{Events, Tick, UserCreated};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use tidings_tests::{Captured, Events, Tick, UserCreated};
 
 #[test]
 fn warns_once_per_event_past_the_limit_counting_async_listeners() {
@@ -38,13 +23,13 @@ fn warns_once_per_event_past_the_limit_counting_async_listeners() {
             let bus = Bus::<Events>::builder().max_listeners(2).build();
             bus.on(|_: &Tick| {});
             let _stream = bus.subscribe::<Tick>();
-            assert!(log.0.lock().is_empty(), "two is within the limit");
+            assert!(log.text().is_empty(), "two is within the limit");
             bus.on_async(|_: Arc<Tick>| async {});
             bus.on_pattern("#", |_: EventRef<'_, Events>| {}).unwrap();
             bus.on(|_: &UserCreated| {});
         });
     });
-    let text = String::from_utf8(log.0.lock().clone()).unwrap();
+    let text = log.text();
     let warnings: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("possible listener leak"))
