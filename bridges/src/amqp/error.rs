@@ -26,10 +26,11 @@ pub enum AmqpError {
         /// The last failure.
         last_error: String,
     },
-    /// The broker refused a declaration (an exchange or queue exists with other settings).
-    #[error("declaring {what} failed: {reason}")]
+    /// The broker refused a declaration or deletion (an exchange or queue exists with other
+    /// settings, say).
+    #[error("{what} failed: {reason}")]
     Topology {
-        /// What was declared.
+        /// What was attempted.
         what: String,
         /// The broker's reason.
         reason: String,
@@ -49,6 +50,14 @@ pub enum AmqpError {
     /// The transport failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
+}
+
+/// Maps a broker's refusal of `what` to [`AmqpError::Topology`].
+pub(crate) fn refused(what: String) -> impl FnOnce(lapin::Error) -> AmqpError {
+    move |error| AmqpError::Topology {
+        what,
+        reason: error.to_string(),
+    }
 }
 
 /// `name` as an AMQP short string, or an error naming it.

@@ -11,6 +11,7 @@
 //! so that topology, consumers and unconfirmed publishes are restored in a known order.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use lapin::options::ExchangeDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use parking_lot::Mutex;
+use tidings::bridge::TransportError;
 use tokio::sync::{broadcast, watch, Notify, Semaphore};
 use tokio::time::Instant;
 
@@ -220,17 +222,33 @@ impl Shared {
             let mut recorded = self.topology.lock();
             *recorded = std::mem::take(&mut *recorded).merge(topology);
         }
-        let deadline = Instant::now() + self.config.publish_timeout;
-        let Some(live) = self.live(deadline, 0, 0).await else {
+        let declared = self
+            .on_own_channel(|channel| async move { topology.declare(&channel).await })
+            .await;
+        match declared {
             // Recorded: declared as soon as a connection comes.
-            return Ok(());
-        };
+            Err(AmqpError::Transport(TransportError::Disconnected(_))) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Runs `operation` on a channel of its own, so that a refusal closes only that channel.
+    pub(crate) async fn on_own_channel<T, F, Fut>(&self, operation: F) -> Result<T, AmqpError>
+    where
+        F: FnOnce(Channel) -> Fut,
+        Fut: Future<Output = Result<T, AmqpError>>,
+    {
+        let deadline = Instant::now() + self.config.publish_timeout;
+        let live = self
+            .live(deadline, 0, 0)
+            .await
+            .ok_or_else(|| TransportError::Disconnected("no connection to RabbitMQ".to_owned()))?;
         let channel = live
             .connection
             .create_channel()
             .await
-            .map_err(|e| topology_error("a channel", &e))?;
-        let result = topology.declare(&channel).await;
+            .map_err(|e| TransportError::Disconnected(e.to_string()))?;
+        let result = operation(channel.clone()).await;
         close_channel(&channel).await;
         result
     }
@@ -238,13 +256,6 @@ impl Shared {
     pub(crate) fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
         self.stop.notify_one();
-    }
-}
-
-fn topology_error(what: &str, error: &lapin::Error) -> AmqpError {
-    AmqpError::Topology {
-        what: what.to_owned(),
-        reason: error.to_string(),
     }
 }
 

@@ -22,7 +22,7 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
 
-use super::error::{short, AmqpError};
+use super::error::{refused, short, AmqpError};
 
 /// An exchange to declare.
 #[derive(Debug, Clone, PartialEq)]
@@ -338,12 +338,6 @@ impl Topology {
     /// Declares everything on `channel`. A refusal closes the channel, so use one for this
     /// alone.
     pub(crate) async fn declare(&self, channel: &Channel) -> Result<(), AmqpError> {
-        let refused = |what: String| {
-            move |error: lapin::Error| AmqpError::Topology {
-                what,
-                reason: error.to_string(),
-            }
-        };
         for exchange in &self.exchanges {
             let options = ExchangeDeclareOptions {
                 durable: exchange.durable,
@@ -357,7 +351,7 @@ impl Topology {
                     FieldTable::default(),
                 )
                 .await
-                .map_err(refused(format!("exchange `{}`", exchange.name)))?;
+                .map_err(refused(format!("declaring exchange `{}`", exchange.name)))?;
         }
         for queue in &self.queues {
             let options = QueueDeclareOptions {
@@ -369,7 +363,7 @@ impl Topology {
             channel
                 .queue_declare(short(&queue.name)?, options, queue.args.to_table())
                 .await
-                .map_err(refused(format!("queue `{}`", queue.name)))?;
+                .map_err(refused(format!("declaring queue `{}`", queue.name)))?;
         }
         for b in &self.bindings {
             channel
@@ -382,7 +376,7 @@ impl Topology {
                 )
                 .await
                 .map_err(refused(format!(
-                    "binding of `{}` to `{}` for `{}`",
+                    "binding `{}` to `{}` for `{}`",
                     b.queue, b.exchange, b.pattern
                 )))?;
         }

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::config::{BrokerUrl, Config, Tls};
 use super::consumer::AmqpConsumer;
-use super::error::{short, AmqpError};
+use super::error::{refused, short, AmqpError};
 use super::link::{self, ConnectionEvent, Live, Shared};
 use super::topology::{Exchange, Queue, QueueArgs, Topology};
 use super::wire;
@@ -231,13 +231,16 @@ impl AmqpTransport {
     /// # Errors
     /// Without a connection, or when the broker refuses.
     pub async fn delete_queue(&self, name: &str) -> Result<u32, AmqpError> {
-        let name = short(name)?;
-        self.on_own_channel(|channel| async move {
-            channel
-                .queue_delete(name, QueueDeleteOptions::default())
-                .await
-        })
-        .await
+        let queue = short(name)?;
+        self.shared()
+            .on_own_channel(|channel| async move {
+                let options = QueueDeleteOptions::default();
+                channel
+                    .queue_delete(queue, options)
+                    .await
+                    .map_err(refused(format!("deleting queue `{name}`")))
+            })
+            .await
     }
 
     /// Deletes the exchange `name` (amqplib's `deleteExchange`).
@@ -246,41 +249,19 @@ impl AmqpTransport {
     /// Without a connection, or when the broker refuses.
     pub async fn delete_exchange(&self, name: &str) -> Result<(), AmqpError> {
         let exchange = short(name)?;
-        self.on_own_channel(|channel| async move {
-            channel
-                .exchange_delete(exchange, ExchangeDeleteOptions::default())
-                .await
-        })
-        .await?;
+        self.shared()
+            .on_own_channel(|channel| async move {
+                let options = ExchangeDeleteOptions::default();
+                channel
+                    .exchange_delete(exchange, options)
+                    .await
+                    .map_err(refused(format!("deleting exchange `{name}`")))
+            })
+            .await?;
         if let Some(live) = self.shared().current() {
             live.forget_exchange(name);
         }
         Ok(())
-    }
-
-    /// Runs `operation` on a channel of its own (a refusal closes only that channel).
-    async fn on_own_channel<T, F, Fut>(&self, operation: F) -> Result<T, AmqpError>
-    where
-        F: FnOnce(lapin::Channel) -> Fut,
-        Fut: std::future::Future<Output = Result<T, lapin::Error>>,
-    {
-        let shared = self.shared();
-        let deadline = Instant::now() + shared.config.publish_timeout;
-        let live = shared
-            .live(deadline, 0, 0)
-            .await
-            .ok_or_else(|| TransportError::Disconnected("no connection to RabbitMQ".to_owned()))?;
-        let refused = |e: lapin::Error| AmqpError::Topology {
-            what: "a channel".to_owned(),
-            reason: e.to_string(),
-        };
-        let channel = live.connection.create_channel().await.map_err(refused)?;
-        let result = operation(channel.clone()).await;
-        link::close_channel(&channel).await;
-        result.map_err(|e| AmqpError::Topology {
-            what: "a deletion".to_owned(),
-            reason: e.to_string(),
-        })
     }
 
     /// Publishes `payload` to `exchange` with `routing_key` and `properties`, and waits for
