@@ -256,7 +256,7 @@ impl Acker for AmqpAcker {
                 TransportError::Rejected("the dead-letter queue name is too long".to_owned())
             })?;
             let raw = Raw {
-                exchange: String::new(),
+                exchange: "".into(),
                 routing_key,
                 payload: self.payload.clone(),
                 properties: wire::dead_letter_properties(&self.properties, &headers),

@@ -368,7 +368,7 @@ where
         }
     };
     let reply = Raw {
-        exchange: String::new(),
+        exchange: "".into(),
         routing_key: reply_to,
         payload,
         properties,

@@ -170,7 +170,7 @@ impl std::fmt::Debug for AmqpTransport {
 
 /// A message ready to go out.
 pub(crate) struct Raw {
-    pub(crate) exchange: String,
+    pub(crate) exchange: ShortString,
     pub(crate) routing_key: ShortString,
     pub(crate) payload: Bytes,
     pub(crate) properties: BasicProperties,
@@ -320,10 +320,10 @@ impl AmqpTransport {
             VecDeque::new();
         for &i in pending {
             let raw = &batch[i];
-            match live.exchange_exists(&raw.exchange).await {
+            match live.exchange_exists(raw.exchange.as_str()).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    results[i] = Some(Err(TransportError::Unroutable(raw.exchange.clone())));
+                    results[i] = Some(Err(TransportError::Unroutable(raw.exchange.to_string())));
                     continue;
                 }
                 Err(_) => {
@@ -349,14 +349,10 @@ impl AmqpTransport {
                 mandatory: true,
                 immediate: false,
             };
-            // The exchange name was checked by `exchange_exists` (it refuses long names).
-            let Ok(exchange) = short(&raw.exchange) else {
-                continue;
-            };
             let sent = live
                 .publisher
                 .basic_publish(
-                    exchange,
+                    raw.exchange.clone(),
                     raw.routing_key.clone(),
                     options,
                     &raw.payload,
@@ -401,17 +397,17 @@ impl AmqpTransport {
                 envelope.payload.len()
             )));
         }
-        if ShortString::try_new(out.destination.as_str()).is_err() {
-            return Err(TransportError::Rejected(format!(
+        let exchange = ShortString::try_new(out.destination.as_str()).map_err(|_| {
+            TransportError::Rejected(format!(
                 "the exchange name is {} bytes; AMQP allows 255",
                 out.destination.len()
-            )));
-        }
+            ))
+        })?;
         let routing_key = ShortString::try_new(wire::routing_key(envelope)).map_err(|_| {
             TransportError::Rejected("the routing key is longer than 255 bytes".to_owned())
         })?;
         Ok(Raw {
-            exchange: out.destination.clone(),
+            exchange,
             routing_key,
             payload: envelope.payload.clone(),
             properties: wire::properties(envelope)?,
