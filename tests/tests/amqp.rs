@@ -606,3 +606,84 @@ async fn the_connection_closes_when_the_last_handle_goes() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn fanout_direct_and_headers_exchanges_route_as_declared() {
+    let t = connect(&unique("conn")).await;
+    let (fan, direct, headers) = (unique("fan"), unique("direct"), unique("headers"));
+    let (q1, q2, q3) = (unique("q1"), unique("q2"), unique("q3"));
+    let topology = Topology::new()
+        .exchange(Exchange::fanout(fan.clone()))
+        .exchange(Exchange::direct(direct.clone()))
+        .exchange(Exchange::headers(headers.clone()))
+        .queue(Queue::durable(q1.clone()))
+        .queue(Queue::durable(q2.clone()))
+        .queue(Queue::durable(q3.clone()))
+        .bind(q1.clone(), fan.clone(), "")
+        .bind(q2.clone(), fan.clone(), "")
+        // Direct: only the exact routing key, which is the event name.
+        .bind(q1.clone(), direct.clone(), "conformance.ping")
+        .bind_headers(q3.clone(), headers.clone(), [("kind", "invoice")], true);
+    t.declare_topology(&topology).await.expect("declare");
+    let send = |exchange: &str, envelope: Envelope| {
+        let out = Outgoing {
+            destination: exchange.to_owned(),
+            envelope,
+        };
+        let t = t.clone();
+        async move { t.publish(&[out]).await.remove(0) }
+    };
+    send(&fan, ping(1)).await.expect("fanout");
+    send(&direct, ping(2)).await.expect("direct");
+    let mut other = ping(3);
+    other.name = "other.event".into();
+    let unrouted = send(&direct, other).await;
+    assert!(matches!(unrouted, Err(TransportError::Unroutable(_))), "{unrouted:?}");
+    send(&headers, ping(4).with_header("kind", "invoice"))
+        .await
+        .expect("headers match");
+    let unrouted = send(&headers, ping(5).with_header("kind", "refund")).await;
+    assert!(matches!(unrouted, Err(TransportError::Unroutable(_))), "{unrouted:?}");
+
+    let mut seqs = Vec::new();
+    for (queue, count) in [(&q1, 2), (&q2, 1), (&q3, 1)] {
+        let mut consumer = t.consume(&Source::new(queue.clone())).await.expect("consume");
+        let mut got = Vec::new();
+        for _ in 0..count {
+            let d = within("a delivery", consumer.next()).await.expect("open").expect("ok");
+            got.push(serde_json::from_slice::<Ping>(&d.message.payload).expect("ping").seq);
+            d.ack().await.expect("ack");
+        }
+        got.sort_unstable();
+        seqs.push(got);
+    }
+    assert_eq!(seqs, [vec![1, 2], vec![1], vec![4]]);
+    for q in [q1, q2, q3] {
+        t.delete_queue(&q).await.expect("delete");
+    }
+    for e in [fan, direct, headers] {
+        t.delete_exchange(&e).await.expect("delete");
+    }
+}
+
+#[tokio::test]
+async fn an_orderly_shutdown_leaves_nothing_to_deliver_again() {
+    let name = unique("conn");
+    let t = connect(&name).await;
+    let source = Source::new(unique("shutdown")).prefetch(100);
+    t.declare(&source).await.expect("declare");
+    let (bus, seen) = recording_bus();
+    let inbound = Inbound::builder(&bus, t.clone(), source.clone()).build();
+    publish_ok(&t, &source.name, (0..250).map(ping).collect()).await;
+    wait_until("every message handled", || seen.lock().len() >= 250).await;
+    assert!(inbound.shutdown(WAIT).await, "the inbound bridge finished in time");
+    assert!(t.close(WAIT).await, "nothing awaited a confirm");
+    drop(t);
+    // Every acknowledgement reached the broker before the connection closed.
+    let after = connect(&unique("conn")).await;
+    let mut consumer = after.consume(&source).await.expect("consume");
+    let again = tokio::time::timeout(Duration::from_millis(500), consumer.next()).await;
+    assert!(again.is_err(), "a handled message came again: {again:?}");
+    drop(consumer);
+    cleanup(&after, &source).await;
+}

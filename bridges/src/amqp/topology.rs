@@ -16,6 +16,7 @@
 //! assert_eq!(topology.queues().count(), 2);
 //! ```
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
@@ -74,6 +75,10 @@ impl Exchange {
     }
 }
 
+fn long(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
+}
+
 /// Queue arguments: type, limits and dead-lettering.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct QueueArgs {
@@ -98,7 +103,6 @@ impl QueueArgs {
 
     fn to_table(&self) -> FieldTable {
         let mut table = FieldTable::default();
-        let long = |s: &str| AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()));
         if self.quorum {
             table.insert("x-queue-type".into(), long("quorum"));
         }
@@ -232,6 +236,8 @@ pub struct Binding {
     pub exchange: String,
     /// The routing key or pattern (`#` for everything on a topic exchange).
     pub pattern: String,
+    /// For a headers exchange: the headers to match, and `x-match` (`all` or `any`).
+    pub headers: BTreeMap<String, String>,
 }
 
 /// Exchanges, queues and bindings, declared in this order.
@@ -267,16 +273,42 @@ impl Topology {
 
     /// Binds `queue` to `exchange` for `pattern`.
     pub fn bind(
-        mut self,
+        self,
         queue: impl Into<String>,
         exchange: impl Into<String>,
         pattern: impl Into<String>,
     ) -> Self {
-        let binding = Binding {
+        self.binding(Binding {
             queue: queue.into(),
             exchange: exchange.into(),
             pattern: pattern.into(),
-        };
+            headers: BTreeMap::new(),
+        })
+    }
+
+    /// Binds `queue` to the headers exchange `exchange` for messages whose headers match
+    /// `headers`: every one of them when `all`, at least one otherwise.
+    pub fn bind_headers<K: Into<String>, V: Into<String>>(
+        self,
+        queue: impl Into<String>,
+        exchange: impl Into<String>,
+        headers: impl IntoIterator<Item = (K, V)>,
+        all: bool,
+    ) -> Self {
+        let mut headers: BTreeMap<String, String> = headers
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        headers.insert("x-match".to_owned(), if all { "all" } else { "any" }.to_owned());
+        self.binding(Binding {
+            queue: queue.into(),
+            exchange: exchange.into(),
+            pattern: String::new(),
+            headers,
+        })
+    }
+
+    fn binding(mut self, binding: Binding) -> Self {
         if !self.bindings.contains(&binding) {
             self.bindings.push(binding);
         }
@@ -311,11 +343,7 @@ impl Topology {
             self = self.queue(queue.clone());
         }
         for binding in &other.bindings {
-            self = self.bind(
-                binding.queue.clone(),
-                binding.exchange.clone(),
-                binding.pattern.clone(),
-            );
+            self = self.binding(binding.clone());
         }
         self
     }
@@ -366,13 +394,17 @@ impl Topology {
                 .map_err(refused(format!("declaring queue `{}`", queue.name)))?;
         }
         for b in &self.bindings {
+            let mut arguments = FieldTable::default();
+            for (name, value) in &b.headers {
+                arguments.insert(short(name)?, long(value));
+            }
             channel
                 .queue_bind(
                     short(&b.queue)?,
                     short(&b.exchange)?,
                     short(&b.pattern)?,
                     QueueBindOptions::default(),
-                    FieldTable::default(),
+                    arguments,
                 )
                 .await
                 .map_err(refused(format!(
