@@ -638,20 +638,36 @@ async fn fanout_direct_and_headers_exchanges_route_as_declared() {
     let mut other = ping(3);
     other.name = "other.event".into();
     let unrouted = send(&direct, other).await;
-    assert!(matches!(unrouted, Err(TransportError::Unroutable(_))), "{unrouted:?}");
+    assert!(
+        matches!(unrouted, Err(TransportError::Unroutable(_))),
+        "{unrouted:?}"
+    );
     send(&headers, ping(4).with_header("kind", "invoice"))
         .await
         .expect("headers match");
     let unrouted = send(&headers, ping(5).with_header("kind", "refund")).await;
-    assert!(matches!(unrouted, Err(TransportError::Unroutable(_))), "{unrouted:?}");
+    assert!(
+        matches!(unrouted, Err(TransportError::Unroutable(_))),
+        "{unrouted:?}"
+    );
 
     let mut seqs = Vec::new();
     for (queue, count) in [(&q1, 2), (&q2, 1), (&q3, 1)] {
-        let mut consumer = t.consume(&Source::new(queue.clone())).await.expect("consume");
+        let mut consumer = t
+            .consume(&Source::new(queue.clone()))
+            .await
+            .expect("consume");
         let mut got = Vec::new();
         for _ in 0..count {
-            let d = within("a delivery", consumer.next()).await.expect("open").expect("ok");
-            got.push(serde_json::from_slice::<Ping>(&d.message.payload).expect("ping").seq);
+            let d = within("a delivery", consumer.next())
+                .await
+                .expect("open")
+                .expect("ok");
+            got.push(
+                serde_json::from_slice::<Ping>(&d.message.payload)
+                    .expect("ping")
+                    .seq,
+            );
             d.ack().await.expect("ack");
         }
         got.sort_unstable();
@@ -676,7 +692,10 @@ async fn an_orderly_shutdown_leaves_nothing_to_deliver_again() {
     let inbound = Inbound::builder(&bus, t.clone(), source.clone()).build();
     publish_ok(&t, &source.name, (0..250).map(ping).collect()).await;
     wait_until("every message handled", || seen.lock().len() >= 250).await;
-    assert!(inbound.shutdown(WAIT).await, "the inbound bridge finished in time");
+    assert!(
+        inbound.shutdown(WAIT).await,
+        "the inbound bridge finished in time"
+    );
     assert!(t.close(WAIT).await, "nothing awaited a confirm");
     drop(t);
     // Every acknowledgement reached the broker before the connection closed.
@@ -686,4 +705,35 @@ async fn an_orderly_shutdown_leaves_nothing_to_deliver_again() {
     assert!(again.is_err(), "a handled message came again: {again:?}");
     drop(consumer);
     cleanup(&after, &source).await;
+}
+
+#[tokio::test]
+async fn amqps_connects_with_a_private_authority_and_refuses_an_unknown_one() {
+    use tidings_tests::rabbit::TlsProxy;
+    let proxy = TlsProxy::start().await;
+    let url = format!("amqps://guest:guest@localhost:{}/%2f", proxy.port);
+    let t = AmqpTransport::builder(&url)
+        .tls(Tls::new().ca_pem(proxy.ca_pem.clone()))
+        .connect()
+        .await
+        .expect("TLS with the proxy's authority trusted");
+    let source = Source::new(unique("tls"));
+    t.declare(&source).await.expect("declare");
+    publish_ok(&t, &source.name, vec![ping(1)]).await;
+    let mut consumer = t.consume(&source).await.expect("consume");
+    let d = within("a delivery over TLS", consumer.next())
+        .await
+        .expect("open")
+        .expect("ok");
+    d.ack().await.expect("ack");
+    drop(consumer);
+    cleanup(&t, &source).await;
+
+    // Without the authority, the certificate is not trusted.
+    let error = AmqpTransport::builder(&url)
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .expect_err("an unknown authority");
+    assert!(error.to_string().contains("guest:***@localhost"), "{error}");
 }

@@ -299,7 +299,10 @@ impl Topology {
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
-        headers.insert("x-match".to_owned(), if all { "all" } else { "any" }.to_owned());
+        headers.insert(
+            "x-match".to_owned(),
+            if all { "all" } else { "any" }.to_owned(),
+        );
         self.binding(Binding {
             queue: queue.into(),
             exchange: exchange.into(),
