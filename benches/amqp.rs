@@ -36,7 +36,8 @@ const MESSAGES: usize = 20_000;
 const ROUNDS: usize = 5;
 const WINDOW: usize = 256;
 const PREFETCH: usize = 100;
-/// Events per `Outbound` publish call; within a call the transport keeps `WINDOW` in flight.
+/// Events per `Outbound` publish call (its default); within a call the transport keeps
+/// `WINDOW` in flight.
 const BATCH: usize = 1024;
 const CORES: f64 = 2.0;
 

