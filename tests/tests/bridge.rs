@@ -411,3 +411,44 @@ async fn events_that_cannot_be_encoded_are_counted_not_lost_in_silence() {
     assert_eq!((stats.unencodable, stats.in_flight), (1, 0));
     assert_eq!(broker.depth("grid", "default"), 1);
 }
+
+#[test]
+fn inbound_handling_runs_in_a_span_that_names_the_event() {
+    let log = tidings_tests::Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let broker = MemoryBroker::new();
+            let source = declared(&broker, "spans").await;
+            let (out_bus, in_bus) = (Bus::<Events>::new(), Bus::<Events>::new());
+            let outbound = Outbound::builder(&out_bus, broker.clone())
+                .forward::<UserCreated>()
+                .destination("spans")
+                .build();
+            let inbound = Inbound::builder(&in_bus, broker.clone(), source.clone()).build();
+            in_bus.on_async(|_: Arc<UserCreated>| async { Err::<(), _>("refused".to_owned()) });
+            out_bus.emit_async(user(1)).await.expect("emitted");
+            until("the retry", || inbound.stats().retried > 0).await;
+            outbound.shutdown(Duration::from_secs(1)).await;
+            inbound.shutdown(Duration::from_secs(1)).await;
+        });
+    });
+    let text = log.text();
+    // The retry warning is logged inside the consume span, which names the event.
+    assert!(
+        text.lines()
+            .any(|l| l.contains("tidings.consume{event=\"user.created\"")
+                && l.contains("handlers failed; retrying")),
+        "{text}"
+    );
+}

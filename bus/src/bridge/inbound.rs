@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::transport::{Consumer, Delivery, Source, Transport};
 use crate::backoff::Backoff;
@@ -289,7 +290,15 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
                 match next {
                     Some(Ok(delivery)) => {
                         failures = 0;
-                        self.process(delivery).await;
+                        let message = &delivery.message;
+                        let span = tracing::debug_span!(
+                            "tidings.consume",
+                            event = message.name.as_deref().or(self.config.default_event),
+                            id = message.id.as_deref(),
+                            origin = message.origin,
+                            delivery = message.delivery_count,
+                        );
+                        self.process(delivery).instrument(span).await;
                         if self.config.bus.is_closed() {
                             // Nothing can be delivered into a shut-down bus again; leave the
                             // messages to other consumers.

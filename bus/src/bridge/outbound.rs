@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::envelope::{new_id, Envelope};
 use super::transport::{Outgoing, Transport};
@@ -310,7 +311,8 @@ impl<S: EventSetCodec, T: Transport> Forwarder<S, T> {
                     }
                 }
             }
-            self.publish(&mut batch).await;
+            let span = tracing::debug_span!("tidings.publish", events = batch.len());
+            self.publish(&mut batch).instrument(span).await;
         }
     }
 
