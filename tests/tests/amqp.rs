@@ -737,3 +737,49 @@ async fn amqps_connects_with_a_private_authority_and_refuses_an_unknown_one() {
         .expect_err("an unknown authority");
     assert!(error.to_string().contains("guest:***@localhost"), "{error}");
 }
+
+#[tokio::test]
+async fn acknowledgements_held_back_are_sent_when_the_consumer_is_dropped() {
+    let t = connect(&unique("conn")).await;
+    let source = Source::new(unique("drop-acks")).prefetch(20);
+    t.declare(&source).await.expect("declare");
+    publish_ok(&t, &source.name, (0..10).map(ping).collect()).await;
+    let mut consumer = t.consume(&source).await.expect("consume");
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        held.push(
+            within("a delivery", consumer.next())
+                .await
+                .expect("open")
+                .expect("ok"),
+        );
+    }
+    // Keep 0 unsettled; acknowledge 1 to 4 (fewer than a quarter of the prefetch, after a
+    // gap): they wait in the consumer, and its drop must send each of them.
+    let mut rest = held.split_off(1);
+    let later = rest.split_off(4);
+    for d in rest {
+        d.ack().await.expect("ack");
+    }
+    drop(consumer);
+    drop((held, later));
+    let mut consumer = t.consume(&source).await.expect("consume again");
+    let mut again = std::collections::BTreeSet::new();
+    while again.len() < 6 {
+        let d = within("a redelivery", consumer.next())
+            .await
+            .expect("open")
+            .expect("ok");
+        again.insert(
+            serde_json::from_slice::<Ping>(&d.message.payload)
+                .expect("ping")
+                .seq,
+        );
+        d.ack().await.expect("ack");
+    }
+    assert_eq!(again, [0, 5, 6, 7, 8, 9].into_iter().collect());
+    let extra = tokio::time::timeout(Duration::from_millis(500), consumer.next()).await;
+    assert!(extra.is_err(), "an acknowledged message came again");
+    drop(consumer);
+    cleanup(&t, &source).await;
+}

@@ -194,10 +194,20 @@ impl Consumer for AmqpConsumer {
 
 impl Drop for AmqpConsumer {
     fn drop(&mut self) {
-        let mut acks = self.acks.lock();
-        acks.closed = true;
-        // The first poll queues the acks on the connection, ahead of the channel's close.
-        let _ = send(acks.take()).now_or_never();
+        let (run, single) = {
+            let mut acks = self.acks.lock();
+            acks.closed = true;
+            acks.take()
+        };
+        // The first poll of each ack queues it on the connection, ahead of the channel's
+        // close; the broker's answer is not awaited.
+        let run = run.map(|acker| (acker, multiple()));
+        let single = single
+            .into_iter()
+            .map(|acker| (acker, BasicAckOptions::default()));
+        for (acker, options) in run.into_iter().chain(single) {
+            let _ = acker.ack(options).now_or_never();
+        }
     }
 }
 
