@@ -101,6 +101,17 @@ async fn consume(t: AmqpTransport, source: Source, seen: Arc<Mutex<HashMap<u64, 
     }
 }
 
+/// Starts the broker application again if the test ends (or panics) while it is stopped.
+struct StartAppOnDrop;
+
+impl Drop for StartAppOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "start_app"])
+            .status();
+    }
+}
+
 async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let waited = tokio::time::timeout(limit, async {
         while !done() {
@@ -147,9 +158,10 @@ async fn twenty_thousand_events_survive_two_forced_closes_and_a_broker_restart()
         confirmed.lock().len() as u64 >= 3 * EVENTS / 5
     })
     .await;
-    // The remaining 8 000 go out while the broker application stops and starts again.
-    restart.send_replace(true);
+    // The remaining 8 000 go out while the broker application is down and starting again.
+    let _restart = StartAppOnDrop;
     rabbitmqctl(&["stop_app"]).await;
+    restart.send_replace(true);
     println!(
         "broker application stopped at {} confirmed",
         confirmed.lock().len()
@@ -157,7 +169,10 @@ async fn twenty_thousand_events_survive_two_forced_closes_and_a_broker_restart()
     tokio::time::sleep(Duration::from_secs(2)).await;
     rabbitmqctl(&["start_app"]).await;
     rabbitmqctl(&["await_startup"]).await;
-    println!("broker application started again");
+    println!(
+        "broker application started again at {} confirmed",
+        confirmed.lock().len()
+    );
 
     for p in publishing {
         tokio::time::timeout(limit, p)

@@ -30,6 +30,7 @@ use lapin::BasicProperties;
 use parking_lot::Mutex;
 use tidings::bridge::{Acker, Consumer, Delivery, Source, TransportError};
 
+use super::link::{answered, Live};
 use super::transport::{AmqpTransport, Raw};
 use super::wire;
 
@@ -74,29 +75,33 @@ impl Acks {
 
 type SharedAcks = Arc<Mutex<Acks>>;
 
-fn settled(result: Result<bool, lapin::Error>) -> Result<(), TransportError> {
-    match result {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(TransportError::Disconnected(
+/// Whether lapin could still settle the delivery (`false`: its channel is gone).
+fn acked(usable: bool) -> Result<(), TransportError> {
+    if usable {
+        Ok(())
+    } else {
+        Err(TransportError::Disconnected(
             "the delivery's channel is gone; it will be delivered again".to_owned(),
-        )),
-        Err(error) => Err(TransportError::Disconnected(error.to_string())),
+        ))
     }
 }
 
-fn multiple() -> BasicAckOptions {
-    BasicAckOptions { multiple: true }
+/// The run's acker with `multiple`, then the others one by one.
+fn with_options(
+    (run, single): (Option<lapin::Acker>, Vec<lapin::Acker>),
+) -> impl Iterator<Item = (lapin::Acker, BasicAckOptions)> {
+    let run = run.map(|acker| (acker, BasicAckOptions { multiple: true }));
+    let single = single
+        .into_iter()
+        .map(|acker| (acker, BasicAckOptions::default()));
+    run.into_iter().chain(single)
 }
 
 /// Sends every acknowledgement not sent yet.
 async fn send(taken: (Option<lapin::Acker>, Vec<lapin::Acker>)) -> Result<(), TransportError> {
-    let (run, single) = taken;
     let mut result = Ok(());
-    if let Some(acker) = run {
-        result = settled(acker.ack(multiple()).await);
-    }
-    for acker in single {
-        let sent = settled(acker.ack(BasicAckOptions::default()).await);
+    for (acker, options) in with_options(taken) {
+        let sent = answered(acker.ack(options)).await.and_then(acked);
         result = result.and(sent);
     }
     result
@@ -107,6 +112,10 @@ async fn send(taken: (Option<lapin::Acker>, Vec<lapin::Acker>)) -> Result<(), Tr
 /// delivers its unacknowledged messages again.
 pub struct AmqpConsumer {
     transport: AmqpTransport,
+    /// The connection generation of this consumer's channel, and the live link: when the
+    /// supervisor replaces the connection, the consumer ends instead of waiting on a dead one.
+    generation: u64,
+    link: tokio::sync::watch::Receiver<Option<Arc<Live>>>,
     consumer: lapin::Consumer,
     _channel: lapin::Channel,
     origin: String,
@@ -129,8 +138,11 @@ impl AmqpConsumer {
         consumer: lapin::Consumer,
         queue: String,
         source: &Source,
+        generation: u64,
     ) -> Self {
         AmqpConsumer {
+            link: transport.shared().link(),
+            generation,
             transport,
             consumer,
             _channel: channel,
@@ -175,7 +187,18 @@ impl Consumer for AmqpConsumer {
                 if let Err(error) = send(taken).await {
                     tracing::debug!(%error, "acknowledgements lost; those messages come again");
                 }
-                self.consumer.next().await
+                let generation = self.generation;
+                let replaced = self
+                    .link
+                    .wait_for(|link| link.as_ref().map(|live| live.generation) != Some(generation));
+                tokio::select! {
+                    next = self.consumer.next() => next,
+                    _ = replaced => {
+                        return Some(Err(TransportError::Disconnected(
+                            "the connection was lost".to_owned(),
+                        )));
+                    }
+                }
             }
         };
         match next {
@@ -194,18 +217,14 @@ impl Consumer for AmqpConsumer {
 
 impl Drop for AmqpConsumer {
     fn drop(&mut self) {
-        let (run, single) = {
+        let taken = {
             let mut acks = self.acks.lock();
             acks.closed = true;
             acks.take()
         };
         // The first poll of each ack queues it on the connection, ahead of the channel's
         // close; the broker's answer is not awaited.
-        let run = run.map(|acker| (acker, multiple()));
-        let single = single
-            .into_iter()
-            .map(|acker| (acker, BasicAckOptions::default()));
-        for (acker, options) in run.into_iter().chain(single) {
+        for (acker, options) in with_options(taken) {
             let _ = acker.ack(options).now_or_never();
         }
     }
@@ -251,7 +270,7 @@ impl Acker for AmqpAcker {
                 requeue: true,
                 multiple: false,
             };
-            settled(self.acker.nack(options).await)
+            answered(self.acker.nack(options)).await.and_then(acked)
         })
     }
 

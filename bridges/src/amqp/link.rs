@@ -84,7 +84,7 @@ impl Live {
 
     /// Whether `exchange` exists, asked at most once per connection. `Ok(false)` means the
     /// broker said it does not.
-    pub(crate) async fn exchange_exists(&self, exchange: &str) -> Result<bool, lapin::Error> {
+    pub(crate) async fn exchange_exists(&self, exchange: &str) -> Result<bool, TransportError> {
         if exchange.is_empty() || self.exchanges.lock().contains(exchange) {
             return Ok(true);
         }
@@ -92,28 +92,47 @@ impl Live {
             return Ok(false);
         };
         // A passive declare on a throwaway channel: a 404 closes that channel, not ours.
-        let channel = self.connection.create_channel().await?;
+        let channel = answered(self.connection.create_channel()).await?;
         let options = ExchangeDeclareOptions {
             passive: true,
             ..ExchangeDeclareOptions::default()
         };
-        let found = channel
-            .exchange_declare(name, ExchangeKind::Topic, options, FieldTable::default())
-            .await;
-        match found {
-            Ok(()) => {
+        let declare =
+            channel.exchange_declare(name, ExchangeKind::Topic, options, FieldTable::default());
+        match tokio::time::timeout(ANSWER_TIMEOUT, declare).await {
+            Ok(Ok(())) => {
                 close_channel(&channel).await;
                 self.exchanges.lock().insert(exchange.to_owned());
                 Ok(true)
             }
-            Err(error) if error.is_amqp_soft_error() => Ok(false),
-            Err(error) => Err(error),
+            Ok(Err(error)) if error.is_amqp_soft_error() => Ok(false),
+            Ok(Err(error)) => Err(TransportError::Disconnected(error.to_string())),
+            Err(_) => Err(TransportError::Disconnected(
+                "no answer to an exchange check".to_owned(),
+            )),
         }
     }
 }
 
 /// How long closing a channel or a connection may take: a dead peer never answers.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long one exchange with the broker (opening a channel, a declaration, sending an ack)
+/// may take; a connection that stops answering must not hang its callers forever.
+pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `operation` within [`ANSWER_TIMEOUT`]; a failure or silence is a disconnection.
+pub(crate) async fn answered<T>(
+    operation: impl Future<Output = Result<T, lapin::Error>>,
+) -> Result<T, TransportError> {
+    match tokio::time::timeout(ANSWER_TIMEOUT, operation).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(TransportError::Disconnected(error.to_string())),
+        Err(_) => Err(TransportError::Disconnected(format!(
+            "no answer from RabbitMQ within {ANSWER_TIMEOUT:?}"
+        ))),
+    }
+}
 
 /// Closes `channel`, waiting at most [`CLOSE_TIMEOUT`] for the broker's answer.
 pub(crate) async fn close_channel(channel: &Channel) {
@@ -171,6 +190,11 @@ impl Shared {
             ConnectionEvent::Unblocked => tracing::info!("RabbitMQ unblocked publishing"),
         }
         let _ = self.events.send(event);
+    }
+
+    /// Follows the live link as it changes.
+    pub(crate) fn link(&self) -> watch::Receiver<Option<Arc<Live>>> {
+        self.link.subscribe()
     }
 
     /// The live link now, if any.
@@ -243,12 +267,14 @@ impl Shared {
             .live(deadline, 0, 0)
             .await
             .ok_or_else(|| TransportError::Disconnected("no connection to RabbitMQ".to_owned()))?;
-        let channel = live
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| TransportError::Disconnected(e.to_string()))?;
-        let result = operation(channel.clone()).await;
+        let channel = answered(live.connection.create_channel()).await?;
+        let result = match tokio::time::timeout(ANSWER_TIMEOUT, operation(channel.clone())).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::Disconnected(format!(
+                "no answer from RabbitMQ within {ANSWER_TIMEOUT:?}"
+            ))
+            .into()),
+        };
         close_channel(&channel).await;
         result
     }

@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::error::{short, AmqpError};
+use super::link::answered;
 use super::topology::{Queue, Topology};
 use super::transport::{AmqpTransport, Raw};
 use super::wire::{CORRELATION_ID, REPLY_TO};
@@ -137,10 +138,12 @@ impl RpcClient {
         };
         let disconnected =
             |e: lapin::Error| AmqpError::from(TransportError::Disconnected(e.to_string()));
-        let confirm = channel
-            .basic_publish(exchange, routing_key.clone(), options, &payload, properties)
-            .await
-            .map_err(disconnected)?;
+        let send =
+            channel.basic_publish(exchange, routing_key.clone(), options, &payload, properties);
+        let confirm = match tokio::time::timeout_at(deadline, send).await {
+            Ok(sent) => sent.map_err(disconnected)?,
+            Err(_) => return Err(AmqpError::Timeout(self.timeout)),
+        };
         match tokio::time::timeout_at(deadline, confirm).await {
             Ok(Ok(Confirmation::Ack(None))) => {}
             Ok(Ok(Confirmation::Ack(Some(_)))) => {
@@ -177,30 +180,19 @@ impl RpcClient {
                 return Ok((c.generation, c.channel.clone()));
             }
         }
-        let disconnected =
-            |e: lapin::Error| AmqpError::from(TransportError::Disconnected(e.to_string()));
-        let channel = live
-            .connection
-            .create_channel()
-            .await
-            .map_err(disconnected)?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(disconnected)?;
+        let channel = answered(live.connection.create_channel()).await?;
+        answered(channel.confirm_select(ConfirmSelectOptions::default())).await?;
         let options = BasicConsumeOptions {
             no_ack: true,
             ..BasicConsumeOptions::default()
         };
-        let mut replies = channel
-            .basic_consume(
-                DIRECT_REPLY_TO.into(),
-                "".into(),
-                options,
-                FieldTable::default(),
-            )
-            .await
-            .map_err(disconnected)?;
+        let mut replies = answered(channel.basic_consume(
+            DIRECT_REPLY_TO.into(),
+            "".into(),
+            options,
+            FieldTable::default(),
+        ))
+        .await?;
         let pending = Arc::clone(&self.pending);
         let generation = live.generation;
         tokio::spawn(async move {

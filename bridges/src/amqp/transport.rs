@@ -349,19 +349,16 @@ impl AmqpTransport {
                 mandatory: true,
                 immediate: false,
             };
-            let sent = live
-                .publisher
-                .basic_publish(
-                    raw.exchange.clone(),
-                    raw.routing_key.clone(),
-                    options,
-                    &raw.payload,
-                    raw.properties.clone(),
-                )
-                .await;
-            match sent {
-                Ok(confirm) => in_flight.push_back((i, permit, confirm)),
-                Err(_) => {
+            let send = live.publisher.basic_publish(
+                raw.exchange.clone(),
+                raw.routing_key.clone(),
+                options,
+                &raw.payload,
+                raw.properties.clone(),
+            );
+            match tokio::time::timeout_at(deadline, send).await {
+                Ok(Ok(confirm)) => in_flight.push_back((i, permit, confirm)),
+                Ok(Err(_)) | Err(_) => {
                     live.broke();
                     retry.push(i);
                 }
@@ -494,45 +491,43 @@ impl Transport for AmqpTransport {
     async fn consume(&self, source: &Source) -> Result<AmqpConsumer, TransportError> {
         let shared = self.shared();
         let deadline = Instant::now() + shared.config.publish_timeout;
-        let disconnected = |e: lapin::Error| TransportError::Disconnected(e.to_string());
         let live = shared
             .live(deadline, 0, 0)
             .await
             .ok_or_else(|| TransportError::Disconnected("no connection to RabbitMQ".to_owned()))?;
         let queue = queue_name(source);
         let name = short(&queue).map_err(TransportError::from)?;
-        let channel = live
-            .connection
-            .create_channel()
-            .await
-            .map_err(disconnected)?;
+        let channel = link::answered(live.connection.create_channel()).await?;
         let prefetch = u16::try_from(source.prefetch.max(1)).unwrap_or(u16::MAX);
-        channel
-            .basic_qos(prefetch, BasicQosOptions::default())
-            .await
-            .map_err(disconnected)?;
+        link::answered(channel.basic_qos(prefetch, BasicQosOptions::default())).await?;
         let tag = format!("tidings-{:016x}", fastrand::u64(..));
-        let consumer = channel
-            .basic_consume(
-                name,
-                tag.into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| {
-                if e.is_amqp_soft_error() {
-                    TransportError::Other(format!("cannot consume queue `{queue}`: {e}").into())
-                } else {
-                    disconnected(e)
-                }
-            })?;
+        let consume = channel.basic_consume(
+            name,
+            tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        );
+        let consumer = match tokio::time::timeout(link::ANSWER_TIMEOUT, consume).await {
+            Ok(Ok(consumer)) => consumer,
+            Ok(Err(e)) if e.is_amqp_soft_error() => {
+                return Err(TransportError::Other(
+                    format!("cannot consume queue `{queue}`: {e}").into(),
+                ));
+            }
+            Ok(Err(e)) => return Err(TransportError::Disconnected(e.to_string())),
+            Err(_) => {
+                return Err(TransportError::Disconnected(
+                    "no answer to basic.consume".to_owned(),
+                ));
+            }
+        };
         Ok(AmqpConsumer::new(
             self.clone(),
             channel,
             consumer,
             queue,
             source,
+            live.generation,
         ))
     }
 }
