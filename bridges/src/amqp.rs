@@ -37,7 +37,9 @@
 //! ## Mapping
 //!
 //! An outgoing destination is an **exchange**; the routing key is the event's name
-//! (`user.created`), so topic bindings such as `user.*` select events. Messages are persistent
+//! (`user.created`), so topic bindings such as `user.*` select events. The default exchange
+//! `""` routes by queue name, so there the route's key is the routing key:
+//! `Route::to("").key("tasks")` is amqplib's `sendToQueue("tasks", …)`. Messages are persistent
 //! and carry, following the CloudEvents AMQP binding: `message_id` = id, `type` = event name,
 //! `timestamp` (seconds), `content_type`, headers `cloudEvents:source`, `cloudEvents:time`
 //! (RFC 3339, milliseconds), `cloudEvents:specversion`, `cloudEvents:partitionkey` (the key),

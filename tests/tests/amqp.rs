@@ -783,3 +783,43 @@ async fn acknowledgements_held_back_are_sent_when_the_consumer_is_dropped() {
     drop(consumer);
     cleanup(&t, &source).await;
 }
+
+#[tokio::test]
+async fn a_route_to_the_default_exchange_sends_to_a_queue_by_name() {
+    use tidings::bridge::Route;
+    let t = connect(&unique("conn")).await;
+    let queue = unique("work");
+    t.declare_topology(&Topology::new().queue(Queue::durable(queue.clone())))
+        .await
+        .expect("declare");
+    let bus = Bus::<Events>::new();
+    let q = queue.clone();
+    let outbound = tidings::bridge::Outbound::builder(&bus, t.clone())
+        .forward::<Ping>()
+        .route(move |_| Route::to("").key(q.clone()))
+        .build();
+    bus.emit_async(Ping {
+        seq: 5,
+        key: "k".into(),
+    })
+    .await
+    .expect("emitted");
+    let mut consumer = t
+        .consume(&Source::new(queue.clone()))
+        .await
+        .expect("consume");
+    let d = within("the message", consumer.next())
+        .await
+        .expect("open")
+        .expect("ok");
+    assert_eq!(
+        serde_json::from_slice::<Ping>(&d.message.payload)
+            .expect("ping")
+            .seq,
+        5
+    );
+    d.ack().await.expect("ack");
+    drop(consumer);
+    assert_eq!(outbound.shutdown(WAIT).await.unconfirmed, 0);
+    t.delete_queue(&queue).await.expect("delete");
+}

@@ -400,9 +400,10 @@ impl AmqpTransport {
                 out.destination.len()
             ))
         })?;
-        let routing_key = ShortString::try_new(wire::routing_key(envelope)).map_err(|_| {
-            TransportError::Rejected("the routing key is longer than 255 bytes".to_owned())
-        })?;
+        let routing_key = ShortString::try_new(wire::routing_key(&out.destination, envelope))
+            .map_err(|_| {
+                TransportError::Rejected("the routing key is longer than 255 bytes".to_owned())
+            })?;
         Ok(Raw {
             exchange,
             routing_key,

@@ -40,13 +40,15 @@ fn long(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()))
 }
 
-/// The routing key of an envelope: its event name (so topic bindings such as `user.*`
-/// select events), or its key when it has no name.
-pub(crate) fn routing_key(envelope: &Envelope) -> &str {
-    if envelope.name.is_empty() {
-        envelope.key.as_deref().unwrap_or("")
-    } else {
-        &envelope.name
+/// The routing key of an envelope published to `exchange`: its event name (so topic bindings
+/// such as `user.*` select events), or its key when it has no name. The default exchange
+/// (`""`) routes by queue name, so there the key is the routing key: a route to `""` with key
+/// `tasks` is amqplib's `sendToQueue("tasks", …)`.
+pub(crate) fn routing_key<'a>(exchange: &str, envelope: &'a Envelope) -> &'a str {
+    match (exchange.is_empty(), envelope.key.as_deref()) {
+        (true, Some(queue)) => queue,
+        _ if envelope.name.is_empty() => envelope.key.as_deref().unwrap_or(""),
+        _ => &envelope.name,
     }
 }
 
@@ -247,7 +249,12 @@ mod tests {
             .expect("after")
             .as_millis();
         assert_eq!(sent_ms, got_ms, "millisecond precision");
-        assert_eq!(routing_key(&sent), "user.created");
+        assert_eq!(routing_key("users", &sent), "user.created");
+        assert_eq!(
+            routing_key("", &sent),
+            "user-1",
+            "the default exchange routes by queue"
+        );
     }
 
     #[test]

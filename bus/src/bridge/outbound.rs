@@ -22,7 +22,8 @@ use crate::Overflow;
 pub struct Route {
     /// Exchange, topic or stream.
     pub destination: String,
-    /// Routing or partition key; when `None`, the event's own key ([`Event::key`](crate::Event::key)).
+    /// The message key (partition key, and for RabbitMQ's default exchange the queue name);
+    /// when `None`, the event's own key ([`Event::key`](crate::Event::key)).
     pub key: Option<String>,
 }
 
