@@ -317,6 +317,52 @@ mod tests {
         assert_eq!(redelivered.delivery_count, 2);
     }
 
+    fn value() -> impl proptest::strategy::Strategy<Value = AMQPValue> {
+        use proptest::prelude::*;
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..64)
+                .prop_map(|b| AMQPValue::LongString(b.into())),
+            any::<i64>().prop_map(AMQPValue::LongLongInt),
+            any::<i32>().prop_map(AMQPValue::LongInt),
+            any::<bool>().prop_map(AMQPValue::Boolean),
+            any::<f64>().prop_map(AMQPValue::Double),
+            any::<u64>().prop_map(AMQPValue::Timestamp),
+            Just(AMQPValue::Void),
+            Just(AMQPValue::FieldArray(Vec::new().into())),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever a foreign producer puts in the properties, decoding never panics and
+        /// counts at least one delivery.
+        #[test]
+        fn any_properties_decode_without_panicking(
+            headers in proptest::collection::vec(
+                (proptest::sample::select(vec![
+                    TIME, SOURCE, PARTITION_KEY, DELIVERY_COUNT, SPEC_VERSION, "x-other", "n",
+                ]), value()),
+                0..8,
+            ),
+            timestamp in proptest::option::of(proptest::prelude::any::<u64>()),
+            kind in proptest::option::of("[a-z.]{0,40}"),
+            redelivered in proptest::prelude::any::<bool>(),
+        ) {
+            let mut table = FieldTable::default();
+            for (name, value) in headers {
+                table.insert(name.into(), value);
+            }
+            let mut props = BasicProperties::default().with_headers(table);
+            if let Some(t) = timestamp {
+                props = props.with_timestamp(t);
+            }
+            if let Some(k) = kind {
+                props = props.with_type(k.as_str().into());
+            }
+            let got = incoming(&delivery(props, redelivered), "q", Bytes::new());
+            proptest::prop_assert!(got.delivery_count >= 1);
+        }
+    }
+
     #[test]
     fn dead_letter_copies_keep_headers_and_add_the_reason() {
         let mut table = FieldTable::default();
