@@ -58,6 +58,39 @@ fn ping(seq: u64) -> Envelope {
     Envelope::new(<Ping as tidings::Event>::NAME, payload)
 }
 
+/// The next delivery of `consumer`, within [`WAIT`].
+async fn next(consumer: &mut impl Consumer, what: &str) -> tidings::bridge::Delivery {
+    within(what, consumer.next())
+        .await
+        .unwrap_or_else(|| panic!("the consumer closed before {what}"))
+        .unwrap_or_else(|e| panic!("the consumer failed before {what}: {e}"))
+}
+
+/// Takes and acknowledges `n` deliveries; their sequence numbers.
+async fn acked_seqs(consumer: &mut impl Consumer, n: usize) -> std::collections::BTreeSet<u64> {
+    let mut seqs = std::collections::BTreeSet::new();
+    while seqs.len() < n {
+        let d = next(consumer, "a delivery").await;
+        seqs.insert(seq(&d));
+        d.ack().await.expect("ack");
+    }
+    seqs
+}
+
+/// Asserts that nothing more is delivered (within half a second): no acknowledged message
+/// comes again.
+async fn nothing_more(consumer: &mut impl Consumer) {
+    let extra = tokio::time::timeout(Duration::from_millis(500), consumer.next()).await;
+    assert!(extra.is_err(), "an acknowledged message came again");
+}
+
+/// The sequence number of a delivered `Ping`.
+fn seq(delivery: &tidings::bridge::Delivery) -> u64 {
+    serde_json::from_slice::<Ping>(&delivery.message.payload)
+        .expect("a Ping")
+        .seq
+}
+
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(WAIT, f)
         .await
@@ -90,9 +123,7 @@ async fn an_exchange_without_bindings_returns_the_message_as_unroutable() {
 
 #[tokio::test]
 async fn over_long_names_and_oversized_payloads_are_refused_without_a_panic() {
-    let t = connect(&unique("conn")).await;
-    let source = Source::new(unique("long"));
-    t.declare(&source).await.expect("declare");
+    let (t, source) = declared(Source::new(unique("long"))).await;
     let long_name = Envelope::new("n".repeat(300), b"{}".to_vec());
     let batch = [
         Outgoing {
@@ -138,9 +169,7 @@ async fn over_long_names_and_oversized_payloads_are_refused_without_a_panic() {
 
 #[tokio::test]
 async fn a_queue_deleted_under_an_inbound_bridge_is_survived() {
-    let t = connect(&unique("conn")).await;
-    let source = Source::new(unique("deleted"));
-    t.declare(&source).await.expect("declare");
+    let (t, source) = declared(Source::new(unique("deleted"))).await;
     let (bus, seen) = recording_bus();
     let inbound = Inbound::builder(&bus, t.clone(), source.clone()).build();
     publish_ok(&t, &source.name, vec![ping(1)]).await;
@@ -173,6 +202,13 @@ fn recording_bus() -> (Bus<Events>, Arc<Mutex<Vec<u64>>>) {
     let s = Arc::clone(&seen);
     bus.on(move |p: &Ping| s.lock().push(p.seq));
     (bus, seen)
+}
+
+/// A connection and `source`, declared.
+async fn declared(source: Source) -> (AmqpTransport, Source) {
+    let t = connect(&unique("conn")).await;
+    t.declare(&source).await.expect("declare");
+    (t, source)
 }
 
 fn rabbit_queue(source: &Source) -> String {
@@ -221,22 +257,14 @@ async fn a_quorum_queue_dead_letters_after_its_delivery_limit() {
         .expect("consume");
     // Returned three times: deliveries 1, 2 and 3 (counts 1, 2, 3); the broker then gives up.
     for attempt in 1..=3u32 {
-        let d = within("a delivery", consumer.next())
-            .await
-            .expect("open")
-            .expect("ok");
+        let d = next(&mut consumer, "a delivery").await;
         assert_eq!(d.message.delivery_count, attempt);
         d.nack().await.expect("nack");
     }
     let dlq = Source::new(format!("{queue}.dead-letter"));
     let mut dead = t.consume(&dlq).await.expect("consume dead letters");
-    let d = within("the dead letter", dead.next())
-        .await
-        .expect("open")
-        .expect("ok");
-    let seq = serde_json::from_slice::<Ping>(&d.message.payload)
-        .expect("ping")
-        .seq;
+    let d = next(&mut dead, "the dead letter").await;
+    let seq = seq(&d);
     assert_eq!(seq, 7);
     d.ack().await.expect("ack");
     drop((consumer, dead));
@@ -397,9 +425,7 @@ async fn failover_skips_a_dead_broker_and_passwords_stay_out_of_errors() {
 
 #[tokio::test]
 async fn close_waits_for_confirms_and_later_publishes_fail_fast() {
-    let t = connect(&unique("conn")).await;
-    let source = Source::new(unique("close"));
-    t.declare(&source).await.expect("declare");
+    let (t, source) = declared(Source::new(unique("close"))).await;
     let publisher = {
         let t = t.clone();
         let name = source.name.clone();
@@ -426,9 +452,7 @@ async fn close_waits_for_confirms_and_later_publishes_fail_fast() {
 
 #[tokio::test]
 async fn a_foreign_message_with_no_properties_reaches_the_bus_of_its_bound_type() {
-    let t = connect(&unique("conn")).await;
-    let source = Source::new(unique("untyped"));
-    t.declare(&source).await.expect("declare");
+    let (t, source) = declared(Source::new(unique("untyped"))).await;
     let (bus, seen) = recording_bus();
     let inbound = Inbound::builder(&bus, t.clone(), source.clone())
         .bind::<Ping>()
@@ -443,46 +467,25 @@ async fn a_foreign_message_with_no_properties_reaches_the_bus_of_its_bound_type(
 
 #[tokio::test]
 async fn cumulative_acks_settle_exactly_what_was_acknowledged() {
-    let t = connect(&unique("conn")).await;
-    let source = Source::new(unique("acks")).prefetch(20);
-    t.declare(&source).await.expect("declare");
+    let (t, source) = declared(Source::new(unique("acks")).prefetch(20)).await;
     publish_ok(&t, &source.name, (0..20).map(ping).collect()).await;
     let mut consumer = t.consume(&source).await.expect("consume");
     let mut held = Vec::new();
     for _ in 0..20 {
-        held.push(
-            within("a delivery", consumer.next())
-                .await
-                .expect("open")
-                .expect("ok"),
-        );
+        held.push(next(&mut consumer, "a delivery").await);
     }
     // Acknowledge the even ones, newest first, and keep the odd ones unsettled.
-    let seq = |d: &tidings::bridge::Delivery| {
-        serde_json::from_slice::<Ping>(&d.message.payload)
-            .expect("ping")
-            .seq
-    };
     held.reverse();
-    let (even, odd): (Vec<_>, Vec<_>) = held.into_iter().partition(|d| seq(d) % 2 == 0);
+    let (even, odd): (Vec<_>, Vec<_>) = held.into_iter().partition(|d| seq(d).is_multiple_of(2));
     for d in even {
         d.ack().await.expect("ack");
     }
     drop(odd);
     drop(consumer);
     let mut consumer = t.consume(&source).await.expect("consume again");
-    let mut again = std::collections::BTreeSet::new();
-    while again.len() < 10 {
-        let d = within("a redelivery", consumer.next())
-            .await
-            .expect("open")
-            .expect("ok");
-        again.insert(seq(&d));
-        d.ack().await.expect("ack");
-    }
+    let again = acked_seqs(&mut consumer, 10).await;
     assert_eq!(again, (0..20).filter(|s| s % 2 == 1).collect());
-    let extra = tokio::time::timeout(Duration::from_millis(500), consumer.next()).await;
-    assert!(extra.is_err(), "an acknowledged message came again");
+    nothing_more(&mut consumer).await;
     drop(consumer);
     cleanup(&t, &source).await;
 }
@@ -567,19 +570,7 @@ async fn publishes_wait_for_the_broker_within_the_buffer_bound() {
         .await
         .expect("confirmed after the reconnect");
     let mut consumer = t.consume(&source).await.expect("consume");
-    let mut got = std::collections::BTreeSet::new();
-    while got.len() < 3 {
-        let d = within("a delivery", consumer.next())
-            .await
-            .expect("open")
-            .expect("ok");
-        got.insert(
-            serde_json::from_slice::<Ping>(&d.message.payload)
-                .expect("ping")
-                .seq,
-        );
-        d.ack().await.expect("ack");
-    }
+    let got = acked_seqs(&mut consumer, 3).await;
     assert_eq!(got, (0..3).collect());
     drop(consumer);
     cleanup(&t, &source).await;
@@ -659,15 +650,8 @@ async fn fanout_direct_and_headers_exchanges_route_as_declared() {
             .expect("consume");
         let mut got = Vec::new();
         for _ in 0..count {
-            let d = within("a delivery", consumer.next())
-                .await
-                .expect("open")
-                .expect("ok");
-            got.push(
-                serde_json::from_slice::<Ping>(&d.message.payload)
-                    .expect("ping")
-                    .seq,
-            );
+            let d = next(&mut consumer, "a delivery").await;
+            got.push(seq(&d));
             d.ack().await.expect("ack");
         }
         got.sort_unstable();
@@ -701,8 +685,7 @@ async fn an_orderly_shutdown_leaves_nothing_to_deliver_again() {
     // Every acknowledgement reached the broker before the connection closed.
     let after = connect(&unique("conn")).await;
     let mut consumer = after.consume(&source).await.expect("consume");
-    let again = tokio::time::timeout(Duration::from_millis(500), consumer.next()).await;
-    assert!(again.is_err(), "a handled message came again: {again:?}");
+    nothing_more(&mut consumer).await;
     drop(consumer);
     cleanup(&after, &source).await;
 }
@@ -721,10 +704,7 @@ async fn amqps_connects_with_a_private_authority_and_refuses_an_unknown_one() {
     t.declare(&source).await.expect("declare");
     publish_ok(&t, &source.name, vec![ping(1)]).await;
     let mut consumer = t.consume(&source).await.expect("consume");
-    let d = within("a delivery over TLS", consumer.next())
-        .await
-        .expect("open")
-        .expect("ok");
+    let d = next(&mut consumer, "a delivery over TLS").await;
     d.ack().await.expect("ack");
     drop(consumer);
     cleanup(&t, &source).await;
@@ -740,19 +720,12 @@ async fn amqps_connects_with_a_private_authority_and_refuses_an_unknown_one() {
 
 #[tokio::test]
 async fn acknowledgements_held_back_are_sent_when_the_consumer_is_dropped() {
-    let t = connect(&unique("conn")).await;
-    let source = Source::new(unique("drop-acks")).prefetch(20);
-    t.declare(&source).await.expect("declare");
+    let (t, source) = declared(Source::new(unique("drop-acks")).prefetch(20)).await;
     publish_ok(&t, &source.name, (0..10).map(ping).collect()).await;
     let mut consumer = t.consume(&source).await.expect("consume");
     let mut held = Vec::new();
     for _ in 0..10 {
-        held.push(
-            within("a delivery", consumer.next())
-                .await
-                .expect("open")
-                .expect("ok"),
-        );
+        held.push(next(&mut consumer, "a delivery").await);
     }
     // Keep 0 unsettled; acknowledge 1 to 4 (fewer than a quarter of the prefetch, after a
     // gap): they wait in the consumer, and its drop must send each of them.
@@ -764,22 +737,9 @@ async fn acknowledgements_held_back_are_sent_when_the_consumer_is_dropped() {
     drop(consumer);
     drop((held, later));
     let mut consumer = t.consume(&source).await.expect("consume again");
-    let mut again = std::collections::BTreeSet::new();
-    while again.len() < 6 {
-        let d = within("a redelivery", consumer.next())
-            .await
-            .expect("open")
-            .expect("ok");
-        again.insert(
-            serde_json::from_slice::<Ping>(&d.message.payload)
-                .expect("ping")
-                .seq,
-        );
-        d.ack().await.expect("ack");
-    }
+    let again = acked_seqs(&mut consumer, 6).await;
     assert_eq!(again, [0, 5, 6, 7, 8, 9].into_iter().collect());
-    let extra = tokio::time::timeout(Duration::from_millis(500), consumer.next()).await;
-    assert!(extra.is_err(), "an acknowledged message came again");
+    nothing_more(&mut consumer).await;
     drop(consumer);
     cleanup(&t, &source).await;
 }
@@ -808,16 +768,8 @@ async fn a_route_to_the_default_exchange_sends_to_a_queue_by_name() {
         .consume(&Source::new(queue.clone()))
         .await
         .expect("consume");
-    let d = within("the message", consumer.next())
-        .await
-        .expect("open")
-        .expect("ok");
-    assert_eq!(
-        serde_json::from_slice::<Ping>(&d.message.payload)
-            .expect("ping")
-            .seq,
-        5
-    );
+    let d = next(&mut consumer, "the message").await;
+    assert_eq!(seq(&d), 5);
     d.ack().await.expect("ack");
     drop(consumer);
     assert_eq!(outbound.shutdown(WAIT).await.unconfirmed, 0);
