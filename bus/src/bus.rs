@@ -196,6 +196,7 @@ impl<S: EventSet> BusBuilder<S> {
 pub struct QueueOptions {
     capacity: Option<usize>,
     overflow: Option<Overflow>,
+    concurrency: Option<usize>,
 }
 
 impl QueueOptions {
@@ -213,6 +214,16 @@ impl QueueOptions {
     /// What happens when the queue is full.
     pub fn overflow(mut self, overflow: Overflow) -> Self {
         self.overflow = Some(overflow);
+        self
+    }
+
+    /// Async listeners only: run up to `n` calls at once (default 1; at least 1), as a Node
+    /// handler that awaits I/O handles the next event meanwhile. With more than one, calls may
+    /// finish out of order, so the listener no longer sees events strictly in emit order;
+    /// `settle`, `emit_and_wait` and `shutdown` still wait for every call. Subscriptions
+    /// ignore it.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = Some(n.max(1));
         self
     }
 }
@@ -893,11 +904,14 @@ impl<S: EventSet> Bus<S> {
             self.add_queue(&mut reg, indices, exact, options, ConsumerKind::Task);
         let leftover = Arc::default();
         let run = run_listener::<S, T, F, Fut>(
-            id,
-            Arc::clone(&queue),
-            Arc::clone(&self.inner.shared),
-            Arc::downgrade(&self.inner),
-            Arc::clone(&leftover),
+            Listening {
+                id,
+                queue: Arc::clone(&queue),
+                shared: Arc::clone(&self.inner.shared),
+                bus: Arc::downgrade(&self.inner),
+                leftover: Arc::clone(&leftover),
+                concurrency: options.concurrency.unwrap_or(1),
+            },
             convert,
             listener,
         );
@@ -935,14 +949,55 @@ fn erased<S: EventSet>(d: Delivery) -> Option<AnyEvent<S>> {
     Some(AnyEvent::from_erased(d.index, d.event))
 }
 
-/// The body of an async listener's task: handle queued events one at a time until the queue
-/// is closed and drained.
-async fn run_listener<S, T, F, Fut>(
+/// What the task holds; if the task is cancelled, its drop records it for `shutdown` and
+/// fails the trackers of the events it will never handle.
+struct Held {
+    batch: VecDeque<Delivery>,
+    /// The event being handled: its index and tracker.
+    current: Option<(usize, Option<Arc<Tracker>>)>,
+    /// With concurrency: the events being handled, by slot.
+    running: Vec<Option<(usize, Option<Arc<Tracker>>)>>,
+    leftover: Arc<Mutex<Vec<usize>>>,
+    names: &'static [&'static str],
+    id: ListenerId,
+}
+impl Drop for Held {
+    fn drop(&mut self) {
+        let current = self.current.take().into_iter();
+        let running = self.running.iter_mut().filter_map(Option::take);
+        let queued = self.batch.drain(..).map(|d| (d.index, d.tracker));
+        let held: Vec<(usize, Option<Arc<Tracker>>)> =
+            current.chain(running).chain(queued).collect();
+        if held.is_empty() {
+            return;
+        }
+        let mut leftover = self.leftover.lock();
+        for (index, tracker) in held {
+            leftover.push(index);
+            if let Some(tracker) = tracker {
+                let kind = DeliveryErrorKind::Closed;
+                tracker.fail(DeliveryError::new(self.names[index], Some(self.id), kind));
+                tracker.finish();
+            }
+        }
+    }
+}
+
+/// What an async listener's task works with.
+struct Listening<S: EventSet> {
     id: ListenerId,
     queue: Arc<Queue>,
     shared: Arc<Shared>,
     bus: Weak<Inner<S>>,
     leftover: Arc<Mutex<Vec<usize>>>,
+    /// Calls run at once.
+    concurrency: usize,
+}
+
+/// The body of an async listener's task: handle queued events (one at a time, or up to its
+/// concurrency at once) until the queue is closed and drained.
+async fn run_listener<S, T, F, Fut>(
+    listening: Listening<S>,
     convert: fn(Delivery) -> Option<T>,
     listener: F,
 ) where
@@ -951,42 +1006,25 @@ async fn run_listener<S, T, F, Fut>(
     Fut: Future,
     Fut::Output: ListenerResult,
 {
-    /// What the task holds; if the task is cancelled, its drop records it for `shutdown` and
-    /// fails the trackers of the events it will never handle.
-    struct Held {
-        batch: VecDeque<Delivery>,
-        /// The event being handled: its index and tracker.
-        current: Option<(usize, Option<Arc<Tracker>>)>,
-        leftover: Arc<Mutex<Vec<usize>>>,
-        names: &'static [&'static str],
-        id: ListenerId,
-    }
-    impl Drop for Held {
-        fn drop(&mut self) {
-            let current = self.current.take().into_iter();
-            let queued = self.batch.drain(..).map(|d| (d.index, d.tracker));
-            let held: Vec<(usize, Option<Arc<Tracker>>)> = current.chain(queued).collect();
-            if held.is_empty() {
-                return;
-            }
-            let mut leftover = self.leftover.lock();
-            for (index, tracker) in held {
-                leftover.push(index);
-                if let Some(tracker) = tracker {
-                    let kind = DeliveryErrorKind::Closed;
-                    tracker.fail(DeliveryError::new(self.names[index], Some(self.id), kind));
-                    tracker.finish();
-                }
-            }
-        }
-    }
+    let Listening {
+        id,
+        queue,
+        shared,
+        bus,
+        leftover,
+        concurrency,
+    } = listening;
     let mut held = Held {
         batch: VecDeque::new(),
         current: None,
+        running: Vec::new(),
         leftover,
         names: S::NAMES,
         id,
     };
+    if concurrency > 1 {
+        run_concurrently(&mut held, &queue, &shared, concurrency, convert, &listener).await;
+    }
     while let Some(popped) = queue.pop(&mut held.batch).await {
         // Task queues report overflow through `on_error` when it happens, not here.
         let Popped::Item(delivery) = popped else {
@@ -1019,6 +1057,102 @@ async fn run_listener<S, T, F, Fut>(
         inner.registry.lock().tasks.remove(&id);
     }
     shared.tasks_done.notify_waiters();
+}
+
+/// The calls of one slot finished: record the outcome, release the tracker, count it.
+fn finish_call(
+    held: &mut Held,
+    queue: &Queue,
+    shared: &Shared,
+    slot: usize,
+    outcome: Option<Result<(), DeliveryErrorKind>>,
+) {
+    let Some((index, tracker)) = held.running.get_mut(slot).and_then(Option::take) else {
+        return;
+    };
+    match outcome {
+        Some(Ok(())) => shared.stats.handled(),
+        Some(Err(kind)) => {
+            let error = DeliveryError::new(held.names[index], Some(held.id), kind);
+            shared.report(error, tracker.as_deref());
+        }
+        None => {}
+    }
+    if let Some(tracker) = tracker {
+        tracker.finish();
+    }
+    queue.finish_one();
+    if held.batch.is_empty() {
+        queue.signal_progress();
+    }
+}
+
+/// The loop of an async listener with concurrency above 1: keep up to `concurrency` calls
+/// running, start the next as soon as one finishes, and return once the queue is closed and
+/// every call finished.
+async fn run_concurrently<T, F, Fut>(
+    held: &mut Held,
+    queue: &Queue,
+    shared: &Shared,
+    concurrency: usize,
+    convert: fn(Delivery) -> Option<T>,
+    listener: &F,
+) where
+    F: Fn(T) -> Fut,
+    Fut: Future,
+    Fut::Output: ListenerResult,
+{
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let mut running = FuturesUnordered::new();
+    let mut open = true;
+    while open || !running.is_empty() {
+        // Either the next event (when there is room) or a finished call.
+        let next = if open && running.len() < concurrency {
+            if running.is_empty() {
+                Ok(queue.pop(&mut held.batch).await)
+            } else {
+                tokio::select! {
+                    biased;
+                    popped = queue.pop(&mut held.batch) => Ok(popped),
+                    done = running.next() => Err(done),
+                }
+            }
+        } else {
+            Err(running.next().await)
+        };
+        match next {
+            Err(Some((slot, outcome))) => finish_call(held, queue, shared, slot, outcome),
+            Err(None) => {}
+            Ok(None) => open = false,
+            Ok(Some(Popped::Lagged(_))) => {}
+            Ok(Some(Popped::Item(mut delivery))) => {
+                let index = delivery.index;
+                let taken = Some((index, delivery.tracker.take()));
+                let slot = match held.running.iter().position(Option::is_none) {
+                    Some(free) => {
+                        held.running[free] = taken;
+                        free
+                    }
+                    None => {
+                        held.running.push(taken);
+                        held.running.len() - 1
+                    }
+                };
+                match convert(delivery) {
+                    Some(item) => {
+                        let span = tracing::trace_span!(
+                            "tidings.handle",
+                            event = held.names[index],
+                            listener = %held.id
+                        );
+                        let call = call_async(listener, item).instrument(span);
+                        running.push(call.map(move |outcome| (slot, Some(outcome))));
+                    }
+                    None => finish_call(held, queue, shared, slot, None),
+                }
+            }
+        }
+    }
 }
 
 async fn call_async<T, F, Fut>(listener: &F, item: T) -> Result<(), DeliveryErrorKind>

@@ -495,3 +495,72 @@ async fn settle_waits_for_listeners_registered_while_it_waits() {
     bus.settle().await;
     assert_eq!(done.load(Ordering::SeqCst), 1);
 }
+
+/// An async listener with concurrency 4 whose calls take `10 ms × (tick % 5 + 1)`; the peak
+/// number of calls running at once.
+fn concurrent_ticks(bus: &Bus<Events>, seen: &Arc<Mutex<Vec<u64>>>) -> Arc<AtomicUsize> {
+    let (running, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (r, p, s) = (Arc::clone(&running), Arc::clone(&peak), Arc::clone(seen));
+    bus.on_async_with(QueueOptions::new().concurrency(4), move |t: Arc<Tick>| {
+        let (r, p, s) = (Arc::clone(&r), Arc::clone(&p), Arc::clone(&s));
+        async move {
+            p.fetch_max(r.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(10 * (t.0 % 5 + 1))).await;
+            s.lock().push(t.0);
+            r.fetch_sub(1, Ordering::SeqCst);
+            if t.0 == 7 {
+                Err("seven fails".to_owned())
+            } else {
+                Ok(())
+            }
+        }
+    });
+    peak
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_concurrent_async_listener_runs_up_to_its_limit_and_settle_waits_for_all() {
+    let bus = Bus::<Events>::new();
+    let errors = error_log(&bus);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let peak = concurrent_ticks(&bus, &seen);
+    for i in 0..20 {
+        bus.emit(Tick(i));
+    }
+    bus.settle().await;
+    assert_eq!(
+        seen.lock().len(),
+        20,
+        "settle returned before every call finished"
+    );
+    assert_eq!(peak.load(Ordering::SeqCst), 4);
+    let mut sorted = seen.lock().clone();
+    assert_ne!(
+        sorted,
+        (0..20).collect::<Vec<_>>(),
+        "calls of different lengths finish out of order"
+    );
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..20).collect::<Vec<_>>());
+    assert_eq!(errors.lock().as_slice(), ["tick: Failed(\"seven fails\")"]);
+    let stats = bus.stats();
+    assert_eq!((stats.handled, stats.failed), (19, 1));
+    // emit_and_wait reports the failure of the call it waited for.
+    assert!(bus.emit_and_wait(Tick(7)).await.is_err());
+    assert!(bus.emit_and_wait(Tick(8)).await.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_of_a_concurrent_listener_counts_the_calls_it_cut_off() {
+    let bus = Bus::<Events>::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    concurrent_ticks(&bus, &seen);
+    for i in 0..10 {
+        bus.emit(Tick(i));
+    }
+    // Ticks 0..4 take 10 to 40 ms; a 15 ms deadline lets only the first finish.
+    let report = bus.shutdown(Duration::from_millis(15)).await;
+    let finished = seen.lock().len();
+    assert_eq!(finished, 1, "{:?}", seen.lock());
+    assert_eq!(report.unhandled_count(), 10 - finished, "{report:?}");
+}
