@@ -775,3 +775,38 @@ async fn a_route_to_the_default_exchange_sends_to_a_queue_by_name() {
     assert_eq!(outbound.shutdown(WAIT).await.unconfirmed, 0);
     t.delete_queue(&queue).await.expect("delete");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_handling_acknowledges_out_of_order_and_loses_nothing() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (t, source) = declared(Source::new(unique("lanes")).prefetch(32)).await;
+    let bus = Bus::<Events>::new();
+    let (running, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let seen = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+    let (r, p, s) = (Arc::clone(&running), Arc::clone(&peak), Arc::clone(&seen));
+    let options = tidings::QueueOptions::new().concurrency(8);
+    bus.on_async_with(options, move |ping: Arc<Ping>| {
+        let (r, p, s) = (Arc::clone(&r), Arc::clone(&p), Arc::clone(&s));
+        async move {
+            p.fetch_max(r.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            // Uneven work, so that acknowledgements come out of order.
+            tokio::time::sleep(Duration::from_millis(ping.seq % 5)).await;
+            s.lock().insert(ping.seq);
+            r.fetch_sub(1, Ordering::SeqCst);
+        }
+    });
+    let inbound = Inbound::builder(&bus, t.clone(), source.clone())
+        .concurrency(8)
+        .build();
+    let keyed = (0..300).map(|i| ping(i).with_key(format!("k{}", i % 16)));
+    publish_ok(&t, &source.name, keyed.collect()).await;
+    wait_until("every message", || seen.lock().len() == 300).await;
+    assert!(peak.load(Ordering::SeqCst) > 1, "handled one at a time");
+    assert_eq!(inbound.stats().dead_lettered, 0);
+    assert!(inbound.shutdown(WAIT).await);
+    // Every acknowledgement reached the broker: nothing comes again.
+    let mut consumer = t.consume(&source).await.expect("consume");
+    nothing_more(&mut consumer).await;
+    drop(consumer);
+    cleanup(&t, &source).await;
+}

@@ -1,14 +1,15 @@
 //! Bringing broker messages into a bus.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -98,6 +99,7 @@ pub struct InboundBuilder<S: EventSetCodec, T> {
     backoff: Backoff,
     max_payload: usize,
     dedup: Option<Arc<dyn Dedup>>,
+    concurrency: usize,
 }
 
 impl<S: EventSetCodec, T: Transport> InboundBuilder<S, T> {
@@ -133,6 +135,17 @@ impl<S: EventSetCodec, T: Transport> InboundBuilder<S, T> {
         self
     }
 
+    /// Handles up to `n` messages at once (default 1; at least 1), as an amqplib consumer
+    /// with async handlers does up to its prefetch. Messages are spread over `n` lanes by key
+    /// (by id when they have none), and each lane handles its messages one after another, so
+    /// messages of one key are still handled in order. For async listeners to run at once
+    /// too, register them with [`QueueOptions::concurrency`](crate::QueueOptions::concurrency);
+    /// and give the source a prefetch of at least `n`.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
     /// Starts consuming.
     ///
     /// # Panics
@@ -145,7 +158,7 @@ impl<S: EventSetCodec, T: Transport> InboundBuilder<S, T> {
             config: self,
             stats: Arc::clone(&stats),
         };
-        let task = tokio::spawn(ingest.run(Arc::clone(&stop)));
+        let task = tokio::spawn(Arc::new(ingest).run(Arc::clone(&stop)));
         Inbound {
             stats,
             stop,
@@ -217,6 +230,7 @@ impl Inbound {
             },
             max_payload: 1 << 20,
             dedup: None,
+            concurrency: 1,
         }
     }
 
@@ -266,8 +280,71 @@ struct Ingest<S: EventSetCodec, T> {
     stats: Arc<Counters>,
 }
 
+/// Where deliveries go: handled in the consuming task, or sent to lanes by key.
+enum Dispatch {
+    Inline,
+    Lanes {
+        lanes: Vec<mpsc::Sender<Delivery>>,
+        tasks: JoinSet<()>,
+        turn: usize,
+    },
+}
+
+/// The lane for `delivery`: by key, else by id, else in turn.
+fn lane_of(turn: &mut usize, lanes: usize, delivery: &Delivery) -> usize {
+    let message = &delivery.message;
+    match message.key.as_deref().or(message.id.as_deref()) {
+        Some(key) => {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            key.hash(&mut hasher);
+            (hasher.finish() % lanes as u64) as usize
+        }
+        None => {
+            *turn = turn.wrapping_add(1);
+            *turn % lanes
+        }
+    }
+}
+
 impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
-    async fn run(self, stop: Arc<Notify>) {
+    async fn run(self: Arc<Self>, stop: Arc<Notify>) {
+        let mut dispatch = if self.config.concurrency > 1 {
+            let mut tasks = JoinSet::new();
+            let lanes = (0..self.config.concurrency)
+                .map(|_| {
+                    let (tx, mut rx) = mpsc::channel::<Delivery>(1);
+                    let ingest = Arc::clone(&self);
+                    tasks.spawn(async move {
+                        while let Some(delivery) = rx.recv().await {
+                            ingest.handle(delivery).await;
+                        }
+                    });
+                    tx
+                })
+                .collect();
+            Dispatch::Lanes {
+                lanes,
+                tasks,
+                turn: 0,
+            }
+        } else {
+            Dispatch::Inline
+        };
+        let consumer = self.consume(&mut dispatch, &stop).await;
+        // The lanes finish what they hold (dropping the senders ends them) while the consumer
+        // is still open, so that their acknowledgements reach the broker.
+        if let Dispatch::Lanes {
+            lanes, mut tasks, ..
+        } = dispatch
+        {
+            drop(lanes);
+            while tasks.join_next().await.is_some() {}
+        }
+        drop(consumer);
+    }
+
+    /// Consumes until stopped or the bus is shut down; returns the open consumer, if any.
+    async fn consume(&self, dispatch: &mut Dispatch, stop: &Notify) -> Option<T::Consumer> {
         let mut failures = 0u32;
         loop {
             let mut consumer = match self.config.transport.consume(&self.config.source).await {
@@ -278,27 +355,28 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
                     tracing::warn!(source = self.config.source.name, %error, ?delay, "cannot consume; retrying");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => continue,
-                        () = stop.notified() => return,
+                        () = stop.notified() => return None,
                     }
                 }
             };
             loop {
                 let next = tokio::select! {
                     next = consumer.next() => next,
-                    () = stop.notified() => return,
+                    () = stop.notified() => return Some(consumer),
                 };
                 match next {
                     Some(Ok(delivery)) => {
                         failures = 0;
-                        let message = &delivery.message;
-                        let span = tracing::debug_span!(
-                            "tidings.consume",
-                            event = message.name.as_deref().or(self.config.default_event),
-                            id = message.id.as_deref(),
-                            origin = message.origin,
-                            delivery = message.delivery_count,
-                        );
-                        self.process(delivery).instrument(span).await;
+                        match dispatch {
+                            Dispatch::Inline => self.handle(delivery).await,
+                            Dispatch::Lanes { lanes, turn, .. } => {
+                                let lane = &lanes[lane_of(turn, lanes.len(), &delivery)];
+                                tokio::select! {
+                                    sent = lane.send(delivery) => if sent.is_err() { return Some(consumer) },
+                                    () = stop.notified() => return Some(consumer),
+                                }
+                            }
+                        }
                         if self.config.bus.is_closed() {
                             // Nothing can be delivered into a shut-down bus again; leave the
                             // messages to other consumers.
@@ -306,7 +384,7 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
                                 source = self.config.source.name,
                                 "the bus is shut down; the inbound bridge stops"
                             );
-                            return;
+                            return Some(consumer);
                         }
                     }
                     Some(Err(error)) => {
@@ -327,9 +405,22 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
             let delay = self.config.backoff.jittered(failures);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = stop.notified() => return,
+                () = stop.notified() => return None,
             }
         }
+    }
+
+    /// [`process`](Self::process) in a span that names the event.
+    async fn handle(&self, delivery: Delivery) {
+        let message = &delivery.message;
+        let span = tracing::debug_span!(
+            "tidings.consume",
+            event = message.name.as_deref().or(self.config.default_event),
+            id = message.id.as_deref(),
+            origin = message.origin,
+            delivery = message.delivery_count,
+        );
+        self.process(delivery).instrument(span).await;
     }
 
     async fn process(&self, delivery: Delivery) {
