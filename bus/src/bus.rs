@@ -1023,7 +1023,17 @@ async fn run_listener<S, T, F, Fut>(
         id,
     };
     if concurrency > 1 {
-        run_concurrently(&mut held, &queue, &shared, concurrency, convert, &listener).await;
+        // Boxed, so that its state stays out of the one-at-a-time loop's future: inline, it
+        // took `async_fanout/tidings_on_async/1` from about 6 to 2.7 M events/s.
+        Box::pin(run_concurrently(
+            &mut held,
+            &queue,
+            &shared,
+            concurrency,
+            convert,
+            &listener,
+        ))
+        .await;
     }
     while let Some(popped) = queue.pop(&mut held.batch).await {
         // Task queues report overflow through `on_error` when it happens, not here.
