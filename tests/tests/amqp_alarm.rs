@@ -1,0 +1,69 @@
+//! A broker resource alarm (feature `amqp`): the transport reports `Blocked`, publishes wait
+//! instead of failing, and go through once the alarm clears. Alone in its binary: the alarm
+//! blocks every publishing connection of the broker.
+#![cfg(feature = "amqp")]
+
+use std::time::Duration;
+
+use tidings::bridge::{Envelope, Outgoing, Source, Transport};
+use tidings_bridges::amqp::ConnectionEvent;
+use tidings_tests::rabbit::{cleanup, connect, rabbitmqctl, unique};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Restores the default memory watermark however the test ends.
+struct ClearAlarm;
+
+impl Drop for ClearAlarm {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "set_vm_memory_high_watermark", "0.4"])
+            .status();
+    }
+}
+
+async fn event(events: &mut tokio::sync::broadcast::Receiver<ConnectionEvent>) -> ConnectionEvent {
+    tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("an event in time")
+        .expect("events open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_alarm_blocks_publishes_until_it_clears() {
+    let t = connect(&unique("conn")).await;
+    let source = Source::new(unique("alarm"));
+    t.declare(&source).await.expect("declare");
+    let mut events = t.events();
+
+    let _clear = ClearAlarm;
+    rabbitmqctl(&["set_vm_memory_high_watermark", "0"]).await;
+    let out = Outgoing {
+        destination: source.name.clone(),
+        envelope: Envelope::new("alarm.test", b"{}".to_vec()),
+    };
+    let publishing = {
+        let (t, out) = (t.clone(), out.clone());
+        tokio::spawn(async move { t.publish(&[out]).await.remove(0) })
+    };
+    let blocked = event(&mut events).await;
+    assert!(
+        matches!(blocked, ConnectionEvent::Blocked { .. }),
+        "{blocked:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !publishing.is_finished(),
+        "a publish went through during the alarm"
+    );
+
+    rabbitmqctl(&["set_vm_memory_high_watermark", "0.4"]).await;
+    let unblocked = event(&mut events).await;
+    assert_eq!(unblocked, ConnectionEvent::Unblocked);
+    let result = tokio::time::timeout(WAIT, publishing)
+        .await
+        .expect("the publish finishes")
+        .expect("the task");
+    assert!(result.is_ok(), "{result:?}");
+    cleanup(&t, &source).await;
+}
