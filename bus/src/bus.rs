@@ -1043,25 +1043,15 @@ async fn run_listener<S, T, F, Fut>(
         let name = S::NAMES[delivery.index];
         let mut delivery = delivery;
         held.current = Some((delivery.index, delivery.tracker.take()));
-        if let Some(item) = convert(delivery) {
-            let span = tracing::trace_span!("tidings.handle", event = name, listener = %id);
-            let outcome = call_async(&listener, item).instrument(span).await;
-            match outcome {
-                Ok(()) => shared.stats.handled(),
-                Err(kind) => {
-                    let tracker = held.current.as_ref().and_then(|(_, t)| t.as_deref());
-                    shared.report(DeliveryError::new(name, Some(id), kind), tracker);
-                }
+        let outcome = match convert(delivery) {
+            Some(item) => {
+                let span = tracing::trace_span!("tidings.handle", event = name, listener = %id);
+                Some(call_async(&listener, item).instrument(span).await)
             }
-        }
-        if let Some((_, Some(tracker))) = held.current.take() {
-            tracker.finish();
-        }
-        queue.finish_one();
-        // `settle` only needs to look again once this batch is done.
-        if held.batch.is_empty() {
-            queue.signal_progress();
-        }
+            None => None,
+        };
+        let call = held.current.take();
+        finish_call(&held, &queue, &shared, call, outcome);
     }
     if let Some(inner) = bus.upgrade() {
         inner.registry.lock().tasks.remove(&id);
@@ -1069,15 +1059,16 @@ async fn run_listener<S, T, F, Fut>(
     shared.tasks_done.notify_waiters();
 }
 
-/// The calls of one slot finished: record the outcome, release the tracker, count it.
+/// One call finished (`outcome` is `None` when the event could not be handed to the
+/// listener): record the outcome, release the tracker, count it for `settle`.
 fn finish_call(
-    held: &mut Held,
+    held: &Held,
     queue: &Queue,
     shared: &Shared,
-    slot: usize,
+    call: Option<(usize, Option<Arc<Tracker>>)>,
     outcome: Option<Result<(), DeliveryErrorKind>>,
 ) {
-    let Some((index, tracker)) = held.running.get_mut(slot).and_then(Option::take) else {
+    let Some((index, tracker)) = call else {
         return;
     };
     match outcome {
@@ -1092,6 +1083,7 @@ fn finish_call(
         tracker.finish();
     }
     queue.finish_one();
+    // `settle` only needs to look again once the batch in hand is done.
     if held.batch.is_empty() {
         queue.signal_progress();
     }
@@ -1131,7 +1123,11 @@ async fn run_concurrently<T, F, Fut>(
             Err(running.next().await)
         };
         match next {
-            Err(Some((slot, outcome))) => finish_call(held, queue, shared, slot, outcome),
+            Err(Some((slot, outcome))) => {
+                let slot: usize = slot;
+                let call = held.running[slot].take();
+                finish_call(held, queue, shared, call, outcome);
+            }
             Err(None) => {}
             Ok(None) => open = false,
             Ok(Some(Popped::Lagged(_))) => {}
@@ -1158,7 +1154,10 @@ async fn run_concurrently<T, F, Fut>(
                         let call = call_async(listener, item).instrument(span);
                         running.push(call.map(move |outcome| (slot, Some(outcome))));
                     }
-                    None => finish_call(held, queue, shared, slot, None),
+                    None => {
+                        let call = held.running[slot].take();
+                        finish_call(held, queue, shared, call, None);
+                    }
                 }
             }
         }
