@@ -65,16 +65,14 @@ pub(crate) struct Live {
     /// Exchanges known to exist on this connection (publishing to a missing exchange would
     /// close the publishing channel).
     exchanges: Mutex<HashSet<String>>,
+    /// An operation saw the connection fail (a stored permit: reported once is enough).
     broken: Notify,
-    is_broken: AtomicBool,
 }
 
 impl Live {
     /// Reports that an operation saw this connection fail; the supervisor replaces it.
     pub(crate) fn broke(&self) {
-        if !self.is_broken.swap(true, Ordering::AcqRel) {
-            self.broken.notify_one();
-        }
+        self.broken.notify_one();
     }
 
     /// Forgets that `exchange` exists (it was deleted).
@@ -99,17 +97,14 @@ impl Live {
         };
         let declare =
             channel.exchange_declare(name, ExchangeKind::Topic, options, FieldTable::default());
-        match tokio::time::timeout(ANSWER_TIMEOUT, declare).await {
-            Ok(Ok(())) => {
+        match asked(declare).await? {
+            Ok(()) => {
                 close_channel(&channel).await;
                 self.exchanges.lock().insert(exchange.to_owned());
                 Ok(true)
             }
-            Ok(Err(error)) if error.is_amqp_soft_error() => Ok(false),
-            Ok(Err(error)) => Err(TransportError::Disconnected(error.to_string())),
-            Err(_) => Err(TransportError::Disconnected(
-                "no answer to an exchange check".to_owned(),
-            )),
+            // Refused (404): the broker closes that channel itself.
+            Err(_) => Ok(false),
         }
     }
 }
@@ -121,17 +116,31 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// may take; a connection that stops answering must not hang its callers forever.
 pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `operation` within [`ANSWER_TIMEOUT`]; a failure or silence is a disconnection.
+/// The broker did not answer within [`ANSWER_TIMEOUT`].
+fn silent() -> TransportError {
+    TransportError::Disconnected(format!("no answer from RabbitMQ within {ANSWER_TIMEOUT:?}"))
+}
+
+/// `operation` within [`ANSWER_TIMEOUT`]: the broker's refusal (an AMQP soft error, such as
+/// a missing queue or exchange) as `Ok(Err(_))`; a failure or silence as a disconnection.
+pub(crate) async fn asked<T>(
+    operation: impl Future<Output = Result<T, lapin::Error>>,
+) -> Result<Result<T, lapin::Error>, TransportError> {
+    match tokio::time::timeout(ANSWER_TIMEOUT, operation).await {
+        Ok(Ok(value)) => Ok(Ok(value)),
+        Ok(Err(error)) if error.is_amqp_soft_error() => Ok(Err(error)),
+        Ok(Err(error)) => Err(TransportError::Disconnected(error.to_string())),
+        Err(_) => Err(silent()),
+    }
+}
+
+/// `operation` within [`ANSWER_TIMEOUT`]; any failure or silence is a disconnection.
 pub(crate) async fn answered<T>(
     operation: impl Future<Output = Result<T, lapin::Error>>,
 ) -> Result<T, TransportError> {
-    match tokio::time::timeout(ANSWER_TIMEOUT, operation).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(TransportError::Disconnected(error.to_string())),
-        Err(_) => Err(TransportError::Disconnected(format!(
-            "no answer from RabbitMQ within {ANSWER_TIMEOUT:?}"
-        ))),
-    }
+    asked(operation)
+        .await?
+        .map_err(|error| TransportError::Disconnected(error.to_string()))
 }
 
 /// Closes `channel`, waiting at most [`CLOSE_TIMEOUT`] for the broker's answer.
@@ -206,6 +215,31 @@ impl Shared {
         self.stopped.load(Ordering::Acquire)
     }
 
+    /// The live link, waiting for one up to the publish timeout.
+    pub(crate) async fn connected(&self) -> Result<Arc<Live>, TransportError> {
+        let deadline = Instant::now() + self.config.publish_timeout;
+        self.connected_by(deadline).await
+    }
+
+    /// The live link, waiting for one until `deadline`.
+    pub(crate) async fn connected_by(
+        &self,
+        deadline: Instant,
+    ) -> Result<Arc<Live>, TransportError> {
+        self.live(deadline, 0, 0)
+            .await
+            .ok_or_else(|| TransportError::Disconnected("no connection to RabbitMQ".to_owned()))
+    }
+
+    /// Makes `live` the current link and says so.
+    fn go_live(&self, live: Arc<Live>) {
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        self.emit(ConnectionEvent::Connected {
+            url: live.url.clone(),
+        });
+        self.link.send_replace(Some(live));
+    }
+
     /// Waits for a live link of at least `min_generation` until `deadline`, counting
     /// `messages` against the buffer bound meanwhile. `None` when the deadline passed, the buffer is full, or the transport was
     /// closed.
@@ -262,19 +296,11 @@ impl Shared {
         F: FnOnce(Channel) -> Fut,
         Fut: Future<Output = Result<T, AmqpError>>,
     {
-        let deadline = Instant::now() + self.config.publish_timeout;
-        let live = self
-            .live(deadline, 0, 0)
-            .await
-            .ok_or_else(|| TransportError::Disconnected("no connection to RabbitMQ".to_owned()))?;
+        let live = self.connected().await?;
         let channel = answered(live.connection.create_channel()).await?;
-        let result = match tokio::time::timeout(ANSWER_TIMEOUT, operation(channel.clone())).await {
-            Ok(result) => result,
-            Err(_) => Err(TransportError::Disconnected(format!(
-                "no answer from RabbitMQ within {ANSWER_TIMEOUT:?}"
-            ))
-            .into()),
-        };
+        let result = tokio::time::timeout(ANSWER_TIMEOUT, operation(channel.clone()))
+            .await
+            .unwrap_or_else(|_| Err(silent().into()));
         close_channel(&channel).await;
         result
     }
@@ -332,7 +358,6 @@ async fn open(shared: &Shared, url: &BrokerUrl, generation: u64) -> Result<Arc<L
         publisher,
         exchanges: Mutex::new(HashSet::new()),
         broken: Notify::new(),
-        is_broken: AtomicBool::new(false),
     }))
 }
 
@@ -394,11 +419,7 @@ pub(crate) async fn first_connect(
     loop {
         match connect_round(shared, 1).await {
             Ok(live) => {
-                shared.connects.fetch_add(1, Ordering::Relaxed);
-                shared.emit(ConnectionEvent::Connected {
-                    url: live.url.clone(),
-                });
-                shared.link.send_replace(Some(live));
+                shared.go_live(live);
                 return Ok(());
             }
             Err(last_error) => {
@@ -456,11 +477,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>) {
                     return;
                 }
                 Ok(live) => {
-                    shared.connects.fetch_add(1, Ordering::Relaxed);
-                    shared.emit(ConnectionEvent::Connected {
-                        url: live.url.clone(),
-                    });
-                    shared.link.send_replace(Some(live));
+                    shared.go_live(live);
                     break;
                 }
                 Err(_) => {

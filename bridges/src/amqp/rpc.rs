@@ -169,11 +169,7 @@ impl RpcClient {
     /// The channel of the current connection, opened (with its reply consumer) when the
     /// connection changed.
     async fn channel(&self, deadline: Instant) -> Result<(u64, Channel), AmqpError> {
-        let shared = self.transport.shared();
-        let live = shared
-            .live(deadline, 0, 0)
-            .await
-            .ok_or_else(|| TransportError::Disconnected("no connection to RabbitMQ".into()))?;
+        let live = self.transport.shared().connected_by(deadline).await?;
         let mut slot = self.channel.lock().await;
         if let Some(c) = slot.as_ref() {
             if c.generation == live.generation && c.channel.status().connected() {

@@ -490,12 +490,7 @@ impl Transport for AmqpTransport {
     }
 
     async fn consume(&self, source: &Source) -> Result<AmqpConsumer, TransportError> {
-        let shared = self.shared();
-        let deadline = Instant::now() + shared.config.publish_timeout;
-        let live = shared
-            .live(deadline, 0, 0)
-            .await
-            .ok_or_else(|| TransportError::Disconnected("no connection to RabbitMQ".to_owned()))?;
+        let live = self.shared().connected().await?;
         let queue = queue_name(source);
         let name = short(&queue).map_err(TransportError::from)?;
         let channel = link::answered(live.connection.create_channel()).await?;
@@ -508,20 +503,9 @@ impl Transport for AmqpTransport {
             BasicConsumeOptions::default(),
             FieldTable::default(),
         );
-        let consumer = match tokio::time::timeout(link::ANSWER_TIMEOUT, consume).await {
-            Ok(Ok(consumer)) => consumer,
-            Ok(Err(e)) if e.is_amqp_soft_error() => {
-                return Err(TransportError::Other(
-                    format!("cannot consume queue `{queue}`: {e}").into(),
-                ));
-            }
-            Ok(Err(e)) => return Err(TransportError::Disconnected(e.to_string())),
-            Err(_) => {
-                return Err(TransportError::Disconnected(
-                    "no answer to basic.consume".to_owned(),
-                ));
-            }
-        };
+        let consumer = link::asked(consume).await?.map_err(|e| {
+            TransportError::Other(format!("cannot consume queue `{queue}`: {e}").into())
+        })?;
         Ok(AmqpConsumer::new(
             self.clone(),
             channel,
