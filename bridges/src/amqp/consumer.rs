@@ -57,8 +57,10 @@ impl Acks {
                 break;
             }
             run = entry.remove();
+            self.unsent -= 1;
         }
         let mut single = Vec::new();
+        // Acknowledged deliveries after a gap, if any are left, go one by one.
         if self.unsent > 0 {
             self.outstanding.retain(|_, acker| match acker.take() {
                 Some(acker) => {
@@ -73,7 +75,13 @@ impl Acks {
     }
 }
 
-type SharedAcks = Arc<Mutex<Acks>>;
+/// What a consumer's deliveries share to be settled: one reference per delivery.
+struct Settling {
+    transport: AmqpTransport,
+    /// The dead-letter queue.
+    dead_letter: String,
+    acks: Mutex<Acks>,
+}
 
 /// Whether lapin could still settle the delivery (`false`: its channel is gone).
 fn acked(usable: bool) -> Result<(), TransportError> {
@@ -120,7 +128,6 @@ async fn send(taken: (Option<lapin::Acker>, Vec<lapin::Acker>)) -> Result<(), Tr
 /// Dropping it sends the acknowledgements it holds and closes its channel; the broker
 /// delivers its unacknowledged messages again.
 pub struct AmqpConsumer {
-    transport: AmqpTransport,
     /// The connection generation of this consumer's channel, and the live link: when the
     /// supervisor replaces the connection, the consumer ends instead of waiting on a dead one.
     generation: u64,
@@ -128,8 +135,7 @@ pub struct AmqpConsumer {
     consumer: lapin::Consumer,
     _channel: lapin::Channel,
     origin: String,
-    dead_letter: String,
-    acks: SharedAcks,
+    settling: Arc<Settling>,
 }
 
 impl std::fmt::Debug for AmqpConsumer {
@@ -152,35 +158,36 @@ impl AmqpConsumer {
         AmqpConsumer {
             link: transport.shared().link(),
             generation,
-            transport,
             consumer,
             _channel: channel,
             origin: queue,
-            dead_letter: source.dead_letter.clone(),
-            acks: Arc::new(Mutex::new(Acks {
-                outstanding: BTreeMap::new(),
-                unsent: 0,
-                threshold: (source.prefetch / 4).max(1),
-                closed: false,
-            })),
+            settling: Arc::new(Settling {
+                transport,
+                dead_letter: source.dead_letter.clone(),
+                acks: Mutex::new(Acks {
+                    outstanding: BTreeMap::new(),
+                    unsent: 0,
+                    threshold: (source.prefetch / 4).max(1),
+                    closed: false,
+                }),
+            }),
         }
     }
 
     fn wrap(&self, mut delivery: lapin::message::Delivery) -> Delivery {
         let payload = Bytes::from(std::mem::take(&mut delivery.data));
         let message = wire::incoming(&delivery, &self.origin, payload.clone());
-        self.acks
+        self.settling
+            .acks
             .lock()
             .outstanding
             .insert(delivery.delivery_tag, None);
         let acker = AmqpAcker {
-            transport: self.transport.clone(),
+            settling: Arc::clone(&self.settling),
             tag: delivery.delivery_tag,
             acker: delivery.acker,
-            acks: Arc::clone(&self.acks),
             properties: delivery.properties,
             payload,
-            dead_letter: self.dead_letter.clone(),
         };
         Delivery::new(message, acker)
     }
@@ -192,7 +199,7 @@ impl Consumer for AmqpConsumer {
             Some(next) => next,
             None => {
                 // Nothing waiting: send what was acknowledged, so the broker can send more.
-                let taken = self.acks.lock().take();
+                let taken = self.settling.acks.lock().take();
                 if let Err(error) = send(taken).await {
                     tracing::debug!(%error, "acknowledgements lost; those messages come again");
                 }
@@ -227,7 +234,7 @@ impl Consumer for AmqpConsumer {
 impl Drop for AmqpConsumer {
     fn drop(&mut self) {
         let taken = {
-            let mut acks = self.acks.lock();
+            let mut acks = self.settling.acks.lock();
             acks.closed = true;
             acks.take()
         };
@@ -241,19 +248,17 @@ impl Drop for AmqpConsumer {
 
 /// Settles one RabbitMQ delivery.
 struct AmqpAcker {
-    transport: AmqpTransport,
+    settling: Arc<Settling>,
     tag: u64,
     acker: lapin::Acker,
-    acks: SharedAcks,
     properties: BasicProperties,
     payload: Bytes,
-    dead_letter: String,
 }
 
 impl AmqpAcker {
     async fn ack(self) -> Result<(), TransportError> {
         let send = {
-            let mut acks = self.acks.lock();
+            let mut acks = self.settling.acks.lock();
             if let Some(slot) = acks.outstanding.get_mut(&self.tag) {
                 *slot = Some(self.acker);
                 acks.unsent += 1;
@@ -274,7 +279,7 @@ impl Acker for AmqpAcker {
 
     fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
         Box::pin(async move {
-            self.acks.lock().outstanding.remove(&self.tag);
+            self.settling.acks.lock().outstanding.remove(&self.tag);
             let options = BasicNackOptions {
                 requeue: true,
                 multiple: false,
@@ -290,7 +295,8 @@ impl Acker for AmqpAcker {
         Box::pin(async move {
             // Copy to the dead-letter queue first, acknowledge after: a failure in between
             // leaves a duplicate, never a loss.
-            let routing_key = ShortString::try_new(self.dead_letter.as_str()).map_err(|_| {
+            let dead_letter = self.settling.dead_letter.as_str();
+            let routing_key = ShortString::try_new(dead_letter).map_err(|_| {
                 TransportError::Rejected("the dead-letter queue name is too long".to_owned())
             })?;
             let raw = Raw {
@@ -299,7 +305,7 @@ impl Acker for AmqpAcker {
                 payload: self.payload.clone(),
                 properties: wire::dead_letter_properties(&self.properties, &headers),
             };
-            self.transport.publish_one(raw).await?;
+            self.settling.transport.publish_one(raw).await?;
             self.ack().await
         })
     }

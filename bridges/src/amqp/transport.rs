@@ -318,18 +318,23 @@ impl AmqpTransport {
         let mut retry = Vec::new();
         let mut in_flight: VecDeque<(usize, SemaphorePermit<'_>, PublisherConfirm)> =
             VecDeque::new();
+        // The exchange checked last: a batch mostly goes to one destination.
+        let mut checked: Option<&str> = None;
         for &i in pending {
             let raw = &batch[i];
-            match live.exchange_exists(raw.exchange.as_str()).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    results[i] = Some(Err(TransportError::Unroutable(raw.exchange.to_string())));
-                    continue;
-                }
-                Err(_) => {
-                    live.broke();
-                    retry.push(i);
-                    continue;
+            let exchange = raw.exchange.as_str();
+            if checked != Some(exchange) {
+                match live.exchange_exists(exchange).await {
+                    Ok(true) => checked = Some(exchange),
+                    Ok(false) => {
+                        results[i] = Some(Err(TransportError::Unroutable(exchange.to_owned())));
+                        continue;
+                    }
+                    Err(_) => {
+                        live.broke();
+                        retry.push(i);
+                        continue;
+                    }
                 }
             }
             let permit = loop {
