@@ -810,3 +810,70 @@ async fn concurrent_handling_acknowledges_out_of_order_and_loses_nothing() {
     drop(consumer);
     cleanup(&t, &source).await;
 }
+
+#[tokio::test]
+async fn source_queues_with_a_delivery_limit_dead_letter_on_the_broker() {
+    let t = AmqpTransport::builder(URL)
+        .source_queues(&Queue::durable("").quorum().delivery_limit(1))
+        .connect()
+        .await
+        .expect("connect");
+    let source = Source::new(unique("limited"));
+    t.declare(&source).await.expect("declare");
+    publish_ok(&t, &source.name, vec![ping(3)]).await;
+    let mut consumer = t.consume(&source).await.expect("consume");
+    // Returned twice: past the limit of one redelivery, the broker moves it on its own.
+    for _ in 0..2 {
+        next(&mut consumer, "a delivery")
+            .await
+            .nack()
+            .await
+            .expect("nack");
+    }
+    let mut dead = t
+        .consume(&Source::new(source.dead_letter.clone()))
+        .await
+        .expect("consume dead letters");
+    let d = next(&mut dead, "the broker's dead letter").await;
+    assert_eq!(seq(&d), 3);
+    d.ack().await.expect("ack");
+    drop((consumer, dead));
+    cleanup(&t, &source).await;
+}
+
+#[tokio::test]
+async fn a_call_cut_off_by_a_lost_connection_fails_and_the_next_one_works() {
+    let server_side = connect(&unique("conn")).await;
+    let queue = unique("rpc-cut");
+    let server = RpcServer::serve(&server_side, &queue, |add: Add| async move {
+        if add.a == 0 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        Ok::<_, String>(add.a + add.b)
+    })
+    .await
+    .expect("serve");
+    let name = unique("conn");
+    let client_side = connect(&name).await;
+    let client = RpcClient::new(&client_side).timeout(Duration::from_secs(10));
+    let slow = client.call::<_, i64>("", &queue, &Add { a: 0, b: 1 });
+    let cut = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(close_connections(&name).await, 1);
+    };
+    let (cut_off, ()) = tokio::join!(slow, cut);
+    assert!(
+        matches!(
+            cut_off,
+            Err(AmqpError::Transport(TransportError::Disconnected(_)))
+        ),
+        "{cut_off:?}"
+    );
+    let sum: i64 = client
+        .call("", &queue, &Add { a: 2, b: 2 })
+        .await
+        .expect("a new channel after the reconnect");
+    assert_eq!(sum, 4);
+    assert!(server.shutdown(WAIT).await);
+    server_side.delete_queue(&queue).await.expect("delete");
+}
