@@ -454,16 +454,30 @@ fn slow_orders(bus: &Bus<Events>, concurrency: usize) -> (Arc<Mutex<Vec<u64>>>, 
     (seen, peak)
 }
 
+/// An inbound bridge with `n` lanes into a bus whose order listener also runs `n` calls at
+/// once, from the source `orders` (prefetch 16).
+async fn concurrent_inbound(
+    n: usize,
+) -> (
+    MemoryBroker,
+    Source,
+    Inbound,
+    Arc<Mutex<Vec<u64>>>,
+    Arc<AtomicUsize>,
+) {
+    let broker = MemoryBroker::new();
+    let source = declared(&broker, "orders").await.prefetch(16);
+    let bus = Bus::<Events>::new();
+    let (seen, peak) = slow_orders(&bus, n);
+    let inbound = Inbound::builder(&bus, broker.clone(), source.clone())
+        .concurrency(n)
+        .build();
+    (broker, source, inbound, seen, peak)
+}
+
 #[tokio::test(start_paused = true)]
 async fn inbound_concurrency_handles_several_at_once_and_keeps_each_keys_order() {
-    let broker = MemoryBroker::new();
-    let source = Source::new("orders").prefetch(16);
-    broker.declare(&source).await.unwrap();
-    let bus = Bus::<Events>::new();
-    let (seen, peak) = slow_orders(&bus, 4);
-    let inbound = Inbound::builder(&bus, broker.clone(), source.clone())
-        .concurrency(4)
-        .build();
+    let (broker, source, inbound, seen, peak) = concurrent_inbound(4).await;
     publish_orders(&broker, "orders", (0..60).collect(), 5).await;
     until("every order", || seen.lock().len() == 60).await;
     let peak = peak.load(Ordering::SeqCst);
@@ -488,14 +502,7 @@ async fn inbound_concurrency_handles_several_at_once_and_keeps_each_keys_order()
 
 #[tokio::test(start_paused = true)]
 async fn inbound_shutdown_lets_every_lane_finish_and_acknowledge() {
-    let broker = MemoryBroker::new();
-    let source = Source::new("orders").prefetch(16);
-    broker.declare(&source).await.unwrap();
-    let bus = Bus::<Events>::new();
-    let (seen, peak) = slow_orders(&bus, 3);
-    let inbound = Inbound::builder(&bus, broker.clone(), source.clone())
-        .concurrency(3)
-        .build();
+    let (broker, source, inbound, seen, peak) = concurrent_inbound(3).await;
     publish_orders(&broker, "orders", (0..12).collect(), 12).await;
     until("three calls running", || peak.load(Ordering::SeqCst) == 3).await;
     assert!(
