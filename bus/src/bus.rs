@@ -254,7 +254,6 @@ struct ErrorEntry {
 /// by `emit` (except for a `once` listener removing itself), never while user code runs.
 #[derive(Default)]
 pub(crate) struct Registry {
-    next_id: u64,
     places: HashMap<ListenerId, Place>,
     /// Async listener tasks still running (including removed ones still draining their queue).
     tasks: HashMap<ListenerId, Task>,
@@ -413,7 +412,7 @@ impl<S: EventSet> Bus<S> {
         listener: impl Fn(&DeliveryError) + Send + Sync + 'static,
     ) -> ListenerId {
         let mut reg = self.inner.registry.lock();
-        let id = reg.next_id();
+        let id = ListenerId::next();
         reg.places.insert(id, Place::Error);
         let mut list = Vec::clone(&self.inner.shared.errors.load());
         list.push(ErrorEntry {
@@ -769,7 +768,7 @@ impl<S: EventSet> Bus<S> {
         exact: bool,
         mut add: impl FnMut(&SlotHeader<S>, &Registry, ListenerId) -> usize,
     ) -> (ListenerId, Crowding) {
-        let id = reg.next_id();
+        let id = ListenerId::next();
         let mut lens = Vec::with_capacity(indices.len());
         for &i in &indices {
             let header = &self.inner.slots[i];
@@ -1185,13 +1184,6 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
         s.clone()
     } else {
         "panic with a non-string payload".to_owned()
-    }
-}
-
-impl Registry {
-    fn next_id(&mut self) -> ListenerId {
-        self.next_id += 1;
-        ListenerId(self.next_id)
     }
 }
 

@@ -716,3 +716,111 @@ async fn children_that_fail_at_once_are_not_left_on_the_supervisor() {
     }
     assert_eq!(supervisor.children(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_past_its_deadline_counts_the_stuck_actors_mailbox_as_dead_letters() {
+    let system = ActorSystem::new();
+    let stuck = system.spawn(Stuck);
+    stuck.tell(Add(0)).await.unwrap();
+    tokio::task::yield_now().await; // the actor is now blocked in its handler
+    for i in 1..=4 {
+        stuck.tell(Add(i)).await.unwrap();
+    }
+    let report = system.shutdown(Duration::from_millis(100)).await;
+    assert_eq!(report.unfinished.len(), 1);
+    assert_eq!(stuck.wait_stopped().await, StopReason::Killed);
+    assert_eq!(
+        system.dead_letters(),
+        4,
+        "the four queued behind the blocked handler were never handled"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_during_a_restart_delay_handles_what_was_queued() {
+    let system = ActorSystem::new();
+    let supervisor = Supervisor::builder(Strategy::OneForOne)
+        .backoff(Backoff::Fixed(Duration::from_secs(10)))
+        .build(&system);
+    let (l, built) = (log(), Arc::new(AtomicUsize::new(0)));
+    let actor = supervisor.spawn(counting_factory(&l, &built));
+    actor.tell(Boom).await.unwrap();
+    for i in 1..=3 {
+        actor.tell(Add(i)).await.unwrap();
+    }
+    // Let the panic happen and the restart delay begin.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        built.load(Ordering::SeqCst),
+        1,
+        "still in the restart delay"
+    );
+    actor.stop();
+    assert_eq!(actor.wait_stopped().await, StopReason::Normal);
+    assert_eq!(
+        built.load(Ordering::SeqCst),
+        2,
+        "restarted at once to drain"
+    );
+    let adds: Vec<String> = l
+        .lock()
+        .iter()
+        .filter(|s| s.starts_with("add"))
+        .cloned()
+        .collect();
+    assert_eq!(adds, ["add 1", "add 2", "add 3"]);
+    assert_eq!(system.dead_letters(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn system_shutdown_during_a_restart_delay_handles_what_was_queued() {
+    let system = ActorSystem::new();
+    let supervisor = Supervisor::builder(Strategy::OneForOne)
+        .backoff(Backoff::Fixed(Duration::from_secs(10)))
+        .build(&system);
+    let (l, built) = (log(), Arc::new(AtomicUsize::new(0)));
+    let actor = supervisor.spawn(counting_factory(&l, &built));
+    actor.tell(Boom).await.unwrap();
+    actor.tell(Add(7)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let report = system.shutdown(Duration::from_secs(5)).await;
+    assert!(report.is_clean());
+    assert_eq!(actor.wait_stopped().await, StopReason::Shutdown);
+    assert!(l.lock().iter().any(|s| s == "add 7"));
+    assert_eq!(system.dead_letters(), 0);
+}
+
+#[tokio::test]
+async fn stop_refuses_new_messages_at_once_even_while_the_actor_is_busy() {
+    let system = ActorSystem::new();
+    let l = log();
+    let gate = Arc::new(Semaphore::new(0));
+    let actor = system.spawn(Recorder::gated(&l, &gate));
+    actor.tell(Add(1)).await.unwrap();
+    actor.tell(Add(2)).await.unwrap();
+    tokio::task::yield_now().await; // busy with Add(1)
+    actor.stop();
+    assert!(matches!(actor.tell(Add(3)).await, Err(SendError(Add(3)))));
+    assert!(matches!(
+        actor.try_tell(Add(4)),
+        Err(TrySendError::Closed(Add(4)))
+    ));
+    assert!(matches!(
+        actor.ask(Add(5)).await,
+        Err(AskError::Closed(Add(5)))
+    ));
+    assert!(matches!(
+        actor.recipient::<Add>().tell(Add(6)).await,
+        Err(SendError(Add(6)))
+    ));
+    gate.add_permits(10);
+    assert_eq!(actor.wait_stopped().await, StopReason::Normal);
+    let adds: Vec<String> = l
+        .lock()
+        .iter()
+        .filter(|s| s.starts_with("add"))
+        .cloned()
+        .collect();
+    assert_eq!(adds, ["add 1", "add 2"], "queued before the stop: handled");
+    assert_eq!(system.dead_letters(), 0);
+}

@@ -514,3 +514,81 @@ async fn inbound_shutdown_lets_every_lane_finish_and_acknowledge() {
     assert!(handled >= 3, "{handled}");
     assert_eq!(broker.depth(&source.name, &source.group), 12 - handled);
 }
+
+/// Emits `Tick(0..n)` with one key through an outbound built by `build`, and returns the order
+/// in which they reached a consumer of `ticks`.
+async fn ticks_arrive_in_order<T: Transport>(
+    broker: &MemoryBroker,
+    transport: T,
+    n: u64,
+    before: impl FnOnce(),
+) -> Vec<u64> {
+    let source = declared(broker, "ticks").await;
+    let (a, b) = (Bus::<Events>::new(), Bus::<Events>::new());
+    let outbound = Outbound::builder(&a, transport)
+        .forward::<Tick>()
+        .route(|_| Route::to("ticks").key("one-key"))
+        .backoff(Backoff::Fixed(Duration::from_millis(10)))
+        .build();
+    let _inbound = Inbound::builder(&b, broker.clone(), source).build();
+    let got = collect::<Tick>(&b);
+    before();
+    for i in 0..n {
+        a.emit_async(Tick(i)).await.unwrap();
+    }
+    until("every tick", || got.lock().len() as u64 >= n).await;
+    tokio::time::sleep(Duration::from_millis(100)).await; // room for any duplicate
+    assert_eq!(
+        outbound.shutdown(Duration::from_secs(1)).await.unconfirmed,
+        0
+    );
+    let order = got.lock().iter().map(|t| t.0).collect();
+    order
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_key_order_survives_a_partial_publish_failure() {
+    let broker = MemoryBroker::new();
+    let b = broker.clone();
+    let order = ticks_arrive_in_order(&broker, broker.clone(), 16, move || {
+        b.fail_next_publishes(3)
+    })
+    .await;
+    assert_eq!(order, (0..16).collect::<Vec<_>>(), "in order, once each");
+}
+
+/// A transport with a bug: it publishes only the first half of each batch and returns results
+/// for those alone.
+#[derive(Clone)]
+struct ShortResults(MemoryBroker);
+
+impl Transport for ShortResults {
+    type Consumer = <MemoryBroker as Transport>::Consumer;
+
+    async fn publish(
+        &self,
+        batch: &[Outgoing],
+    ) -> Vec<Result<(), tidings::bridge::TransportError>> {
+        let half = batch.len().div_ceil(2);
+        self.0.publish(&batch[..half]).await
+    }
+
+    async fn declare(&self, source: &Source) -> Result<(), tidings::bridge::TransportError> {
+        self.0.declare(source).await
+    }
+
+    async fn consume(
+        &self,
+        source: &Source,
+    ) -> Result<Self::Consumer, tidings::bridge::TransportError> {
+        self.0.consume(source).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn messages_a_transport_returned_no_result_for_are_published_again() {
+    let broker = MemoryBroker::new();
+    let transport = ShortResults(broker.clone());
+    let order = ticks_arrive_in_order(&broker, transport, 16, || {}).await;
+    assert_eq!(order, (0..16).collect::<Vec<_>>(), "none forgotten");
+}

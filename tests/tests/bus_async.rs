@@ -304,9 +304,71 @@ async fn subscriptions_report_lag() {
     for i in 0..5 {
         bus.emit(user(i));
     }
-    assert_eq!(sub.recv().await.unwrap(), Err(Lagged(3)));
+    // The two queued events came before the three turned away, and are read first.
     assert_eq!(sub.recv().await.unwrap().unwrap().id, 0);
     assert_eq!(sub.recv().await.unwrap().unwrap().id, 1);
+    assert_eq!(sub.recv().await.unwrap(), Err(Lagged(3)));
+}
+
+/// What a stream yields, as text: `1`, `2`, `lag 6`...
+async fn read_all(sub: &mut tidings::Subscription<Events, Arc<Tick>>) -> Vec<String> {
+    let mut seen = Vec::new();
+    while let Some(item) = sub.try_recv() {
+        seen.push(match item {
+            Ok(t) => t.0.to_string(),
+            Err(Lagged(n)) => format!("lag {n}"),
+        });
+    }
+    seen
+}
+
+#[tokio::test]
+async fn lag_is_reported_where_the_events_were_missed_for_every_policy() {
+    let expected = [
+        (Overflow::Wait, vec!["1", "2", "3", "4", "lag 6"]),
+        (Overflow::DropNewest, vec!["1", "2", "3", "4", "lag 6"]),
+        (Overflow::Fail, vec!["1", "2", "3", "4", "lag 6"]),
+        (Overflow::DropOldest, vec!["lag 6", "7", "8", "9", "10"]),
+    ];
+    for (policy, expected) in expected {
+        let bus = Bus::<Events>::new();
+        let opts = QueueOptions::new().capacity(4).overflow(policy);
+        let mut sub = bus.subscribe_with::<Tick>(opts);
+        for i in 1..=10 {
+            bus.emit(Tick(i));
+        }
+        assert_eq!(read_all(&mut sub).await, expected, "{policy:?}");
+    }
+}
+
+#[tokio::test]
+async fn several_gaps_each_come_where_they_happened() {
+    let bus = Bus::<Events>::new();
+    let opts = QueueOptions::new()
+        .capacity(2)
+        .overflow(Overflow::DropNewest);
+    let mut sub = bus.subscribe_with::<Tick>(opts);
+    for i in 1..=3 {
+        bus.emit(Tick(i)); // 3 is turned away
+    }
+    assert_eq!(sub.recv().await.unwrap().unwrap().0, 1); // frees a place
+    bus.emit(Tick(4));
+    bus.emit(Tick(5)); // turned away
+    bus.emit(Tick(6)); // turned away
+    assert_eq!(read_all(&mut sub).await, ["2", "lag 1", "4", "lag 2"]);
+
+    // Evictions under DropOldest land before the oldest event that is still queued.
+    let opts = QueueOptions::new()
+        .capacity(3)
+        .overflow(Overflow::DropOldest);
+    let mut sub = bus.subscribe_with::<Tick>(opts);
+    for i in 1..=3 {
+        bus.emit(Tick(i));
+    }
+    assert_eq!(sub.recv().await.unwrap().unwrap().0, 1); // 2 and 3 now held by the reader
+    bus.emit(Tick(4));
+    bus.emit(Tick(5)); // evicts 4, the oldest queued
+    assert_eq!(read_all(&mut sub).await, ["2", "3", "lag 1", "5"]);
 }
 
 #[tokio::test]
@@ -392,7 +454,10 @@ async fn shutdown_drains_queues_and_rejects_later_emits() {
     assert_eq!(bus.emit(Tick(9)), 0);
     assert_eq!(errors.lock().as_slice(), ["tick: Closed"]);
     assert_eq!(bus.emit_async(Tick(10)).await, Err(Closed(Tick(10))));
+    // Refused after shutdown: counted as rejected (the sync emit; `emit_async` handed its
+    // event back), never as dropped, which is for full queues.
     assert_eq!(bus.stats().rejected, 1);
+    assert_eq!(bus.stats().dropped, 0);
     assert!(bus.shutdown(Duration::from_secs(1)).await.is_clean());
 }
 

@@ -97,6 +97,26 @@ fn once_fires_once_under_concurrent_emits() {
 }
 
 #[test]
+fn an_id_from_another_bus_removes_nothing() {
+    let (a, b) = (Bus::<Events>::new(), Bus::<Events>::new());
+    let log = Log::default();
+    let l = log.clone();
+    let on_a = a.on(move |_: &UserCreated| l.push("a"));
+    let l = log.clone();
+    let on_b = b.on(move |_: &UserCreated| l.push("b"));
+    let sub_b = b.subscribe::<Tick>();
+    let err_b = b.on_error(|_| {});
+    for foreign in [on_b, sub_b.id(), err_b] {
+        assert!(!a.off(foreign), "{foreign} belongs to the other bus");
+    }
+    assert!(!b.off(on_a));
+    assert_eq!(a.emit(user(1)), 1);
+    assert_eq!(b.emit(user(1)), 1);
+    assert_eq!(log.take(), ["a", "b"]);
+    assert!(a.off(on_a) && b.off(on_b));
+}
+
+#[test]
 fn off_removes_exactly_one_listener() {
     let bus = Bus::<Events>::new();
     let log = Log::default();

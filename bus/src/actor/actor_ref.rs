@@ -71,6 +71,9 @@ impl<A: Actor> ActorRef<A> {
         M: Message,
         A: Handler<M>,
     {
+        if self.cell.is_closing() {
+            return Err(SendError(message));
+        }
         let envelope: BoxEnvelope<A> = Box::new(Tell(message));
         self.tx
             .send(envelope)
@@ -87,6 +90,9 @@ impl<A: Actor> ActorRef<A> {
         M: Message,
         A: Handler<M>,
     {
+        if self.cell.is_closing() {
+            return Err(TrySendError::Closed(message));
+        }
         let envelope: BoxEnvelope<A> = Box::new(Tell(message));
         self.tx.try_send(envelope).map_err(|(e, why)| {
             let message = recover::<Tell<M>>(e.into_any()).0;
@@ -107,6 +113,9 @@ impl<A: Actor> ActorRef<A> {
         M: Message,
         A: Handler<M>,
     {
+        if self.cell.is_closing() {
+            return Err(AskError::Closed(message));
+        }
         let (reply, answer) = oneshot::channel();
         let envelope: BoxEnvelope<A> = Box::new(Ask(message, reply));
         if let Err(e) = self.tx.send(envelope).await {
@@ -134,15 +143,18 @@ impl<A: Actor> ActorRef<A> {
             .unwrap_or(Err(AskError::Timeout))
     }
 
-    /// Asks the actor to stop gracefully: it refuses new messages, runs `stopping`, handles
-    /// what is already queued, then runs `stopped`. Returns at once; see
-    /// [`wait_stopped`](Self::wait_stopped).
+    /// Asks the actor to stop gracefully. From the moment it returns, sends through any
+    /// reference are refused (handing the message back); the actor finishes its current
+    /// message, runs `stopping`, handles everything queued before the stop, then runs
+    /// `stopped`. A stop during a supervisor's restart delay starts the new instance at once so
+    /// that it drains the mailbox. Returns at once; see [`wait_stopped`](Self::wait_stopped).
     pub fn stop(&self) {
         self.cell.signal(Signal::Stop(StopReason::Normal));
     }
 
     /// Stops the actor after its current message, without handling the rest of its mailbox
-    /// (reported as dead letters; pending asks get [`AskError::NoReply`]).
+    /// (reported as dead letters; pending asks get [`AskError::NoReply`]). New messages are
+    /// refused from the moment it returns.
     pub fn kill(&self) {
         self.cell.signal(Signal::Kill(StopReason::Killed));
     }

@@ -77,8 +77,10 @@ impl<A: Actor> Context<A> {
         &self.system
     }
 
-    /// Stops gracefully after the current message: as [`ActorRef::stop`].
+    /// Stops gracefully after the current message: as [`ActorRef::stop`], new messages are
+    /// refused from now on.
     pub fn stop(&mut self) {
+        self.me.cell.close();
         self.request.get_or_insert(Request::Stop);
     }
 

@@ -55,6 +55,9 @@ pub(crate) struct Cell {
     pub(crate) name: &'static str,
     /// Mirrors `pending.is_some()`, so the message loop checks for signals with one load.
     has_signal: AtomicBool,
+    /// Set once a stop or kill was asked for: senders refuse new messages from then on (the
+    /// task closes the mailbox itself when it gets to the request).
+    closing: AtomicBool,
     pending: Mutex<Option<Signal>>,
     /// The actor task's waker while it waits for a message or a restart delay.
     waker: AtomicWaker,
@@ -70,6 +73,7 @@ impl Cell {
             id,
             name,
             has_signal: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             pending: Mutex::new(None),
             waker: AtomicWaker::new(),
             exit: Mutex::new(None),
@@ -80,6 +84,9 @@ impl Cell {
 
     /// Delivers `signal` unless a stronger one is pending (kill > stop > restart).
     pub(crate) fn signal(&self, signal: Signal) {
+        if !matches!(signal, Signal::Restart) {
+            self.close();
+        }
         {
             let mut pending = self.pending.lock();
             if pending.as_ref().is_some_and(|p| p.rank() >= signal.rank()) {
@@ -89,6 +96,16 @@ impl Cell {
             self.has_signal.store(true, Ordering::Release);
         }
         self.waker.wake();
+    }
+
+    /// From now on, [`ActorRef`] sends are refused: the actor is stopping for good.
+    pub(crate) fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
+    /// Whether the actor refuses new messages because it is stopping.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
     }
 
     /// Registers the task to be woken by the next signal; whether one is pending now.
@@ -130,17 +147,29 @@ impl Cell {
 /// Builds a fresh instance for a restart.
 pub(crate) type Factory<A> = Box<dyn Fn() -> A + Send + Sync>;
 
-/// Records the final stop even when the task is cancelled (system shutdown past its deadline).
-struct ExitGuard {
+/// Records the final stop even when the task is cancelled (system shutdown past its deadline):
+/// the mailbox is closed and every message left in it is counted and logged as a dead letter,
+/// whichever way the task ends. (A message whose handler was cancelled mid-way is not one: it
+/// was delivered; a pending `ask` for it resolves with `NoReply`.)
+struct ExitGuard<A: Actor> {
     cell: std::sync::Arc<Cell>,
     system: ActorSystem,
     supervisor: Option<Supervisor>,
+    rx: MailboxRx<A>,
     reason: Option<StopReason>,
 }
 
-impl Drop for ExitGuard {
+impl<A: Actor> Drop for ExitGuard<A> {
     fn drop(&mut self) {
         let reason = self.reason.take().unwrap_or(StopReason::Killed);
+        self.cell.close();
+        self.rx.close();
+        let mut dead = 0u64;
+        while let Some(envelope) = self.rx.try_recv() {
+            dead += 1;
+            tracing::warn!(actor = %self.cell.id, message = envelope.message_type(), %reason, "dead letter: the actor stopped before handling it");
+        }
+        self.system.add_dead_letters(dead);
         tracing::debug!(actor = %self.cell.id, name = self.cell.name, %reason, "actor stopped");
         // Deregister before publishing the reason: whoever `wait_stopped` wakes must find the
         // actor gone from its system and supervisor.
@@ -156,7 +185,7 @@ impl Drop for ExitGuard {
 pub(crate) async fn run<A: Actor>(
     mut first: Option<A>,
     factory: Option<Factory<A>>,
-    mut rx: MailboxRx<A>,
+    rx: MailboxRx<A>,
     me: ActorRef<A>,
     supervisor: Option<Supervisor>,
     system: ActorSystem,
@@ -165,8 +194,12 @@ pub(crate) async fn run<A: Actor>(
         cell: std::sync::Arc::clone(&me.cell),
         system: system.clone(),
         supervisor: supervisor.clone(),
+        rx,
         reason: None,
     };
+    // A graceful stop asked for during a restart delay: the next instance starts at once and
+    // drains the mailbox, so what was queued is handled, as `stop()` promises.
+    let mut stopping: Option<StopReason> = None;
     let reason = loop {
         let instance = match (first.take(), &factory) {
             (Some(actor), _) => Ok(actor),
@@ -177,7 +210,10 @@ pub(crate) async fn run<A: Actor>(
         let reason = match instance {
             Ok(mut actor) => {
                 let mut ctx = ActorContext::new(me.clone(), system.clone());
-                let reason = run_instance(&mut actor, &mut ctx, &mut rx).await;
+                if let Some(stop) = &stopping {
+                    me.cell.signal(Signal::Stop(stop.clone()));
+                }
+                let reason = run_instance(&mut actor, &mut ctx, &mut exit.rx).await;
                 ctx.end_instance();
                 let stopped = AssertUnwindSafe(actor.stopped(&mut ctx, &reason));
                 if let Err(p) = stopped.catch_unwind().await {
@@ -187,6 +223,9 @@ pub(crate) async fn run<A: Actor>(
             }
             Err(reason) => reason,
         };
+        if stopping.is_some() {
+            break reason;
+        }
         let restart_after = match (&supervisor, &factory) {
             (Some(_), Some(_)) if reason == StopReason::Restarting => Some(Duration::ZERO),
             (Some(sup), Some(_)) if reason.is_abnormal() => sup.on_failure(me.cell.id),
@@ -196,27 +235,32 @@ pub(crate) async fn run<A: Actor>(
             break reason;
         };
         tracing::warn!(actor = %me.cell.id, name = me.cell.name, %reason, ?delay, "restarting actor");
-        if let Some(stop) = backoff(&me.cell, delay).await {
-            break stop;
+        match backoff(&me.cell, delay).await {
+            Wake::Elapsed => {}
+            Wake::Stop(reason) => stopping = Some(reason),
+            Wake::Kill(reason) => break reason,
         }
     };
-    rx.close();
-    let mut dead = 0u64;
-    while let Some(envelope) = rx.try_recv() {
-        dead += 1;
-        tracing::warn!(actor = %me.cell.id, message = envelope.message_type(), %reason, "dead letter: the actor stopped before handling it");
-    }
-    system.add_dead_letters(dead);
     exit.reason = Some(reason);
 }
 
-/// Waits out a restart delay; a stop or kill signal during it ends the actor instead.
-async fn backoff(cell: &Cell, delay: Duration) -> Option<StopReason> {
+/// How a restart delay ended.
+enum Wake {
+    Elapsed,
+    /// A graceful stop: restart now, then drain.
+    Stop(StopReason),
+    /// A kill: end without a new instance.
+    Kill(StopReason),
+}
+
+/// Waits out a restart delay; a stop or kill signal cuts it short.
+async fn backoff(cell: &Cell, delay: Duration) -> Wake {
     let mut sleep = pin!(tokio::time::sleep(delay));
     loop {
         if let Some(signal) = cell.take_signal() {
             match signal {
-                Signal::Stop(reason) | Signal::Kill(reason) => return Some(reason),
+                Signal::Stop(reason) => return Wake::Stop(reason),
+                Signal::Kill(reason) => return Wake::Kill(reason),
                 Signal::Restart => {}
             }
         }
@@ -228,7 +272,7 @@ async fn backoff(cell: &Cell, delay: Duration) -> Option<StopReason> {
         })
         .await;
         if woke {
-            return None;
+            return Wake::Elapsed;
         }
     }
 }

@@ -176,7 +176,10 @@ impl MemoryBroker {
         self.shared.changed.notify_waiters();
     }
 
-    /// Makes the next `n` published messages fail with a retryable error.
+    /// Makes the next `n` messages it tries to publish fail with a retryable error. As a
+    /// broker connection would, a failure also holds back the later messages of the same
+    /// destination and key in that batch (reported failed, not published, and not counted
+    /// against `n`).
     pub fn fail_next_publishes(&self, n: usize) {
         self.shared.state.lock().fail_publishes = n;
     }
@@ -204,19 +207,32 @@ impl Transport for MemoryBroker {
             tokio::time::sleep(delay).await;
         }
         let mut state = self.shared.state.lock();
+        // Keys whose run ended with a retryable failure in this call (the per-key order
+        // contract of `Transport::publish`): their later messages are held back.
+        let mut failed_keys: Vec<(&str, Option<&str>)> = Vec::new();
         let results = batch
             .iter()
             .map(|out| {
-                if state.down {
-                    return Err(TransportError::Disconnected("the broker is down".into()));
-                }
-                if state.fail_publishes > 0 {
-                    state.fail_publishes -= 1;
+                let key = (out.destination.as_str(), out.envelope.key.as_deref());
+                if failed_keys.contains(&key) {
                     return Err(TransportError::Disconnected(
-                        "injected publish failure".into(),
+                        "not published: an earlier message with the same key failed".into(),
                     ));
                 }
-                state.route(&out.destination, &out.envelope)
+                let result = if state.down {
+                    Err(TransportError::Disconnected("the broker is down".into()))
+                } else if state.fail_publishes > 0 {
+                    state.fail_publishes -= 1;
+                    Err(TransportError::Disconnected(
+                        "injected publish failure".into(),
+                    ))
+                } else {
+                    state.route(&out.destination, &out.envelope)
+                };
+                if result.as_ref().is_err_and(TransportError::is_retryable) {
+                    failed_keys.push(key);
+                }
+                result
             })
             .collect();
         drop(state);

@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::envelope::{new_id, Envelope};
-use super::transport::{Outgoing, Transport};
+use super::transport::{Outgoing, Transport, TransportError};
 use crate::backoff::Backoff;
 use crate::bus::queue::Queue;
 use crate::bus::{Bus, Pattern, PatternError, QueueOptions, Subscription};
@@ -355,7 +355,22 @@ impl<S: EventSetCodec, T: Transport> Forwarder<S, T> {
             self.stats
                 .published
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            let results = self.config.transport.publish(batch).await;
+            let mut results = self.config.transport.publish(batch).await;
+            if results.len() != batch.len() {
+                tracing::error!(
+                    messages = batch.len(),
+                    results = results.len(),
+                    "the transport returned a result count that does not match the batch (a \
+                     transport bug); messages without a result are published again"
+                );
+                results.truncate(batch.len());
+                results.resize_with(batch.len(), || {
+                    Err(TransportError::Disconnected(
+                        "the transport returned no result for this message".into(),
+                    ))
+                });
+            }
+            check_key_order(batch, &results);
             let mut failed = Vec::new();
             for (out, result) in batch.drain(..).zip(results) {
                 match result {
@@ -392,6 +407,35 @@ impl<S: EventSetCodec, T: Transport> Forwarder<S, T> {
             );
             tokio::time::sleep(delay).await;
             *batch = failed;
+        }
+    }
+}
+
+/// Logs a transport's breach of the per-key order contract of
+/// [`Transport::publish`]: a message confirmed after an earlier message with the same
+/// destination and key failed and will be retried behind it. The reorder cannot be undone once
+/// the broker has the later message, so it is made visible rather than passed over.
+fn check_key_order(batch: &[Outgoing], results: &[Result<(), TransportError>]) {
+    let mut failed: Vec<(&str, Option<&str>)> = Vec::new();
+    for (out, result) in batch.iter().zip(results) {
+        let group = (out.destination.as_str(), out.envelope.key.as_deref());
+        match result {
+            Err(error) if error.is_retryable() => {
+                if !failed.contains(&group) {
+                    failed.push(group);
+                }
+            }
+            Ok(()) if failed.contains(&group) => {
+                tracing::error!(
+                    destination = out.destination,
+                    key = out.envelope.key,
+                    id = out.envelope.id,
+                    "the transport confirmed a message after an earlier message with the same \
+                     key failed: per-key order is broken (a transport bug)"
+                );
+                return;
+            }
+            _ => {}
         }
     }
 }

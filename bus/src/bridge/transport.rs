@@ -104,6 +104,21 @@ pub trait Transport: Clone + Send + Sync + 'static {
 
     /// Publishes a batch; one result per item, in order. `Ok` means the broker confirmed it
     /// (publisher confirm, delivery report, stream reply).
+    ///
+    /// **Per-key order.** Messages with the same destination and key (a missing key counts
+    /// as one key of its own) must reach the broker in batch order, and a retryable failure
+    /// must end that key's run in this call: once a message fails with an
+    /// [`is_retryable`](TransportError::is_retryable) error, later messages of its key must
+    /// not be confirmed in this call (report them failed too, without publishing them, or
+    /// because the same broken connection failed them). [`Outbound`](super::Outbound) then
+    /// publishes the failed run again, in order, before anything newer, so order per key
+    /// survives partial failures without duplicating what was confirmed. A transport that
+    /// breaks this is logged at error level by `Outbound`. Permanent refusals
+    /// ([`Unroutable`](TransportError::Unroutable), [`Rejected`](TransportError::Rejected))
+    /// do not end the run: that message is never published, so it cannot be overtaken.
+    ///
+    /// A transport that returns fewer results than messages has a bug; `Outbound` logs it
+    /// and publishes the messages without a result again.
     fn publish(
         &self,
         batch: &[Outgoing],

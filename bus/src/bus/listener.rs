@@ -1,7 +1,7 @@
 //! Listener identities, return types, and the entries the slots hold.
 
 use std::fmt;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::bus::queue::Queue;
@@ -10,8 +10,19 @@ use crate::event::EventRef;
 
 /// Identifies one registration on one bus; returned by every `on*`/`subscribe*` method and
 /// accepted by [`Bus::off`](crate::Bus::off).
+///
+/// Ids are unique in the process, not only within one bus, so an id belongs to the bus that
+/// issued it: handing it to another bus's `off` finds nothing and returns `false`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ListenerId(pub(crate) u64);
+
+impl ListenerId {
+    /// A fresh id, never issued before in this process (by any bus).
+    pub(crate) fn next() -> ListenerId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        ListenerId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
 
 impl fmt::Display for ListenerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -131,11 +131,38 @@ struct State {
     closed: bool,
     /// Events accepted so far (queued, including later-evicted ones).
     pushed: u64,
-    /// Events this stream's consumer has not been told it missed (stream queues only).
-    lagged: u64,
+    /// Misses not yet reported to this stream's consumer, where they happened (stream queues
+    /// only): `(offset, n)` means `n` events were missed before `items[offset]` (or after the
+    /// last item when `offset == items.len()`). Sorted by offset, at most one gap per offset.
+    gaps: VecDeque<(usize, u64)>,
     /// Producers parked in `push_wait`.
     waiting: usize,
     consumer: Option<Waker>,
+}
+
+impl State {
+    /// Records a miss after the last queued item (the new event was turned away).
+    fn gap_at_back(&mut self) {
+        let at = self.items.len();
+        match self.gaps.back_mut() {
+            Some(gap) if gap.0 == at => gap.1 += 1,
+            _ => self.gaps.push_back((at, 1)),
+        }
+    }
+
+    /// Records a miss at the front (the oldest queued item was just evicted): gaps behind it
+    /// move up one place, and those that meet at the front merge with it.
+    fn gap_at_front(&mut self) {
+        let mut missed = 1;
+        for gap in &mut self.gaps {
+            gap.0 = gap.0.saturating_sub(1);
+        }
+        while let Some(&(0, n)) = self.gaps.front() {
+            missed += n;
+            self.gaps.pop_front();
+        }
+        self.gaps.push_front((0, missed));
+    }
 }
 
 pub(crate) struct Queue {
@@ -170,7 +197,7 @@ impl Queue {
                 items: VecDeque::with_capacity(capacity.min(64)),
                 closed: false,
                 pushed: 0,
-                lagged: 0,
+                gaps: VecDeque::new(),
                 waiting: 0,
                 consumer: None,
             }),
@@ -226,12 +253,12 @@ impl Queue {
                 Some(old) => {
                     outcome = Pushed::Evicted(old);
                     if self.tracks_lag() {
-                        state.lagged += 1;
+                        state.gap_at_front();
                     }
                 }
                 None => {
                     let waker = if self.tracks_lag() {
-                        state.lagged += 1;
+                        state.gap_at_back();
                         state.consumer.take()
                     } else {
                         None
@@ -301,8 +328,8 @@ impl Queue {
             return Poll::Ready(Some(Popped::Item(item)));
         }
         let mut state = self.state.lock();
-        if state.lagged > 0 {
-            let n = std::mem::take(&mut state.lagged);
+        if let Some(&(0, n)) = state.gaps.front() {
+            state.gaps.pop_front();
             return Poll::Ready(Some(Popped::Lagged(n)));
         }
         if state.items.is_empty() {
@@ -320,7 +347,17 @@ impl Queue {
             }
             return Poll::Pending;
         }
-        std::mem::swap(&mut state.items, batch);
+        match state.gaps.front().map(|g| g.0) {
+            // The common case: no gap, take everything.
+            None => std::mem::swap(&mut state.items, batch),
+            // Take the items before the first gap, so the gap is reported where it happened.
+            Some(upto) => {
+                batch.extend(state.items.drain(..upto));
+                for gap in &mut state.gaps {
+                    gap.0 -= upto;
+                }
+            }
+        }
         let item = batch.pop_front();
         self.in_hand.store(batch.len(), Ordering::Relaxed);
         let notify = state.waiting > 0;
@@ -424,9 +461,14 @@ mod tests {
         // One item per take, so each test sees the queue as it is.
         let mut batch = VecDeque::new();
         let popped = q.poll_pop(&mut Context::from_waker(noop_waker_ref()), &mut batch);
-        for d in batch.into_iter().rev() {
-            q.state.lock().items.push_front(d);
+        let mut state = q.state.lock();
+        for gap in &mut state.gaps {
+            gap.0 += batch.len();
         }
+        for d in batch.into_iter().rev() {
+            state.items.push_front(d);
+        }
+        drop(state);
         q.in_hand.store(0, Ordering::Relaxed);
         match popped {
             Poll::Ready(p) => p,
@@ -457,6 +499,19 @@ mod tests {
             assert!(q.push(d(i)).is_ok());
         }
         assert_eq!(q.finished(), 1, "the evicted item counts as finished");
+    }
+
+    #[test]
+    fn turned_away_events_are_reported_after_what_was_queued_before_them() {
+        for policy in [Overflow::Wait, Overflow::DropNewest, Overflow::Fail] {
+            let q = queue(2, policy, true);
+            for i in 0..5 {
+                let _ = q.push(d(i));
+            }
+            assert_eq!(pop_index(&q), 0);
+            assert_eq!(pop_index(&q), 1);
+            assert!(matches!(pop_now(&q), Some(Popped::Lagged(3))), "{policy:?}");
+        }
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub struct BusStats {
     /// Events that did not reach a subscriber because its queue was full (all overflow
     /// policies). Zero unless a queue overflowed.
     pub dropped: u64,
-    /// Events emitted after shutdown, not delivered.
+    /// Events a sync [`emit`](crate::Bus::emit) made after shutdown: not delivered, reported
+    /// through `on_error`. (`emit_async` hands such an event back instead; it is not counted.)
     pub rejected: u64,
     /// Events waiting in queues right now.
     pub queued: u64,

@@ -17,7 +17,9 @@ use crate::event::EventSet;
 /// [`subscribe_pattern`](crate::Bus::subscribe_pattern).
 ///
 /// Yields `Ok(event)` in emit order, or `Err(Lagged(n))` when `n` events were missed because
-/// the queue was full, then carries on. Ends (`None`) after the bus shuts down or is dropped and
+/// the queue was full, then carries on. The lag report comes where the events were missed:
+/// after the events queued before them (under `Wait`, `DropNewest` and `Fail`, the newest are
+/// turned away), or before the events that outlived them (under `DropOldest`). Ends (`None`) after the bus shuts down or is dropped and
 /// the queued events have been read. Dropping it unsubscribes.
 pub struct Subscription<S: EventSet, T> {
     id: ListenerId,
