@@ -158,6 +158,38 @@ pub trait Actor: Send + Sized + 'static {
     }
 }
 
+/// Implemented for every message `M` that actor `A` handles (`A: Handler<M>`); the bound
+/// that [`ActorRef::tell`], [`ask`](ActorRef::ask) and [`Recipient`] put on messages. Never
+/// implemented by hand.
+///
+/// It exists for the compiler's messages: with the message as the bound's subject, a message
+/// the actor does not handle is named as such ("the actor `Counter` does not handle `Reset`")
+/// instead of being inferred from the actor's only handler into a type mismatch.
+#[diagnostic::on_unimplemented(
+    message = "the actor `{A}` does not handle `{Self}`",
+    label = "`{A}` has no `Handler<{Self}>` impl",
+    note = "add `impl Handler<{Self}> for {A} {{ async fn handle(&mut self, msg: {Self}, ctx: &mut Context<Self>) -> ... }}`"
+)]
+pub trait HandledBy<A: Actor>: Message {
+    /// `A`'s handler for this message; what the runtime calls.
+    #[doc(hidden)]
+    fn handle_by(
+        self,
+        actor: &mut A,
+        ctx: &mut Context<A>,
+    ) -> impl Future<Output = Self::Reply> + Send;
+}
+
+impl<A: Handler<M>, M: Message> HandledBy<A> for M {
+    fn handle_by(
+        self,
+        actor: &mut A,
+        ctx: &mut Context<A>,
+    ) -> impl Future<Output = M::Reply> + Send {
+        actor.handle(self, ctx)
+    }
+}
+
 /// Handling of message type `M` by an actor.
 #[diagnostic::on_unimplemented(
     message = "the actor `{Self}` does not handle `{M}`",

@@ -44,6 +44,11 @@ use std::sync::Arc;
 /// A type that can be emitted on a bus.
 ///
 /// Derive it with `#[derive(Event)]`; see the [module docs](self) for the naming rules.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event",
+    label = "`{Self}` does not derive `Event`",
+    note = "derive it: `#[derive(Event)]` on `{Self}` (each variant of an `EventSet` enum wraps one event type)"
+)]
 pub trait Event: Send + Sync + 'static {
     /// The event's dotted name, such as `user.created`.
     const NAME: &'static str;

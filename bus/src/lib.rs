@@ -66,6 +66,17 @@ pub mod __private {
         true
     }
 
+    /// Names a function pointer's return type: `<fn() -> ! as HasOutput>::Output` is `!`
+    /// on stable Rust.
+    pub trait HasOutput {
+        /// The return type.
+        type Output;
+    }
+
+    impl<T> HasOutput for fn() -> T {
+        type Output = T;
+    }
+
     /// The text of an event key field.
     pub fn key_to_string<T: Display + ?Sized>(value: &T) -> String {
         value.to_string()

@@ -106,7 +106,7 @@ impl std::io::Write for Captured {
 #[cfg(feature = "amqp")]
 pub mod rabbit {
     use tidings::bridge::Source;
-    use tidings_bridges::amqp::{queue_name, AmqpTransport};
+    use tidings_bridges::amqp::{AmqpTransport, queue_name};
 
     /// The broker of the development and CI machines.
     pub const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";

@@ -1,17 +1,17 @@
 //! The actor runtime: messaging, backpressure, failures and supervision, timers, bus events,
 //! lifecycle and shutdown.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use tidings::Bus;
 use tidings::actor::{
     Actor, ActorSystem, AskError, Backoff, Context, Down, Handler, MailboxSize, Message,
     PanicAction, SendError, SpawnOptions, StopReason, Strategy, Supervisor, TimerId, TrySendError,
 };
 use tidings::codec::BoxError;
-use tidings::Bus;
 use tidings_tests::{Events, Tick};
 use tokio::sync::Semaphore;
 

@@ -2,10 +2,10 @@
 //! allocator. This binary holds only this test, so no other test allocates while it counts.
 
 use std::alloc::System;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tidings::{Bus, EventRef};
 use tidings_tests::{Events, Tick};
 

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use tidings::Bus;
 use tidings::bridge::conformance::{Events, Harness, Ping};
 use tidings::bridge::{Consumer, Envelope, Inbound, Outgoing, Source, Transport, TransportError};
-use tidings::Bus;
 use tidings_bridges::amqp::{
     AmqpError, AmqpTransport, ConnectionEvent, Exchange, Queue, RpcClient, RpcServer, Tls, Topology,
 };
-use tidings_tests::rabbit::{cleanup, close_connections, connect, unique, URL};
+use tidings_tests::rabbit::{URL, cleanup, close_connections, connect, unique};
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use serde_json::{json, Value};
-use tidings::bridge::{Inbound, Outbound, Source, Transport};
+use serde_json::{Value, json};
 use tidings::Bus;
-use tidings_tests::rabbit::{cleanup, connect, unique, URL};
+use tidings::bridge::{Inbound, Outbound, Source, Transport};
+use tidings_tests::rabbit::{URL, cleanup, connect, unique};
 use tidings_tests::{Events, UserCreated};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;

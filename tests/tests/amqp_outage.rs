@@ -4,14 +4,14 @@
 #![cfg(feature = "amqp")]
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use tidings::Event;
 use tidings::bridge::conformance::Ping;
 use tidings::bridge::{Consumer, Envelope, Outgoing, Source, Transport};
-use tidings::Event;
 use tidings_bridges::amqp::AmqpTransport;
 use tidings_tests::rabbit::{cleanup, connect, rabbitmqctl, unique};
 use tokio::sync::watch;

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use tidings_bridges::amqp::{AmqpTransport, ConnectionEvent};
-use tidings_tests::rabbit::{close_connections, rabbitmqctl, unique};
 use tidings_tests::Captured;
+use tidings_tests::rabbit::{close_connections, rabbitmqctl, unique};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passwords_never_reach_logs_or_errors() {

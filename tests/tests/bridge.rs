@@ -1,8 +1,8 @@
 //! Outbound and inbound bridges over the in-memory broker: confirmation, retries through an
 //! outage, bounded buffers, flush on shutdown, ack-after-handling, retries, dedup.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -11,7 +11,7 @@ use tidings::bridge::{
     Transport,
 };
 use tidings::{Bus, EventRef};
-use tidings_tests::{user, Events, OrderPlaced, OrderShipped, Tick, UserCreated};
+use tidings_tests::{Events, OrderPlaced, OrderShipped, Tick, UserCreated, user};
 
 async fn declared(broker: &MemoryBroker, name: &str) -> Source {
     let source = Source::new(name);

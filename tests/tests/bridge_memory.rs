@@ -1,7 +1,7 @@
 //! The transport conformance suite against the in-memory broker.
 
-use tidings::bridge::conformance::Harness;
 use tidings::bridge::MemoryBroker;
+use tidings::bridge::conformance::Harness;
 
 /// Each case gets a broker of its own.
 #[derive(Default)]

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidings::bridge::{Inbound, MemoryBroker, Outbound, Source, Transport};
 use tidings::Bus;
-use tidings_tests::{user, Captured, Events, UserCreated};
+use tidings::bridge::{Inbound, MemoryBroker, Outbound, Source, Transport};
+use tidings_tests::{Captured, Events, UserCreated, user};
 
 #[test]
 fn inbound_handling_runs_in_a_span_that_names_the_event() {

@@ -1,13 +1,13 @@
 //! Async listeners, subscriptions, overflow policies, backpressure, settle and shutdown.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use tidings::{AnyEvent, Bus, Closed, Lagged, Overflow, QueueOptions};
-use tidings_tests::{user, Events, OrderPlaced, OrderShipped, Tick, UserCreated, UserDeleted};
+use tidings_tests::{Events, OrderPlaced, OrderShipped, Tick, UserCreated, UserDeleted, user};
 use tokio::sync::Semaphore;
 
 /// Collects every delivery error as (event, kind) text.
@@ -401,9 +401,10 @@ async fn pattern_subscriptions_and_async_pattern_listeners() {
         *names.lock(),
         ["user.created", "order.placed", "order.shipped"]
     );
-    assert!(bus
-        .subscribe_pattern("order.*x", QueueOptions::new())
-        .is_err());
+    assert!(
+        bus.subscribe_pattern("order.*x", QueueOptions::new())
+            .is_err()
+    );
 }
 
 #[tokio::test]

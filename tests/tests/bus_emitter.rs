@@ -1,11 +1,11 @@
 //! The EventEmitter behaviours a Node service relies on, on the typed sync listeners.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use tidings::{Bus, DeliveryErrorKind, EventRef, ListenerId};
-use tidings_tests::{user, Events, OrderPlaced, Tick, UserCreated, UserDeleted};
+use tidings_tests::{Events, OrderPlaced, Tick, UserCreated, UserDeleted, user};
 
 /// Panics with `message`; a listener body typed `()`.
 fn boom(message: &str) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use proptest::prelude::*;
 use tidings::{Bus, EventRef, Pattern};
-use tidings_tests::{user, Events, OrderPlaced, OrderShipped, Tick, TrackingUpdated, UserDeleted};
+use tidings_tests::{Events, OrderPlaced, OrderShipped, Tick, TrackingUpdated, UserDeleted, user};
 
 /// The AMQP topic rule, stated directly: `*` eats one word, `#` eats zero or more.
 fn reference(pattern: &[&str], name: &[&str]) -> bool {

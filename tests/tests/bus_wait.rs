@@ -1,11 +1,11 @@
 //! `emit_and_wait`: resolves when every listener of that one event finished, with the failures.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tidings::{Bus, DeliveryErrorKind, Overflow, QueueOptions};
-use tidings_tests::{user, Events, Tick, UserCreated};
+use tidings_tests::{Events, Tick, UserCreated, user};
 
 #[tokio::test(start_paused = true)]
 async fn waits_for_every_async_listener_of_the_event() {

@@ -10,7 +10,7 @@ use super::envelope::{Ask, BoxEnvelope, BoxFuture, Tell};
 use super::error::{AskError, SendError, StopReason, TrySendError};
 use super::mailbox::{MailboxTx, TrySend};
 use super::run::{Cell, Signal};
-use super::{Actor, Handler, Message};
+use super::{Actor, HandledBy, Message};
 
 /// Identifies an actor within its process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -64,12 +64,10 @@ impl<A: Actor> ActorRef<A> {
     /// Sends `message`, waiting while the mailbox is full.
     ///
     /// # Errors
-    /// [`SendError`] with the message when the actor has stopped (or is draining its mailbox
-    /// to stop).
+    /// [`SendError`] with the message when the actor has stopped or is stopping.
     pub async fn tell<M>(&self, message: M) -> Result<(), SendError<M>>
     where
-        M: Message,
-        A: Handler<M>,
+        M: HandledBy<A>,
     {
         if self.cell.is_closing() {
             return Err(SendError(message));
@@ -87,8 +85,7 @@ impl<A: Actor> ActorRef<A> {
     /// [`TrySendError::Full`] or [`TrySendError::Closed`], with the message.
     pub fn try_tell<M>(&self, message: M) -> Result<(), TrySendError<M>>
     where
-        M: Message,
-        A: Handler<M>,
+        M: HandledBy<A>,
     {
         if self.cell.is_closing() {
             return Err(TrySendError::Closed(message));
@@ -106,12 +103,11 @@ impl<A: Actor> ActorRef<A> {
     /// Sends `message` (waiting while the mailbox is full) and waits for the reply.
     ///
     /// # Errors
-    /// [`AskError::Closed`] with the message when the actor had stopped;
+    /// [`AskError::Closed`] with the message when the actor had stopped or was stopping;
     /// [`AskError::NoReply`] when it stopped, panicked or restarted before replying.
     pub async fn ask<M>(&self, message: M) -> Result<M::Reply, AskError<M>>
     where
-        M: Message,
-        A: Handler<M>,
+        M: HandledBy<A>,
     {
         if self.cell.is_closing() {
             return Err(AskError::Closed(message));
@@ -135,8 +131,7 @@ impl<A: Actor> ActorRef<A> {
         timeout: Duration,
     ) -> Result<M::Reply, AskError<M>>
     where
-        M: Message,
-        A: Handler<M>,
+        M: HandledBy<A>,
     {
         tokio::time::timeout(timeout, self.ask(message))
             .await
@@ -172,8 +167,7 @@ impl<A: Actor> ActorRef<A> {
     /// A type-erased address for one message type.
     pub fn recipient<M>(&self) -> Recipient<M>
     where
-        M: Message,
-        A: Handler<M>,
+        M: HandledBy<A>,
     {
         Recipient {
             inner: Arc::new(self.clone()),
@@ -240,7 +234,7 @@ trait ErasedRef<M: Message>: Send + Sync {
     fn ask(&self, message: M) -> BoxFuture<'_, Result<M::Reply, AskError<M>>>;
 }
 
-impl<A: Handler<M>, M: Message> ErasedRef<M> for ActorRef<A> {
+impl<A: Actor, M: HandledBy<A>> ErasedRef<M> for ActorRef<A> {
     fn id(&self) -> ActorId {
         ActorRef::id(self)
     }

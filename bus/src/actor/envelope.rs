@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use tokio::sync::oneshot;
 
-use super::{Context, Handler, Message};
+use super::{Actor, Context, HandledBy, Message};
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -32,10 +32,10 @@ pub(crate) struct Tell<M>(pub(crate) M);
 /// An asked message with the channel for its reply.
 pub(crate) struct Ask<M: Message>(pub(crate) M, pub(crate) oneshot::Sender<M::Reply>);
 
-impl<A: Handler<M>, M: Message> Envelope<A> for Tell<M> {
+impl<A: Actor, M: HandledBy<A>> Envelope<A> for Tell<M> {
     fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            actor.handle(self.0, ctx).await;
+            self.0.handle_by(actor, ctx).await;
         })
     }
 
@@ -48,11 +48,11 @@ impl<A: Handler<M>, M: Message> Envelope<A> for Tell<M> {
     }
 }
 
-impl<A: Handler<M>, M: Message> Envelope<A> for Ask<M> {
+impl<A: Actor, M: HandledBy<A>> Envelope<A> for Ask<M> {
     fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
         let Ask(message, reply) = *self;
         Box::pin(async move {
-            let answer = actor.handle(message, ctx).await;
+            let answer = message.handle_by(actor, ctx).await;
             // The asker may have given up (timeout); then nobody wants the answer.
             let _ = reply.send(answer);
         })
