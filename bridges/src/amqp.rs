@@ -53,10 +53,34 @@
 //! creates the topic exchange `{name}`, the group's queue bound to it for `#`, and the
 //! dead-letter queue; [`AmqpTransport::source_topology`] shows what, and
 //! [`AmqpBuilder::source_queues`] sets queue arguments (quorum, delivery limit...).
-//! A received message's attempt count is the quorum queue's `x-delivery-count` plus one, or 2
-//! when the broker marked it redelivered. Dead-lettering publishes a persistent copy with the
-//! reason headers to the dead-letter queue, waits for its confirm, then acknowledges the
-//! original: a crash in between duplicates, never loses.
+//! A received message's attempt count comes from the broker only: 1 for a first delivery;
+//! for a redelivered one, `x-delivery-count` plus one on a quorum queue declared through this
+//! transport (where the broker keeps that count), and 2 elsewhere (on a classic queue
+//! `x-delivery-count` is an ordinary header a producer could set).
+//!
+//! ## Dead letters
+//!
+//! Dead-lettering publishes a persistent copy to the dead-letter queue, waits for its
+//! confirm, then acknowledges the original: a crash in between duplicates, never loses. The
+//! copy keeps the original's properties and typed headers as they came and adds only
+//! `x-tidings-reason`, `x-tidings-attempts` and `x-tidings-origin`; a reason too long for the
+//! copy to fit in one frame is shortened and ends in `[truncated]`. When the dead-letter
+//! queue does not exist (the source queue was declared by another service), it is declared
+//! as a durable queue and the copy sent again. When the copy still cannot be made, the
+//! original is rejected to the source queue's own dead-letter exchange if it was declared
+//! with one through this transport, and otherwise returned to the queue (`nack` with
+//! requeue) to come again; the error says which, and the consumer goes on with the next
+//! delivery.
+//!
+//! ## Frame limits
+//!
+//! A message's properties and headers travel in one frame, which RabbitMQ caps (128 KiB by
+//! default) and answers an over-size one by closing the whole connection. So each publish is
+//! measured against the negotiated limit first and an over-size one is refused for good with
+//! [`TransportError::Rejected`](tidings::bridge::TransportError::Rejected) (keep keys and
+//! headers small; the payload has no such limit). And a connection that fails within seconds
+//! of opening counts as a failed connect: the next attempt waits out the backoff, so nothing
+//! makes the supervisor reconnect in a tight loop.
 //!
 //! Untrusted messages never panic the consumer: header text is decoded lossily, unparsable
 //! times are dropped, header values without a text form (`x-death` tables) are left out, and

@@ -381,10 +381,13 @@ async fn events_report_disconnects_and_reconnects() {
         "{back:?}"
     );
     assert_eq!(t.connections(), 2);
-    // Topology recorded before the outage is declared again: publish to it works.
+    // Topology recorded before the outage is declared again: an exchange deleted behind the
+    // transport's back (by another client) is back after the reconnect, and publishing to it
+    // works. (Deleting it through this transport would forget it for good.)
     let source = Source::new(unique("redeclared"));
     t.declare(&source).await.expect("declare");
-    t.delete_exchange(&source.name).await.expect("delete");
+    let other = connect(&unique("conn")).await;
+    other.delete_exchange(&source.name).await.expect("delete");
     assert_eq!(close_connections(&name).await, 1);
     let _ = within("a disconnect", events.recv()).await;
     let _ = within("a reconnect", events.recv()).await;

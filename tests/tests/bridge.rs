@@ -542,8 +542,7 @@ async fn ticks_arrive_in_order<T: Transport>(
         outbound.shutdown(Duration::from_secs(1)).await.unconfirmed,
         0
     );
-    let order = got.lock().iter().map(|t| t.0).collect();
-    order
+    got.lock().iter().map(|t| t.0).collect()
 }
 
 #[tokio::test(start_paused = true)]

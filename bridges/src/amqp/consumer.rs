@@ -30,7 +30,8 @@ use lapin::BasicProperties;
 use parking_lot::Mutex;
 use tidings::bridge::{Acker, Consumer, Delivery, Source, TransportError};
 
-use super::link::{answered, Live};
+use super::link::{answered, Live, DEFAULT_FRAME_MAX};
+use super::topology::{Queue, QueueArgs, Topology};
 use super::transport::{AmqpTransport, Raw};
 use super::wire;
 
@@ -80,6 +81,8 @@ struct Settling {
     transport: AmqpTransport,
     /// The dead-letter queue.
     dead_letter: String,
+    /// The source queue was declared (through this transport) with a dead-letter exchange.
+    own_dead_letter_exchange: bool,
     acks: Mutex<Acks>,
 }
 
@@ -135,6 +138,9 @@ pub struct AmqpConsumer {
     consumer: lapin::Consumer,
     _channel: lapin::Channel,
     origin: String,
+    /// The queue is a quorum queue (declared through this transport), whose
+    /// `x-delivery-count` the broker maintains; on other queues a producer could set it.
+    trust_delivery_count: bool,
     settling: Arc<Settling>,
 }
 
@@ -155,13 +161,18 @@ impl AmqpConsumer {
         source: &Source,
         generation: u64,
     ) -> Self {
+        let queue_args = transport.shared().recorded_queue_args(&queue);
         AmqpConsumer {
             link: transport.shared().link(),
             generation,
             consumer,
             _channel: channel,
             origin: queue,
+            trust_delivery_count: queue_args.as_ref().is_some_and(QueueArgs::is_quorum),
             settling: Arc::new(Settling {
+                own_dead_letter_exchange: queue_args
+                    .as_ref()
+                    .is_some_and(QueueArgs::has_dead_letter_exchange),
                 transport,
                 dead_letter: source.dead_letter.clone(),
                 acks: Mutex::new(Acks {
@@ -176,7 +187,12 @@ impl AmqpConsumer {
 
     fn wrap(&self, mut delivery: lapin::message::Delivery) -> Delivery {
         let payload = Bytes::from(std::mem::take(&mut delivery.data));
-        let message = wire::incoming(&delivery, &self.origin, payload.clone());
+        let message = wire::incoming(
+            &delivery,
+            &self.origin,
+            payload.clone(),
+            self.trust_delivery_count,
+        );
         self.settling
             .acks
             .lock()
@@ -295,19 +311,81 @@ impl Acker for AmqpAcker {
         Box::pin(async move {
             // Copy to the dead-letter queue first, acknowledge after: a failure in between
             // leaves a duplicate, never a loss.
-            let dead_letter = self.settling.dead_letter.as_str();
-            let routing_key = ShortString::try_new(dead_letter).map_err(|_| {
-                TransportError::Rejected("the dead-letter queue name is too long".to_owned())
-            })?;
-            let raw = Raw {
-                exchange: "".into(),
-                routing_key,
-                payload: self.payload.clone(),
-                properties: wire::dead_letter_properties(&self.properties, &headers),
-            };
-            self.settling.transport.publish_one(raw).await?;
-            self.ack().await
+            match self.copy_to_dead_letter(&headers).await {
+                Ok(()) => self.ack().await,
+                Err(error) => Err(self.give_back(error).await),
+            }
         })
+    }
+}
+
+impl AmqpAcker {
+    /// Publishes the dead-letter copy and waits for its confirm. A dead-letter queue that
+    /// does not exist (the source queue was declared by another service) is declared and
+    /// recorded, then the copy is sent again.
+    async fn copy_to_dead_letter(
+        &self,
+        headers: &BTreeMap<String, String>,
+    ) -> Result<(), TransportError> {
+        let settling = &self.settling;
+        let dead_letter = settling.dead_letter.as_str();
+        let routing_key = ShortString::try_new(dead_letter).map_err(|_| {
+            TransportError::Rejected("the dead-letter queue name is too long".to_owned())
+        })?;
+        let frame_max = settling
+            .transport
+            .shared()
+            .current()
+            .map_or(DEFAULT_FRAME_MAX, |live| live.frame_max());
+        let raw = Raw {
+            exchange: "".into(),
+            routing_key,
+            payload: self.payload.clone(),
+            properties: wire::dead_letter_properties(&self.properties, headers, frame_max)?,
+        };
+        match settling.transport.publish_one(raw.clone()).await {
+            Err(TransportError::Unroutable(_)) => {
+                tracing::warn!(
+                    queue = dead_letter,
+                    "the dead-letter queue does not exist; declaring it"
+                );
+                let topology = Topology::new().queue(Queue::durable(dead_letter));
+                settling
+                    .transport
+                    .declare_topology(&topology)
+                    .await
+                    .map_err(|e| TransportError::Other(e.into()))?;
+                settling.transport.publish_one(raw).await
+            }
+            other => other,
+        }
+    }
+
+    /// The copy could not be made: settles the delivery so the consumer keeps flowing, and
+    /// says where the message went. With a dead-letter exchange of its own (known from the
+    /// declared topology) the queue's is used (`basic.reject`); otherwise the message goes
+    /// back to the queue (`basic.nack` with requeue) and comes again. Never dropped.
+    async fn give_back(self, error: TransportError) -> TransportError {
+        let settling = Arc::clone(&self.settling);
+        settling.acks.lock().outstanding.remove(&self.tag);
+        let (requeue, went) = if settling.own_dead_letter_exchange {
+            (false, "rejected to the queue's own dead-letter exchange")
+        } else {
+            (true, "returned to the queue; it will be delivered again")
+        };
+        let options = BasicNackOptions {
+            requeue,
+            multiple: false,
+        };
+        let settled = answered(self.acker.nack(options)).await.and_then(acked);
+        let went = match settled {
+            Ok(()) => went,
+            Err(_) => "left unsettled; the broker delivers it again when the channel closes",
+        };
+        TransportError::Rejected(format!(
+            "cannot copy the message to dead-letter queue `{}` ({error}); {went}",
+            settling.dead_letter
+        ))
     }
 }
 

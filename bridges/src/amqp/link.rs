@@ -21,6 +21,7 @@ use lapin::options::ConfirmSelectOptions;
 use lapin::options::ExchangeDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+
 use parking_lot::Mutex;
 use tidings::bridge::TransportError;
 use tokio::sync::{broadcast, watch, Notify, Semaphore};
@@ -28,7 +29,7 @@ use tokio::time::Instant;
 
 use super::config::{BrokerUrl, Config};
 use super::error::{short, AmqpError};
-use super::topology::Topology;
+use super::topology::{QueueArgs, Topology};
 
 /// Something that happened to the transport's connection; see
 /// [`AmqpTransport::events`](super::AmqpTransport::events).
@@ -67,6 +68,8 @@ pub(crate) struct Live {
     exchanges: Mutex<HashSet<String>>,
     /// An operation saw the connection fail (a stored permit: reported once is enough).
     broken: Notify,
+    /// When it was opened.
+    opened: Instant,
 }
 
 impl Live {
@@ -78,6 +81,15 @@ impl Live {
     /// Forgets that `exchange` exists (it was deleted).
     pub(crate) fn forget_exchange(&self, exchange: &str) {
         self.exchanges.lock().remove(exchange);
+    }
+
+    /// The largest frame the broker accepts on this connection (negotiated at connect).
+    pub(crate) fn frame_max(&self) -> usize {
+        match self.connection.configuration().frame_max() {
+            // 0 means "no limit" in AMQP; RabbitMQ never negotiates it, but be safe.
+            0 => usize::MAX,
+            n => n as usize,
+        }
     }
 
     /// Whether `exchange` exists, asked at most once per connection. `Ok(false)` means the
@@ -108,6 +120,9 @@ impl Live {
         }
     }
 }
+
+/// The frame limit assumed before the first connection negotiated one (RabbitMQ's default).
+pub(crate) const DEFAULT_FRAME_MAX: usize = 131_072;
 
 /// How long closing a channel or a connection may take: a dead peer never answers.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -273,6 +288,23 @@ impl Shared {
         found
     }
 
+    /// The arguments of queue `name` as declared through this transport, if it was.
+    pub(crate) fn recorded_queue_args(&self, name: &str) -> Option<QueueArgs> {
+        self.topology.lock().queue_args(name).cloned()
+    }
+
+    /// Stops re-declaring queue `name` (and its bindings) on reconnect.
+    pub(crate) fn forget_queue(&self, name: &str) {
+        let mut recorded = self.topology.lock();
+        *recorded = std::mem::take(&mut *recorded).without_queue(name);
+    }
+
+    /// Stops re-declaring exchange `name` (and bindings to it) on reconnect.
+    pub(crate) fn forget_exchange(&self, name: &str) {
+        let mut recorded = self.topology.lock();
+        *recorded = std::mem::take(&mut *recorded).without_exchange(name);
+    }
+
     /// Records `topology` for every future connection and declares it on the live one, if
     /// any.
     pub(crate) async fn declare(&self, topology: &Topology) -> Result<(), AmqpError> {
@@ -358,6 +390,7 @@ async fn open(shared: &Shared, url: &BrokerUrl, generation: u64) -> Result<Arc<L
         publisher,
         exchanges: Mutex::new(HashSet::new()),
         broken: Notify::new(),
+        opened: Instant::now(),
     }))
 }
 
@@ -440,9 +473,25 @@ pub(crate) async fn first_connect(
     }
 }
 
+/// How long a connection must stay up to count as having worked. One that fails sooner (the
+/// broker closing it over something it was sent, say) counts as a failed connect, so the
+/// next attempt waits out the backoff instead of reconnecting in a tight loop.
+const STABLE_AFTER: Duration = Duration::from_secs(5);
+
+/// The failure count after a connection that was up for `lived` broke.
+fn failures_after_break(failures: u32, lived: Duration) -> u32 {
+    if lived < STABLE_AFTER {
+        failures.saturating_add(1)
+    } else {
+        0
+    }
+}
+
 /// The supervisor: keeps a connection up until the transport is closed.
 pub(crate) async fn supervise(shared: Arc<Shared>) {
     let mut generation = 1;
+    // Failed connects in a row, counting connections that broke right after they opened.
+    let mut failures = 0;
     loop {
         if let Some(live) = shared.current() {
             let reason = tokio::select! {
@@ -464,8 +513,19 @@ pub(crate) async fn supervise(shared: Arc<Shared>) {
                 reason,
             });
             close_connection(&live.connection, 320, "reconnecting").await;
+            failures = failures_after_break(failures, live.opened.elapsed());
+            if failures > 0 {
+                let delay = shared.config.reconnect.jittered(failures);
+                tracing::warn!(
+                    ?delay,
+                    "the connection broke soon after it opened; backing off"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shared.stop.notified() => return,
+                }
+            }
         }
-        let mut failures = 0;
         loop {
             if shared.is_stopped() {
                 return;
@@ -498,5 +558,22 @@ pub(crate) async fn close(shared: &Shared) {
     shared.stop();
     if let Some(live) = shared.link.send_replace(None) {
         close_connection(&live.connection, 200, "OK").await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_that_breaks_right_after_opening_counts_as_a_failure() {
+        assert_eq!(failures_after_break(0, Duration::from_millis(20)), 1);
+        assert_eq!(failures_after_break(3, Duration::from_secs(1)), 4);
+        assert_eq!(
+            failures_after_break(3, STABLE_AFTER),
+            0,
+            "it worked for a while"
+        );
+        assert_eq!(failures_after_break(u32::MAX, Duration::ZERO), u32::MAX);
     }
 }

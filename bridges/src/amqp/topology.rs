@@ -101,6 +101,16 @@ impl QueueArgs {
         }
     }
 
+    /// A quorum queue: the broker counts deliveries in `x-delivery-count`.
+    pub(crate) fn is_quorum(&self) -> bool {
+        self.quorum
+    }
+
+    /// Rejected messages go to a dead-letter exchange of the queue's own.
+    pub(crate) fn has_dead_letter_exchange(&self) -> bool {
+        self.dead_letter.is_some()
+    }
+
     fn to_table(&self) -> FieldTable {
         let mut table = FieldTable::default();
         if self.quorum {
@@ -335,6 +345,25 @@ impl Topology {
             .bind(dlq, dlx.clone(), "")
             .queue(queue.dead_letter_exchange(dlx, None))
             .bind(name, exchange, pattern)
+    }
+
+    /// The arguments of queue `name`, if this topology declares it.
+    pub(crate) fn queue_args(&self, name: &str) -> Option<&QueueArgs> {
+        self.queues.iter().find(|q| q.name == name).map(Queue::args)
+    }
+
+    /// This topology without queue `name` and its bindings (after the queue was deleted).
+    pub(crate) fn without_queue(mut self, name: &str) -> Self {
+        self.queues.retain(|q| q.name != name);
+        self.bindings.retain(|b| b.queue != name);
+        self
+    }
+
+    /// This topology without exchange `name` and the bindings to it.
+    pub(crate) fn without_exchange(mut self, name: &str) -> Self {
+        self.exchanges.retain(|e| e.name != name);
+        self.bindings.retain(|b| b.exchange != name);
+        self
     }
 
     /// Everything of `other` not here yet.

@@ -169,6 +169,7 @@ impl std::fmt::Debug for AmqpTransport {
 }
 
 /// A message ready to go out.
+#[derive(Clone)]
 pub(crate) struct Raw {
     pub(crate) exchange: ShortString,
     pub(crate) routing_key: ShortString,
@@ -232,6 +233,8 @@ impl AmqpTransport {
     /// Without a connection, or when the broker refuses.
     pub async fn delete_queue(&self, name: &str) -> Result<u32, AmqpError> {
         let queue = short(name)?;
+        // Forgotten first, so a reconnect from here on does not declare it again.
+        self.shared().forget_queue(name);
         self.shared()
             .on_own_channel(|channel| async move {
                 let options = QueueDeleteOptions::default();
@@ -249,6 +252,7 @@ impl AmqpTransport {
     /// Without a connection, or when the broker refuses.
     pub async fn delete_exchange(&self, name: &str) -> Result<(), AmqpError> {
         let exchange = short(name)?;
+        self.shared().forget_exchange(name);
         self.shared()
             .on_own_channel(|channel| async move {
                 let options = ExchangeDeleteOptions::default();
@@ -320,8 +324,15 @@ impl AmqpTransport {
             VecDeque::new();
         // The exchange checked last: a batch mostly goes to one destination.
         let mut checked: Option<&str> = None;
+        let frame_max = live.frame_max();
         for &i in pending {
             let raw = &batch[i];
+            // A content header over the frame limit would make the broker close the whole
+            // connection (FRAME_ERROR): refuse it here, for good.
+            if let Err(error) = wire::check_header_size(&raw.properties, frame_max) {
+                results[i] = Some(Err(error));
+                continue;
+            }
             let exchange = raw.exchange.as_str();
             if checked != Some(exchange) {
                 match live.exchange_exists(exchange).await {

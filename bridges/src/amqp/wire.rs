@@ -7,7 +7,7 @@ use bytes::Bytes;
 use lapin::message::Delivery as LapinDelivery;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
-use tidings::bridge::{Envelope, Incoming, TransportError};
+use tidings::bridge::{Envelope, Incoming, TransportError, REASON_HEADER};
 
 /// CloudEvents AMQP binding: the producer.
 pub(crate) const SOURCE: &str = "cloudEvents:source";
@@ -129,7 +129,17 @@ fn integer(value: &AMQPValue) -> Option<i64> {
 
 /// What a consumer of `origin` received. Nothing here can panic on untrusted input: text is
 /// decoded lossily, times that do not parse are left out, counts saturate.
-pub(crate) fn incoming(delivery: &LapinDelivery, origin: &str, payload: Bytes) -> Incoming {
+///
+/// The delivery count comes from the broker alone: `x-delivery-count` when
+/// `trust_delivery_count` (a quorum queue, where the broker sets it) and the message was
+/// redelivered; otherwise 2 for a redelivered message and 1 for a first delivery, whatever
+/// header a producer wrote (on a classic queue `x-delivery-count` is just a header).
+pub(crate) fn incoming(
+    delivery: &LapinDelivery,
+    origin: &str,
+    payload: Bytes,
+    trust_delivery_count: bool,
+) -> Incoming {
     let props = &delivery.properties;
     let mut headers = BTreeMap::new();
     let mut key = None;
@@ -164,11 +174,11 @@ pub(crate) fn incoming(delivery: &LapinDelivery, origin: &str, payload: Bytes) -
             .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
     });
     let delivery_count = match earlier_deliveries {
-        Some(n) => u32::try_from(n.max(0))
+        _ if !delivery.redelivered => 1,
+        Some(n) if trust_delivery_count => u32::try_from(n.max(1))
             .unwrap_or(u32::MAX)
             .saturating_add(1),
-        None if delivery.redelivered => 2,
-        None => 1,
+        _ => 2,
     };
     Incoming {
         id: props.message_id().as_ref().map(|s| s.as_str().to_owned()),
@@ -186,21 +196,84 @@ pub(crate) fn incoming(delivery: &LapinDelivery, origin: &str, payload: Bytes) -
     }
 }
 
-/// The properties of a dead-letter copy: the original's, persistent, with `headers` added.
+/// The bytes a content header frame around `properties` takes: frame header (7), class,
+/// weight and body size (12), the property flags and properties, and the frame end (1).
+///
+/// A content header cannot be split across frames, so one larger than the connection's
+/// `frame_max` makes RabbitMQ close the whole connection with `FRAME_ERROR`; publishes are
+/// checked against it first.
+pub(crate) fn header_frame_size(properties: &BasicProperties) -> usize {
+    let fixed = 7 + 12 + 1;
+    match cookie_factory::gen_simple(
+        lapin::protocol::basic::gen_properties(properties),
+        Vec::new(),
+    ) {
+        Ok(encoded) => fixed + encoded.len(),
+        // Cannot happen for a `Vec`; count it as too large rather than risk the connection.
+        Err(_) => usize::MAX,
+    }
+}
+
+/// Refuses properties that would not fit in one frame of `frame_max` bytes.
+pub(crate) fn check_header_size(
+    properties: &BasicProperties,
+    frame_max: usize,
+) -> Result<(), TransportError> {
+    let size = header_frame_size(properties);
+    if size > frame_max {
+        return Err(TransportError::Rejected(format!(
+            "the message's properties and headers take {size} bytes; the broker's frame limit \
+             is {frame_max} bytes (keep keys and headers small)"
+        )));
+    }
+    Ok(())
+}
+
+/// Marks a reason shortened to fit a dead-letter copy in one frame.
+const TRUNCATED: &str = " [truncated]";
+
+/// The properties of a dead-letter copy: the original's, unchanged and typed as they came,
+/// persistent, with only the `x-tidings-*` headers of `headers` (reason, attempts, origin)
+/// added. The reason is shortened, marked, to keep the copy within `frame_max`; when even
+/// that cannot make it fit, the copy is refused.
 pub(crate) fn dead_letter_properties(
     original: &BasicProperties,
     headers: &BTreeMap<String, String>,
-) -> BasicProperties {
-    let mut table = original.headers().clone().unwrap_or_default();
-    for (name, value) in headers {
-        if let Ok(name) = ShortString::try_new(name.as_str()) {
-            table.insert(name, long(value));
+    frame_max: usize,
+) -> Result<BasicProperties, TransportError> {
+    let copy = |reason_len: Option<usize>| {
+        let mut table = original.headers().clone().unwrap_or_default();
+        for (name, value) in headers.iter().filter(|(n, _)| n.starts_with("x-tidings-")) {
+            let Ok(key) = ShortString::try_new(name.as_str()) else {
+                continue;
+            };
+            let value = match reason_len {
+                Some(len) if name == REASON_HEADER && value.len() > len => {
+                    let mut end = len;
+                    while !value.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    format!("{}{TRUNCATED}", &value[..end])
+                }
+                _ => value.clone(),
+            };
+            table.insert(key, long(&value));
         }
+        original
+            .clone()
+            .with_delivery_mode(PERSISTENT)
+            .with_headers(table)
+    };
+    let full = copy(None);
+    let over = header_frame_size(&full).saturating_sub(frame_max);
+    if over == 0 {
+        return Ok(full);
     }
-    original
-        .clone()
-        .with_delivery_mode(PERSISTENT)
-        .with_headers(table)
+    let reason = headers.get(REASON_HEADER).map_or(0, String::len);
+    let keep = reason.saturating_sub(over + TRUNCATED.len());
+    let shortened = copy(Some(keep));
+    check_header_size(&shortened, frame_max)?;
+    Ok(shortened)
 }
 
 #[cfg(test)]
@@ -229,6 +302,7 @@ mod tests {
             &delivery(props, false),
             "q",
             Bytes::from_static(b"{\"id\":1}"),
+            false,
         );
         assert_eq!(got.id.as_deref(), Some(sent.id.as_str()));
         assert_eq!(got.name.as_deref(), Some("user.created"));
@@ -274,6 +348,7 @@ mod tests {
             &delivery(BasicProperties::default(), false),
             "q",
             Bytes::new(),
+            false,
         );
         assert_eq!(
             (plain.id, plain.name, plain.key, plain.time),
@@ -301,6 +376,7 @@ mod tests {
             ),
             "q",
             Bytes::new(),
+            true,
         );
         assert_eq!(odd.headers["n"], "-5");
         assert_eq!(odd.headers["flag"], "true");
@@ -313,8 +389,33 @@ mod tests {
             &delivery(BasicProperties::default(), true),
             "q",
             Bytes::new(),
+            false,
         );
         assert_eq!(redelivered.delivery_count, 2);
+    }
+
+    #[test]
+    fn a_producer_set_delivery_count_is_not_trusted() {
+        let mut table = FieldTable::default();
+        table.insert(DELIVERY_COUNT.into(), AMQPValue::LongLongInt(1000));
+        let forged = BasicProperties::default().with_headers(table);
+        for quorum in [false, true] {
+            let first = incoming(&delivery(forged.clone(), false), "q", Bytes::new(), quorum);
+            assert_eq!(
+                first.delivery_count, 1,
+                "a first delivery is the first attempt"
+            );
+        }
+        let classic = incoming(&delivery(forged.clone(), true), "q", Bytes::new(), false);
+        assert_eq!(
+            classic.delivery_count, 2,
+            "classic queues: the redelivered flag only"
+        );
+        let quorum = incoming(&delivery(forged, true), "q", Bytes::new(), true);
+        assert_eq!(
+            quorum.delivery_count, 1001,
+            "quorum queues: the broker's count"
+        );
     }
 
     fn value() -> impl proptest::strategy::Strategy<Value = AMQPValue> {
@@ -358,7 +459,7 @@ mod tests {
             if let Some(k) = kind {
                 props = props.with_type(k.as_str().into());
             }
-            let got = incoming(&delivery(props, redelivered), "q", Bytes::new());
+            let got = incoming(&delivery(props, redelivered), "q", Bytes::new(), true);
             proptest::prop_assert!(got.delivery_count >= 1);
         }
     }
@@ -371,10 +472,45 @@ mod tests {
             .with_headers(table)
             .with_delivery_mode(1);
         let reason = BTreeMap::from([("x-tidings-reason".to_owned(), "bad".to_owned())]);
-        let copy = dead_letter_properties(&original, &reason);
+        let copy = dead_letter_properties(&original, &reason, 131_072).expect("fits");
         assert_eq!(copy.delivery_mode(), &Some(PERSISTENT));
         let headers = copy.headers().clone().expect("headers");
         assert!(headers.contains_key("x-trace"));
         assert!(headers.contains_key("x-tidings-reason"));
+    }
+
+    #[test]
+    fn a_long_reason_is_shortened_to_fit_and_marked() {
+        let original = BasicProperties::default().with_headers({
+            let mut table = FieldTable::default();
+            table.insert("big".into(), long(&"b".repeat(4_000)));
+            table
+        });
+        let frame_max = header_frame_size(&original) + 300;
+        let reason = "é".repeat(2_000); // multi-byte, so the cut must find a char boundary
+        let headers = BTreeMap::from([(REASON_HEADER.to_owned(), reason)]);
+        let copy = dead_letter_properties(&original, &headers, frame_max).expect("shortened");
+        assert!(header_frame_size(&copy) <= frame_max);
+        let table = copy.headers().clone().expect("headers");
+        let text = super::text(&table.inner()[&ShortString::from(REASON_HEADER)]).expect("text");
+        assert!(text.ends_with(TRUNCATED), "{text}");
+        assert!(text.len() > 100, "as much of the reason as fits is kept");
+        // An original that leaves no room at all is refused, not sent to break the connection.
+        let error = dead_letter_properties(&original, &headers, header_frame_size(&original))
+            .expect_err("no room");
+        assert!(matches!(error, TransportError::Rejected(_)));
+    }
+
+    #[test]
+    fn the_header_frame_size_counts_what_goes_on_the_wire() {
+        let empty = header_frame_size(&BasicProperties::default());
+        assert_eq!(empty, 7 + 12 + 1 + 2, "just the property flags");
+        let with_key = BasicProperties::default().with_headers({
+            let mut table = FieldTable::default();
+            table.insert("k".into(), long(&"x".repeat(140_000)));
+            table
+        });
+        let error = check_header_size(&with_key, 131_072).expect_err("over the frame");
+        assert!(error.to_string().contains("frame limit"), "{error}");
     }
 }

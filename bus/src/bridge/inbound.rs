@@ -520,7 +520,9 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
                 self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
             }
             Err(error) => {
-                tracing::error!(%error, "could not dead-letter; the broker will deliver it again");
+                // The transport says where the message went instead (returned to its source,
+                // or left to be delivered again): never dropped.
+                tracing::error!(%error, "could not dead-letter a message");
             }
         }
     }

@@ -420,11 +420,7 @@ fn check_key_order(batch: &[Outgoing], results: &[Result<(), TransportError>]) {
     for (out, result) in batch.iter().zip(results) {
         let group = (out.destination.as_str(), out.envelope.key.as_deref());
         match result {
-            Err(error) if error.is_retryable() => {
-                if !failed.contains(&group) {
-                    failed.push(group);
-                }
-            }
+            Err(error) if error.is_retryable() && !failed.contains(&group) => failed.push(group),
             Ok(()) if failed.contains(&group) => {
                 tracing::error!(
                     destination = out.destination,

@@ -149,7 +149,9 @@ pub trait Acker: Send + 'static {
     /// The message was not handled: deliver it again.
     fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>>;
     /// The message can never be handled: move it to the source's dead-letter destination with
-    /// these headers (its own plus the reason), then forget it.
+    /// these headers (its own plus the reason), then forget it. When the move fails, the
+    /// message must not be lost or left holding a prefetch slot: return it to its source (or
+    /// to a dead-letter route of the source's own) and say which in the error.
     fn dead_letter(
         self: Box<Self>,
         headers: BTreeMap<String, String>,

@@ -1,0 +1,470 @@
+//! The RabbitMQ transport at the edges (feature `amqp`, real broker on 127.0.0.1:5672): frame
+//! limits, dead letters that cannot be delivered where they should go, typed headers of
+//! foreign producers, forged delivery counts, deleted topology.
+#![cfg(feature = "amqp")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::{BasicGetOptions, BasicPublishOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use parking_lot::Mutex;
+use tidings::Bus;
+use tidings::bridge::{Envelope, Inbound, Outgoing, Source, Transport, TransportError};
+use tidings_bridges::amqp::{AmqpTransport, ConnectionEvent, Exchange, Queue, Topology};
+use tidings_tests::rabbit::{URL, cleanup, connect, rabbitmqctl, unique};
+use tidings_tests::{Events, Tick};
+use tokio::sync::broadcast::error::TryRecvError;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every connection event so far; panics if the transport lost its connection.
+fn assert_never_disconnected(events: &mut tokio::sync::broadcast::Receiver<ConnectionEvent>) {
+    loop {
+        match events.try_recv() {
+            Ok(ConnectionEvent::Disconnected { reason, .. }) => {
+                panic!("the connection was lost: {reason}")
+            }
+            Ok(_) => {}
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+            Err(TryRecvError::Lagged(n)) => panic!("{n} connection events missed"),
+        }
+    }
+}
+
+fn tick(n: u64) -> Envelope {
+    Envelope::new("tick", serde_json::to_vec(&Tick(n)).expect("encodes"))
+}
+
+/// Collects the ticks a bus receives.
+fn ticks(bus: &Bus<Events>) -> Arc<Mutex<Vec<u64>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    bus.on(move |t: &Tick| s.lock().push(t.0));
+    seen
+}
+
+/// A plain lapin connection, as a foreign (non-tidings) producer or inspector.
+async fn raw_channel() -> (Connection, lapin::Channel) {
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let channel = connection.create_channel().await.expect("channel");
+    (connection, channel)
+}
+
+#[tokio::test]
+async fn headers_over_the_frame_limit_are_refused_without_losing_the_connection() {
+    let t = connect(&unique("conn")).await;
+    let source = Source::new(unique("frame"));
+    t.declare(&source).await.expect("declare");
+    let mut events = t.events();
+    let big_key = tick(0).with_key("k".repeat(140_000));
+    let big_header = tick(1).with_header("x-big", "h".repeat(140_000));
+    let batch: Vec<Outgoing> = [big_key, big_header, tick(2)]
+        .into_iter()
+        .map(|envelope| Outgoing {
+            destination: source.name.clone(),
+            envelope,
+        })
+        .collect();
+    let results = t.publish(&batch).await;
+    for refused in &results[..2] {
+        assert!(
+            matches!(refused, Err(TransportError::Rejected(why)) if why.contains("frame limit")),
+            "{results:?}"
+        );
+        assert!(
+            !refused.as_ref().unwrap_err().is_retryable(),
+            "never retried"
+        );
+    }
+    assert!(results[2].is_ok(), "{results:?}");
+
+    // Through an outbound bridge: the refusal is counted, the events behind it all arrive.
+    let (here, there) = (Bus::<Events>::new(), Bus::<Events>::new());
+    let outbound = tidings::bridge::Outbound::builder(&here, t.clone())
+        .forward::<Tick>()
+        .route({
+            let destination = source.name.clone();
+            move |e| {
+                let route = tidings::bridge::Route::to(destination.clone());
+                match e.downcast::<Tick>() {
+                    Some(Tick(0)) => route.key("k".repeat(140_000)),
+                    _ => route,
+                }
+            }
+        })
+        .build();
+    let seen = ticks(&there);
+    let inbound = Inbound::builder(&there, t.clone(), source.clone()).build();
+    for n in 0..=100 {
+        here.emit_async(Tick(n)).await.expect("emit");
+    }
+    // Tick 2 from the raw publish above, and 1..=100 from the bridge.
+    until("the 101 events behind the refused one", || {
+        seen.lock().len() >= 101
+    })
+    .await;
+    assert!(!seen.lock().contains(&0));
+    assert_eq!(outbound.stats().rejected, 1);
+    assert_never_disconnected(&mut events);
+    outbound.shutdown(WAIT).await;
+    inbound.shutdown(WAIT).await;
+    cleanup(&t, &source).await;
+}
+
+/// An undecodable message padded with a header of `pad` bytes.
+fn padded(pad: usize) -> Envelope {
+    Envelope::new("tick", b"not json".to_vec()).with_header("x-pad", "p".repeat(pad))
+}
+
+/// The largest padding a message can carry and still fit in one frame: probed against an
+/// exchange with no bindings, where a message that fits comes back unroutable and one that
+/// does not is refused before it is sent.
+async fn largest_fitting_pad(t: &AmqpTransport) -> usize {
+    let probe = unique("probe");
+    t.declare_topology(&Topology::new().exchange(Exchange::topic(probe.clone())))
+        .await
+        .expect("declare");
+    let mut pad = 131_072;
+    loop {
+        let out = Outgoing {
+            destination: probe.clone(),
+            envelope: padded(pad),
+        };
+        match t.publish(std::slice::from_ref(&out)).await.remove(0) {
+            Err(TransportError::Rejected(_)) => pad -= 8,
+            Err(TransportError::Unroutable(_)) => break,
+            other => panic!("unexpected: {other:?}"),
+        }
+    }
+    t.delete_exchange(&probe).await.expect("delete");
+    pad
+}
+
+#[tokio::test]
+async fn a_dead_letter_copy_that_would_not_fit_is_shortened_and_good_messages_flow() {
+    let t = connect(&unique("conn")).await;
+    let source = Source::new(unique("dlfit")).prefetch(8);
+    t.declare(&source).await.expect("declare");
+    let mut events = t.events();
+    // Fits with about 130 bytes to spare: the copy's attempts and origin headers take about
+    // 80 of them and the reason header's name 22, which leaves too little for the reason
+    // ("undecodable payload: ...", some 55 bytes).
+    let out = Outgoing {
+        destination: source.name.clone(),
+        envelope: padded(largest_fitting_pad(&t).await - 130),
+    };
+    t.publish(std::slice::from_ref(&out))
+        .await
+        .remove(0)
+        .expect("fits");
+    for n in 1..=20 {
+        let out = Outgoing {
+            destination: source.name.clone(),
+            envelope: tick(n),
+        };
+        t.publish(std::slice::from_ref(&out))
+            .await
+            .remove(0)
+            .expect("tick");
+    }
+    let bus = Bus::<Events>::new();
+    let seen = ticks(&bus);
+    let inbound = Inbound::builder(&bus, t.clone(), source.clone()).build();
+    until("the 20 good messages", || seen.lock().len() == 20).await;
+    until("the dead letter", || inbound.stats().dead_lettered == 1).await;
+    inbound.shutdown(WAIT).await;
+    assert_never_disconnected(&mut events);
+
+    let (_connection, channel) = raw_channel().await;
+    let got = channel
+        .basic_get(
+            ShortString::from(source.dead_letter.as_str()),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("get")
+        .expect("the dead letter is in the dead-letter queue");
+    let headers = got.properties.headers().clone().expect("headers");
+    let reason = match &headers.inner()[&ShortString::from("x-tidings-reason")] {
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        other => panic!("{other:?}"),
+    };
+    assert!(reason.ends_with("[truncated]"), "{reason}");
+    assert!(
+        headers.contains_key("x-pad"),
+        "the original headers are kept"
+    );
+    cleanup(&t, &source).await;
+}
+
+#[tokio::test]
+async fn a_missing_dead_letter_queue_is_declared_and_the_consumer_keeps_flowing() {
+    // The source queue exists, as another service declared it; its dead-letter queue does not.
+    let name = unique("nodlq");
+    let other = connect(&unique("conn")).await;
+    other
+        .declare_topology(&Topology::new().queue(Queue::durable(name.clone())))
+        .await
+        .expect("declare");
+    let t = connect(&unique("conn")).await;
+    let source = Source::new(name.clone()).prefetch(8);
+    for n in 0..50u64 {
+        // 40 undecodable messages, then 10 good ones, straight into the queue.
+        let envelope = if n < 40 {
+            Envelope::new("tick", b"not json".to_vec())
+        } else {
+            tick(n)
+        };
+        let out = Outgoing {
+            destination: String::new(),
+            envelope: envelope.with_key(name.clone()),
+        };
+        t.publish(std::slice::from_ref(&out))
+            .await
+            .remove(0)
+            .expect("publish");
+    }
+    let bus = Bus::<Events>::new();
+    let seen = ticks(&bus);
+    let inbound = Inbound::builder(&bus, t.clone(), source.clone()).build();
+    until("the 10 good messages", || seen.lock().len() == 10).await;
+    until("40 dead letters", || inbound.stats().dead_lettered == 40).await;
+    inbound.shutdown(WAIT).await;
+    assert_eq!(
+        t.delete_queue(&source.dead_letter).await.expect("delete"),
+        40
+    );
+    assert_eq!(
+        t.delete_queue(&name).await.expect("delete"),
+        0,
+        "nothing left behind"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_letter_that_cannot_be_copied_is_returned_and_the_consumer_keeps_flowing() {
+    let name = unique("nocopy");
+    let t = connect(&unique("conn")).await;
+    t.declare_topology(&Topology::new().queue(Queue::durable(name.clone())))
+        .await
+        .expect("declare");
+    // A dead-letter destination no broker accepts: the copy can never be made.
+    let source = Source::new(name.clone()).dead_letter("d".repeat(300));
+    let poison = Envelope::new("tick", b"not json".to_vec()).with_key(name.clone());
+    let out = |envelope: Envelope| Outgoing {
+        destination: String::new(),
+        envelope,
+    };
+    t.publish(&[out(poison)]).await.remove(0).expect("publish");
+    for n in 1..=5 {
+        t.publish(&[out(tick(n).with_key(name.clone()))])
+            .await
+            .remove(0)
+            .expect("publish");
+    }
+    let bus = Bus::<Events>::new();
+    let seen = ticks(&bus);
+    let inbound = Inbound::builder(&bus, t.clone(), source).build();
+    until("the good messages behind the poison one", || {
+        seen.lock().len() == 5
+    })
+    .await;
+    until(
+        "the poison message back in the queue and delivered again",
+        || inbound.stats().redelivered >= 1,
+    )
+    .await;
+    assert_eq!(inbound.stats().dead_lettered, 0);
+    inbound.shutdown(WAIT).await;
+    // The consumer's channel closes after it is dropped; then the message is ready again.
+    let (_connection, channel) = raw_channel().await;
+    let mut ready = 0;
+    for _ in 0..200 {
+        let declared = channel
+            .queue_declare(
+                ShortString::from(name.as_str()),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("the queue exists");
+        ready = declared.message_count();
+        if ready > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ready, 1, "the poison message was returned, not lost");
+    t.delete_queue(&name).await.expect("delete");
+}
+
+#[tokio::test]
+async fn dead_letter_copies_keep_the_original_typed_headers_and_properties() {
+    let t = connect(&unique("conn")).await;
+    let source = Source::new(unique("typed"));
+    t.declare(&source).await.expect("declare");
+    let (_connection, channel) = raw_channel().await;
+    let mut headers = FieldTable::default();
+    headers.insert("flag".into(), AMQPValue::Boolean(false));
+    headers.insert("n".into(), AMQPValue::LongInt(-42));
+    headers.insert("big".into(), AMQPValue::LongLongInt(9_007_199_254_740_993));
+    headers.insert("ratio".into(), AMQPValue::Double(0.25));
+    let properties = BasicProperties::default()
+        .with_type("tick".into())
+        .with_correlation_id("corr-1".into())
+        .with_reply_to("replies".into())
+        .with_headers(headers.clone());
+    channel
+        .basic_publish(
+            ShortString::from(source.name.as_str()),
+            "tick".into(),
+            BasicPublishOptions::default(),
+            b"not json",
+            properties,
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    let bus = Bus::<Events>::new();
+    let inbound = Inbound::builder(&bus, t.clone(), source.clone()).build();
+    until("the dead letter", || inbound.stats().dead_lettered == 1).await;
+    inbound.shutdown(WAIT).await;
+    let got = channel
+        .basic_get(
+            ShortString::from(source.dead_letter.as_str()),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("get")
+        .expect("the dead letter");
+    let copy = got.properties.headers().clone().expect("headers");
+    for (name, value) in headers.inner() {
+        assert_eq!(copy.inner().get(name), Some(value), "{name} keeps its type");
+    }
+    let added: Vec<&str> = copy
+        .inner()
+        .keys()
+        .map(ShortString::as_str)
+        .filter(|k| !headers.contains_key(k))
+        .collect();
+    assert!(
+        added.iter().all(|k| k.starts_with("x-tidings-")),
+        "only the reason headers are added: {added:?}"
+    );
+    assert_eq!(
+        got.properties
+            .correlation_id()
+            .as_ref()
+            .map(ShortString::as_str),
+        Some("corr-1")
+    );
+    assert_eq!(
+        got.properties.reply_to().as_ref().map(ShortString::as_str),
+        Some("replies")
+    );
+    cleanup(&t, &source).await;
+}
+
+#[tokio::test]
+async fn a_producer_set_delivery_count_on_a_classic_queue_is_ignored() {
+    let t = connect(&unique("conn")).await;
+    let source = Source::new(unique("forged"));
+    t.declare(&source).await.expect("declare");
+    let (_connection, channel) = raw_channel().await;
+    let mut headers = FieldTable::default();
+    headers.insert("x-delivery-count".into(), AMQPValue::LongLongInt(1000));
+    channel
+        .basic_publish(
+            ShortString::from(source.name.as_str()),
+            "tick".into(),
+            BasicPublishOptions::default(),
+            &serde_json::to_vec(&Tick(7)).expect("json"),
+            BasicProperties::default()
+                .with_type("tick".into())
+                .with_headers(headers),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    let bus = Bus::<Events>::new();
+    let attempts = Arc::new(Mutex::new(0u32));
+    let a = Arc::clone(&attempts);
+    // Fails twice, then succeeds: three attempts within the default limit of 5.
+    bus.on(move |_: &Tick| -> Result<(), String> {
+        let mut n = a.lock();
+        *n += 1;
+        if *n < 3 {
+            Err("not yet".into())
+        } else {
+            Ok(())
+        }
+    });
+    let inbound = Inbound::builder(&bus, t.clone(), source.clone())
+        .backoff(tidings::bridge::Backoff::Fixed(Duration::from_millis(10)))
+        .build();
+    until("the handled message", || inbound.stats().handled == 1).await;
+    assert_eq!(*attempts.lock(), 3);
+    assert_eq!(
+        inbound.stats().dead_lettered,
+        0,
+        "not dead-lettered on a forged count"
+    );
+    inbound.shutdown(WAIT).await;
+    cleanup(&t, &source).await;
+}
+
+/// The queue names the broker has.
+async fn queues() -> String {
+    rabbitmqctl(&["list_queues", "name", "-q", "--no-table-headers"]).await
+}
+
+#[tokio::test]
+async fn deleted_queues_and_exchanges_stay_deleted_after_a_reconnect() {
+    let name = unique("conn");
+    let t = connect(&name).await;
+    let source = Source::new(unique("gone"));
+    t.declare(&source).await.expect("declare");
+    let queue = tidings_bridges::amqp::queue_name(&source);
+    assert!(queues().await.contains(&queue));
+    t.delete_queue(&queue).await.expect("delete");
+    t.delete_queue(&source.dead_letter).await.expect("delete");
+    t.delete_exchange(&source.name).await.expect("delete");
+    let mut events = t.events();
+    assert!(tidings_tests::rabbit::close_connections(&name).await > 0);
+    loop {
+        match tokio::time::timeout(WAIT, events.recv()).await {
+            Ok(Ok(ConnectionEvent::Connected { .. })) => break,
+            Ok(_) => {}
+            Err(_) => panic!("no reconnect"),
+        }
+    }
+    // The reconnect declared the recorded topology before going live.
+    let listing = queues().await;
+    assert!(!listing.contains(&queue), "{queue} came back");
+    assert!(!listing.contains(&source.dead_letter));
+    let exchanges = rabbitmqctl(&["list_exchanges", "name", "-q", "--no-table-headers"]).await;
+    assert!(
+        !exchanges.lines().any(|e| e == source.name),
+        "the exchange came back"
+    );
+}
