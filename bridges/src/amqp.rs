@@ -111,6 +111,17 @@
 //! declaration, an acknowledgement, a publish) is bounded in time, so a connection that stops
 //! answering fails its callers instead of hanging them.
 //!
+//! ## Secrets
+//!
+//! A URL's password appears in no error, `Debug` output or log line of this crate, and not in
+//! lapin's either, at any level: lapin logs every frame it sends at TRACE level, including the
+//! login frame, so when lapin's TRACE events are enabled at connect time lapin logs in with a
+//! random placeholder through a relay on loopback that puts the password in as the frame
+//! passes (the relay also does the TLS of an `amqps` URL). Without TRACE for lapin, lapin
+//! connects directly. The filter is decided at connect time: a subscriber that turns lapin's
+//! TRACE events on later sees the next connection's login relayed, not the current one's (it
+//! was logged before, if ever).
+//!
 //! ## Acknowledgements
 //!
 //! Acknowledgements are sent cumulatively (`basic.ack` with `multiple` for a run of
@@ -129,6 +140,7 @@ mod config;
 mod consumer;
 mod error;
 mod link;
+mod login;
 mod rpc;
 mod topology;
 mod transport;

@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use tidings_bridges::amqp::{AmqpTransport, ConnectionEvent};
+use tidings::bridge::Transport;
+use tidings_bridges::amqp::{AmqpTransport, ConnectionEvent, Tls};
 use tidings_tests::Captured;
-use tidings_tests::rabbit::{close_connections, rabbitmqctl, unique};
+use tidings_tests::rabbit::{TlsProxy, close_connections, rabbitmqctl, unique};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passwords_never_reach_logs_or_errors() {
@@ -19,12 +20,14 @@ async fn passwords_never_reach_logs_or_errors() {
         .init();
 
     let user = unique("user");
-    let password = format!("pw-{}", unique("secret"));
+    // Characters that URL-encoding and escaping change, so each form is a different string.
+    let password = format!("pw/{}@ö#", unique("secret"));
+    let encoded = url_encode(&password);
     rabbitmqctl(&["add_user", &user, &password]).await;
     rabbitmqctl(&["set_permissions", "-p", "/", &user, ".*", ".*", ".*"]).await;
 
     let name = unique("conn");
-    let url = format!("amqp://{user}:{password}@127.0.0.1:5672/%2f");
+    let url = format!("amqp://{user}:{encoded}@127.0.0.1:5672/%2f");
     let t = AmqpTransport::builder(&url)
         .connection_name(&name)
         .connect()
@@ -45,12 +48,26 @@ async fn passwords_never_reach_logs_or_errors() {
     let debug = format!("{t:?}");
     t.close(Duration::from_secs(5)).await;
 
-    let refused = AmqpTransport::builder(&url.replace(&password, &format!("{password}-wrong")))
+    // The same over TLS (a TLS endpoint in front of the broker), where the password must
+    // still be sent, encrypted, and never logged.
+    let proxy = TlsProxy::start().await;
+    let tls_url = format!("amqps://{user}:{encoded}@localhost:{}/%2f", proxy.port);
+    let over_tls = AmqpTransport::builder(&tls_url)
+        .tls(Tls::new().ca_pem(proxy.ca_pem.clone()))
+        .connect()
+        .await
+        .expect("TLS login");
+    let source = tidings::bridge::Source::new(unique("secret-tls"));
+    over_tls.declare(&source).await.expect("declare over TLS");
+    tidings_tests::rabbit::cleanup(&over_tls, &source).await;
+    over_tls.close(Duration::from_secs(5)).await;
+
+    let refused = AmqpTransport::builder(&url.replace(&encoded, &format!("{encoded}-wrong")))
         .connect_timeout(Duration::from_secs(1))
         .connect()
         .await
         .expect_err("a wrong password");
-    let bad_url = AmqpTransport::builder(&format!("amqp://{user}:{password}@127.0.0.1:port/%2f"))
+    let bad_url = AmqpTransport::builder(&format!("amqp://{user}:{encoded}@127.0.0.1:port/%2f"))
         .connect()
         .await
         .expect_err("a bad port");
@@ -62,12 +79,59 @@ async fn passwords_never_reach_logs_or_errors() {
         "the logs were captured"
     );
     assert!(text.contains(&user), "the user name may appear");
+    assert!(
+        text.contains("will write to buffer"),
+        "lapin's frame log was captured"
+    );
     for (what, output) in [
         ("logs", text),
         ("Debug", debug),
         ("refused", format!("{refused} {refused:?}")),
         ("bad URL", format!("{bad_url} {bad_url:?}")),
     ] {
-        assert!(!output.contains(&password), "the password is in the {what}");
+        for (form, needle) in forms(&password) {
+            assert!(
+                !output.contains(&needle),
+                "the password is in the {what}, {form}: {needle}"
+            );
+        }
     }
+}
+
+/// Percent-encodes everything but unreserved characters, as in a URL's user info.
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The ways a password can show up in a log line: as text, URL-encoded (upper and lower
+/// case), escaped, as a byte string, and as a list of byte values (how a `Vec<u8>` or lapin's
+/// `LongString` prints), with a few neighbours of its inner bytes to catch a partial print.
+fn forms(password: &str) -> Vec<(&'static str, String)> {
+    let bytes = password.as_bytes();
+    let list = |b: &[u8]| b.iter().map(u8::to_string).collect::<Vec<_>>().join(", ");
+    vec![
+        ("as text", password.to_owned()),
+        ("URL-encoded", url_encode(password)),
+        (
+            "URL-encoded, lower case",
+            url_encode(password).to_lowercase(),
+        ),
+        ("escaped", password.escape_default().to_string()),
+        (
+            "as an escaped byte string",
+            bytes.escape_ascii().to_string(),
+        ),
+        ("as byte values", list(bytes)),
+        (
+            "as byte values, without its ends",
+            list(&bytes[1..bytes.len() - 1]),
+        ),
+    ]
 }

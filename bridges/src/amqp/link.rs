@@ -19,6 +19,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use lapin::options::ConfirmSelectOptions;
 use lapin::options::ExchangeDeclareOptions;
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
@@ -29,6 +30,7 @@ use tokio::time::Instant;
 
 use super::config::{BrokerUrl, Config};
 use super::error::{short, AmqpError};
+use super::login;
 use super::topology::{QueueArgs, Topology};
 
 /// Something that happened to the transport's connection; see
@@ -361,10 +363,20 @@ async fn open(shared: &Shared, url: &BrokerUrl, generation: u64) -> Result<Arc<L
     let properties = ConnectionProperties::default()
         .with_connection_name(config.connection_name.clone().into_bytes().into());
     let runtime = lapin::runtime::default_runtime().map_err(|e| e.to_string())?;
-    let connection =
-        Connection::connect_uri_with_config(uri, properties, config.tls.to_lapin(), runtime)
+    let mut tls = config.tls.to_lapin();
+    if login::lapin_logs_frames() {
+        // lapin would log the login frame: it logs in through a relay that adds the password.
+        let relayed = login::relay(&uri, config.tls.to_lapin(), config.connect_timeout)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("cannot start the login relay: {e}"))?;
+        if let Some(relayed) = relayed {
+            uri = relayed;
+            tls = OwnedTLSConfig::default();
+        }
+    }
+    let connection = Connection::connect_uri_with_config(uri, properties, tls, runtime)
+        .await
+        .map_err(|e| e.to_string())?;
     let publisher = connection
         .create_channel()
         .await
