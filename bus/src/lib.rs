@@ -11,6 +11,7 @@ pub mod bridge;
 pub mod bus;
 pub mod codec;
 pub mod event;
+mod panic;
 mod signal;
 
 pub use crate::bus::{

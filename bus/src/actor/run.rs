@@ -26,7 +26,7 @@ use super::mailbox::MailboxRx;
 use super::supervisor::Supervisor;
 use super::Context as ActorContext;
 use super::{Actor, ActorId, ActorRef, ActorSystem, PanicAction};
-use crate::bus::panic_message;
+use crate::panic::message as panic_message;
 
 /// A control request to the actor task.
 pub(crate) enum Signal {

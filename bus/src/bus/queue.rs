@@ -20,31 +20,9 @@ use std::task::{Context, Poll, Waker};
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
+use super::overflow::Overflow;
 use super::tracker::Tracker;
 use crate::event::ErasedArc;
-
-/// What a subscriber's queue does when an event arrives and it is full.
-///
-/// Whatever the policy, an event that does not reach a subscriber is counted in
-/// [`BusStats::dropped`](crate::BusStats::dropped) and reported: to the subscription as
-/// [`Lagged`](crate::Lagged) for streams, through [`Bus::on_error`](crate::Bus::on_error)
-/// for `on_async` listeners. Nothing is dropped silently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum Overflow {
-    /// [`Bus::emit_async`](crate::Bus::emit_async) waits for space. A sync
-    /// [`Bus::emit`](crate::Bus::emit) cannot wait: the event is not queued for this subscriber
-    /// and the overflow is reported.
-    #[default]
-    Wait,
-    /// Make room by discarding the oldest queued event; the new event is queued.
-    DropOldest,
-    /// Discard the new event; the queue keeps what it has.
-    DropNewest,
-    /// Never wait, not even in `emit_async`: the event is not queued for this subscriber and the
-    /// overflow is reported.
-    Fail,
-}
 
 /// One queued event: its member index, the shared event, and the tracker of an
 /// `emit_and_wait` that waits for it.

@@ -121,6 +121,23 @@ impl<S> SlotHeader<S> {
     }
 }
 
+impl<S: EventSet> SlotHeader<S> {
+    /// This slot as the typed slot of `E`; the one way registration and emit reach a list.
+    ///
+    /// # Panics
+    /// When `E::INDEX` is not this slot's member, which only a hand-written `Member` impl can
+    /// cause (the derive numbers members densely, in order).
+    pub(crate) fn typed<E: Member<S>>(&self) -> &TypedSlot<S, E> {
+        match self.slot.as_any().downcast_ref::<TypedSlot<S, E>>() {
+            Some(slot) => slot,
+            None => panic!(
+                "`{}` has a `Member::INDEX` that does not match its event set; implement `Member` only through `#[derive(EventSet)]`",
+                E::NAME
+            ),
+        }
+    }
+}
+
 /// Builds an empty typed slot for every member of `S`, in index order.
 pub(crate) fn build_slots<S: EventSet>() -> Box<[SlotHeader<S>]> {
     struct Builder<S>(Vec<SlotHeader<S>>);
