@@ -141,6 +141,7 @@ mod consumer;
 mod error;
 mod link;
 mod login;
+mod publish;
 mod rpc;
 mod topology;
 mod transport;

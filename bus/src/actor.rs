@@ -72,6 +72,7 @@
 //! subscription ends when the actor instance stops.
 
 mod actor_ref;
+mod cell;
 mod context;
 mod envelope;
 mod error;

@@ -78,7 +78,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 pub use self::builder::{BusBuilder, QueueOptions, DEFAULT_QUEUE_CAPACITY};
 pub use self::error::{
@@ -92,10 +94,11 @@ pub use self::subscription::Subscription;
 
 use self::builder::Config;
 use self::dispatch::{ErrorEntry, Shared};
-use self::queue::Queue;
+use self::queue::{Progress, Queue};
 use self::registry::{Place, Registry, Task};
 use self::runtime::{erased, typed};
-use self::slot::SlotHeader;
+use self::slot::{build_slots, SlotHeader};
+use self::stats::Stats;
 use self::tracker::Tracker;
 use crate::event::{AnyEvent, EventRef, EventSet, Member};
 
@@ -167,6 +170,28 @@ impl<S: EventSet> Bus<S> {
             overflow: Overflow::Wait,
             max_listeners: None,
             set: PhantomData,
+        }
+    }
+
+    /// A bus with `config`: empty slots for every member, no listeners.
+    fn with_config(config: Config) -> Bus<S> {
+        let shared = Arc::new(Shared {
+            errors: ArcSwap::from_pointee(Vec::new()),
+            stats: Stats::default(),
+            progress: Arc::new(Progress::default()),
+            closed: AtomicBool::new(false),
+            tasks_done: Notify::new(),
+        });
+        Bus {
+            inner: Arc::new(Inner {
+                slots: build_slots::<S>(),
+                warned: (0..S::NAMES.len())
+                    .map(|_| AtomicBool::new(false))
+                    .collect(),
+                registry: Mutex::new(Registry::default()),
+                shared,
+                config,
+            }),
         }
     }
 

@@ -30,9 +30,10 @@ use lapin::BasicProperties;
 use parking_lot::Mutex;
 use tidings::bridge::{Acker, Consumer, Delivery, Source, TransportError};
 
+use super::link::Handle;
 use super::link::{answered, Live, DEFAULT_FRAME_MAX};
+use super::publish::{self, Raw};
 use super::topology::{Queue, QueueArgs, Topology};
-use super::transport::{AmqpTransport, Raw};
 use super::wire;
 
 /// The acknowledgement state of one consumer's channel.
@@ -78,7 +79,8 @@ impl Acks {
 
 /// What a consumer's deliveries share to be settled: one reference per delivery.
 struct Settling {
-    transport: AmqpTransport,
+    /// The connection (kept up while deliveries may still be settled).
+    connection: Arc<Handle>,
     /// The dead-letter queue.
     dead_letter: String,
     /// The source queue was declared (through this transport) with a dead-letter exchange.
@@ -154,16 +156,16 @@ impl std::fmt::Debug for AmqpConsumer {
 
 impl AmqpConsumer {
     pub(crate) fn new(
-        transport: AmqpTransport,
+        connection: Arc<Handle>,
         channel: lapin::Channel,
         consumer: lapin::Consumer,
         queue: String,
         source: &Source,
         generation: u64,
     ) -> Self {
-        let queue_args = transport.shared().recorded_queue_args(&queue);
+        let queue_args = connection.shared.recorded_queue_args(&queue);
         AmqpConsumer {
-            link: transport.shared().link(),
+            link: connection.shared.link(),
             generation,
             consumer,
             _channel: channel,
@@ -173,7 +175,7 @@ impl AmqpConsumer {
                 own_dead_letter_exchange: queue_args
                     .as_ref()
                     .is_some_and(QueueArgs::has_dead_letter_exchange),
-                transport,
+                connection,
                 dead_letter: source.dead_letter.clone(),
                 acks: Mutex::new(Acks {
                     outstanding: BTreeMap::new(),
@@ -332,9 +334,8 @@ impl AmqpAcker {
         let routing_key = ShortString::try_new(dead_letter).map_err(|_| {
             TransportError::Rejected("the dead-letter queue name is too long".to_owned())
         })?;
-        let frame_max = settling
-            .transport
-            .shared()
+        let shared = &settling.connection.shared;
+        let frame_max = shared
             .current()
             .map_or(DEFAULT_FRAME_MAX, |live| live.frame_max());
         let raw = Raw {
@@ -343,19 +344,18 @@ impl AmqpAcker {
             payload: self.payload.clone(),
             properties: wire::dead_letter_properties(&self.properties, headers, frame_max)?,
         };
-        match settling.transport.publish_one(raw.clone()).await {
+        match publish::one(shared, raw.clone()).await {
             Err(TransportError::Unroutable(_)) => {
                 tracing::warn!(
                     queue = dead_letter,
                     "the dead-letter queue does not exist; declaring it"
                 );
                 let topology = Topology::new().queue(Queue::durable(dead_letter));
-                settling
-                    .transport
-                    .declare_topology(&topology)
+                shared
+                    .declare(&topology)
                     .await
                     .map_err(|e| TransportError::Other(e.into()))?;
-                settling.transport.publish_one(raw).await
+                publish::one(shared, raw).await
             }
             other => other,
         }

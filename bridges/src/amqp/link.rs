@@ -169,6 +169,17 @@ async fn close_connection(connection: &Connection, code: u16, reason: &str) {
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(code, reason.into())).await;
 }
 
+/// Stops the supervisor when the last clone of a transport goes.
+pub(crate) struct Handle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.stop();
+    }
+}
+
 /// What every clone of a transport shares with the supervisor.
 pub(crate) struct Shared {
     pub(crate) config: Config,

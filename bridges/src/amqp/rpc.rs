@@ -28,8 +28,9 @@ use tokio::time::Instant;
 
 use super::error::{short, AmqpError};
 use super::link::answered;
+use super::publish::{self, Raw};
 use super::topology::{Queue, Topology};
-use super::transport::{AmqpTransport, Raw};
+use super::transport::AmqpTransport;
 use super::wire::{CORRELATION_ID, REPLY_TO};
 
 /// Reply header that carries a handler's error.
@@ -361,7 +362,7 @@ where
         payload,
         properties,
     };
-    match transport.publish_one(reply).await {
+    match publish::one(transport.shared(), reply).await {
         // Unroutable: the caller is gone (timed out or disconnected); nobody wants the reply.
         Ok(()) | Err(TransportError::Unroutable(_)) => {
             let _ = delivery.ack().await;

@@ -1,25 +1,22 @@
 //! [`AmqpTransport`]: the bridge core's [`Transport`] on RabbitMQ.
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ExchangeDeleteOptions,
-    QueueDeleteOptions,
+    BasicConsumeOptions, BasicQosOptions, ExchangeDeleteOptions, QueueDeleteOptions,
 };
 use lapin::types::{FieldTable, ShortString};
-use lapin::{BasicProperties, Confirmation, PublisherConfirm};
 use tidings::bridge::{Backoff, Outgoing, Source, Transport, TransportError};
-use tokio::sync::{broadcast, SemaphorePermit};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::config::{BrokerUrl, Config, Tls};
 use super::consumer::AmqpConsumer;
 use super::error::{refused, short, AmqpError};
-use super::link::{self, ConnectionEvent, Live, Shared};
+use super::link::{self, ConnectionEvent, Handle, Shared};
+use super::publish::{self, Raw};
 use super::topology::{Exchange, Queue, QueueArgs, Topology};
 use super::wire;
 
@@ -141,17 +138,6 @@ impl AmqpBuilder {
     }
 }
 
-/// Stops the supervisor when the last clone of a transport goes.
-struct Handle {
-    shared: Arc<Shared>,
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.shared.stop();
-    }
-}
-
 /// A RabbitMQ connection, kept up by a supervisor, that implements [`Transport`]; see the
 /// [module docs](super). Clones share the connection.
 #[derive(Clone)]
@@ -167,17 +153,6 @@ impl std::fmt::Debug for AmqpTransport {
             .finish_non_exhaustive()
     }
 }
-
-/// A message ready to go out.
-#[derive(Clone)]
-pub(crate) struct Raw {
-    pub(crate) exchange: ShortString,
-    pub(crate) routing_key: ShortString,
-    pub(crate) payload: Bytes,
-    pub(crate) properties: BasicProperties,
-}
-
-type Results = Vec<Option<Result<(), TransportError>>>;
 
 /// The queue that serves `source`'s group: the source's name for group `default` (so a queue
 /// another service declared is consumed as is), `{name}.{group}` otherwise.
@@ -200,6 +175,11 @@ impl AmqpTransport {
 
     pub(crate) fn shared(&self) -> &Shared {
         &self.handle.shared
+    }
+
+    /// The connection handle: keeps the connection up while held.
+    pub(crate) fn handle(&self) -> Arc<Handle> {
+        Arc::clone(&self.handle)
     }
 
     /// Connection events from now on: connected, disconnected, blocked, unblocked.
@@ -268,125 +248,6 @@ impl AmqpTransport {
         Ok(())
     }
 
-    /// Publishes `payload` to `exchange` with `routing_key` and `properties`, and waits for
-    /// the confirm: for replies and raw interop.
-    pub(crate) async fn publish_one(&self, raw: Raw) -> Result<(), TransportError> {
-        let mut results = self.publish_raw(&[raw]).await;
-        results.pop().unwrap_or(Err(TransportError::Closed))
-    }
-
-    /// Publishes every message and waits for the broker's confirms, resending on the next
-    /// connection what a failed one never confirmed, until the publish timeout.
-    pub(crate) async fn publish_raw(&self, batch: &[Raw]) -> Vec<Result<(), TransportError>> {
-        let shared = self.shared();
-        let deadline = Instant::now() + shared.config.publish_timeout;
-        let mut results: Results = (0..batch.len()).map(|_| None).collect();
-        let mut pending: Vec<usize> = (0..batch.len()).collect();
-        let mut min_generation = 0;
-        while !pending.is_empty() {
-            let Some(live) = shared.live(deadline, pending.len(), min_generation).await else {
-                let why = if shared.is_stopped() {
-                    "the transport is closed".to_owned()
-                } else {
-                    format!(
-                        "no connection to RabbitMQ within {:?} (or more than {} messages waiting for one)",
-                        shared.config.publish_timeout, shared.config.buffer
-                    )
-                };
-                for i in pending {
-                    results[i] = Some(Err(TransportError::Disconnected(why.clone())));
-                }
-                break;
-            };
-            pending = self
-                .publish_on(&live, batch, &pending, &mut results, deadline)
-                .await;
-            min_generation = live.generation + 1;
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(TransportError::Closed)))
-            .collect()
-    }
-
-    /// Publishes `pending` on `live`; returns what must be sent again on a new connection.
-    async fn publish_on(
-        &self,
-        live: &Live,
-        batch: &[Raw],
-        pending: &[usize],
-        results: &mut Results,
-        deadline: Instant,
-    ) -> Vec<usize> {
-        let window = &self.shared().window;
-        let mut retry = Vec::new();
-        let mut in_flight: VecDeque<(usize, SemaphorePermit<'_>, PublisherConfirm)> =
-            VecDeque::new();
-        // The exchange checked last: a batch mostly goes to one destination.
-        let mut checked: Option<&str> = None;
-        let frame_max = live.frame_max();
-        for &i in pending {
-            let raw = &batch[i];
-            // A content header over the frame limit would make the broker close the whole
-            // connection (FRAME_ERROR): refuse it here, for good.
-            if let Err(error) = wire::check_header_size(&raw.properties, frame_max) {
-                results[i] = Some(Err(error));
-                continue;
-            }
-            let exchange = raw.exchange.as_str();
-            if checked != Some(exchange) {
-                match live.exchange_exists(exchange).await {
-                    Ok(true) => checked = Some(exchange),
-                    Ok(false) => {
-                        results[i] = Some(Err(TransportError::Unroutable(exchange.to_owned())));
-                        continue;
-                    }
-                    Err(_) => {
-                        live.broke();
-                        retry.push(i);
-                        continue;
-                    }
-                }
-            }
-            let permit = loop {
-                if let Ok(permit) = window.try_acquire() {
-                    break Some(permit);
-                }
-                match in_flight.pop_front() {
-                    Some(sent) => settle(live, sent, results, &mut retry, deadline).await,
-                    None => break window.acquire().await.ok(),
-                }
-            };
-            let Some(permit) = permit else {
-                results[i] = Some(Err(TransportError::Closed));
-                continue;
-            };
-            let options = BasicPublishOptions {
-                mandatory: true,
-                immediate: false,
-            };
-            let send = live.publisher.basic_publish(
-                raw.exchange.clone(),
-                raw.routing_key.clone(),
-                options,
-                &raw.payload,
-                raw.properties.clone(),
-            );
-            match tokio::time::timeout_at(deadline, send).await {
-                Ok(Ok(confirm)) => in_flight.push_back((i, permit, confirm)),
-                Ok(Err(_)) | Err(_) => {
-                    live.broke();
-                    retry.push(i);
-                }
-            }
-        }
-        while let Some(sent) = in_flight.pop_front() {
-            settle(live, sent, results, &mut retry, deadline).await;
-        }
-        retry.sort_unstable();
-        retry
-    }
-
     /// Waits for every publish awaiting a confirm (up to `timeout`), then closes the
     /// connection and stops reconnecting. Shut inbound and outbound bridges down first, so
     /// that they finish their work on the open connection. Returns whether every confirm
@@ -443,39 +304,6 @@ impl AmqpTransport {
     }
 }
 
-/// Waits for one confirm and records its outcome.
-async fn settle(
-    live: &Live,
-    (i, permit, confirm): (usize, SemaphorePermit<'_>, PublisherConfirm),
-    results: &mut Results,
-    retry: &mut Vec<usize>,
-    deadline: Instant,
-) {
-    let outcome = tokio::time::timeout_at(deadline, confirm).await;
-    drop(permit);
-    results[i] = Some(match outcome {
-        Ok(Ok(Confirmation::Ack(None))) => Ok(()),
-        Ok(Ok(Confirmation::Ack(Some(returned)))) => Err(TransportError::Unroutable(format!(
-            "{} / {}",
-            returned.delivery.exchange, returned.delivery.routing_key
-        ))),
-        Ok(Ok(Confirmation::Nack(_))) => Err(TransportError::Rejected(
-            "the broker did not take the message (negative confirm)".to_owned(),
-        )),
-        Ok(Ok(Confirmation::NotRequested)) => Err(TransportError::Other(
-            "the publishing channel is not in confirm mode".into(),
-        )),
-        Ok(Err(_)) => {
-            live.broke();
-            retry.push(i);
-            return;
-        }
-        Err(_) => Err(TransportError::Disconnected(
-            "no confirm from the broker before the publish timeout".to_owned(),
-        )),
-    });
-}
-
 impl Transport for AmqpTransport {
     type Consumer = AmqpConsumer;
 
@@ -493,7 +321,10 @@ impl Transport for AmqpTransport {
                 Err(error) => results.push(Err(error)),
             }
         }
-        for (slot, result) in slots.into_iter().zip(self.publish_raw(&raws).await) {
+        for (slot, result) in slots
+            .into_iter()
+            .zip(publish::batch(self.shared(), &raws).await)
+        {
             results[slot] = result;
         }
         results
@@ -523,7 +354,7 @@ impl Transport for AmqpTransport {
             TransportError::Other(format!("cannot consume queue `{queue}`: {e}").into())
         })?;
         Ok(AmqpConsumer::new(
-            self.clone(),
+            self.handle(),
             channel,
             consumer,
             queue,

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::cell::{Cell, Signal};
 use super::envelope::{Ask, BoxEnvelope, BoxFuture, Tell};
 use super::error::{AskError, SendError, StopReason, TrySendError};
 use super::mailbox::{MailboxTx, TrySend};
-use super::run::{Cell, Signal};
 use super::{Actor, HandledBy, Message};
 
 /// Identifies an actor within its process.

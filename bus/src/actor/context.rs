@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::cell::{Cell, Signal};
 use super::error::StopReason;
-use super::run::{Cell, Signal};
 use super::{Actor, ActorId, ActorRef, ActorSystem, Handler, Message};
 use crate::bus::{Bus, ListenerId};
 use crate::codec::BoxError;

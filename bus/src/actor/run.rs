@@ -2,147 +2,25 @@
 //!
 //! Each actor is one tokio task running [`run`]. Who touches what:
 //! - the mailbox receiver and the actor value belong to the task alone;
-//! - [`Cell`] is shared by every `ActorRef`, the system and supervisors: control signals go in
-//!   (`signal`), the final stop reason comes out (`exit`). Its locks are held for a few
-//!   instructions, never across an `.await` or while user code runs.
+//! - the [`Cell`] (in `cell.rs`) is shared with every `ActorRef`, the system and supervisors:
+//!   control signals come in through it and the final stop reason goes out.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
-use futures_util::task::AtomicWaker;
 use futures_util::FutureExt;
-use parking_lot::Mutex;
-use tokio::sync::Notify;
-use tokio::task::AbortHandle;
 
+use super::cell::{Cell, Signal};
 use super::envelope::BoxEnvelope;
 use super::error::StopReason;
 use super::mailbox::MailboxRx;
 use super::supervisor::Supervisor;
 use super::Context as ActorContext;
-use super::{Actor, ActorId, ActorRef, ActorSystem, PanicAction};
+use super::{Actor, ActorRef, ActorSystem, PanicAction};
 use crate::panic::message as panic_message;
-
-/// A control request to the actor task.
-pub(crate) enum Signal {
-    /// Start over with a fresh instance (one-for-all sibling restart).
-    Restart,
-    /// Stop gracefully: drain the mailbox.
-    Stop(StopReason),
-    /// Stop after the current message.
-    Kill(StopReason),
-}
-
-impl Signal {
-    fn rank(&self) -> u8 {
-        match self {
-            Signal::Restart => 1,
-            Signal::Stop(_) => 2,
-            Signal::Kill(_) => 3,
-        }
-    }
-}
-
-/// The part of an actor every reference shares.
-pub(crate) struct Cell {
-    pub(crate) id: ActorId,
-    /// The actor's type name.
-    pub(crate) name: &'static str,
-    /// Mirrors `pending.is_some()`, so the message loop checks for signals with one load.
-    has_signal: AtomicBool,
-    /// Set once a stop or kill was asked for: senders refuse new messages from then on (the
-    /// task closes the mailbox itself when it gets to the request).
-    closing: AtomicBool,
-    pending: Mutex<Option<Signal>>,
-    /// The actor task's waker while it waits for a message or a restart delay.
-    waker: AtomicWaker,
-    /// Set once, when the actor stops for good.
-    exit: Mutex<Option<StopReason>>,
-    exited: Notify,
-    pub(crate) abort: OnceLock<AbortHandle>,
-}
-
-impl Cell {
-    pub(crate) fn new(id: ActorId, name: &'static str) -> Self {
-        Cell {
-            id,
-            name,
-            has_signal: AtomicBool::new(false),
-            closing: AtomicBool::new(false),
-            pending: Mutex::new(None),
-            waker: AtomicWaker::new(),
-            exit: Mutex::new(None),
-            exited: Notify::new(),
-            abort: OnceLock::new(),
-        }
-    }
-
-    /// Delivers `signal` unless a stronger one is pending (kill > stop > restart).
-    pub(crate) fn signal(&self, signal: Signal) {
-        if !matches!(signal, Signal::Restart) {
-            self.close();
-        }
-        {
-            let mut pending = self.pending.lock();
-            if pending.as_ref().is_some_and(|p| p.rank() >= signal.rank()) {
-                return;
-            }
-            *pending = Some(signal);
-            self.has_signal.store(true, Ordering::Release);
-        }
-        self.waker.wake();
-    }
-
-    /// From now on, [`ActorRef`] sends are refused: the actor is stopping for good.
-    pub(crate) fn close(&self) {
-        self.closing.store(true, Ordering::Release);
-    }
-
-    /// Whether the actor refuses new messages because it is stopping.
-    pub(crate) fn is_closing(&self) -> bool {
-        self.closing.load(Ordering::Acquire)
-    }
-
-    /// Registers the task to be woken by the next signal; whether one is pending now.
-    fn poll_signal(&self, cx: &mut Context<'_>) -> bool {
-        self.waker.register(cx.waker());
-        self.has_signal.load(Ordering::Acquire)
-    }
-
-    fn take_signal(&self) -> Option<Signal> {
-        if !self.has_signal.load(Ordering::Acquire) {
-            return None;
-        }
-        let mut pending = self.pending.lock();
-        self.has_signal.store(false, Ordering::Release);
-        pending.take()
-    }
-
-    pub(crate) fn exit_reason(&self) -> Option<StopReason> {
-        self.exit.lock().clone()
-    }
-
-    pub(crate) async fn wait_exit(&self) -> StopReason {
-        loop {
-            let mut exited = pin!(self.exited.notified());
-            exited.as_mut().enable();
-            if let Some(reason) = self.exit_reason() {
-                return reason;
-            }
-            exited.await;
-        }
-    }
-
-    fn set_exit(&self, reason: StopReason) {
-        *self.exit.lock() = Some(reason);
-        self.exited.notify_waiters();
-    }
-}
 
 /// Builds a fresh instance for a restart.
 pub(crate) type Factory<A> = Box<dyn Fn() -> A + Send + Sync>;

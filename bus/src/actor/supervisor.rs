@@ -8,8 +8,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+use super::cell::{Cell, Signal};
 use super::error::StopReason;
-use super::run::{Cell, Signal};
 use super::{Actor, ActorId, ActorRef, ActorSystem, SpawnOptions};
 use crate::backoff::Backoff;
 

@@ -10,9 +10,10 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use super::cell::{Cell, Signal};
 use super::error::StopReason;
 use super::mailbox::{mailbox, MailboxSize};
-use super::run::{run, Cell, Factory, Signal};
+use super::run::{run, Factory};
 use super::supervisor::Supervisor;
 use super::{Actor, ActorId, ActorRef};
 

@@ -1,20 +1,9 @@
 //! Configuring a bus and its async queues: [`BusBuilder`], [`QueueOptions`].
 
 use std::marker::PhantomData;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-use parking_lot::Mutex;
-use tokio::sync::Notify;
-
-use super::dispatch::Shared;
 use super::overflow::Overflow;
-use super::queue::Progress;
-use super::registry::Registry;
-use super::slot::build_slots;
-use super::stats::Stats;
-use super::{Bus, Inner};
+use super::Bus;
 use crate::event::EventSet;
 
 /// The default capacity of an async listener's or subscription's queue.
@@ -53,28 +42,11 @@ impl<S: EventSet> BusBuilder<S> {
 
     /// Builds the bus.
     pub fn build(self) -> Bus<S> {
-        let shared = Arc::new(Shared {
-            errors: ArcSwap::from_pointee(Vec::new()),
-            stats: Stats::default(),
-            progress: Arc::new(Progress::default()),
-            closed: AtomicBool::new(false),
-            tasks_done: Notify::new(),
-        });
-        Bus {
-            inner: Arc::new(Inner {
-                slots: build_slots::<S>(),
-                warned: (0..S::NAMES.len())
-                    .map(|_| AtomicBool::new(false))
-                    .collect(),
-                registry: Mutex::new(Registry::default()),
-                shared,
-                config: Config {
-                    capacity: self.capacity,
-                    overflow: self.overflow,
-                    max_listeners: self.max_listeners,
-                },
-            }),
-        }
+        Bus::with_config(Config {
+            capacity: self.capacity,
+            overflow: self.overflow,
+            max_listeners: self.max_listeners,
+        })
     }
 }
 

@@ -16,12 +16,13 @@ use futures_util::FutureExt;
 use tokio::sync::Notify;
 
 use super::error::{DeliveryError, DeliveryErrorKind};
-use super::listener::{Call, Outcome, QueueEntry, SyncEntry};
+use super::listener::ListenerId;
+use super::listener::{Call, Outcome};
 use super::queue::{Delivery, Progress, Pushed, Queue, Rejected};
-use super::slot::{SlotHeader, SlotList};
+use super::slot::{QueueEntry, SlotHeader, SlotList, SyncEntry};
 use super::stats::Stats;
 use super::tracker::Tracker;
-use super::{Inner, ListenerId};
+use super::Inner;
 use crate::event::{EventRef, EventSet, Member};
 
 /// What async listener tasks share with the bus without keeping its slots alive.

@@ -3,8 +3,8 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-use crate::bus::ListenerId;
-use crate::bus::Overflow;
+use super::listener::ListenerId;
+use super::overflow::Overflow;
 use crate::codec::BoxError;
 
 /// A listener failed, panicked, or did not get an event; delivered to

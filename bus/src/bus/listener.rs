@@ -1,10 +1,9 @@
 //! Listener identities, return types, and the entries the slots hold.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::bus::queue::Queue;
 use crate::codec::BoxError;
 use crate::event::EventRef;
 
@@ -83,28 +82,4 @@ impl<S, E> Clone for Call<S, E> {
             Call::Erased(f) => Call::Erased(Arc::clone(f)),
         }
     }
-}
-
-pub(crate) struct SyncEntry<S, E> {
-    pub(crate) id: ListenerId,
-    /// `Some` for `once` listeners: set by the one emit that gets to call it. Shared by every
-    /// slot a `once` pattern listener is in, so it fires once in all.
-    pub(crate) once: Option<Arc<AtomicBool>>,
-    pub(crate) call: Call<S, E>,
-}
-
-impl<S, E> Clone for SyncEntry<S, E> {
-    fn clone(&self) -> Self {
-        SyncEntry {
-            id: self.id,
-            once: self.once.clone(),
-            call: self.call.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub(crate) struct QueueEntry {
-    pub(crate) id: ListenerId,
-    pub(crate) queue: Arc<Queue>,
 }

@@ -13,21 +13,33 @@ use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
 use super::builder::QueueOptions;
-use super::listener::{self, Call, ErasedFn, ListenerResult, QueueEntry, SyncEntry};
+use super::listener::ListenerId;
+use super::listener::{self, Call, ErasedFn, ListenerResult};
 use super::queue::{ConsumerKind, Delivery, Queue};
 use super::runtime::{erased, run_listener, Listening};
-use super::slot::{self, ErasedEntry, SlotHeader};
+use super::slot::{self, ErasedEntry, QueueEntry, SlotHeader, SlotWrite, SyncEntry};
 use super::subscription::Subscription;
-use super::{Bus, Inner, ListenerId};
+use super::{Bus, Inner};
 use crate::event::{AnyEvent, EventSet, Member};
 
 /// Registration bookkeeping; the lock around it is taken for every registration change, never
 /// by `emit` (except for a `once` listener removing itself), never while user code runs.
-#[derive(Default)]
 pub(crate) struct Registry {
+    /// The bus's one permission to change slot lists: only reachable under the lock.
+    pub(super) write: SlotWrite,
     pub(super) places: HashMap<ListenerId, Place>,
     /// Async listener tasks still running (including removed ones still draining their queue).
     pub(super) tasks: HashMap<ListenerId, Task>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            write: SlotWrite::new(),
+            places: HashMap::new(),
+            tasks: HashMap::new(),
+        }
+    }
 }
 
 /// Where one registration lives.
@@ -64,13 +76,13 @@ impl<S: EventSet> Bus<S> {
         indices: Vec<usize>,
         queue: Option<Arc<Queue>>,
         exact: bool,
-        mut add: impl FnMut(&SlotHeader<S>, &Registry, ListenerId) -> usize,
+        mut add: impl FnMut(&SlotHeader<S>, &SlotWrite, ListenerId) -> usize,
     ) -> (ListenerId, Crowding) {
         let id = ListenerId::next();
         let mut lens = Vec::with_capacity(indices.len());
         for &i in &indices {
             let header = &self.inner.slots[i];
-            let len = add(header, reg, id);
+            let len = add(header, &reg.write, id);
             header.set_live(len);
             lens.push((i, len));
         }
@@ -244,7 +256,7 @@ impl<S: EventSet> Inner<S> {
         match reg.places.remove(&id) {
             Some(Place::Slots { indices, queue, .. }) => {
                 for i in indices {
-                    let len = self.slots[i].slot.remove(&reg, id);
+                    let len = self.slots[i].slot.remove(&reg.write, id);
                     self.slots[i].set_live(len);
                 }
                 if let Some(queue) = queue {

@@ -15,10 +15,11 @@ use tracing::Instrument;
 
 use super::dispatch::Shared;
 use super::error::{DeliveryError, DeliveryErrorKind};
+use super::listener::ListenerId;
 use super::listener::ListenerResult;
 use super::queue::{Delivery, Popped, Queue};
 use super::tracker::Tracker;
-use super::{Inner, ListenerId};
+use super::Inner;
 use crate::event::{AnyEvent, EventSet, Member};
 
 pub(super) fn typed<S: EventSet, E: Member<S>>(d: Delivery) -> Option<Arc<E>> {

@@ -1,7 +1,7 @@
 //! Per-event listener lists: one typed slot per member of the set, copy-on-write.
 //!
 //! Who touches what: a slot's list is replaced only while the bus's registry lock is held (every
-//! write method takes `&Registry` as proof); `emit` reads the current list through `ArcSwap`
+//! write method takes the registry's `&SlotWrite` as proof); `emit` reads the current list through `ArcSwap`
 //! without locking and keeps that snapshot for the whole emit, so listeners may register and
 //! unregister re-entrantly and the change applies from the next emit on. `live` mirrors the list
 //! length so that an emit with no listeners costs one load. It is published (release) after the
@@ -9,15 +9,53 @@
 //! sees a listener counted also sees it in the list.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::bus::listener::{Call, ErasedFn, ListenerId, QueueEntry, SyncEntry};
-use crate::bus::Registry;
+use super::listener::{Call, ErasedFn, ListenerId};
+use super::queue::Queue;
 use crate::event::{EventSet, Member, MembersVisitor};
 
+/// Permission to change slot lists. The bus's registry holds the only one, behind its lock, so
+/// a `&SlotWrite` proves the caller holds that lock.
+pub(crate) struct SlotWrite(());
+
+impl SlotWrite {
+    /// The registry's token; made once per bus.
+    pub(crate) fn new() -> Self {
+        SlotWrite(())
+    }
+}
+
+/// A sync listener in a slot.
+pub(crate) struct SyncEntry<S, E> {
+    pub(crate) id: ListenerId,
+    /// `Some` for `once` listeners: set by the one emit that gets to call it. Shared by every
+    /// slot a `once` pattern listener is in, so it fires once in all.
+    pub(crate) once: Option<Arc<AtomicBool>>,
+    pub(crate) call: Call<S, E>,
+}
+
+impl<S, E> Clone for SyncEntry<S, E> {
+    fn clone(&self) -> Self {
+        SyncEntry {
+            id: self.id,
+            once: self.once.clone(),
+            call: self.call.clone(),
+        }
+    }
+}
+
+/// An async listener's or subscription's queue in a slot.
+#[derive(Clone)]
+pub(crate) struct QueueEntry {
+    pub(crate) id: ListenerId,
+    pub(crate) queue: Arc<Queue>,
+}
+
+/// The listeners of one event: sync listeners in call order, then async queues.
 pub(crate) struct SlotList<S, E> {
     pub(crate) sync: Vec<SyncEntry<S, E>>,
     pub(crate) queues: Vec<QueueEntry>,
@@ -45,10 +83,10 @@ pub(crate) struct TypedSlot<S, E> {
 /// A slot whose member type is known only at run time: what registration and removal use.
 pub(crate) trait Slot<S>: Send + Sync {
     fn as_any(&self) -> &dyn Any;
-    fn add_erased(&self, reg: &Registry, entry: ErasedEntry<S>, prepend: bool) -> usize;
-    fn add_queue(&self, reg: &Registry, entry: QueueEntry) -> usize;
+    fn add_erased(&self, reg: &SlotWrite, entry: ErasedEntry<S>, prepend: bool) -> usize;
+    fn add_queue(&self, reg: &SlotWrite, entry: QueueEntry) -> usize;
     /// Removes listener `id`; returns the new length.
-    fn remove(&self, reg: &Registry, id: ListenerId) -> usize;
+    fn remove(&self, reg: &SlotWrite, id: ListenerId) -> usize;
 }
 
 /// A pattern or catch-all listener, to be added to every slot it matches.
@@ -60,7 +98,7 @@ pub(crate) struct ErasedEntry<S> {
 
 impl<S: EventSet, E: Member<S>> TypedSlot<S, E> {
     /// Replaces the list with `f(copy of the list)`; returns the new length.
-    pub(crate) fn update(&self, _: &Registry, f: impl FnOnce(&mut SlotList<S, E>)) -> usize {
+    pub(crate) fn update(&self, _: &SlotWrite, f: impl FnOnce(&mut SlotList<S, E>)) -> usize {
         let mut list = SlotList::clone(&self.list.load());
         f(&mut list);
         let len = list.len();
@@ -74,7 +112,7 @@ impl<S: EventSet, E: Member<S>> Slot<S> for TypedSlot<S, E> {
         self
     }
 
-    fn add_erased(&self, reg: &Registry, entry: ErasedEntry<S>, prepend: bool) -> usize {
+    fn add_erased(&self, reg: &SlotWrite, entry: ErasedEntry<S>, prepend: bool) -> usize {
         let entry = SyncEntry {
             id: entry.id,
             once: entry.once,
@@ -83,11 +121,11 @@ impl<S: EventSet, E: Member<S>> Slot<S> for TypedSlot<S, E> {
         self.update(reg, |l| insert(&mut l.sync, entry, prepend))
     }
 
-    fn add_queue(&self, reg: &Registry, entry: QueueEntry) -> usize {
+    fn add_queue(&self, reg: &SlotWrite, entry: QueueEntry) -> usize {
         self.update(reg, |l| l.queues.push(entry))
     }
 
-    fn remove(&self, reg: &Registry, id: ListenerId) -> usize {
+    fn remove(&self, reg: &SlotWrite, id: ListenerId) -> usize {
         self.update(reg, |l| {
             l.sync.retain(|e| e.id != id);
             l.queues.retain(|e| e.id != id);

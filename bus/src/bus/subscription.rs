@@ -8,8 +8,10 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
+use super::error::Lagged;
+use super::listener::ListenerId;
 use super::queue::{Delivery, Popped, Queue};
-use super::{Inner, Lagged, ListenerId};
+use super::Inner;
 use crate::event::EventSet;
 
 /// A stream of events from a [`Bus`](crate::Bus): `Arc<E>` from
