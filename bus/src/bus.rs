@@ -62,7 +62,7 @@ mod error;
 mod listener;
 mod overflow;
 mod pattern;
-pub(crate) mod queue;
+mod queue;
 mod registry;
 mod runtime;
 mod slot;
@@ -90,7 +90,7 @@ pub use self::listener::{ListenerId, ListenerResult};
 pub use self::overflow::Overflow;
 pub use self::pattern::{Pattern, PatternError};
 pub use self::stats::BusStats;
-pub use self::subscription::Subscription;
+pub use self::subscription::{QueueGauge, Subscription};
 
 use self::builder::Config;
 use self::dispatch::{ErrorEntry, Shared};
@@ -365,6 +365,29 @@ impl<S: EventSet> Bus<S> {
     /// [`subscribe`](Self::subscribe) with its own queue settings.
     pub fn subscribe_with<E: Member<S>>(&self, options: QueueOptions) -> Subscription<S, Arc<E>> {
         self.add_subscription(vec![E::INDEX], true, options, typed::<S, E>)
+    }
+
+    /// A stream of the members at `members` (their [`Member::INDEX`], or the indices a
+    /// [`Pattern`] selects) for a reader that forwards what it reads out of the process, as a
+    /// bridge does: events the full queue turns away are reported through
+    /// [`on_error`](Self::on_error) and counted in [`BusStats::dropped`], as for an
+    /// [`on_async`](Self::on_async) listener, instead of being yielded as [`Lagged`] (which a
+    /// forwarder could only drop). Queuing counts as delivery: `emit_and_wait` and `settle` do
+    /// not wait for the reader. [`Subscription::gauge`] reads its queue from elsewhere.
+    ///
+    /// Indices that are not members of `S` are ignored.
+    pub fn subscribe_reporting(
+        &self,
+        members: impl IntoIterator<Item = usize>,
+        options: QueueOptions,
+    ) -> Subscription<S, AnyEvent<S>> {
+        let mut indices: Vec<usize> = members
+            .into_iter()
+            .filter(|&i| i < S::NAMES.len())
+            .collect();
+        indices.sort_unstable();
+        indices.dedup();
+        self.add_reporting(indices, options)
     }
 
     /// A stream of every event whose name matches `pattern`.

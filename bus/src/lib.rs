@@ -16,8 +16,8 @@ mod signal;
 
 pub use crate::bus::{
     Bus, BusBuilder, BusStats, Closed, DeliveryError, DeliveryErrorKind, HandlingError, Lagged,
-    ListenerId, ListenerResult, Overflow, Pattern, PatternError, QueueOptions, ShutdownReport,
-    Subscription, Unhandled,
+    ListenerId, ListenerResult, Overflow, Pattern, PatternError, QueueGauge, QueueOptions,
+    ShutdownReport, Subscription, Unhandled,
 };
 pub use crate::event::{AnyEvent, Event, EventRef, EventSet, Member};
 pub use crate::signal::shutdown_signal;

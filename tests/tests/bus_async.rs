@@ -630,3 +630,35 @@ async fn shutdown_of_a_concurrent_listener_counts_the_calls_it_cut_off() {
     assert_eq!(finished, 1, "{:?}", seen.lock());
     assert_eq!(report.unhandled_count(), 10 - finished, "{report:?}");
 }
+
+#[tokio::test]
+async fn a_reporting_subscription_reports_misses_through_on_error_and_its_gauge() {
+    use tidings::Member;
+    let bus = Bus::<Events>::new();
+    let errors = error_log(&bus);
+    let options = QueueOptions::new()
+        .capacity(2)
+        .overflow(Overflow::DropNewest);
+    let members = [<Tick as Member<Events>>::INDEX, 99]; // 99 is no member: ignored
+    let mut stream = bus.subscribe_reporting(members, options);
+    let gauge = stream.gauge();
+    for i in 0..5 {
+        bus.emit(Tick(i));
+    }
+    bus.emit(user(1)); // not selected
+    assert_eq!((gauge.len(), gauge.missed()), (2, 3));
+    assert_eq!(
+        errors.lock().len(),
+        3,
+        "each miss reported: {:?}",
+        errors.lock()
+    );
+    assert_eq!(bus.stats().dropped, 3);
+    let mut got = Vec::new();
+    while let Some(item) = stream.try_recv() {
+        let event = item.expect("misses are never yielded as Lagged");
+        got.push(event.downcast::<Tick>().ok().expect("a tick").0);
+    }
+    assert_eq!(got, [0, 1]);
+    assert!(gauge.is_empty());
+}

@@ -11,8 +11,7 @@ use tracing::Instrument;
 use super::envelope::{new_id, Envelope};
 use super::transport::{Outgoing, Transport, TransportError};
 use crate::backoff::Backoff;
-use crate::bus::queue::Queue;
-use crate::bus::{Bus, Pattern, PatternError, QueueOptions, Subscription};
+use crate::bus::{Bus, Pattern, PatternError, QueueGauge, QueueOptions, Subscription};
 use crate::codec::{Codec, EventSetCodec, Json};
 use crate::event::{AnyEvent, EventRef, Member};
 use crate::Overflow;
@@ -137,8 +136,10 @@ impl<S: EventSetCodec, T: Transport> OutboundBuilder<S, T> {
         let options = QueueOptions::new()
             .capacity(self.buffer)
             .overflow(Overflow::Wait);
-        let subscription = self.bus.subscribe_reporting(self.indices.clone(), options);
-        let buffer = subscription.queue();
+        let subscription = self
+            .bus
+            .subscribe_reporting(self.indices.iter().copied(), options);
+        let buffer = subscription.gauge();
         let stats = Arc::new(Counters::default());
         let id = subscription.id();
         let bus = self.bus.clone();
@@ -167,7 +168,7 @@ pub struct Outbound<S: EventSetCodec> {
     bus: Bus<S>,
     subscription: crate::ListenerId,
     /// The bounded buffer between the bus and the forwarding task.
-    buffer: Arc<Queue>,
+    buffer: QueueGauge,
     stats: Arc<Counters>,
     task: Option<JoinHandle<()>>,
 }
@@ -246,7 +247,7 @@ impl<S: EventSetCodec> Outbound<S> {
             unencodable: get(&self.stats.unencodable),
             in_flight: self.stats.in_flight.load(Ordering::Relaxed) as u64,
             buffered: self.buffer.len() as u64,
-            dropped: self.buffer.dropped(),
+            dropped: self.buffer.missed(),
         }
     }
 

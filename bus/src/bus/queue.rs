@@ -62,8 +62,10 @@ pub(crate) enum ConsumerKind {
     Task,
     /// A user's `Subscription`: misses are reported in the stream as `Lagged`.
     Stream,
-    /// A bridge's forwarding task: overflows go to `on_error`; queuing counts as delivery.
-    Bridge,
+    /// A stream whose reader forwards what it reads elsewhere
+    /// ([`Bus::subscribe_reporting`](crate::Bus::subscribe_reporting)): misses go to
+    /// `on_error`, as for a task; queuing counts as delivery, as for a stream.
+    Reporting,
 }
 
 /// Wakes `settle` callers when any consumer finishes an item. Shared by every queue of a bus.

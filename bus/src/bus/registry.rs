@@ -176,17 +176,14 @@ impl<S: EventSet> Bus<S> {
         Subscription::new(id, queue, Arc::downgrade(&self.inner), convert)
     }
 
-    /// A subscription to the members at `indices` whose overflows are reported through
-    /// `on_error` (like an `on_async` listener's) instead of as `Lagged`: for bridges, whose
-    /// task reads the stream.
-    pub(crate) fn subscribe_reporting(
+    pub(super) fn add_reporting(
         &self,
         indices: Vec<usize>,
         options: QueueOptions,
     ) -> Subscription<S, AnyEvent<S>> {
         let (id, queue, crowding) = {
             let mut reg = self.inner.registry.lock();
-            self.add_queue(&mut reg, indices, false, options, ConsumerKind::Bridge)
+            self.add_queue(&mut reg, indices, false, options, ConsumerKind::Reporting)
         };
         self.inner.warn_if_crowded(crowding);
         Subscription::new(id, queue, Arc::downgrade(&self.inner), erased::<S>)

@@ -84,9 +84,10 @@ impl<S: EventSet, T> Subscription<S, T> {
         }
     }
 
-    /// The queue behind this subscription, for bridges' counters.
-    pub(crate) fn queue(&self) -> Arc<Queue> {
-        Arc::clone(&self.queue)
+    /// A handle that reads this subscription's queue from elsewhere (while the stream itself
+    /// is read by another task), such as a bridge's counters.
+    pub fn gauge(&self) -> QueueGauge {
+        QueueGauge(Arc::clone(&self.queue))
     }
 
     /// How many events are queued and not yet read.
@@ -97,6 +98,37 @@ impl<S: EventSet, T> Subscription<S, T> {
     /// Whether no event is waiting to be read.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Reads a subscription's queue without reading the stream; from [`Subscription::gauge`].
+/// Cheap to clone; it keeps no events alive and does not keep the subscription open.
+#[derive(Clone)]
+pub struct QueueGauge(Arc<Queue>);
+
+impl QueueGauge {
+    /// Events queued and not yet read (including any the reader took and has not finished).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Events the full queue turned away or evicted so far.
+    pub fn missed(&self) -> u64 {
+        self.0.dropped()
+    }
+}
+
+impl fmt::Debug for QueueGauge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueGauge")
+            .field("queued", &self.len())
+            .field("missed", &self.missed())
+            .finish()
     }
 }
 
