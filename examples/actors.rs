@@ -9,7 +9,7 @@ use std::time::Duration;
 use tidings::actor::{
     Actor, ActorSystem, Backoff, Context, Handler, Message, StopReason, Strategy, Supervisor,
 };
-use tidings::codec::BoxError;
+use tidings::error::BoxError;
 use tidings::prelude::*;
 
 #[derive(Debug, Clone, Event)]

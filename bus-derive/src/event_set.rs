@@ -112,6 +112,7 @@ fn generate(input: &DeriveInput, members: &[Member<'_>], no_codec: bool) -> Toke
             quote!(match self { #( #set::#variants(e) => codec.encode(e), )* })
         };
         quote! {
+            ::tidings::__codec_impl! {
             #[automatically_derived]
             impl ::tidings::codec::EventSetCodec for #set {
                 fn encode<C: ::tidings::codec::Codec>(
@@ -151,6 +152,7 @@ fn generate(input: &DeriveInput, members: &[Member<'_>], no_codec: bool) -> Toke
                     )*
                     ::core::result::Result::Err(::tidings::codec::DecodeError::unknown(name))
                 }
+            }
             }
         }
     });

@@ -94,7 +94,7 @@ pub use crate::backoff::Backoff;
 /// `#[derive(Message)]`; `#[message(reply = Type)]` sets [`Message::Reply`] (default `()`).
 pub use tidings_derive::Message;
 
-use crate::codec::BoxError;
+use crate::error::BoxError;
 use crate::event::Event;
 
 /// A message an actor can handle, with the type of its reply.

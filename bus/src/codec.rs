@@ -33,10 +33,8 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::error::BoxError;
 use crate::event::{EventRef, EventSet};
-
-/// A boxed error that can cross threads.
-pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// A way to turn values into bytes and back.
 pub trait Codec: Send + Sync + 'static {

@@ -5,11 +5,15 @@
 #[cfg(feature = "testing")]
 extern crate self as tidings;
 
+#[cfg(feature = "actor")]
 pub mod actor;
 pub mod backoff;
+#[cfg(feature = "bridge")]
 pub mod bridge;
 pub mod bus;
+#[cfg(feature = "bridge")]
 pub mod codec;
+pub mod error;
 pub mod event;
 mod panic;
 mod signal;
@@ -38,6 +42,7 @@ pub use tidings_derive::EventSet;
 
 /// The names most code needs: `use tidings::prelude::*;`.
 pub mod prelude {
+    #[cfg(feature = "actor")]
     pub use crate::actor::{Actor, ActorRef, ActorSystem, Context, Handler, Message};
     pub use crate::bus::{Bus, Overflow, QueueOptions};
     pub use crate::event::{AnyEvent, Event, EventRef, EventSet, Member};
@@ -48,8 +53,6 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     use std::fmt::Display;
-
-    use crate::codec::CodecError;
 
     /// `const` string equality, for the duplicate-name check of `#[derive(EventSet)]`.
     pub const fn str_eq(a: &str, b: &str) -> bool {
@@ -83,7 +86,25 @@ pub mod __private {
         value.to_string()
     }
 
-    pub fn not_a_member() -> CodecError {
-        CodecError::new("the event is not a member of this event set")
+    #[cfg(feature = "bridge")]
+    pub fn not_a_member() -> crate::codec::CodecError {
+        crate::codec::CodecError::new("the event is not a member of this event set")
     }
+}
+
+/// Support for generated code: `#[derive(EventSet)]` wraps its codec impl in this, which keeps
+/// it only when the `bridge` feature (and so `tidings::codec`) is on.
+#[cfg(feature = "bridge")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __codec_impl {
+    ($($item:tt)*) => { $($item)* };
+}
+
+/// Without the `bridge` feature there is no codec to implement.
+#[cfg(not(feature = "bridge"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __codec_impl {
+    ($($item:tt)*) => {};
 }

@@ -11,7 +11,7 @@ use tidings::actor::{
     Actor, ActorSystem, AskError, Backoff, Context, Down, Handler, MailboxSize, Message,
     PanicAction, SendError, SpawnOptions, StopReason, Strategy, Supervisor, TimerId, TrySendError,
 };
-use tidings::codec::BoxError;
+use tidings::error::BoxError;
 use tidings_tests::{Events, Tick};
 use tokio::sync::Semaphore;
 

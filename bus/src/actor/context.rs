@@ -11,7 +11,7 @@ use super::cell::{Cell, Signal};
 use super::error::StopReason;
 use super::{Actor, ActorId, ActorRef, ActorSystem, Handler, Message};
 use crate::bus::{Bus, ListenerId};
-use crate::codec::BoxError;
+use crate::error::BoxError;
 use crate::event::{EventSet, Member};
 
 /// Identifies a timer of one actor instance; see [`Context::cancel_timer`].

@@ -7,7 +7,7 @@ use std::future::Future;
 use futures_util::future::BoxFuture;
 
 use super::envelope::{Envelope, Incoming, ATTEMPTS_HEADER, ORIGIN_HEADER, REASON_HEADER};
-use crate::codec::BoxError;
+use crate::error::BoxError;
 
 /// An envelope and where to publish it: an exchange (AMQP), a topic (Kafka), a stream (Redis).
 #[derive(Debug, Clone, PartialEq, Eq)]

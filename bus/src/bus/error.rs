@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::listener::ListenerId;
 use super::overflow::Overflow;
-use crate::codec::BoxError;
+use crate::error::BoxError;
 
 /// A listener failed, panicked, or did not get an event; delivered to
 /// [`Bus::on_error`](crate::Bus::on_error) listeners, or logged with `tracing` when there are

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::codec::BoxError;
+use crate::error::BoxError;
 use crate::event::EventRef;
 
 /// Identifies one registration on one bus; returned by every `on*`/`subscribe*` method and
