@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidings::actor::{
-    Actor, ActorSystem, Backoff, Context, Handler, Message, StopReason, Strategy, Supervisor,
+    Actor, ActorSystem, Context, Handler, Message, StopReason, Strategy, Supervisor,
 };
+
 use tidings::error::BoxError;
 use tidings::prelude::*;
+use tidings::Backoff;
 
 #[derive(Debug, Clone, Event)]
 struct OrderPlaced {

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tidings::bridge::{Backoff, Inbound, MemoryBroker, Outbound, Source, Transport};
+use tidings::bridge::{Inbound, MemoryBroker, Outbound, Source, Transport};
+
 use tidings::prelude::*;
+use tidings::Backoff;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Event)]
 #[event(key = order)]

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tidings::bridge::{Backoff, Consumer, Inbound, Outbound, Source, Transport, REASON_HEADER};
+use tidings::bridge::{Consumer, Inbound, Outbound, Source, Transport, REASON_HEADER};
+
 use tidings::prelude::*;
+use tidings::Backoff;
 use tidings_bridges::amqp::AmqpTransport;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Event)]

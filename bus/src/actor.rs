@@ -89,8 +89,8 @@ pub use self::context::{Context, Down, TimerId};
 pub use self::error::{AskError, SendError, StopReason, TrySendError};
 pub use self::mailbox::{MailboxSize, DEFAULT_MAILBOX};
 pub use self::supervisor::{Strategy, Supervisor, SupervisorBuilder};
-pub use self::system::{ActorSystem, ShutdownReport, SpawnOptions, Unfinished};
-pub use crate::backoff::Backoff;
+pub use self::system::{ActorSystem, SpawnOptions, SystemShutdownReport, Unfinished};
+
 /// `#[derive(Message)]`; `#[message(reply = Type)]` sets [`Message::Reply`] (default `()`).
 pub use tidings_derive::Message;
 

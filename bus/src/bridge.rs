@@ -68,4 +68,3 @@ pub use self::inbound::{Dedup, Inbound, InboundBuilder, InboundStats, MemoryDedu
 pub use self::memory::{MemoryBroker, MemoryConsumer};
 pub use self::outbound::{FlushReport, Outbound, OutboundBuilder, OutboundStats, Route};
 pub use self::transport::{Acker, Consumer, Delivery, Outgoing, Source, Transport, TransportError};
-pub use crate::backoff::Backoff;

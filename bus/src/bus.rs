@@ -29,7 +29,7 @@
 //! # }
 //! ```
 //!
-//! ## Delivery
+//! ## Queued
 //!
 //! Sync listeners (`on`, `once`, `on_pattern`, `on_any`) run inside `emit`, on the emitting
 //! thread, in registration order (`prepend` puts one first). Async listeners and subscriptions
@@ -93,8 +93,8 @@ pub use self::stats::BusStats;
 pub use self::subscription::{QueueGauge, Subscription};
 
 use self::builder::Config;
-use self::dispatch::{ErrorEntry, Shared};
-use self::queue::{Progress, Queue};
+use self::dispatch::{BusShared, ErrorEntry};
+use self::queue::{EventQueue, Progress};
 use self::registry::{Place, Registry, Task};
 use self::runtime::{erased, typed};
 use self::slot::{build_slots, SlotHeader};
@@ -141,7 +141,7 @@ struct Inner<S: EventSet> {
     /// Per event: whether the `max_listeners` warning was logged.
     warned: Box<[AtomicBool]>,
     registry: Mutex<Registry>,
-    shared: Arc<Shared>,
+    shared: Arc<BusShared>,
     config: Config,
 }
 
@@ -175,7 +175,7 @@ impl<S: EventSet> Bus<S> {
 
     /// A bus with `config`: empty slots for every member, no listeners.
     fn with_config(config: Config) -> Bus<S> {
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(BusShared {
             errors: ArcSwap::from_pointee(Vec::new()),
             stats: Stats::default(),
             progress: Arc::new(Progress::default()),
@@ -566,7 +566,7 @@ impl<S: EventSet> Bus<S> {
         // Each round looks at every listener task there is now, so listeners registered and
         // events emitted by handlers while we waited are seen in the next round.
         loop {
-            let queues: Vec<Arc<Queue>> = {
+            let queues: Vec<Arc<EventQueue>> = {
                 let reg = self.inner.registry.lock();
                 reg.tasks.values().map(|t| Arc::clone(&t.queue)).collect()
             };
@@ -589,7 +589,7 @@ impl<S: EventSet> Bus<S> {
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let deadline = tokio::time::Instant::now() + timeout;
         self.inner.shared.closed.store(true, Ordering::Release);
-        let queues: Vec<Arc<Queue>> = {
+        let queues: Vec<Arc<EventQueue>> = {
             let reg = self.inner.registry.lock();
             let placed = reg.places.values().filter_map(|p| match p {
                 Place::Slots { queue, .. } => queue.clone(),

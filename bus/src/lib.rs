@@ -18,6 +18,7 @@ pub mod event;
 mod panic;
 mod signal;
 
+pub use crate::backoff::Backoff;
 pub use crate::bus::{
     Bus, BusBuilder, BusStats, Closed, DeliveryError, DeliveryErrorKind, HandlingError, Lagged,
     ListenerId, ListenerResult, Overflow, Pattern, PatternError, QueueGauge, QueueOptions,

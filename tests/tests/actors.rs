@@ -8,9 +8,11 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tidings::Bus;
 use tidings::actor::{
-    Actor, ActorSystem, AskError, Backoff, Context, Down, Handler, MailboxSize, Message,
-    PanicAction, SendError, SpawnOptions, StopReason, Strategy, Supervisor, TimerId, TrySendError,
+    Actor, ActorSystem, AskError, Context, Down, Handler, MailboxSize, Message, PanicAction,
+    SendError, SpawnOptions, StopReason, Strategy, Supervisor, TimerId, TrySendError,
 };
+
+use tidings::Backoff;
 use tidings::error::BoxError;
 use tidings_tests::{Events, Tick};
 use tokio::sync::Semaphore;

@@ -530,7 +530,7 @@ async fn publishes_wait_for_the_broker_within_the_buffer_bound() {
     let proxy = Proxy::start().await;
     let t = AmqpTransport::builder(&proxy.url())
         .buffer(5)
-        .reconnect(tidings::bridge::Backoff::Fixed(Duration::from_millis(50)))
+        .reconnect(tidings::Backoff::Fixed(Duration::from_millis(50)))
         .connect()
         .await
         .expect("through the proxy");

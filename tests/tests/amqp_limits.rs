@@ -420,7 +420,7 @@ async fn a_producer_set_delivery_count_on_a_classic_queue_is_ignored() {
         }
     });
     let inbound = Inbound::builder(&bus, t.clone(), source.clone())
-        .backoff(tidings::bridge::Backoff::Fixed(Duration::from_millis(10)))
+        .backoff(tidings::Backoff::Fixed(Duration::from_millis(10)))
         .build();
     until("the handled message", || inbound.stats().handled == 1).await;
     assert_eq!(*attempts.lock(), 3);

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tidings::bridge::{
-    Backoff, Envelope, Inbound, MemoryBroker, MemoryDedup, Outbound, Outgoing, Route, Source,
-    Transport,
+    Envelope, Inbound, MemoryBroker, MemoryDedup, Outbound, Outgoing, Route, Source, Transport,
 };
+
+use tidings::Backoff;
 use tidings::{Bus, EventRef};
 use tidings_tests::{Events, OrderPlaced, OrderShipped, Tick, UserCreated, user};
 

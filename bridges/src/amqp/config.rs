@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::uri::AMQPUri;
-use tidings::bridge::Backoff;
+use tidings::Backoff;
 
 use super::error::AmqpError;
 use super::topology::QueueArgs;

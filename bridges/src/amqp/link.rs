@@ -4,7 +4,7 @@
 //! failed rounds), opens the confirm-mode publishing channel, declares the recorded topology,
 //! and publishes the result as the current [`Live`] link. It then waits for the connection to
 //! fail (lapin's error event, a missed heartbeat, or an operation that saw the connection
-//! break) and starts over. Operations wait for a live link through [`Shared::live`]; a publish
+//! break) and starts over. Operations wait for a live link through [`LinkState::live`]; a publish
 //! whose connection died before the broker confirmed it is sent again on the next one.
 //!
 //! lapin's own automatic recovery is left off on purpose: the supervisor owns reconnection,
@@ -171,7 +171,7 @@ async fn close_connection(connection: &Connection, code: u16, reason: &str) {
 
 /// Stops the supervisor when the last clone of a transport goes.
 pub(crate) struct Handle {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<LinkState>,
 }
 
 impl Drop for Handle {
@@ -181,7 +181,7 @@ impl Drop for Handle {
 }
 
 /// What every clone of a transport shares with the supervisor.
-pub(crate) struct Shared {
+pub(crate) struct LinkState {
     pub(crate) config: Config,
     link: watch::Sender<Option<Arc<Live>>>,
     topology: Mutex<Topology>,
@@ -195,10 +195,10 @@ pub(crate) struct Shared {
     pub(crate) connects: AtomicU64,
 }
 
-impl Shared {
+impl LinkState {
     pub(crate) fn new(config: Config) -> Arc<Self> {
         let window = Semaphore::new(config.confirm_window.max(1));
-        Arc::new(Shared {
+        Arc::new(LinkState {
             config,
             link: watch::Sender::new(None),
             topology: Mutex::new(Topology::new()),
@@ -366,7 +366,7 @@ impl Drop for Release<'_> {
 }
 
 /// Connects to `url`, opens the publishing channel and declares the topology.
-async fn open(shared: &Shared, url: &BrokerUrl, generation: u64) -> Result<Arc<Live>, String> {
+async fn open(shared: &LinkState, url: &BrokerUrl, generation: u64) -> Result<Arc<Live>, String> {
     let config = &shared.config;
     let mut uri = url.uri.clone();
     let heartbeat = u16::try_from(config.heartbeat.as_secs().max(1)).unwrap_or(u16::MAX);
@@ -418,7 +418,7 @@ async fn open(shared: &Shared, url: &BrokerUrl, generation: u64) -> Result<Arc<L
 }
 
 /// Waits until `live` fails, passing on blocked/unblocked notices; returns why it failed.
-async fn watch_until_broken(shared: &Shared, live: &Live) -> String {
+async fn watch_until_broken(shared: &LinkState, live: &Live) -> String {
     let mut events = live.connection.events_listener();
     let mut poll = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -446,7 +446,7 @@ async fn watch_until_broken(shared: &Shared, live: &Live) -> String {
 }
 
 /// Tries every URL once; the last error when none worked.
-async fn connect_round(shared: &Shared, generation: u64) -> Result<Arc<Live>, String> {
+async fn connect_round(shared: &LinkState, generation: u64) -> Result<Arc<Live>, String> {
     let mut last = String::new();
     for url in &shared.config.urls {
         match tokio::time::timeout(shared.config.connect_timeout, open(shared, url, generation))
@@ -468,7 +468,7 @@ async fn connect_round(shared: &Shared, generation: u64) -> Result<Arc<Live>, St
 
 /// Connects for the first time, retrying until `deadline`.
 pub(crate) async fn first_connect(
-    shared: &Arc<Shared>,
+    shared: &Arc<LinkState>,
     deadline: Instant,
 ) -> Result<(), AmqpError> {
     let mut failures = 0;
@@ -511,7 +511,7 @@ fn failures_after_break(failures: u32, lived: Duration) -> u32 {
 }
 
 /// The supervisor: keeps a connection up until the transport is closed.
-pub(crate) async fn supervise(shared: Arc<Shared>) {
+pub(crate) async fn supervise(shared: Arc<LinkState>) {
     let mut generation = 1;
     // Failed connects in a row, counting connections that broke right after they opened.
     let mut failures = 0;
@@ -577,7 +577,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>) {
 }
 
 /// Closes the live connection, if any, and wakes everything waiting for one.
-pub(crate) async fn close(shared: &Shared) {
+pub(crate) async fn close(shared: &LinkState) {
     shared.stop();
     if let Some(live) = shared.link.send_replace(None) {
         close_connection(&live.connection, 200, "OK").await;

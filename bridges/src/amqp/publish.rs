@@ -1,7 +1,7 @@
 //! Publishing with confirms over the shared connection state: the one path every publish takes
 //! (bridges, dead-letter copies, RPC replies).
 //!
-//! Who touches what: callers borrow the live link from [`Shared`] and hold a permit of its
+//! Who touches what: callers borrow the live link from [`LinkState`] and hold a permit of its
 //! confirm window per message awaiting a confirm; nothing here is stored between calls.
 
 use std::collections::VecDeque;
@@ -14,7 +14,7 @@ use tidings::bridge::TransportError;
 use tokio::sync::SemaphorePermit;
 use tokio::time::Instant;
 
-use super::link::{Live, Shared};
+use super::link::{LinkState, Live};
 use super::wire;
 
 /// A message ready to go out.
@@ -30,14 +30,14 @@ type Results = Vec<Option<Result<(), TransportError>>>;
 
 /// Publishes one message and waits for its confirm: for dead letters, replies and raw
 /// interop.
-pub(crate) async fn one(shared: &Shared, raw: Raw) -> Result<(), TransportError> {
+pub(crate) async fn one(shared: &LinkState, raw: Raw) -> Result<(), TransportError> {
     let mut results = batch(shared, &[raw]).await;
     results.pop().unwrap_or(Err(TransportError::Closed))
 }
 
 /// Publishes every message and waits for the broker's confirms, resending on the next
 /// connection what a failed one never confirmed, until the publish timeout.
-pub(crate) async fn batch(shared: &Shared, batch: &[Raw]) -> Vec<Result<(), TransportError>> {
+pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), TransportError>> {
     let deadline = Instant::now() + shared.config.publish_timeout;
     let mut results: Results = (0..batch.len()).map(|_| None).collect();
     let mut pending: Vec<usize> = (0..batch.len()).collect();
@@ -68,7 +68,7 @@ pub(crate) async fn batch(shared: &Shared, batch: &[Raw]) -> Vec<Result<(), Tran
 
 /// Publishes `pending` on `live`; returns what must be sent again on a new connection.
 async fn publish_on(
-    shared: &Shared,
+    shared: &LinkState,
     live: &Live,
     batch: &[Raw],
     pending: &[usize],

@@ -21,7 +21,9 @@ use lapin::{BasicProperties, Channel, Confirmation};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tidings::bridge::{new_id, Backoff, Consumer, Delivery, Source, Transport, TransportError};
+use tidings::bridge::{new_id, Consumer, Delivery, Source, Transport, TransportError};
+
+use tidings::Backoff;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;

@@ -8,14 +8,16 @@ use lapin::options::{
     BasicConsumeOptions, BasicQosOptions, ExchangeDeleteOptions, QueueDeleteOptions,
 };
 use lapin::types::{FieldTable, ShortString};
-use tidings::bridge::{Backoff, Outgoing, Source, Transport, TransportError};
+use tidings::bridge::{Outgoing, Source, Transport, TransportError};
+
+use tidings::Backoff;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::config::{BrokerUrl, Config, Tls};
 use super::consumer::AmqpConsumer;
 use super::error::{refused, short, AmqpError};
-use super::link::{self, ConnectionEvent, Handle, Shared};
+use super::link::{self, ConnectionEvent, Handle, LinkState};
 use super::publish::{self, Raw};
 use super::topology::{Exchange, Queue, QueueArgs, Topology};
 use super::wire;
@@ -129,7 +131,7 @@ impl AmqpBuilder {
     pub async fn connect(self) -> Result<AmqpTransport, AmqpError> {
         let config = self.config?;
         let deadline = Instant::now() + config.connect_timeout;
-        let shared = Shared::new(config);
+        let shared = LinkState::new(config);
         link::first_connect(&shared, deadline).await?;
         tokio::spawn(link::supervise(Arc::clone(&shared)));
         Ok(AmqpTransport {
@@ -173,7 +175,7 @@ impl AmqpTransport {
         }
     }
 
-    pub(crate) fn shared(&self) -> &Shared {
+    pub(crate) fn shared(&self) -> &LinkState {
         &self.handle.shared
     }
 

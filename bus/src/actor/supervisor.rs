@@ -66,7 +66,8 @@ impl SupervisorBuilder {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tidings::actor::{Actor, ActorSystem, Backoff, Strategy, Supervisor};
+/// use tidings::actor::{Actor, ActorSystem, Strategy, Supervisor};
+/// use tidings::Backoff;
 ///
 /// struct Worker;
 /// impl Actor for Worker {}

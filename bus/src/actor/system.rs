@@ -57,12 +57,12 @@ struct Inner {
 /// What [`ActorSystem::shutdown`] could not finish.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct ShutdownReport {
+pub struct SystemShutdownReport {
     /// Actors still running at the deadline; they were then stopped without finishing.
     pub unfinished: Vec<Unfinished>,
 }
 
-impl ShutdownReport {
+impl SystemShutdownReport {
     /// Whether every actor stopped before the deadline.
     pub fn is_clean(&self) -> bool {
         self.unfinished.is_empty()
@@ -179,7 +179,7 @@ impl ActorSystem {
     ///
     /// # Panics
     /// Like `tokio::time::timeout`, when the runtime was built without its time driver.
-    pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+    pub async fn shutdown(&self, timeout: Duration) -> SystemShutdownReport {
         let deadline = tokio::time::Instant::now() + timeout;
         let finished = tokio::time::timeout_at(deadline, async {
             loop {
@@ -197,7 +197,7 @@ impl ActorSystem {
         })
         .await;
         if finished.is_ok() {
-            return ShutdownReport::default();
+            return SystemShutdownReport::default();
         }
         let cells: Vec<Arc<Cell>> = self.inner.actors.lock().values().cloned().collect();
         let mut unfinished: Vec<Unfinished> = cells
@@ -214,6 +214,6 @@ impl ActorSystem {
                 abort.abort();
             }
         }
-        ShutdownReport { unfinished }
+        SystemShutdownReport { unfinished }
     }
 }

@@ -50,7 +50,7 @@ impl<S: EventSet> BusBuilder<S> {
     }
 }
 
-/// Queue settings for one async listener or subscription; unset fields take the bus defaults.
+/// EventQueue settings for one async listener or subscription; unset fields take the bus defaults.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[must_use]
 pub struct QueueOptions {

@@ -3,7 +3,7 @@
 //!
 //! Who touches what: an emit reads a snapshot of its event's listener list and never locks the
 //! registry (a `once` listener removing itself excepted); failures go to the error listeners
-//! through [`Shared`], which listener tasks hold too.
+//! through [`BusShared`], which listener tasks hold too.
 
 use std::any::Any;
 use std::future::Future;
@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use super::error::{DeliveryError, DeliveryErrorKind};
 use super::listener::ListenerId;
 use super::listener::{Call, Outcome};
-use super::queue::{Delivery, Progress, Pushed, Queue, Rejected};
+use super::queue::{EventQueue, Progress, Pushed, Queued, Rejected};
 use super::slot::{QueueEntry, SlotHeader, SlotList, SyncEntry};
 use super::stats::Stats;
 use super::tracker::Tracker;
@@ -26,7 +26,7 @@ use super::Inner;
 use crate::event::{EventRef, EventSet, Member};
 
 /// What async listener tasks share with the bus without keeping its slots alive.
-pub(crate) struct Shared {
+pub(crate) struct BusShared {
     pub(super) errors: ArcSwap<Vec<ErrorEntry>>,
     pub(super) stats: Stats,
     pub(super) progress: Arc<Progress>,
@@ -41,7 +41,7 @@ pub(super) struct ErrorEntry {
     pub(super) f: Arc<dyn Fn(&DeliveryError) + Send + Sync>,
 }
 
-impl Shared {
+impl BusShared {
     /// Hands a delivery failure to the error listeners (or to `tracing` when there are none),
     /// then to the tracker of the `emit_and_wait` concerned, if any.
     pub(super) fn report(&self, error: DeliveryError, tracker: Option<&Tracker>) {
@@ -61,7 +61,7 @@ impl Shared {
     }
 
     /// Ends a delivery that will never be handled, with the reason.
-    pub(super) fn discard(&self, delivery: Delivery, error: DeliveryError, report: bool) {
+    pub(super) fn discard(&self, delivery: Queued, error: DeliveryError, report: bool) {
         let tracker = delivery.tracker.as_deref();
         if report {
             self.report(error, tracker);
@@ -77,10 +77,10 @@ impl Shared {
     pub(super) fn pushed(
         &self,
         entry: &QueueEntry,
-        result: Result<Pushed, (Delivery, Rejected)>,
+        result: Result<Pushed, (Queued, Rejected)>,
         names: &[&'static str],
     ) -> bool {
-        let overflow = |d: Delivery| {
+        let overflow = |d: Queued| {
             self.stats.dropped();
             entry.queue.count_drop();
             let kind = DeliveryErrorKind::Overflow(entry.queue.overflow());
@@ -89,7 +89,7 @@ impl Shared {
             self.discard(d, error, !entry.queue.tracks_lag());
         };
         match result {
-            Ok(Pushed::Queued) => true,
+            Ok(Pushed::Added) => true,
             Ok(Pushed::Evicted(old)) => {
                 overflow(old);
                 true
@@ -153,7 +153,8 @@ impl<S: EventSet> Inner<S> {
         event: E,
         tracker: Option<&Arc<Tracker>>,
     ) -> usize {
-        self.deliver(list, event, tracker, Queue::push_wait).await
+        self.deliver(list, event, tracker, EventQueue::push_wait)
+            .await
     }
 
     /// Runs the sync listeners, queues the event for every async subscriber with `push`
@@ -168,8 +169,8 @@ impl<S: EventSet> Inner<S> {
     ) -> usize
     where
         E: Member<S>,
-        P: Fn(&'l Queue, Delivery) -> F,
-        F: Future<Output = Result<Pushed, (Delivery, Rejected)>>,
+        P: Fn(&'l EventQueue, Queued) -> F,
+        F: Future<Output = Result<Pushed, (Queued, Rejected)>>,
     {
         let (mut reached, deliveries) = self.fan_out(list, event, tracker);
         for (entry, delivery) in deliveries {
@@ -187,7 +188,7 @@ impl<S: EventSet> Inner<S> {
         list: &'l SlotList<S, E>,
         event: E,
         tracker: Option<&'l Arc<Tracker>>,
-    ) -> (usize, impl Iterator<Item = (&'l QueueEntry, Delivery)> + 'l) {
+    ) -> (usize, impl Iterator<Item = (&'l QueueEntry, Queued)> + 'l) {
         let reached = self.run_sync(&list.sync, &event, tracker.map(|t| &**t));
         let shared: Option<Arc<dyn Any + Send + Sync>> =
             (!list.queues.is_empty()).then(|| Arc::new(event) as _);
@@ -199,7 +200,7 @@ impl<S: EventSet> Inner<S> {
                     t.add();
                     Arc::clone(t)
                 });
-                let delivery = Delivery {
+                let delivery = Queued {
                     index: E::INDEX,
                     event: Arc::clone(&shared),
                     tracker,

@@ -26,7 +26,7 @@ use crate::event::ErasedArc;
 
 /// One queued event: its member index, the shared event, and the tracker of an
 /// `emit_and_wait` that waits for it.
-pub(crate) struct Delivery {
+pub(crate) struct Queued {
     pub(crate) index: usize,
     pub(crate) event: ErasedArc,
     pub(crate) tracker: Option<Arc<Tracker>>,
@@ -42,14 +42,14 @@ pub(crate) enum Rejected {
 
 /// What a push did, when it queued the event.
 pub(crate) enum Pushed {
-    Queued,
+    Added,
     /// Queued after evicting this older delivery (`DropOldest`).
-    Evicted(Delivery),
+    Evicted(Queued),
 }
 
 /// What the consumer gets.
 pub(crate) enum Popped {
-    Item(Delivery),
+    Item(Queued),
     /// This many events were not queued or were evicted since the last pop (stream queues only).
     Lagged(u64),
 }
@@ -68,7 +68,7 @@ pub(crate) enum ConsumerKind {
     Reporting,
 }
 
-/// Wakes `settle` callers when any consumer finishes an item. Shared by every queue of a bus.
+/// Wakes `settle` callers when any consumer finishes an item. BusShared by every queue of a bus.
 #[derive(Default)]
 pub(crate) struct Progress {
     /// Number of `settle` calls waiting; consumers notify only when it is non-zero.
@@ -107,7 +107,7 @@ impl Progress {
 }
 
 struct State {
-    items: VecDeque<Delivery>,
+    items: VecDeque<Queued>,
     closed: bool,
     /// Events accepted so far (queued, including later-evicted ones).
     pushed: u64,
@@ -145,7 +145,7 @@ impl State {
     }
 }
 
-pub(crate) struct Queue {
+pub(crate) struct EventQueue {
     capacity: usize,
     overflow: Overflow,
     kind: ConsumerKind,
@@ -161,7 +161,7 @@ pub(crate) struct Queue {
     progress: Arc<Progress>,
 }
 
-impl Queue {
+impl EventQueue {
     pub(crate) fn new(
         capacity: usize,
         overflow: Overflow,
@@ -169,7 +169,7 @@ impl Queue {
         progress: Arc<Progress>,
     ) -> Self {
         let capacity = capacity.max(1);
-        Queue {
+        EventQueue {
             capacity,
             overflow,
             kind,
@@ -208,7 +208,7 @@ impl Queue {
     }
 
     /// Queues `delivery` without waiting, applying the overflow policy when full.
-    pub(crate) fn push(&self, delivery: Delivery) -> Result<Pushed, (Delivery, Rejected)> {
+    pub(crate) fn push(&self, delivery: Queued) -> Result<Pushed, (Queued, Rejected)> {
         let state = self.state.lock();
         self.push_locked(state, delivery)
     }
@@ -216,12 +216,12 @@ impl Queue {
     fn push_locked(
         &self,
         mut state: MutexGuard<'_, State>,
-        delivery: Delivery,
-    ) -> Result<Pushed, (Delivery, Rejected)> {
+        delivery: Queued,
+    ) -> Result<Pushed, (Queued, Rejected)> {
         if state.closed {
             return Err((delivery, Rejected::Closed));
         }
-        let mut outcome = Pushed::Queued;
+        let mut outcome = Pushed::Added;
         if self.is_full(&state) {
             // Events the consumer already holds are never discarded: with nothing left in the
             // queue to evict, `DropOldest` turns the new event away instead.
@@ -266,10 +266,7 @@ impl Queue {
     }
 
     /// Queues `delivery`, waiting for space when full; [`Overflow::Fail`] queues never wait.
-    pub(crate) async fn push_wait(
-        &self,
-        delivery: Delivery,
-    ) -> Result<Pushed, (Delivery, Rejected)> {
+    pub(crate) async fn push_wait(&self, delivery: Queued) -> Result<Pushed, (Queued, Rejected)> {
         struct Waiting<'a>(&'a Mutex<State>);
         impl Drop for Waiting<'_> {
             fn drop(&mut self) {
@@ -301,7 +298,7 @@ impl Queue {
     pub(crate) fn poll_pop(
         &self,
         cx: &mut Context<'_>,
-        batch: &mut VecDeque<Delivery>,
+        batch: &mut VecDeque<Queued>,
     ) -> Poll<Option<Popped>> {
         if let Some(item) = batch.pop_front() {
             self.in_hand.store(batch.len(), Ordering::Relaxed);
@@ -348,7 +345,7 @@ impl Queue {
         Poll::Ready(item.map(Popped::Item))
     }
 
-    pub(crate) async fn pop(&self, batch: &mut VecDeque<Delivery>) -> Option<Popped> {
+    pub(crate) async fn pop(&self, batch: &mut VecDeque<Queued>) -> Option<Popped> {
         std::future::poll_fn(|cx| self.poll_pop(cx, batch)).await
     }
 
@@ -377,9 +374,9 @@ impl Queue {
     }
 
     /// Closes the queue and takes what is still in it (not what the consumer holds).
-    pub(crate) fn close_and_take(&self) -> Vec<Delivery> {
+    pub(crate) fn close_and_take(&self) -> Vec<Queued> {
         self.close();
-        let items: Vec<Delivery> = self.state.lock().items.drain(..).collect();
+        let items: Vec<Queued> = self.state.lock().items.drain(..).collect();
         if self.is_task() {
             for _ in &items {
                 self.finish_one();
@@ -420,24 +417,24 @@ mod tests {
     use super::*;
     use futures_util::task::noop_waker_ref;
 
-    fn d(i: usize) -> Delivery {
-        Delivery {
+    fn d(i: usize) -> Queued {
+        Queued {
             index: i,
             event: Arc::new(i),
             tracker: None,
         }
     }
 
-    fn queue(capacity: usize, overflow: Overflow, tracks_lag: bool) -> Queue {
+    fn queue(capacity: usize, overflow: Overflow, tracks_lag: bool) -> EventQueue {
         let kind = if tracks_lag {
             ConsumerKind::Stream
         } else {
             ConsumerKind::Task
         };
-        Queue::new(capacity, overflow, kind, Arc::default())
+        EventQueue::new(capacity, overflow, kind, Arc::default())
     }
 
-    fn pop_now(q: &Queue) -> Option<Popped> {
+    fn pop_now(q: &EventQueue) -> Option<Popped> {
         // One item per take, so each test sees the queue as it is.
         let mut batch = VecDeque::new();
         let popped = q.poll_pop(&mut Context::from_waker(noop_waker_ref()), &mut batch);
@@ -456,7 +453,7 @@ mod tests {
         }
     }
 
-    fn pop_index(q: &Queue) -> usize {
+    fn pop_index(q: &EventQueue) -> usize {
         match pop_now(q) {
             Some(Popped::Item(d)) => d.index,
             _ => panic!("expected an item"),
@@ -511,7 +508,7 @@ mod tests {
         // Full again: the oldest *queued* event goes, never one the consumer holds.
         assert!(matches!(
             q.push(d(4)),
-            Ok(Pushed::Evicted(Delivery { index: 3, .. }))
+            Ok(Pushed::Evicted(Queued { index: 3, .. }))
         ));
         assert_eq!(q.len(), 3);
         let held: Vec<usize> = batch.iter().map(|d| d.index).collect();

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use super::builder::QueueOptions;
 use super::listener::ListenerId;
 use super::listener::{self, Call, ErasedFn, ListenerResult};
-use super::queue::{ConsumerKind, Delivery, Queue};
+use super::queue::{ConsumerKind, EventQueue, Queued};
 use super::runtime::{erased, run_listener, Listening};
 use super::slot::{self, ErasedEntry, QueueEntry, SlotHeader, SlotWrite, SyncEntry};
 use super::subscription::Subscription;
@@ -47,7 +47,7 @@ pub(super) enum Place {
     Slots {
         indices: Vec<usize>,
         /// The queue of an async listener or subscription.
-        queue: Option<Arc<Queue>>,
+        queue: Option<Arc<EventQueue>>,
         /// Registered for one event type (`on`, `subscribe`...) rather than by pattern.
         exact: bool,
     },
@@ -55,7 +55,7 @@ pub(super) enum Place {
 }
 
 pub(super) struct Task {
-    pub(super) queue: Arc<Queue>,
+    pub(super) queue: Arc<EventQueue>,
     pub(super) handle: JoinHandle<()>,
     /// Indices of the events the task held (handling or taken from its queue) when it was
     /// cancelled; filled when its future is dropped.
@@ -74,7 +74,7 @@ impl<S: EventSet> Bus<S> {
         &self,
         reg: &mut Registry,
         indices: Vec<usize>,
-        queue: Option<Arc<Queue>>,
+        queue: Option<Arc<EventQueue>>,
         exact: bool,
         mut add: impl FnMut(&SlotHeader<S>, &SlotWrite, ListenerId) -> usize,
     ) -> (ListenerId, Crowding) {
@@ -140,8 +140,8 @@ impl<S: EventSet> Bus<S> {
         exact: bool,
         options: QueueOptions,
         kind: ConsumerKind,
-    ) -> (ListenerId, Arc<Queue>, Crowding) {
-        let queue = Arc::new(Queue::new(
+    ) -> (ListenerId, Arc<EventQueue>, Crowding) {
+        let queue = Arc::new(EventQueue::new(
             options.capacity.unwrap_or(self.inner.config.capacity),
             options.overflow.unwrap_or(self.inner.config.overflow),
             kind,
@@ -166,7 +166,7 @@ impl<S: EventSet> Bus<S> {
         indices: Vec<usize>,
         exact: bool,
         options: QueueOptions,
-        convert: fn(Delivery) -> Option<T>,
+        convert: fn(Queued) -> Option<T>,
     ) -> Subscription<S, T> {
         let (id, queue, crowding) = {
             let mut reg = self.inner.registry.lock();
@@ -195,7 +195,7 @@ impl<S: EventSet> Bus<S> {
         indices: Vec<usize>,
         exact: bool,
         options: QueueOptions,
-        convert: fn(Delivery) -> Option<T>,
+        convert: fn(Queued) -> Option<T>,
         listener: F,
     ) -> ListenerId
     where

@@ -2,7 +2,7 @@
 //! a time or up to its concurrency, with panics caught and every outcome accounted for.
 //!
 //! Who touches what: the task alone pops its queue and owns what it popped ([`Held`]); it
-//! reports through [`Shared`], and removes itself from the registry when its queue ends.
+//! reports through [`BusShared`], and removes itself from the registry when its queue ends.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -13,27 +13,27 @@ use futures_util::FutureExt;
 use parking_lot::Mutex;
 use tracing::Instrument;
 
-use super::dispatch::Shared;
+use super::dispatch::BusShared;
 use super::error::{DeliveryError, DeliveryErrorKind};
 use super::listener::ListenerId;
 use super::listener::ListenerResult;
-use super::queue::{Delivery, Popped, Queue};
+use super::queue::{EventQueue, Popped, Queued};
 use super::tracker::Tracker;
 use super::Inner;
 use crate::event::{AnyEvent, EventSet, Member};
 
-pub(super) fn typed<S: EventSet, E: Member<S>>(d: Delivery) -> Option<Arc<E>> {
+pub(super) fn typed<S: EventSet, E: Member<S>>(d: Queued) -> Option<Arc<E>> {
     d.event.downcast::<E>().ok()
 }
 
-pub(super) fn erased<S: EventSet>(d: Delivery) -> Option<AnyEvent<S>> {
+pub(super) fn erased<S: EventSet>(d: Queued) -> Option<AnyEvent<S>> {
     Some(AnyEvent::from_erased(d.index, d.event))
 }
 
 /// What the task holds; if the task is cancelled, its drop records it for `shutdown` and
 /// fails the trackers of the events it will never handle.
 struct Held {
-    batch: VecDeque<Delivery>,
+    batch: VecDeque<Queued>,
     /// The event being handled: its index and tracker.
     current: Option<(usize, Option<Arc<Tracker>>)>,
     /// With concurrency: the events being handled, by slot.
@@ -67,8 +67,8 @@ impl Drop for Held {
 /// What an async listener's task works with.
 pub(super) struct Listening<S: EventSet> {
     pub(super) id: ListenerId,
-    pub(super) queue: Arc<Queue>,
-    pub(super) shared: Arc<Shared>,
+    pub(super) queue: Arc<EventQueue>,
+    pub(super) shared: Arc<BusShared>,
     pub(super) bus: Weak<Inner<S>>,
     pub(super) leftover: Arc<Mutex<Vec<usize>>>,
     /// Calls run at once.
@@ -79,7 +79,7 @@ pub(super) struct Listening<S: EventSet> {
 /// concurrency at once) until the queue is closed and drained.
 pub(super) async fn run_listener<S, T, F, Fut>(
     listening: Listening<S>,
-    convert: fn(Delivery) -> Option<T>,
+    convert: fn(Queued) -> Option<T>,
     listener: F,
 ) where
     S: EventSet,
@@ -140,8 +140,8 @@ pub(super) async fn run_listener<S, T, F, Fut>(
 /// listener): record the outcome, release the tracker, count it for `settle`.
 fn finish_call(
     held: &Held,
-    queue: &Queue,
-    shared: &Shared,
+    queue: &EventQueue,
+    shared: &BusShared,
     call: Option<(usize, Option<Arc<Tracker>>)>,
     outcome: Option<Result<(), DeliveryErrorKind>>,
 ) {
@@ -171,10 +171,10 @@ fn finish_call(
 /// every call finished.
 async fn run_concurrently<T, F, Fut>(
     held: &mut Held,
-    queue: &Queue,
-    shared: &Shared,
+    queue: &EventQueue,
+    shared: &BusShared,
     concurrency: usize,
-    convert: fn(Delivery) -> Option<T>,
+    convert: fn(Queued) -> Option<T>,
     listener: &F,
 ) where
     F: Fn(T) -> Fut,
@@ -238,8 +238,8 @@ async fn run_concurrently<T, F, Fut>(
 fn start_call<'a, T, F, Fut>(
     held: &Held,
     listener: &'a F,
-    convert: fn(Delivery) -> Option<T>,
-    delivery: Delivery,
+    convert: fn(Queued) -> Option<T>,
+    delivery: Queued,
 ) -> Option<impl Future<Output = Result<(), DeliveryErrorKind>> + 'a>
 where
     F: Fn(T) -> Fut,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::listener::{Call, ErasedFn, ListenerId};
-use super::queue::Queue;
+use super::queue::EventQueue;
 use crate::event::{EventSet, Member, MembersVisitor};
 
 /// Permission to change slot lists. The bus's registry holds the only one, behind its lock, so
@@ -32,7 +32,7 @@ impl SlotWrite {
 /// A sync listener in a slot.
 pub(crate) struct SyncEntry<S, E> {
     pub(crate) id: ListenerId,
-    /// `Some` for `once` listeners: set by the one emit that gets to call it. Shared by every
+    /// `Some` for `once` listeners: set by the one emit that gets to call it. BusShared by every
     /// slot a `once` pattern listener is in, so it fires once in all.
     pub(crate) once: Option<Arc<AtomicBool>>,
     pub(crate) call: Call<S, E>,
@@ -52,7 +52,7 @@ impl<S, E> Clone for SyncEntry<S, E> {
 #[derive(Clone)]
 pub(crate) struct QueueEntry {
     pub(crate) id: ListenerId,
-    pub(crate) queue: Arc<Queue>,
+    pub(crate) queue: Arc<EventQueue>,
 }
 
 /// The listeners of one event: sync listeners in call order, then async queues.

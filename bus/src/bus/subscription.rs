@@ -10,7 +10,7 @@ use futures_core::Stream;
 
 use super::error::Lagged;
 use super::listener::ListenerId;
-use super::queue::{Delivery, Popped, Queue};
+use super::queue::{EventQueue, Popped, Queued};
 use super::Inner;
 use crate::event::EventSet;
 
@@ -25,19 +25,19 @@ use crate::event::EventSet;
 /// the queued events have been read. Dropping it unsubscribes.
 pub struct Subscription<S: EventSet, T> {
     id: ListenerId,
-    queue: Arc<Queue>,
+    queue: Arc<EventQueue>,
     /// Events taken from the queue in one go and not yet yielded.
-    batch: VecDeque<Delivery>,
+    batch: VecDeque<Queued>,
     bus: Weak<Inner<S>>,
-    convert: fn(Delivery) -> Option<T>,
+    convert: fn(Queued) -> Option<T>,
 }
 
 impl<S: EventSet, T> Subscription<S, T> {
     pub(super) fn new(
         id: ListenerId,
-        queue: Arc<Queue>,
+        queue: Arc<EventQueue>,
         bus: Weak<Inner<S>>,
-        convert: fn(Delivery) -> Option<T>,
+        convert: fn(Queued) -> Option<T>,
     ) -> Self {
         Subscription {
             id,
@@ -104,7 +104,7 @@ impl<S: EventSet, T> Subscription<S, T> {
 /// Reads a subscription's queue without reading the stream; from [`Subscription::gauge`].
 /// Cheap to clone; it keeps no events alive and does not keep the subscription open.
 #[derive(Clone)]
-pub struct QueueGauge(Arc<Queue>);
+pub struct QueueGauge(Arc<EventQueue>);
 
 impl QueueGauge {
     /// Events queued and not yet read (including any the reader took and has not finished).
