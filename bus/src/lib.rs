@@ -13,6 +13,7 @@ pub mod bridge;
 pub mod bus;
 #[cfg(feature = "bridge")]
 pub mod codec;
+pub mod counters;
 pub mod error;
 pub mod event;
 mod panic;

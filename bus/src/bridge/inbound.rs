@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -200,16 +199,16 @@ pub struct InboundStats {
     pub reconnects: u64,
 }
 
-#[derive(Default)]
-struct Counters {
-    received: AtomicU64,
-    handled: AtomicU64,
-    redelivered: AtomicU64,
-    retried: AtomicU64,
-    dead_lettered: AtomicU64,
-    duplicates: AtomicU64,
-    reconnects: AtomicU64,
-}
+const RECEIVED: usize = 0;
+const HANDLED: usize = 1;
+const REDELIVERED: usize = 2;
+const RETRIED: usize = 3;
+const DEAD_LETTERED: usize = 4;
+const DUPLICATES: usize = 5;
+const RECONNECTS: usize = 6;
+
+/// The counters behind [`InboundStats`], in its field order.
+type Counters = crate::counters::Counters<7>;
 
 impl Inbound {
     /// Starts configuring an inbound bridge from `source` on `transport` into `bus`.
@@ -236,16 +235,16 @@ impl Inbound {
 
     /// The counters so far.
     pub fn stats(&self) -> InboundStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let s = &self.stats;
+        let [received, handled, redelivered, retried, dead_lettered, duplicates, reconnects] =
+            self.stats.snapshot();
         InboundStats {
-            received: get(&s.received),
-            handled: get(&s.handled),
-            redelivered: get(&s.redelivered),
-            retried: get(&s.retried),
-            dead_lettered: get(&s.dead_lettered),
-            duplicates: get(&s.duplicates),
-            reconnects: get(&s.reconnects),
+            received,
+            handled,
+            redelivered,
+            retried,
+            dead_lettered,
+            duplicates,
+            reconnects,
         }
     }
 
@@ -400,7 +399,7 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
                     }
                 }
             }
-            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            self.stats.incr(RECONNECTS);
             failures += 1;
             let delay = self.config.backoff.jittered(failures);
             tokio::select! {
@@ -425,9 +424,9 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
 
     async fn process(&self, delivery: Delivery) {
         let message = &delivery.message;
-        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        self.stats.incr(RECEIVED);
         if message.delivery_count > 1 {
-            self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+            self.stats.incr(REDELIVERED);
         }
         let attempts = message.delivery_count.max(1);
         if message.payload.len() > self.config.max_payload {
@@ -452,7 +451,7 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
         let id = message.id.clone();
         if let (Some(dedup), Some(id)) = (&self.config.dedup, &id) {
             if dedup.seen(id).await {
-                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                self.stats.incr(DUPLICATES);
                 if let Err(error) = delivery.ack().await {
                     tracing::warn!(%error, "could not acknowledge a duplicate");
                 }
@@ -479,7 +478,7 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
                         tracing::warn!(%error, "could not acknowledge a handled message");
                         return;
                     }
-                    self.stats.handled.fetch_add(1, Ordering::Relaxed);
+                    self.stats.incr(HANDLED);
                     if let (Some(dedup), Some(id)) = (&self.config.dedup, &id) {
                         dedup.remember(id).await;
                     }
@@ -498,7 +497,7 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
                     return self.dead_letter(delivery, &reason, attempt).await;
                 }
                 Err(error) => {
-                    self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                    self.stats.incr(RETRIED);
                     let delay = self.config.backoff.jittered(attempt);
                     tracing::warn!(event = name, attempt, ?delay, %error, "handlers failed; retrying");
                     tokio::time::sleep(delay).await;
@@ -517,7 +516,7 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
         );
         match delivery.dead_letter(reason, attempts).await {
             Ok(()) => {
-                self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                self.stats.incr(DEAD_LETTERED);
             }
             Err(error) => {
                 // The transport says where the message went instead (returned to its source,

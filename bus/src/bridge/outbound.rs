@@ -1,6 +1,5 @@
 //! Forwarding bus events to a broker.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -196,15 +195,16 @@ pub struct OutboundStats {
     pub dropped: u64,
 }
 
-#[derive(Default)]
-struct Counters {
-    published: AtomicU64,
-    confirmed: AtomicU64,
-    retried: AtomicU64,
-    rejected: AtomicU64,
-    unencodable: AtomicU64,
-    in_flight: AtomicUsize,
-}
+const PUBLISHED: usize = 0;
+const CONFIRMED: usize = 1;
+const RETRIED: usize = 2;
+const REJECTED: usize = 3;
+const UNENCODABLE: usize = 4;
+/// A gauge: events taken from the buffer and not yet confirmed or refused.
+const IN_FLIGHT: usize = 5;
+
+/// The counters behind [`OutboundStats`].
+type Counters = crate::counters::Counters<6>;
 
 /// What [`Outbound::shutdown`] could not flush.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -238,14 +238,15 @@ impl<S: EventSetCodec> Outbound<S> {
 
     /// The counters so far.
     pub fn stats(&self) -> OutboundStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let [published, confirmed, retried, rejected, unencodable, in_flight] =
+            self.stats.snapshot();
         OutboundStats {
-            published: get(&self.stats.published),
-            confirmed: get(&self.stats.confirmed),
-            retried: get(&self.stats.retried),
-            rejected: get(&self.stats.rejected),
-            unencodable: get(&self.stats.unencodable),
-            in_flight: self.stats.in_flight.load(Ordering::Relaxed) as u64,
+            published,
+            confirmed,
+            retried,
+            rejected,
+            unencodable,
+            in_flight,
             buffered: self.buffer.len() as u64,
             dropped: self.buffer.missed(),
         }
@@ -262,7 +263,7 @@ impl<S: EventSetCodec> Outbound<S> {
             task.abort();
             let _ = task.await;
         }
-        let unconfirmed = (self.stats.in_flight.load(Ordering::Relaxed) + self.buffer.len()) as u64;
+        let unconfirmed = self.stats.get(IN_FLIGHT) + self.buffer.len() as u64;
         if unconfirmed > 0 {
             tracing::error!(
                 unconfirmed,
@@ -326,7 +327,7 @@ impl<S: EventSetCodec, T: Transport> Forwarder<S, T> {
         let payload = match S::encode_ref(view, &Json) {
             Ok(bytes) => bytes,
             Err(error) => {
-                self.stats.unencodable.fetch_add(1, Ordering::Relaxed);
+                self.stats.incr(UNENCODABLE);
                 tracing::error!(event = event.name(), %error, "cannot encode an event for the broker");
                 return;
             }
@@ -342,7 +343,7 @@ impl<S: EventSetCodec, T: Transport> Forwarder<S, T> {
             headers: Default::default(),
             payload: Bytes::from(payload),
         };
-        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.stats.incr(IN_FLIGHT);
         batch.push(Outgoing {
             destination: route.destination,
             envelope,
@@ -353,9 +354,7 @@ impl<S: EventSetCodec, T: Transport> Forwarder<S, T> {
     async fn publish(&self, batch: &mut Vec<Outgoing>) {
         let mut retry = 0u32;
         while !batch.is_empty() {
-            self.stats
-                .published
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            self.stats.add(PUBLISHED, batch.len() as u64);
             let mut results = self.config.transport.publish(batch).await;
             if results.len() != batch.len() {
                 tracing::error!(
@@ -376,13 +375,13 @@ impl<S: EventSetCodec, T: Transport> Forwarder<S, T> {
             for (out, result) in batch.drain(..).zip(results) {
                 match result {
                     Ok(()) => {
-                        self.stats.confirmed.fetch_add(1, Ordering::Relaxed);
-                        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        self.stats.incr(CONFIRMED);
+                        self.stats.sub(IN_FLIGHT, 1);
                     }
                     Err(error) if error.is_retryable() => failed.push(out),
                     Err(error) => {
-                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        self.stats.incr(REJECTED);
+                        self.stats.sub(IN_FLIGHT, 1);
                         tracing::error!(
                             event = out.envelope.name,
                             id = out.envelope.id,
@@ -397,9 +396,7 @@ impl<S: EventSetCodec, T: Transport> Forwarder<S, T> {
                 return;
             }
             retry += 1;
-            self.stats
-                .retried
-                .fetch_add(failed.len() as u64, Ordering::Relaxed);
+            self.stats.add(RETRIED, failed.len() as u64);
             let delay = self.config.backoff.jittered(retry);
             tracing::warn!(
                 unconfirmed = failed.len(),

@@ -1,8 +1,7 @@
 //! Bus counters.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use super::error::{DeliveryError, DeliveryErrorKind};
+use crate::counters::Counters;
 
 /// A snapshot of a bus's counters; see [`Bus::stats`](crate::Bus::stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,52 +28,53 @@ pub struct BusStats {
     pub queued: u64,
 }
 
+const EMITTED: usize = 0;
+const DELIVERED: usize = 1;
+const HANDLED: usize = 2;
+const FAILED: usize = 3;
+const PANICKED: usize = 4;
+const DROPPED: usize = 5;
+const REJECTED: usize = 6;
+
+/// The bus's counters, behind the names its code counts by.
 #[derive(Default)]
-pub(crate) struct Stats {
-    emitted: AtomicU64,
-    delivered: AtomicU64,
-    handled: AtomicU64,
-    failed: AtomicU64,
-    panicked: AtomicU64,
-    dropped: AtomicU64,
-    rejected: AtomicU64,
-}
+pub(crate) struct Stats(Counters<7>);
 
 impl Stats {
     pub(crate) fn emitted(&self, reached: usize) {
-        self.emitted.fetch_add(1, Ordering::Relaxed);
-        self.delivered.fetch_add(reached as u64, Ordering::Relaxed);
+        self.0.incr(EMITTED);
+        self.0.add(DELIVERED, reached as u64);
     }
 
     pub(crate) fn handled(&self) {
-        self.handled.fetch_add(1, Ordering::Relaxed);
+        self.0.incr(HANDLED);
     }
 
     pub(crate) fn dropped(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.0.incr(DROPPED);
     }
 
     pub(crate) fn failure(&self, error: &DeliveryError) {
         let counter = match error.kind() {
-            DeliveryErrorKind::Failed(_) => &self.failed,
-            DeliveryErrorKind::Panicked(_) => &self.panicked,
-            DeliveryErrorKind::Closed if error.listener().is_none() => &self.rejected,
+            DeliveryErrorKind::Failed(_) => FAILED,
+            DeliveryErrorKind::Panicked(_) => PANICKED,
+            DeliveryErrorKind::Closed if error.listener().is_none() => REJECTED,
             // Overflows are counted where they happen, once per event.
             _ => return,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.0.incr(counter);
     }
 
     pub(crate) fn snapshot(&self, queued: u64) -> BusStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let [emitted, delivered, handled, failed, panicked, dropped, rejected] = self.0.snapshot();
         BusStats {
-            emitted: get(&self.emitted),
-            delivered: get(&self.delivered),
-            handled: get(&self.handled),
-            failed: get(&self.failed),
-            panicked: get(&self.panicked),
-            dropped: get(&self.dropped),
-            rejected: get(&self.rejected),
+            emitted,
+            delivered,
+            handled,
+            failed,
+            panicked,
+            dropped,
+            rejected,
             queued,
         }
     }
