@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tidings::bridge::{
-    Envelope, Inbound, MemoryBroker, MemoryDedup, Outbound, Outgoing, Route, Source, Transport,
+    Consumer, Envelope, Inbound, MemoryBroker, MemoryDedup, Outbound, Outgoing, Route, Source,
+    Transport,
 };
-
-use tidings::Backoff;
-use tidings::{Bus, EventRef};
+use tidings::{Backoff, Bus, EventRef};
 use tidings_tests::{Events, OrderPlaced, OrderShipped, Tick, UserCreated, user};
 
 async fn declared(broker: &MemoryBroker, name: &str) -> Source {
@@ -591,4 +590,66 @@ async fn messages_a_transport_returned_no_result_for_are_published_again() {
     let transport = ShortResults(broker.clone());
     let order = ticks_arrive_in_order(&broker, transport, 16, || {}).await;
     assert_eq!(order, (0..16).collect::<Vec<_>>(), "none forgotten");
+}
+
+/// A codec other than JSON: JSON in hex, so its bytes are plainly not JSON.
+struct HexJson;
+
+impl tidings::codec::Codec for HexJson {
+    fn content_type(&self) -> &'static str {
+        "application/x-hex-json"
+    }
+
+    fn encode<T: serde::Serialize + ?Sized>(
+        &self,
+        value: &T,
+    ) -> Result<Vec<u8>, tidings::codec::CodecError> {
+        let json = serde_json::to_vec(value).map_err(tidings::codec::CodecError::new)?;
+        Ok(json
+            .iter()
+            .flat_map(|b| format!("{b:02x}").into_bytes())
+            .collect())
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+    ) -> Result<T, tidings::codec::CodecError> {
+        let text = std::str::from_utf8(bytes).map_err(tidings::codec::CodecError::new)?;
+        if text.len() % 2 != 0 {
+            return Err(tidings::codec::CodecError::new("odd number of hex digits"));
+        }
+        let json = (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(tidings::codec::CodecError::new)?;
+        serde_json::from_slice(&json).map_err(tidings::codec::CodecError::new)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn bridges_carry_events_in_the_codec_they_are_given() {
+    let broker = MemoryBroker::new();
+    let source = declared(&broker, "ticks").await;
+    let (a, b) = (Bus::<Events>::new(), Bus::<Events>::new());
+    let _outbound = Outbound::builder(&a, broker.clone())
+        .forward::<Tick>()
+        .destination("ticks")
+        .codec(HexJson)
+        .build();
+    // Read one message raw first: the payload is hex, not JSON.
+    let mut raw = broker.consume(&source).await.unwrap();
+    a.emit_async(Tick(7)).await.unwrap();
+    let delivery = raw.next().await.unwrap().unwrap();
+    assert_eq!(&delivery.message.payload[..], b"37", "`7` in hex");
+    delivery.nack().await.unwrap();
+    drop(raw);
+    let got = collect::<Tick>(&b);
+    let inbound = Inbound::builder(&b, broker.clone(), source)
+        .codec(HexJson)
+        .build();
+    until("the tick", || got.lock().len() == 1).await;
+    assert_eq!(got.lock()[0], Tick(7));
+    assert_eq!(inbound.stats().dead_lettered, 0);
 }

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use super::transport::{Consumer, Delivery, Source, Transport};
 use crate::backoff::Backoff;
 use crate::bus::Bus;
-use crate::codec::{DecodeError, EventSetCodec, Json};
+use crate::codec::{Codec, DecodeError, EventSetCodec, Json};
 use crate::event::Member;
 
 /// Remembers message ids to drop redelivered duplicates; see [`InboundBuilder::dedup`].
@@ -89,8 +89,9 @@ impl Dedup for MemoryDedup {
 
 /// Configures an [`Inbound`]; from [`Inbound::builder`].
 #[must_use]
-pub struct InboundBuilder<S: EventSetCodec, T> {
+pub struct InboundBuilder<S: EventSetCodec, T, C = Json> {
     bus: Bus<S>,
+    codec: C,
     transport: T,
     source: Source,
     default_event: Option<&'static str>,
@@ -101,7 +102,23 @@ pub struct InboundBuilder<S: EventSetCodec, T> {
     concurrency: usize,
 }
 
-impl<S: EventSetCodec, T: Transport> InboundBuilder<S, T> {
+impl<S: EventSetCodec, T: Transport, C: Codec> InboundBuilder<S, T, C> {
+    /// Decodes payloads with `codec` instead of JSON (the producer's codec).
+    pub fn codec<D: Codec>(self, codec: D) -> InboundBuilder<S, T, D> {
+        InboundBuilder {
+            bus: self.bus,
+            codec,
+            transport: self.transport,
+            source: self.source,
+            default_event: self.default_event,
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            max_payload: self.max_payload,
+            dedup: self.dedup,
+            concurrency: self.concurrency,
+        }
+    }
+
     /// Decodes messages that carry no type as `E`: for producers that publish plain JSON, such
     /// as a Node service doing `sendToQueue(q, Buffer.from(JSON.stringify(obj)))`.
     pub fn bind<E: Member<S>>(mut self) -> Self {
@@ -219,6 +236,7 @@ impl Inbound {
     ) -> InboundBuilder<S, T> {
         InboundBuilder {
             bus: bus.clone(),
+            codec: Json,
             transport,
             source,
             default_event: None,
@@ -274,8 +292,8 @@ impl Drop for Inbound {
 }
 
 /// The consuming task: the finished configuration and the counters.
-struct Ingest<S: EventSetCodec, T> {
-    config: InboundBuilder<S, T>,
+struct Ingest<S: EventSetCodec, T, C> {
+    config: InboundBuilder<S, T, C>,
     stats: Arc<Counters>,
 }
 
@@ -305,7 +323,7 @@ fn lane_of(turn: &mut usize, lanes: usize, delivery: &Delivery) -> usize {
     }
 }
 
-impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
+impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
     async fn run(self: Arc<Self>, stop: Arc<Notify>) {
         let mut dispatch = if self.config.concurrency > 1 {
             let mut tasks = JoinSet::new();
@@ -460,7 +478,7 @@ impl<S: EventSetCodec, T: Transport> Ingest<S, T> {
         }
         let mut attempt = attempts;
         loop {
-            let event = match S::decode(&name, &delivery.message.payload, &Json) {
+            let event = match S::decode(&name, &delivery.message.payload, &self.config.codec) {
                 Ok(event) => event,
                 Err(error) => {
                     let reason = match &error {

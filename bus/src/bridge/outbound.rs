@@ -46,8 +46,9 @@ type RouteFn<S> = Arc<dyn Fn(EventRef<'_, S>) -> Route + Send + Sync>;
 
 /// Configures an [`Outbound`]; from [`Outbound::builder`].
 #[must_use]
-pub struct OutboundBuilder<S: EventSetCodec, T> {
+pub struct OutboundBuilder<S: EventSetCodec, T, C = Json> {
     bus: Bus<S>,
+    codec: C,
     transport: T,
     indices: Vec<usize>,
     route: RouteFn<S>,
@@ -58,7 +59,25 @@ pub struct OutboundBuilder<S: EventSetCodec, T> {
     backoff: Backoff,
 }
 
-impl<S: EventSetCodec, T: Transport> OutboundBuilder<S, T> {
+impl<S: EventSetCodec, T: Transport, C: Codec> OutboundBuilder<S, T, C> {
+    /// Encodes events with `codec` instead of JSON; its content type travels with each
+    /// message (the consumer's [`InboundBuilder::codec`](super::InboundBuilder::codec) must
+    /// match it).
+    pub fn codec<D: Codec>(self, codec: D) -> OutboundBuilder<S, T, D> {
+        OutboundBuilder {
+            bus: self.bus,
+            codec,
+            transport: self.transport,
+            indices: self.indices,
+            route: self.route,
+            source: self.source,
+            batch_size: self.batch_size,
+            linger: self.linger,
+            buffer: self.buffer,
+            backoff: self.backoff,
+        }
+    }
+
     /// Forwards every `E`.
     pub fn forward<E: Member<S>>(mut self) -> Self {
         self.indices.push(E::INDEX);
@@ -222,6 +241,7 @@ impl<S: EventSetCodec> Outbound<S> {
     pub fn builder<T: Transport>(bus: &Bus<S>, transport: T) -> OutboundBuilder<S, T> {
         OutboundBuilder {
             bus: bus.clone(),
+            codec: Json,
             transport,
             indices: Vec::new(),
             route: Arc::new(|e| Route::to(e.name())),
@@ -284,12 +304,12 @@ impl<S: EventSetCodec> Drop for Outbound<S> {
 }
 
 /// The forwarding task: the finished configuration and the counters.
-struct Forwarder<S: EventSetCodec, T> {
-    config: OutboundBuilder<S, T>,
+struct Forwarder<S: EventSetCodec, T, C> {
+    config: OutboundBuilder<S, T, C>,
     stats: Arc<Counters>,
 }
 
-impl<S: EventSetCodec, T: Transport> Forwarder<S, T> {
+impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
     async fn run(self, mut events: Subscription<S, AnyEvent<S>>) {
         let mut batch: Vec<Outgoing> = Vec::with_capacity(self.config.batch_size);
         loop {
@@ -324,7 +344,7 @@ impl<S: EventSetCodec, T: Transport> Forwarder<S, T> {
         // A bridge subscription reports overflow through `on_error`, never as lag.
         let Ok(event) = event else { return };
         let view = event.as_ref();
-        let payload = match S::encode_ref(view, &Json) {
+        let payload = match S::encode_ref(view, &self.config.codec) {
             Ok(bytes) => bytes,
             Err(error) => {
                 self.stats.incr(UNENCODABLE);
@@ -339,7 +359,7 @@ impl<S: EventSetCodec, T: Transport> Forwarder<S, T> {
             key: route.key.or_else(|| S::key_of(view)),
             source: self.config.source.clone(),
             time: SystemTime::now(),
-            content_type: Json.content_type().to_owned(),
+            content_type: self.config.codec.content_type().to_owned(),
             headers: Default::default(),
             payload: Bytes::from(payload),
         };
