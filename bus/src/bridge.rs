@@ -2,8 +2,10 @@
 //!
 //! A broker is reached through a [`Transport`]: publish a batch and learn which messages the
 //! broker confirmed; consume [`Delivery`]s that are acknowledged, returned, or dead-lettered.
-//! `tidings-bridges` implements it for RabbitMQ, Kafka and Redis; [`MemoryBroker`] implements it
-//! in-process, with broker semantics and injectable faults, for tests.
+//! `tidings-bridges` implements it for RabbitMQ (feature `amqp`); [`MemoryBroker`] implements it
+//! in-process, with broker semantics and injectable faults, for tests. A transport for another
+//! broker implements the same trait, from any crate, and proves itself with the conformance
+//! suite (feature `testing`).
 //!
 //! - [`Outbound`] forwards events from a bus: encode (JSON by default), route, batch, publish,
 //!   and count a publish only when the broker confirmed it. While the broker is down, unconfirmed

@@ -5,23 +5,24 @@
 //! The payload is the event itself, encoded by the bridge's [`Codec`](crate::codec::Codec)
 //! (JSON by default), so a consumer in another language parses it as a plain object. Metadata
 //! travels beside it in the broker's native fields, following the CloudEvents 1.0 binary-mode
-//! conventions of each broker:
+//! conventions of each broker. Each transport documents its mapping field by field in its
+//! module docs; the RabbitMQ transport's (`tidings_bridges::amqp`) is:
 //!
-//! | envelope | CloudEvents | AMQP 0-9-1 (RabbitMQ) | Kafka | Redis stream field |
-//! |---|---|---|---|---|
-//! | `id` | `id` | `message_id` property | header `ce_id` | `ce_id` |
-//! | `name` | `type` | `type` property and routing key | header `ce_type` | `ce_type` |
-//! | `source` | `source` | header `cloudEvents:source` | header `ce_source` | `ce_source` |
-//! | `time` | `time` | `timestamp` property (seconds) and header `cloudEvents:time` (RFC 3339) | header `ce_time`, record timestamp | `ce_time` |
-//! | `content_type` | `datacontenttype` | `content_type` property | header `content-type` | `content-type` |
-//! | — | `specversion` | header `cloudEvents:specversion` = `1.0` | header `ce_specversion` = `1.0` | `ce_specversion` |
-//! | `key` | (extension `partitionkey`) | header `cloudEvents:partitionkey` | record key | `ce_partitionkey` |
-//! | `headers` | extensions | headers | headers | fields |
-//! | `payload` | `data` | body | value | `data` |
+//! | envelope | CloudEvents | AMQP 0-9-1 (RabbitMQ) |
+//! |---|---|---|
+//! | `id` | `id` | `message_id` property |
+//! | `name` | `type` | `type` property and routing key |
+//! | `source` | `source` | header `cloudEvents:source` |
+//! | `time` | `time` | `timestamp` property (seconds) and header `cloudEvents:time` (RFC 3339) |
+//! | `content_type` | `datacontenttype` | `content_type` property |
+//! | — | `specversion` | header `cloudEvents:specversion` = `1.0` |
+//! | `key` | (extension `partitionkey`) | header `cloudEvents:partitionkey` |
+//! | `headers` | extensions | headers |
+//! | `payload` | `data` | body |
 //!
 //! The attempt count of a received message is the transport's own delivery count
-//! ([`Incoming::delivery_count`]: the `x-delivery-count` header of quorum queues or the
-//! `redelivered` flag, the consumer group's pending count for Redis, local retries for Kafka).
+//! ([`Incoming::delivery_count`]; for RabbitMQ, the `x-delivery-count` of quorum queues or the
+//! `redelivered` flag).
 //! A dead-lettered message keeps its headers and gains `x-tidings-reason` (why),
 //! `x-tidings-attempts` (how many times it was tried) and `x-tidings-origin` (the queue, topic or
 //! stream it was consumed from).

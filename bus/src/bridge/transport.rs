@@ -9,7 +9,7 @@ use futures_util::future::BoxFuture;
 use super::envelope::{Envelope, Incoming, ATTEMPTS_HEADER, ORIGIN_HEADER, REASON_HEADER};
 use crate::error::BoxError;
 
-/// An envelope and where to publish it: an exchange (AMQP), a topic (Kafka), a stream (Redis).
+/// An envelope and where to publish it: an exchange (AMQP), or what the broker publishes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
     /// Exchange, topic or stream.
@@ -22,7 +22,7 @@ pub struct Outgoing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub struct Source {
-    /// The queue (AMQP), topic (Kafka) or stream (Redis); for the in-memory transport, a
+    /// The queue (AMQP), or what the broker consumes from; for the in-memory transport, a
     /// pattern over destinations (`orders.#`).
     pub name: String,
     /// The consumer group: each group receives every message; consumers of one group share
