@@ -56,6 +56,34 @@ fn ticks(bus: &Bus<Events>) -> Arc<Mutex<Vec<u64>>> {
     seen
 }
 
+/// Publishes one envelope to `destination`; the broker's answer.
+async fn publish_one(
+    t: &AmqpTransport,
+    destination: &str,
+    envelope: Envelope,
+) -> Result<(), TransportError> {
+    let out = Outgoing {
+        destination: destination.to_owned(),
+        envelope,
+    };
+    t.publish(std::slice::from_ref(&out)).await.remove(0)
+}
+
+/// Takes the oldest message of `source`'s dead-letter queue.
+async fn dead_letter_of(
+    channel: &lapin::Channel,
+    source: &Source,
+) -> lapin::message::BasicGetMessage {
+    channel
+        .basic_get(
+            ShortString::from(source.dead_letter.as_str()),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("get")
+        .expect("a message in the dead-letter queue")
+}
+
 /// A plain lapin connection, as a foreign (non-tidings) producer or inspector.
 async fn raw_channel() -> (Connection, lapin::Channel) {
     let connection = Connection::connect(URL, ConnectionProperties::default())
@@ -141,11 +169,7 @@ async fn largest_fitting_pad(t: &AmqpTransport) -> usize {
         .expect("declare");
     let mut pad = 131_072;
     loop {
-        let out = Outgoing {
-            destination: probe.clone(),
-            envelope: padded(pad),
-        };
-        match t.publish(std::slice::from_ref(&out)).await.remove(0) {
+        match publish_one(t, &probe, padded(pad)).await {
             Err(TransportError::Rejected(_)) => pad -= 8,
             Err(TransportError::Unroutable(_)) => break,
             other => panic!("unexpected: {other:?}"),
@@ -164,23 +188,15 @@ async fn a_dead_letter_copy_that_would_not_fit_is_shortened_and_good_messages_fl
     // Fits with about 130 bytes to spare: the copy's attempts and origin headers take about
     // 80 of them and the reason header's name 22, which leaves too little for the reason
     // ("undecodable payload: ...", some 55 bytes).
-    let out = Outgoing {
-        destination: source.name.clone(),
-        envelope: padded(largest_fitting_pad(&t).await - 130),
-    };
-    t.publish(std::slice::from_ref(&out))
-        .await
-        .remove(0)
-        .expect("fits");
+    publish_one(
+        &t,
+        &source.name,
+        padded(largest_fitting_pad(&t).await - 130),
+    )
+    .await
+    .expect("fits");
     for n in 1..=20 {
-        let out = Outgoing {
-            destination: source.name.clone(),
-            envelope: tick(n),
-        };
-        t.publish(std::slice::from_ref(&out))
-            .await
-            .remove(0)
-            .expect("tick");
+        publish_one(&t, &source.name, tick(n)).await.expect("tick");
     }
     let bus = Bus::<Events>::new();
     let seen = ticks(&bus);
@@ -191,14 +207,7 @@ async fn a_dead_letter_copy_that_would_not_fit_is_shortened_and_good_messages_fl
     assert_never_disconnected(&mut events);
 
     let (_connection, channel) = raw_channel().await;
-    let got = channel
-        .basic_get(
-            ShortString::from(source.dead_letter.as_str()),
-            BasicGetOptions { no_ack: true },
-        )
-        .await
-        .expect("get")
-        .expect("the dead letter is in the dead-letter queue");
+    let got = dead_letter_of(&channel, &source).await;
     let headers = got.properties.headers().clone().expect("headers");
     let reason = match &headers.inner()[&ShortString::from("x-tidings-reason")] {
         AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
@@ -230,13 +239,8 @@ async fn a_missing_dead_letter_queue_is_declared_and_the_consumer_keeps_flowing(
         } else {
             tick(n)
         };
-        let out = Outgoing {
-            destination: String::new(),
-            envelope: envelope.with_key(name.clone()),
-        };
-        t.publish(std::slice::from_ref(&out))
+        publish_one(&t, "", envelope.with_key(name.clone()))
             .await
-            .remove(0)
             .expect("publish");
     }
     let bus = Bus::<Events>::new();
@@ -266,16 +270,10 @@ async fn a_dead_letter_that_cannot_be_copied_is_returned_and_the_consumer_keeps_
     // A dead-letter destination no broker accepts: the copy can never be made.
     let source = Source::new(name.clone()).dead_letter("d".repeat(300));
     let poison = Envelope::new("tick", b"not json".to_vec()).with_key(name.clone());
-    let out = |envelope: Envelope| Outgoing {
-        destination: String::new(),
-        envelope,
-    };
-    t.publish(&[out(poison)]).await.remove(0).expect("publish");
+    publish_one(&t, "", poison).await.expect("publish");
     for n in 1..=5 {
-        t.publish(&[out(tick(n).with_key(name.clone()))])
-            .await
-            .remove(0)
-            .expect("publish");
+        let good = tick(n).with_key(name.clone());
+        publish_one(&t, "", good).await.expect("publish");
     }
     let bus = Bus::<Events>::new();
     let seen = ticks(&bus);
@@ -348,14 +346,7 @@ async fn dead_letter_copies_keep_the_original_typed_headers_and_properties() {
     let inbound = Inbound::builder(&bus, t.clone(), source.clone()).build();
     until("the dead letter", || inbound.stats().dead_lettered == 1).await;
     inbound.shutdown(WAIT).await;
-    let got = channel
-        .basic_get(
-            ShortString::from(source.dead_letter.as_str()),
-            BasicGetOptions { no_ack: true },
-        )
-        .await
-        .expect("get")
-        .expect("the dead letter");
+    let got = dead_letter_of(&channel, &source).await;
     let copy = got.properties.headers().clone().expect("headers");
     for (name, value) in headers.inner() {
         assert_eq!(copy.inner().get(name), Some(value), "{name} keeps its type");

@@ -657,7 +657,10 @@ async fn a_reporting_subscription_reports_misses_through_on_error_and_its_gauge(
     let mut got = Vec::new();
     while let Some(item) = stream.try_recv() {
         let event = item.expect("misses are never yielded as Lagged");
-        got.push(event.downcast::<Tick>().ok().expect("a tick").0);
+        match event.downcast::<Tick>() {
+            Ok(tick) => got.push(tick.0),
+            Err(other) => panic!("not a tick: {}", other.name()),
+        }
     }
     assert_eq!(got, [0, 1]);
     assert!(gauge.is_empty());
