@@ -6,19 +6,17 @@
 //! through [`BusShared`], which listener tasks hold too.
 
 use std::any::Any;
-use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use futures_util::FutureExt;
 use tokio::sync::Notify;
 
 use super::error::{DeliveryError, DeliveryErrorKind};
 use super::listener::ListenerId;
 use super::listener::{Call, Outcome};
-use super::queue::{EventQueue, Progress, Pushed, Queued, Rejected};
+use super::queue::{Progress, Pushed, Queued, Rejected};
 use super::slot::{QueueEntry, SlotHeader, SlotList, SyncEntry};
 use super::stats::Stats;
 use super::tracker::Tracker;
@@ -136,45 +134,29 @@ impl<S: EventSet> Inner<S> {
             self.shared.stats.emitted(reached);
             return reached;
         }
-        // A push that applies the overflow policy never waits, so this completes at once.
-        let delivered = self.deliver(&list, event, None, |queue, delivery| {
-            std::future::ready(queue.push(delivery))
-        });
-        match delivered.now_or_never() {
-            Some(reached) => reached,
-            None => unreachable!("pushes that do not wait complete at once"),
+        let (mut reached, deliveries) = self.fan_out(&list, event, None);
+        for (entry, queued) in deliveries {
+            let pushed = entry.queue.push(queued);
+            reached += usize::from(self.shared.pushed(entry, pushed, S::NAMES));
         }
+        self.shared.stats.emitted(reached);
+        reached
     }
 
     /// `dispatch` for `emit_async` and `emit_and_wait`: waits for room in full queues.
+    ///
+    /// The same steps as `dispatch` (one `fan_out`, one accounting per push); the loop is
+    /// written twice on purpose: sharing it through one async body polled once for the sync
+    /// path made `emit` fan-out 15% slower (`benches/README.md`).
     pub(super) async fn dispatch_waiting<E: Member<S>>(
         &self,
         list: &SlotList<S, E>,
         event: E,
         tracker: Option<&Arc<Tracker>>,
     ) -> usize {
-        self.deliver(list, event, tracker, EventQueue::push_wait)
-            .await
-    }
-
-    /// Runs the sync listeners, queues the event for every async subscriber with `push`
-    /// (which applies the overflow policy, or waits for room), accounts for each push, and
-    /// counts the emit. Returns how many listeners it reached.
-    async fn deliver<'l, E, P, F>(
-        &self,
-        list: &'l SlotList<S, E>,
-        event: E,
-        tracker: Option<&'l Arc<Tracker>>,
-        push: P,
-    ) -> usize
-    where
-        E: Member<S>,
-        P: Fn(&'l EventQueue, Queued) -> F,
-        F: Future<Output = Result<Pushed, (Queued, Rejected)>>,
-    {
         let (mut reached, deliveries) = self.fan_out(list, event, tracker);
-        for (entry, delivery) in deliveries {
-            let pushed = push(&entry.queue, delivery).await;
+        for (entry, queued) in deliveries {
+            let pushed = entry.queue.push_wait(queued).await;
             reached += usize::from(self.shared.pushed(entry, pushed, S::NAMES));
         }
         self.shared.stats.emitted(reached);

@@ -165,15 +165,22 @@ impl<S: EventSet> SlotHeader<S> {
     /// # Panics
     /// When `E::INDEX` is not this slot's member, which only a hand-written `Member` impl can
     /// cause (the derive numbers members densely, in order).
+    #[inline]
     pub(crate) fn typed<E: Member<S>>(&self) -> &TypedSlot<S, E> {
         match self.slot.as_any().downcast_ref::<TypedSlot<S, E>>() {
             Some(slot) => slot,
-            None => panic!(
-                "`{}` has a `Member::INDEX` that does not match its event set; implement `Member` only through `#[derive(EventSet)]`",
-                E::NAME
-            ),
+            None => wrong_index(E::NAME),
         }
     }
+}
+
+/// Kept out of line so that emits carry no formatting code.
+#[cold]
+#[inline(never)]
+fn wrong_index(event: &str) -> ! {
+    panic!(
+        "`{event}` has a `Member::INDEX` that does not match its event set; implement `Member` only through `#[derive(EventSet)]`"
+    )
 }
 
 /// Builds an empty typed slot for every member of `S`, in index order.
