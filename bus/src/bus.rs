@@ -29,7 +29,7 @@
 //! # }
 //! ```
 //!
-//! ## Queued
+//! ## Delivery
 //!
 //! Sync listeners (`on`, `once`, `on_pattern`, `on_any`) run inside `emit`, on the emitting
 //! thread, in registration order (`prepend` puts one first). Async listeners and subscriptions

@@ -50,7 +50,7 @@ impl<S: EventSet> BusBuilder<S> {
     }
 }
 
-/// EventQueue settings for one async listener or subscription; unset fields take the bus defaults.
+/// Queue settings for one async listener or subscription; unset fields take the bus defaults.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[must_use]
 pub struct QueueOptions {

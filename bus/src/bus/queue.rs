@@ -68,7 +68,7 @@ pub(crate) enum ConsumerKind {
     Reporting,
 }
 
-/// Wakes `settle` callers when any consumer finishes an item. BusShared by every queue of a bus.
+/// Wakes `settle` callers when any consumer finishes an item. Shared by every queue of a bus.
 #[derive(Default)]
 pub(crate) struct Progress {
     /// Number of `settle` calls waiting; consumers notify only when it is non-zero.

@@ -32,7 +32,7 @@ impl SlotWrite {
 /// A sync listener in a slot.
 pub(crate) struct SyncEntry<S, E> {
     pub(crate) id: ListenerId,
-    /// `Some` for `once` listeners: set by the one emit that gets to call it. BusShared by every
+    /// `Some` for `once` listeners: set by the one emit that gets to call it. Shared by every
     /// slot a `once` pattern listener is in, so it fires once in all.
     pub(crate) once: Option<Arc<AtomicBool>>,
     pub(crate) call: Call<S, E>,
