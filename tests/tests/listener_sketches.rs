@@ -1,6 +1,6 @@
-//! Listeners that are only sketched (a body of `panic!()`, `unreachable!()` or `todo!()`, all of
-//! type `!`) compile, in edition 2024 too (this crate's edition), where `!` no longer falls back
-//! to `()`; when such a listener runs, its panic is reported like any other.
+//! Listeners that are only sketched (a body that only panics, such as `panic!()` or
+//! `unreachable!()`, of type `!`) compile, in edition 2024 too (this crate's edition), where `!`
+//! no longer falls back to `()`; when such a listener runs, its panic is reported like any other.
 
 use std::sync::Arc;
 

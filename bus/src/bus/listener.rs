@@ -49,9 +49,9 @@ impl ListenerResult for () {
 /// The never type `!`, named on stable Rust through a function pointer's return type.
 type Never = <fn() -> ! as crate::__private::HasOutput>::Output;
 
-/// A listener whose body is only `todo!()`, `panic!()` or `unreachable!()` returns `!` (edition
-/// 2024 no longer turns it into `()`); a sketched handler must still compile. It never
-/// returns, so this is never called.
+/// A listener whose body only panics (`panic!()`, `unreachable!()`, a `todo` macro) returns
+/// `!` (edition 2024 no longer turns it into `()`); a sketched handler must still compile. It
+/// never returns, so this is never called.
 impl ListenerResult for Never {
     fn into_result(self) -> Result<(), BoxError> {
         self
