@@ -738,15 +738,28 @@ async fn shutdown_past_its_deadline_counts_the_stuck_actors_mailbox_as_dead_lett
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn stop_during_a_restart_delay_handles_what_was_queued() {
-    let system = ActorSystem::new();
+/// A supervised recorder that was just told to panic, with a 10 s restart delay; its log and
+/// the count of instances built.
+async fn failed_into_a_long_restart_delay(
+    system: &ActorSystem,
+) -> (
+    tidings::actor::ActorRef<Recorder>,
+    Arc<Mutex<Vec<String>>>,
+    Arc<AtomicUsize>,
+) {
     let supervisor = Supervisor::builder(Strategy::OneForOne)
         .backoff(Backoff::Fixed(Duration::from_secs(10)))
-        .build(&system);
+        .build(system);
     let (l, built) = (log(), Arc::new(AtomicUsize::new(0)));
     let actor = supervisor.spawn(counting_factory(&l, &built));
     actor.tell(Boom).await.unwrap();
+    (actor, l, built)
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_during_a_restart_delay_handles_what_was_queued() {
+    let system = ActorSystem::new();
+    let (actor, l, built) = failed_into_a_long_restart_delay(&system).await;
     for i in 1..=3 {
         actor.tell(Add(i)).await.unwrap();
     }
@@ -777,17 +790,13 @@ async fn stop_during_a_restart_delay_handles_what_was_queued() {
 #[tokio::test(start_paused = true)]
 async fn system_shutdown_during_a_restart_delay_handles_what_was_queued() {
     let system = ActorSystem::new();
-    let supervisor = Supervisor::builder(Strategy::OneForOne)
-        .backoff(Backoff::Fixed(Duration::from_secs(10)))
-        .build(&system);
-    let (l, built) = (log(), Arc::new(AtomicUsize::new(0)));
-    let actor = supervisor.spawn(counting_factory(&l, &built));
-    actor.tell(Boom).await.unwrap();
+    let (actor, l, built) = failed_into_a_long_restart_delay(&system).await;
     actor.tell(Add(7)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let report = system.shutdown(Duration::from_secs(5)).await;
     assert!(report.is_clean());
     assert_eq!(actor.wait_stopped().await, StopReason::Shutdown);
+    assert_eq!(built.load(Ordering::SeqCst), 2, "restarted at once to drain");
     assert!(l.lock().iter().any(|s| s == "add 7"));
     assert_eq!(system.dead_letters(), 0);
 }
