@@ -76,8 +76,8 @@ fn generate(input: &DeriveInput, members: &[Member<'_>], no_codec: bool) -> Toke
             let (a, b) = (earlier.ty, later.ty);
             quote_spanned! {later.ty.span()=>
                 if ::tidings::__private::str_eq(
-                    <#a as ::tidings::Event>::NAME,
-                    <#b as ::tidings::Event>::NAME,
+                    ::tidings::__private::member_name::<#set, #a>(),
+                    ::tidings::__private::member_name::<#set, #b>(),
                 ) {
                     ::core::panic!(#message);
                 }
@@ -140,12 +140,12 @@ fn generate(input: &DeriveInput, members: &[Member<'_>], no_codec: bool) -> Toke
                     codec: &C,
                 ) -> ::core::result::Result<Self, ::tidings::codec::DecodeError> {
                     #(
-                        if name == <#types as ::tidings::Event>::NAME {
+                        if name == ::tidings::__private::member_name::<#set, #types>() {
                             return codec
                                 .decode::<#types>(bytes)
                                 .map(#set::#variants)
                                 .map_err(|source| ::tidings::codec::DecodeError::Payload {
-                                    name: <#types as ::tidings::Event>::NAME,
+                                    name: ::tidings::__private::member_name::<#set, #types>(),
                                     source,
                                 });
                         }
@@ -162,7 +162,7 @@ fn generate(input: &DeriveInput, members: &[Member<'_>], no_codec: bool) -> Toke
 
         #[automatically_derived]
         impl ::tidings::EventSet for #set {
-            const NAMES: &'static [&'static str] = &[ #( <#types as ::tidings::Event>::NAME, )* ];
+            const NAMES: &'static [&'static str] = &[ #( ::tidings::__private::member_name::<#set, #types>(), )* ];
 
             fn index(&self) -> usize {
                 #index_body
@@ -179,7 +179,7 @@ fn generate(input: &DeriveInput, members: &[Member<'_>], no_codec: bool) -> Toke
             fn key_of(event: ::tidings::EventRef<'_, Self>) -> ::core::option::Option<::std::string::String> {
                 #(
                     if let ::core::option::Option::Some(e) = event.downcast::<#types>() {
-                        return ::tidings::Event::key(e);
+                        return ::tidings::__private::member_key::<#set, #types>(e);
                     }
                 )*
                 let _ = event;

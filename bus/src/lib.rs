@@ -83,6 +83,19 @@ pub mod __private {
         type Output = T;
     }
 
+    /// `T`'s event name, reached through its membership of `S`: generated code names member
+    /// events only this way, so a variant wrapping a type that is not an event is reported
+    /// once, at its `Member` impl, and not again at every use (a `T: Member<S>` bound is met by
+    /// that impl; only the impl itself checks the `Event` supertrait).
+    pub const fn member_name<S: crate::EventSet, T: crate::Member<S>>() -> &'static str {
+        T::NAME
+    }
+
+    /// `T`'s key, reached as [`member_name`] reaches its name.
+    pub fn member_key<S: crate::EventSet, T: crate::Member<S>>(event: &T) -> Option<String> {
+        crate::Event::key(event)
+    }
+
     /// The text of an event key field.
     pub fn key_to_string<T: Display + ?Sized>(value: &T) -> String {
         value.to_string()
