@@ -796,7 +796,11 @@ async fn system_shutdown_during_a_restart_delay_handles_what_was_queued() {
     let report = system.shutdown(Duration::from_secs(5)).await;
     assert!(report.is_clean());
     assert_eq!(actor.wait_stopped().await, StopReason::Shutdown);
-    assert_eq!(built.load(Ordering::SeqCst), 2, "restarted at once to drain");
+    assert_eq!(
+        built.load(Ordering::SeqCst),
+        2,
+        "restarted at once to drain"
+    );
     assert!(l.lock().iter().any(|s| s == "add 7"));
     assert_eq!(system.dead_letters(), 0);
 }
