@@ -315,6 +315,60 @@ async fn a_dead_letter_that_cannot_be_copied_is_returned_and_the_consumer_keeps_
 }
 
 #[tokio::test]
+async fn a_dead_letter_that_cannot_be_copied_goes_to_the_queues_own_dead_letter_exchange() {
+    // The queue was declared through the transport with a dead-letter exchange of its own
+    // (`{name}.dlx` to `{name}.dead-letter`), but the bridge's dead-letter destination cannot
+    // be published to: the original is rejected to the queue's own exchange, not returned.
+    let name = unique("owndlx");
+    let t = connect(&unique("conn")).await;
+    let exchange = unique("owndlx-ex");
+    t.declare_topology(
+        &Topology::new()
+            .exchange(Exchange::topic(exchange.clone()))
+            .dead_lettered_queue(Queue::durable(name.clone()), exchange.clone(), "#"),
+    )
+    .await
+    .expect("declare");
+    let source = Source::new(name.clone()).dead_letter("d".repeat(300));
+    publish_one(&t, &exchange, Envelope::new("tick", b"not json".to_vec()))
+        .await
+        .expect("publish");
+    for n in 1..=3 {
+        publish_one(&t, &exchange, tick(n)).await.expect("publish");
+    }
+    let bus = Bus::<Events>::new();
+    let seen = ticks(&bus);
+    let inbound = Inbound::builder(&bus, t.clone(), source).build();
+    until("the good messages", || seen.lock().len() == 3).await;
+    let own = format!("{name}.dead-letter");
+    let (_connection, channel) = raw_channel().await;
+    let mut rejected = None;
+    for _ in 0..200 {
+        rejected = channel
+            .basic_get(
+                ShortString::from(own.as_str()),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .expect("get");
+        if rejected.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rejected = rejected.expect("the poison message reached the queue's own dead letters");
+    assert_eq!(&rejected.delivery.data[..], b"not json");
+    assert_eq!(inbound.stats().redelivered, 0, "not returned to cycle");
+    inbound.shutdown(WAIT).await;
+    assert_eq!(t.delete_queue(&name).await.expect("delete"), 0);
+    t.delete_queue(&own).await.expect("delete");
+    t.delete_exchange(&format!("{name}.dlx"))
+        .await
+        .expect("delete");
+    t.delete_exchange(&exchange).await.expect("delete");
+}
+
+#[tokio::test]
 async fn dead_letter_copies_keep_the_original_typed_headers_and_properties() {
     let t = connect(&unique("conn")).await;
     let source = Source::new(unique("typed"));

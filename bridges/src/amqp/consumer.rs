@@ -296,14 +296,7 @@ impl Acker for AmqpAcker {
     }
 
     fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
-        Box::pin(async move {
-            self.settling.acks.lock().outstanding.remove(&self.tag);
-            let options = BasicNackOptions {
-                requeue: true,
-                multiple: false,
-            };
-            answered(self.acker.nack(options)).await.and_then(acked)
-        })
+        Box::pin((*self).nack(true))
     }
 
     fn dead_letter(
@@ -367,18 +360,12 @@ impl AmqpAcker {
     /// back to the queue (`basic.nack` with requeue) and comes again. Never dropped.
     async fn give_back(self, error: TransportError) -> TransportError {
         let settling = Arc::clone(&self.settling);
-        settling.acks.lock().outstanding.remove(&self.tag);
         let (requeue, went) = if settling.own_dead_letter_exchange {
             (false, "rejected to the queue's own dead-letter exchange")
         } else {
             (true, "returned to the queue; it will be delivered again")
         };
-        let options = BasicNackOptions {
-            requeue,
-            multiple: false,
-        };
-        let settled = answered(self.acker.nack(options)).await.and_then(acked);
-        let went = match settled {
+        let went = match self.nack(requeue).await {
             Ok(()) => went,
             Err(_) => "left unsettled; the broker delivers it again when the channel closes",
         };
@@ -386,6 +373,17 @@ impl AmqpAcker {
             "cannot copy the message to dead-letter queue `{}` ({error}); {went}",
             settling.dead_letter
         ))
+    }
+
+    /// Settles the delivery negatively, at once: back to the queue (`requeue`), or rejected to
+    /// the queue's own dead-letter exchange (callers reject only when it has one).
+    async fn nack(self, requeue: bool) -> Result<(), TransportError> {
+        self.settling.acks.lock().outstanding.remove(&self.tag);
+        let options = BasicNackOptions {
+            requeue,
+            multiple: false,
+        };
+        answered(self.acker.nack(options)).await.and_then(acked)
     }
 }
 
