@@ -374,17 +374,22 @@ async fn open(shared: &LinkState, url: &BrokerUrl, generation: u64) -> Result<Ar
     let properties = ConnectionProperties::default()
         .with_connection_name(config.connection_name.clone().into_bytes().into());
     let runtime = lapin::runtime::default_runtime().map_err(|e| e.to_string())?;
-    let mut tls = config.tls.to_lapin();
-    if login::lapin_logs_frames() {
-        // lapin would log the login frame: it logs in through a relay that adds the password.
-        let relayed = login::relay(&uri, config.tls.to_lapin(), config.connect_timeout)
+    // When lapin would log its login frame, it logs in through a relay that adds the
+    // password (and does the TLS), so lapin itself connects in plain.
+    let relayed = if login::lapin_logs_frames() {
+        login::relay(&uri, &config.tls, config.connect_timeout)
             .await
-            .map_err(|e| format!("cannot start the login relay: {e}"))?;
-        if let Some(relayed) = relayed {
+            .map_err(|e| format!("cannot start the login relay: {e}"))?
+    } else {
+        None
+    };
+    let tls = match relayed {
+        Some(relayed) => {
             uri = relayed;
-            tls = OwnedTLSConfig::default();
+            OwnedTLSConfig::default()
         }
-    }
+        None => config.tls.to_lapin(),
+    };
     let connection = Connection::connect_uri_with_config(uri, properties, tls, runtime)
         .await
         .map_err(|e| e.to_string())?;

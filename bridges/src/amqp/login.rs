@@ -27,6 +27,8 @@ use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 use lapin::tcp::{AsyncTcpStream, OwnedTLSConfig};
 use lapin::uri::SASLMechanism;
 use lapin::uri::{AMQPScheme, AMQPUri};
+
+use super::config::Tls;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Whether lapin would log its login frame (TRACE events of its I/O loop).
@@ -38,7 +40,7 @@ pub(crate) fn lapin_logs_frames() -> bool {
 /// placeholder password. `None` when `uri` has no password to hide.
 pub(crate) async fn relay(
     uri: &AMQPUri,
-    tls: OwnedTLSConfig,
+    tls: &Tls,
     timeout: Duration,
 ) -> io::Result<Option<AMQPUri>> {
     let password = uri.authority.userinfo.password.clone();
@@ -54,7 +56,7 @@ pub(crate) async fn relay(
     let upstream = Upstream {
         host: uri.authority.host.clone(),
         port: uri.authority.port,
-        tls: (uri.scheme == AMQPScheme::AMQPS).then_some(tls),
+        tls: (uri.scheme == AMQPScheme::AMQPS).then(|| tls.to_lapin()),
     };
     tokio::spawn(async move {
         let Ok(Ok((lapin, _))) = tokio::time::timeout(timeout, listener.accept()).await else {
