@@ -25,11 +25,10 @@ use std::time::Duration;
 use async_compat::Compat;
 use futures_util::io::{AsyncReadExt, AsyncWriteExt};
 use lapin::tcp::{AsyncTcpStream, OwnedTLSConfig};
-use lapin::uri::SASLMechanism;
-use lapin::uri::{AMQPScheme, AMQPUri};
+use lapin::uri::{AMQPScheme, AMQPUri, SASLMechanism};
+use tokio::net::{TcpListener, TcpStream};
 
 use super::config::Tls;
-use tokio::net::{TcpListener, TcpStream};
 
 /// Whether lapin would log its login frame (TRACE events of its I/O loop).
 pub(crate) fn lapin_logs_frames() -> bool {

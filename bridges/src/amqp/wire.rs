@@ -7,7 +7,9 @@ use bytes::Bytes;
 use lapin::message::Delivery as LapinDelivery;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
-use tidings::bridge::{Envelope, Incoming, TransportError, REASON_HEADER};
+use tidings::bridge::{
+    Envelope, Incoming, TransportError, ATTEMPTS_HEADER, ORIGIN_HEADER, REASON_HEADER,
+};
 
 /// CloudEvents AMQP binding: the producer.
 pub(crate) const SOURCE: &str = "cloudEvents:source";
@@ -233,8 +235,7 @@ pub(crate) fn check_header_size(
 const TRUNCATED: &str = " [truncated]";
 
 /// The properties of a dead-letter copy: the original's, unchanged and typed as they came,
-/// persistent, with only the `x-tidings-*` headers of `headers` (reason, attempts, origin)
-/// added. The reason is shortened, marked, to keep the copy within `frame_max`; when even
+/// persistent, with only the reason, attempts and origin headers of `headers` added. The reason is shortened, marked, to keep the copy within `frame_max`; when even
 /// that cannot make it fit, the copy is refused.
 pub(crate) fn dead_letter_properties(
     original: &BasicProperties,
@@ -243,7 +244,8 @@ pub(crate) fn dead_letter_properties(
 ) -> Result<BasicProperties, TransportError> {
     let copy = |reason_len: Option<usize>| {
         let mut table = original.headers().clone().unwrap_or_default();
-        for (name, value) in headers.iter().filter(|(n, _)| n.starts_with("x-tidings-")) {
+        let added = [REASON_HEADER, ATTEMPTS_HEADER, ORIGIN_HEADER];
+        for (name, value) in headers.iter().filter(|(n, _)| added.contains(&n.as_str())) {
             let Ok(key) = ShortString::try_new(name.as_str()) else {
                 continue;
             };
