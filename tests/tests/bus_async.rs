@@ -664,4 +664,9 @@ async fn a_reporting_subscription_reports_misses_through_on_error_and_its_gauge(
     }
     assert_eq!(got, [0, 1]);
     assert!(gauge.is_empty());
+
+    // Queuing counts as delivery: neither emit_and_wait nor settle waits for the reader.
+    assert_eq!(bus.emit_and_wait(Tick(9)).await.unwrap(), 1);
+    bus.settle().await;
+    assert_eq!(gauge.len(), 1, "still unread");
 }
