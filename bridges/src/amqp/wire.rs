@@ -235,8 +235,9 @@ pub(crate) fn check_header_size(
 const TRUNCATED: &str = " [truncated]";
 
 /// The properties of a dead-letter copy: the original's, unchanged and typed as they came,
-/// persistent, with only the reason, attempts and origin headers of `headers` added. The reason is shortened, marked, to keep the copy within `frame_max`; when even
-/// that cannot make it fit, the copy is refused.
+/// persistent, with only the reason, attempts and origin headers of `headers` added. The
+/// reason is shortened, marked, to keep the copy within `frame_max`; when even that cannot
+/// make it fit, the copy is refused.
 pub(crate) fn dead_letter_properties(
     original: &BasicProperties,
     headers: &BTreeMap<String, String>,
