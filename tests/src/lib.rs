@@ -102,6 +102,36 @@ impl std::io::Write for Captured {
     }
 }
 
+/// Runs `test` on a current-thread runtime (with its clock paused when `paused`) while every
+/// log line at `level` or above, from this thread, is written to the returned [`Captured`];
+/// `test` gets a handle to read it mid-run.
+///
+/// Give such a test a binary of its own: tracing caches per call site whether a line is
+/// wanted, so tests logging on other threads of the same binary would race with it.
+pub fn with_logs<F, Fut>(level: tracing::Level, paused: bool, test: F) -> Captured
+where
+    F: FnOnce(Captured) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let log = Captured::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let handle = log.clone();
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(paused)
+            .build()
+            .expect("a runtime");
+        runtime.block_on(test(handle));
+    });
+    log
+}
+
 /// Helpers for the RabbitMQ suites (feature `amqp`).
 #[cfg(feature = "amqp")]
 pub mod rabbit {

@@ -96,6 +96,15 @@ fn log() -> Arc<Mutex<Vec<String>>> {
     Arc::default()
 }
 
+/// The `add …` entries of a recorder's log, in order.
+fn adds(l: &Arc<Mutex<Vec<String>>>) -> Vec<String> {
+    l.lock()
+        .iter()
+        .filter(|s| s.starts_with("add"))
+        .cloned()
+        .collect()
+}
+
 #[tokio::test]
 async fn tell_and_ask_round_trip() {
     let system = ActorSystem::new();
@@ -777,12 +786,7 @@ async fn stop_during_a_restart_delay_handles_what_was_queued() {
         2,
         "restarted at once to drain"
     );
-    let adds: Vec<String> = l
-        .lock()
-        .iter()
-        .filter(|s| s.starts_with("add"))
-        .cloned()
-        .collect();
+    let adds = adds(&l);
     assert_eq!(adds, ["add 1", "add 2", "add 3"]);
     assert_eq!(system.dead_letters(), 0);
 }
@@ -830,12 +834,7 @@ async fn stop_refuses_new_messages_at_once_even_while_the_actor_is_busy() {
     ));
     gate.add_permits(10);
     assert_eq!(actor.wait_stopped().await, StopReason::Normal);
-    let adds: Vec<String> = l
-        .lock()
-        .iter()
-        .filter(|s| s.starts_with("add"))
-        .cloned()
-        .collect();
+    let adds = adds(&l);
     assert_eq!(adds, ["add 1", "add 2"], "queued before the stop: handled");
     assert_eq!(system.dead_letters(), 0);
 }

@@ -11,7 +11,7 @@ use tidings::bridge::{
     Inbound, MemoryBroker, Outbound, Outgoing, Route, Source, Transport, TransportError,
 };
 use tidings::{Backoff, Bus};
-use tidings_tests::{Captured, Events, Tick};
+use tidings_tests::{Events, Tick, with_logs};
 
 /// Fails the first message of its first batch and publishes the rest: later messages of the
 /// same key overtake the failed one.
@@ -44,55 +44,41 @@ impl Transport for Overtaking {
 
 #[test]
 fn a_transport_that_lets_a_key_overtake_a_failed_message_is_reported() {
-    let log = Captured::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::ERROR)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let broker = MemoryBroker::new();
-            let source = Source::new("ticks");
-            broker.declare(&source).await.expect("declared");
-            let transport = Overtaking {
-                broker: broker.clone(),
-                failed_once: Arc::default(),
-            };
-            let (a, b) = (Bus::<Events>::new(), Bus::<Events>::new());
-            let outbound = Outbound::builder(&a, transport)
-                .forward::<Tick>()
-                .route(|_| Route::to("ticks").key("one-key"))
-                .batch(8, Duration::from_millis(5))
-                .backoff(Backoff::Fixed(Duration::from_millis(10)))
-                .build();
-            let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
-            let s = Arc::clone(&seen);
-            b.on(move |t: &Tick| s.lock().push(t.0));
-            let inbound = Inbound::builder(&b, broker.clone(), source).build();
-            for i in 0..4 {
-                a.emit(Tick(i));
-            }
-            while seen.lock().len() < 4 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            assert_eq!(
-                *seen.lock(),
-                [1, 2, 3, 0],
-                "the transport let 1..3 overtake 0"
-            );
-            assert_eq!(
-                outbound.shutdown(Duration::from_secs(1)).await.unconfirmed,
-                0
-            );
-            inbound.shutdown(Duration::from_secs(1)).await;
-        });
+    let log = with_logs(tracing::Level::ERROR, true, |_| async move {
+        let broker = MemoryBroker::new();
+        let source = Source::new("ticks");
+        broker.declare(&source).await.expect("declared");
+        let transport = Overtaking {
+            broker: broker.clone(),
+            failed_once: Arc::default(),
+        };
+        let (a, b) = (Bus::<Events>::new(), Bus::<Events>::new());
+        let outbound = Outbound::builder(&a, transport)
+            .forward::<Tick>()
+            .route(|_| Route::to("ticks").key("one-key"))
+            .batch(8, Duration::from_millis(5))
+            .backoff(Backoff::Fixed(Duration::from_millis(10)))
+            .build();
+        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        b.on(move |t: &Tick| s.lock().push(t.0));
+        let inbound = Inbound::builder(&b, broker.clone(), source).build();
+        for i in 0..4 {
+            a.emit(Tick(i));
+        }
+        while seen.lock().len() < 4 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            *seen.lock(),
+            [1, 2, 3, 0],
+            "the transport let 1..3 overtake 0"
+        );
+        assert_eq!(
+            outbound.shutdown(Duration::from_secs(1)).await.unconfirmed,
+            0
+        );
+        inbound.shutdown(Duration::from_secs(1)).await;
     });
     let text = log.text();
     assert!(

@@ -4,30 +4,18 @@
 use std::sync::Arc;
 
 use tidings::{Bus, EventRef};
-use tidings_tests::{Captured, Events, Tick, UserCreated};
+use tidings_tests::{Events, Tick, UserCreated, with_logs};
 
 #[test]
 fn warns_once_per_event_past_the_limit_counting_async_listeners() {
-    let log = Captured::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let bus = Bus::<Events>::builder().max_listeners(2).build();
-            bus.on(|_: &Tick| {});
-            let _stream = bus.subscribe::<Tick>();
-            assert!(log.text().is_empty(), "two is within the limit");
-            bus.on_async(|_: Arc<Tick>| async {});
-            bus.on_pattern("#", |_: EventRef<'_, Events>| {}).unwrap();
-            bus.on(|_: &UserCreated| {});
-        });
+    let log = with_logs(tracing::Level::INFO, false, |log| async move {
+        let bus = Bus::<Events>::builder().max_listeners(2).build();
+        bus.on(|_: &Tick| {});
+        let _stream = bus.subscribe::<Tick>();
+        assert!(log.text().is_empty(), "two is within the limit");
+        bus.on_async(|_: Arc<Tick>| async {});
+        bus.on_pattern("#", |_: EventRef<'_, Events>| {}).unwrap();
+        bus.on(|_: &UserCreated| {});
     });
     let text = log.text();
     let warnings: Vec<&str> = text
