@@ -69,6 +69,7 @@ mod slot;
 mod stats;
 mod subscription;
 mod tracker;
+mod waiting;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -91,6 +92,7 @@ pub use self::overflow::Overflow;
 pub use self::pattern::{Pattern, PatternError};
 pub use self::stats::BusStats;
 pub use self::subscription::{QueueGauge, Subscription};
+pub use self::waiting::EmitAsync;
 
 use self::builder::Config;
 use self::dispatch::{BusShared, ErrorEntry};
@@ -497,14 +499,8 @@ impl<S: EventSet> Bus<S> {
     ///
     /// # Errors
     /// [`Closed`] with the event when the bus was shut down before the call.
-    pub async fn emit_async<E: Member<S>>(&self, event: E) -> Result<usize, Closed<E>> {
-        if self.is_closed() {
-            return Err(Closed(event));
-        }
-        let Some(list) = self.inner.snapshot::<E>() else {
-            return Ok(0);
-        };
-        Ok(self.inner.dispatch_waiting(&list, event, None).await)
+    pub fn emit_async<E: Member<S>>(&self, event: E) -> EmitAsync<'_, S, E> {
+        self.emit_async_future(event)
     }
 
     /// Emits `event` like [`emit_async`](Self::emit_async) and waits until every listener has
@@ -522,14 +518,8 @@ impl<S: EventSet> Bus<S> {
             let error = DeliveryError::new(E::NAME, None, DeliveryErrorKind::Closed);
             return Err(HandlingError::new(vec![error]));
         }
-        let Some(list) = self.inner.snapshot::<E>() else {
-            return Ok(0);
-        };
         let tracker = Arc::new(Tracker::new());
-        let reached = self
-            .inner
-            .dispatch_waiting(&list, event, Some(&tracker))
-            .await;
+        let reached = self.inner.deliver_tracked(event, &tracker).await;
         tracker.finish();
         let failures = tracker.wait().await;
         if failures.is_empty() {

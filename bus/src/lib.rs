@@ -21,8 +21,8 @@ mod signal;
 
 pub use crate::backoff::Backoff;
 pub use crate::bus::{
-    Bus, BusBuilder, BusStats, Closed, DeliveryError, DeliveryErrorKind, HandlingError, Lagged,
-    ListenerId, ListenerResult, Overflow, Pattern, PatternError, QueueGauge, QueueOptions,
+    Bus, BusBuilder, BusStats, Closed, DeliveryError, DeliveryErrorKind, EmitAsync, HandlingError,
+    Lagged, ListenerId, ListenerResult, Overflow, Pattern, PatternError, QueueGauge, QueueOptions,
     ShutdownReport, Subscription, Unhandled,
 };
 pub use crate::event::{AnyEvent, Event, EventRef, EventSet, Member};

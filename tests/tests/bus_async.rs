@@ -243,6 +243,62 @@ async fn overflow_wait_makes_emit_async_wait_and_reports_sync_emits() {
 }
 
 #[tokio::test]
+async fn emit_async_does_nothing_until_polled_and_waits_for_each_full_queue_in_turn() {
+    let bus = Bus::<Events>::new();
+    let errors = error_log(&bus);
+    let sync_calls = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::clone(&sync_calls);
+    bus.on(move |_: &Tick| {
+        calls.fetch_add(1, Ordering::SeqCst);
+    });
+    // Not polled: not emitted.
+    drop(bus.emit_async(Tick(7)));
+    assert_eq!(sync_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(bus.stats().emitted, 0);
+
+    // Two full queues: the wait moves from the first to the second as room appears.
+    let opts = QueueOptions::new().capacity(1).overflow(Overflow::Wait);
+    let (gate_a, seen_a) = gated(&bus, opts);
+    let (gate_b, seen_b) = gated(&bus, opts);
+    bus.emit(Tick(0));
+    let_listener_start().await;
+    bus.emit(Tick(1));
+    let b = bus.clone();
+    let producer = tokio::spawn(async move { b.emit_async(Tick(2)).await });
+    let_listener_start().await;
+    gate_a.add_permits(10);
+    let_listener_start().await;
+    assert!(!producer.is_finished(), "the second queue is still full");
+    gate_b.add_permits(10);
+    assert_eq!(producer.await.unwrap().unwrap(), 3);
+
+    bus.settle().await;
+    assert_eq!(*seen_a.lock(), [0, 1, 2]);
+    assert_eq!(*seen_b.lock(), [0, 1, 2]);
+    assert!(errors.lock().is_empty(), "{:?}", errors.lock());
+}
+
+#[tokio::test]
+async fn a_dropped_emit_async_keeps_what_it_delivered() {
+    let bus = Bus::<Events>::new();
+    let opts = QueueOptions::new().capacity(1).overflow(Overflow::Wait);
+    let (gate, seen) = gated(&bus, opts);
+    bus.emit(Tick(0));
+    let_listener_start().await;
+    bus.emit(Tick(1));
+    {
+        let mut waiting = std::pin::pin!(bus.emit_async(Tick(2)));
+        let polled = futures_util::FutureExt::now_or_never(waiting.as_mut());
+        assert!(polled.is_none(), "the queue is full");
+    }
+    // The abandoned emit queued nothing, and the queue still makes room for the next one.
+    gate.add_permits(10);
+    assert_eq!(bus.emit_async(Tick(3)).await.unwrap(), 1);
+    bus.settle().await;
+    assert_eq!(*seen.lock(), [0, 1, 3]);
+}
+
+#[tokio::test]
 async fn backpressure_bounds_memory() {
     let bus = Bus::<Events>::new();
     let opts = QueueOptions::new().capacity(8);

@@ -143,26 +143,6 @@ impl<S: EventSet> Inner<S> {
         reached
     }
 
-    /// `dispatch` for `emit_async` and `emit_and_wait`: waits for room in full queues.
-    ///
-    /// The same steps as `dispatch` (one `fan_out`, one accounting per push); the loop is
-    /// written twice on purpose: sharing it through one async body polled once for the sync
-    /// path made `emit` fan-out 15% slower (`benches/README.md`).
-    pub(super) async fn dispatch_waiting<E: Member<S>>(
-        &self,
-        list: &SlotList<S, E>,
-        event: E,
-        tracker: Option<&Arc<Tracker>>,
-    ) -> usize {
-        let (mut reached, deliveries) = self.fan_out(list, event, tracker);
-        for (entry, queued) in deliveries {
-            let pushed = entry.queue.push_wait(queued).await;
-            reached += usize::from(self.shared.pushed(entry, pushed, S::NAMES));
-        }
-        self.shared.stats.emitted(reached);
-        reached
-    }
-
     /// Runs the sync listeners, then yields one delivery per async queue, all sharing one `Arc`
     /// of the event. Returns how many sync listeners ran.
     fn fan_out<'l, E: Member<S>>(
@@ -175,27 +155,16 @@ impl<S: EventSet> Inner<S> {
         let shared: Option<Arc<dyn Any + Send + Sync>> =
             (!list.queues.is_empty()).then(|| Arc::new(event) as _);
         let deliveries = shared.into_iter().flat_map(move |shared| {
-            list.queues.iter().map(move |entry| {
-                // Only listener tasks say when they handled an event; for streams and bridges,
-                // queuing is delivery.
-                let tracker = tracker.filter(|_| entry.queue.is_task()).map(|t| {
-                    t.add();
-                    Arc::clone(t)
-                });
-                let delivery = Queued {
-                    index: E::INDEX,
-                    event: Arc::clone(&shared),
-                    tracker,
-                };
-                (entry, delivery)
-            })
+            list.queues
+                .iter()
+                .map(move |entry| (entry, Queued::new(&entry.queue, E::INDEX, &shared, tracker)))
         });
         (reached, deliveries)
     }
 
     /// Calls the sync listeners in order. A panic is caught, reported, and the loop resumes
     /// with the next listener; one `catch_unwind` covers the whole run until something panics.
-    fn run_sync<E: Member<S>>(
+    pub(super) fn run_sync<E: Member<S>>(
         &self,
         entries: &[SyncEntry<S, E>],
         event: &E,

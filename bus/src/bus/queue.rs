@@ -32,6 +32,28 @@ pub(crate) struct Queued {
     pub(crate) tracker: Option<Arc<Tracker>>,
 }
 
+impl Queued {
+    /// The delivery of the shared `event` (member `index`) into `queue`. The tracker of an
+    /// `emit_and_wait` follows only listener tasks: for streams and bridges, queuing is
+    /// delivery.
+    pub(crate) fn new(
+        queue: &EventQueue,
+        index: usize,
+        event: &ErasedArc,
+        tracker: Option<&Arc<Tracker>>,
+    ) -> Self {
+        let tracker = tracker.filter(|_| queue.is_task()).map(|t| {
+            t.add();
+            Arc::clone(t)
+        });
+        Queued {
+            index,
+            event: Arc::clone(event),
+            tracker,
+        }
+    }
+}
+
 /// Why a push did not queue the event.
 pub(crate) enum Rejected {
     /// The queue is full and the policy does not make room.
@@ -263,6 +285,20 @@ impl EventQueue {
             w.wake();
         }
         Ok(outcome)
+    }
+
+    /// [`push_wait`](Self::push_wait) when it would not wait: the push's result, or the
+    /// delivery back when the queue is full and its policy is to wait for room.
+    pub(crate) fn push_now(
+        &self,
+        delivery: Queued,
+    ) -> Result<Result<Pushed, (Queued, Rejected)>, Queued> {
+        let state = self.state.lock();
+        if self.overflow == Overflow::Fail || state.closed || !self.is_full(&state) {
+            Ok(self.push_locked(state, delivery))
+        } else {
+            Err(delivery)
+        }
     }
 
     /// Queues `delivery`, waiting for space when full; [`Overflow::Fail`] queues never wait.
