@@ -8,8 +8,18 @@
 //! | feature | broker | module |
 //! |---|---|---|
 //! | `amqp` | RabbitMQ (AMQP 0-9-1, through lapin) | `amqp` |
+//! | `kafka` | Kafka (through rdkafka, librdkafka built in) | `kafka` |
 //!
-//! Kafka and Redis transports are not built yet.
+//! A Redis transport is not built yet.
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+#[cfg(any(feature = "amqp", feature = "kafka"))]
+mod connection;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+#[cfg(any(feature = "amqp", feature = "kafka"))]
+mod secret;
+
+#[cfg(any(feature = "amqp", feature = "kafka"))]
+pub use crate::connection::ConnectionEvent;

@@ -354,3 +354,114 @@ pub mod rabbit {
         format!("tidings-{prefix}-{:016x}", fastrand::u64(..))
     }
 }
+
+/// Kafka brokers for the Kafka suites (feature `kafka`): each [`Tansu`] is a `tansu` process of
+/// its own on a free loopback port, with SQLite storage in a folder of its own, so a test can
+/// kill and restart its broker without touching any other test.
+#[cfg(feature = "kafka")]
+pub mod kafka {
+    use std::net::TcpListener;
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    use parking_lot::Mutex;
+    use tidings_bridges::kafka::KafkaTransport;
+
+    /// A `tansu` broker this process started; killed and its storage removed on drop.
+    pub struct Tansu {
+        port: u16,
+        dir: PathBuf,
+        child: Mutex<Option<Child>>,
+    }
+
+    impl Tansu {
+        /// Starts a broker (it is ready once [`ready`](Self::ready) returns).
+        ///
+        /// # Panics
+        /// When `tansu` is not installed (`cargo install tansu --version 0.6.0 --locked`).
+        pub fn start() -> Tansu {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let dir =
+                std::env::temp_dir().join(format!("tidings-tansu-{:016x}", fastrand::u64(..)));
+            std::fs::create_dir_all(&dir).expect("a storage folder");
+            let tansu = Tansu {
+                port,
+                dir,
+                child: Mutex::new(None),
+            };
+            tansu.spawn();
+            tansu
+        }
+
+        fn spawn(&self) {
+            let url = format!("tcp://127.0.0.1:{}", self.port);
+            let child = Command::new("tansu")
+                .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+                .args(["--storage-engine", "sqlite://tansu.db", "--silent"])
+                .current_dir(&self.dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("tansu must be installed (cargo install tansu --version 0.6.0 --locked): {e}")
+                });
+            *self.child.lock() = Some(child);
+        }
+
+        /// `127.0.0.1:{port}`.
+        pub fn brokers(&self) -> String {
+            format!("127.0.0.1:{}", self.port)
+        }
+
+        /// Waits until the broker accepts connections.
+        pub async fn ready(&self) {
+            for _ in 0..200 {
+                if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("tansu did not start on port {}", self.port);
+        }
+
+        /// Kills the broker with SIGKILL (every connection drops; nothing is flushed).
+        pub fn kill(&self) {
+            if let Some(mut child) = self.child.lock().take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+
+        /// Kills the broker and starts it again on the same port and storage.
+        pub async fn restart(&self) {
+            self.kill();
+            self.spawn();
+            self.ready().await;
+        }
+
+        /// A transport for this broker with the suites' settings (a short session timeout, so
+        /// a dead member's partitions move on quickly).
+        pub async fn transport(&self) -> KafkaTransport {
+            self.ready().await;
+            KafkaTransport::builder(&self.brokers())
+                .session_timeout(Duration::from_secs(6))
+                .publish_timeout(Duration::from_secs(15))
+                .build()
+                .expect("a valid configuration")
+        }
+    }
+
+    impl Drop for Tansu {
+        fn drop(&mut self) {
+            self.kill();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -9,6 +9,8 @@ use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::uri::AMQPUri;
 use tidings::Backoff;
 
+pub(crate) use crate::secret::scrub;
+
 use super::error::AmqpError;
 use super::topology::QueueArgs;
 
@@ -67,14 +69,6 @@ pub(crate) fn redact(url: &str) -> String {
             format!("{}{user}:***{}", &url[..start], &url[start + info.len()..])
         }
         _ => url.to_owned(),
-    }
-}
-
-/// `text` with every occurrence of `secret` replaced by `***`.
-pub(crate) fn scrub(text: &str, secret: Option<&str>) -> String {
-    match secret {
-        Some(secret) if !secret.is_empty() => text.replace(secret, "***"),
-        _ => text.to_owned(),
     }
 }
 

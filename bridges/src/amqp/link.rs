@@ -10,6 +10,7 @@
 //! lapin's own automatic recovery is left off on purpose: the supervisor owns reconnection,
 //! so that topology, consumers and unconfirmed publishes are restored in a known order.
 
+pub(crate) use crate::ConnectionEvent;
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -32,32 +33,6 @@ use super::config::{BrokerUrl, Config};
 use super::error::{short, AmqpError};
 use super::login;
 use super::topology::{QueueArgs, Topology};
-
-/// Something that happened to the transport's connection; see
-/// [`AmqpTransport::events`](super::AmqpTransport::events).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConnectionEvent {
-    /// Connected (again) to `url`; topology declared.
-    Connected {
-        /// The broker, password redacted.
-        url: String,
-    },
-    /// The connection to `url` was lost; reconnecting.
-    Disconnected {
-        /// The broker, password redacted.
-        url: String,
-        /// Why.
-        reason: String,
-    },
-    /// The broker stopped accepting publishes (a resource alarm); they wait.
-    Blocked {
-        /// The broker's reason.
-        reason: String,
-    },
-    /// The broker accepts publishes again.
-    Unblocked,
-}
 
 /// One established connection and its publishing channel.
 pub(crate) struct Live {

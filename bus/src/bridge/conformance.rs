@@ -308,7 +308,8 @@ pub async fn prefetch_backpressure<H: Harness>(h: &H) {
     h.cleanup(&source).await;
 }
 
-/// Two groups each get everything; the consumers of one group share the work.
+/// Two groups each get everything; the consumers of one group share the work (of several
+/// keys).
 pub async fn consumer_groups<H: Harness>(h: &H) {
     let t = h.connect().await;
     let name = h.unique("groups");
@@ -317,7 +318,10 @@ pub async fn consumer_groups<H: Harness>(h: &H) {
     for s in [&a, &b] {
         t.declare(s).await.expect("declare");
     }
-    publish_all(&t, &name, (0..20).map(|i| ping(i, "k")).collect()).await;
+    // Several keys: brokers that keep a key on one partition (Kafka) share work by key.
+    let keys = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    let envelopes = (0..20u64).map(|i| ping(i, keys[i as usize % keys.len()]));
+    publish_all(&t, &name, envelopes.collect()).await;
     let (all_b, _) = drain(&t, &b, &range(0..20)).await;
     assert_eq!(all_b, range(0..20), "group b gets everything");
     let mut a1 = t.consume(&a).await.expect("consume");

@@ -1,0 +1,538 @@
+//! [`KafkaConsumer`]: one group member, run on a thread of its own.
+//!
+//! librdkafka's consumer calls block (poll, commit, close), so each consumer owns a thread
+//! that polls it and talks to the async side through channels: deliveries go out,
+//! settlements (ack, nack, dropped) come back.
+//!
+//! **Offsets.** A partition's offset is stored only up to the last message before the first
+//! one still unsettled: messages of one partition may be handled side by side (the inbound
+//! bridge runs keys in lanes), and a commit must never pass work not yet done. Stored offsets
+//! are committed every commit interval, on close, and before a rebalance takes partitions
+//! away; librdkafka's own auto-store is off.
+//!
+//! **Redelivery.** Kafka has no per-message return. A nacked message is delivered again by
+//! this consumer (its delivery count one higher) and stays unsettled meanwhile, so its offset
+//! is not committed; if the consumer goes first, the group delivers it again from the
+//! committed offset (its count then starts again at 1).
+//!
+//! **Backpressure.** At most `prefetch` deliveries are out at once; at the limit the
+//! partitions are paused (the consumer keeps polling, so it stays in the group).
+//!
+//! **Rebalances.** When partitions are revoked, settlements already sent are applied and the
+//! offsets committed; settlements of the revoked partitions that arrive later are ignored
+//! (the new owner delivers those messages again). Each assignment of a partition has its own
+//! generation, so a late settlement cannot store an offset in a later assignment.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message as _, Statistics};
+use tidings::bridge::{
+    Acker, Consumer, Delivery, Envelope, Incoming, Outgoing, Source, TransportError,
+};
+use tokio::sync::mpsc;
+
+use super::context::Context;
+use super::error::classify;
+use super::transport::Inner;
+use super::wire;
+
+/// How long the consumer thread waits for messages or settlements before looking again.
+const TICK: Duration = Duration::from_millis(50);
+
+/// A stream of deliveries from one Kafka topic as one member of the source's group; see the
+/// [module docs](super). Dropping it commits what was handled and leaves the group.
+pub struct KafkaConsumer {
+    deliveries: mpsc::UnboundedReceiver<Result<Delivery, TransportError>>,
+    commands: std_mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for KafkaConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConsumer").finish_non_exhaustive()
+    }
+}
+
+impl Drop for KafkaConsumer {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Close);
+    }
+}
+
+impl Consumer for KafkaConsumer {
+    async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
+        self.deliveries.recv().await
+    }
+}
+
+enum Command {
+    Ack(Mark),
+    Nack(Mark, Box<Incoming>),
+    /// A delivery dropped unsettled: it stays unsettled until the consumer goes.
+    Dropped,
+    Close,
+}
+
+#[derive(Clone, Copy)]
+struct Mark {
+    partition: i32,
+    offset: i64,
+    generation: u64,
+}
+
+/// One assigned partition's unsettled offsets.
+struct Partition {
+    generation: u64,
+    unsettled: BTreeSet<i64>,
+    /// One past the highest offset received.
+    next: i64,
+    /// The offset stored last (-1 for none).
+    stored: i64,
+}
+
+struct State {
+    topic: String,
+    partitions: HashMap<i32, Partition>,
+    generations: u64,
+    /// Deliveries out and not settled.
+    out: usize,
+    /// Messages to hand out before polling more: nacked ones, then ones received while paused.
+    waiting: VecDeque<(Mark, Incoming)>,
+    closing: bool,
+}
+
+impl State {
+    fn partition(&mut self, partition: i32) -> &mut Partition {
+        let generations = &mut self.generations;
+        self.partitions.entry(partition).or_insert_with(|| {
+            *generations += 1;
+            Partition {
+                generation: *generations,
+                unsettled: BTreeSet::new(),
+                next: 0,
+                stored: -1,
+            }
+        })
+    }
+
+    fn received(&mut self, partition: i32, offset: i64) -> Mark {
+        let p = self.partition(partition);
+        p.unsettled.insert(offset);
+        p.next = p.next.max(offset + 1);
+        Mark {
+            partition,
+            offset,
+            generation: p.generation,
+        }
+    }
+
+    fn apply(&mut self, consumer: &BaseConsumer<ConsumerCtx>, command: Command) {
+        match command {
+            Command::Ack(mark) => {
+                self.out = self.out.saturating_sub(1);
+                let Some(upto) = self.settled(mark) else {
+                    return;
+                };
+                match consumer.store_offset(&self.topic, mark.partition, upto) {
+                    Ok(()) => {
+                        if let Some(p) = self.current(mark) {
+                            p.stored = upto;
+                        }
+                    }
+                    Err(error) => tracing::debug!(
+                        topic = self.topic, partition = mark.partition, %error,
+                        "offset not stored (partition revoked?); the message may come again"
+                    ),
+                }
+            }
+            Command::Nack(mark, mut message) => {
+                self.out = self.out.saturating_sub(1);
+                if self.current(mark).is_some() {
+                    message.delivery_count = message.delivery_count.saturating_add(1);
+                    self.waiting.push_front((mark, *message));
+                }
+            }
+            Command::Dropped => self.out = self.out.saturating_sub(1),
+            Command::Close => self.closing = true,
+        }
+    }
+
+    /// Marks `mark` settled; the offset to store now, if the settled run grew: the last one
+    /// before the first offset still unsettled.
+    fn settled(&mut self, mark: Mark) -> Option<i64> {
+        let p = self.current(mark)?;
+        p.unsettled.remove(&mark.offset);
+        let upto = p.unsettled.first().map_or(p.next - 1, |first| first - 1);
+        (upto > p.stored).then_some(upto)
+    }
+
+    /// The partition `mark` belongs to, if it is still in the assignment it came from.
+    fn current(&mut self, mark: Mark) -> Option<&mut Partition> {
+        self.partitions
+            .get_mut(&mark.partition)
+            .filter(|p| p.generation == mark.generation)
+    }
+
+    fn revoke(&mut self, partitions: &[i32]) {
+        for p in partitions {
+            self.partitions.remove(p);
+        }
+        self.waiting
+            .retain(|(mark, _)| !partitions.contains(&mark.partition));
+    }
+}
+
+/// The consumer's librdkafka context: the transport's, plus rebalance handling.
+pub(crate) struct ConsumerCtx {
+    shared: Context,
+    state: Mutex<State>,
+    commands: Mutex<std_mpsc::Receiver<Command>>,
+}
+
+impl ConsumerCtx {
+    fn drain(&self, consumer: &BaseConsumer<ConsumerCtx>) {
+        let commands = self.commands.lock();
+        let mut state = self.state.lock();
+        while let Ok(command) = commands.try_recv() {
+            state.apply(consumer, command);
+        }
+    }
+}
+
+impl ClientContext for ConsumerCtx {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.shared.log(level, facility, message);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.shared.stats(statistics);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.shared.error(error, reason);
+    }
+}
+
+impl ConsumerContext for ConsumerCtx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            // Apply what was settled so far, commit it, then forget the partitions.
+            self.drain(consumer);
+            commit(consumer);
+            let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+            tracing::debug!(?partitions, "partitions revoked");
+            self.state.lock().revoke(&partitions);
+        }
+    }
+}
+
+fn commit(consumer: &BaseConsumer<ConsumerCtx>) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        // Nothing stored since the last commit.
+        Err(e) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) => {}
+        Err(error) => {
+            tracing::warn!(%error, "committing offsets failed; handled messages may come again")
+        }
+    }
+}
+
+/// Where a consumer's messages come from and where dead letters go.
+struct Origin {
+    inner: Arc<Inner>,
+    dead_letter: String,
+}
+
+impl KafkaConsumer {
+    pub(crate) fn start(inner: Arc<Inner>, source: &Source) -> Result<Self, TransportError> {
+        let (commands, receiver) = std_mpsc::channel();
+        let context = ConsumerCtx {
+            shared: inner.context.clone(),
+            state: Mutex::new(State {
+                topic: source.name.clone(),
+                partitions: HashMap::new(),
+                generations: 0,
+                out: 0,
+                waiting: VecDeque::new(),
+                closing: false,
+            }),
+            commands: Mutex::new(receiver),
+        };
+        let consumer: BaseConsumer<ConsumerCtx> = inner
+            .config
+            .consumer(&source.group)
+            .create_with_context(context)
+            .map_err(|e| classify(&inner.context, &e))?;
+        consumer
+            .subscribe(&[&source.name])
+            .map_err(|e| classify(&inner.context, &e))?;
+        let (tx, deliveries) = mpsc::unbounded_channel();
+        let origin = Arc::new(Origin {
+            inner,
+            dead_letter: source.dead_letter.clone(),
+        });
+        let prefetch = source.prefetch.max(1);
+        let sender = commands.clone();
+        std::thread::Builder::new()
+            .name(format!("tidings-kafka-{}", source.name))
+            .spawn(move || run(&consumer, prefetch, &tx, &sender, &origin))
+            .map_err(|e| TransportError::Other(e.into()))?;
+        Ok(KafkaConsumer {
+            deliveries,
+            commands,
+        })
+    }
+}
+
+type Out = mpsc::UnboundedSender<Result<Delivery, TransportError>>;
+
+fn run(
+    consumer: &BaseConsumer<ConsumerCtx>,
+    prefetch: usize,
+    tx: &Out,
+    commands: &std_mpsc::Sender<Command>,
+    origin: &Arc<Origin>,
+) {
+    let ctx = consumer.context();
+    let mut paused = false;
+    loop {
+        ctx.drain(consumer);
+        let mut state = ctx.state.lock();
+        if state.closing || tx.is_closed() {
+            break;
+        }
+        while state.out < prefetch {
+            let Some((mark, message)) = state.waiting.pop_front() else {
+                break;
+            };
+            state.out += 1;
+            hand_out(tx, commands, origin, mark, message);
+        }
+        let full = state.out >= prefetch;
+        drop(state);
+        if full != paused {
+            if let Ok(assignment) = consumer.assignment() {
+                let _ = if full {
+                    consumer.pause(&assignment)
+                } else {
+                    consumer.resume(&assignment)
+                };
+            }
+            paused = full;
+        }
+        let message = consumer.poll(if full { Duration::ZERO } else { TICK });
+        match message {
+            Some(Ok(m)) => {
+                let incoming = wire::incoming(&m);
+                let mut state = ctx.state.lock();
+                let mark = state.received(m.partition(), m.offset());
+                if state.out < prefetch && state.waiting.is_empty() {
+                    state.out += 1;
+                    drop(state);
+                    hand_out(tx, commands, origin, mark, incoming);
+                } else {
+                    state.waiting.push_back((mark, incoming));
+                }
+            }
+            Some(Err(error)) => {
+                let fatal = matches!(error, KafkaError::MessageConsumptionFatal(_));
+                tracing::warn!(error = %ctx.shared.scrub(&error.to_string()), fatal, "Kafka consumer error");
+                if fatal {
+                    let _ = tx.send(Err(classify(&ctx.shared, &error)));
+                    break;
+                }
+            }
+            None => {}
+        }
+        if full {
+            // Wait for a settlement rather than spin.
+            let command = ctx.commands.lock().recv_timeout(TICK);
+            if let Ok(command) = command {
+                ctx.state.lock().apply(consumer, command);
+            }
+        }
+    }
+    ctx.drain(consumer);
+    commit(consumer);
+    // Dropping the consumer (by the caller) closes it and leaves the group.
+}
+
+fn hand_out(
+    tx: &Out,
+    commands: &std_mpsc::Sender<Command>,
+    origin: &Arc<Origin>,
+    mark: Mark,
+    message: Incoming,
+) {
+    let acker = KafkaAcker {
+        mark,
+        message: Some(Box::new(message.clone())),
+        commands: commands.clone(),
+        origin: Arc::clone(origin),
+    };
+    // A closed receiver means the consumer is going; the message stays unsettled.
+    let _ = tx.send(Ok(Delivery::new(message, acker)));
+}
+
+/// Settles one delivery through the consumer thread.
+struct KafkaAcker {
+    mark: Mark,
+    /// A copy for a redelivery or a dead letter; taken when settled.
+    message: Option<Box<Incoming>>,
+    commands: std_mpsc::Sender<Command>,
+    origin: Arc<Origin>,
+}
+
+impl KafkaAcker {
+    fn send(&mut self, command: Command) -> Result<(), TransportError> {
+        self.message = None;
+        self.commands
+            .send(command)
+            .map_err(|_| TransportError::Closed)
+    }
+}
+
+impl Drop for KafkaAcker {
+    fn drop(&mut self) {
+        if self.message.is_some() {
+            let _ = self.commands.send(Command::Dropped);
+        }
+    }
+}
+
+impl Acker for KafkaAcker {
+    fn ack(mut self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        let result = self.send(Command::Ack(self.mark));
+        Box::pin(async move { result })
+    }
+
+    fn nack(mut self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        let result = match self.message.take() {
+            Some(message) => self.send(Command::Nack(self.mark, message)),
+            None => Err(TransportError::Closed),
+        };
+        Box::pin(async move { result })
+    }
+
+    fn dead_letter(
+        mut self: Box<Self>,
+        mut headers: BTreeMap<String, String>,
+    ) -> BoxFuture<'static, Result<(), TransportError>> {
+        Box::pin(async move {
+            let Some(message) = self.message.take() else {
+                return Err(TransportError::Closed);
+            };
+            headers.insert(
+                wire::ORIGIN_PARTITION.to_owned(),
+                self.mark.partition.to_string(),
+            );
+            headers.insert(wire::ORIGIN_OFFSET.to_owned(), self.mark.offset.to_string());
+            let out = Outgoing {
+                destination: self.origin.dead_letter.clone(),
+                envelope: Envelope {
+                    id: message.id.clone().unwrap_or_else(tidings::bridge::new_id),
+                    name: message.name.clone().unwrap_or_default(),
+                    key: message.key.clone(),
+                    source: "tidings".to_owned(),
+                    time: message.time.unwrap_or_else(SystemTime::now),
+                    content_type: "application/json".to_owned(),
+                    headers,
+                    payload: message.payload.clone(),
+                },
+            };
+            match self.origin.inner.produce_one(&out).await {
+                Ok(()) => self.send(Command::Ack(self.mark)),
+                Err(error) => {
+                    let mark = self.mark;
+                    let _ = self.send(Command::Nack(mark, message));
+                    Err(TransportError::Rejected(format!(
+                        "dead-lettering to `{}` failed ({error}); the message is delivered again",
+                        self.origin.dead_letter
+                    )))
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        State {
+            topic: "t".into(),
+            partitions: HashMap::new(),
+            generations: 0,
+            out: 0,
+            waiting: VecDeque::new(),
+            closing: false,
+        }
+    }
+
+    #[test]
+    fn a_revoked_then_reassigned_partition_ignores_old_marks() {
+        let mut s = state();
+        let old = s.received(0, 10);
+        s.revoke(&[0]);
+        let new = s.received(0, 10);
+        assert_ne!(old.generation, new.generation);
+        assert!(s.current(old).is_none());
+        assert!(s.current(new).is_some());
+    }
+
+    fn message() -> Incoming {
+        Incoming::from_envelope(&Envelope::new("e", b"{}".to_vec()), "t")
+    }
+
+    #[test]
+    fn offsets_are_stored_only_up_to_the_first_unsettled_message() {
+        let mut s = state();
+        let marks: Vec<Mark> = (100..105).map(|o| s.received(0, o)).collect();
+        // Settled out of order: 101 and 103 first store nothing.
+        assert_eq!(s.settled(marks[1]), None);
+        assert_eq!(s.settled(marks[3]), None);
+        // 100 done: 100 and 101 are a settled run.
+        assert_eq!(s.settled(marks[0]), Some(101));
+        s.current(marks[0]).unwrap().stored = 101;
+        // 104 done while 102 is not: nothing new.
+        assert_eq!(s.settled(marks[4]), None);
+        assert_eq!(s.settled(marks[2]), Some(104));
+    }
+
+    #[test]
+    fn partitions_are_tracked_apart() {
+        let mut s = state();
+        let a = s.received(0, 5);
+        let b = s.received(1, 7);
+        let _ = s.received(1, 8);
+        assert_eq!(s.settled(a), Some(5));
+        assert_eq!(
+            s.settled(b),
+            Some(7),
+            "8 is unsettled; 7 is the settled run"
+        );
+        assert_eq!(s.partitions[&0].unsettled.len(), 0);
+        assert_eq!(s.partitions[&1].unsettled.len(), 1);
+    }
+
+    #[test]
+    fn nacked_messages_of_revoked_partitions_are_not_redelivered() {
+        let mut s = state();
+        let a = s.received(0, 1);
+        let b = s.received(1, 1);
+        s.waiting.push_back((a, message()));
+        s.waiting.push_back((b, message()));
+        s.revoke(&[0]);
+        assert_eq!(s.waiting.len(), 1);
+        assert_eq!(s.waiting[0].0.partition, 1);
+    }
+}
