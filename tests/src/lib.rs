@@ -369,6 +369,12 @@ pub mod kafka {
     use tidings_bridges::kafka::KafkaTransport;
 
     /// A `tansu` broker this process started; killed and its storage removed on drop.
+    ///
+    /// SQLite is the storage that starts from nothing (PostgreSQL needs tansu's tables made
+    /// by hand) and survives a SIGKILL, but tansu 0.6.0 fetches from it slowly: one fetch of
+    /// 6 700 records took 39 s, long enough to time a consumer out of its group. Tests on it
+    /// stay at a few thousand messages; the 20 000-message outage runs on librdkafka's mock
+    /// cluster.
     pub struct Tansu {
         port: u16,
         dir: PathBuf,
@@ -450,7 +456,11 @@ pub mod kafka {
         /// a dead member's partitions move on quickly).
         pub async fn transport(&self) -> KafkaTransport {
             self.ready().await;
-            KafkaTransport::builder(&self.brokers())
+            let mut builder = KafkaTransport::builder(&self.brokers());
+            if let Ok(debug) = std::env::var("TIDINGS_KAFKA_DEBUG") {
+                builder = builder.set("debug", debug);
+            }
+            builder
                 .session_timeout(Duration::from_secs(6))
                 .publish_timeout(Duration::from_secs(15))
                 .build()

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::ClientConfig;
 
 use super::topology::Topic;
@@ -169,6 +170,15 @@ impl Config {
     /// Settings every client of the transport shares.
     fn common(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
+        // librdkafka formats only what passes its level; follow what `tracing` wants now
+        // (rdkafka would read the `log` crate's level instead).
+        let level = match tracing::level_filters::LevelFilter::current().into_level() {
+            Some(tracing::Level::TRACE | tracing::Level::DEBUG) => RDKafkaLogLevel::Debug,
+            Some(tracing::Level::INFO) => RDKafkaLogLevel::Info,
+            Some(tracing::Level::WARN) => RDKafkaLogLevel::Warning,
+            Some(tracing::Level::ERROR) | None => RDKafkaLogLevel::Error,
+        };
+        c.set_log_level(level);
         c.set("bootstrap.servers", &self.brokers)
             .set("client.id", &self.client_id)
             // Connection state comes from the statistics (see `context`).

@@ -15,8 +15,10 @@
 //! is not committed; if the consumer goes first, the group delivers it again from the
 //! committed offset (its count then starts again at 1).
 //!
-//! **Backpressure.** At most `prefetch` deliveries are out at once; at the limit the
-//! partitions are paused (the consumer keeps polling, so it stays in the group).
+//! **Backpressure.** At most `prefetch` deliveries are out at once. The thread fetches up to
+//! 512 messages (or `prefetch`, if larger) ahead of that, then pauses the partitions until
+//! the backlog is below that bound again; it keeps polling meanwhile, so it stays in the
+//! group.
 //!
 //! **Rebalances.** When partitions are revoked, settlements already sent are applied and the
 //! offsets committed; settlements of the revoked partitions that arrive later are ignored
@@ -47,6 +49,9 @@ use super::wire;
 
 /// How long the consumer thread waits for messages or settlements before looking again.
 const TICK: Duration = Duration::from_millis(50);
+
+/// How many messages a consumer fetches ahead of what it hands out (at least its prefetch).
+const AHEAD: usize = 512;
 
 /// A stream of deliveries from one Kafka topic as one member of the source's group; see the
 /// [module docs](super). Dropping it commits what was handled and leaves the group.
@@ -302,6 +307,7 @@ fn run(
     origin: &Arc<Origin>,
 ) {
     let ctx = consumer.context();
+    let ahead = prefetch.max(AHEAD);
     let mut paused = false;
     loop {
         ctx.drain(consumer);
@@ -317,16 +323,20 @@ fn run(
             hand_out(tx, commands, origin, mark, message);
         }
         let full = state.out >= prefetch;
+        let buffered = state.waiting.len();
         drop(state);
-        if full != paused {
+        // Fetching runs ahead of handing out, up to `ahead` messages; past that the
+        // partitions are paused. (Pausing at every full window would make librdkafka drop
+        // and fetch again what it had prefetched.)
+        if (buffered >= ahead) != paused {
             if let Ok(assignment) = consumer.assignment() {
-                let _ = if full {
-                    consumer.pause(&assignment)
-                } else {
+                let _ = if paused {
                     consumer.resume(&assignment)
+                } else {
+                    consumer.pause(&assignment)
                 };
             }
-            paused = full;
+            paused = !paused;
         }
         let message = consumer.poll(if full { Duration::ZERO } else { TICK });
         match message {
