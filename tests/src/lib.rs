@@ -379,6 +379,7 @@ pub mod kafka {
         port: u16,
         dir: PathBuf,
         child: Mutex<Option<Child>>,
+        authentication: Mutex<bool>,
     }
 
     impl Tansu {
@@ -398,6 +399,7 @@ pub mod kafka {
                 port,
                 dir,
                 child: Mutex::new(None),
+                authentication: Mutex::new(false),
             };
             tansu.spawn();
             tansu
@@ -405,9 +407,20 @@ pub mod kafka {
 
         fn spawn(&self) {
             let url = format!("tcp://127.0.0.1:{}", self.port);
-            let child = Command::new("tansu")
-                .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-                .args(["--storage-engine", "sqlite://tansu.db", "--silent"])
+            let mut command = Command::new("tansu");
+            command
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
+                .args(["--storage-engine", "sqlite://tansu.db", "--silent"]);
+            if *self.authentication.lock() {
+                command.arg("--authentication");
+            }
+            let child = command
                 .current_dir(&self.dir)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -443,6 +456,29 @@ pub mod kafka {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+        }
+
+        /// Adds a SCRAM-SHA-256 user, then restarts the broker requiring authentication.
+        pub async fn require_user(&self, name: &str, password: &str) {
+            self.ready().await;
+            let url = format!("tcp://127.0.0.1:{}", self.port);
+            let status = tokio::process::Command::new("tansu")
+                .args([
+                    "user",
+                    "create",
+                    "--broker",
+                    &url,
+                    "--mechanism",
+                    "scram256",
+                ])
+                .args([name, password])
+                .stdout(Stdio::null())
+                .status()
+                .await
+                .expect("tansu user create");
+            assert!(status.success(), "tansu user create");
+            *self.authentication.lock() = true;
+            self.restart().await;
         }
 
         /// Kills the broker and starts it again on the same port and storage.
