@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use tidings::bridge::{Outbound, Route, Source, Transport};
+//! use tidings::bridge::{Outbound, Source, Transport};
 //! use tidings::prelude::*;
 //! use tidings_bridges::kafka::{KafkaTransport, Topic};
 //!
@@ -26,7 +26,8 @@
 //! kafka.declare(&Source::new("orders")).await?;
 //! let bus = Bus::<Shop>::new();
 //! let outbound = Outbound::builder(&bus, kafka.clone())
-//!     .route::<OrderPlaced>(Route::to("orders"))
+//!     .forward::<OrderPlaced>()
+//!     .destination("orders")
 //!     .build();
 //! bus.emit_async(OrderPlaced { order_id: "o-1".into() }).await?;
 //! outbound.shutdown(Duration::from_secs(5)).await;

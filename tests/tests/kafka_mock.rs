@@ -81,3 +81,57 @@ async fn twenty_thousand_events_survive_a_cluster_down_twice() {
     }
     println!("mock cluster down twice: {N} confirmed, 0 lost, {duplicates} duplicates");
 }
+
+fn batch(topic: &str, ids: std::ops::Range<u64>) -> Vec<tidings::bridge::Outgoing> {
+    ids.map(|id| tidings::bridge::Outgoing {
+        destination: topic.into(),
+        envelope: tidings::bridge::Envelope::new(
+            "user.created",
+            serde_json::to_vec(&UserCreated {
+                id,
+                name: format!("user-{id}"),
+            })
+            .unwrap(),
+        ),
+    })
+    .collect()
+}
+
+/// The transactional flow: a committed batch is read by a `read_committed` consumer; a batch
+/// with a message the transport refuses is aborted and reported. (That an aborted batch stays
+/// invisible is the broker's promise; the mock cluster writes no abort markers, so this test
+/// does not claim it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_commits_a_batch_and_aborts_one_with_a_refused_message() {
+    let cluster = MockCluster::new(1).expect("a mock cluster");
+    cluster.create_topic("txn", 1, 1).expect("topic");
+    let t = KafkaTransport::builder(&cluster.bootstrap_servers())
+        .max_message_size(1024)
+        .build()
+        .expect("config");
+    t.publish_transaction("tidings-test-txn", &batch("txn", 0..10))
+        .await
+        .expect("committed");
+
+    let mut refused = batch("txn", 10..12);
+    refused[1].envelope.payload = vec![b' '; 4096].into();
+    let error = t
+        .publish_transaction("tidings-test-txn", &refused)
+        .await
+        .expect_err("aborted");
+    assert!(error.to_string().contains("over the limit"), "{error}");
+
+    let mut consumer = t.consume(&Source::new("txn")).await.expect("consume");
+    let mut seen = BTreeSet::new();
+    while seen.len() < 10 {
+        let d = tokio::time::timeout(WAIT, consumer.next())
+            .await
+            .expect("the committed batch")
+            .expect("open")
+            .expect("a delivery");
+        let user: UserCreated = serde_json::from_slice(&d.message.payload).expect("JSON");
+        seen.insert(user.id);
+        d.ack().await.expect("ack");
+    }
+    assert_eq!(seen, (0..10).collect());
+}
