@@ -10,6 +10,7 @@ use std::time::Duration;
 use rdkafka::mocking::MockCluster;
 use tidings::Bus;
 use tidings::bridge::{Consumer, Outbound, Source, Transport};
+use tidings_bridges::ConnectionEvent;
 use tidings_bridges::kafka::KafkaTransport;
 use tidings_tests::{Events, UserCreated};
 
@@ -25,6 +26,7 @@ async fn twenty_thousand_events_survive_a_cluster_down_twice() {
         .publish_timeout(Duration::from_secs(20))
         .build()
         .expect("config");
+    let mut events = t.events();
     let bus = Bus::<Events>::new();
     let outbound = Arc::new(
         Outbound::builder(&bus, t.clone())
@@ -60,6 +62,20 @@ async fn twenty_thousand_events_survive_a_cluster_down_twice() {
         downs += 1;
     }
     producer.await.expect("producer");
+    // librdkafka's state, as connection events: the cluster was lost and found, twice.
+    let mut seen_events = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen_events.push(event);
+    }
+    let lost = seen_events
+        .iter()
+        .filter(|e| matches!(e, ConnectionEvent::Disconnected { .. }))
+        .count();
+    let found = seen_events
+        .iter()
+        .filter(|e| matches!(e, ConnectionEvent::Connected { .. }))
+        .count();
+    assert!(lost >= 2 && found >= 2, "{seen_events:?}");
     let outbound = Arc::into_inner(outbound).expect("the only handle");
     let report = outbound.shutdown(WAIT).await;
     assert_eq!(report.unconfirmed, 0, "every event confirmed in the end");

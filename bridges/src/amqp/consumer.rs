@@ -247,6 +247,21 @@ impl Consumer for AmqpConsumer {
             }
         }
     }
+
+    /// Sends the acknowledgements not sent yet and waits for them to be on their way, then
+    /// closes the consumer's channel (acknowledgements queued only from `Drop` could be
+    /// overtaken by the channel's close, and those messages would come again).
+    async fn close(self) {
+        let taken = {
+            let mut acks = self.settling.acks.lock();
+            acks.closed = true;
+            acks.take()
+        };
+        if let Err(error) = send(taken).await {
+            tracing::debug!(%error, "acknowledgements lost at close; those messages come again");
+        }
+        drop(self);
+    }
 }
 
 impl Drop for AmqpConsumer {

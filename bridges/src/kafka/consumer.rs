@@ -40,7 +40,7 @@ use rdkafka::{Message as _, Statistics};
 use tidings::bridge::{
     Acker, Consumer, Delivery, Envelope, Incoming, Outgoing, Source, TransportError,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::context::Context;
 use super::error::classify;
@@ -58,6 +58,9 @@ const AHEAD: usize = 512;
 pub struct KafkaConsumer {
     deliveries: mpsc::UnboundedReceiver<Result<Delivery, TransportError>>,
     commands: std_mpsc::Sender<Command>,
+    /// Resolves once the thread committed, left the group and ended.
+    ended: Option<oneshot::Receiver<()>>,
+    close_timeout: Duration,
 }
 
 impl std::fmt::Debug for KafkaConsumer {
@@ -75,6 +78,19 @@ impl Drop for KafkaConsumer {
 impl Consumer for KafkaConsumer {
     async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
         self.deliveries.recv().await
+    }
+
+    /// Applies the settlements sent so far, commits, leaves the group, and returns once the
+    /// consumer thread has done so (at most the session timeout and 5 s).
+    async fn close(mut self) {
+        let ended = self.ended.take();
+        let timeout = self.close_timeout;
+        drop(self);
+        if let Some(ended) = ended {
+            if tokio::time::timeout(timeout, ended).await.is_err() {
+                tracing::warn!("the Kafka consumer did not close in time");
+            }
+        }
     }
 }
 
@@ -286,13 +302,22 @@ impl KafkaConsumer {
         });
         let prefetch = source.prefetch.max(1);
         let sender = commands.clone();
+        let close_timeout = origin.inner.config.session_timeout + Duration::from_secs(5);
+        let (end, ended) = oneshot::channel();
         std::thread::Builder::new()
             .name(format!("tidings-kafka-{}", source.name))
-            .spawn(move || run(&consumer, prefetch, &tx, &sender, &origin))
+            .spawn(move || {
+                run(&consumer, prefetch, &tx, &sender, &origin);
+                // Closes the consumer and leaves the group.
+                drop(consumer);
+                let _ = end.send(());
+            })
             .map_err(|e| TransportError::Other(e.into()))?;
         Ok(KafkaConsumer {
             deliveries,
             commands,
+            ended: Some(ended),
+            close_timeout,
         })
     }
 }

@@ -113,7 +113,8 @@ impl ClientContext for Context {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.set(false, &reason);
         } else {
-            tracing::warn!(target: "librdkafka", error = %self.scrub(&error.to_string()), "{reason}");
+            // librdkafka logs the same failure through `log` as well.
+            tracing::debug!(target: "librdkafka", error = %self.scrub(&error.to_string()), "{reason}");
         }
     }
 }

@@ -118,7 +118,9 @@ impl KafkaBuilder {
     }
 
     /// Sets a librdkafka property as given, after the transport's own (for what this builder
-    /// does not name; see librdkafka's `CONFIGURATION.md`).
+    /// does not name; see librdkafka's `CONFIGURATION.md`). It applies to the producer, the
+    /// consumers and the admin client alike; librdkafka logs a warning for a property a
+    /// client does not use.
     pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.config.extra.insert(key.into(), value.into());
         self

@@ -324,24 +324,44 @@ pub async fn consumer_groups<H: Harness>(h: &H) {
     publish_all(&t, &name, envelopes.collect()).await;
     let (all_b, _) = drain(&t, &b, &range(0..20)).await;
     assert_eq!(all_b, range(0..20), "group b gets everything");
+    // Group a: two consumers share the work. Where joining a group takes time (a Kafka
+    // rebalance), the first member may take everything published so far; more is published
+    // until both have had some.
     let mut a1 = t.consume(&a).await.expect("consume");
     let mut a2 = t.consume(&a).await.expect("consume");
     let (mut got1, mut got2) = (BTreeSet::new(), BTreeSet::new());
-    while got1.len() + got2.len() < 20 {
-        tokio::select! {
-            Some(Ok(d)) = a1.next() => { got1.insert(seq_of(&d)); d.ack().await.expect("ack"); }
-            Some(Ok(d)) = a2.next() => { got2.insert(seq_of(&d)); d.ack().await.expect("ack"); }
-            () = tokio::time::sleep(WAIT) => panic!("group a stalled"),
+    let (mut published, mut deliveries) = (20u64, 0u64);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        while (got1.len() + got2.len()) < published as usize {
+            tokio::select! {
+                Some(Ok(d)) = a1.next() => { got1.insert(seq_of(&d)); d.ack().await.expect("ack"); }
+                Some(Ok(d)) = a2.next() => { got2.insert(seq_of(&d)); d.ack().await.expect("ack"); }
+                () = tokio::time::sleep_until(deadline) => panic!("group a stalled"),
+            }
+            deliveries += 1;
+            if got1.union(&got2).count() == published as usize {
+                break;
+            }
         }
+        if !got1.is_empty() && !got2.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "one consumer of group a never got work"
+        );
+        let more = (published..published + 20).map(|i| ping(i, keys[i as usize % keys.len()]));
+        publish_all(&t, &name, more.collect()).await;
+        published += 20;
     }
-    assert!(
-        got1.is_disjoint(&got2),
-        "one group delivers each message once"
-    );
-    assert_eq!(got1.union(&got2).count(), 20);
-    assert!(
-        !got1.is_empty() && !got2.is_empty(),
-        "both consumers of group a got work"
+    let all: BTreeSet<u64> = got1.union(&got2).copied().collect();
+    assert_eq!(all, range(0..published), "the group got every message");
+    // At least once: a rebalance may hand an acknowledged message to the other member before
+    // the acknowledgement was committed.
+    println!(
+        "consumer_groups: {published} messages, {} delivered twice within group a",
+        deliveries - published
     );
     h.cleanup(&a).await;
     h.cleanup(&b).await;

@@ -357,7 +357,9 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
             drop(lanes);
             while tasks.join_next().await.is_some() {}
         }
-        drop(consumer);
+        if let Some(consumer) = consumer {
+            consumer.close().await;
+        }
     }
 
     /// Consumes until stopped or the bus is shut down; returns the open consumer, if any.

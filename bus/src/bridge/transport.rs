@@ -140,6 +140,17 @@ pub trait Consumer: Send + 'static {
     /// The next delivery; `None` once the consumer is closed. An error means the connection
     /// failed: consume again (unacknowledged deliveries come back).
     fn next(&mut self) -> impl Future<Output = Option<Result<Delivery, TransportError>>> + Send;
+
+    /// Closes the consumer once what was settled has reached the broker (acknowledgements
+    /// sent, offsets committed), bounded by the transport's own timeouts. Unsettled deliveries
+    /// come again. [`Inbound`](super::Inbound) closes its consumer this way on shutdown; the
+    /// default just drops it, for transports that settle synchronously.
+    fn close(self) -> impl Future<Output = ()> + Send
+    where
+        Self: Sized,
+    {
+        async move { drop(self) }
+    }
 }
 
 /// How a transport settles one delivery; implemented by transports.

@@ -1,0 +1,373 @@
+//! End-to-end Kafka throughput, side by side in one run on one `tansu` broker with memory
+//! storage: produce with delivery reports (`acks=all`, idempotent where the client supports
+//! it), consume in a consumer group from the beginning, store offsets after handling, for
+//!
+//! - tidings: `emit_async` on a bus → `Outbound` → `KafkaTransport` → broker →
+//!   `KafkaConsumer` → `Inbound` → a listener on a second bus;
+//! - raw rdkafka with the same settings (the same headers too): every record sent with
+//!   `send_result`, then the delivery reports awaited; a `BaseConsumer` on a thread storing
+//!   each offset after decoding;
+//! - kafkajs (`benches/node/kafkajs_bench.js`): batches of 1 000 with `acks: -1`, four in
+//!   flight, and an `eachBatch` consumer.
+//!
+//! Each round uses a fresh topic of 3 partitions; keys spread over 64 values. Rounds alternate
+//! the contenders; each reports messages per second from the first send to the last message
+//! handled, and the broker's share of the machine's CPU. Needs `tansu` (0.6.0) and Node.js:
+//! `cargo bench -p tidings-benches --features kafka --bench kafka`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message as _};
+use serde::{Deserialize, Serialize};
+use tidings::bridge::{Inbound, Outbound, Source};
+use tidings::prelude::*;
+use tidings_bridges::kafka::{KafkaTransport, Topic};
+use tokio::sync::Notify;
+
+const MESSAGES: usize = 100_000;
+const ROUNDS: usize = 3;
+const PREFETCH: usize = 512;
+const KAFKAJS_BATCH: usize = 1_000;
+const CORES: f64 = 2.0;
+
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(name = "bench.ping", key = key)]
+struct BenchPing {
+    seq: u64,
+    key: String,
+    body: String,
+}
+
+#[derive(Debug, EventSet)]
+enum Bench {
+    BenchPing(BenchPing),
+}
+
+fn ping(seq: usize) -> BenchPing {
+    BenchPing {
+        seq: seq as u64,
+        key: format!("k{}", seq % 64),
+        body: "x".repeat(64),
+    }
+}
+
+/// A `tansu` broker with memory storage on a free loopback port.
+struct Tansu {
+    port: u16,
+    child: Child,
+}
+
+impl Tansu {
+    fn start() -> Tansu {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut child = Command::new("tansu")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/", "--silent"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu 0.6.0 (cargo install tansu --version 0.6.0 --locked)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Tansu { port, child };
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("tansu did not start");
+    }
+
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn cpu(&self) -> Option<f64> {
+        cpu_seconds(&self.child.id().to_string())
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds (user + system) of process `pid` (`self` for this one) so far.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+struct Run {
+    rate: f64,
+    broker_share: Option<f64>,
+}
+
+async fn measure<F: std::future::Future<Output = Duration>>(tansu: &Tansu, f: F) -> Run {
+    let before = tansu.cpu();
+    let wall = Instant::now();
+    let elapsed = f.await;
+    let wall = wall.elapsed().as_secs_f64();
+    Run {
+        rate: MESSAGES as f64 / elapsed.as_secs_f64(),
+        broker_share: before.zip(tansu.cpu()).map(|(b, a)| (a - b) / wall / CORES),
+    }
+}
+
+async fn fresh_topic(t: &KafkaTransport) -> String {
+    let name = format!("bench-{:016x}", rand_u64());
+    t.create_topics(&[Topic::new(&name).partitions(3)])
+        .await
+        .expect("topic");
+    name
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish()
+}
+
+async fn tidings_round(t: &KafkaTransport, topic: &str) -> Duration {
+    let (out_bus, in_bus) = (Bus::<Bench>::new(), Bus::<Bench>::new());
+    let received = Arc::new(AtomicUsize::new(0));
+    let all = Arc::new(Notify::new());
+    let (r, a) = (Arc::clone(&received), Arc::clone(&all));
+    in_bus.on(move |_: &BenchPing| {
+        if r.fetch_add(1, Ordering::Relaxed) + 1 == MESSAGES {
+            a.notify_one();
+        }
+    });
+    let source = Source::new(topic).group("tidings").prefetch(PREFETCH);
+    let inbound = Inbound::builder(&in_bus, t.clone(), source).build();
+    let outbound = Outbound::builder(&out_bus, t.clone())
+        .forward::<BenchPing>()
+        .destination(topic)
+        .batch(4096, Duration::ZERO)
+        .buffer(4 * 4096)
+        .build();
+    let start = Instant::now();
+    for seq in 0..MESSAGES {
+        out_bus.emit_async(ping(seq)).await.expect("emit");
+    }
+    all.notified().await;
+    let elapsed = start.elapsed();
+    outbound.shutdown(Duration::from_secs(10)).await;
+    inbound.shutdown(Duration::from_secs(10)).await;
+    elapsed
+}
+
+/// The producer settings `KafkaTransport` uses.
+fn raw_producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "200000")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer")
+}
+
+async fn rdkafka_round(brokers: &str, topic: &str) -> Duration {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "raw")
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let consuming = std::thread::spawn(move || {
+        let mut n = 0;
+        while n < MESSAGES {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                let _: BenchPing =
+                    serde_json::from_slice(m.payload().unwrap_or_default()).expect("decodes");
+                consumer.store_offset_from_message(&m).expect("store");
+                n += 1;
+            }
+        }
+    });
+    let producer = raw_producer(brokers);
+    let start = Instant::now();
+    let mut reports = Vec::with_capacity(MESSAGES);
+    for seq in 0..MESSAGES {
+        let event = ping(seq);
+        let payload = serde_json::to_vec(&event).expect("encodes");
+        let id = tidings::bridge::new_id();
+        let time = humantime_now();
+        let headers = OwnedHeaders::new_with_capacity(6)
+            .insert(text("ce_id", &id))
+            .insert(text("ce_source", "tidings"))
+            .insert(text("ce_specversion", "1.0"))
+            .insert(text("ce_time", &time))
+            .insert(text("content-type", "application/json"))
+            .insert(text("ce_type", "bench.ping"));
+        let mut record = FutureRecord::to(topic)
+            .key(event.key.as_str())
+            .payload(&payload)
+            .headers(headers);
+        loop {
+            match producer.send_result(record) {
+                Ok(report) => {
+                    reports.push(report);
+                    break;
+                }
+                Err((_, back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+    for report in reports {
+        report.await.expect("report").expect("delivered");
+    }
+    tokio::task::spawn_blocking(move || consuming.join().expect("consumer"))
+        .await
+        .expect("join");
+    start.elapsed()
+}
+
+fn text<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}
+
+fn humantime_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:03}", now.as_secs(), now.subsec_millis())
+}
+
+fn node_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node");
+    if !dir.join("node_modules/kafkajs").exists() {
+        let ok = Command::new("npm")
+            .args(["ci", "--silent", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return None;
+        }
+    }
+    Some(dir)
+}
+
+async fn kafkajs_round(dir: &PathBuf, brokers: &str, topic: &str) -> Duration {
+    let payload = serde_json::to_string(&ping(0)).expect("encodes");
+    let output = tokio::process::Command::new("node")
+        .arg("kafkajs_bench.js")
+        .args([
+            brokers,
+            topic,
+            "kafkajs",
+            &MESSAGES.to_string(),
+            &KAFKAJS_BATCH.to_string(),
+            &payload,
+        ])
+        .current_dir(dir)
+        .output()
+        .await
+        .expect("node");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let millis: f64 = stdout
+        .split_whitespace()
+        .next()
+        .and_then(|f| f.parse().ok())
+        .expect("elapsed");
+    Duration::from_secs_f64(millis / 1000.0)
+}
+
+fn report(name: &str, runs: &[Run]) -> f64 {
+    let mut rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
+    rates.sort_by(f64::total_cmp);
+    let median = rates[rates.len() / 2];
+    let broker: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            r.broker_share
+                .map_or("?".to_owned(), |s| format!("{:.0}%", s * 100.0))
+        })
+        .collect();
+    let all: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rate)).collect();
+    println!(
+        "{name:<8} median {median:>8.0} msg/s   runs [{}]   broker CPU share of the machine [{}]",
+        all.join(", "),
+        broker.join(", ")
+    );
+    median
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    let t = KafkaTransport::builder(&brokers)
+        .session_timeout(Duration::from_secs(6))
+        .build()
+        .expect("config");
+    let node = node_dir();
+    if node.is_none() {
+        println!("Node.js or kafkajs is missing: the kafkajs column is skipped");
+    }
+    let (mut ours, mut raw, mut js) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let topic = fresh_topic(&t).await;
+        ours.push(measure(&tansu, tidings_round(&t, &topic)).await);
+        let topic = fresh_topic(&t).await;
+        raw.push(measure(&tansu, rdkafka_round(&brokers, &topic)).await);
+        if let Some(dir) = &node {
+            let topic = fresh_topic(&t).await;
+            js.push(measure(&tansu, kafkajs_round(dir, &brokers, &topic)).await);
+        }
+        println!("round {} of {ROUNDS} done", round + 1);
+    }
+    println!(
+        "\n{MESSAGES} messages per run, 3 partitions, acks=all, consumer group from the beginning"
+    );
+    let ours = report("tidings", &ours);
+    let raw = report("rdkafka", &raw);
+    println!("tidings / rdkafka = {:.2}x (goal >= 0.9x)", ours / raw);
+    if !js.is_empty() {
+        let js = report("kafkajs", &js);
+        println!("tidings / kafkajs = {:.2}x (goal >= 6x)", ours / js);
+    }
+}
