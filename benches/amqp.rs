@@ -28,6 +28,7 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde::{Deserialize, Serialize};
 use tidings::bridge::{Inbound, Outbound, Source, Transport};
 use tidings::prelude::*;
+use tidings_benches::{cpu_seconds, node_dir};
 use tidings_bridges::amqp::AmqpTransport;
 use tokio::sync::Notify;
 
@@ -71,14 +72,6 @@ fn broker_cpu() -> Option<f64> {
         .next()?
         .to_owned();
     cpu_seconds(&pid)
-}
-
-/// CPU seconds (user + system) of process `pid` (`self` for this one) so far.
-fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
 }
 
 struct Run {
@@ -220,21 +213,6 @@ async fn lapin_round(connection: &Connection, source: &Source) -> (Duration, Opt
     (elapsed, None)
 }
 
-fn node_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node");
-    if !dir.join("node_modules/amqplib").exists() {
-        let ok = std::process::Command::new("npm")
-            .args(["ci", "--silent", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return None;
-        }
-    }
-    Some(dir)
-}
-
 async fn node_round(dir: &PathBuf, source: &Source) -> (Duration, Option<f64>) {
     let payload = serde_json::to_string(&ping(0)).expect("encodes");
     let output = tokio::process::Command::new("node")
@@ -271,21 +249,10 @@ async fn node_round(dir: &PathBuf, source: &Source) -> (Duration, Option<f64>) {
 }
 
 fn report(name: &str, runs: &[Run]) -> f64 {
-    let mut rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
-    rates.sort_by(f64::total_cmp);
-    let median = rates[rates.len() / 2];
-    let percent =
-        |share: Option<f64>| share.map_or("?".to_owned(), |s| format!("{:.0}%", s * 100.0));
-    let broker: Vec<String> = runs.iter().map(|r| percent(r.broker_share)).collect();
-    let client: Vec<String> = runs.iter().map(|r| percent(r.client_share)).collect();
-    let all: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rate)).collect();
-    println!(
-        "{name:<8} median {median:>8.0} msg/s   runs [{}]   CPU share of the machine: broker [{}], client [{}]",
-        all.join(", "),
-        broker.join(", "),
-        client.join(", ")
-    );
-    median
+    let rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
+    let broker = runs.iter().map(|r| r.broker_share).collect();
+    let client = runs.iter().map(|r| r.client_share).collect();
+    tidings_benches::report(name, &rates, &[("broker", broker), ("client", client)])
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -299,7 +266,7 @@ async fn main() {
     let raw = Connection::connect(URL, ConnectionProperties::default())
         .await
         .expect("RabbitMQ on 127.0.0.1:5672");
-    let node = node_dir();
+    let node = node_dir("amqplib");
     if node.is_none() {
         println!("Node.js or amqplib is missing: the amqplib column is skipped");
     }

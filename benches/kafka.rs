@@ -28,6 +28,7 @@ use rdkafka::{ClientConfig, Message as _};
 use serde::{Deserialize, Serialize};
 use tidings::bridge::{Inbound, Outbound, Source};
 use tidings::prelude::*;
+use tidings_benches::{cpu_seconds, node_dir};
 use tidings_bridges::kafka::{KafkaTransport, Topic};
 use tokio::sync::Notify;
 
@@ -109,14 +110,6 @@ impl Drop for Tansu {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// CPU seconds (user + system) of process `pid` (`self` for this one) so far.
-fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
 }
 
 struct Run {
@@ -270,21 +263,6 @@ fn humantime_now() -> String {
     format!("{}.{:03}", now.as_secs(), now.subsec_millis())
 }
 
-fn node_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node");
-    if !dir.join("node_modules/kafkajs").exists() {
-        let ok = Command::new("npm")
-            .args(["ci", "--silent", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return None;
-        }
-    }
-    Some(dir)
-}
-
 async fn kafkajs_round(dir: &PathBuf, brokers: &str, topic: &str) -> Duration {
     let payload = serde_json::to_string(&ping(0)).expect("encodes");
     let output = tokio::process::Command::new("node")
@@ -316,23 +294,9 @@ async fn kafkajs_round(dir: &PathBuf, brokers: &str, topic: &str) -> Duration {
 }
 
 fn report(name: &str, runs: &[Run]) -> f64 {
-    let mut rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
-    rates.sort_by(f64::total_cmp);
-    let median = rates[rates.len() / 2];
-    let broker: Vec<String> = runs
-        .iter()
-        .map(|r| {
-            r.broker_share
-                .map_or("?".to_owned(), |s| format!("{:.0}%", s * 100.0))
-        })
-        .collect();
-    let all: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rate)).collect();
-    println!(
-        "{name:<8} median {median:>8.0} msg/s   runs [{}]   broker CPU share of the machine [{}]",
-        all.join(", "),
-        broker.join(", ")
-    );
-    median
+    let rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
+    let broker = runs.iter().map(|r| r.broker_share).collect();
+    tidings_benches::report(name, &rates, &[("broker", broker)])
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -344,7 +308,7 @@ async fn main() {
         .session_timeout(Duration::from_secs(6))
         .build()
         .expect("config");
-    let node = node_dir();
+    let node = node_dir("kafkajs");
     if node.is_none() {
         println!("Node.js or kafkajs is missing: the kafkajs column is skipped");
     }

@@ -1,1 +1,54 @@
-//! Unpublished helper crate: see the files beside this one.
+//! Unpublished helper crate: see the files beside this one. What the broker benchmarks share.
+
+use std::path::PathBuf;
+
+/// CPU seconds (user + system) of process `pid` (`self` for this one) so far, from
+/// `/proc/<pid>/stat`; `None` where that cannot be read.
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// The Node project of the benchmarks (`benches/node`), with `package` installed (by `npm ci`
+/// when missing); `None` without Node.js or npm.
+pub fn node_dir(package: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node");
+    if !dir.join("node_modules").join(package).exists() {
+        let ok = std::process::Command::new("npm")
+            .args(["ci", "--silent", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return None;
+        }
+    }
+    Some(dir)
+}
+
+/// Prints `name`'s median rate, every run's rate and the `shares` of the machine's CPU taken
+/// meanwhile (labelled, one list per label); returns the median.
+pub fn report(name: &str, rates: &[f64], shares: &[(&str, Vec<Option<f64>>)]) -> f64 {
+    let mut sorted = rates.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let all: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+    let shares: Vec<String> = shares
+        .iter()
+        .map(|(label, values)| {
+            let values: Vec<String> = values
+                .iter()
+                .map(|s| s.map_or("?".to_owned(), |s| format!("{:.0}%", s * 100.0)))
+                .collect();
+            format!("{label} [{}]", values.join(", "))
+        })
+        .collect();
+    println!(
+        "{name:<8} median {median:>8.0} msg/s   runs [{}]   CPU share of the machine: {}",
+        all.join(", "),
+        shares.join(", ")
+    );
+    median
+}
