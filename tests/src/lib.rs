@@ -436,13 +436,27 @@ pub mod kafka {
             format!("127.0.0.1:{}", self.port)
         }
 
-        /// Waits until the broker accepts connections.
+        /// Waits until the broker accepts connections, and checks that it is this broker (a
+        /// `tansu` that could not bind its port exits, and the port may answer for another).
         pub async fn ready(&self) {
+            let exited = || {
+                self.child
+                    .lock()
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten())
+            };
             for _ in 0..200 {
+                if let Some(status) = exited() {
+                    panic!("tansu on port {} exited ({status}): port taken?", self.port);
+                }
                 if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                     .await
                     .is_ok()
                 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if let Some(status) = exited() {
+                        panic!("tansu on port {} exited ({status}): port taken?", self.port);
+                    }
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(25)).await;

@@ -251,6 +251,12 @@ impl Config {
             .set("auto.offset.reset", reset)
             .set("session.timeout.ms", session.to_string())
             .set("heartbeat.interval.ms", (session / 3).to_string())
+            // The consumer thread polls all the time, so a long poll interval buys nothing,
+            // while it is also how long a rebalance may wait for a member that went quiet.
+            .set(
+                "max.poll.interval.ms",
+                (session * 2).max(10_000).to_string(),
+            )
             .set("enable.partition.eof", "false")
             .set(
                 "isolation.level",
