@@ -503,7 +503,9 @@ pub mod kafka {
         }
 
         /// A transport for this broker with the suites' settings (a short session timeout, so
-        /// a dead member's partitions move on quickly).
+        /// a dead member's partitions move on quickly). `TIDINGS_KAFKA_DEBUG=cgrp,fetch` (any
+        /// librdkafka `debug` contexts) turns on librdkafka's debug output, for a test that
+        /// installs a log subscriber.
         pub async fn transport(&self) -> KafkaTransport {
             self.ready().await;
             let mut builder = KafkaTransport::builder(&self.brokers());
