@@ -41,7 +41,7 @@
 //! | `id` | header `ce_id` |
 //! | `name` | header `ce_type` |
 //! | `source` | header `ce_source` |
-//! | `time` | header `ce_time` (RFC 3339) |
+//! | `time` | header `ce_time` (RFC 3339) and the message timestamp (create time) |
 //! | — | header `ce_specversion` = `1.0` |
 //! | `content_type` | header `content-type` |
 //! | `key` | message key (so one key stays on one partition) |
@@ -72,8 +72,10 @@
 //! `group.id`) subscribed to the source's topic. How offsets, redeliveries, backpressure and
 //! rebalances work is in its module's docs; in short: an offset is committed only when the
 //! message and every earlier one of its partition were settled, so a crash redelivers and
-//! never skips. Dead letters go to the source's dead-letter topic with the core's reason,
-//! attempts and origin headers plus [`ORIGIN_PARTITION`] and [`ORIGIN_OFFSET`].
+//! never skips. A new group starts where [`StartFrom`] says: earliest (the default), latest,
+//! or the first message at or after a time. Dead letters go to the source's dead-letter topic
+//! with the core's reason, attempts and origin headers plus [`ORIGIN_PARTITION`] and
+//! [`ORIGIN_OFFSET`].
 //!
 //! ## Transactions
 //!

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::ClientConfig;
@@ -46,6 +46,10 @@ pub enum StartFrom {
     Earliest,
     /// Only messages published from now on.
     Latest,
+    /// The first message whose timestamp is at or after this time (what kafkajs does with
+    /// `consumer.seek` by time). Messages carry their envelope's time as their Kafka
+    /// timestamp. A partition with no message that recent starts at its end.
+    Timestamp(SystemTime),
 }
 
 /// A SASL mechanism with its credentials; the password is never shown.
@@ -239,7 +243,8 @@ impl Config {
         let session = self.session_timeout.as_millis().max(1000);
         let reset = match self.start {
             StartFrom::Latest => "latest",
-            StartFrom::Earliest => "earliest",
+            // A timestamp start sets each new partition's position itself (see `consumer`).
+            StartFrom::Earliest | StartFrom::Timestamp(_) => "earliest",
         };
         c.set("group.id", group)
             .set("enable.auto.commit", "true")

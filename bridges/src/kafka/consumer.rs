@@ -34,14 +34,19 @@ use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, RebalanceProtocol,
+};
 use rdkafka::error::KafkaError;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Message as _, Statistics};
+use rdkafka::{Offset, TopicPartitionList};
 use tidings::bridge::{
     Acker, Consumer, Delivery, Envelope, Incoming, Outgoing, Source, TransportError,
 };
 use tokio::sync::{mpsc, oneshot};
 
+use super::config::StartFrom;
 use super::context::Context;
 use super::error::classify;
 use super::transport::Inner;
@@ -214,6 +219,9 @@ impl State {
 /// The consumer's librdkafka context: the transport's, plus rebalance handling.
 pub(crate) struct ConsumerCtx {
     shared: Context,
+    start: StartFrom,
+    /// Bounds the blocking calls made in callbacks.
+    timeout: Duration,
     state: Mutex<State>,
     commands: Mutex<std_mpsc::Receiver<Command>>,
 }
@@ -243,6 +251,55 @@ impl ClientContext for ConsumerCtx {
 }
 
 impl ConsumerContext for ConsumerCtx {
+    /// rdkafka's own rebalance, written with its safe calls, plus one step: with
+    /// [`StartFrom::Timestamp`], newly assigned partitions that have no committed offset
+    /// start at the first message at or after the time.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        list: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let StartFrom::Timestamp(time) = self.start {
+                    self.start_at(consumer, list, time);
+                }
+                self.pre_rebalance(consumer, &Rebalance::Assign(list));
+                let assigned = if cooperative {
+                    consumer.incremental_assign(list)
+                } else {
+                    consumer.assign(list)
+                };
+                self.post_rebalance(consumer, &Rebalance::Assign(list));
+                assigned
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.pre_rebalance(consumer, &Rebalance::Revoke(list));
+                let revoked = if cooperative {
+                    consumer.incremental_unassign(list)
+                } else {
+                    consumer.unassign()
+                };
+                self.post_rebalance(consumer, &Rebalance::Revoke(list));
+                revoked
+            }
+            other => {
+                let code: RDKafkaErrorCode = other.into();
+                tracing::warn!(%code, "rebalance error; librdkafka drops the assignment");
+                let _ = consumer.unassign();
+                Ok(())
+            }
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "applying a rebalance failed");
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             // Apply what was settled so far, commit it, then forget the partitions.
@@ -255,11 +312,51 @@ impl ConsumerContext for ConsumerCtx {
     }
 }
 
+impl ConsumerCtx {
+    /// Sets the start of each partition of `list` that has no committed offset to the first
+    /// message at or after `time` (its end when there is none). On failure the partitions
+    /// start as `auto.offset.reset` says (earliest), which loses nothing.
+    fn start_at(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        list: &mut TopicPartitionList,
+        time: SystemTime,
+    ) {
+        let committed = match consumer.committed_offsets(list.clone(), self.timeout) {
+            Ok(committed) => committed,
+            Err(error) => {
+                tracing::warn!(%error, "committed offsets unknown; starting from the earliest");
+                return;
+            }
+        };
+        let mut query = TopicPartitionList::new();
+        for e in committed.elements() {
+            if !matches!(e.offset(), Offset::Offset(_)) {
+                let at = Offset::Offset(wire::millis(time));
+                let _ = query.add_partition_offset(e.topic(), e.partition(), at);
+            }
+        }
+        if query.count() == 0 {
+            return;
+        }
+        match consumer.offsets_for_times(query, self.timeout) {
+            Ok(found) => {
+                for e in found.elements() {
+                    let _ = list.set_partition_offset(e.topic(), e.partition(), e.offset());
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "offsets for the start time unknown; starting from the earliest");
+            }
+        }
+    }
+}
+
 fn commit(consumer: &BaseConsumer<ConsumerCtx>) {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => {}
         // Nothing stored since the last commit.
-        Err(e) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) => {}
+        Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
         Err(error) => {
             tracing::warn!(%error, "committing offsets failed; handled messages may come again")
         }
@@ -277,6 +374,8 @@ impl KafkaConsumer {
         let (commands, receiver) = std_mpsc::channel();
         let context = ConsumerCtx {
             shared: inner.context.clone(),
+            start: inner.config.start,
+            timeout: inner.config.publish_timeout,
             state: Mutex::new(State {
                 topic: source.name.clone(),
                 partitions: HashMap::new(),

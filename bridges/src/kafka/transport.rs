@@ -418,7 +418,8 @@ async fn produce(
         }
         let mut record = FutureRecord::to(&out.destination)
             .payload(envelope.payload.as_ref())
-            .headers(wire::headers(envelope));
+            .headers(wire::headers(envelope))
+            .timestamp(wire::millis(envelope.time));
         if let Some(key) = &envelope.key {
             record = record.key(key.as_str());
         }

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
@@ -55,6 +56,12 @@ pub(crate) fn headers(envelope: &Envelope) -> OwnedHeaders {
     h
 }
 
+/// `time` as milliseconds since the Unix epoch (Kafka's timestamps); 0 before it.
+pub(crate) fn millis(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 fn text<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     Header {
         key,
@@ -76,6 +83,14 @@ pub(crate) fn incoming(message: &BorrowedMessage<'_>) -> Incoming {
         origin: message.topic().to_owned(),
         payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
     };
+    // A producer that sets no `ce_time` (kafkajs) still stamps the message.
+    if let Some(ms) = message
+        .timestamp()
+        .to_millis()
+        .and_then(|ms| u64::try_from(ms).ok())
+    {
+        out.time = Some(UNIX_EPOCH + Duration::from_millis(ms));
+    }
     let Some(headers) = message.headers() else {
         return out;
     };
@@ -102,7 +117,11 @@ pub(crate) fn incoming(message: &BorrowedMessage<'_>) -> Incoming {
         match name.as_str() {
             CE_ID => out.id = Some(value),
             CE_TYPE => out.name = Some(value),
-            CE_TIME => out.time = humantime::parse_rfc3339_weak(&value).ok(),
+            CE_TIME => {
+                if let Ok(time) = humantime::parse_rfc3339_weak(&value) {
+                    out.time = Some(time);
+                }
+            }
             CE_SOURCE | CE_SPECVERSION | CONTENT_TYPE => {}
             _ => {
                 out.headers.insert(name, value);
