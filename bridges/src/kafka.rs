@@ -56,8 +56,9 @@
 //! `acks=all`, a publish counts as confirmed once librdkafka's delivery report says so. The
 //! idempotent producer is on by default: the broker drops duplicates of retried requests
 //! and librdkafka keeps order per partition across retries. With it off
-//! ([`KafkaBuilder::idempotence`]), one request is kept in flight per connection, so retries
-//! cannot reorder either. Messages without a key are spread over partitions by librdkafka's
+//! ([`KafkaBuilder::idempotence`]), or when the cluster refuses it (the transport then falls
+//! back by itself), one request is kept in flight per connection, so retries cannot reorder
+//! either. Messages without a key are spread over partitions by librdkafka's
 //! partitioner: as in Kafka, their order holds only within a partition. A publish to a topic
 //! that does not exist fails at once with `Unroutable` (the cluster is asked once per new
 //! topic) instead of waiting out the publish timeout.

@@ -163,3 +163,50 @@ async fn a_transaction_commits_a_batch_and_aborts_one_with_a_refused_message() {
     }
     assert_eq!(seen, (0..10).collect());
 }
+
+/// A cluster that refuses the idempotent producer (`InitProducerId` answered with
+/// `CLUSTER_AUTHORIZATION_FAILED`, which librdkafka makes fatal): the transport falls back to a
+/// producer without idempotence and one request in flight, the failed publishes are
+/// retryable, and every message arrives in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_refuses_idempotence_gets_ordered_publishes_without_it() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let cluster = MockCluster::new(1).expect("a mock cluster");
+    cluster.create_topic("plain", 1, 1).expect("topic");
+    cluster.request_errors(
+        RDKafkaApiKey::InitProducerId,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED; 8],
+    );
+    let t = KafkaTransport::builder(&cluster.bootstrap_servers())
+        .publish_timeout(Duration::from_secs(10))
+        .build()
+        .expect("config");
+    let mut pending = batch("plain", 0..200);
+    let mut attempts = 0;
+    while !pending.is_empty() {
+        attempts += 1;
+        assert!(attempts <= 5, "publishes never went through");
+        let results = t.publish(&pending).await;
+        let mut failed = Vec::new();
+        for (out, result) in pending.into_iter().zip(results) {
+            match result {
+                Ok(()) => {}
+                Err(e) if e.is_retryable() => failed.push(out),
+                Err(e) => panic!("refused for good: {e}"),
+            }
+        }
+        pending = failed;
+    }
+    assert!(attempts >= 2, "the first producer was refused");
+    let mut consumer = t.consume(&Source::new("plain")).await.expect("consume");
+    for expected in 0..200 {
+        let d = tokio::time::timeout(WAIT, consumer.next())
+            .await
+            .expect("a delivery")
+            .expect("open")
+            .expect("delivered");
+        let user: UserCreated = serde_json::from_slice(&d.message.payload).expect("JSON");
+        assert_eq!(user.id, expected, "in publish order");
+        d.ack().await.expect("ack");
+    }
+}

@@ -211,11 +211,17 @@ impl Config {
         c
     }
 
-    pub(crate) fn producer(&self, transactional_id: Option<&str>) -> ClientConfig {
+    /// The producer's settings; `idempotence` overrides the configured choice (after a
+    /// broker refused it).
+    pub(crate) fn producer(
+        &self,
+        transactional_id: Option<&str>,
+        idempotence: bool,
+    ) -> ClientConfig {
         let mut c = self.common();
         let timeout = self.publish_timeout.as_millis().max(1).to_string();
         c.set("acks", "all")
-            .set("enable.idempotence", self.idempotence.to_string())
+            .set("enable.idempotence", idempotence.to_string())
             .set("compression.type", self.compression.as_str())
             .set("linger.ms", self.linger.as_millis().to_string())
             .set("batch.num.messages", self.batch_messages.max(1).to_string())
@@ -225,7 +231,7 @@ impl Config {
                 "message.max.bytes",
                 (self.max_message + 64 * 1024).to_string(),
             );
-        if !self.idempotence {
+        if !idempotence {
             // Without idempotence, a retried request could overtake the next one: keep one in
             // flight so order per partition survives retries.
             c.set("max.in.flight.requests.per.connection", "1");

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -43,7 +43,10 @@ impl KafkaBuilder {
 
     /// The idempotent producer (default on): the broker drops the duplicates of retried
     /// requests, and librdkafka keeps order per partition across retries. Off, the transport
-    /// keeps one request in flight per connection instead, so retries cannot reorder.
+    /// keeps one request in flight per connection instead, so retries cannot reorder. When on
+    /// and the cluster refuses it (librdkafka's fatal `UnsupportedFeature` or
+    /// `ClusterAuthorizationFailed` for `InitProducerId`), the transport falls back to that
+    /// by itself, logs a warning, and reports the failed publishes as retryable.
     pub fn idempotence(mut self, on: bool) -> Self {
         self.config.idempotence = on;
         self
@@ -135,7 +138,7 @@ impl KafkaBuilder {
         let config = Arc::new(self.config);
         let context = Context::new(&config.brokers, config.secret());
         let producer = config
-            .producer(None)
+            .producer(None, config.idempotence)
             .create_with_context(context.clone())
             .map_err(|e| KafkaBridgeError::config(&context, &e))?;
         let admin = config
@@ -146,7 +149,7 @@ impl KafkaBuilder {
             inner: Arc::new(Inner {
                 config,
                 context,
-                producer,
+                producer: RwLock::new(producer),
                 admin,
                 topics: Mutex::new(HashSet::new()),
             }),
@@ -157,7 +160,8 @@ impl KafkaBuilder {
 pub(crate) struct Inner {
     pub(crate) config: Arc<Config>,
     pub(crate) context: Context,
-    pub(crate) producer: FutureProducer<Context>,
+    /// Replaced once, without idempotence, if the cluster refuses the idempotent producer.
+    producer: RwLock<FutureProducer<Context>>,
     admin: AdminClient<Context>,
     /// Topics known to exist: publishing to any other first asks the cluster.
     topics: Mutex<HashSet<String>>,
@@ -321,7 +325,10 @@ impl KafkaTransport {
         let name = topic.to_owned();
         let timeout = self.inner.config.publish_timeout;
         let metadata = tokio::task::spawn_blocking(move || {
-            inner.producer.client().fetch_metadata(Some(&name), timeout)
+            inner
+                .producer()
+                .client()
+                .fetch_metadata(Some(&name), timeout)
         })
         .await
         .map_err(|e| TransportError::Other(e.into()))?
@@ -353,7 +360,7 @@ impl KafkaTransport {
         let context = inner.context.clone();
         let producer: FutureProducer<Context> = inner
             .config
-            .producer(Some(transactional_id))
+            .producer(Some(transactional_id), true)
             .create_with_context(context.clone())
             .map_err(|e| classify(&context, &e))?;
         let timeout = inner.config.publish_timeout;
@@ -372,7 +379,7 @@ impl KafkaTransport {
         producer
             .begin_transaction()
             .map_err(|e| classify(&context, &e))?;
-        let results = produce(&inner, &producer, batch, &context).await;
+        let results = produce(&inner, &producer, batch, &context, false).await;
         if let Some(error) = results.into_iter().find_map(Result::err) {
             let _ = run(blocking(|p, t| p.abort_transaction(t)).await);
             return Err(error);
@@ -390,11 +397,16 @@ impl KafkaTransport {
 /// Per-key order: librdkafka keeps the order of one partition, and one key maps to one
 /// partition. When enqueuing fails for a key (a full local queue past the publish timeout),
 /// later messages of that key are not enqueued, so nothing overtakes the failed one.
+///
+/// With `fallback` (the transport's own producer), a producer the cluster killed for refusing
+/// idempotence is replaced (see `Inner::refused_idempotence`) and its failures are reported
+/// retryable.
 async fn produce(
     inner: &Inner,
     producer: &FutureProducer<Context>,
     batch: &[Outgoing],
     context: &Context,
+    fallback: bool,
 ) -> Vec<Result<(), TransportError>> {
     let deadline = Instant::now() + inner.config.publish_timeout;
     let mut failed_keys: HashSet<(&str, Option<&str>)> = HashSet::new();
@@ -465,6 +477,14 @@ async fn produce(
             }
         });
     }
+    if fallback && results.iter().any(Result::is_err) && inner.refused_idempotence(producer) {
+        // What failed with the old producer is worth sending again with the new one.
+        for result in &mut results {
+            if let Err(TransportError::Rejected(reason)) = result {
+                *result = Err(TransportError::Disconnected(reason.clone()));
+            }
+        }
+    }
     results
 }
 
@@ -497,9 +517,10 @@ impl Transport for KafkaTransport {
         if missing.is_empty() {
             return produce(
                 &self.inner,
-                &self.inner.producer,
+                &self.inner.producer(),
                 batch,
                 &self.inner.context,
+                true,
             )
             .await;
         }
@@ -510,9 +531,10 @@ impl Transport for KafkaTransport {
             .collect();
         let mut sent = produce(
             &self.inner,
-            &self.inner.producer,
+            &self.inner.producer(),
             &routable,
             &self.inner.context,
+            true,
         )
         .await
         .into_iter();
@@ -543,12 +565,61 @@ impl Transport for KafkaTransport {
 }
 
 impl Inner {
+    /// The producer to publish with now.
+    fn producer(&self) -> FutureProducer<Context> {
+        self.producer.read().clone()
+    }
+
+    /// Whether `failed` (a producer that just failed some messages) died because the cluster
+    /// refused the idempotent producer; if so, it is replaced by one without idempotence (one
+    /// request in flight per connection, so retries still cannot reorder), once.
+    fn refused_idempotence(&self, failed: &FutureProducer<Context>) -> bool {
+        use RDKafkaErrorCode as C;
+        let Some((code, reason)) = failed.client().fatal_error() else {
+            return false;
+        };
+        if !matches!(
+            code,
+            C::UnsupportedFeature | C::ClusterAuthorizationFailed | C::UnsupportedVersion
+        ) {
+            return false;
+        }
+        let mut producer = self.producer.write();
+        if !std::ptr::eq(producer.client().native_ptr(), failed.client().native_ptr()) {
+            return true; // Another publish replaced it already.
+        }
+        match self
+            .config
+            .producer(None, false)
+            .create_with_context(self.context.clone())
+        {
+            Ok(fallback) => {
+                tracing::warn!(
+                    %code,
+                    reason = %self.context.scrub(&reason),
+                    "the cluster refused the idempotent producer; publishing without \
+                     idempotence, one request in flight per connection"
+                );
+                *producer = fallback;
+                true
+            }
+            Err(error) => {
+                tracing::error!(
+                    error = %self.context.scrub(&error.to_string()),
+                    "cannot create a producer without idempotence"
+                );
+                false
+            }
+        }
+    }
+
     pub(crate) async fn produce_one(&self, out: &Outgoing) -> Result<(), TransportError> {
         produce(
             self,
-            &self.producer,
+            &self.producer(),
             std::slice::from_ref(out),
             &self.context,
+            true,
         )
         .await
         .pop()
