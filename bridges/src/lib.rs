@@ -9,17 +9,18 @@
 //! |---|---|---|
 //! | `amqp` | RabbitMQ (AMQP 0-9-1, through lapin) | `amqp` |
 //! | `kafka` | Kafka (through rdkafka, librdkafka built in) | `kafka` |
-//!
-//! A Redis transport is not built yet.
+//! | `redis` | Redis Streams, and a Redis dedup store (through redis-rs) | `redis` |
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
-#[cfg(any(feature = "amqp", feature = "kafka"))]
+#[cfg(any(feature = "amqp", feature = "kafka", feature = "redis"))]
 mod connection;
 #[cfg(feature = "kafka")]
 pub mod kafka;
-#[cfg(any(feature = "amqp", feature = "kafka"))]
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(any(feature = "amqp", feature = "kafka", feature = "redis"))]
 mod secret;
 
-#[cfg(any(feature = "amqp", feature = "kafka"))]
+#[cfg(any(feature = "amqp", feature = "kafka", feature = "redis"))]
 pub use crate::connection::ConnectionEvent;

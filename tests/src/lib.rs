@@ -527,3 +527,84 @@ pub mod kafka {
         }
     }
 }
+
+/// Helpers for the Redis suites (feature `redis`): the server on 127.0.0.1:6379.
+#[cfg(feature = "redis")]
+pub mod redis {
+    use tidings::bridge::Source;
+    use tidings_bridges::redis::RedisTransport;
+
+    /// The server of the development and CI machines.
+    pub const URL: &str = "redis://127.0.0.1:6379";
+
+    /// A transport that logs in as the ACL user `user` (created with every right the first
+    /// time), so [`kill_clients`] can cut exactly its connections.
+    pub async fn connect(user: &str) -> RedisTransport {
+        let mut admin = admin().await;
+        let password = format!("pw-{user}");
+        let _: () = ::redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(user)
+            .arg("on")
+            .arg(format!(">{password}"))
+            .arg("~*")
+            .arg("&*")
+            .arg("+@all")
+            .query_async(&mut admin)
+            .await
+            .expect("ACL SETUSER");
+        RedisTransport::builder(&format!("redis://{user}:{password}@127.0.0.1:6379"))
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("Redis must run on 127.0.0.1:6379: {e}"))
+    }
+
+    /// A plain connection for the tests' own commands.
+    pub async fn admin() -> ::redis::aio::MultiplexedConnection {
+        ::redis::Client::open(URL)
+            .expect("URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis on 127.0.0.1:6379")
+    }
+
+    /// Kills every client connection of the ACL user `user`; how many.
+    pub async fn kill_clients(user: &str) -> usize {
+        let mut admin = admin().await;
+        let killed: i64 = ::redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("USER")
+            .arg(user)
+            .query_async(&mut admin)
+            .await
+            .expect("CLIENT KILL USER");
+        usize::try_from(killed).unwrap_or(0)
+    }
+
+    /// Removes the ACL user `user`.
+    pub async fn delete_user(user: &str) {
+        let mut admin = admin().await;
+        let _: i64 = ::redis::cmd("ACL")
+            .arg("DELUSER")
+            .arg(user)
+            .query_async(&mut admin)
+            .await
+            .unwrap_or(0);
+    }
+
+    /// Deletes what a test declared for `source`: its stream and its dead-letter stream.
+    pub async fn cleanup(source: &Source) {
+        let mut admin = admin().await;
+        let _: i64 = ::redis::cmd("DEL")
+            .arg(&source.name)
+            .arg(&source.dead_letter)
+            .query_async(&mut admin)
+            .await
+            .unwrap_or(0);
+    }
+
+    /// A new name no other run uses.
+    pub fn unique(prefix: &str) -> String {
+        format!("tidings-{prefix}-{:016x}", fastrand::u64(..))
+    }
+}

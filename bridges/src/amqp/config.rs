@@ -9,7 +9,7 @@ use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::uri::AMQPUri;
 use tidings::Backoff;
 
-pub(crate) use crate::secret::scrub;
+pub(crate) use crate::secret::{password_of, redact, scrub};
 
 use super::error::AmqpError;
 use super::topology::QueueArgs;
@@ -43,32 +43,6 @@ impl fmt::Display for BrokerUrl {
 impl fmt::Debug for BrokerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted)
-    }
-}
-
-/// The user-info part of `url` (between `://` and the `@` before the host), if any.
-fn userinfo(url: &str) -> Option<(usize, &str)> {
-    let start = url.find("://")? + 3;
-    let rest = &url[start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let at = rest[..authority_end].rfind('@')?;
-    Some((start, &rest[..at]))
-}
-
-fn password_of(url: &str) -> Option<&str> {
-    let (_, info) = userinfo(url)?;
-    let (_, password) = info.split_once(':')?;
-    (!password.is_empty()).then_some(password)
-}
-
-/// `url` with its password replaced by `***`.
-pub(crate) fn redact(url: &str) -> String {
-    match (userinfo(url), password_of(url)) {
-        (Some((start, info)), Some(_)) => {
-            let user = info.split_once(':').map_or(info, |(user, _)| user);
-            format!("{}{user}:***{}", &url[..start], &url[start + info.len()..])
-        }
-        _ => url.to_owned(),
     }
 }
 

@@ -24,6 +24,13 @@ pub trait Dedup: Send + Sync + 'static {
     fn seen<'a>(&'a self, id: &'a str) -> BoxFuture<'a, bool>;
     /// Records that the message with this id was handled.
     fn remember<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()>;
+    /// The message with this id was checked with [`seen`](Self::seen) but not handled (given
+    /// back, or dead-lettered): a store that holds other copies back while one is handled
+    /// releases them. The default does nothing.
+    fn forget<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
+        let _ = id;
+        Box::pin(async {})
+    }
 }
 
 /// In-process dedup with a time to live: ids are forgotten `ttl` after they were remembered.
@@ -487,26 +494,30 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
                         DecodeError::UnknownEvent { .. } => error.to_string(),
                         _ => format!("undecodable payload: {error}"),
                     };
+                    self.forget(id.as_deref()).await;
                     return self.dead_letter(delivery, &reason, attempt).await;
                 }
             };
             let outcome = self.config.bus.emit_set_and_wait(event).await;
             match outcome {
                 Ok(_) => {
+                    // Remembered before the acknowledgement: if that is lost, the copy that
+                    // comes again is dropped as a duplicate.
+                    if let (Some(dedup), Some(id)) = (&self.config.dedup, &id) {
+                        dedup.remember(id).await;
+                    }
                     if let Err(error) = delivery.ack().await {
                         // Not acknowledged: the broker delivers it again (at least once).
                         tracing::warn!(%error, "could not acknowledge a handled message");
                         return;
                     }
                     self.stats.incr(HANDLED);
-                    if let (Some(dedup), Some(id)) = (&self.config.dedup, &id) {
-                        dedup.remember(id).await;
-                    }
                     return;
                 }
                 Err(_) if self.config.bus.is_closed() => {
                     // The bus is going away, not the message's fault: let another consumer
                     // have it.
+                    self.forget(id.as_deref()).await;
                     if let Err(error) = delivery.nack().await {
                         tracing::warn!(%error, "could not return a message");
                     }
@@ -514,6 +525,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
                 }
                 Err(error) if attempt >= self.config.max_attempts => {
                     let reason = format!("handlers failed after {attempt} attempts: {error}");
+                    self.forget(id.as_deref()).await;
                     return self.dead_letter(delivery, &reason, attempt).await;
                 }
                 Err(error) => {
@@ -524,6 +536,13 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
                     attempt += 1;
                 }
             }
+        }
+    }
+
+    /// Tells the dedup store that the message with `id` was not handled after all.
+    async fn forget(&self, id: Option<&str>) {
+        if let (Some(dedup), Some(id)) = (&self.config.dedup, id) {
+            dedup.forget(id).await;
         }
     }
 

@@ -1,0 +1,93 @@
+//! Redis transport (feature `redis`): [`RedisTransport`] implements the bridge core's
+//! [`Transport`](tidings::bridge::Transport) over Redis Streams, and [`RedisDedup`] shares
+//! the inbound bridge's deduplication between replicas. Built on redis-rs.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tidings::bridge::{Inbound, Outbound, Source, Transport};
+//! use tidings::prelude::*;
+//! use tidings_bridges::redis::{RedisDedup, RedisTransport};
+//!
+//! #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+//! #[event(name = "order.placed", key = order_id)]
+//! struct OrderPlaced {
+//!     order_id: String,
+//! }
+//!
+//! #[derive(Debug, Clone, EventSet)]
+//! enum Shop {
+//!     OrderPlaced(OrderPlaced),
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let redis = RedisTransport::builder("redis://127.0.0.1:6379").connect().await?;
+//! let source = Source::new("orders").group("billing");
+//! redis.declare(&source).await?;
+//! let bus = Bus::<Shop>::new();
+//! let outbound = Outbound::builder(&bus, redis.clone())
+//!     .forward::<OrderPlaced>()
+//!     .destination("orders")
+//!     .build();
+//! let inbound = Inbound::builder(&bus, redis.clone(), source)
+//!     .dedup(RedisDedup::new(&redis, "billing:seen"))
+//!     .build();
+//! bus.emit_async(OrderPlaced { order_id: "o-1".into() }).await?;
+//! outbound.shutdown(Duration::from_secs(5)).await;
+//! inbound.shutdown(Duration::from_secs(5)).await;
+//! # Ok(()) }
+//! ```
+//!
+//! ## The wire mapping
+//!
+//! One stream entry per message; its fields carry the CloudEvents attributes by name:
+//!
+//! | envelope | field |
+//! |---|---|
+//! | `id` | `id` |
+//! | `name` | `type` |
+//! | `source` | `source` |
+//! | `time` | `time` (RFC 3339) |
+//! | — | `specversion` = `1.0` |
+//! | `content_type` | `datacontenttype` |
+//! | `key` | `partitionkey` |
+//! | `headers` | one field each (a header named like a field above gets the prefix `ext-`) |
+//! | `payload` | `data`: the event as JSON, so `JSON.parse(fields.data)` reads it |
+//!
+//! What a Node service adds with `xadd(stream, '*', 'data', JSON.stringify(obj))` is read too:
+//! bind the source to an event type; its id is then `{stream}/{entry id}`.
+//!
+//! ## Publishing
+//!
+//! One pipeline of `XADD ... NOMKSTREAM [MAXLEN ~ n] *` per batch on the shared connection
+//! (a connection manager that reconnects by itself); the reply is the confirm. A stream that
+//! does not exist (nobody declared a group on it) fails as `Unroutable`. When the connection
+//! fails under a pipeline, the whole batch is reported failed and sent again, though some
+//! entries may have been added: inbound deduplication drops those copies. One pipeline runs
+//! in order, so order per key holds.
+//!
+//! ## Consuming
+//!
+//! [`Transport::declare`](tidings::bridge::Transport::declare) (and `consume`) creates the
+//! group with `XGROUP CREATE ... 0 MKSTREAM`: a new group reads the stream from its start.
+//! How a [`RedisConsumer`] reads, reclaims what dead members left pending, counts attempts and
+//! settles is in its module's docs. Blocking reads run on a connection of their own with no
+//! response timeout (redis-rs's default timeout would cut them, and a blocking read on a shared
+//! connection would stall every other command on it), bounded instead by the block time plus
+//! the command timeout, so a stalled server is noticed.
+//!
+//! ## Secrets
+//!
+//! The password of the URL never appears in an error, a log line or `Debug` output.
+
+mod consumer;
+mod dedup;
+mod transport;
+mod wire;
+
+pub use self::consumer::RedisConsumer;
+pub use self::dedup::RedisDedup;
+pub use self::transport::{RedisBuilder, RedisTransport};
+pub use self::wire::{
+    DATA, DATACONTENTTYPE, DROPPED_HEADERS, HEADER_PREFIX, ID, MAX_FIELDS, MAX_FIELD_BYTES,
+    ORIGIN_ENTRY, PARTITIONKEY, SOURCE, SPECVERSION, TIME, TYPE,
+};

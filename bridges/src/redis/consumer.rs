@@ -1,0 +1,450 @@
+//! [`RedisConsumer`]: one member of a consumer group, reading on a connection of its own.
+//!
+//! A task reads for the consumer and hands deliveries out through a channel, so a caller that
+//! stops waiting never loses a read in flight:
+//!
+//! 1. after every (re)connect it reads the consumer's own pending entries first
+//!    (`XREADGROUP ... 0`), with their delivery counts (`XPENDING`), then new ones (`>`);
+//! 2. it takes over entries another member left pending longer than the claim idle time
+//!    (`XAUTOCLAIM`), checking once per block time;
+//! 3. it never has more than `prefetch` deliveries out: past that it stops reading.
+//!
+//! **Names.** A consumer is named `tidings-{host}-{pid}-{n}`, `n` the lowest number no other
+//! consumer of this process uses for the same stream and group. A consumer made after one was
+//! dropped takes its name, and with it, by step 1, what that one left unacknowledged. What a
+//! process that died left pending is taken over by another member (step 2).
+//!
+//! **Settling.** `ack` is `XACK`. Redis has no negative acknowledgement: a nacked entry stays
+//! pending and this consumer hands it out again, its delivery count one higher. A dead letter
+//! is added to the dead-letter stream, then the entry acknowledged.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
+use redis::aio::MultiplexedConnection;
+use redis::Value;
+use tidings::bridge::{Acker, Consumer, Delivery, Incoming, Outgoing, Source, TransportError};
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+
+use super::transport::Inner;
+use super::wire::{self, Entry};
+
+/// Deliveries from one stream as one member of the source's group; see the
+/// [module docs](self).
+pub struct RedisConsumer {
+    deliveries: mpsc::UnboundedReceiver<Result<Delivery, TransportError>>,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RedisConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConsumer")
+            .field("stream", &self.shared.stream)
+            .field("group", &self.shared.group)
+            .field("name", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the reading task and the ackers share.
+struct Shared {
+    inner: Arc<Inner>,
+    stream: String,
+    group: String,
+    name: String,
+    number: usize,
+    dead_letter: String,
+    /// Deliveries out and not settled.
+    out: AtomicUsize,
+    /// Nacked messages to hand out again, with their entry ids.
+    again: Mutex<VecDeque<(String, Incoming)>>,
+    /// Entries handed out or waiting to be handed out again, and not settled: a read of the
+    /// pending entries after a reconnect skips them.
+    held: Mutex<HashSet<String>>,
+    /// Notified when a delivery is settled (room for more) or the consumer closes.
+    settled: Notify,
+    closed: AtomicBool,
+}
+
+impl Drop for RedisConsumer {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.settled.notify_one();
+        self.task.abort();
+        let s = &self.shared;
+        s.inner.release_name(&s.stream, &s.group, s.number);
+    }
+}
+
+impl Consumer for RedisConsumer {
+    async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
+        self.deliveries.recv().await
+    }
+}
+
+impl RedisConsumer {
+    pub(crate) fn start(inner: Arc<Inner>, source: &Source) -> Self {
+        let (number, name) = inner.take_name(&source.name, &source.group);
+        let shared = Arc::new(Shared {
+            inner,
+            stream: source.name.clone(),
+            group: source.group.clone(),
+            name,
+            number,
+            dead_letter: source.dead_letter.clone(),
+            out: AtomicUsize::new(0),
+            again: Mutex::new(VecDeque::new()),
+            held: Mutex::new(HashSet::new()),
+            settled: Notify::new(),
+            closed: AtomicBool::new(false),
+        });
+        let (tx, deliveries) = mpsc::unbounded_channel();
+        let task = tokio::spawn(read(Arc::clone(&shared), source.prefetch.max(1), tx));
+        RedisConsumer {
+            deliveries,
+            shared,
+            task,
+        }
+    }
+}
+
+type Out = mpsc::UnboundedSender<Result<Delivery, TransportError>>;
+
+/// Where the next `XREADGROUP` reads from.
+enum Position {
+    /// The consumer's own pending entries, after this id.
+    History(String),
+    /// New entries.
+    New,
+}
+
+async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
+    let config = shared.inner.config.clone();
+    let mut connection: Option<MultiplexedConnection> = None;
+    let mut position = Position::History("0".into());
+    let mut failures = 0u32;
+    let mut last_claim = Instant::now();
+    loop {
+        if shared.closed.load(Ordering::Acquire) || tx.is_closed() {
+            return;
+        }
+        let out = shared.out.load(Ordering::Acquire);
+        if out >= prefetch {
+            shared.settled.notified().await;
+            continue;
+        }
+        let again = shared.again.lock().pop_front();
+        if let Some((entry, message)) = again {
+            hand_out(&shared, &tx, entry, message);
+            continue;
+        }
+        let conn = match &mut connection {
+            Some(conn) => conn,
+            None => match shared.inner.blocking_connection().await {
+                Ok(conn) => {
+                    failures = 0;
+                    position = Position::History("0".into());
+                    connection.insert(conn)
+                }
+                Err(error) => {
+                    failures += 1;
+                    let delay = config.reconnect.jittered(failures);
+                    tracing::debug!(stream = shared.stream, %error, ?delay, "reconnecting");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            },
+        };
+        let room = prefetch - out;
+        let step = if last_claim.elapsed() >= config.block {
+            last_claim = Instant::now();
+            claim(&shared, conn, room).await
+        } else {
+            read_group(&shared, conn, &mut position, room).await
+        };
+        match step {
+            Ok(entries) => {
+                shared.inner.set_up(true, "");
+                for (entry, message) in entries {
+                    hand_out(&shared, &tx, entry, message);
+                }
+            }
+            Err(error) => {
+                if !error.is_retryable() {
+                    let _ = tx.send(Err(error));
+                    return;
+                }
+                tracing::debug!(stream = shared.stream, %error, "read failed; reconnecting");
+                connection = None;
+                failures += 1;
+                tokio::time::sleep(config.reconnect.jittered(failures)).await;
+            }
+        }
+    }
+}
+
+fn hand_out(shared: &Arc<Shared>, tx: &Out, entry: String, message: Incoming) {
+    shared.out.fetch_add(1, Ordering::AcqRel);
+    shared.held.lock().insert(entry.clone());
+    let acker = RedisAcker {
+        shared: Arc::clone(shared),
+        entry,
+        message: Some(Box::new(message.clone())),
+    };
+    // A closed receiver means the consumer is going; the entry stays pending.
+    let _ = tx.send(Ok(Delivery::new(message, acker)));
+}
+
+/// Runs `cmd` on the reading connection, bounded by the block time plus the timeout.
+async fn run(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    cmd: &redis::Cmd,
+) -> Result<Value, TransportError> {
+    let limit = shared.inner.config.block + shared.inner.config.timeout;
+    match tokio::time::timeout(limit, cmd.query_async::<Value>(conn)).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(shared.inner.error(&error)),
+        Err(_) => {
+            shared.inner.set_up(false, "a read got no reply in time");
+            Err(TransportError::Disconnected(
+                "a read got no reply in time".into(),
+            ))
+        }
+    }
+}
+
+async fn read_group(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    position: &mut Position,
+    room: usize,
+) -> Result<Vec<(String, Incoming)>, TransportError> {
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP")
+        .arg(&shared.group)
+        .arg(&shared.name)
+        .arg("COUNT")
+        .arg(room);
+    let from = match position {
+        Position::History(after) => after.clone(),
+        Position::New => {
+            let block = u64::try_from(shared.inner.config.block.as_millis()).unwrap_or(u64::MAX);
+            cmd.arg("BLOCK").arg(block.max(1));
+            ">".to_owned()
+        }
+    };
+    cmd.arg("STREAMS").arg(&shared.stream).arg(&from);
+    let reply = run(shared, conn, &cmd).await?;
+    if matches!(reply, Value::Nil) {
+        return Ok(Vec::new());
+    }
+    let entries = wire::entries(&reply);
+    match position {
+        Position::History(after) => match entries.last() {
+            Some(last) => *after = last.id.clone(),
+            None => *position = Position::New,
+        },
+        Position::New => {
+            // First deliveries.
+            return Ok(messages(shared, entries, &HashMap::new()));
+        }
+    }
+    let counts = pending_counts(shared, conn, &entries).await?;
+    // A pending entry that was deleted (trimmed) meanwhile comes back without fields: it can
+    // never be handled, so it is acknowledged away.
+    let (gone, entries): (Vec<Entry>, Vec<Entry>) =
+        entries.into_iter().partition(|e| e.fields.is_empty());
+    for entry in gone {
+        let _ = acknowledge(shared, &entry.id).await;
+    }
+    Ok(messages(shared, entries, &counts))
+}
+
+/// Takes over up to `room` entries idle longer than the claim idle time.
+async fn claim(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    room: usize,
+) -> Result<Vec<(String, Incoming)>, TransportError> {
+    let idle = u64::try_from(shared.inner.config.claim_idle.as_millis()).unwrap_or(u64::MAX);
+    let cmd = redis::cmd("XAUTOCLAIM")
+        .arg(&shared.stream)
+        .arg(&shared.group)
+        .arg(&shared.name)
+        .arg(idle)
+        .arg("0-0")
+        .arg("COUNT")
+        .arg(room)
+        .to_owned();
+    let reply = run(shared, conn, &cmd).await?;
+    let Value::Array(parts) = &reply else {
+        return Ok(Vec::new());
+    };
+    let entries = parts.get(1).map(wire::entry_list).unwrap_or_default();
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    tracing::info!(
+        stream = shared.stream,
+        group = shared.group,
+        claimed = entries.len(),
+        "took over entries another consumer left pending"
+    );
+    let counts = pending_counts(shared, conn, &entries).await?;
+    let entries = entries
+        .into_iter()
+        .filter(|e| !e.fields.is_empty())
+        .collect();
+    Ok(messages(shared, entries, &counts))
+}
+
+/// The delivery counts of `entries` (pending with this consumer), from `XPENDING`.
+async fn pending_counts(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    entries: &[Entry],
+) -> Result<HashMap<String, u32>, TransportError> {
+    let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+        return Ok(HashMap::new());
+    };
+    let cmd = redis::cmd("XPENDING")
+        .arg(&shared.stream)
+        .arg(&shared.group)
+        .arg(&first.id)
+        .arg(&last.id)
+        .arg(entries.len())
+        .arg(&shared.name)
+        .to_owned();
+    let reply = run(shared, conn, &cmd).await?;
+    let mut counts = HashMap::new();
+    if let Value::Array(rows) = reply {
+        for row in rows {
+            if let Value::Array(fields) = row {
+                let id = match fields.first() {
+                    Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                    Some(Value::SimpleString(s)) => s.clone(),
+                    _ => continue,
+                };
+                if let Some(Value::Int(n)) = fields.get(3) {
+                    counts.insert(id, u32::try_from(*n).unwrap_or(u32::MAX));
+                }
+            }
+        }
+    }
+    Ok(counts)
+}
+
+fn messages(
+    shared: &Shared,
+    entries: Vec<Entry>,
+    counts: &HashMap<String, u32>,
+) -> Vec<(String, Incoming)> {
+    let held = shared.held.lock();
+    entries
+        .into_iter()
+        .filter(|entry| !held.contains(&entry.id))
+        .map(|entry| {
+            let count = counts.get(&entry.id).copied().unwrap_or(1);
+            let id = entry.id.clone();
+            (id, wire::incoming(&shared.stream, entry, count))
+        })
+        .collect()
+}
+
+async fn acknowledge(shared: &Shared, entry: &str) -> Result<(), TransportError> {
+    let cmd = redis::cmd("XACK")
+        .arg(&shared.stream)
+        .arg(&shared.group)
+        .arg(entry)
+        .to_owned();
+    shared.inner.query::<Value>(&cmd).await.map(drop)
+}
+
+/// Settles one entry.
+struct RedisAcker {
+    shared: Arc<Shared>,
+    entry: String,
+    /// A copy for a redelivery or a dead letter; taken when settled.
+    message: Option<Box<Incoming>>,
+}
+
+impl RedisAcker {
+    fn settle(&mut self) {
+        if self.message.take().is_some() {
+            self.shared.held.lock().remove(&self.entry);
+            self.shared.out.fetch_sub(1, Ordering::AcqRel);
+            self.shared.settled.notify_one();
+        }
+    }
+
+    fn again(&mut self) {
+        if let Some(mut message) = self.message.take() {
+            message.delivery_count = message.delivery_count.saturating_add(1);
+            self.shared
+                .again
+                .lock()
+                .push_back((self.entry.clone(), *message));
+            self.shared.out.fetch_sub(1, Ordering::AcqRel);
+            self.shared.settled.notify_one();
+        }
+    }
+}
+
+impl Drop for RedisAcker {
+    fn drop(&mut self) {
+        // Unsettled: the entry stays pending and comes back with this consumer's name or by
+        // being claimed.
+        self.settle();
+    }
+}
+
+impl Acker for RedisAcker {
+    fn ack(mut self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        Box::pin(async move {
+            let result = acknowledge(&self.shared, &self.entry).await;
+            self.settle();
+            result
+        })
+    }
+
+    fn nack(mut self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        self.again();
+        Box::pin(async { Ok(()) })
+    }
+
+    fn dead_letter(
+        mut self: Box<Self>,
+        headers: BTreeMap<String, String>,
+    ) -> BoxFuture<'static, Result<(), TransportError>> {
+        Box::pin(async move {
+            let Some(message) = self.message.as_deref() else {
+                return Err(TransportError::Closed);
+            };
+            let out = Outgoing {
+                destination: self.shared.dead_letter.clone(),
+                envelope: wire::dead_letter(message, &self.entry, headers),
+            };
+            let added = self.shared.inner.add_dead_letter(out).await;
+            match added {
+                Ok(()) => {
+                    let result = acknowledge(&self.shared, &self.entry).await;
+                    self.settle();
+                    result
+                }
+                Err(error) => {
+                    self.again();
+                    Err(TransportError::Rejected(format!(
+                        "dead-lettering to `{}` failed ({error}); the message is delivered again",
+                        self.shared.dead_letter
+                    )))
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,307 @@
+//! The envelope as stream fields, named after the CloudEvents attributes, and replies read
+//! back from untrusted bytes.
+//!
+//! Decoding never panics and keeps at most [`MAX_FIELDS`] fields of at most
+//! [`MAX_FIELD_BYTES`] names and values in all (beyond that, fields are dropped and counted in
+//! `x-tidings-dropped-headers`); the payload is never cut, the inbound bridge's own payload
+//! limit applies to it.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use redis::Value;
+use tidings::bridge::{Envelope, Incoming};
+
+/// The payload field: the event as JSON, so `JSON.parse(fields.data)` reads it.
+pub const DATA: &str = "data";
+/// The envelope id.
+pub const ID: &str = "id";
+/// The event name.
+pub const TYPE: &str = "type";
+/// Who produced it.
+pub const SOURCE: &str = "source";
+/// Always `1.0`.
+pub const SPECVERSION: &str = "specversion";
+/// When it was created, RFC 3339.
+pub const TIME: &str = "time";
+/// The payload's MIME type.
+pub const DATACONTENTTYPE: &str = "datacontenttype";
+/// The key.
+pub const PARTITIONKEY: &str = "partitionkey";
+/// Prefix of a header whose name is one of the fields above.
+pub const HEADER_PREFIX: &str = "ext-";
+/// Header a dead letter gains: the stream entry id it had.
+pub const ORIGIN_ENTRY: &str = "x-tidings-origin-entry";
+/// Header an incoming message gains when some of its fields were dropped (how many).
+pub const DROPPED_HEADERS: &str = "x-tidings-dropped-headers";
+
+/// The most fields read from one entry.
+pub const MAX_FIELDS: usize = 256;
+/// The most bytes of field names and values (the payload aside) read from one entry.
+pub const MAX_FIELD_BYTES: usize = 64 * 1024;
+
+const RESERVED: [&str; 8] = [
+    DATA,
+    ID,
+    TYPE,
+    SOURCE,
+    SPECVERSION,
+    TIME,
+    DATACONTENTTYPE,
+    PARTITIONKEY,
+];
+
+/// The fields of `envelope`, in XADD order.
+pub(crate) fn fields(envelope: &Envelope) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::with_capacity(8 + envelope.headers.len());
+    out.push((ID.to_owned(), envelope.id.clone().into_bytes()));
+    if !envelope.name.is_empty() {
+        out.push((TYPE.to_owned(), envelope.name.clone().into_bytes()));
+    }
+    out.push((SOURCE.to_owned(), envelope.source.clone().into_bytes()));
+    out.push((SPECVERSION.to_owned(), b"1.0".to_vec()));
+    let time = humantime::format_rfc3339_millis(envelope.time).to_string();
+    out.push((TIME.to_owned(), time.into_bytes()));
+    out.push((
+        DATACONTENTTYPE.to_owned(),
+        envelope.content_type.clone().into_bytes(),
+    ));
+    if let Some(key) = &envelope.key {
+        out.push((PARTITIONKEY.to_owned(), key.clone().into_bytes()));
+    }
+    for (name, value) in &envelope.headers {
+        let name = if RESERVED.contains(&name.as_str()) {
+            format!("{HEADER_PREFIX}{name}")
+        } else {
+            name.clone()
+        };
+        out.push((name, value.clone().into_bytes()));
+    }
+    out.push((DATA.to_owned(), envelope.payload.to_vec()));
+    out
+}
+
+/// One stream entry as read: its id and fields.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) id: String,
+    pub(crate) fields: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+fn bytes(value: &Value) -> Option<Vec<u8>> {
+    match value {
+        Value::BulkString(b) => Some(b.clone()),
+        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        Value::VerbatimString { text, .. } => Some(text.clone().into_bytes()),
+        Value::Int(i) => Some(i.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+/// Entries from an `XREADGROUP` reply (`[[stream, [[id, [field, value, ...]], ...]]]`, or a
+/// RESP3 map) or from the entry list of an `XAUTOCLAIM` reply. Anything else in the shape is
+/// skipped; a deleted entry (`[id, nil]`) comes back with no fields.
+pub(crate) fn entries(reply: &Value) -> Vec<Entry> {
+    let streams: Vec<&Value> = match reply {
+        Value::Array(items) => items.iter().collect(),
+        Value::Map(pairs) => pairs.iter().map(|(_, v)| v).collect(),
+        _ => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for stream in streams {
+        // `[name, entries]` in an array reply; the entries themselves in a map reply.
+        let list = match stream {
+            Value::Array(pair) if pair.len() == 2 && !matches!(pair[1], Value::BulkString(_)) => {
+                &pair[1]
+            }
+            other => other,
+        };
+        out.extend(entry_list(list));
+    }
+    out
+}
+
+/// Entries from a list of `[id, [field, value, ...]]`.
+pub(crate) fn entry_list(list: &Value) -> Vec<Entry> {
+    let Value::Array(items) = list else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let Value::Array(pair) = item else {
+                return None;
+            };
+            let id = String::from_utf8(bytes(pair.first()?)?).ok()?;
+            let fields = match pair.get(1) {
+                Some(Value::Array(flat)) => flat
+                    .chunks(2)
+                    .filter_map(|kv| Some((bytes(kv.first()?)?, bytes(kv.get(1)?)?)))
+                    .collect(),
+                Some(Value::Map(pairs)) => pairs
+                    .iter()
+                    .filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?)))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            Some(Entry { id, fields })
+        })
+        .collect()
+}
+
+/// What a consumer hands the bridge for `entry` of `stream`.
+pub(crate) fn incoming(stream: &str, entry: Entry, delivery_count: u32) -> Incoming {
+    let mut out = Incoming {
+        id: None,
+        name: None,
+        key: None,
+        time: None,
+        headers: BTreeMap::new(),
+        delivery_count: delivery_count.max(1),
+        origin: stream.to_owned(),
+        payload: Bytes::new(),
+    };
+    let (mut dropped, mut size) = (0usize, 0usize);
+    for (name, value) in entry.fields {
+        if name == DATA.as_bytes() {
+            out.payload = Bytes::from(value);
+            continue;
+        }
+        size += name.len() + value.len();
+        if out.headers.len() >= MAX_FIELDS || size > MAX_FIELD_BYTES {
+            dropped += 1;
+            continue;
+        }
+        let name = String::from_utf8_lossy(&name).into_owned();
+        let value = String::from_utf8_lossy(&value).into_owned();
+        match name.as_str() {
+            ID => out.id = Some(value),
+            TYPE => out.name = Some(value),
+            PARTITIONKEY => out.key = Some(value),
+            TIME => out.time = humantime::parse_rfc3339_weak(&value).ok(),
+            SOURCE | SPECVERSION | DATACONTENTTYPE => {}
+            _ => {
+                let name = name
+                    .strip_prefix(HEADER_PREFIX)
+                    .filter(|n| RESERVED.contains(n))
+                    .map_or(name.clone(), str::to_owned);
+                out.headers.insert(name, value);
+            }
+        }
+    }
+    // An entry a plain `XADD stream * data ...` wrote has no id field: its entry id is unique
+    // in the stream, so it serves for deduplication.
+    if out.id.is_none() {
+        out.id = Some(format!("{stream}/{}", entry.id));
+    }
+    if dropped > 0 {
+        tracing::warn!(
+            stream,
+            entry = entry.id,
+            dropped,
+            "fields dropped from an incoming entry (over the limits)"
+        );
+        out.headers
+            .insert(DROPPED_HEADERS.to_owned(), dropped.to_string());
+    }
+    out
+}
+
+/// The envelope of a dead letter for `message` (consumed as entry `entry`), with `headers`.
+pub(crate) fn dead_letter(
+    message: &Incoming,
+    entry: &str,
+    mut headers: BTreeMap<String, String>,
+) -> Envelope {
+    headers.insert(ORIGIN_ENTRY.to_owned(), entry.to_owned());
+    Envelope {
+        id: message.id.clone().unwrap_or_else(tidings::bridge::new_id),
+        name: message.name.clone().unwrap_or_default(),
+        key: message.key.clone(),
+        source: "tidings".to_owned(),
+        time: message.time.unwrap_or_else(SystemTime::now),
+        content_type: "application/json".to_owned(),
+        headers,
+        payload: message.payload.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn an_envelope_round_trips_through_fields() {
+        let envelope = Envelope::new("user.created", b"{\"id\":1}".to_vec())
+            .with_key("u1")
+            .with_header("x-trace", "abc")
+            .with_header("data", "not the payload");
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = fields(&envelope)
+            .into_iter()
+            .map(|(k, v)| (k.into_bytes(), v))
+            .collect();
+        let got = incoming(
+            "users",
+            Entry {
+                id: "1-0".into(),
+                fields,
+            },
+            1,
+        );
+        assert_eq!(got.id.as_deref(), Some(envelope.id.as_str()));
+        assert_eq!(got.name.as_deref(), Some("user.created"));
+        assert_eq!(got.key.as_deref(), Some("u1"));
+        assert_eq!(got.headers["x-trace"], "abc");
+        assert_eq!(got.headers["data"], "not the payload");
+        assert_eq!(got.payload, envelope.payload);
+    }
+
+    #[test]
+    fn hostile_replies_are_skipped_not_panicked_on() {
+        let odd = Value::Array(vec![
+            Value::Nil,
+            Value::Array(vec![bulk("s")]),
+            Value::Array(vec![
+                bulk("s"),
+                Value::Array(vec![
+                    Value::Int(5),
+                    Value::Array(vec![bulk("1-0")]),
+                    Value::Array(vec![bulk("2-0"), Value::Nil]),
+                    Value::Array(vec![bulk("3-0"), Value::Array(vec![bulk("data")])]),
+                ]),
+            ]),
+        ]);
+        let got = entries(&odd);
+        // `1-0` without fields, a deleted `2-0`, and `3-0` with a dangling name.
+        assert_eq!(got.len(), 3);
+        assert!(got.iter().all(|e| e.fields.is_empty()));
+    }
+
+    #[test]
+    fn too_many_fields_are_dropped_and_counted() {
+        let mut fields: Vec<(Vec<u8>, Vec<u8>)> = (0..1000)
+            .map(|i| (format!("f{i}").into_bytes(), vec![b'x'; 10]))
+            .collect();
+        fields.push((b"data".to_vec(), b"{}".to_vec()));
+        let got = incoming(
+            "s",
+            Entry {
+                id: "1-0".into(),
+                fields,
+            },
+            1,
+        );
+        assert_eq!(got.headers.len(), MAX_FIELDS + 1);
+        assert_eq!(
+            got.headers[DROPPED_HEADERS],
+            (1000 - MAX_FIELDS).to_string()
+        );
+        assert_eq!(got.payload.as_ref(), b"{}");
+        assert_eq!(got.id.as_deref(), Some("s/1-0"));
+    }
+}
