@@ -607,4 +607,106 @@ pub mod redis {
     pub fn unique(prefix: &str) -> String {
         format!("tidings-{prefix}-{:016x}", fastrand::u64(..))
     }
+
+    /// A `redis-server` of a test's own on a free loopback port, with `DEBUG` allowed; when
+    /// durable, keeping its data in an append-only file synced on every write
+    /// (`--appendonly yes --appendfsync always`) in a folder of its own. Killed and its folder
+    /// removed on drop.
+    pub struct OwnServer {
+        port: u16,
+        dir: std::path::PathBuf,
+        durable: bool,
+        child: parking_lot::Mutex<Option<std::process::Child>>,
+    }
+
+    impl OwnServer {
+        /// Starts it and waits until it answers.
+        pub async fn start(durable: bool) -> OwnServer {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let dir = std::env::temp_dir().join(unique("redis"));
+            std::fs::create_dir_all(&dir).expect("a data folder");
+            let server = OwnServer {
+                port,
+                dir,
+                durable,
+                child: parking_lot::Mutex::new(None),
+            };
+            server.spawn().await;
+            server
+        }
+
+        async fn spawn(&self) {
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args([
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                    "--save",
+                    "",
+                ])
+                .args(["--enable-debug-command", "yes", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(&self.dir)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed");
+            *self.child.lock() = Some(child);
+            for _ in 0..200 {
+                if let Ok(client) = ::redis::Client::open(self.url()) {
+                    if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+                        if ::redis::cmd("PING")
+                            .query_async::<String>(&mut c)
+                            .await
+                            .is_ok()
+                        {
+                            return;
+                        }
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            panic!("redis-server did not start on port {}", self.port);
+        }
+
+        /// `redis://127.0.0.1:{port}`.
+        pub fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+
+        /// A plain connection for the test's own commands, without a response timeout.
+        pub async fn admin(&self) -> ::redis::aio::MultiplexedConnection {
+            let config = ::redis::AsyncConnectionConfig::new()
+                .set_response_timeout(None)
+                .set_connection_timeout(Some(std::time::Duration::from_secs(20)));
+            ::redis::Client::open(self.url())
+                .expect("URL")
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .expect("the test's redis-server")
+        }
+
+        /// Kills it with SIGKILL and starts it again on the same port and data folder.
+        pub async fn restart(&self) {
+            if let Some(mut child) = self.child.lock().take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            self.spawn().await;
+        }
+    }
+
+    impl Drop for OwnServer {
+        fn drop(&mut self) {
+            if let Some(mut child) = self.child.lock().take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
