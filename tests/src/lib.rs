@@ -639,17 +639,12 @@ pub mod redis {
         }
 
         async fn spawn(&self) {
+            let appendonly = if self.durable { "yes" } else { "no" };
             let child = std::process::Command::new("redis-server")
                 .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-                .args([
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "always",
-                    "--save",
-                    "",
-                ])
-                .args(["--enable-debug-command", "yes", "--daemonize", "no"])
+                .args(["--appendonly", appendonly, "--appendfsync", "always"])
+                .args(["--save", "", "--enable-debug-command", "yes"])
+                .args(["--daemonize", "no"])
                 .arg("--dir")
                 .arg(&self.dir)
                 .stdout(std::process::Stdio::null())
@@ -657,16 +652,14 @@ pub mod redis {
                 .expect("redis-server must be installed");
             *self.child.lock() = Some(child);
             for _ in 0..200 {
-                if let Ok(client) = ::redis::Client::open(self.url()) {
-                    if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                        if ::redis::cmd("PING")
-                            .query_async::<String>(&mut c)
-                            .await
-                            .is_ok()
-                        {
-                            return;
-                        }
-                    }
+                if let Ok(client) = ::redis::Client::open(self.url())
+                    && let Ok(mut c) = client.get_multiplexed_async_connection().await
+                    && ::redis::cmd("PING")
+                        .query_async::<String>(&mut c)
+                        .await
+                        .is_ok()
+                {
+                    return;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(25)).await;
             }

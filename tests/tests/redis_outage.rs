@@ -298,7 +298,7 @@ async fn two_replicas_sharing_redis_dedup_handle_each_of_10000_duplicated_messag
     })
     .await
     .expect("every copy settled");
-    let handled = handled.lock();
+    let handled = handled.lock().clone();
     assert_eq!(handled.len() as u64, N, "every message handled");
     let twice: Vec<_> = handled.iter().filter(|(_, n)| **n != 1).collect();
     assert!(twice.is_empty(), "handled more than once: {twice:?}");
