@@ -39,3 +39,82 @@ impl Harness for Redis {
 }
 
 tidings::conformance_tests!(Redis::new());
+
+/// Entries written by hand with no `data`, with bytes that are not JSON, with a thousand
+/// fields: each is dead-lettered with its reason, never a panic, while good entries flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_written_bad_entries_are_dead_lettered_while_good_ones_flow() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use parking_lot::Mutex;
+    use tidings::bridge::{Consumer, Inbound, REASON_HEADER, Transport};
+    use tidings_tests::redis::admin;
+    use tidings_tests::{Events, UserCreated};
+
+    let t = connect(&unique("user")).await;
+    let source = Source::new(unique("bad"));
+    t.declare(&source).await.expect("declare");
+    let bus = tidings::Bus::<Events>::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    bus.on(move |u: &UserCreated| s.lock().push(u.id));
+    let inbound = Inbound::builder(&bus, t.clone(), source.clone())
+        .bind::<UserCreated>()
+        .build();
+    let mut admin = admin().await;
+    let mut xadd = |fields: Vec<(Vec<u8>, Vec<u8>)>| {
+        let mut cmd = ::redis::cmd("XADD");
+        cmd.arg(&source.name).arg("*");
+        for (k, v) in fields {
+            cmd.arg(k).arg(v);
+        }
+        cmd
+    };
+    let many: Vec<(Vec<u8>, Vec<u8>)> = (0..1000)
+        .map(|i| (format!("f{i}").into_bytes(), b"v".to_vec()))
+        .chain([(b"data".to_vec(), b"[1, 2".to_vec())])
+        .collect();
+    for cmd in [
+        xadd(vec![(b"foo".to_vec(), b"bar".to_vec())]),
+        xadd(vec![
+            (b"\xff\xfe".to_vec(), b"\x00".to_vec()),
+            (b"data".to_vec(), b"\xff\xfe{".to_vec()),
+        ]),
+        xadd(many),
+        xadd(vec![(
+            b"data".to_vec(),
+            br#"{"id": 7, "name": "good"}"#.to_vec(),
+        )]),
+    ] {
+        let _: String = cmd.query_async(&mut admin).await.expect("XADD");
+    }
+    let mut dead = t
+        .consume(&Source::new(source.dead_letter.clone()))
+        .await
+        .expect("consume dead letters");
+    let mut reasons = Vec::new();
+    for _ in 0..3 {
+        let d = tokio::time::timeout(Duration::from_secs(20), dead.next())
+            .await
+            .expect("a dead letter")
+            .expect("open")
+            .expect("delivered");
+        reasons.push(d.message.headers[REASON_HEADER].clone());
+        d.ack().await.expect("ack");
+    }
+    assert!(
+        reasons.iter().all(|r| r.contains("undecodable payload")),
+        "{reasons:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !seen.lock().contains(&7) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the good entry");
+    assert_eq!(inbound.stats().dead_lettered, 3);
+    inbound.shutdown(Duration::from_secs(10)).await;
+    cleanup(&source).await;
+}

@@ -70,7 +70,13 @@ pub(crate) fn fields(envelope: &Envelope) -> Vec<(String, Vec<u8>)> {
     if let Some(key) = &envelope.key {
         out.push((PARTITIONKEY.to_owned(), key.clone().into_bytes()));
     }
-    for (name, value) in &envelope.headers {
+    // The bridge's own headers (a dead letter's reason, attempts, origin) first, so a reader
+    // that keeps only the first fields of a crowded entry keeps them.
+    let (own, others): (Vec<_>, Vec<_>) = envelope
+        .headers
+        .iter()
+        .partition(|(name, _)| name.starts_with("x-tidings-"));
+    for (name, value) in own.into_iter().chain(others) {
         let name = if RESERVED.contains(&name.as_str()) {
             format!("{HEADER_PREFIX}{name}")
         } else {
@@ -303,5 +309,30 @@ mod tests {
         );
         assert_eq!(got.payload.as_ref(), b"{}");
         assert_eq!(got.id.as_deref(), Some("s/1-0"));
+    }
+
+    #[test]
+    fn the_bridges_own_headers_survive_a_crowded_entry() {
+        let mut envelope = Envelope::new("e", b"{}".to_vec());
+        for i in 0..1000 {
+            envelope.headers.insert(format!("a{i:04}"), "v".into());
+        }
+        envelope
+            .headers
+            .insert("x-tidings-reason".into(), "why".into());
+        let fields = fields(&envelope)
+            .into_iter()
+            .map(|(k, v)| (k.into_bytes(), v))
+            .collect();
+        let got = incoming(
+            "s",
+            Entry {
+                id: "1-0".into(),
+                fields,
+            },
+            1,
+        );
+        assert_eq!(got.headers["x-tidings-reason"], "why");
+        assert!(got.headers.contains_key(DROPPED_HEADERS));
     }
 }
