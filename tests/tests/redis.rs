@@ -63,7 +63,7 @@ async fn hand_written_bad_entries_are_dead_lettered_while_good_ones_flow() {
         .bind::<UserCreated>()
         .build();
     let mut admin = admin().await;
-    let mut xadd = |fields: Vec<(Vec<u8>, Vec<u8>)>| {
+    let xadd = |fields: Vec<(Vec<u8>, Vec<u8>)>| {
         let mut cmd = ::redis::cmd("XADD");
         cmd.arg(&source.name).arg("*");
         for (k, v) in fields {
