@@ -71,7 +71,7 @@
 //!
 //! A [`KafkaConsumer`] is one member of the source's group (`Source::group` is the Kafka
 //! `group.id`) subscribed to the source's topic. How offsets, redeliveries, backpressure and
-//! rebalances work is in its module's docs; in short: an offset is committed only when the
+//! rebalances work is in its docs; in short: an offset is committed only when the
 //! message and every earlier one of its partition were settled, so a crash redelivers and
 //! never skips. A new group starts where [`StartFrom`] says: earliest (the default), latest,
 //! or the first message at or after a time. Dead letters go to the source's dead-letter topic

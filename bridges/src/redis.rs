@@ -70,7 +70,7 @@
 //! [`Transport::declare`](tidings::bridge::Transport::declare) (and `consume`) creates the
 //! group with `XGROUP CREATE ... 0 MKSTREAM`: a new group reads the stream from its start.
 //! How a [`RedisConsumer`] reads, reclaims what dead members left pending, counts attempts and
-//! settles is in its module's docs. Blocking reads run on a connection of their own with no
+//! settles is in its docs. Blocking reads run on a connection of their own with no
 //! response timeout (redis-rs's default timeout would cut them, and a blocking read on a shared
 //! connection would stall every other command on it), bounded instead by the block time plus
 //! the command timeout, so a stalled server is noticed.

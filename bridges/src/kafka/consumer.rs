@@ -1,29 +1,4 @@
 //! [`KafkaConsumer`]: one group member, run on a thread of its own.
-//!
-//! librdkafka's consumer calls block (poll, commit, close), so each consumer owns a thread
-//! that polls it and talks to the async side through channels: deliveries go out,
-//! settlements (ack, nack, dropped) come back.
-//!
-//! **Offsets.** A partition's offset is stored only up to the last message before the first
-//! one still unsettled: messages of one partition may be handled side by side (the inbound
-//! bridge runs keys in lanes), and a commit must never pass work not yet done. Stored offsets
-//! are committed every commit interval, on close, and before a rebalance takes partitions
-//! away; librdkafka's own auto-store is off.
-//!
-//! **Redelivery.** Kafka has no per-message return. A nacked message is delivered again by
-//! this consumer (its delivery count one higher) and stays unsettled meanwhile, so its offset
-//! is not committed; if the consumer goes first, the group delivers it again from the
-//! committed offset (its count then starts again at 1).
-//!
-//! **Backpressure.** At most `prefetch` deliveries are out at once. The thread fetches up to
-//! 512 messages (or `prefetch`, if larger) ahead of that, then pauses the partitions until
-//! the backlog is below that bound again; it keeps polling meanwhile, so it stays in the
-//! group.
-//!
-//! **Rebalances.** When partitions are revoked, settlements already sent are applied and the
-//! offsets committed; settlements of the revoked partitions that arrive later are ignored
-//! (the new owner delivers those messages again). Each assignment of a partition has its own
-//! generation, so a late settlement cannot store an offset in a later assignment.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::mpsc as std_mpsc;
@@ -58,8 +33,34 @@ const TICK: Duration = Duration::from_millis(50);
 /// How many messages a consumer fetches ahead of what it hands out (at least its prefetch).
 const AHEAD: usize = 512;
 
-/// A stream of deliveries from one Kafka topic as one member of the source's group; see the
-/// [module docs](super). Dropping it commits what was handled and leaves the group.
+/// A stream of deliveries from one Kafka topic as one member of the source's group.
+/// Dropping it commits what was handled and leaves the group; [`Consumer::close`] waits for
+/// that.
+///
+/// librdkafka's consumer calls block (poll, commit, close), so each consumer owns a thread
+/// that polls it and talks to the async side through channels: deliveries go out,
+/// settlements (ack, nack, dropped) come back.
+///
+/// **Offsets.** A partition's offset is stored only up to the last message before the first
+/// one still unsettled: messages of one partition may be handled side by side (the inbound
+/// bridge runs keys in lanes), and a commit must never pass work not yet done. Stored offsets
+/// are committed every commit interval, on close, and before a rebalance takes partitions
+/// away; librdkafka's own auto-store is off.
+///
+/// **Redelivery.** Kafka has no per-message return. A nacked message is delivered again by
+/// this consumer (its delivery count one higher) and stays unsettled meanwhile, so its offset
+/// is not committed; if the consumer goes first, the group delivers it again from the
+/// committed offset (its count then starts again at 1).
+///
+/// **Backpressure.** At most `prefetch` deliveries are out at once. The thread fetches up to
+/// 512 messages (or `prefetch`, if larger) ahead of that, then pauses the partitions until
+/// the backlog is below that bound again; it keeps polling meanwhile, so it stays in the
+/// group.
+///
+/// **Rebalances.** When partitions are revoked, settlements already sent are applied and the
+/// offsets committed; settlements of the revoked partitions that arrive later are ignored
+/// (the new owner delivers those messages again). Each assignment of a partition has its own
+/// generation, so a late settlement cannot store an offset in a later assignment.
 pub struct KafkaConsumer {
     deliveries: mpsc::UnboundedReceiver<Result<Delivery, TransportError>>,
     commands: std_mpsc::Sender<Command>,

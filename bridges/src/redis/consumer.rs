@@ -1,22 +1,4 @@
 //! [`RedisConsumer`]: one member of a consumer group, reading on a connection of its own.
-//!
-//! A task reads for the consumer and hands deliveries out through a channel, so a caller that
-//! stops waiting never loses a read in flight:
-//!
-//! 1. after every (re)connect it reads the consumer's own pending entries first
-//!    (`XREADGROUP ... 0`), with their delivery counts (`XPENDING`), then new ones (`>`);
-//! 2. it takes over entries another member left pending longer than the claim idle time
-//!    (`XAUTOCLAIM`), checking once per block time;
-//! 3. it never has more than `prefetch` deliveries out: past that it stops reading.
-//!
-//! **Names.** A consumer is named `tidings-{host}-{pid}-{n}`, `n` the lowest number no other
-//! consumer of this process uses for the same stream and group. A consumer made after one was
-//! dropped takes its name, and with it, by step 1, what that one left unacknowledged. What a
-//! process that died left pending is taken over by another member (step 2).
-//!
-//! **Settling.** `ack` is `XACK`. Redis has no negative acknowledgement: a nacked entry stays
-//! pending and this consumer hands it out again, its delivery count one higher. A dead letter
-//! is added to the dead-letter stream, then the entry acknowledged.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,8 +15,25 @@ use tokio::time::Instant;
 use super::transport::Inner;
 use super::wire::{self, Entry};
 
-/// Deliveries from one stream as one member of the source's group; see the
-/// [module docs](self).
+/// Deliveries from one stream as one member of the source's group.
+///
+/// A task reads for the consumer and hands deliveries out through a channel, so a caller that
+/// stops waiting never loses a read in flight:
+///
+/// 1. after every (re)connect it reads the consumer's own pending entries first
+///    (`XREADGROUP ... 0`), with their delivery counts (`XPENDING`), then new ones (`>`);
+/// 2. it takes over entries another member left pending longer than the claim idle time
+///    (`XAUTOCLAIM`), checking once per block time;
+/// 3. it never has more than `prefetch` deliveries out: past that it stops reading.
+///
+/// **Names.** A consumer is named `tidings-{host}-{pid}-{n}`, `n` the lowest number no other
+/// consumer of this process uses for the same stream and group. A consumer made after one was
+/// dropped takes its name, and with it, by step 1, what that one left unacknowledged. What a
+/// process that died left pending is taken over by another member (step 2).
+///
+/// **Settling.** `ack` is `XACK`. Redis has no negative acknowledgement: a nacked entry stays
+/// pending and this consumer hands it out again, its delivery count one higher. A dead letter
+/// is added to the dead-letter stream, then the entry acknowledged.
 pub struct RedisConsumer {
     deliveries: mpsc::UnboundedReceiver<Result<Delivery, TransportError>>,
     shared: Arc<Shared>,
