@@ -1,0 +1,271 @@
+//! End-to-end Redis Streams throughput, side by side in one run against the server on
+//! 127.0.0.1:6379: add entries in pipelined batches, read them in a consumer group, acknowledge
+//! after handling, for
+//!
+//! - tidings: `emit_async` on a bus → `Outbound` (batches of 1024) → `RedisTransport` →
+//!   Redis → `RedisConsumer` (prefetch 512) → `Inbound` → a listener on a second bus;
+//! - raw redis-rs, written for throughput: pipelines of 1024 `XADD`s with the same fields, and
+//!   a consumer task reading `XREADGROUP COUNT 512 BLOCK 100`, decoding each entry and
+//!   acknowledging each read batch with one `XACK`.
+//!
+//! Each round uses a fresh stream. Rounds alternate the contenders; each reports messages per
+//! second from the first add to the last acknowledgement, and the Redis server's share of the
+//! machine's CPU meanwhile. Needs Redis on 127.0.0.1:6379:
+//! `cargo bench -p tidings-benches --features redis --bench redis`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::Value;
+use serde::{Deserialize, Serialize};
+use tidings::bridge::{Envelope, Inbound, Outbound, Source, Transport};
+use tidings::prelude::*;
+use tidings_benches::cpu_seconds;
+use tidings_bridges::redis::RedisTransport;
+use tokio::sync::Notify;
+
+const URL: &str = "redis://127.0.0.1:6379";
+const MESSAGES: usize = 100_000;
+const ROUNDS: usize = 3;
+const BATCH: usize = 1024;
+const PREFETCH: usize = 512;
+const CORES: f64 = 2.0;
+
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(name = "bench.ping", key = key)]
+struct BenchPing {
+    seq: u64,
+    key: String,
+    body: String,
+}
+
+#[derive(Debug, EventSet)]
+enum Bench {
+    BenchPing(BenchPing),
+}
+
+fn ping(seq: usize) -> BenchPing {
+    BenchPing {
+        seq: seq as u64,
+        key: format!("k{}", seq % 64),
+        body: "x".repeat(64),
+    }
+}
+
+fn server_cpu() -> Option<f64> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", "redis-server.*6379"])
+        .output()
+        .ok()?;
+    let pid = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()?
+        .to_owned();
+    cpu_seconds(&pid)
+}
+
+struct Run {
+    rate: f64,
+    server_share: Option<f64>,
+}
+
+async fn measure<F: std::future::Future<Output = Duration>>(f: F) -> Run {
+    let before = server_cpu();
+    let wall = Instant::now();
+    let elapsed = f.await;
+    let wall = wall.elapsed().as_secs_f64();
+    Run {
+        rate: MESSAGES as f64 / elapsed.as_secs_f64(),
+        server_share: before
+            .zip(server_cpu())
+            .map(|(b, a)| (a - b) / wall / CORES),
+    }
+}
+
+/// A stream name of this run: `tidings-bench-{pid}-{n}`.
+fn stream() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("tidings-bench-{}-{n}", std::process::id())
+}
+
+async fn tidings_round(t: &RedisTransport, name: &str) -> Duration {
+    let source = Source::new(name).group("bench").prefetch(PREFETCH);
+    t.declare(&source).await.expect("declare");
+    let (out_bus, in_bus) = (Bus::<Bench>::new(), Bus::<Bench>::new());
+    let received = Arc::new(AtomicUsize::new(0));
+    let all = Arc::new(Notify::new());
+    let (r, a) = (Arc::clone(&received), Arc::clone(&all));
+    in_bus.on(move |_: &BenchPing| {
+        if r.fetch_add(1, Ordering::Relaxed) + 1 == MESSAGES {
+            a.notify_one();
+        }
+    });
+    let inbound = Inbound::builder(&in_bus, t.clone(), source.clone()).build();
+    let outbound = Outbound::builder(&out_bus, t.clone())
+        .forward::<BenchPing>()
+        .destination(name)
+        .batch(BATCH, Duration::ZERO)
+        .buffer(4 * BATCH)
+        .build();
+    let start = Instant::now();
+    for seq in 0..MESSAGES {
+        out_bus.emit_async(ping(seq)).await.expect("emit");
+    }
+    all.notified().await;
+    let elapsed = start.elapsed();
+    outbound.shutdown(Duration::from_secs(10)).await;
+    inbound.shutdown(Duration::from_secs(10)).await;
+    elapsed
+}
+
+fn entries(reply: &Value) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let Value::Array(streams) = reply else {
+        return out;
+    };
+    for stream in streams {
+        let Value::Array(pair) = stream else { continue };
+        let Some(Value::Array(items)) = pair.get(1) else {
+            continue;
+        };
+        for item in items {
+            let Value::Array(entry) = item else { continue };
+            let (Some(Value::BulkString(id)), Some(Value::Array(fields))) =
+                (entry.first(), entry.get(1))
+            else {
+                continue;
+            };
+            let data = fields
+                .chunks(2)
+                .find(|kv| matches!(&kv[0], Value::BulkString(k) if k == b"data"))
+                .and_then(|kv| match kv.get(1) {
+                    Some(Value::BulkString(v)) => Some(v.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            out.push((String::from_utf8_lossy(id).into_owned(), data));
+        }
+    }
+    out
+}
+
+async fn raw_round(client: &redis::Client, name: &str) -> Duration {
+    let mut admin = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let _: Value = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(name)
+        .arg("raw")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut admin)
+        .await
+        .expect("XGROUP");
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    let mut reader = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect("connection");
+    let name_c = name.to_owned();
+    let mut acker = admin.clone();
+    let consuming = tokio::spawn(async move {
+        let mut n = 0;
+        while n < MESSAGES {
+            let reply: Value = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg("raw")
+                .arg("c1")
+                .arg("COUNT")
+                .arg(PREFETCH)
+                .arg("BLOCK")
+                .arg(100)
+                .arg("STREAMS")
+                .arg(&name_c)
+                .arg(">")
+                .query_async(&mut reader)
+                .await
+                .expect("XREADGROUP");
+            let batch = entries(&reply);
+            if batch.is_empty() {
+                continue;
+            }
+            let mut ack = redis::cmd("XACK");
+            ack.arg(&name_c).arg("raw");
+            for (id, data) in &batch {
+                let _: BenchPing = serde_json::from_slice(data).expect("decodes");
+                ack.arg(id);
+            }
+            let _: i64 = ack.query_async(&mut acker).await.expect("XACK");
+            n += batch.len();
+        }
+    });
+    let start = Instant::now();
+    let mut seq = 0;
+    while seq < MESSAGES {
+        let mut pipe = redis::pipe();
+        for s in seq..(seq + BATCH).min(MESSAGES) {
+            let event = ping(s);
+            let envelope =
+                Envelope::new("bench.ping", serde_json::to_vec(&event).expect("encodes"))
+                    .with_key(event.key.clone());
+            let time = format!("{:?}", envelope.time);
+            pipe.cmd("XADD")
+                .arg(name)
+                .arg("*")
+                .arg("id")
+                .arg(&envelope.id)
+                .arg("type")
+                .arg("bench.ping")
+                .arg("source")
+                .arg("tidings")
+                .arg("specversion")
+                .arg("1.0")
+                .arg("time")
+                .arg(time)
+                .arg("datacontenttype")
+                .arg("application/json")
+                .arg("partitionkey")
+                .arg(&event.key)
+                .arg("data")
+                .arg(envelope.payload.as_ref());
+        }
+        let _: Vec<String> = pipe.query_async(&mut admin).await.expect("XADD");
+        seq += BATCH;
+    }
+    consuming.await.expect("consumer");
+    start.elapsed()
+}
+
+fn report(name: &str, runs: &[Run]) -> f64 {
+    let rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
+    let server = runs.iter().map(|r| r.server_share).collect();
+    tidings_benches::report(name, &rates, &[("redis-server", server)])
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let t = RedisTransport::builder(URL)
+        .connect()
+        .await
+        .expect("Redis on 127.0.0.1:6379");
+    let client = redis::Client::open(URL).expect("URL");
+    let (mut ours, mut raw) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let name = stream();
+        ours.push(measure(tidings_round(&t, &name)).await);
+        t.delete_streams(&[&name]).await.expect("delete");
+        let name = stream();
+        raw.push(measure(raw_round(&client, &name)).await);
+        t.delete_streams(&[&name]).await.expect("delete");
+        println!("round {} of {ROUNDS} done", round + 1);
+    }
+    println!("\n{MESSAGES} entries per run, batches of {BATCH}, reads of up to {PREFETCH}");
+    let ours = report("tidings", &ours);
+    let raw = report("redis-rs", &raw);
+    println!("tidings / redis-rs = {:.2}x (goal >= 0.9x)", ours / raw);
+}
