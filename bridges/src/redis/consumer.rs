@@ -31,9 +31,14 @@ use super::wire::{self, Entry};
 /// dropped takes its name, and with it, by step 1, what that one left unacknowledged. What a
 /// process that died left pending is taken over by another member (step 2).
 ///
-/// **Settling.** `ack` is `XACK`. Redis has no negative acknowledgement: a nacked entry stays
-/// pending and this consumer hands it out again, its delivery count one higher. A dead letter
-/// is added to the dead-letter stream, then the entry acknowledged.
+/// **Settling.** Acknowledgements are recorded and sent in one `XACK` per batch: when a
+/// quarter of the prefetch has piled up, before the consumer waits for more, before each read,
+/// and on close. One a dropped consumer did not send goes out with the next consumer of its
+/// name, before that one reads (or, if none comes, from a task a moment later). An `Ok` from
+/// `ack` means the acknowledgement was taken; one lost with a connection means the entry comes
+/// again, as for any acknowledgement lost in flight. Redis has no negative acknowledgement: a
+/// nacked entry stays pending and this consumer hands it out again, its delivery count one
+/// higher. A dead letter is added to the dead-letter stream, then the entry acknowledged.
 pub struct RedisConsumer {
     deliveries: mpsc::UnboundedReceiver<Result<Delivery, TransportError>>,
     shared: Arc<Shared>,
@@ -65,6 +70,10 @@ struct Shared {
     /// Entries handed out or waiting to be handed out again, and not settled: a read of the
     /// pending entries after a reconnect skips them.
     held: Mutex<HashSet<String>>,
+    /// Acknowledged entries whose `XACK` is not sent yet.
+    acks: Mutex<Vec<String>>,
+    /// Send the recorded acknowledgements once this many piled up.
+    ack_batch: usize,
     /// Notified when a delivery is settled (room for more) or the consumer closes.
     settled: Notify,
     closed: AtomicBool,
@@ -76,19 +85,54 @@ impl Drop for RedisConsumer {
         self.shared.settled.notify_one();
         self.task.abort();
         let s = &self.shared;
-        s.inner.release_name(&s.stream, &s.group, s.number);
+        let unsent = std::mem::take(&mut *s.acks.lock());
+        s.inner.release_name(&s.stream, &s.group, s.number, unsent);
     }
 }
 
 impl Consumer for RedisConsumer {
     async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
+        if self.deliveries.is_empty() {
+            // About to wait: send what was acknowledged first.
+            if let Err(error) = self.shared.flush().await {
+                tracing::debug!(%error, "acknowledgements not sent; those entries come again");
+            }
+        }
         self.deliveries.recv().await
+    }
+
+    async fn close(self) {
+        if let Err(error) = self.shared.flush().await {
+            tracing::debug!(%error, "acknowledgements not sent; those entries come again");
+        }
+        drop(self);
+    }
+}
+
+impl Shared {
+    /// Sends the recorded acknowledgements in one `XACK`. The command runs in a task of its
+    /// own, so a caller that stops waiting (a dropped consumer's reading task) does not lose
+    /// acknowledgements it had taken.
+    async fn flush(&self) -> Result<(), TransportError> {
+        let ids = std::mem::take(&mut *self.acks.lock());
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let (inner, stream, group) = (
+            Arc::clone(&self.inner),
+            self.stream.clone(),
+            self.group.clone(),
+        );
+        tokio::spawn(async move { inner.acknowledge(&stream, &group, ids).await })
+            .await
+            .unwrap_or(Err(TransportError::Closed))
     }
 }
 
 impl RedisConsumer {
     pub(crate) fn start(inner: Arc<Inner>, source: &Source) -> Self {
-        let (number, name) = inner.take_name(&source.name, &source.group);
+        let (number, name, unsent) = inner.take_name(&source.name, &source.group);
+        let prefetch = source.prefetch.max(1);
         let shared = Arc::new(Shared {
             inner,
             stream: source.name.clone(),
@@ -99,11 +143,14 @@ impl RedisConsumer {
             out: AtomicUsize::new(0),
             again: Mutex::new(VecDeque::new()),
             held: Mutex::new(HashSet::new()),
+            // What the name's last consumer acknowledged goes out before anything is read.
+            acks: Mutex::new(unsent),
+            ack_batch: (prefetch / 4).max(1),
             settled: Notify::new(),
             closed: AtomicBool::new(false),
         });
         let (tx, deliveries) = mpsc::unbounded_channel();
-        let task = tokio::spawn(read(Arc::clone(&shared), source.prefetch.max(1), tx));
+        let task = tokio::spawn(read(Arc::clone(&shared), prefetch, tx));
         RedisConsumer {
             deliveries,
             shared,
@@ -160,6 +207,10 @@ async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
             },
         };
         let room = prefetch - out;
+        // Acknowledged entries leave the pending list before the next read or claim.
+        if let Err(error) = shared.flush().await {
+            tracing::debug!(%error, "acknowledgements not sent; those entries come again");
+        }
         let step = if last_claim.elapsed() >= config.block {
             last_claim = Instant::now();
             claim(&shared, conn, room).await
@@ -243,7 +294,7 @@ async fn read_group(
     if matches!(reply, Value::Nil) {
         return Ok(Vec::new());
     }
-    let entries = wire::entries(&reply);
+    let entries = wire::entries(reply);
     match position {
         Position::History(after) => match entries.last() {
             Some(last) => *after = last.id.clone(),
@@ -259,9 +310,7 @@ async fn read_group(
     // never be handled, so it is acknowledged away.
     let (gone, entries): (Vec<Entry>, Vec<Entry>) =
         entries.into_iter().partition(|e| e.fields.is_empty());
-    for entry in gone {
-        let _ = acknowledge(shared, &entry.id).await;
-    }
+    shared.acks.lock().extend(gone.into_iter().map(|e| e.id));
     Ok(messages(shared, entries, &counts))
 }
 
@@ -282,10 +331,14 @@ async fn claim(
         .arg(room)
         .to_owned();
     let reply = run(shared, conn, &cmd).await?;
-    let Value::Array(parts) = &reply else {
+    let Value::Array(mut parts) = reply else {
         return Ok(Vec::new());
     };
-    let entries = parts.get(1).map(wire::entry_list).unwrap_or_default();
+    let entries = if parts.len() > 1 {
+        wire::entry_list(parts.swap_remove(1))
+    } else {
+        Vec::new()
+    };
     if entries.is_empty() {
         return Ok(Vec::new());
     }
@@ -356,15 +409,6 @@ fn messages(
         .collect()
 }
 
-async fn acknowledge(shared: &Shared, entry: &str) -> Result<(), TransportError> {
-    let cmd = redis::cmd("XACK")
-        .arg(&shared.stream)
-        .arg(&shared.group)
-        .arg(entry)
-        .to_owned();
-    shared.inner.query::<Value>(&cmd).await.map(drop)
-}
-
 /// Settles one entry.
 struct RedisAcker {
     shared: Arc<Shared>,
@@ -404,11 +448,20 @@ impl Drop for RedisAcker {
 }
 
 impl Acker for RedisAcker {
+    /// Records the acknowledgement; it is sent with others (see [`RedisConsumer`]).
     fn ack(mut self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        let full = {
+            let mut acks = self.shared.acks.lock();
+            acks.push(self.entry.clone());
+            acks.len() >= self.shared.ack_batch
+        };
+        self.settle();
         Box::pin(async move {
-            let result = acknowledge(&self.shared, &self.entry).await;
-            self.settle();
-            result
+            if full {
+                self.shared.flush().await
+            } else {
+                Ok(())
+            }
         })
     }
 
@@ -432,9 +485,9 @@ impl Acker for RedisAcker {
             let added = self.shared.inner.add_dead_letter(out).await;
             match added {
                 Ok(()) => {
-                    let result = acknowledge(&self.shared, &self.entry).await;
+                    self.shared.acks.lock().push(self.entry.clone());
                     self.settle();
-                    result
+                    self.shared.flush().await
                 }
                 Err(error) => {
                     self.again();

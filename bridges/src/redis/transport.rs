@@ -116,6 +116,14 @@ impl RedisBuilder {
     }
 }
 
+/// The consumer names of one (stream, group).
+#[derive(Default)]
+struct Names {
+    used: BTreeSet<usize>,
+    /// Acknowledgements recorded under a name whose consumer went, not sent yet.
+    unsent: HashMap<usize, Vec<String>>,
+}
+
 const UP: u8 = 1;
 const DOWN: u8 = 2;
 
@@ -126,10 +134,10 @@ pub(crate) struct Inner {
     secret: Option<String>,
     events: broadcast::Sender<ConnectionEvent>,
     state: AtomicU8,
-    /// Consumer names in use per (stream, group): each consumer takes the lowest free number,
-    /// so a consumer made after one was dropped takes over its name and reads its pending
-    /// entries first.
-    names: Mutex<HashMap<(String, String), BTreeSet<usize>>>,
+    /// Consumer names per (stream, group): each consumer takes the lowest free number, so a
+    /// consumer made after one was dropped takes over its name and reads its pending entries
+    /// first.
+    names: Mutex<HashMap<(String, String), Names>>,
 }
 
 /// A Redis connection (a connection manager, reconnecting by itself) that implements
@@ -312,25 +320,71 @@ impl Inner {
         }
     }
 
-    /// Takes a consumer name for (`stream`, `group`): `tidings-{host}-{pid}-{n}`.
-    pub(crate) fn take_name(&self, stream: &str, group: &str) -> (usize, String) {
+    /// Takes a consumer name for (`stream`, `group`): `tidings-{host}-{pid}-{n}`, with the
+    /// acknowledgements its last holder recorded but did not send (to send before reading).
+    pub(crate) fn take_name(&self, stream: &str, group: &str) -> (usize, String, Vec<String>) {
         let mut names = self.names.lock();
-        let used = names
+        let slot = names
             .entry((stream.to_owned(), group.to_owned()))
             .or_default();
-        let n = (0..).find(|n| !used.contains(n)).unwrap_or(0);
-        used.insert(n);
-        (n, format!("tidings-{}-{n}", process_tag()))
+        let n = (0..).find(|n| !slot.used.contains(n)).unwrap_or(0);
+        slot.used.insert(n);
+        let unsent = slot.unsent.remove(&n).unwrap_or_default();
+        (n, format!("tidings-{}-{n}", process_tag()), unsent)
     }
 
-    pub(crate) fn release_name(&self, stream: &str, group: &str, n: usize) {
-        if let Some(used) = self
-            .names
-            .lock()
-            .get_mut(&(stream.to_owned(), group.to_owned()))
+    /// Gives name `n` back with the acknowledgements its consumer did not send: the next
+    /// consumer of the name sends them before it reads, or, if none comes soon, a task does.
+    pub(crate) fn release_name(
+        self: &Arc<Self>,
+        stream: &str,
+        group: &str,
+        n: usize,
+        unsent: Vec<String>,
+    ) {
+        let key = (stream.to_owned(), group.to_owned());
         {
-            used.remove(&n);
+            let mut names = self.names.lock();
+            let Some(slot) = names.get_mut(&key) else {
+                return;
+            };
+            slot.used.remove(&n);
+            if unsent.is_empty() {
+                return;
+            }
+            slot.unsent.entry(n).or_default().extend(unsent);
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // No runtime: the entries stay pending and come back.
+        };
+        let inner = Arc::clone(self);
+        runtime.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let unsent = {
+                let mut names = inner.names.lock();
+                names
+                    .get_mut(&key)
+                    .filter(|slot| !slot.used.contains(&n))
+                    .and_then(|slot| slot.unsent.remove(&n))
+                    .unwrap_or_default()
+            };
+            let _ = inner.acknowledge(&key.0, &key.1, unsent).await;
+        });
+    }
+
+    /// `XACK`s `ids` of `stream` for `group` in one command.
+    pub(crate) async fn acknowledge(
+        &self,
+        stream: &str,
+        group: &str,
+        ids: Vec<String>,
+    ) -> Result<(), TransportError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("XACK");
+        cmd.arg(stream).arg(group).arg(ids);
+        self.query::<Value>(&cmd).await.map(drop)
     }
 
     /// `XADD`s `batch` in one pipeline; one result per message.
@@ -338,7 +392,8 @@ impl Inner {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for out in batch {
-            let cmd = pipe.cmd("XADD").arg(&out.destination);
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg(&out.destination);
             if !create {
                 cmd.arg("NOMKSTREAM");
             }
@@ -346,9 +401,8 @@ impl Inner {
                 cmd.arg("MAXLEN").arg("~").arg(n);
             }
             cmd.arg("*");
-            for (name, value) in wire::fields(&out.envelope) {
-                cmd.arg(name).arg(value);
-            }
+            wire::write_fields(&mut cmd, &out.envelope);
+            pipe.add_command(cmd);
         }
         let mut connection = self.manager.clone();
         let reply = tokio::time::timeout(

@@ -52,40 +52,40 @@ const RESERVED: [&str; 8] = [
     PARTITIONKEY,
 ];
 
-/// The fields of `envelope`, in XADD order.
-pub(crate) fn fields(envelope: &Envelope) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::with_capacity(8 + envelope.headers.len());
-    out.push((ID.to_owned(), envelope.id.clone().into_bytes()));
+/// Appends the fields of `envelope` to an `XADD` command.
+pub(crate) fn write_fields(cmd: &mut redis::Cmd, envelope: &Envelope) {
+    cmd.arg(ID).arg(&envelope.id);
     if !envelope.name.is_empty() {
-        out.push((TYPE.to_owned(), envelope.name.clone().into_bytes()));
+        cmd.arg(TYPE).arg(&envelope.name);
     }
-    out.push((SOURCE.to_owned(), envelope.source.clone().into_bytes()));
-    out.push((SPECVERSION.to_owned(), b"1.0".to_vec()));
-    let time = humantime::format_rfc3339_millis(envelope.time).to_string();
-    out.push((TIME.to_owned(), time.into_bytes()));
-    out.push((
-        DATACONTENTTYPE.to_owned(),
-        envelope.content_type.clone().into_bytes(),
-    ));
+    cmd.arg(SOURCE)
+        .arg(&envelope.source)
+        .arg(SPECVERSION)
+        .arg("1.0")
+        .arg(TIME)
+        .arg(humantime::format_rfc3339_millis(envelope.time).to_string())
+        .arg(DATACONTENTTYPE)
+        .arg(&envelope.content_type);
     if let Some(key) = &envelope.key {
-        out.push((PARTITIONKEY.to_owned(), key.clone().into_bytes()));
+        cmd.arg(PARTITIONKEY).arg(key);
     }
     // The bridge's own headers (a dead letter's reason, attempts, origin) first, so a reader
     // that keeps only the first fields of a crowded entry keeps them.
-    let (own, others): (Vec<_>, Vec<_>) = envelope
-        .headers
-        .iter()
-        .partition(|(name, _)| name.starts_with("x-tidings-"));
-    for (name, value) in own.into_iter().chain(others) {
-        let name = if RESERVED.contains(&name.as_str()) {
-            format!("{HEADER_PREFIX}{name}")
+    let own = |name: &&String| name.starts_with("x-tidings-");
+    let headers = envelope.headers.iter();
+    let ordered = headers
+        .clone()
+        .filter(|(n, _)| own(n))
+        .chain(headers.filter(|(n, _)| !own(n)));
+    for (name, value) in ordered {
+        if RESERVED.contains(&name.as_str()) {
+            cmd.arg(format!("{HEADER_PREFIX}{name}"));
         } else {
-            name.clone()
-        };
-        out.push((name, value.clone().into_bytes()));
+            cmd.arg(name);
+        }
+        cmd.arg(value);
     }
-    out.push((DATA.to_owned(), envelope.payload.to_vec()));
-    out
+    cmd.arg(DATA).arg(envelope.payload.as_ref());
 }
 
 /// One stream entry as read: its id and fields.
@@ -95,11 +95,11 @@ pub(crate) struct Entry {
     pub(crate) fields: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-fn bytes(value: &Value) -> Option<Vec<u8>> {
+fn bytes(value: Value) -> Option<Vec<u8>> {
     match value {
-        Value::BulkString(b) => Some(b.clone()),
-        Value::SimpleString(s) => Some(s.clone().into_bytes()),
-        Value::VerbatimString { text, .. } => Some(text.clone().into_bytes()),
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        Value::VerbatimString { text, .. } => Some(text.into_bytes()),
         Value::Int(i) => Some(i.to_string().into_bytes()),
         _ => None,
     }
@@ -107,19 +107,22 @@ fn bytes(value: &Value) -> Option<Vec<u8>> {
 
 /// Entries from an `XREADGROUP` reply (`[[stream, [[id, [field, value, ...]], ...]]]`, or a
 /// RESP3 map) or from the entry list of an `XAUTOCLAIM` reply. Anything else in the shape is
-/// skipped; a deleted entry (`[id, nil]`) comes back with no fields.
-pub(crate) fn entries(reply: &Value) -> Vec<Entry> {
-    let streams: Vec<&Value> = match reply {
-        Value::Array(items) => items.iter().collect(),
-        Value::Map(pairs) => pairs.iter().map(|(_, v)| v).collect(),
+/// skipped; a deleted entry (`[id, nil]`) comes back with no fields. Takes the reply apart
+/// rather than copying it.
+pub(crate) fn entries(reply: Value) -> Vec<Entry> {
+    let streams: Vec<Value> = match reply {
+        Value::Array(items) => items,
+        Value::Map(pairs) => pairs.into_iter().map(|(_, v)| v).collect(),
         _ => Vec::new(),
     };
     let mut out = Vec::new();
     for stream in streams {
         // `[name, entries]` in an array reply; the entries themselves in a map reply.
         let list = match stream {
-            Value::Array(pair) if pair.len() == 2 && !matches!(pair[1], Value::BulkString(_)) => {
-                &pair[1]
+            Value::Array(mut pair)
+                if pair.len() == 2 && !matches!(pair[1], Value::BulkString(_)) =>
+            {
+                pair.swap_remove(1)
             }
             other => other,
         };
@@ -129,24 +132,31 @@ pub(crate) fn entries(reply: &Value) -> Vec<Entry> {
 }
 
 /// Entries from a list of `[id, [field, value, ...]]`.
-pub(crate) fn entry_list(list: &Value) -> Vec<Entry> {
+pub(crate) fn entry_list(list: Value) -> Vec<Entry> {
     let Value::Array(items) = list else {
         return Vec::new();
     };
     items
-        .iter()
+        .into_iter()
         .filter_map(|item| {
             let Value::Array(pair) = item else {
                 return None;
             };
-            let id = String::from_utf8(bytes(pair.first()?)?).ok()?;
-            let fields = match pair.get(1) {
-                Some(Value::Array(flat)) => flat
-                    .chunks(2)
-                    .filter_map(|kv| Some((bytes(kv.first()?)?, bytes(kv.get(1)?)?)))
-                    .collect(),
+            let mut pair = pair.into_iter();
+            let id = String::from_utf8(bytes(pair.next()?)?).ok()?;
+            let fields = match pair.next() {
+                Some(Value::Array(flat)) => {
+                    let mut fields = Vec::with_capacity(flat.len() / 2);
+                    let mut flat = flat.into_iter();
+                    while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+                        if let (Some(k), Some(v)) = (bytes(k), bytes(v)) {
+                            fields.push((k, v));
+                        }
+                    }
+                    fields
+                }
                 Some(Value::Map(pairs)) => pairs
-                    .iter()
+                    .into_iter()
                     .filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?)))
                     .collect(),
                 _ => Vec::new(),
@@ -154,6 +164,11 @@ pub(crate) fn entry_list(list: &Value) -> Vec<Entry> {
             Some(Entry { id, fields })
         })
         .collect()
+}
+
+/// `bytes` as text, without a copy when they are UTF-8.
+fn text_of(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// What a consumer hands the bridge for `entry` of `stream`.
@@ -179,8 +194,8 @@ pub(crate) fn incoming(stream: &str, entry: Entry, delivery_count: u32) -> Incom
             dropped += 1;
             continue;
         }
-        let name = String::from_utf8_lossy(&name).into_owned();
-        let value = String::from_utf8_lossy(&value).into_owned();
+        let name = text_of(name);
+        let value = text_of(value);
         match name.as_str() {
             ID => out.id = Some(value),
             TYPE => out.name = Some(value),
@@ -237,6 +252,24 @@ pub(crate) fn dead_letter(
 mod tests {
     use super::*;
 
+    /// The fields an `XADD` for `envelope` writes, as a reader gets them back.
+    fn fields_of(envelope: &Envelope) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut cmd = redis::cmd("XADD");
+        write_fields(&mut cmd, envelope);
+        // The first argument is the command's name.
+        let args: Vec<Vec<u8>> = cmd
+            .args_iter()
+            .skip(1)
+            .filter_map(|a| match a {
+                redis::Arg::Simple(b) => Some(b.to_vec()),
+                _ => None,
+            })
+            .collect();
+        args.chunks(2)
+            .map(|kv| (kv[0].clone(), kv[1].clone()))
+            .collect()
+    }
+
     fn bulk(s: &str) -> Value {
         Value::BulkString(s.as_bytes().to_vec())
     }
@@ -247,15 +280,11 @@ mod tests {
             .with_key("u1")
             .with_header("x-trace", "abc")
             .with_header("data", "not the payload");
-        let fields: Vec<(Vec<u8>, Vec<u8>)> = fields(&envelope)
-            .into_iter()
-            .map(|(k, v)| (k.into_bytes(), v))
-            .collect();
         let got = incoming(
             "users",
             Entry {
                 id: "1-0".into(),
-                fields,
+                fields: fields_of(&envelope),
             },
             1,
         );
@@ -282,7 +311,7 @@ mod tests {
                 ]),
             ]),
         ]);
-        let got = entries(&odd);
+        let got = entries(odd);
         // `1-0` without fields, a deleted `2-0`, and `3-0` with a dangling name.
         assert_eq!(got.len(), 3);
         assert!(got.iter().all(|e| e.fields.is_empty()));
@@ -320,18 +349,11 @@ mod tests {
         envelope
             .headers
             .insert("x-tidings-reason".into(), "why".into());
-        let fields = fields(&envelope)
-            .into_iter()
-            .map(|(k, v)| (k.into_bytes(), v))
-            .collect();
-        let got = incoming(
-            "s",
-            Entry {
-                id: "1-0".into(),
-                fields,
-            },
-            1,
-        );
+        let entry = Entry {
+            id: "1-0".into(),
+            fields: fields_of(&envelope),
+        };
+        let got = incoming("s", entry, 1);
         assert_eq!(got.headers["x-tidings-reason"], "why");
         assert!(got.headers.contains_key(DROPPED_HEADERS));
     }
