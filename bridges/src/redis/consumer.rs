@@ -38,7 +38,9 @@ use super::wire::{self, Entry};
 /// `ack` means the acknowledgement was taken; one lost with a connection means the entry comes
 /// again, as for any acknowledgement lost in flight. Redis has no negative acknowledgement: a
 /// nacked entry stays pending and this consumer hands it out again, its delivery count one
-/// higher. A dead letter is added to the dead-letter stream, then the entry acknowledged.
+/// higher. A dead letter is added to the dead-letter stream, then the entry acknowledged. A
+/// delivery keeps no copy of its message for these two: the entry is read back from the
+/// stream (`XRANGE`); one trimmed away meanwhile can no longer be handled and is acknowledged.
 pub struct RedisConsumer {
     deliveries: mpsc::UnboundedReceiver<Result<Delivery, TransportError>>,
     shared: Arc<Shared>,
@@ -65,11 +67,12 @@ struct Shared {
     dead_letter: String,
     /// Deliveries out and not settled.
     out: AtomicUsize,
-    /// Nacked messages to hand out again, with their entry ids.
-    again: Mutex<VecDeque<(String, Incoming)>>,
+    /// Nacked entries to hand out again (read back with `XRANGE`), with their next delivery
+    /// count.
+    again: Mutex<VecDeque<(String, u32)>>,
     /// Entries handed out or waiting to be handed out again, and not settled: a read of the
     /// pending entries after a reconnect skips them.
-    held: Mutex<HashSet<String>>,
+    held: Mutex<HashSet<EntryId>>,
     /// Acknowledged entries whose `XACK` is not sent yet.
     acks: Mutex<Vec<String>>,
     /// Send the recorded acknowledgements once this many piled up.
@@ -184,11 +187,6 @@ async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
             shared.settled.notified().await;
             continue;
         }
-        let again = shared.again.lock().pop_front();
-        if let Some((entry, message)) = again {
-            hand_out(&shared, &tx, entry, message);
-            continue;
-        }
         let conn = match &mut connection {
             Some(conn) => conn,
             None => match shared.inner.blocking_connection().await {
@@ -206,6 +204,19 @@ async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
                 }
             },
         };
+        let again = shared.again.lock().pop_front();
+        if let Some((entry, count)) = again {
+            match read_back(&shared, &entry, count).await {
+                Ok(Some(message)) => hand_out(&shared, &tx, entry, message),
+                // Trimmed from the stream meanwhile: it can never be handled.
+                Ok(None) => {
+                    shared.held.lock().remove(&EntryId::of(&entry));
+                    shared.acks.lock().push(entry);
+                }
+                Err(_) => shared.again.lock().push_front((entry, count)),
+            }
+            continue;
+        }
         let room = prefetch - out;
         // Acknowledged entries leave the pending list before the next read or claim.
         if let Err(error) = shared.flush().await {
@@ -240,14 +251,45 @@ async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
 
 fn hand_out(shared: &Arc<Shared>, tx: &Out, entry: String, message: Incoming) {
     shared.out.fetch_add(1, Ordering::AcqRel);
-    shared.held.lock().insert(entry.clone());
+    shared.held.lock().insert(EntryId::of(&entry));
     let acker = RedisAcker {
         shared: Arc::clone(shared),
+        count: message.delivery_count,
         entry,
-        message: Some(Box::new(message.clone())),
+        settled: false,
     };
     // A closed receiver means the consumer is going; the entry stays pending.
     let _ = tx.send(Ok(Delivery::new(message, acker)));
+}
+
+/// An entry id (`{ms}-{seq}`) as a number, for the set of held entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct EntryId(u64, u64);
+
+impl EntryId {
+    /// An id that does not parse (never from Redis) maps to `0-0`.
+    fn of(id: &str) -> Self {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        EntryId(ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+    }
+}
+
+/// Entry `entry` read again (`XRANGE`), as a delivery with `count`; `None` once trimmed.
+async fn read_back(
+    shared: &Shared,
+    entry: &str,
+    count: u32,
+) -> Result<Option<Incoming>, TransportError> {
+    let cmd = redis::cmd("XRANGE")
+        .arg(&shared.stream)
+        .arg(entry)
+        .arg(entry)
+        .to_owned();
+    let reply = shared.inner.query::<Value>(&cmd).await?;
+    Ok(wire::entry_list(reply)
+        .into_iter()
+        .find(|e| e.id == entry && !e.fields.is_empty())
+        .map(|e| wire::incoming(&shared.stream, e, count)))
 }
 
 /// Runs `cmd` on the reading connection, bounded by the block time plus the timeout.
@@ -400,7 +442,7 @@ fn messages(
     let held = shared.held.lock();
     entries
         .into_iter()
-        .filter(|entry| !held.contains(&entry.id))
+        .filter(|entry| !held.contains(&EntryId::of(&entry.id)))
         .map(|entry| {
             let count = counts.get(&entry.id).copied().unwrap_or(1);
             let id = entry.id.clone();
@@ -409,32 +451,36 @@ fn messages(
         .collect()
 }
 
-/// Settles one entry.
+/// Settles one entry. It keeps no copy of the message: the rare nack or dead letter reads
+/// the entry back from the stream.
 struct RedisAcker {
     shared: Arc<Shared>,
     entry: String,
-    /// A copy for a redelivery or a dead letter; taken when settled.
-    message: Option<Box<Incoming>>,
+    count: u32,
+    settled: bool,
 }
 
 impl RedisAcker {
-    fn settle(&mut self) {
-        if self.message.take().is_some() {
-            self.shared.held.lock().remove(&self.entry);
+    /// Done with the entry here: it no longer counts against the prefetch.
+    fn settle(&mut self, held: bool) {
+        if !std::mem::replace(&mut self.settled, true) {
+            if !held {
+                self.shared.held.lock().remove(&EntryId::of(&self.entry));
+            }
             self.shared.out.fetch_sub(1, Ordering::AcqRel);
             self.shared.settled.notify_one();
         }
     }
 
+    /// To be handed out again by this consumer.
     fn again(&mut self) {
-        if let Some(mut message) = self.message.take() {
-            message.delivery_count = message.delivery_count.saturating_add(1);
+        if !self.settled {
+            let next = self.count.saturating_add(1);
             self.shared
                 .again
                 .lock()
-                .push_back((self.entry.clone(), *message));
-            self.shared.out.fetch_sub(1, Ordering::AcqRel);
-            self.shared.settled.notify_one();
+                .push_back((self.entry.clone(), next));
+            self.settle(true);
         }
     }
 }
@@ -443,7 +489,7 @@ impl Drop for RedisAcker {
     fn drop(&mut self) {
         // Unsettled: the entry stays pending and comes back with this consumer's name or by
         // being claimed.
-        self.settle();
+        self.settle(false);
     }
 }
 
@@ -455,7 +501,7 @@ impl Acker for RedisAcker {
             acks.push(self.entry.clone());
             acks.len() >= self.shared.ack_batch
         };
-        self.settle();
+        self.settle(false);
         Box::pin(async move {
             if full {
                 self.shared.flush().await
@@ -475,18 +521,22 @@ impl Acker for RedisAcker {
         headers: BTreeMap<String, String>,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
         Box::pin(async move {
-            let Some(message) = self.message.as_deref() else {
-                return Err(TransportError::Closed);
+            let added = match read_back(&self.shared, &self.entry, self.count).await {
+                Ok(Some(message)) => {
+                    let out = Outgoing {
+                        destination: self.shared.dead_letter.clone(),
+                        envelope: wire::dead_letter(&message, &self.entry, headers),
+                    };
+                    self.shared.inner.add_dead_letter(out).await
+                }
+                // Trimmed from the stream: nothing left to move.
+                Ok(None) => Ok(()),
+                Err(error) => Err(error),
             };
-            let out = Outgoing {
-                destination: self.shared.dead_letter.clone(),
-                envelope: wire::dead_letter(message, &self.entry, headers),
-            };
-            let added = self.shared.inner.add_dead_letter(out).await;
             match added {
                 Ok(()) => {
                     self.shared.acks.lock().push(self.entry.clone());
-                    self.settle();
+                    self.settle(false);
                     self.shared.flush().await
                 }
                 Err(error) => {
