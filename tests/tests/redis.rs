@@ -118,3 +118,46 @@ async fn hand_written_bad_entries_are_dead_lettered_while_good_ones_flow() {
     inbound.shutdown(Duration::from_secs(10)).await;
     cleanup(&source).await;
 }
+
+/// A lost connection is reported as `Disconnected`, the next success as `Connected`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_report_a_lost_connection_and_its_return() {
+    use std::time::Duration;
+
+    use tidings::bridge::{Envelope, Outgoing, Transport};
+    use tidings_bridges::ConnectionEvent;
+
+    let user = unique("user");
+    let t = connect(&user).await;
+    let source = Source::new(unique("events"));
+    t.declare(&source).await.expect("declare");
+    let mut events = t.events();
+    assert!(kill_clients(&user).await > 0);
+    let out = Outgoing {
+        destination: source.name.clone(),
+        envelope: Envelope::new("e", b"{}".to_vec()),
+    };
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let _ = t.publish(std::slice::from_ref(&out)).await;
+            while let Ok(event) = events.try_recv() {
+                seen.push(event);
+            }
+            let lost = seen
+                .iter()
+                .position(|e| matches!(e, ConnectionEvent::Disconnected { .. }));
+            let back = seen
+                .iter()
+                .rposition(|e| matches!(e, ConnectionEvent::Connected { .. }));
+            if matches!((lost, back), (Some(l), Some(b)) if b > l) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no Disconnected then Connected: {seen:?}"));
+    cleanup(&source).await;
+    delete_user(&user).await;
+}
