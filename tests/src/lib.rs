@@ -132,6 +132,25 @@ where
     log
 }
 
+/// The Node project of the interoperability tests (`tests/node`), with `package` installed
+/// (`npm ci` when it is missing).
+///
+/// # Panics
+/// Without npm, or when `npm ci` fails.
+pub async fn node_project(package: &str) -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node");
+    if !dir.join("node_modules").join(package).exists() {
+        let installed = tokio::process::Command::new("npm")
+            .args(["ci", "--silent", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .await
+            .expect("npm must be installed");
+        assert!(installed.success(), "npm ci in {}", dir.display());
+    }
+    dir
+}
+
 /// Helpers for the RabbitMQ suites (feature `amqp`).
 #[cfg(feature = "amqp")]
 pub mod rabbit {

@@ -1,7 +1,6 @@
 //! Interoperability with a Node service using amqplib as its tutorials do (feature `amqp`),
 //! both directions, through the real broker. Needs `node` and `npm`; the test installs
-//! amqplib into `tests/node` when it is missing, and is skipped (with a message) when Node is
-//! not installed.
+//! amqplib into `tests/node` when it is missing.
 #![cfg(feature = "amqp")]
 
 use std::path::PathBuf;
@@ -14,31 +13,11 @@ use serde_json::{Value, json};
 use tidings::Bus;
 use tidings::bridge::{Inbound, Outbound, Source, Transport};
 use tidings_tests::rabbit::{URL, cleanup, connect, unique};
-use tidings_tests::{Events, UserCreated};
+use tidings_tests::{Events, UserCreated, node_project};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The Node project's directory, with amqplib installed; `None` without Node.
-async fn node_project() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node");
-    let node = Command::new("node").arg("--version").output().await;
-    if !node.is_ok_and(|o| o.status.success()) {
-        println!("skipped: `node` is not installed");
-        return None;
-    }
-    if !dir.join("node_modules/amqplib").exists() {
-        let installed = Command::new("npm")
-            .args(["ci", "--silent", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .await
-            .expect("npm");
-        assert!(installed.success(), "npm ci in {}", dir.display());
-    }
-    Some(dir)
-}
 
 fn node(dir: &PathBuf, args: &[&str]) -> Command {
     let mut command = Command::new("node");
@@ -52,9 +31,7 @@ fn node(dir: &PathBuf, args: &[&str]) -> Command {
 
 #[tokio::test]
 async fn a_node_producer_feeds_an_inbound_bridge() {
-    let Some(dir) = node_project().await else {
-        return;
-    };
+    let dir = node_project("amqplib").await;
     let t = connect(&unique("conn")).await;
     // The queue an amqplib service asserts with `{ durable: true }`, bound to the topic
     // exchange of the same name.
@@ -104,9 +81,7 @@ async fn a_node_producer_feeds_an_inbound_bridge() {
 
 #[tokio::test]
 async fn a_node_consumer_reads_an_outbound_bridge() {
-    let Some(dir) = node_project().await else {
-        return;
-    };
+    let dir = node_project("amqplib").await;
     let t = connect(&unique("conn")).await;
     let exchange = unique("to-node");
     let mut child = node(&dir, &["consume", URL, &exchange, "user.*", "3"])

@@ -14,26 +14,11 @@ use tidings::Bus;
 use tidings::bridge::{Inbound, Outbound, Source, Transport};
 use tidings_bridges::kafka::{CE_ID, CE_TYPE};
 use tidings_tests::kafka::Tansu;
-use tidings_tests::{Events, UserCreated};
+use tidings_tests::{Events, UserCreated, node_project};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// The Node project's directory, with kafkajs installed.
-async fn node_project() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node");
-    if !dir.join("node_modules/kafkajs").exists() {
-        let installed = Command::new("npm")
-            .args(["ci", "--silent", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .await
-            .expect("npm must be installed");
-        assert!(installed.success(), "npm ci in {}", dir.display());
-    }
-    dir
-}
 
 fn node(dir: &PathBuf, args: &[&str]) -> Command {
     let mut command = Command::new("node");
@@ -47,7 +32,7 @@ fn node(dir: &PathBuf, args: &[&str]) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kafkajs_producer_feeds_an_inbound_bridge() {
-    let dir = node_project().await;
+    let dir = node_project("kafkajs").await;
     let tansu = Tansu::start();
     let t = tansu.transport().await;
     let source = Source::new("users");
@@ -94,7 +79,7 @@ async fn a_kafkajs_producer_feeds_an_inbound_bridge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kafkajs_consumer_reads_an_outbound_bridge() {
-    let dir = node_project().await;
+    let dir = node_project("kafkajs").await;
     let tansu = Tansu::start();
     let t = tansu.transport().await;
     let topic = "users-out";

@@ -13,25 +13,11 @@ use serde_json::{Value, json};
 use tidings::Bus;
 use tidings::bridge::{Inbound, Outbound, Source, Transport};
 use tidings_tests::redis::{URL, cleanup, unique};
-use tidings_tests::{Events, UserCreated};
+use tidings_tests::{Events, UserCreated, node_project};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn node_project() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node");
-    if !dir.join("node_modules/ioredis").exists() {
-        let installed = Command::new("npm")
-            .args(["ci", "--silent", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .await
-            .expect("npm must be installed");
-        assert!(installed.success(), "npm ci in {}", dir.display());
-    }
-    dir
-}
 
 fn node(dir: &PathBuf, args: &[&str]) -> Command {
     let mut command = Command::new("node");
@@ -52,7 +38,7 @@ async fn transport() -> tidings_bridges::redis::RedisTransport {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ioredis_producer_feeds_an_inbound_bridge() {
-    let dir = node_project().await;
+    let dir = node_project("ioredis").await;
     let t = transport().await;
     let source = Source::new(unique("from-node"));
     t.declare(&source).await.expect("declare");
@@ -91,7 +77,7 @@ async fn an_ioredis_producer_feeds_an_inbound_bridge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ioredis_consumer_reads_an_outbound_bridge() {
-    let dir = node_project().await;
+    let dir = node_project("ioredis").await;
     let t = transport().await;
     let stream = unique("to-node");
     let mut child = node(&dir, &["consume", URL, &stream, "node-readers", "3"])

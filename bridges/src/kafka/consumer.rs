@@ -121,7 +121,8 @@ struct Partition {
     unsettled: BTreeSet<i64>,
     /// One past the highest offset received.
     next: i64,
-    /// The offset stored last (-1 for none).
+    /// The offset stored last; before any, the one before the first offset received in this
+    /// assignment (nothing below it is ours to store).
     stored: i64,
 }
 
@@ -145,13 +146,16 @@ impl State {
                 generation: *generations,
                 unsettled: BTreeSet::new(),
                 next: 0,
-                stored: -1,
+                stored: i64::MIN,
             }
         })
     }
 
     fn received(&mut self, partition: i32, offset: i64) -> Mark {
         let p = self.partition(partition);
+        if p.stored == i64::MIN {
+            p.stored = offset - 1;
+        }
         p.unsettled.insert(offset);
         p.next = p.next.max(offset + 1);
         Mark {
@@ -572,16 +576,7 @@ impl Acker for KafkaAcker {
             headers.insert(wire::ORIGIN_OFFSET.to_owned(), self.mark.offset.to_string());
             let out = Outgoing {
                 destination: self.origin.dead_letter.clone(),
-                envelope: Envelope {
-                    id: message.id.clone().unwrap_or_else(tidings::bridge::new_id),
-                    name: message.name.clone().unwrap_or_default(),
-                    key: message.key.clone(),
-                    source: "tidings".to_owned(),
-                    time: message.time.unwrap_or_else(SystemTime::now),
-                    content_type: "application/json".to_owned(),
-                    headers,
-                    payload: message.payload.clone(),
-                },
+                envelope: Envelope::republish(&message, headers),
             };
             match self.origin.inner.produce_one(&out).await {
                 Ok(()) => self.send(Command::Ack(self.mark)),

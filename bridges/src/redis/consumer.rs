@@ -24,8 +24,7 @@ use super::wire::{self, Entry};
 ///    (`XREADGROUP ... 0`), with their delivery counts (`XPENDING`), then new ones (`>`);
 /// 2. it takes over entries another member left pending longer than the claim idle time
 ///    (`XAUTOCLAIM`), checking once per block time;
-/// 3. it never has more than `prefetch` deliveries out: past that it stops reading, and reads
-///    again once a quarter of the window is free.
+/// 3. it never has more than `prefetch` deliveries out: past that it stops reading.
 ///
 /// **Names.** A consumer is named `tidings-{host}-{pid}-{n}`, `n` the lowest number no other
 /// consumer of this process uses for the same stream and group. A consumer made after one was
@@ -175,7 +174,6 @@ enum Position {
 
 async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
     let config = shared.inner.config.clone();
-    let refill = (prefetch / 4).max(1);
     let mut connection: Option<MultiplexedConnection> = None;
     let mut position = Position::History("0".into());
     let mut failures = 0u32;
@@ -185,9 +183,9 @@ async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
             return;
         }
         let out = shared.out.load(Ordering::Acquire);
-        // Read again once a quarter of the window is free (or nothing is out), not for every
-        // settled entry: fewer, fuller reads.
-        if out > 0 && out + refill > prefetch {
+        // (Waiting for a quarter of the window to be free before reading again measured no
+        // faster, and starves a caller that holds all but one delivery and waits for one more.)
+        if out >= prefetch {
             shared.settled.notified().await;
             continue;
         }

@@ -7,7 +7,6 @@
 //! limit applies to it.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use redis::Value;
@@ -236,16 +235,7 @@ pub(crate) fn dead_letter(
     mut headers: BTreeMap<String, String>,
 ) -> Envelope {
     headers.insert(ORIGIN_ENTRY.to_owned(), entry.to_owned());
-    Envelope {
-        id: message.id.clone().unwrap_or_else(tidings::bridge::new_id),
-        name: message.name.clone().unwrap_or_default(),
-        key: message.key.clone(),
-        source: "tidings".to_owned(),
-        time: message.time.unwrap_or_else(SystemTime::now),
-        content_type: "application/json".to_owned(),
-        headers,
-        payload: message.payload.clone(),
-    }
+    Envelope::republish(message, headers)
 }
 
 #[cfg(test)]

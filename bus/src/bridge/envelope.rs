@@ -92,6 +92,21 @@ impl Envelope {
         self
     }
 
+    /// The envelope that publishes a received `message` again (to a dead-letter destination,
+    /// say) with `headers`: its id (or a new one), name, key, time (or now) and payload.
+    pub fn republish(message: &Incoming, headers: BTreeMap<String, String>) -> Self {
+        Envelope {
+            id: message.id.clone().unwrap_or_else(new_id),
+            name: message.name.clone().unwrap_or_default(),
+            key: message.key.clone(),
+            source: "tidings".to_owned(),
+            time: message.time.unwrap_or_else(SystemTime::now),
+            content_type: "application/json".to_owned(),
+            headers,
+            payload: message.payload.clone(),
+        }
+    }
+
     /// Adds a header.
     #[must_use]
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
