@@ -75,9 +75,11 @@
 //! connection would stall every other command on it), bounded instead by the block time plus
 //! the command timeout, so a stalled server is noticed.
 //!
-//! ## Secrets
+//! ## TLS and secrets
 //!
-//! The password of the URL never appears in an error, a log line or `Debug` output.
+//! `rediss://` URLs connect over TLS (rustls), verifying the server with the system's roots or
+//! with the authorities given to [`RedisBuilder::tls_ca_pem`]; ACL users log in with the URL's
+//! user and password. The password never appears in an error, a log line or `Debug` output.
 
 mod consumer;
 mod dedup;

@@ -81,7 +81,17 @@ async fn acked_seqs(consumer: &mut impl Consumer, n: usize) -> std::collections:
 /// comes again.
 async fn nothing_more(consumer: &mut impl Consumer) {
     let extra = tokio::time::timeout(Duration::from_millis(500), consumer.next()).await;
-    assert!(extra.is_err(), "an acknowledged message came again");
+    if let Ok(Some(Ok(d))) = &extra {
+        panic!(
+            "an acknowledged message came again: seq {} (delivery {})",
+            seq(d),
+            d.message.delivery_count
+        );
+    }
+    assert!(
+        extra.is_err(),
+        "an acknowledged message came again: {extra:?}"
+    );
 }
 
 /// The sequence number of a delivered `Ping`.
@@ -696,7 +706,7 @@ async fn an_orderly_shutdown_leaves_nothing_to_deliver_again() {
 #[tokio::test]
 async fn amqps_connects_with_a_private_authority_and_refuses_an_unknown_one() {
     use tidings_tests::rabbit::TlsProxy;
-    let proxy = TlsProxy::start().await;
+    let proxy = TlsProxy::to(5672).await;
     let url = format!("amqps://guest:guest@localhost:{}/%2f", proxy.port);
     let t = AmqpTransport::builder(&url)
         .tls(Tls::new().ca_pem(proxy.ca_pem.clone()))

@@ -50,7 +50,7 @@ async fn passwords_never_reach_logs_or_errors() {
 
     // The same over TLS (a TLS endpoint in front of the broker), where the password must
     // still be sent, encrypted, and never logged.
-    let proxy = TlsProxy::start().await;
+    let proxy = TlsProxy::to(5672).await;
     let tls_url = format!("amqps://{user}:{encoded}@localhost:{}/%2f", proxy.port);
     let over_tls = AmqpTransport::builder(&tls_url)
         .tls(Tls::new().ca_pem(proxy.ca_pem.clone()))

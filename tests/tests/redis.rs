@@ -161,3 +161,56 @@ async fn events_report_a_lost_connection_and_its_return() {
     cleanup(&source).await;
     delete_user(&user).await;
 }
+
+/// `rediss://` through a TLS endpoint with a private certificate authority, with ACL
+/// credentials: a round trip works, and an untrusted server is refused with an error that
+/// does not quote the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_private_authority() {
+    use std::time::Duration;
+
+    use tidings::bridge::{Consumer, Envelope, Outgoing, Transport};
+    use tidings_tests::tls::TlsProxy;
+
+    let user = unique("user");
+    // `connect` creates the user with the password `pw-{user}`.
+    drop(connect(&user).await);
+    let password = format!("pw-{user}");
+    let proxy = TlsProxy::to(6379).await;
+    let url = format!("rediss://{user}:{password}@localhost:{}", proxy.port);
+    let t = RedisTransport::builder(&url)
+        .tls_ca_pem(proxy.ca_pem.clone())
+        .connect()
+        .await
+        .expect("TLS login");
+    let source = Source::new(unique("tls"));
+    t.declare(&source).await.expect("declare");
+    let out = Outgoing {
+        destination: source.name.clone(),
+        envelope: Envelope::new("e", b"{\"tls\":true}".to_vec()),
+    };
+    assert!(matches!(
+        t.publish(std::slice::from_ref(&out)).await.as_slice(),
+        [Ok(())]
+    ));
+    let mut consumer = t.consume(&source).await.expect("consume");
+    let d = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+        .await
+        .expect("a delivery")
+        .expect("open")
+        .expect("delivered");
+    assert_eq!(d.message.payload.as_ref(), b"{\"tls\":true}");
+    d.ack().await.expect("ack");
+    drop(consumer);
+
+    // Without the authority the server's certificate is not trusted.
+    let refused = RedisTransport::builder(&url)
+        .timeout(Duration::from_secs(3))
+        .connect()
+        .await
+        .expect_err("an untrusted certificate");
+    let text = format!("{refused} {refused:?}");
+    assert!(!text.contains(&password), "{text}");
+    cleanup(&source).await;
+    delete_user(&user).await;
+}

@@ -86,6 +86,24 @@ struct Settling {
     /// The source queue was declared (through this transport) with a dead-letter exchange.
     own_dead_letter_exchange: bool,
     acks: Mutex<Acks>,
+    /// Held while acknowledgements are taken and sent: one flush at a time (see `flush`).
+    sending: tokio::sync::Mutex<()>,
+}
+
+impl Settling {
+    /// Takes the acknowledgements not sent yet and sends them, one flush at a time. Two
+    /// flushes side by side could send a `multiple` ack that covers a tag the other then
+    /// acknowledges again, which RabbitMQ answers by closing the channel: every message still
+    /// unacknowledged on it would come again (seen under load, one run in a dozen).
+    async fn flush(&self, close: bool) -> Result<(), TransportError> {
+        let _turn = self.sending.lock().await;
+        let taken = {
+            let mut acks = self.acks.lock();
+            acks.closed |= close;
+            acks.take()
+        };
+        send(taken).await
+    }
 }
 
 /// Whether lapin could still settle the delivery (`false`: its channel is gone).
@@ -177,6 +195,7 @@ impl AmqpConsumer {
                     .is_some_and(QueueArgs::has_dead_letter_exchange),
                 connection,
                 dead_letter: source.dead_letter.clone(),
+                sending: tokio::sync::Mutex::new(()),
                 acks: Mutex::new(Acks {
                     outstanding: BTreeMap::new(),
                     unsent: 0,
@@ -217,8 +236,7 @@ impl Consumer for AmqpConsumer {
             Some(next) => next,
             None => {
                 // Nothing waiting: send what was acknowledged, so the broker can send more.
-                let taken = self.settling.acks.lock().take();
-                if let Err(error) = send(taken).await {
+                if let Err(error) = self.settling.flush(false).await {
                     tracing::debug!(%error, "acknowledgements lost; those messages come again");
                 }
                 let generation = self.generation;
@@ -252,12 +270,7 @@ impl Consumer for AmqpConsumer {
     /// closes the consumer's channel (acknowledgements queued only from `Drop` could be
     /// overtaken by the channel's close, and those messages would come again).
     async fn close(self) {
-        let taken = {
-            let mut acks = self.settling.acks.lock();
-            acks.closed = true;
-            acks.take()
-        };
-        if let Err(error) = send(taken).await {
+        if let Err(error) = self.settling.flush(true).await {
             tracing::debug!(%error, "acknowledgements lost at close; those messages come again");
         }
         drop(self);
@@ -290,17 +303,18 @@ struct AmqpAcker {
 
 impl AmqpAcker {
     async fn ack(self) -> Result<(), TransportError> {
-        let send = {
+        let due = {
             let mut acks = self.settling.acks.lock();
             if let Some(slot) = acks.outstanding.get_mut(&self.tag) {
                 *slot = Some(self.acker);
                 acks.unsent += 1;
             }
-            (acks.closed || acks.unsent >= acks.threshold).then(|| acks.take())
+            acks.closed || acks.unsent >= acks.threshold
         };
-        match send {
-            Some(taken) => self::send(taken).await,
-            None => Ok(()),
+        if due {
+            self.settling.flush(false).await
+        } else {
+            Ok(())
         }
     }
 }
@@ -392,7 +406,10 @@ impl AmqpAcker {
 
     /// Settles the delivery negatively, at once: back to the queue (`requeue`), or rejected to
     /// the queue's own dead-letter exchange (callers reject only when it has one).
+    /// Holds the flush turn while it does: once its tag leaves the outstanding ones, a
+    /// `multiple` ack sent before the nack would cover (and so acknowledge) it.
     async fn nack(self, requeue: bool) -> Result<(), TransportError> {
+        let _turn = self.settling.sending.lock().await;
         self.settling.acks.lock().outstanding.remove(&self.tag);
         let options = BasicNackOptions {
             requeue,

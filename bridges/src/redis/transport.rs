@@ -35,6 +35,8 @@ impl std::fmt::Debug for RedisBuilder {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
+    /// Certificate authorities to trust for `rediss://`, PEM; the system's roots without.
+    pub(crate) ca_pem: Option<String>,
     pub(crate) max_len: Option<usize>,
     pub(crate) claim_idle: Duration,
     pub(crate) block: Duration,
@@ -43,6 +45,13 @@ pub(crate) struct Config {
 }
 
 impl RedisBuilder {
+    /// Trusts the certificate authorities in `pem` for a `rediss://` URL (a private CA); by
+    /// default the system's trusted roots verify the server.
+    pub fn tls_ca_pem(mut self, pem: impl Into<String>) -> Self {
+        self.config.ca_pem = Some(pem.into());
+        self
+    }
+
     /// Trims each stream published to to about this many entries (`XADD ... MAXLEN ~ n`);
     /// default: no trim. Trimmed entries are gone even if a group has not read them.
     pub fn max_len(mut self, entries: usize) -> Self {
@@ -87,9 +96,17 @@ impl RedisBuilder {
     pub async fn connect(self) -> Result<RedisTransport, TransportError> {
         let secret = crate::secret::password_of(&self.url).map(str::to_owned);
         let shown = |e: &RedisError| scrub(&e.to_string(), secret.as_deref());
-        let client = Client::open(self.url.as_str()).map_err(|e| {
-            TransportError::Other(format!("invalid Redis URL: {}", shown(&e)).into())
-        })?;
+        let client = match &self.config.ca_pem {
+            Some(pem) => Client::build_with_tls(
+                self.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone().into_bytes()),
+                },
+            ),
+            None => Client::open(self.url.as_str()),
+        }
+        .map_err(|e| TransportError::Other(format!("invalid Redis URL: {}", shown(&e)).into()))?;
         let timeout = self.config.timeout;
         let manager_config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(timeout))
@@ -158,11 +175,12 @@ impl std::fmt::Debug for RedisTransport {
 
 impl RedisTransport {
     /// Starts configuring a transport for `url`: `redis://[user:password@]host:port[/db]`, or
-    /// `rediss://` for TLS.
+    /// `rediss://` for TLS (see [`RedisBuilder::tls_ca_pem`]).
     pub fn builder(url: &str) -> RedisBuilder {
         RedisBuilder {
             url: url.to_owned(),
             config: Config {
+                ca_pem: None,
                 max_len: None,
                 claim_idle: Duration::from_secs(30),
                 block: Duration::from_secs(1),
