@@ -2,7 +2,8 @@
 //!
 //! A broker is reached through a [`Transport`]: publish a batch and learn which messages the
 //! broker confirmed; consume [`Delivery`]s that are acknowledged, returned, or dead-lettered.
-//! `tidings-bridges` implements it for RabbitMQ (feature `amqp`); [`MemoryBroker`] implements it
+//! `tidings-bridges` implements it for RabbitMQ, Kafka and Redis Streams (features `amqp`,
+//! `kafka`, `redis`); [`MemoryBroker`] implements it
 //! in-process, with broker semantics and injectable faults, for tests. A transport for another
 //! broker implements the same trait, from any crate, and proves itself with the conformance
 //! suite (feature `testing`).
