@@ -210,3 +210,33 @@ async fn a_cluster_that_refuses_idempotence_gets_ordered_publishes_without_it() 
         d.ack().await.expect("ack");
     }
 }
+
+/// Snappy-compressed batches arrive intact (tansu 0.6.0 does not serve them back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snappy_batches_round_trip() {
+    use tidings_bridges::kafka::Compression;
+
+    let cluster = MockCluster::new(1).expect("a mock cluster");
+    cluster.create_topic("snappy", 1, 1).expect("topic");
+    let t = KafkaTransport::builder(&cluster.bootstrap_servers())
+        .compression(Compression::Snappy)
+        .build()
+        .expect("config");
+    assert!(
+        t.publish(&batch("snappy", 0..50))
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+    let mut consumer = t.consume(&Source::new("snappy")).await.expect("consume");
+    for expected in 0..50 {
+        let d = tokio::time::timeout(WAIT, consumer.next())
+            .await
+            .expect("a delivery")
+            .expect("open")
+            .expect("delivered");
+        let user: UserCreated = serde_json::from_slice(&d.message.payload).expect("JSON");
+        assert_eq!(user.id, expected);
+        d.ack().await.expect("ack");
+    }
+}

@@ -214,3 +214,34 @@ async fn tls_with_a_private_authority() {
     cleanup(&source).await;
     delete_user(&user).await;
 }
+
+/// `max_len` trims the stream to about that many entries (`MAXLEN ~`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_len_trims_the_stream() {
+    use tidings::bridge::{Envelope, Outgoing, Transport};
+    use tidings_tests::redis::{URL, admin};
+
+    let t = RedisTransport::builder(URL)
+        .max_len(100)
+        .connect()
+        .await
+        .expect("connect");
+    let source = Source::new(unique("trim"));
+    t.declare(&source).await.expect("declare");
+    let batch: Vec<Outgoing> = (0..2_000)
+        .map(|i| Outgoing {
+            destination: source.name.clone(),
+            envelope: Envelope::new("e", format!("{{\"i\":{i}}}").into_bytes()),
+        })
+        .collect();
+    assert!(t.publish(&batch).await.iter().all(Result::is_ok));
+    let mut admin = admin().await;
+    let len: usize = ::redis::cmd("XLEN")
+        .arg(&source.name)
+        .query_async(&mut admin)
+        .await
+        .expect("XLEN");
+    // `~` trims by whole nodes (100 entries by default): about, never far above.
+    assert!((100..=300).contains(&len), "{len} entries left");
+    cleanup(&source).await;
+}
