@@ -10,16 +10,19 @@
 //! | `amqp` | RabbitMQ (AMQP 0-9-1, through lapin) | `amqp` |
 //! | `kafka` | Kafka (through rdkafka, librdkafka built in) | `kafka` |
 //! | `redis` | Redis Streams, and a Redis dedup store (through redis-rs) | `redis` |
+//! | `jobs` | job queues in BullMQ's format on Redis (through bullmq-official) | `jobs` |
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
 #[cfg(any(feature = "amqp", feature = "kafka", feature = "redis"))]
 mod connection;
+#[cfg(feature = "jobs")]
+pub mod jobs;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(feature = "redis")]
 pub mod redis;
-#[cfg(any(feature = "amqp", feature = "kafka", feature = "redis"))]
+#[cfg(any(feature = "amqp", feature = "kafka", feature = "redis", feature = "jobs"))]
 mod secret;
 
 #[cfg(any(feature = "amqp", feature = "kafka", feature = "redis"))]

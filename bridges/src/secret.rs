@@ -1,7 +1,7 @@
 //! Keeping passwords out of logs and errors.
 
 /// The user-info part of `url` (between `://` and the `@` before the host), if any.
-#[cfg(any(feature = "amqp", feature = "redis"))]
+#[cfg(any(feature = "amqp", feature = "redis", feature = "jobs"))]
 fn userinfo(url: &str) -> Option<(usize, &str)> {
     let start = url.find("://")? + 3;
     let rest = &url[start..];
@@ -11,7 +11,7 @@ fn userinfo(url: &str) -> Option<(usize, &str)> {
 }
 
 /// The password in `url`, if it has one.
-#[cfg(any(feature = "amqp", feature = "redis"))]
+#[cfg(any(feature = "amqp", feature = "redis", feature = "jobs"))]
 pub(crate) fn password_of(url: &str) -> Option<&str> {
     let (_, info) = userinfo(url)?;
     let (_, password) = info.split_once(':')?;
@@ -19,7 +19,7 @@ pub(crate) fn password_of(url: &str) -> Option<&str> {
 }
 
 /// `url` with its password replaced by `***`.
-#[cfg(any(feature = "amqp", feature = "redis"))]
+#[cfg(any(feature = "amqp", feature = "redis", feature = "jobs"))]
 pub(crate) fn redact(url: &str) -> String {
     match (userinfo(url), password_of(url)) {
         (Some((start, info)), Some(_)) => {

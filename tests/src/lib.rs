@@ -728,4 +728,48 @@ pub mod redis {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+
+    /// Deletes every key of the BullMQ queue `name` (prefix `bull`) on drop, so a failed
+    /// test leaves nothing behind either.
+    pub struct QueueKeys(pub String);
+
+    impl Drop for QueueKeys {
+        fn drop(&mut self) {
+            let pattern = format!("bull:{}:*", self.0);
+            // Drop may run inside a runtime: use a thread with a runtime of its own.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+                runtime.block_on(async {
+                    let mut admin = admin().await;
+                    let mut cursor = 0u64;
+                    loop {
+                        let (next, keys): (u64, Vec<String>) = ::redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(&pattern)
+                            .arg("COUNT")
+                            .arg(1000)
+                            .query_async(&mut admin)
+                            .await
+                            .expect("SCAN");
+                        if !keys.is_empty() {
+                            let _: i64 = ::redis::cmd("DEL")
+                                .arg(&keys)
+                                .query_async(&mut admin)
+                                .await
+                                .unwrap_or(0);
+                        }
+                        if next == 0 {
+                            break;
+                        }
+                        cursor = next;
+                    }
+                });
+            })
+            .join();
+        }
+    }
 }

@@ -1,0 +1,95 @@
+//! Job queues on Redis (feature `jobs`): Bull's feature set, typed, in BullMQ's format, so
+//! Node's `bullmq` producers, workers and dashboards (Bull Board) share queues with Rust
+//! services. Built on `bullmq-official`, BullMQ's own Rust port, which runs the same Lua
+//! scripts as Node's BullMQ.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tidings::prelude::*;
+//! use tidings_bridges::jobs::{
+//!     Backoff, JobCompleted, JobFailed, JobOptions, JobProgress, JobQueue, JobStalled, Worker,
+//! };
+//!
+//! #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+//! #[event(name = "email.send")]
+//! struct SendEmail { to: String, subject: String }
+//!
+//! #[derive(Debug, Clone, EventSet)]
+//! #[event_set(no_codec)]
+//! enum App {
+//!     JobCompleted(JobCompleted),
+//!     JobFailed(JobFailed),
+//!     JobProgress(JobProgress),
+//!     JobStalled(JobStalled),
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let url = "redis://127.0.0.1:6379";
+//! let emails = JobQueue::<SendEmail>::builder(url, "email").connect().await?;
+//! let options = JobOptions::new().attempts(3).backoff(Backoff::Exponential(Duration::from_secs(1)));
+//! emails.add_with(&SendEmail { to: "ada@example.com".into(), subject: "Hi".into() }, &options).await?;
+//!
+//! let bus = Bus::<App>::new();
+//! bus.on(|done: &JobCompleted| println!("{} sent: {}", done.id, done.result));
+//! let worker = Worker::<SendEmail>::builder(url, "email")
+//!     .concurrency(5)
+//!     .timeout(Duration::from_secs(30))
+//!     .events(&bus)
+//!     .start(|email: SendEmail, job| async move {
+//!         job.progress(50).await?;
+//!         Ok::<_, tidings_bridges::jobs::JobFailure>(format!("sent to {}", email.to))
+//!     })
+//!     .await?;
+//! // ...
+//! worker.close(Duration::from_secs(10)).await;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Jobs are events
+//!
+//! A job type is an ordinary event type: `#[derive(Event)]` plus serde. Its event name is the
+//! job's BullMQ name, so one vocabulary names what happened and the work it causes, and
+//! [`JobTransport`] forwards bus events into queues unchanged. A worker decodes every job of
+//! its queue as its type, whatever the job's name (Node producers often use several); the
+//! name is on the [`JobContext`].
+//!
+//! ## What the wrapper adds to BullMQ's client
+//!
+//! - **Stall checks on time.** The client's check ran every two intervals and skipped its
+//!   first; the worker sets it so that a check runs at least once per
+//!   [`stalled_interval`](WorkerBuilder::stalled_interval).
+//! - **Stalled events.** They are read from the queue's event stream, where BullMQ's script
+//!   records them (the client's own event never fires).
+//! - **Bounded memory.** The client queues its worker events without bound until read; the
+//!   worker reads them as they come.
+//! - **Quick recovery.** After a failed fetch the client waited 15 s; the worker waits
+//!   [`retry_delay`](WorkerBuilder::retry_delay) (1 s).
+//! - **Quick close.** An idle worker's blocking read is woken (`CLIENT UNBLOCK`) instead of
+//!   waited out; jobs still running at the deadline go back to waiting.
+//! - **Atomic bulk add.** [`JobQueue::add_bulk`] is one `MULTI`/`EXEC`, as Node's `addBulk`.
+//! - **No silent defaults.** Data or options the client reads as null or as no options are
+//!   checked against what Redis holds; a job that does not decode fails with the reason,
+//!   without retries, and the worker goes on.
+//! - **Timeouts**, which BullMQ dropped: [`WorkerBuilder::timeout`].
+//! - **Typed events** on a [`Bus`](tidings::Bus): [`WorkerBuilder::events`].
+//! - **No credentials in errors or logs**: the URL's password is replaced by `***`.
+
+mod error;
+mod events;
+mod forward;
+mod options;
+mod queue;
+mod worker;
+
+pub use self::error::{JobError, JobFailure};
+pub use self::events::{JobCompleted, JobFailed, JobProgress, JobStalled};
+pub use self::forward::{JobTransport, NoConsumer};
+pub use self::options::{Backoff, JobOptions, Keep, Repeat, MAX_PRIORITY};
+pub use self::queue::{JobCounts, JobQueue, JobQueueBuilder, JobRecord, JobState, Schedule};
+pub use self::worker::{JobContext, Worker, WorkerBuilder};
+
+/// What a job's data can be: an event type (for its name) that serde reads and writes.
+/// Implemented for every such type.
+pub trait Job: tidings::Event + serde::Serialize + serde::de::DeserializeOwned {}
+
+impl<T: tidings::Event + serde::Serialize + serde::de::DeserializeOwned> Job for T {}

@@ -1,0 +1,176 @@
+//! Bus events into job queues, through the bridge core's `Outbound`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tidings::bridge::{Consumer, Delivery, Outgoing, Source, Transport, TransportError};
+
+use super::error::JobError;
+use super::queue::Location;
+
+/// A publish-only [`Transport`] that adds each message as a job: the destination is the
+/// queue, the event name the job's name, the JSON payload its data, and the envelope's id its
+/// job id, so a publish retried after a lost reply adds nothing twice. A publish is confirmed
+/// once Redis stored the job; each batch is added in one transaction.
+///
+/// Use it with [`Outbound`](tidings::bridge::Outbound) to run work in the background when an
+/// event happens; a [`Worker`](super::Worker) of the event's type takes the jobs.
+///
+/// ```no_run
+/// use tidings::bridge::Outbound;
+/// use tidings::prelude::*;
+/// use tidings_bridges::jobs::JobTransport;
+///
+/// #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
+/// #[event(name = "email.send")]
+/// struct SendEmail { to: String }
+///
+/// #[derive(Debug, Clone, EventSet)]
+/// enum App { SendEmail(SendEmail) }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let bus = Bus::<App>::new();
+/// let jobs = JobTransport::new("redis://127.0.0.1:6379");
+/// let outbound = Outbound::builder(&bus, jobs).forward::<SendEmail>().destination("email").build();
+/// bus.emit_async(SendEmail { to: "ada@example.com".into() }).await?;
+/// # Ok(()) }
+/// ```
+///
+/// It does not consume: a job is settled by its handler's return, with attempts, backoff and
+/// a lock the worker renews, where a bridge consumer hands out deliveries to acknowledge or
+/// return at will; and job queues order by priority, not by key. So job queues do not run
+/// the bridge conformance suite; [`consume`](Transport::consume) refuses, and jobs are taken
+/// by a [`Worker`](super::Worker).
+#[derive(Clone)]
+pub struct JobTransport {
+    location: Location,
+    producer: Arc<tokio::sync::OnceCell<bullmq::FlowProducer>>,
+}
+
+impl std::fmt::Debug for JobTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobTransport")
+            .field("url", &crate::secret::redact(&self.location.url))
+            .field("prefix", &self.location.prefix)
+            .finish()
+    }
+}
+
+impl JobTransport {
+    /// Adds jobs to queues on the Redis at `url`, key prefix `bull`; connects on first use.
+    pub fn new(url: &str) -> JobTransport {
+        JobTransport {
+            location: Location {
+                url: url.to_owned(),
+                prefix: "bull".to_owned(),
+                name: String::new(),
+            },
+            producer: Arc::default(),
+        }
+    }
+
+    /// The key prefix (`bull` by default).
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> JobTransport {
+        self.location.prefix = prefix.into();
+        self
+    }
+
+    async fn producer(&self) -> Result<&bullmq::FlowProducer, JobError> {
+        self.producer
+            .get_or_try_init(|| async {
+                bullmq::FlowProducer::with_options(bullmq::FlowProducerOptions {
+                    connection: self.location.connection(),
+                    prefix: Some(self.location.prefix.clone()),
+                })
+                .await
+                .map_err(|e| self.location.error(e))
+            })
+            .await
+    }
+
+    fn job(outgoing: &Outgoing) -> Result<bullmq::FlowJob, TransportError> {
+        let envelope = &outgoing.envelope;
+        let data: serde_json::Value = serde_json::from_slice(&envelope.payload).map_err(|e| {
+            TransportError::Rejected(format!("a job's data must be JSON: {e}"))
+        })?;
+        let queue = Location {
+            url: String::new(),
+            prefix: String::new(),
+            name: outgoing.destination.clone(),
+        };
+        queue
+            .check()
+            .map_err(|e| TransportError::Rejected(e.to_string()))?;
+        let mut options = bullmq::JobOptions::default();
+        if !envelope.id.is_empty()
+            && !envelope.id.contains(':')
+            && envelope.id.parse::<u64>().is_err()
+        {
+            options.job_id = Some(envelope.id.clone());
+        }
+        bullmq::FlowJob::new(envelope.name.clone(), outgoing.destination.clone(), data)
+            .map(|job| job.options(options))
+            .map_err(|e| TransportError::Rejected(e.to_string()))
+    }
+}
+
+impl Transport for JobTransport {
+    type Consumer = NoConsumer;
+
+    async fn publish(&self, batch: &[Outgoing]) -> Vec<Result<(), TransportError>> {
+        let mut results: Vec<Result<(), TransportError>> = Vec::with_capacity(batch.len());
+        let mut jobs = Vec::new();
+        let mut positions = HashMap::new();
+        for (index, outgoing) in batch.iter().enumerate() {
+            match Self::job(outgoing) {
+                Ok(job) => {
+                    positions.insert(index, jobs.len());
+                    jobs.push(job);
+                    results.push(Ok(()));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if jobs.is_empty() {
+            return results;
+        }
+        let added = match self.producer().await {
+            Ok(producer) => producer
+                .add_bulk(jobs)
+                .await
+                .map(drop)
+                .map_err(|e| self.location.error(e)),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = added {
+            // One transaction: none of them was added.
+            let reason = e.to_string();
+            for index in positions.keys() {
+                results[*index] = Err(TransportError::Disconnected(reason.clone()));
+            }
+        }
+        results
+    }
+
+    async fn declare(&self, _source: &Source) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    async fn consume(&self, source: &Source) -> Result<NoConsumer, TransportError> {
+        Err(TransportError::Rejected(format!(
+            "`{}`: job queues are consumed by a jobs::Worker, not an inbound bridge",
+            source.name
+        )))
+    }
+}
+
+/// The consumer [`JobTransport`] never returns.
+#[derive(Debug)]
+pub struct NoConsumer(());
+
+impl Consumer for NoConsumer {
+    async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
+        None
+    }
+}
