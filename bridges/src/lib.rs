@@ -22,7 +22,12 @@ pub mod jobs;
 pub mod kafka;
 #[cfg(feature = "redis")]
 pub mod redis;
-#[cfg(any(feature = "amqp", feature = "kafka", feature = "redis", feature = "jobs"))]
+#[cfg(any(
+    feature = "amqp",
+    feature = "kafka",
+    feature = "redis",
+    feature = "jobs"
+))]
 mod secret;
 
 #[cfg(any(feature = "amqp", feature = "kafka", feature = "redis"))]

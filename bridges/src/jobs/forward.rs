@@ -91,9 +91,8 @@ impl JobTransport {
 
     fn job(outgoing: &Outgoing) -> Result<bullmq::FlowJob, TransportError> {
         let envelope = &outgoing.envelope;
-        let data: serde_json::Value = serde_json::from_slice(&envelope.payload).map_err(|e| {
-            TransportError::Rejected(format!("a job's data must be JSON: {e}"))
-        })?;
+        let data: serde_json::Value = serde_json::from_slice(&envelope.payload)
+            .map_err(|e| TransportError::Rejected(format!("a job's data must be JSON: {e}")))?;
         let queue = Location {
             url: String::new(),
             prefix: String::new(),

@@ -308,7 +308,10 @@ mod tests {
             JobOptions::new().id("a:b"),
             JobOptions::new().id(""),
         ] {
-            assert!(matches!(options.to_bullmq(), Err(JobError::Invalid(_))), "{options:?}");
+            assert!(
+                matches!(options.to_bullmq(), Err(JobError::Invalid(_))),
+                "{options:?}"
+            );
         }
         assert!(Repeat::every(Duration::ZERO).to_bullmq().is_err());
         assert!(Repeat::cron(" ").to_bullmq().is_err());

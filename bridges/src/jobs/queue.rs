@@ -98,6 +98,8 @@ pub struct JobRecord<J> {
     pub data: Result<J, String>,
     /// Attempts that ended (failed or completed).
     pub attempts_made: u32,
+    /// Times a worker took it, including runs cut short by a stall (a killed worker).
+    pub attempts_started: u32,
     /// The last progress reported (a number or any JSON).
     pub progress: serde_json::Value,
     /// Why the last attempt failed.
@@ -122,6 +124,7 @@ impl<J: DeserializeOwned> JobRecord<J> {
             name: job.name().to_owned(),
             data: serde_json::from_value(job.data().clone()).map_err(|e| e.to_string()),
             attempts_made: job.attempts_made(),
+            attempts_started: job.attempts_started(),
             progress: serde_json::to_value(job.progress()).unwrap_or_default(),
             failed_reason: Some(job.failed_reason())
                 .filter(|reason| !reason.is_empty())
@@ -177,6 +180,26 @@ impl Location {
         JobError::from_bullmq(error, self.secret())
     }
 
+    /// Connects once and pings, within five seconds: BullMQ's client retries a refused login
+    /// or an unreachable server for minutes before it reports anything.
+    pub(crate) async fn probe(&self) -> Result<(), JobError> {
+        let secret = self.secret();
+        let error =
+            |e: redis::RedisError| JobError::Redis(crate::secret::scrub(&e.to_string(), secret));
+        let client = redis::Client::open(self.url.as_str()).map_err(error)?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(5)));
+        let mut connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(error)?;
+        redis::cmd("PING")
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(error)
+    }
+
     pub(crate) fn check(&self) -> Result<(), JobError> {
         if self.name.is_empty() || self.name.contains(':') {
             return Err(JobError::Invalid(format!(
@@ -214,6 +237,7 @@ impl<J: Job> JobQueueBuilder<J> {
     pub async fn connect(self) -> Result<JobQueue<J>, JobError> {
         let location = self.location;
         location.check()?;
+        location.probe().await?;
         let options = bullmq::QueueOptions {
             connection: location.connection(),
             prefix: location.prefix.clone(),
@@ -349,7 +373,10 @@ impl<J: Job> JobQueue<J> {
                 self.inner.location.secret(),
             ))
         })?;
-        Ok(nodes.into_iter().map(|node| node.job.id().to_owned()).collect())
+        Ok(nodes
+            .into_iter()
+            .map(|node| node.job.id().to_owned())
+            .collect())
     }
 
     /// Runs `job` on a schedule: a scheduler called `id` adds a copy with `options` at every
@@ -532,11 +559,7 @@ impl<J: Job> JobQueue<J> {
 
     /// Removes the job `id` (not while a worker holds it); whether it existed.
     pub async fn remove(&self, id: &str) -> Result<bool, JobError> {
-        self.inner
-            .queue
-            .remove(id)
-            .await
-            .map_err(|e| self.error(e))
+        self.inner.queue.remove(id).await.map_err(|e| self.error(e))
     }
 
     /// Stops every worker of the queue, in every process, from taking jobs; active ones finish.
@@ -551,7 +574,11 @@ impl<J: Job> JobQueue<J> {
 
     /// Whether the queue is paused.
     pub async fn is_paused(&self) -> Result<bool, JobError> {
-        self.inner.queue.is_paused().await.map_err(|e| self.error(e))
+        self.inner
+            .queue
+            .is_paused()
+            .await
+            .map_err(|e| self.error(e))
     }
 
     /// Removes every waiting job, and the delayed ones too when `delayed` is set; active,
@@ -579,9 +606,17 @@ impl<J: Job> JobQueue<J> {
     pub async fn set_global_concurrency(&self, limit: Option<u64>) -> Result<(), JobError> {
         let queue = &self.inner.queue;
         match limit {
-            Some(0) => Err(JobError::Invalid("a concurrency limit must be at least 1".into())),
-            Some(limit) => queue.set_global_concurrency(limit).await.map_err(|e| self.error(e)),
-            None => queue.remove_global_concurrency().await.map_err(|e| self.error(e)),
+            Some(0) => Err(JobError::Invalid(
+                "a concurrency limit must be at least 1".into(),
+            )),
+            Some(limit) => queue
+                .set_global_concurrency(limit)
+                .await
+                .map_err(|e| self.error(e)),
+            None => queue
+                .remove_global_concurrency()
+                .await
+                .map_err(|e| self.error(e)),
         }
     }
 
@@ -599,7 +634,10 @@ impl<J: Job> JobQueue<J> {
                 .set_global_rate_limit(max, millis(per))
                 .await
                 .map_err(|e| self.error(e)),
-            None => queue.remove_global_rate_limit().await.map_err(|e| self.error(e)),
+            None => queue
+                .remove_global_rate_limit()
+                .await
+                .map_err(|e| self.error(e)),
         }
     }
 

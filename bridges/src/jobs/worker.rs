@@ -13,15 +13,16 @@ use tidings::{Bus, EventSet, Member};
 use tokio::task::JoinHandle;
 
 use super::error::{JobError, JobFailure};
-use super::events::{
-    bus_sink, JobCompleted, JobEvent, JobFailed, JobProgress, JobStalled, Sink,
-};
+use super::events::{bus_sink, JobCompleted, JobEvent, JobFailed, JobProgress, JobStalled, Sink};
 use super::options::{millis, Keep};
 use super::queue::Location;
 use super::Job;
 
 type Handler<J> = Arc<
-    dyn Fn(J, JobContext) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, JobFailure>> + Send>>
+    dyn Fn(
+            J,
+            JobContext,
+        ) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, JobFailure>> + Send>>
         + Send
         + Sync,
 >;
@@ -174,6 +175,7 @@ impl<J: Job> WorkerBuilder<J> {
                 "a rate limit needs at least one job per non-zero period".into(),
             ));
         }
+        location.probe().await?;
         let handler: Handler<J> = Arc::new(move |job, context| {
             let done = handler(job, context);
             Box::pin(async move {
@@ -290,10 +292,12 @@ enum Outcome {
 impl<J: Job> Shared<J> {
     async fn raw(&self) -> Result<redis::aio::ConnectionManager, JobError> {
         let secret = self.location.secret();
-        let redis_error = |e: redis::RedisError| JobError::Redis(crate::secret::scrub(&e.to_string(), secret));
+        let redis_error =
+            |e: redis::RedisError| JobError::Redis(crate::secret::scrub(&e.to_string(), secret));
         self.raw
             .get_or_try_init(|| async {
-                let client = redis::Client::open(self.location.url.as_str()).map_err(redis_error)?;
+                let client =
+                    redis::Client::open(self.location.url.as_str()).map_err(redis_error)?;
                 client.get_connection_manager().await.map_err(redis_error)
             })
             .await
@@ -653,7 +657,13 @@ impl<J: Job> Worker<J> {
     /// `active`. Returns how many were stopped.
     pub async fn close(mut self, deadline: Duration) -> usize {
         self.closed = true;
-        close(self.inner.clone(), self.shared.clone(), self.name.clone(), deadline).await
+        close(
+            self.inner.clone(),
+            self.shared.clone(),
+            self.name.clone(),
+            deadline,
+        )
+        .await
     }
 }
 
