@@ -125,7 +125,7 @@ impl<J: DeserializeOwned> JobRecord<J> {
             data: serde_json::from_value(job.data().clone()).map_err(|e| e.to_string()),
             attempts_made: job.attempts_made(),
             attempts_started: job.attempts_started(),
-            progress: serde_json::to_value(job.progress()).unwrap_or_default(),
+            progress: progress_value(job.progress()),
             failed_reason: Some(job.failed_reason())
                 .filter(|reason| !reason.is_empty())
                 .map(str::to_owned),
@@ -140,6 +140,17 @@ impl<J: DeserializeOwned> JobRecord<J> {
             finished_at: job.finished_on().map(at),
             priority: job.priority(),
         }
+    }
+}
+
+/// Progress as Node stores it: whole numbers stay integers (`50`, not `50.0`).
+fn progress_value(progress: &bullmq::JobProgress) -> serde_json::Value {
+    match progress {
+        bullmq::JobProgress::Number(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => {
+            serde_json::Value::from(*n as i64)
+        }
+        bullmq::JobProgress::Number(n) => serde_json::Value::from(*n),
+        bullmq::JobProgress::Object(value) => value.clone(),
     }
 }
 
