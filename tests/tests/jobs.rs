@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tidings::bridge::{Outbound, Source, Transport};
+use tidings::bridge::{Envelope, Outbound, Outgoing, Source, Transport, TransportError};
 use tidings::{Bus, Event, EventSet};
 use tidings_bridges::jobs::{
     Backoff, JobCompleted, JobError, JobFailed, JobFailure, JobOptions, JobProgress, JobQueue,
@@ -940,7 +940,9 @@ async fn bus_events_become_jobs_through_outbound() {
         Email(Email),
     }
     let bus = Bus::<App>::new();
-    let transport = JobTransport::new(URL);
+    let transport = JobTransport::new(URL)
+        .options(&JobOptions::new().attempts(4).id("ignored"))
+        .expect("options");
     let outbound = Outbound::builder(&bus, transport.clone())
         .forward::<Email>()
         .destination(q.name())
@@ -964,6 +966,39 @@ async fn bus_events_become_jobs_through_outbound() {
     seen.sort_unstable();
     assert_eq!(seen, (0..20).collect::<Vec<_>>());
     assert!(transport.consume(&Source::new(q.name())).await.is_err());
+    // Every job got the transport's options, and the envelope's id as its id.
+    let mut admin = admin().await;
+    let options: String = redis::cmd("HGET")
+        .arg(format!("bull:{}:{}", q.name(), waiting[0].id))
+        .arg("opts")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(options.contains("\"attempts\":4"), "{options}");
+    assert_ne!(waiting[0].id, "ignored");
+
+    // Publishing again after a lost reply adds nothing: the envelope id is the job id.
+    let again = Outgoing {
+        destination: q.name().to_owned(),
+        envelope: Envelope::new("email.send", serde_json::to_vec(&email(99)).unwrap()),
+    };
+    for _ in 0..2 {
+        assert!(transport.publish(std::slice::from_ref(&again)).await[0].is_ok());
+    }
+    assert_eq!(q.counts().await.unwrap().waiting, 21);
+    // Data that is not JSON is refused, and the rest of the batch still goes.
+    let not_json = Outgoing {
+        destination: q.name().to_owned(),
+        envelope: Envelope::new("email.send", b"\xff".to_vec()),
+    };
+    let results = transport.publish(&[not_json, again.clone()]).await;
+    assert!(matches!(results[0], Err(TransportError::Rejected(_))));
+    assert!(results[1].is_ok());
+    assert!(
+        JobTransport::new(URL)
+            .options(&JobOptions::new().attempts(0))
+            .is_err()
+    );
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tidings::bridge::{Consumer, Delivery, Outgoing, Source, Transport, TransportError};
 
 use super::error::JobError;
+use super::options::JobOptions;
 use super::queue::Location;
 
 /// A publish-only [`Transport`] that adds each message as a job: the destination is the
@@ -44,6 +45,7 @@ use super::queue::Location;
 #[derive(Clone)]
 pub struct JobTransport {
     location: Location,
+    options: bullmq::JobOptions,
     producer: Arc<tokio::sync::OnceCell<bullmq::FlowProducer>>,
 }
 
@@ -65,8 +67,16 @@ impl JobTransport {
                 prefix: "bull".to_owned(),
                 name: String::new(),
             },
+            options: bullmq::JobOptions::default(),
             producer: Arc::default(),
         }
+    }
+
+    /// Options for every job it adds (attempts, backoff, priority...); the job id is always
+    /// the envelope's.
+    pub fn options(mut self, options: &JobOptions) -> Result<JobTransport, JobError> {
+        self.options = options.to_bullmq()?;
+        Ok(self)
     }
 
     /// The key prefix (`bull` by default).
@@ -89,7 +99,7 @@ impl JobTransport {
             .await
     }
 
-    fn job(outgoing: &Outgoing) -> Result<bullmq::FlowJob, TransportError> {
+    fn job(&self, outgoing: &Outgoing) -> Result<bullmq::FlowJob, TransportError> {
         let envelope = &outgoing.envelope;
         let data: serde_json::Value = serde_json::from_slice(&envelope.payload)
             .map_err(|e| TransportError::Rejected(format!("a job's data must be JSON: {e}")))?;
@@ -101,7 +111,8 @@ impl JobTransport {
         queue
             .check()
             .map_err(|e| TransportError::Rejected(e.to_string()))?;
-        let mut options = bullmq::JobOptions::default();
+        let mut options = self.options.clone();
+        options.job_id = None;
         if !envelope.id.is_empty()
             && !envelope.id.contains(':')
             && envelope.id.parse::<u64>().is_err()
@@ -122,7 +133,7 @@ impl Transport for JobTransport {
         let mut jobs = Vec::new();
         let mut positions = HashMap::new();
         for (index, outgoing) in batch.iter().enumerate() {
-            match Self::job(outgoing) {
+            match self.job(outgoing) {
                 Ok(job) => {
                     positions.insert(index, jobs.len());
                     jobs.push(job);
