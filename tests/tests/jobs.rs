@@ -43,10 +43,10 @@ struct Report {
 #[derive(Debug, Clone, EventSet)]
 #[event_set(no_codec)]
 enum JobEvents {
-    JobCompleted(JobCompleted),
-    JobFailed(JobFailed),
-    JobProgress(JobProgress),
-    JobStalled(JobStalled),
+    Completed(JobCompleted),
+    Failed(JobFailed),
+    Progress(JobProgress),
+    Stalled(JobStalled),
 }
 
 /// A queue of a test's own, deleted when the test ends.
@@ -73,13 +73,13 @@ fn recorder() -> (Bus<JobEvents>, Arc<Mutex<Vec<JobEvents>>>) {
     let bus = Bus::<JobEvents>::new();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
-    bus.on(move |e: &JobCompleted| s.lock().push(JobEvents::JobCompleted(e.clone())));
+    bus.on(move |e: &JobCompleted| s.lock().push(JobEvents::Completed(e.clone())));
     let s = seen.clone();
-    bus.on(move |e: &JobFailed| s.lock().push(JobEvents::JobFailed(e.clone())));
+    bus.on(move |e: &JobFailed| s.lock().push(JobEvents::Failed(e.clone())));
     let s = seen.clone();
-    bus.on(move |e: &JobProgress| s.lock().push(JobEvents::JobProgress(e.clone())));
+    bus.on(move |e: &JobProgress| s.lock().push(JobEvents::Progress(e.clone())));
     let s = seen.clone();
-    bus.on(move |e: &JobStalled| s.lock().push(JobEvents::JobStalled(e.clone())));
+    bus.on(move |e: &JobStalled| s.lock().push(JobEvents::Stalled(e.clone())));
     (bus, seen)
 }
 
@@ -87,7 +87,7 @@ fn failures(seen: &Mutex<Vec<JobEvents>>) -> Vec<JobFailed> {
     seen.lock()
         .iter()
         .filter_map(|e| match e {
-            JobEvents::JobFailed(f) => Some(f.clone()),
+            JobEvents::Failed(f) => Some(f.clone()),
             _ => None,
         })
         .collect()
@@ -180,8 +180,7 @@ async fn always_failing(options: JobOptions, custom: bool) -> Vec<(JobFailed, In
     assert_eq!(record.attempts_made as usize, attempts);
     assert_eq!(record.failed_reason.as_deref(), Some("smtp down"));
     worker.close(WAIT).await;
-    let times = times.lock().clone();
-    times
+    times.lock().clone()
 }
 
 fn gaps(failures: &[(JobFailed, Instant)]) -> Vec<Duration> {
@@ -371,14 +370,14 @@ async fn progress_logs_and_results_reach_redis_and_the_bus() {
     until("completion", async || {
         seen.lock()
             .iter()
-            .any(|e| matches!(e, JobEvents::JobCompleted(_)))
+            .any(|e| matches!(e, JobEvents::Completed(_)))
     })
     .await;
     let events = seen.lock().clone();
     let progress: Vec<serde_json::Value> = events
         .iter()
         .filter_map(|e| match e {
-            JobEvents::JobProgress(p) => Some(p.progress.clone()),
+            JobEvents::Progress(p) => Some(p.progress.clone()),
             _ => None,
         })
         .collect();
@@ -386,7 +385,7 @@ async fn progress_logs_and_results_reach_redis_and_the_bus() {
         progress,
         [serde_json::json!(50), serde_json::json!({"stage": "sent"})]
     );
-    let JobEvents::JobCompleted(done) = events.last().unwrap() else {
+    let JobEvents::Completed(done) = events.last().unwrap() else {
         panic!("completion comes last: {events:?}")
     };
     assert_eq!(

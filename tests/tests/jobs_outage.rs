@@ -29,10 +29,10 @@ struct Item {
 #[derive(Debug, Clone, EventSet)]
 #[event_set(no_codec)]
 enum JobEvents {
-    JobCompleted(JobCompleted),
-    JobFailed(JobFailed),
-    JobProgress(JobProgress),
-    JobStalled(JobStalled),
+    Completed(JobCompleted),
+    Failed(JobFailed),
+    Progress(JobProgress),
+    Stalled(JobStalled),
 }
 
 async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {

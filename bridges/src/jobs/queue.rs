@@ -358,8 +358,10 @@ impl<J: Job> JobQueue<J> {
         Ok(added.id().to_owned())
     }
 
-    /// Adds every job in one Redis transaction (`MULTI`/`EXEC`, as Node's `addBulk`): all
-    /// are added, or none is and the error says why. Their ids, in order.
+    /// Adds every job in one Redis transaction (`MULTI`/`EXEC`, as Node's `addBulk`): other
+    /// clients see none of the batch or all of it, and a connection lost before `EXEC` adds
+    /// none. Every job's options are checked first; one invalid refuses the batch. Their ids,
+    /// in order.
     pub async fn add_bulk<'a>(
         &self,
         jobs: impl IntoIterator<Item = (&'a J, JobOptions)>,
