@@ -309,9 +309,7 @@ impl<J: Job> Shared<J> {
     /// given. `Err(None)`: Redis could not be asked (the job goes back to waiting).
     async fn decode(&self, job: &bullmq::Job) -> Result<J, Option<String>> {
         let data = job.data();
-        let plain_options = serde_json::to_value(job.opts())
-            .map(|v| v.as_object().is_some_and(|o| o.is_empty()))
-            .unwrap_or(false);
+        let plain_options = looks_unset(job.opts());
         if data.is_null() || plain_options {
             let (data, options) = self.stored(job.id()).await.map_err(|e| {
                 tracing::warn!(queue = %self.location.name, error = %e, "a job could not be read");
@@ -431,6 +429,23 @@ impl<J: Job> Shared<J> {
     fn finished(&self, id: &str) -> Option<(String, u32, bool)> {
         self.finishing.lock().remove(id)
     }
+}
+
+/// Whether `options` are what BullMQ's client makes of options it could not parse: none set.
+fn looks_unset(options: &bullmq::JobOptions) -> bool {
+    // The usual fields first, so most jobs answer without serializing.
+    let common = options.attempts.is_some()
+        || options.priority.is_some()
+        || options.delay.is_some()
+        || options.backoff.is_some()
+        || options.timestamp.is_some()
+        || options.job_id.is_some()
+        || options.remove_on_complete.is_some()
+        || options.remove_on_fail.is_some();
+    !common
+        && serde_json::to_value(options)
+            .map(|v| v.as_object().is_some_and(|o| o.is_empty()))
+            .unwrap_or(false)
 }
 
 /// Reads the worker's own events as they come (BullMQ queues them without bound until read)
