@@ -64,6 +64,9 @@
 //!   worker reads them as they come.
 //! - **Quick recovery.** After a failed fetch the client waited 15 s; the worker waits
 //!   [`retry_delay`](WorkerBuilder::retry_delay) (1 s).
+//! - **Silent connections.** When the path to Redis goes quiet without closing, the client's
+//!   fetches time out forever; the worker then starts afresh on new connections (jobs the old
+//!   one held come back through stalled-job recovery).
 //! - **Quick close.** An idle worker's blocking read is woken (`CLIENT UNBLOCK`) instead of
 //!   waited out; jobs still running at the deadline go back to waiting.
 //! - **Atomic bulk add.** [`JobQueue::add_bulk`] is one `MULTI`/`EXEC`, as Node's `addBulk`.

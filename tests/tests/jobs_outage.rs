@@ -1,6 +1,6 @@
 //! Job queues under failure (feature `jobs`): a worker process killed with SIGKILL mid-job,
-//! 10,000 jobs across two workers with one killed mid-run, and Redis itself killed and
-//! restarted under a running worker.
+//! 10,000 jobs across two workers with one killed mid-run, Redis itself killed and restarted
+//! under a running worker, and a worker whose connections go silent without closing.
 #![cfg(feature = "jobs")]
 
 use std::process::Stdio;
@@ -170,7 +170,6 @@ async fn jobs_of_a_killed_worker_come_back_after_the_stall_interval() {
     })
     .await;
     let recovered = killed.elapsed();
-    eprintln!("recovered after {recovered:?}");
     // The lock runs out within `interval`; a check marks the job, the next moves it: two
     // checks, each at most `interval` apart.
     assert!(
@@ -331,4 +330,93 @@ async fn a_worker_goes_on_after_redis_is_killed_and_restarted() {
     let counts = q.counts().await.unwrap();
     assert_eq!((counts.active, counts.failed), (0, 0), "{counts:?}");
     worker.close(WAIT).await;
+}
+
+/// A TCP relay to the Redis on 6379 that can go silent: connections open before
+/// [`freeze`](Self::freeze) stop carrying bytes but stay open (a half-open path, as after a
+/// network blip), while new ones work.
+struct Relay {
+    port: u16,
+    epoch: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start() -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (epoch, _) = tokio::sync::watch::channel(0u64);
+        let sender = epoch.clone();
+        let task = tokio::spawn(async move {
+            let graveyard = Arc::new(Mutex::new(Vec::new()));
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut changed = sender.subscribe();
+                let graveyard = graveyard.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:6379").await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = changed.changed() => graveyard.lock().push((client, server)),
+                    }
+                });
+            }
+        });
+        Relay { port, epoch, task }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn freeze(&self) {
+        self.epoch.send_modify(|e| *e += 1);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_connections_go_silent_gets_back_to_work() {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_test_writer()
+        .try_init();
+    let relay = Relay::start().await;
+    let name = unique("jobs-silent");
+    let _keys = QueueKeys(name.clone());
+    let q = JobQueue::<Item>::builder(URL, name.clone())
+        .connect()
+        .await
+        .expect("queue");
+    let done = Arc::new(AtomicUsize::new(0));
+    let d = done.clone();
+    let worker = Worker::<Item>::builder(&relay.url(), name.clone())
+        .start(move |_: Item, _| {
+            d.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, JobFailure>(()) }
+        })
+        .await
+        .expect("worker");
+    q.add(&Item { n: 0 }).await.unwrap();
+    until("the first job", async || done.load(Ordering::SeqCst) == 1).await;
+    // Let the worker settle into its blocking read, then cut every path without closing it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.freeze();
+    q.add(&Item { n: 1 }).await.unwrap();
+    until("a job after the silence", async || {
+        done.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    assert_eq!(q.counts().await.unwrap().completed, 2);
+    worker.close(Duration::from_secs(10)).await;
 }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,27 @@ type Handler<J> = Arc<
 >;
 
 type BackoffFn = Arc<dyn Fn(&str, u32, &str) -> Option<Duration> + Send + Sync>;
+
+/// Starts a BullMQ worker with the options and processor fixed at `start`.
+type Make = Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<Arc<bullmq::Worker>, bullmq::Error>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The BullMQ worker in use (replaced when its connections went silent), and what must carry
+/// over to a replacement.
+struct Current {
+    worker: Mutex<Arc<bullmq::Worker>>,
+    paused: AtomicBool,
+    closing: AtomicBool,
+}
+
+impl Current {
+    fn get(&self) -> Arc<bullmq::Worker> {
+        self.worker.lock().clone()
+    }
+}
 
 /// Configures a [`Worker`]; from [`Worker::builder`].
 #[must_use]
@@ -192,7 +214,7 @@ impl<J: Job> WorkerBuilder<J> {
             timeout: self.timeout,
             sink: self.sink.clone(),
             finishing: Mutex::new(HashMap::new()),
-            raw: tokio::sync::OnceCell::new(),
+            raw: tokio::sync::Mutex::new(None),
         });
 
         let mut options = bullmq::WorkerOptions {
@@ -225,20 +247,39 @@ impl<J: Job> WorkerBuilder<J> {
             }));
         }
 
-        let processor = {
+        let processor: bullmq::worker::ProcessorFn = {
             let shared = shared.clone();
-            move |job: bullmq::Job, token: bullmq::worker::CancellationToken| {
-                let shared = shared.clone();
-                async move { shared.run(job, token).await }
-            }
+            Arc::new(
+                move |job: bullmq::Job, token: bullmq::worker::CancellationToken| {
+                    let shared = shared.clone();
+                    Box::pin(async move { shared.run(job, token).await })
+                },
+            )
         };
-        let inner = Arc::new(
-            bullmq::Worker::with_options(&location.name, processor, options)
-                .await
-                .map_err(|e| location.error(e))?,
-        );
+        let make: Make = {
+            let queue = location.name.clone();
+            Arc::new(move || {
+                let (queue, processor, options) =
+                    (queue.clone(), processor.clone(), options.clone());
+                Box::pin(async move {
+                    let worker = bullmq::Worker::with_options(&queue, processor, options).await?;
+                    worker.run().await?;
+                    Ok(Arc::new(worker))
+                })
+            })
+        };
+        let current = Arc::new(Current {
+            worker: Mutex::new(make().await.map_err(|e| location.error(e))?),
+            paused: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+        });
 
-        let mut tasks = vec![tokio::spawn(drain_events(inner.clone(), shared.clone()))];
+        let mut tasks = vec![tokio::spawn(drain_events(
+            current.clone(),
+            shared.clone(),
+            make,
+            self.retry_delay,
+        ))];
         if let Some(sink) = self.sink {
             let events = bullmq::QueueEvents::with_options(
                 &location.name,
@@ -256,9 +297,8 @@ impl<J: Job> WorkerBuilder<J> {
                 sink,
             )));
         }
-        inner.run().await.map_err(|e| location.error(e))?;
         Ok(Worker {
-            inner,
+            current,
             shared,
             name,
             tasks,
@@ -278,8 +318,9 @@ struct Shared<J> {
     /// Jobs whose outcome is being recorded, for the events: name, attempt, whether a retry
     /// follows a failure.
     finishing: Mutex<HashMap<String, (String, u32, bool)>>,
-    /// A connection of our own, opened when first needed.
-    raw: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+    /// A connection of our own, opened when first needed and opened again after a command on
+    /// it timed out (a silent path is never noticed by the connection manager).
+    raw: tokio::sync::Mutex<Option<redis::aio::ConnectionManager>>,
 }
 
 enum Outcome {
@@ -291,17 +332,24 @@ enum Outcome {
 
 impl<J: Job> Shared<J> {
     async fn raw(&self) -> Result<redis::aio::ConnectionManager, JobError> {
+        let mut raw = self.raw.lock().await;
+        if let Some(connection) = raw.as_ref() {
+            return Ok(connection.clone());
+        }
         let secret = self.location.secret();
         let redis_error =
             |e: redis::RedisError| JobError::Redis(crate::secret::scrub(&e.to_string(), secret));
-        self.raw
-            .get_or_try_init(|| async {
-                let client =
-                    redis::Client::open(self.location.url.as_str()).map_err(redis_error)?;
-                client.get_connection_manager().await.map_err(redis_error)
-            })
+        let client = redis::Client::open(self.location.url.as_str()).map_err(redis_error)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2);
+        let connection = client
+            .get_connection_manager_with_config(config)
             .await
-            .cloned()
+            .map_err(redis_error)?;
+        *raw = Some(connection.clone());
+        Ok(connection)
     }
 
     /// BullMQ's client reads data and options that fail to parse as null and as no options.
@@ -344,7 +392,12 @@ impl<J: Job> Shared<J> {
                 .await
             {
                 Ok(fields) => return Ok(fields),
-                Err(e) => last = Some(e),
+                Err(e) => {
+                    if e.is_timeout() {
+                        *self.raw.lock().await = None;
+                    }
+                    last = Some(e);
+                }
             }
         }
         let error = last.map(|e| e.to_string()).unwrap_or_default();
@@ -450,45 +503,88 @@ fn looks_unset(options: &bullmq::JobOptions) -> bool {
 
 /// Reads the worker's own events as they come (BullMQ queues them without bound until read)
 /// and turns completions and failures into [`JobCompleted`] and [`JobFailed`].
-async fn drain_events<J: Job>(worker: Arc<bullmq::Worker>, shared: Arc<Shared<J>>) {
+///
+/// BullMQ's client rebuilds a blocking read that outlives its watchdog, but its other
+/// connection, which fetches and finishes jobs, only times out: once the path to Redis goes
+/// silent without closing (a half-open socket), every fetch times out forever. A response that
+/// timed out there starts the worker afresh on new connections; jobs the old one held come back
+/// through stalled-job recovery.
+async fn drain_events<J: Job>(
+    current: Arc<Current>,
+    shared: Arc<Shared<J>>,
+    make: Make,
+    retry_delay: Duration,
+) {
     let queue = shared.location.name.clone();
-    while let Some(event) = worker.next_event().await {
-        let Some(sink) = &shared.sink else {
-            if let bullmq::worker::WorkerEvent::Error(error) = event {
-                let error = crate::secret::scrub(&error, shared.location.secret());
-                tracing::warn!(queue = %queue, error = %error, "job worker error");
+    loop {
+        let worker = current.get();
+        while let Some(event) = worker.next_event().await {
+            match event {
+                bullmq::worker::WorkerEvent::Completed { job_id, result } => {
+                    if let (Some(sink), Some((name, attempt, _))) =
+                        (&shared.sink, shared.finished(&job_id))
+                    {
+                        sink(JobEvent::Completed(JobCompleted {
+                            queue: queue.clone(),
+                            id: job_id,
+                            name,
+                            attempt,
+                            result,
+                        }));
+                    }
+                }
+                bullmq::worker::WorkerEvent::Failed { job_id, error } => {
+                    if let (Some(sink), Some((name, attempt, will_retry))) =
+                        (&shared.sink, shared.finished(&job_id))
+                    {
+                        sink(JobEvent::Failed(JobFailed {
+                            queue: queue.clone(),
+                            id: job_id,
+                            name,
+                            attempt,
+                            reason: error,
+                            will_retry,
+                        }));
+                    }
+                }
+                bullmq::worker::WorkerEvent::Error(error) => {
+                    let error = crate::secret::scrub(&error, shared.location.secret());
+                    tracing::warn!(queue = %queue, error = %error, "job worker error");
+                    let silent = error.contains("timed out") && !error.contains("rebuilt");
+                    if silent && !current.closing.load(Ordering::SeqCst) {
+                        break;
+                    }
+                }
+                _ => {}
             }
-            continue;
-        };
-        match event {
-            bullmq::worker::WorkerEvent::Completed { job_id, result } => {
-                if let Some((name, attempt, _)) = shared.finished(&job_id) {
-                    sink(JobEvent::Completed(JobCompleted {
-                        queue: queue.clone(),
-                        id: job_id,
-                        name,
-                        attempt,
-                        result,
-                    }));
+        }
+        tracing::warn!(queue = %queue, "Redis stopped answering the job worker: starting it afresh");
+        let old = worker;
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), old.close(0)).await;
+        });
+        loop {
+            if current.closing.load(Ordering::SeqCst) {
+                return;
+            }
+            match make().await {
+                Ok(fresh) => {
+                    if current.closing.load(Ordering::SeqCst) {
+                        let _ = fresh.close(0).await;
+                        return;
+                    }
+                    if current.paused.load(Ordering::SeqCst) {
+                        fresh.pause();
+                    }
+                    *current.worker.lock() = fresh;
+                    break;
+                }
+                Err(e) => {
+                    let error = crate::secret::scrub(&e.to_string(), shared.location.secret());
+                    tracing::warn!(queue = %queue, error = %error, "the job worker could not start again");
+                    tokio::time::sleep(retry_delay).await;
                 }
             }
-            bullmq::worker::WorkerEvent::Failed { job_id, error } => {
-                if let Some((name, attempt, will_retry)) = shared.finished(&job_id) {
-                    sink(JobEvent::Failed(JobFailed {
-                        queue: queue.clone(),
-                        id: job_id,
-                        name,
-                        attempt,
-                        reason: error,
-                        will_retry,
-                    }));
-                }
-            }
-            bullmq::worker::WorkerEvent::Error(error) => {
-                let error = crate::secret::scrub(&error, shared.location.secret());
-                tracing::warn!(queue = %queue, error = %error, "job worker error");
-            }
-            _ => {}
         }
     }
 }
@@ -602,7 +698,7 @@ impl JobContext {
 ///
 /// Close it with [`close`](Self::close); dropping it closes it in the background.
 pub struct Worker<J> {
-    inner: Arc<bullmq::Worker>,
+    current: Arc<Current>,
     shared: Arc<Shared<J>>,
     name: String,
     tasks: Vec<JoinHandle<()>>,
@@ -649,22 +745,24 @@ impl<J: Job> Worker<J> {
 
     /// Stops taking jobs (this worker only); running ones finish.
     pub fn pause(&self) {
-        self.inner.pause();
+        self.current.paused.store(true, Ordering::SeqCst);
+        self.current.get().pause();
     }
 
     /// Takes jobs again.
     pub fn resume(&self) {
-        self.inner.resume();
+        self.current.paused.store(false, Ordering::SeqCst);
+        self.current.get().resume();
     }
 
     /// Whether [`pause`](Self::pause) is in effect.
     pub fn is_paused(&self) -> bool {
-        self.inner.is_paused()
+        self.current.paused.load(Ordering::SeqCst)
     }
 
     /// How many jobs this worker is running.
     pub async fn active(&self) -> usize {
-        self.inner.active_count().await
+        self.current.get().active_count().await
     }
 
     /// Stops taking jobs, waits up to `deadline` for running ones to finish, then stops the
@@ -672,8 +770,9 @@ impl<J: Job> Worker<J> {
     /// `active`. Returns how many were stopped.
     pub async fn close(mut self, deadline: Duration) -> usize {
         self.closed = true;
+        self.current.closing.store(true, Ordering::SeqCst);
         close(
-            self.inner.clone(),
+            self.current.get(),
             self.shared.clone(),
             self.name.clone(),
             deadline,
@@ -691,8 +790,9 @@ impl<J> Drop for Worker<J> {
             return;
         }
         // Close in the background, when there is a runtime to do it on.
+        self.current.closing.store(true, Ordering::SeqCst);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let inner = self.inner.clone();
+            let inner = self.current.get();
             let tasks = std::mem::take(&mut self.tasks);
             let name = self.name.clone();
             let url = self.shared.location.clone();
