@@ -1072,3 +1072,78 @@ async fn bad_names_are_refused() {
         Err(JobError::Invalid(_))
     ));
 }
+
+#[tokio::test]
+async fn a_custom_backoff_can_stop_the_retries() {
+    let (q, _keys) = queue().await;
+    let (bus, seen) = recorder();
+    let worker = Worker::<Email>::builder(URL, q.name())
+        .events(&bus)
+        .backoff(|_, made, _| (made < 2).then_some(Duration::from_millis(50)))
+        .start(|_: Email, _| async { Err::<(), _>(JobFailure::new("down")) })
+        .await
+        .expect("worker");
+    let id = q
+        .add_with(
+            &email(1),
+            &JobOptions::new()
+                .attempts(5)
+                .backoff(Backoff::Custom("twice".into())),
+        )
+        .await
+        .unwrap();
+    until("the failed set", async || {
+        q.state(&id).await.unwrap() == Some(JobState::Failed)
+    })
+    .await;
+    until("two failure events", async || failures(&seen).len() == 2).await;
+    assert_eq!(
+        failures(&seen)
+            .iter()
+            .map(|f| (f.attempt, f.will_retry))
+            .collect::<Vec<_>>(),
+        [(1, true), (2, false)]
+    );
+    assert_eq!(q.get(&id).await.unwrap().unwrap().attempts_made, 2);
+    worker.close(WAIT).await;
+}
+
+#[tokio::test]
+async fn concurrency_runs_that_many_at_once_and_remove_on_fail_keeps_what_it_says() {
+    let (q, _keys) = queue().await;
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (r, m) = (running.clone(), most.clone());
+    let worker = Worker::<Email>::builder(URL, q.name())
+        .concurrency(4)
+        .remove_on_fail(Keep::Last(1))
+        .start(move |e: Email, _| {
+            let (r, m) = (r.clone(), m.clone());
+            async move {
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                r.fetch_sub(1, Ordering::SeqCst);
+                if e.n % 2 == 0 {
+                    Err(JobFailure::new("even"))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await
+        .expect("worker");
+    let jobs: Vec<Email> = (0..8).map(email).collect();
+    q.add_bulk(jobs.iter().map(|j| (j, JobOptions::new())))
+        .await
+        .unwrap();
+    until("eight jobs", async || {
+        let c = q.counts().await.unwrap();
+        c.completed == 4 && c.waiting + c.active == 0
+    })
+    .await;
+    assert_eq!(most.load(Ordering::SeqCst), 4, "four at once, never more");
+    // The worker's policy for jobs that do not say: one failed job kept.
+    assert_eq!(q.counts().await.unwrap().failed, 1);
+    worker.close(WAIT).await;
+}

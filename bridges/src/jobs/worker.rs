@@ -213,6 +213,7 @@ impl<J: Job> WorkerBuilder<J> {
             location: location.clone(),
             timeout: self.timeout,
             sink: self.sink.clone(),
+            backoff: self.backoff.clone(),
             finishing: Mutex::new(HashMap::new()),
             raw: tokio::sync::Mutex::new(None),
         });
@@ -315,6 +316,7 @@ struct Shared<J> {
     keys: bullmq::QueueKeys,
     timeout: Option<Duration>,
     sink: Option<Sink>,
+    backoff: Option<BackoffFn>,
     /// Jobs whose outcome is being recorded, for the events: name, attempt, whether a retry
     /// follows a failure.
     finishing: Mutex<HashMap<String, (String, u32, bool)>>,
@@ -416,6 +418,10 @@ impl<J: Job> Shared<J> {
         let name = job.name().to_owned();
         let attempt = job.attempts_made() + 1;
         let attempts = job.opts().attempts.unwrap_or(1).max(1);
+        let custom = match &job.opts().backoff {
+            Some(bullmq::types::BackoffStrategy::Custom(kind)) => Some(kind.clone()),
+            _ => None,
+        };
         let outcome = match self.decode(&job).await {
             Err(Some(reason)) => Outcome::Failed(JobFailure::fatal(reason)),
             Err(None) => Outcome::Cut,
@@ -457,19 +463,19 @@ impl<J: Job> Shared<J> {
             // Cut off by `close`'s deadline, or unreadable: back to waiting without counting
             // an attempt (BullMQ moves a job the handler reports rate-limited back to wait).
             Outcome::Cut => return Err(bullmq::Error::RateLimited { delay_ms: 0 }),
-            Outcome::TimedOut(after) => (
-                Err(bullmq::Error::ProcessingError(format!(
-                    "timed out after {after:?}"
-                ))),
-                attempt < attempts,
-            ),
+            Outcome::TimedOut(after) => {
+                let reason = format!("timed out after {after:?}");
+                let retry = attempt < attempts && self.custom_retries(custom, attempt, &reason);
+                (Err(bullmq::Error::ProcessingError(reason)), retry)
+            }
             Outcome::Failed(failure) if failure.fatal => {
                 (Err(bullmq::Error::Unrecoverable(failure.reason)), false)
             }
-            Outcome::Failed(failure) => (
-                Err(bullmq::Error::ProcessingError(failure.reason)),
-                attempt < attempts,
-            ),
+            Outcome::Failed(failure) => {
+                let retry =
+                    attempt < attempts && self.custom_retries(custom, attempt, &failure.reason);
+                (Err(bullmq::Error::ProcessingError(failure.reason)), retry)
+            }
         };
         if self.sink.is_some() {
             self.finishing
@@ -477,6 +483,15 @@ impl<J: Job> Shared<J> {
                 .insert(id, (name, attempt, will_retry));
         }
         result
+    }
+
+    /// Whether a custom backoff strategy (if the job has one) allows another attempt: asked as
+    /// BullMQ asks it, with the attempts made.
+    fn custom_retries(&self, custom: Option<String>, attempt: u32, reason: &str) -> bool {
+        match (custom, &self.backoff) {
+            (Some(kind), Some(strategy)) => strategy(&kind, attempt, reason).is_some(),
+            _ => true,
+        }
     }
 
     fn finished(&self, id: &str) -> Option<(String, u32, bool)> {
@@ -771,10 +786,10 @@ impl<J: Job> Worker<J> {
     pub async fn close(mut self, deadline: Duration) -> usize {
         self.closed = true;
         self.current.closing.store(true, Ordering::SeqCst);
-        close(
-            self.current.get(),
-            self.shared.clone(),
-            self.name.clone(),
+        close_inner(
+            &self.current.get(),
+            &self.shared.location,
+            &self.name,
             deadline,
         )
         .await
@@ -797,7 +812,7 @@ impl<J> Drop for Worker<J> {
             let name = self.name.clone();
             let url = self.shared.location.clone();
             runtime.spawn(async move {
-                close_inner(&inner, &url, &name, None, Duration::from_secs(5)).await;
+                close_inner(&inner, &url, &name, Duration::from_secs(5)).await;
                 for task in tasks {
                     task.abort();
                 }
@@ -806,30 +821,29 @@ impl<J> Drop for Worker<J> {
     }
 }
 
-async fn close<J: Job>(
-    inner: Arc<bullmq::Worker>,
-    shared: Arc<Shared<J>>,
-    name: String,
-    deadline: Duration,
-) -> usize {
-    let raw = shared.raw().await.ok();
-    close_inner(&inner, &shared.location, &name, raw, deadline).await
-}
-
+/// Closes `inner` (see [`Worker::close`]); how many running jobs were cut off.
 async fn close_inner(
     inner: &bullmq::Worker,
     location: &Location,
     name: &str,
-    raw: Option<redis::aio::ConnectionManager>,
     deadline: Duration,
 ) -> usize {
-    let raw = match raw {
-        Some(raw) => Some(raw),
-        None => match redis::Client::open(location.url.as_str()) {
-            Ok(client) => client.get_connection_manager().await.ok(),
-            Err(_) => None,
-        },
+    // A connection of its own, if one opens within a second: with Redis away, waiting longer
+    // would hold the close up.
+    let open = async {
+        let client = redis::Client::open(location.url.as_str()).ok()?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)));
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .ok()
     };
+    let raw = tokio::time::timeout(Duration::from_secs(1), open)
+        .await
+        .ok()
+        .flatten();
     let until = tokio::time::Instant::now() + deadline;
     inner.pause();
     let suffix = format!(":w:{name}");
@@ -868,7 +882,7 @@ async fn close_inner(
 }
 
 /// `CLIENT UNBLOCK` on the connections whose name ends with `suffix`.
-async fn unblock_reads(raw: &mut redis::aio::ConnectionManager, suffix: &str) {
+async fn unblock_reads(raw: &mut redis::aio::MultiplexedConnection, suffix: &str) {
     let Ok(list) = redis::cmd("CLIENT")
         .arg("LIST")
         .query_async::<String>(raw)
