@@ -16,6 +16,8 @@ pub mod codec;
 pub mod counters;
 pub mod error;
 pub mod event;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod panic;
 mod signal;
 

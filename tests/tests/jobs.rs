@@ -1124,7 +1124,7 @@ async fn concurrency_runs_that_many_at_once_and_remove_on_fail_keeps_what_it_say
                 m.fetch_max(now, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 r.fetch_sub(1, Ordering::SeqCst);
-                if e.n % 2 == 0 {
+                if e.n.is_multiple_of(2) {
                     Err(JobFailure::new("even"))
                 } else {
                     Ok(())

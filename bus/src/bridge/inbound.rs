@@ -234,6 +234,20 @@ const RECONNECTS: usize = 6;
 /// The counters behind [`InboundStats`], in its field order.
 type Counters = crate::counters::Counters<7>;
 
+fn read_stats(stats: &Counters) -> InboundStats {
+    let [received, handled, redelivered, retried, dead_lettered, duplicates, reconnects] =
+        stats.snapshot();
+    InboundStats {
+        received,
+        handled,
+        redelivered,
+        retried,
+        dead_lettered,
+        duplicates,
+        reconnects,
+    }
+}
+
 impl Inbound {
     /// Starts configuring an inbound bridge from `source` on `transport` into `bus`.
     pub fn builder<S: EventSetCodec, T: Transport>(
@@ -260,17 +274,14 @@ impl Inbound {
 
     /// The counters so far.
     pub fn stats(&self) -> InboundStats {
-        let [received, handled, redelivered, retried, dead_lettered, duplicates, reconnects] =
-            self.stats.snapshot();
-        InboundStats {
-            received,
-            handled,
-            redelivered,
-            retried,
-            dead_lettered,
-            duplicates,
-            reconnects,
-        }
+        read_stats(&self.stats)
+    }
+
+    /// Reads [`stats`](Self::stats) without holding the bridge (for the metrics reporter).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn stats_reader(&self) -> impl Fn() -> InboundStats + Send + Sync + 'static {
+        let stats = self.stats.clone();
+        move || read_stats(&stats)
     }
 
     /// Stops taking messages, lets the one being handled finish (and be acknowledged), and

@@ -225,6 +225,20 @@ const IN_FLIGHT: usize = 5;
 /// The counters behind [`OutboundStats`].
 type Counters = crate::counters::Counters<6>;
 
+fn read_stats(stats: &Counters, buffer: &QueueGauge) -> OutboundStats {
+    let [published, confirmed, retried, rejected, unencodable, in_flight] = stats.snapshot();
+    OutboundStats {
+        published,
+        confirmed,
+        retried,
+        rejected,
+        unencodable,
+        in_flight,
+        buffered: buffer.len() as u64,
+        dropped: buffer.missed(),
+    }
+}
+
 /// What [`Outbound::shutdown`] could not flush.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -258,18 +272,14 @@ impl<S: EventSetCodec> Outbound<S> {
 
     /// The counters so far.
     pub fn stats(&self) -> OutboundStats {
-        let [published, confirmed, retried, rejected, unencodable, in_flight] =
-            self.stats.snapshot();
-        OutboundStats {
-            published,
-            confirmed,
-            retried,
-            rejected,
-            unencodable,
-            in_flight,
-            buffered: self.buffer.len() as u64,
-            dropped: self.buffer.missed(),
-        }
+        read_stats(&self.stats, &self.buffer)
+    }
+
+    /// Reads [`stats`](Self::stats) without holding the bridge (for the metrics reporter).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn stats_reader(&self) -> impl Fn() -> OutboundStats + Send + Sync + 'static {
+        let (stats, buffer) = (self.stats.clone(), self.buffer.clone());
+        move || read_stats(&stats, &buffer)
     }
 
     /// Stops taking events from the bus, publishes what it holds, and waits up to `timeout` for

@@ -132,6 +132,8 @@ impl<S: EventSet> Inner<S> {
             // Sync listeners only: no shared event, no deliveries to build.
             let reached = self.run_sync(&list.sync, &event, None);
             self.shared.stats.emitted(reached);
+            #[cfg(feature = "metrics")]
+            crate::metrics::emitted(E::NAME, reached);
             return reached;
         }
         let (mut reached, deliveries) = self.fan_out(&list, event, None);
@@ -140,6 +142,8 @@ impl<S: EventSet> Inner<S> {
             reached += usize::from(self.shared.pushed(entry, pushed, S::NAMES));
         }
         self.shared.stats.emitted(reached);
+        #[cfg(feature = "metrics")]
+        crate::metrics::emitted(E::NAME, reached);
         reached
     }
 
@@ -183,10 +187,14 @@ impl<S: EventSet> Inner<S> {
                         self.off(entry.id);
                     }
                     reached += 1;
+                    #[cfg(feature = "metrics")]
+                    let started = std::time::Instant::now();
                     let outcome: Outcome = match &entry.call {
                         Call::Exact(f) => f(event),
                         Call::Erased(f) => f(EventRef::new(event)),
                     };
+                    #[cfg(feature = "metrics")]
+                    crate::metrics::handled(E::NAME, started.elapsed());
                     if let Err(error) = outcome {
                         let kind = DeliveryErrorKind::Failed(error);
                         let error = DeliveryError::new(E::NAME, Some(entry.id), kind);

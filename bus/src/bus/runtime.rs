@@ -123,10 +123,14 @@ pub(super) async fn run_listener<S, T, F, Fut>(
         };
         let mut delivery = delivery;
         held.current = Some((delivery.index, delivery.tracker.take()));
+        #[cfg(feature = "metrics")]
+        let (name, started) = (held.names[delivery.index], std::time::Instant::now());
         let outcome = match start_call(&held, &listener, convert, delivery) {
             Some(call) => Some(call.await),
             None => None,
         };
+        #[cfg(feature = "metrics")]
+        crate::metrics::handled(name, started.elapsed());
         let call = held.current.take();
         finish_call(&held, &queue, &shared, call, outcome);
     }
@@ -221,8 +225,14 @@ async fn run_concurrently<T, F, Fut>(
                         held.running.len() - 1
                     }
                 };
+                #[cfg(feature = "metrics")]
+                let (name, started) = (held.names[index], std::time::Instant::now());
                 match start_call(held, listener, convert, delivery) {
-                    Some(call) => running.push(call.map(move |outcome| (slot, Some(outcome)))),
+                    Some(call) => running.push(call.map(move |outcome| {
+                        #[cfg(feature = "metrics")]
+                        crate::metrics::handled(name, started.elapsed());
+                        (slot, Some(outcome))
+                    })),
                     None => {
                         let call = held.running[slot].take();
                         finish_call(held, queue, shared, call, None);

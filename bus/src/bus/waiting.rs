@@ -193,6 +193,8 @@ impl Future for Deliver<'_> {
             }
         }
         this.shared.stats.emitted(this.reached);
+        #[cfg(feature = "metrics")]
+        crate::metrics::emitted(this.names[this.index], this.reached);
         Poll::Ready(this.reached)
     }
 }
