@@ -5,10 +5,11 @@
 //!
 //! - **Per event name, measured where it happens**: `tidings_events_emitted_total{event}`
 //!   (emits that reached a listener) and the histogram `tidings_handler_seconds{event}` (how
-//!   long each sync listener call and each async listener call took). These cost a clock read
-//!   around each listener call, so they exist only with the feature; without it the emit path
-//!   compiles to what it was. Install the recorder before the first emit: each thread keeps
-//!   the handles it got first.
+//!   long listener calls took: every async listener call, and the sync listener calls of one
+//!   emit in [`SYNC_SAMPLE`] per thread, since two clock reads cost more than a short sync
+//!   listener). They exist only with the feature; without it the emit path compiles to what it
+//!   was (`benches/README.md` has both). Install the recorder before the first emit: each
+//!   thread keeps the handles it got first.
 //! - **Counters and queue depths, read from the stats snapshots**: a [`Reporter`] reads the
 //!   snapshots of the buses, bridges and actor systems given to it, every interval (and on
 //!   [`Reporter::report`]), and publishes them labelled by the name given with each:
@@ -44,7 +45,7 @@
 //! # }
 //! ```
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use metrics::{Counter, Histogram};
@@ -60,6 +61,20 @@ struct EventHandles {
 
 thread_local! {
     static EVENTS: RefCell<Vec<EventHandles>> = const { RefCell::new(Vec::new()) };
+    static EMITS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Sync listener calls are timed on one emit in this many, per thread.
+pub const SYNC_SAMPLE: u32 = 64;
+
+/// Whether this emit's sync listener calls are timed: one emit in [`SYNC_SAMPLE`] per thread.
+/// Two clock reads per call cost more than a short listener itself.
+pub(crate) fn sample() -> bool {
+    EMITS.with(|emits| {
+        let n = emits.get().wrapping_add(1);
+        emits.set(n);
+        n % SYNC_SAMPLE == 0
+    })
 }
 
 /// Runs `f` with the handles of `name`, made on this thread's first use of it. Event names are

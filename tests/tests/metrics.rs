@@ -116,39 +116,43 @@ async fn a_prometheus_scrape_shows_the_numbers_moving() {
         panic!("{series} never reached {at_least}: {}", scrape(port).await);
     };
 
-    round(10).await;
-    let first = until("tidings_inbound_handled_total{bridge=\"orders-in\"}", 10.0).await;
-    round(15).await;
-    let second = until("tidings_inbound_handled_total{bridge=\"orders-in\"}", 25.0).await;
+    // Sync listener calls are timed on one emit in `SYNC_SAMPLE`: enough emits that some are.
+    assert_eq!(tidings::metrics::SYNC_SAMPLE, 64);
+    round(200).await;
+    let first = until("tidings_inbound_handled_total{bridge=\"orders-in\"}", 200.0).await;
+    round(300).await;
+    let second = until("tidings_inbound_handled_total{bridge=\"orders-in\"}", 500.0).await;
 
+    let timed = "tidings_handler_seconds_count{event=\"order.placed\"}";
+    assert!(
+        value(&second, timed).unwrap() > value(&first, timed).unwrap(),
+        "sampled sync calls are timed: {second}"
+    );
     for (series, before, after) in [
-        ("tidings_bus_emitted_total{bus=\"app\"}", 20.0, 50.0),
-        ("tidings_bus_emitted_total{bus=\"remote\"}", 10.0, 25.0),
+        ("tidings_bus_emitted_total{bus=\"app\"}", 400.0, 1000.0),
+        ("tidings_bus_emitted_total{bus=\"remote\"}", 200.0, 500.0),
         (
             "tidings_events_emitted_total{event=\"user.created\"}",
-            10.0,
-            25.0,
+            200.0,
+            500.0,
         ),
         (
             "tidings_events_emitted_total{event=\"order.placed\"}",
-            20.0,
-            50.0,
+            400.0,
+            1000.0,
         ),
         (
             "tidings_outbound_confirmed_total{bridge=\"orders-out\"}",
-            10.0,
-            25.0,
+            200.0,
+            500.0,
         ),
+        // Every async call, and the sampled sync ones.
         (
             "tidings_handler_seconds_count{event=\"user.created\"}",
-            20.0,
-            50.0,
+            200.0,
+            500.0,
         ),
-        (
-            "tidings_handler_seconds_count{event=\"order.placed\"}",
-            10.0,
-            25.0,
-        ),
+        (timed, 1.0, 2.0),
     ] {
         assert!(
             value(&first, series).is_some_and(|v| v >= before),
@@ -177,7 +181,7 @@ async fn a_prometheus_scrape_shows_the_numbers_moving() {
         "tidings_handler_seconds_sum{event=\"user.created\"}",
     )
     .unwrap();
-    assert!(sum >= 25.0 * 0.002, "handler time {sum}");
+    assert!(sum >= 500.0 * 0.002, "handler time {sum}");
     drop(reporter);
     outbound.shutdown(Duration::from_secs(5)).await;
     inbound.shutdown(Duration::from_secs(5)).await;

@@ -176,6 +176,8 @@ impl<S: EventSet> Inner<S> {
     ) -> usize {
         let mut reached = 0;
         let mut next = 0;
+        #[cfg(feature = "metrics")]
+        let timed = crate::metrics::sample();
         while next < entries.len() {
             let run = catch_unwind(AssertUnwindSafe(|| {
                 while let Some(entry) = entries.get(next) {
@@ -188,13 +190,15 @@ impl<S: EventSet> Inner<S> {
                     }
                     reached += 1;
                     #[cfg(feature = "metrics")]
-                    let started = std::time::Instant::now();
+                    let started = timed.then(std::time::Instant::now);
                     let outcome: Outcome = match &entry.call {
                         Call::Exact(f) => f(event),
                         Call::Erased(f) => f(EventRef::new(event)),
                     };
                     #[cfg(feature = "metrics")]
-                    crate::metrics::handled(E::NAME, started.elapsed());
+                    if let Some(started) = started {
+                        crate::metrics::handled(E::NAME, started.elapsed());
+                    }
                     if let Err(error) = outcome {
                         let kind = DeliveryErrorKind::Failed(error);
                         let error = DeliveryError::new(E::NAME, Some(entry.id), kind);
