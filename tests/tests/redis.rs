@@ -52,7 +52,8 @@ async fn hand_written_bad_entries_are_dead_lettered_while_good_ones_flow() {
     use tidings_tests::redis::admin;
     use tidings_tests::{Events, UserCreated};
 
-    let t = connect(&unique("user")).await;
+    let user = unique("user");
+    let t = connect(&user).await;
     let source = Source::new(unique("bad"));
     t.declare(&source).await.expect("declare");
     let bus = tidings::Bus::<Events>::new();
@@ -117,6 +118,7 @@ async fn hand_written_bad_entries_are_dead_lettered_while_good_ones_flow() {
     assert_eq!(inbound.stats().dead_lettered, 3);
     inbound.shutdown(Duration::from_secs(10)).await;
     cleanup(&source).await;
+    delete_user(&user).await;
 }
 
 /// A lost connection is reported as `Disconnected`, the next success as `Connected`.
