@@ -1147,3 +1147,48 @@ async fn concurrency_runs_that_many_at_once_and_remove_on_fail_keeps_what_it_say
     assert_eq!(q.counts().await.unwrap().failed, 1);
     worker.close(WAIT).await;
 }
+
+#[tokio::test]
+async fn a_delayed_job_can_be_promoted_and_a_waiting_one_updated() {
+    let (q, _keys) = queue().await;
+    let later = q
+        .add_with(
+            &email(1),
+            &JobOptions::new().delay(Duration::from_secs(3600)),
+        )
+        .await
+        .unwrap();
+    let waiting = q.add(&email(2)).await.unwrap();
+    q.update(&waiting, &email(20)).await.expect("update");
+    assert_eq!(
+        q.get(&waiting).await.unwrap().unwrap().data.unwrap(),
+        email(20)
+    );
+    assert!(matches!(
+        q.update("no-such-job", &email(3)).await,
+        Err(JobError::NotFound(_))
+    ));
+    q.promote(&later).await.expect("promote");
+    assert_eq!(q.state(&later).await.unwrap(), Some(JobState::Waiting));
+    // Promoting a job that is not delayed is refused.
+    assert!(q.promote(&later).await.is_err());
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let worker = Worker::<Email>::builder(URL, q.name())
+        .start(move |e: Email, _| {
+            s.lock().push(e.n);
+            async { Ok::<_, JobFailure>(()) }
+        })
+        .await
+        .expect("worker");
+    until("both jobs", async || seen.lock().len() == 2).await;
+    let mut got = seen.lock().clone();
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        [1, 20],
+        "the promoted job ran now, the updated one on its new data"
+    );
+    worker.close(WAIT).await;
+}

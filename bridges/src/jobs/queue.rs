@@ -521,18 +521,42 @@ impl<J: Job> JobQueue<J> {
 
     /// Moves the failed job `id` back to waiting, for a fresh set of attempts.
     pub async fn retry(&self, id: &str) -> Result<(), JobError> {
-        let mut job = self
-            .inner
-            .queue
-            .get_job(id)
-            .await
-            .map_err(|e| self.error(e))?
-            .ok_or_else(|| JobError::NotFound(id.to_owned()))?;
+        let mut job = self.job(id).await?;
         let options = bullmq::RetryOptions {
             reset_attempts_made: true,
             reset_attempts_started: true,
         };
         job.retry("failed", Some(options))
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// The job `id`, with the client's script context, or `NotFound`.
+    async fn job(&self, id: &str) -> Result<bullmq::Job, JobError> {
+        self.inner
+            .queue
+            .get_job(id)
+            .await
+            .map_err(|e| self.error(e))?
+            .ok_or_else(|| JobError::NotFound(id.to_owned()))
+    }
+
+    /// Moves the delayed job `id` to waiting now (Bull's `job.promote()`).
+    pub async fn promote(&self, id: &str) -> Result<(), JobError> {
+        self.job(id)
+            .await?
+            .promote()
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Replaces the data of job `id` (Bull's `job.update(data)`); a worker that takes it
+    /// later runs it on the new data.
+    pub async fn update(&self, id: &str, job: &J) -> Result<(), JobError> {
+        let data = Self::encode(job)?;
+        self.job(id)
+            .await?
+            .update_data(data)
             .await
             .map_err(|e| self.error(e))
     }
