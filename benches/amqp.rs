@@ -63,17 +63,8 @@ fn ping(seq: usize) -> BenchPing {
     }
 }
 
-/// The broker's CPU seconds so far (user + system), if its process can be read.
 fn broker_cpu() -> Option<f64> {
-    let pid = std::process::Command::new("pgrep")
-        .args(["-f", "beam.smp"])
-        .output()
-        .ok()?;
-    let pid = String::from_utf8_lossy(&pid.stdout)
-        .lines()
-        .next()?
-        .to_owned();
-    cpu_seconds(&pid)
+    tidings_benches::process_cpu("beam.smp")
 }
 
 struct Run {

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tidings::prelude::*;
-use tidings_benches::cpu_seconds;
 use tidings_bridges::jobs::{Backoff, JobFailure, JobOptions, JobQueue, Worker};
 use tokio::sync::Notify;
 
@@ -54,15 +53,7 @@ fn options() -> JobOptions {
 }
 
 fn server_cpu() -> Option<f64> {
-    let out = std::process::Command::new("pgrep")
-        .args(["-f", "redis-server.*6379"])
-        .output()
-        .ok()?;
-    let pid = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()?
-        .to_owned();
-    cpu_seconds(&pid)
+    tidings_benches::process_cpu("redis-server.*6379")
 }
 
 struct Run {

@@ -21,7 +21,6 @@ use redis::Value;
 use serde::{Deserialize, Serialize};
 use tidings::bridge::{Envelope, Inbound, Outbound, Source, Transport};
 use tidings::prelude::*;
-use tidings_benches::cpu_seconds;
 use tidings_bridges::redis::RedisTransport;
 use tokio::sync::Notify;
 
@@ -54,15 +53,7 @@ fn ping(seq: usize) -> BenchPing {
 }
 
 fn server_cpu() -> Option<f64> {
-    let out = std::process::Command::new("pgrep")
-        .args(["-f", "redis-server.*6379"])
-        .output()
-        .ok()?;
-    let pid = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()?
-        .to_owned();
-    cpu_seconds(&pid)
+    tidings_benches::process_cpu("redis-server.*6379")
 }
 
 struct Run {

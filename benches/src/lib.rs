@@ -11,6 +11,20 @@ pub fn cpu_seconds(pid: &str) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// CPU seconds so far of the first process whose command line matches `pattern`
+/// (`pgrep -f`), such as the broker's; `None` when there is none or it cannot be read.
+pub fn process_cpu(pattern: &str) -> Option<f64> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .ok()?;
+    let pid = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()?
+        .to_owned();
+    cpu_seconds(&pid)
+}
+
 /// The Node project of the benchmarks (`benches/node`), with `package` installed (by `npm ci`
 /// when missing); `None` without Node.js or npm.
 pub fn node_dir(package: &str) -> Option<PathBuf> {
