@@ -1,13 +1,12 @@
 //! Bus events into job queues, through the bridge core's `Outbound`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tidings::bridge::{Consumer, Delivery, Outgoing, Source, Transport, TransportError};
 
 use super::error::JobError;
 use super::options::JobOptions;
-use super::queue::Location;
+use super::queue::{check_name, Location};
 
 /// A publish-only [`Transport`] that adds each message as a job: the destination is the
 /// queue, the event name the job's name, the JSON payload its data, and the envelope's id its
@@ -103,14 +102,7 @@ impl JobTransport {
         let envelope = &outgoing.envelope;
         let data: serde_json::Value = serde_json::from_slice(&envelope.payload)
             .map_err(|e| TransportError::Rejected(format!("a job's data must be JSON: {e}")))?;
-        let queue = Location {
-            url: String::new(),
-            prefix: String::new(),
-            name: outgoing.destination.clone(),
-        };
-        queue
-            .check()
-            .map_err(|e| TransportError::Rejected(e.to_string()))?;
+        check_name(&outgoing.destination).map_err(|e| TransportError::Rejected(e.to_string()))?;
         let mut options = self.options.clone();
         options.job_id = None;
         if !envelope.id.is_empty()
@@ -131,11 +123,12 @@ impl Transport for JobTransport {
     async fn publish(&self, batch: &[Outgoing]) -> Vec<Result<(), TransportError>> {
         let mut results: Vec<Result<(), TransportError>> = Vec::with_capacity(batch.len());
         let mut jobs = Vec::new();
-        let mut positions = HashMap::new();
+        // Where the jobs sent are in the batch.
+        let mut sent = Vec::new();
         for (index, outgoing) in batch.iter().enumerate() {
             match self.job(outgoing) {
                 Ok(job) => {
-                    positions.insert(index, jobs.len());
+                    sent.push(index);
                     jobs.push(job);
                     results.push(Ok(()));
                 }
@@ -156,8 +149,8 @@ impl Transport for JobTransport {
         if let Err(e) = added {
             // One transaction: none of them was added.
             let reason = e.to_string();
-            for index in positions.keys() {
-                results[*index] = Err(TransportError::Disconnected(reason.clone()));
+            for index in sent {
+                results[index] = Err(TransportError::Disconnected(reason.clone()));
             }
         }
         results

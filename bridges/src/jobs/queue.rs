@@ -194,32 +194,46 @@ impl Location {
     /// Connects once and pings, within five seconds: BullMQ's client retries a refused login
     /// or an unreachable server for minutes before it reports anything.
     pub(crate) async fn probe(&self) -> Result<(), JobError> {
-        let secret = self.secret();
-        let error =
-            |e: redis::RedisError| JobError::Redis(crate::secret::scrub(&e.to_string(), secret));
-        let client = redis::Client::open(self.url.as_str()).map_err(error)?;
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(5)));
-        let mut connection = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(error)?;
+        let mut connection = self.open(Duration::from_secs(5)).await?;
         redis::cmd("PING")
             .query_async::<()>(&mut connection)
             .await
-            .map_err(error)
+            .map_err(|e| self.redis_error(e))
+    }
+
+    /// A plain connection of our own, connecting and answering within `timeout`.
+    pub(crate) async fn open(
+        &self,
+        timeout: Duration,
+    ) -> Result<redis::aio::MultiplexedConnection, JobError> {
+        let client = redis::Client::open(self.url.as_str()).map_err(|e| self.redis_error(e))?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| self.redis_error(e))
+    }
+
+    /// A redis-rs error, without the URL's password.
+    pub(crate) fn redis_error(&self, error: redis::RedisError) -> JobError {
+        JobError::Redis(crate::secret::scrub(&error.to_string(), self.secret()))
     }
 
     pub(crate) fn check(&self) -> Result<(), JobError> {
-        if self.name.is_empty() || self.name.contains(':') {
-            return Err(JobError::Invalid(format!(
-                "queue name `{}`: use a non-empty name without `:`",
-                self.name
-            )));
-        }
-        Ok(())
+        check_name(&self.name)
     }
+}
+
+/// BullMQ's rule for queue names: not empty, no `:`.
+pub(crate) fn check_name(name: &str) -> Result<(), JobError> {
+    if name.is_empty() || name.contains(':') {
+        return Err(JobError::Invalid(format!(
+            "queue name `{name}`: use a non-empty name without `:`"
+        )));
+    }
+    Ok(())
 }
 
 /// Configures a [`JobQueue`]; from [`JobQueue::builder`].

@@ -210,7 +210,7 @@ impl<J: Job> WorkerBuilder<J> {
         let shared = Arc::new(Shared {
             handler,
             keys: bullmq::QueueKeys::new(&location.name, Some(&location.prefix)),
-            location: location.clone(),
+            location: Arc::new(location.clone()),
             timeout: self.timeout,
             sink: self.sink.clone(),
             backoff: self.backoff.clone(),
@@ -312,7 +312,7 @@ impl<J: Job> WorkerBuilder<J> {
 /// What each job's run needs.
 struct Shared<J> {
     handler: Handler<J>,
-    location: Location,
+    location: Arc<Location>,
     keys: bullmq::QueueKeys,
     timeout: Option<Duration>,
     sink: Option<Sink>,
@@ -338,9 +338,7 @@ impl<J: Job> Shared<J> {
         if let Some(connection) = raw.as_ref() {
             return Ok(connection.clone());
         }
-        let secret = self.location.secret();
-        let redis_error =
-            |e: redis::RedisError| JobError::Redis(crate::secret::scrub(&e.to_string(), secret));
+        let redis_error = |e| self.location.redis_error(e);
         let client = redis::Client::open(self.location.url.as_str()).map_err(redis_error)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
@@ -383,30 +381,28 @@ impl<J: Job> Shared<J> {
     /// The job's stored data and options, asking twice (a connection cut since the last
     /// command fails the first).
     async fn stored(&self, id: &str) -> Result<(Option<String>, Option<String>), JobError> {
-        let mut last = None;
-        for _ in 0..2 {
+        let mut tries = 0;
+        loop {
             let mut raw = self.raw().await?;
-            match redis::cmd("HMGET")
+            let read = redis::cmd("HMGET")
                 .arg(self.keys.job_key(id))
                 .arg("data")
                 .arg("opts")
                 .query_async(&mut raw)
-                .await
-            {
+                .await;
+            match read {
                 Ok(fields) => return Ok(fields),
                 Err(e) => {
                     if e.is_timeout() {
                         *self.raw.lock().await = None;
                     }
-                    last = Some(e);
+                    tries += 1;
+                    if tries == 2 {
+                        return Err(self.location.redis_error(e));
+                    }
                 }
             }
         }
-        let error = last.map(|e| e.to_string()).unwrap_or_default();
-        Err(JobError::Redis(crate::secret::scrub(
-            &error,
-            self.location.secret(),
-        )))
     }
 
     async fn run(
@@ -428,14 +424,13 @@ impl<J: Job> Shared<J> {
             Ok(data) => {
                 let context = JobContext {
                     inner: Arc::new(ContextInner {
-                        queue: self.location.name.clone(),
+                        location: self.location.clone(),
                         id: id.clone(),
                         name: name.clone(),
                         attempt,
                         attempts,
                         job: tokio::sync::Mutex::new(job),
                         sink: self.sink.clone(),
-                        secret: self.location.secret().map(str::to_owned),
                     }),
                 };
                 let handled = (self.handler)(data, context);
@@ -618,14 +613,14 @@ async fn stalled_events(events: bullmq::QueueEvents, queue: String, sink: Sink) 
 }
 
 struct ContextInner {
-    queue: String,
+    /// The queue's (shared, not copied per job).
+    location: Arc<Location>,
     id: String,
     name: String,
     attempt: u32,
     attempts: u32,
     job: tokio::sync::Mutex<bullmq::Job>,
     sink: Option<Sink>,
-    secret: Option<String>,
 }
 
 /// What a handler knows about the job it runs, and how it reports on it. Cheap to clone.
@@ -637,7 +632,7 @@ pub struct JobContext {
 impl std::fmt::Debug for JobContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobContext")
-            .field("queue", &self.inner.queue)
+            .field("queue", &self.inner.location.name)
             .field("id", &self.inner.id)
             .field("name", &self.inner.name)
             .field("attempt", &self.inner.attempt)
@@ -682,10 +677,10 @@ impl JobContext {
             .await
             .update_progress(value)
             .await
-            .map_err(|e| JobError::from_bullmq(e, self.inner.secret.as_deref()))?;
+            .map_err(|e| self.inner.location.error(e))?;
         if let Some(sink) = &self.inner.sink {
             sink(JobEvent::Progress(JobProgress {
-                queue: self.inner.queue.clone(),
+                queue: self.inner.location.name.clone(),
                 id: self.inner.id.clone(),
                 name: self.inner.name.clone(),
                 progress,
@@ -703,7 +698,7 @@ impl JobContext {
             .log(line)
             .await
             .map(drop)
-            .map_err(|e| JobError::from_bullmq(e, self.inner.secret.as_deref()))
+            .map_err(|e| self.inner.location.error(e))
     }
 }
 
@@ -830,20 +825,7 @@ async fn close_inner(
 ) -> usize {
     // A connection of its own, if one opens within a second: with Redis away, waiting longer
     // would hold the close up.
-    let open = async {
-        let client = redis::Client::open(location.url.as_str()).ok()?;
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(1)));
-        client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .ok()
-    };
-    let raw = tokio::time::timeout(Duration::from_secs(1), open)
-        .await
-        .ok()
-        .flatten();
+    let raw = location.open(Duration::from_secs(1)).await.ok();
     let until = tokio::time::Instant::now() + deadline;
     inner.pause();
     let suffix = format!(":w:{name}");
