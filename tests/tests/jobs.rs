@@ -755,28 +755,19 @@ async fn undecodable_jobs_fail_with_the_reason_and_the_worker_goes_on() {
     let bad_options = q.add(&email(2)).await.unwrap();
     let null_data = q.add(&email(3)).await.unwrap();
     let mut admin = admin().await;
-    let key = |id: &str| format!("bull:{}:{id}", q.name());
-    let _: i64 = redis::cmd("HSET")
-        .arg(key(&not_json))
-        .arg("data")
-        .arg("{\"n\": 1, \"to\"")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let _: i64 = redis::cmd("HSET")
-        .arg(key(&bad_options))
-        .arg("opts")
-        .arg("{\"attempts\": \"three\"}")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let _: i64 = redis::cmd("HSET")
-        .arg(key(&null_data))
-        .arg("data")
-        .arg("null")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    for (id, field, value) in [
+        (&not_json, "data", "{\"n\": 1, \"to\""),
+        (&bad_options, "opts", "{\"attempts\": \"three\"}"),
+        (&null_data, "data", "null"),
+    ] {
+        let _: i64 = redis::cmd("HSET")
+            .arg(format!("bull:{}:{id}", q.name()))
+            .arg(field)
+            .arg(value)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+    }
     q.add(&email(4)).await.unwrap();
     worker.resume();
 
@@ -1053,11 +1044,75 @@ async fn a_worker_gets_back_to_work_after_its_connections_are_killed() {
 }
 
 #[tokio::test]
+async fn dropping_a_worker_closes_it_and_returns_its_running_job() {
+    let (q, _keys) = queue().await;
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let worker = Worker::<Email>::builder(URL, q.name())
+        .start(move |_: Email, _| {
+            s.fetch_add(1, Ordering::SeqCst);
+            async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok::<_, JobFailure>(())
+            }
+        })
+        .await
+        .expect("worker");
+    let id = q.add(&email(1)).await.unwrap();
+    until("the job started", async || {
+        started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    drop(worker);
+    // The background close waits five seconds for the job, then returns it to waiting.
+    until("the job back in waiting", async || {
+        q.state(&id).await.unwrap() == Some(JobState::Waiting)
+    })
+    .await;
+    assert_eq!(q.get(&id).await.unwrap().unwrap().attempts_made, 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        1,
+        "the dropped worker takes no more jobs"
+    );
+}
+
+#[tokio::test]
 async fn bad_names_are_refused() {
     assert!(matches!(
         JobQueue::<Email>::builder(URL, "a:b").connect().await,
         Err(JobError::Invalid(_))
     ));
+    // Hostile URLs are errors, never panics.
+    for url in [
+        "",
+        "not a url",
+        "redis://",
+        "http://127.0.0.1:6379",
+        "redis://127.0.0.1:1",
+    ] {
+        assert!(
+            JobQueue::<Email>::builder(url, "q")
+                .connect()
+                .await
+                .is_err(),
+            "{url}"
+        );
+        assert!(
+            Worker::<Email>::builder(url, "q")
+                .start(|_: Email, _| async { Ok::<_, JobFailure>(()) })
+                .await
+                .is_err(),
+            "{url}"
+        );
+        let transport = JobTransport::new(url);
+        let out = Outgoing {
+            destination: "q".to_owned(),
+            envelope: Envelope::new("email.send", b"{}".to_vec()),
+        };
+        assert!(transport.publish(&[out]).await[0].is_err(), "{url}");
+    }
     assert!(matches!(
         Worker::<Email>::builder(URL, "")
             .start(|_: Email, _| async { Ok::<_, JobFailure>(()) })

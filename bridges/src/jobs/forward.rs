@@ -88,6 +88,8 @@ impl JobTransport {
     async fn producer(&self) -> Result<&bullmq::FlowProducer, JobError> {
         self.producer
             .get_or_try_init(|| async {
+                // Fails in seconds where BullMQ's client would retry for minutes.
+                self.location.probe().await?;
                 bullmq::FlowProducer::with_options(bullmq::FlowProducerOptions {
                     connection: self.location.connection(),
                     prefix: Some(self.location.prefix.clone()),
