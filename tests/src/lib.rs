@@ -151,6 +151,17 @@ pub async fn node_project(package: &str) -> std::path::PathBuf {
     dir
 }
 
+/// `node {script} {args}` in the Node project `dir`, killed when dropped.
+pub fn node_script(dir: &std::path::Path, script: &str, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("node");
+    command
+        .arg(script)
+        .args(args)
+        .current_dir(dir)
+        .kill_on_drop(true);
+    command
+}
+
 /// TLS in front of the local servers (features `amqp`, `redis`).
 #[cfg(any(feature = "amqp", feature = "redis"))]
 pub mod tls {

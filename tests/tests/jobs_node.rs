@@ -5,7 +5,6 @@
 //! missing) and `chromium`.
 #![cfg(feature = "jobs")]
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,14 +28,9 @@ struct Email {
     to: String,
 }
 
-fn node(dir: &PathBuf, args: &[&str]) -> Command {
-    let mut command = Command::new("node");
-    command
-        .arg("jobs_interop.js")
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true);
+fn node(dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut command = tidings_tests::node_script(dir, "jobs_interop.js", args);
+    command.stdout(Stdio::piped());
     command
 }
 

@@ -3,7 +3,6 @@
 //! `tests/node` when missing.
 #![cfg(feature = "kafka")]
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,14 +19,8 @@ use tokio::process::Command;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn node(dir: &PathBuf, args: &[&str]) -> Command {
-    let mut command = Command::new("node");
-    command
-        .arg("kafka_interop.js")
-        .args(args)
-        .current_dir(dir)
-        .kill_on_drop(true);
-    command
+fn node(dir: &std::path::Path, args: &[&str]) -> Command {
+    tidings_tests::node_script(dir, "kafka_interop.js", args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,6 @@
 //! installed into `tests/node` when missing.
 #![cfg(feature = "redis")]
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,14 +18,8 @@ use tokio::process::Command;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn node(dir: &PathBuf, args: &[&str]) -> Command {
-    let mut command = Command::new("node");
-    command
-        .arg("redis_interop.js")
-        .args(args)
-        .current_dir(dir)
-        .kill_on_drop(true);
-    command
+fn node(dir: &std::path::Path, args: &[&str]) -> Command {
+    tidings_tests::node_script(dir, "redis_interop.js", args)
 }
 
 async fn transport() -> tidings_bridges::redis::RedisTransport {
