@@ -151,6 +151,43 @@ pub async fn node_project(package: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Runs the test `test` of the current test binary in a child process with `env` set (the
+/// test does its part only when that variable is set), and waits up to `wait` for it to print
+/// a line containing `ready`. Killed when dropped; SIGKILL it with `start_kill`.
+///
+/// # Panics
+///
+/// When the child cannot start, exits early or is not ready in time.
+pub async fn child_test(
+    test: &str,
+    env: &[(&str, &str)],
+    ready: &str,
+    wait: std::time::Duration,
+) -> tokio::process::Child {
+    use tokio::io::AsyncBufReadExt;
+    let mut command = tokio::process::Command::new(std::env::current_exe().expect("exe"));
+    command
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("the child test");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    tokio::time::timeout(wait, async {
+        while let Some(line) = lines.next_line().await.expect("stdout") {
+            if line.contains(ready) {
+                return;
+            }
+        }
+        panic!("the child {test} exited early");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the child {test} was not ready in {wait:?}"));
+    child
+}
+
 /// `node {script} {args}` in the Node project `dir`, killed when dropped.
 pub fn node_script(dir: &std::path::Path, script: &str, args: &[&str]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new("node");

@@ -3,7 +3,6 @@
 //! under a running worker, and a worker whose connections go silent without closing.
 #![cfg(feature = "jobs")]
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -16,7 +15,6 @@ use tidings_bridges::jobs::{
     Worker,
 };
 use tidings_tests::redis::{OwnServer, QueueKeys, URL, admin, unique};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -105,28 +103,11 @@ async fn runs_counter(queue: &str) -> Runs {
 }
 
 async fn spawn_child(queue: &str, hold: bool, wait_for: &str) -> tokio::process::Child {
-    let mut command = tokio::process::Command::new(std::env::current_exe().expect("exe"));
-    command
-        .args(["--exact", "child_worker", "--nocapture", "--test-threads=1"])
-        .env("TIDINGS_JOBS_CHILD", queue)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true);
+    let mut env = vec![("TIDINGS_JOBS_CHILD", queue)];
     if hold {
-        command.env("TIDINGS_JOBS_HOLD", "1");
+        env.push(("TIDINGS_JOBS_HOLD", "1"));
     }
-    let mut child = command.spawn().expect("the child worker");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.expect("stdout") {
-            if line.contains(wait_for) {
-                return;
-            }
-        }
-        panic!("the child exited early");
-    })
-    .await
-    .expect("the child got going");
-    child
+    tidings_tests::child_test("child_worker", &env, wait_for, WAIT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,6 @@
 #![cfg(feature = "kafka")]
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,6 @@ use tidings::bridge::{Consumer, Delivery, Envelope, Outbound, Outgoing, Source, 
 use tidings_bridges::kafka::{KafkaTransport, Topic};
 use tidings_tests::kafka::Tansu;
 use tidings_tests::{Events, UserCreated};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -141,29 +139,14 @@ async fn a_killed_consumer_process_loses_nothing() {
         .collect();
     assert!(t.publish(&batch).await.iter().all(Result::is_ok));
 
-    let mut child = tokio::process::Command::new(std::env::current_exe().expect("exe"))
-        .args([
-            "--exact",
-            "child_consumer",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("TIDINGS_KAFKA_CHILD", tansu.brokers())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the child consumer");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.expect("stdout") {
-            if line.contains("holding") {
-                return;
-            }
-        }
-        panic!("the child exited early");
-    })
-    .await
-    .expect("the child holds its messages");
+    let brokers = tansu.brokers();
+    let mut child = tidings_tests::child_test(
+        "child_consumer",
+        &[("TIDINGS_KAFKA_CHILD", &brokers)],
+        "holding",
+        WAIT,
+    )
+    .await;
     // SIGKILL: no commit, no leaving the group; the session timeout frees its partition.
     child.start_kill().expect("kill");
     child.wait().await.expect("reaped");

@@ -4,7 +4,6 @@
 #![cfg(feature = "redis")]
 
 use std::collections::{BTreeSet, HashMap};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,6 @@ use tidings::bridge::{
 use tidings_bridges::redis::{RedisDedup, RedisTransport};
 use tidings_tests::redis::{OwnServer, URL, cleanup, unique};
 use tidings_tests::{Events, UserCreated};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -197,29 +195,13 @@ async fn a_killed_consumer_process_leaves_entries_another_member_reclaims() {
         })
         .collect();
     assert!(t.publish(&batch).await.iter().all(Result::is_ok));
-    let mut child = tokio::process::Command::new(std::env::current_exe().expect("exe"))
-        .args([
-            "--exact",
-            "child_consumer",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("TIDINGS_REDIS_CHILD", &stream)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the child consumer");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.expect("stdout") {
-            if line.contains("holding") {
-                return;
-            }
-        }
-        panic!("the child exited early");
-    })
-    .await
-    .expect("the child holds its entries");
+    let mut child = tidings_tests::child_test(
+        "child_consumer",
+        &[("TIDINGS_REDIS_CHILD", &stream)],
+        "holding",
+        WAIT,
+    )
+    .await;
     child.start_kill().expect("kill");
     child.wait().await.expect("reaped");
 
