@@ -151,6 +151,23 @@ pub async fn node_project(package: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Checks `done` every 20 ms until it holds.
+///
+/// # Panics
+///
+/// When it still does not hold after `wait`, naming `what`.
+pub async fn wait_until(
+    what: &str,
+    wait: std::time::Duration,
+    mut done: impl AsyncFnMut() -> bool,
+) {
+    let start = std::time::Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < wait, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Runs the test `test` of the current test binary in a child process with `env` set (the
 /// test does its part only when that variable is set), and waits up to `wait` for it to print
 /// a line containing `ready`. Killed when dropped; SIGKILL it with `start_kill`.

@@ -60,12 +60,8 @@ async fn queue() -> (JobQueue<Email>, QueueKeys) {
 }
 
 /// Waits until `done` holds, checking every 20 ms.
-async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !done().await {
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn until(what: &str, done: impl AsyncFnMut() -> bool) {
+    tidings_tests::wait_until(what, WAIT, done).await;
 }
 
 /// A bus that records every job event.

@@ -33,12 +33,8 @@ enum JobEvents {
     Stalled(JobStalled),
 }
 
-async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !done().await {
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn until(what: &str, done: impl AsyncFnMut() -> bool) {
+    tidings_tests::wait_until(what, WAIT, done).await;
 }
 
 /// The worker of the child process: `TIDINGS_JOBS_CHILD` names the queue; `hold` makes it
