@@ -6,7 +6,7 @@
 //!   Redis → `RedisConsumer` (prefetch 512) → `Inbound` → a listener on a second bus;
 //! - raw redis-rs, written for throughput: pipelines of 1024 `XADD`s with the same fields, and
 //!   a consumer task reading `XREADGROUP COUNT 512 BLOCK 100`, decoding each entry and
-//!   acknowledging each read batch with one `XACK`.
+//!   acknowledging each read batch with one `XACK` sent beside the next read.
 //!
 //! Each round uses a fresh stream. Rounds alternate the contenders; each reports messages per
 //! second from the first add to the last acknowledgement, and the Redis server's share of the
@@ -164,6 +164,7 @@ async fn raw_round(client: &redis::Client, name: &str) -> Duration {
     let name_c = name.to_owned();
     let mut acker = admin.clone();
     let consuming = tokio::spawn(async move {
+        let mut acks = Vec::new();
         let mut n = 0;
         while n < MESSAGES {
             let reply: Value = redis::cmd("XREADGROUP")
@@ -190,8 +191,15 @@ async fn raw_round(client: &redis::Client, name: &str) -> Duration {
                 let _: BenchPing = serde_json::from_slice(data).expect("decodes");
                 ack.arg(id);
             }
-            let _: i64 = ack.query_async(&mut acker).await.expect("XACK");
+            // Beside the next read, not before it: the reply is waited for at the end.
+            let mut acker = acker.clone();
+            acks.push(tokio::spawn(async move {
+                let _: i64 = ack.query_async(&mut acker).await.expect("XACK");
+            }));
             n += batch.len();
+        }
+        for ack in acks {
+            ack.await.expect("XACK task");
         }
     });
     let start = Instant::now();
@@ -246,16 +254,26 @@ async fn main() {
         .expect("Redis on 127.0.0.1:6379");
     let client = redis::Client::open(URL).expect("URL");
     let (mut ours, mut raw) = (Vec::new(), Vec::new());
+    // `PROFILE=tidings` or `PROFILE=redis-rs` runs one contender alone, for a profiler.
+    let only = std::env::var("PROFILE").ok();
+    let runs = |name: &str| only.as_deref().is_none_or(|o| o == name);
     for round in 0..ROUNDS {
-        let name = stream();
-        ours.push(measure(tidings_round(&t, &name)).await);
-        t.delete_streams(&[&name]).await.expect("delete");
-        let name = stream();
-        raw.push(measure(raw_round(&client, &name)).await);
-        t.delete_streams(&[&name]).await.expect("delete");
+        if runs("tidings") {
+            let name = stream();
+            ours.push(measure(tidings_round(&t, &name)).await);
+            t.delete_streams(&[&name]).await.expect("delete");
+        }
+        if runs("redis-rs") {
+            let name = stream();
+            raw.push(measure(raw_round(&client, &name)).await);
+            t.delete_streams(&[&name]).await.expect("delete");
+        }
         println!("round {} of {ROUNDS} done", round + 1);
     }
     println!("\n{MESSAGES} entries per run, batches of {BATCH}, reads of up to {PREFETCH}");
+    if only.is_some() {
+        return;
+    }
     let ours = report("tidings", &ours);
     let raw = report("redis-rs", &raw);
     println!("tidings / redis-rs = {:.2}x (goal >= 0.9x)", ours / raw);

@@ -247,3 +247,120 @@ async fn max_len_trims_the_stream() {
     assert!((100..=300).contains(&len), "{len} entries left");
     cleanup(&source).await;
 }
+
+/// A caller holding all but one of its prefetch window, unacknowledged, still gets the one
+/// more entry that arrives later: the consumer reads small rooms too once the caller has
+/// nothing left to take, however many empty reads came before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_holding_most_of_its_window_gets_the_last_slot() {
+    use std::time::Duration;
+
+    use tidings::bridge::{Consumer, Envelope, Outgoing, Transport};
+    use tidings_tests::redis::URL;
+
+    let t = RedisTransport::builder(URL)
+        .block(Duration::from_millis(50))
+        .connect()
+        .await
+        .expect("connect");
+    let source = Source::new(unique("window")).prefetch(8);
+    t.declare(&source).await.expect("declare");
+    let publish = |i: usize| {
+        let out = Outgoing {
+            destination: source.name.clone(),
+            envelope: Envelope::new("e", format!("{{\"i\":{i}}}").into_bytes()),
+        };
+        let t = t.clone();
+        async move { assert!(t.publish(&[out]).await[0].is_ok()) }
+    };
+    for i in 0..7 {
+        publish(i).await;
+    }
+    let mut consumer = t.consume(&source).await.expect("consume");
+    let wait = Duration::from_secs(10);
+    let mut held = Vec::new();
+    for _ in 0..7 {
+        let next = tokio::time::timeout(wait, consumer.next()).await;
+        held.push(
+            next.expect("one of the first 7")
+                .expect("open")
+                .expect("a delivery"),
+        );
+    }
+    // Several empty reads go by (50 ms each) before the eighth entry exists.
+    let late = tokio::spawn({
+        let publish = publish(7);
+        async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            publish.await;
+        }
+    });
+    let eighth = tokio::time::timeout(wait, consumer.next())
+        .await
+        .expect("the eighth entry, with one slot of the window free")
+        .expect("open")
+        .expect("a delivery");
+    assert_eq!(eighth.message.payload.as_ref(), b"{\"i\":7}");
+    late.await.expect("publisher");
+    held.push(eighth);
+    for d in held {
+        d.ack().await.expect("ack");
+    }
+    consumer.close().await;
+    cleanup(&source).await;
+}
+
+/// Acknowledgements go out in batches without the handler waiting, yet once `close` returns
+/// every one of them has reached Redis: nothing is left pending for the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledgement_has_reached_redis_once_close_returns() {
+    use std::time::Duration;
+
+    use tidings::bridge::{Consumer, Envelope, Outgoing, Transport};
+    use tidings_tests::redis::{URL, admin};
+
+    let t = RedisTransport::builder(URL)
+        .connect()
+        .await
+        .expect("connect");
+    let source = Source::new(unique("settled")).prefetch(8);
+    t.declare(&source).await.expect("declare");
+    let batch: Vec<Outgoing> = (0..196)
+        .map(|i| Outgoing {
+            destination: source.name.clone(),
+            envelope: Envelope::new("e", format!("{{\"i\":{i}}}").into_bytes()),
+        })
+        .collect();
+    assert!(t.publish(&batch).await.iter().all(Result::is_ok));
+    let mut consumer = t.consume(&source).await.expect("consume");
+    // Seven at a time: three batches of two leave at once, and one acknowledgement is left
+    // for `close` to send while the last batches may still be on their way.
+    for _ in 0..28 {
+        let mut window = Vec::new();
+        for _ in 0..7 {
+            let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+                .await
+                .expect("a delivery in time")
+                .expect("open")
+                .expect("a delivery");
+            window.push(d);
+        }
+        for d in window {
+            d.ack().await.expect("ack");
+        }
+    }
+    let mut admin = admin().await;
+    consumer.close().await;
+    let pending: Vec<::redis::Value> = ::redis::cmd("XPENDING")
+        .arg(&source.name)
+        .arg(&source.group)
+        .query_async(&mut admin)
+        .await
+        .expect("XPENDING");
+    assert_eq!(
+        pending.first(),
+        Some(&::redis::Value::Int(0)),
+        "{pending:?}"
+    );
+    cleanup(&source).await;
+}

@@ -24,7 +24,10 @@ use super::wire::{self, Entry};
 ///    (`XREADGROUP ... 0`), with their delivery counts (`XPENDING`), then new ones (`>`);
 /// 2. it takes over entries another member left pending longer than the claim idle time
 ///    (`XAUTOCLAIM`), checking once per block time;
-/// 3. it never has more than `prefetch` deliveries out: past that it stops reading.
+/// 3. it never has more than `prefetch` deliveries out: past that it stops reading. While
+///    the caller still has deliveries waiting it reads again only once a quarter of the
+///    window is free (a read per freed slot would cost a round trip per few entries); a
+///    caller waiting with nothing left gets whatever room there is.
 ///
 /// **Names.** A consumer is named `tidings-{host}-{pid}-{n}`, `n` the lowest number no other
 /// consumer of this process uses for the same stream and group. A consumer made after one was
@@ -32,9 +35,10 @@ use super::wire::{self, Entry};
 /// process that died left pending is taken over by another member (step 2).
 ///
 /// **Settling.** Acknowledgements are recorded and sent in one `XACK` per batch: when a
-/// quarter of the prefetch has piled up, before the consumer waits for more, before each read,
-/// and on close. One a dropped consumer did not send goes out with the next consumer of its
-/// name, before that one reads (or, if none comes, from a task a moment later). An `Ok` from
+/// quarter of the prefetch has piled up (the acknowledging handler does not wait for that
+/// reply), before the consumer waits for more, beside each read of new entries (and before a
+/// read of pending ones or a claim, which must not see them), and on close. One a dropped
+/// consumer did not send goes out with the next consumer of its name, before that one reads (or, if none comes, from a task a moment later). An `Ok` from
 /// `ack` means the acknowledgement was taken; one lost with a connection means the entry comes
 /// again, as for any acknowledgement lost in flight. Redis has no negative acknowledgement: a
 /// nacked entry stays pending and this consumer hands it out again, its delivery count one
@@ -75,10 +79,15 @@ struct Shared {
     held: Mutex<HashSet<EntryId>>,
     /// Acknowledged entries whose `XACK` is not sent yet.
     acks: Mutex<Vec<String>>,
+    /// `XACK`s sent without waiting for the reply; [`flush`](Shared::flush) waits for them.
+    sending: Mutex<Vec<tokio::task::JoinHandle<Result<(), TransportError>>>>,
     /// Send the recorded acknowledgements once this many piled up.
     ack_batch: usize,
-    /// Notified when a delivery is settled (room for more) or the consumer closes.
+    /// Notified when a delivery is settled (room for more), the caller waits on an empty
+    /// channel, or the consumer closes.
     settled: Notify,
+    /// The caller found no delivery waiting: read whatever room there is.
+    hungry: AtomicBool,
     closed: AtomicBool,
 }
 
@@ -97,38 +106,67 @@ impl Consumer for RedisConsumer {
     async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
         if self.deliveries.is_empty() {
             // About to wait: send what was acknowledged first.
-            if let Err(error) = self.shared.flush().await {
-                tracing::debug!(%error, "acknowledgements not sent; those entries come again");
-            }
+            let _ = self.shared.flush().await;
+            self.shared.hungry.store(true, Ordering::Release);
+            self.shared.settled.notify_one();
         }
         self.deliveries.recv().await
     }
 
     async fn close(self) {
-        if let Err(error) = self.shared.flush().await {
-            tracing::debug!(%error, "acknowledgements not sent; those entries come again");
-        }
+        let _ = self.shared.flush().await;
         drop(self);
     }
 }
 
 impl Shared {
-    /// Sends the recorded acknowledgements in one `XACK`. The command runs in a task of its
-    /// own, so a caller that stops waiting (a dropped consumer's reading task) does not lose
-    /// acknowledgements it had taken.
-    async fn flush(&self) -> Result<(), TransportError> {
+    /// Sends the recorded acknowledgements in one `XACK` from a task of its own, so a caller
+    /// that stops waiting (a dropped consumer's reading task) does not lose acknowledgements
+    /// it had taken; `None` when there were none. A failure is logged there: those entries
+    /// stay pending and come again.
+    fn send_acks(&self) -> Option<tokio::task::JoinHandle<Result<(), TransportError>>> {
         let ids = std::mem::take(&mut *self.acks.lock());
         if ids.is_empty() {
-            return Ok(());
+            return None;
         }
         let (inner, stream, group) = (
             Arc::clone(&self.inner),
             self.stream.clone(),
             self.group.clone(),
         );
-        tokio::spawn(async move { inner.acknowledge(&stream, &group, ids).await })
-            .await
-            .unwrap_or(Err(TransportError::Closed))
+        Some(tokio::spawn(async move {
+            let sent = inner.acknowledge(&stream, &group, ids).await;
+            if let Err(error) = &sent {
+                tracing::debug!(%error, "acknowledgements not sent; those entries come again");
+            }
+            sent
+        }))
+    }
+
+    /// [`send_acks`](Self::send_acks) without waiting for the reply.
+    fn send_acks_in_background(&self) {
+        if let Some(task) = self.send_acks() {
+            let mut sending = self.sending.lock();
+            sending.retain(|t| !t.is_finished());
+            sending.push(task);
+        }
+    }
+
+    /// [`send_acks`](Self::send_acks), waiting for its reply and for those sent in the
+    /// background before: once it returns, every acknowledgement taken before the call has
+    /// reached Redis or failed.
+    async fn flush(&self) -> Result<(), TransportError> {
+        let earlier = std::mem::take(&mut *self.sending.lock());
+        let mut result = match self.send_acks() {
+            Some(task) => task.await.unwrap_or(Err(TransportError::Closed)),
+            None => Ok(()),
+        };
+        for task in earlier {
+            if let Err(error) = task.await.unwrap_or(Err(TransportError::Closed)) {
+                result = result.and(Err(error));
+            }
+        }
+        result
     }
 }
 
@@ -148,8 +186,10 @@ impl RedisConsumer {
             held: Mutex::new(HashSet::new()),
             // What the name's last consumer acknowledged goes out before anything is read.
             acks: Mutex::new(unsent),
+            sending: Mutex::new(Vec::new()),
             ack_batch: (prefetch / 4).max(1),
             settled: Notify::new(),
+            hungry: AtomicBool::new(true),
             closed: AtomicBool::new(false),
         });
         let (tx, deliveries) = mpsc::unbounded_channel();
@@ -183,9 +223,11 @@ async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
             return;
         }
         let out = shared.out.load(Ordering::Acquire);
-        // (Waiting for a quarter of the window to be free before reading again measured no
-        // faster, and starves a caller that holds all but one delivery and waits for one more.)
-        if out >= prefetch {
+        // While the caller has deliveries waiting, read only once a quarter of the window is
+        // free: reading each freed slot at once costs a round trip per handful of entries. A
+        // caller waiting on an empty channel gets whatever room there is.
+        let room = prefetch.saturating_sub(out);
+        if room == 0 || (room < shared.ack_batch && !shared.hungry.load(Ordering::Acquire)) {
             shared.settled.notified().await;
             continue;
         }
@@ -219,12 +261,15 @@ async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
             }
             continue;
         }
-        let room = prefetch - out;
-        // Acknowledged entries leave the pending list before the next read or claim.
-        if let Err(error) = shared.flush().await {
-            tracing::debug!(%error, "acknowledgements not sent; those entries come again");
+        let claiming = last_claim.elapsed() >= config.block;
+        if claiming || matches!(position, Position::History(_)) {
+            // Acknowledged entries leave the pending list before a claim or a read of it.
+            let _ = shared.flush().await;
+        } else {
+            // New entries do not depend on it: the acknowledgements go out beside the read.
+            shared.send_acks_in_background();
         }
-        let step = if last_claim.elapsed() >= config.block {
+        let step = if claiming {
             last_claim = Instant::now();
             claim(&shared, conn, room).await
         } else {
@@ -233,6 +278,11 @@ async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
         match step {
             Ok(entries) => {
                 shared.inner.set_up(true, "");
+                if !entries.is_empty() {
+                    // Before handing out: the caller finding the channel empty after taking
+                    // these sets it again.
+                    shared.hungry.store(false, Ordering::Release);
+                }
                 for (entry, message) in entries {
                     hand_out(&shared, &tx, entry, message);
                 }
@@ -291,7 +341,7 @@ async fn read_back(
     Ok(wire::entry_list(reply)
         .into_iter()
         .find(|e| e.id == entry && !e.fields.is_empty())
-        .map(|e| wire::incoming(&shared.stream, e, count)))
+        .map(|e| wire::incoming(&shared.stream, e, count).1))
 }
 
 /// Runs `cmd` on the reading connection, bounded by the block time plus the timeout.
@@ -447,8 +497,7 @@ fn messages(
         .filter(|entry| !held.contains(&EntryId::of(&entry.id)))
         .map(|entry| {
             let count = counts.get(&entry.id).copied().unwrap_or(1);
-            let id = entry.id.clone();
-            (id, wire::incoming(&shared.stream, entry, count))
+            wire::incoming(&shared.stream, entry, count)
         })
         .collect()
 }
@@ -504,13 +553,11 @@ impl Acker for RedisAcker {
             acks.len() >= self.shared.ack_batch
         };
         self.settle(false);
-        Box::pin(async move {
-            if full {
-                self.shared.flush().await
-            } else {
-                Ok(())
-            }
-        })
+        if full {
+            // Not waited for: the handler goes on while the batch is on its way.
+            self.shared.send_acks_in_background();
+        }
+        Box::pin(async { Ok(()) })
     }
 
     fn nack(mut self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {

@@ -170,8 +170,8 @@ fn text_of(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// What a consumer hands the bridge for `entry` of `stream`.
-pub(crate) fn incoming(stream: &str, entry: Entry, delivery_count: u32) -> Incoming {
+/// What a consumer hands the bridge for `entry` of `stream`, with the entry's id.
+pub(crate) fn incoming(stream: &str, entry: Entry, delivery_count: u32) -> (String, Incoming) {
     let mut out = Incoming {
         id: None,
         name: None,
@@ -193,6 +193,13 @@ pub(crate) fn incoming(stream: &str, entry: Entry, delivery_count: u32) -> Incom
             dropped += 1;
             continue;
         }
+        // The CloudEvents fields an `Incoming` has no place for are skipped undecoded.
+        if [SOURCE, SPECVERSION, DATACONTENTTYPE]
+            .iter()
+            .any(|f| f.as_bytes() == name.as_slice())
+        {
+            continue;
+        }
         let name = text_of(name);
         let value = text_of(value);
         match name.as_str() {
@@ -200,7 +207,6 @@ pub(crate) fn incoming(stream: &str, entry: Entry, delivery_count: u32) -> Incom
             TYPE => out.name = Some(value),
             PARTITIONKEY => out.key = Some(value),
             TIME => out.time = humantime::parse_rfc3339_weak(&value).ok(),
-            SOURCE | SPECVERSION | DATACONTENTTYPE => {}
             _ => {
                 let name = name
                     .strip_prefix(HEADER_PREFIX)
@@ -225,7 +231,7 @@ pub(crate) fn incoming(stream: &str, entry: Entry, delivery_count: u32) -> Incom
         out.headers
             .insert(DROPPED_HEADERS.to_owned(), dropped.to_string());
     }
-    out
+    (entry.id, out)
 }
 
 /// The envelope of a dead letter for `message` (consumed as entry `entry`), with `headers`.
@@ -270,7 +276,7 @@ mod tests {
             .with_key("u1")
             .with_header("x-trace", "abc")
             .with_header("data", "not the payload");
-        let got = incoming(
+        let (_, got) = incoming(
             "users",
             Entry {
                 id: "1-0".into(),
@@ -313,7 +319,7 @@ mod tests {
             .map(|i| (format!("f{i}").into_bytes(), vec![b'x'; 10]))
             .collect();
         fields.push((b"data".to_vec(), b"{}".to_vec()));
-        let got = incoming(
+        let (id, got) = incoming(
             "s",
             Entry {
                 id: "1-0".into(),
@@ -321,6 +327,7 @@ mod tests {
             },
             1,
         );
+        assert_eq!(id, "1-0");
         assert_eq!(got.headers.len(), MAX_FIELDS + 1);
         assert_eq!(
             got.headers[DROPPED_HEADERS],
@@ -343,7 +350,7 @@ mod tests {
             id: "1-0".into(),
             fields: fields_of(&envelope),
         };
-        let got = incoming("s", entry, 1);
+        let (_, got) = incoming("s", entry, 1);
         assert_eq!(got.headers["x-tidings-reason"], "why");
         assert!(got.headers.contains_key(DROPPED_HEADERS));
     }
