@@ -55,8 +55,7 @@ fn user(id: u64) -> UserCreated {
 async fn a_broker_killed_twice_mid_stream_loses_no_confirmed_event() {
     let tansu = Arc::new(Tansu::start());
     let t = tansu.transport().await;
-    // SQLite storage (see `Tansu`) keeps this at 2 000 events.
-    const N: u64 = 2_000;
+    const N: u64 = 20_000;
     let source = Source::new("outage");
     t.declare(&source).await.expect("declare");
     let bus = Bus::<Events>::new();
@@ -74,6 +73,16 @@ async fn a_broker_killed_twice_mid_stream_loses_no_confirmed_event() {
                 while outbound.stats().confirmed < at {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
+                let stats = outbound.stats();
+                let waiting = stats.in_flight + stats.buffered;
+                assert!(
+                    waiting > 0,
+                    "killed after the stream was confirmed: {stats:?}"
+                );
+                println!(
+                    "kill at {} confirmed, {waiting} on their way",
+                    stats.confirmed
+                );
                 tansu.restart().await;
             }
         })
