@@ -162,7 +162,7 @@ async fn raw_round(client: &redis::Client, name: &str) -> Duration {
         .await
         .expect("connection");
     let name_c = name.to_owned();
-    let mut acker = admin.clone();
+    let acker = admin.clone();
     let consuming = tokio::spawn(async move {
         let mut acks = Vec::new();
         let mut n = 0;

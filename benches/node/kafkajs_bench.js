@@ -4,15 +4,18 @@
 // on); print the elapsed milliseconds from the first send to the last message handled and the
 // CPU milliseconds used meanwhile.
 //
-//   node kafkajs_bench.js <brokers> <topic> <group> <count> <batch> <payload-json>
+//   node kafkajs_bench.js <brokers> <topic> <group> <count> <batch> <payload-json> <max-wait-ms>
 const { Kafka, logLevel } = require('kafkajs');
 
 async function main() {
-  const [brokers, topic, group, countText, batchText, payload] = process.argv.slice(2);
+  const [brokers, topic, group, countText, batchText, payload, maxWait] = process.argv.slice(2);
   const count = Number(countText);
   const batch = Number(batchText);
   const kafka = new Kafka({ clientId: 'kafkajs-bench', brokers: [brokers], logLevel: logLevel.NOTHING });
-  const consumer = kafka.consumer({ groupId: group, sessionTimeout: 6000, heartbeatInterval: 2000 });
+  // maxWaitTimeInMs: see FETCH_WAIT_MS in benches/kafka.rs (tansu holds a fetch for half of it).
+  const consumer = kafka.consumer({
+    groupId: group, sessionTimeout: 6000, heartbeatInterval: 2000, maxWaitTimeInMs: Number(maxWait),
+  });
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
   let consumed = 0;

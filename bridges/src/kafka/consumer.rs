@@ -513,7 +513,7 @@ fn hand_out(
 ) {
     let acker = KafkaAcker {
         mark,
-        message: Some(Box::new(message.clone())),
+        settled: false,
         commands: commands.clone(),
         origin: Arc::clone(origin),
     };
@@ -521,18 +521,18 @@ fn hand_out(
     let _ = tx.send(Ok(Delivery::new(message, acker)));
 }
 
-/// Settles one delivery through the consumer thread.
+/// Settles one delivery through the consumer thread. It keeps no copy of the message: a
+/// nack or a dead letter gets the delivery's own back ([`Acker::nack_message`]).
 struct KafkaAcker {
     mark: Mark,
-    /// A copy for a redelivery or a dead letter; taken when settled.
-    message: Option<Box<Incoming>>,
+    settled: bool,
     commands: std_mpsc::Sender<Command>,
     origin: Arc<Origin>,
 }
 
 impl KafkaAcker {
     fn send(&mut self, command: Command) -> Result<(), TransportError> {
-        self.message = None;
+        self.settled = true;
         self.commands
             .send(command)
             .map_err(|_| TransportError::Closed)
@@ -541,7 +541,7 @@ impl KafkaAcker {
 
 impl Drop for KafkaAcker {
     fn drop(&mut self) {
-        if self.message.is_some() {
+        if !self.settled {
             let _ = self.commands.send(Command::Dropped);
         }
     }
@@ -553,22 +553,42 @@ impl Acker for KafkaAcker {
         Box::pin(async move { result })
     }
 
-    fn nack(mut self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
-        let result = match self.message.take() {
-            Some(message) => self.send(Command::Nack(self.mark, message)),
-            None => Err(TransportError::Closed),
-        };
+    /// Without the message there is nothing to hand out again: it stays unsettled, and the
+    /// group delivers it again once this consumer goes. ([`Delivery::nack`] hands the message
+    /// back; see [`nack_message`](Acker::nack_message).)
+    fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        drop(self);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn nack_message(
+        mut self: Box<Self>,
+        message: Incoming,
+    ) -> BoxFuture<'static, Result<(), TransportError>> {
+        let result = self.send(Command::Nack(self.mark, Box::new(message)));
         Box::pin(async move { result })
     }
 
+    /// Without the message there is nothing to republish: it stays unsettled, as for
+    /// [`nack`](Acker::nack), and the error says so.
     fn dead_letter(
+        self: Box<Self>,
+        _headers: BTreeMap<String, String>,
+    ) -> BoxFuture<'static, Result<(), TransportError>> {
+        drop(self);
+        Box::pin(async {
+            Err(TransportError::Rejected(
+                "no message to dead-letter; it is delivered again".into(),
+            ))
+        })
+    }
+
+    fn dead_letter_message(
         mut self: Box<Self>,
+        message: Incoming,
         mut headers: BTreeMap<String, String>,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
         Box::pin(async move {
-            let Some(message) = self.message.take() else {
-                return Err(TransportError::Closed);
-            };
             headers.insert(
                 wire::ORIGIN_PARTITION.to_owned(),
                 self.mark.partition.to_string(),
@@ -582,7 +602,7 @@ impl Acker for KafkaAcker {
                 Ok(()) => self.send(Command::Ack(self.mark)),
                 Err(error) => {
                     let mark = self.mark;
-                    let _ = self.send(Command::Nack(mark, message));
+                    let _ = self.send(Command::Nack(mark, Box::new(message)));
                     Err(TransportError::Rejected(format!(
                         "dead-lettering to `{}` failed ({error}); the message is delivered again",
                         self.origin.dead_letter

@@ -303,11 +303,13 @@ async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
 
 fn hand_out(shared: &Arc<Shared>, tx: &Out, entry: String, message: Incoming) {
     shared.out.fetch_add(1, Ordering::AcqRel);
-    shared.held.lock().insert(EntryId::of(&entry));
+    let id = EntryId::of(&entry);
+    shared.held.lock().insert(id);
     let acker = RedisAcker {
         shared: Arc::clone(shared),
         count: message.delivery_count,
         entry,
+        id,
         settled: false,
     };
     // A closed receiver means the consumer is going; the entry stays pending.
@@ -506,7 +508,9 @@ fn messages(
 /// the entry back from the stream.
 struct RedisAcker {
     shared: Arc<Shared>,
+    /// Taken when the acknowledgement is recorded.
     entry: String,
+    id: EntryId,
     count: u32,
     settled: bool,
 }
@@ -516,7 +520,7 @@ impl RedisAcker {
     fn settle(&mut self, held: bool) {
         if !std::mem::replace(&mut self.settled, true) {
             if !held {
-                self.shared.held.lock().remove(&EntryId::of(&self.entry));
+                self.shared.held.lock().remove(&self.id);
             }
             self.shared.out.fetch_sub(1, Ordering::AcqRel);
             self.shared.settled.notify_one();
@@ -549,7 +553,7 @@ impl Acker for RedisAcker {
     fn ack(mut self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
         let full = {
             let mut acks = self.shared.acks.lock();
-            acks.push(self.entry.clone());
+            acks.push(std::mem::take(&mut self.entry));
             acks.len() >= self.shared.ack_batch
         };
         self.settle(false);

@@ -475,19 +475,15 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
             );
             return self.dead_letter(delivery, &reason, attempts).await;
         }
-        let Some(name) = message
-            .name
-            .clone()
-            .or(self.config.default_event.map(str::to_owned))
-        else {
+        let Some(name) = message.name.as_deref().or(self.config.default_event) else {
             let reason = format!(
                 "the message has no event type, and no event type is bound to source `{}`",
                 self.config.source.name
             );
             return self.dead_letter(delivery, &reason, attempts).await;
         };
-        let id = message.id.clone();
-        if let (Some(dedup), Some(id)) = (&self.config.dedup, &id) {
+        let id = message.id.as_deref();
+        if let (Some(dedup), Some(id)) = (&self.config.dedup, id) {
             if dedup.seen(id).await {
                 self.stats.incr(DUPLICATES);
                 if let Err(error) = delivery.ack().await {
@@ -498,14 +494,14 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
         }
         let mut attempt = attempts;
         loop {
-            let event = match S::decode(&name, &delivery.message.payload, &self.config.codec) {
+            let event = match S::decode(name, &message.payload, &self.config.codec) {
                 Ok(event) => event,
                 Err(error) => {
                     let reason = match &error {
                         DecodeError::UnknownEvent { .. } => error.to_string(),
                         _ => format!("undecodable payload: {error}"),
                     };
-                    self.forget(id.as_deref()).await;
+                    self.forget(id).await;
                     return self.dead_letter(delivery, &reason, attempt).await;
                 }
             };
@@ -514,7 +510,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
                 Ok(_) => {
                     // Remembered before the acknowledgement: if that is lost, the copy that
                     // comes again is dropped as a duplicate.
-                    if let (Some(dedup), Some(id)) = (&self.config.dedup, &id) {
+                    if let (Some(dedup), Some(id)) = (&self.config.dedup, id) {
                         dedup.remember(id).await;
                     }
                     if let Err(error) = delivery.ack().await {
@@ -528,7 +524,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
                 Err(_) if self.config.bus.is_closed() => {
                     // The bus is going away, not the message's fault: let another consumer
                     // have it.
-                    self.forget(id.as_deref()).await;
+                    self.forget(id).await;
                     if let Err(error) = delivery.nack().await {
                         tracing::warn!(%error, "could not return a message");
                     }
@@ -536,7 +532,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
                 }
                 Err(error) if attempt >= self.config.max_attempts => {
                     let reason = format!("handlers failed after {attempt} attempts: {error}");
-                    self.forget(id.as_deref()).await;
+                    self.forget(id).await;
                     return self.dead_letter(delivery, &reason, attempt).await;
                 }
                 Err(error) => {

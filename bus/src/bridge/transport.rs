@@ -167,6 +167,29 @@ pub trait Acker: Send + 'static {
         self: Box<Self>,
         headers: BTreeMap<String, String>,
     ) -> BoxFuture<'static, Result<(), TransportError>>;
+
+    /// [`nack`](Self::nack) with the delivery's message handed back, which is what
+    /// [`Delivery::nack`] calls: a transport that delivers nacked messages again itself takes
+    /// this one instead of keeping a copy of every message it hands out. The default drops it
+    /// and calls `nack`.
+    fn nack_message(
+        self: Box<Self>,
+        message: Incoming,
+    ) -> BoxFuture<'static, Result<(), TransportError>> {
+        drop(message);
+        self.nack()
+    }
+
+    /// [`dead_letter`](Self::dead_letter) with the delivery's message handed back, which is
+    /// what [`Delivery::dead_letter`] calls; the default drops it and calls `dead_letter`.
+    fn dead_letter_message(
+        self: Box<Self>,
+        message: Incoming,
+        headers: BTreeMap<String, String>,
+    ) -> BoxFuture<'static, Result<(), TransportError>> {
+        drop(message);
+        self.dead_letter(headers)
+    }
 }
 
 /// One received message, to be acknowledged, returned or dead-lettered exactly once. Dropping
@@ -205,16 +228,18 @@ impl Delivery {
         self.acker.ack().await
     }
 
-    /// Returns it for redelivery.
+    /// Returns it for redelivery. A transport that delivers it again itself does so with
+    /// [`message`](Self::message) as it is now.
     ///
     /// # Errors
     /// When the transport could not settle it; it will then be delivered again anyway.
     pub async fn nack(self) -> Result<(), TransportError> {
-        self.acker.nack().await
+        self.acker.nack_message(self.message).await
     }
 
     /// Moves it to the dead-letter destination with `reason`, the attempt count and its origin
-    /// in headers.
+    /// in headers (a transport that republishes it uses [`message`](Self::message) as it is
+    /// now).
     ///
     /// # Errors
     /// When the transport could not move it; it will then be delivered again.
@@ -223,6 +248,6 @@ impl Delivery {
         headers.insert(REASON_HEADER.to_owned(), reason.to_owned());
         headers.insert(ATTEMPTS_HEADER.to_owned(), attempts.to_string());
         headers.insert(ORIGIN_HEADER.to_owned(), self.message.origin.clone());
-        self.acker.dead_letter(headers).await
+        self.acker.dead_letter_message(self.message, headers).await
     }
 }
