@@ -6,6 +6,8 @@
 //! - `pattern_vs_exact`: one pattern listener vs one exact listener on the same event.
 //! - `async_fanout/*`: 1, 4, 16 async subscribers vs `tokio::sync::broadcast` with as many
 //!   receivers; throughput is per delivered event.
+//! - last, sync `emit` beside Node's `EventEmitter` (`benches/node/emitter_bench.js`) at 1, 10
+//!   and 100 listeners, both timed as the best of five loops in the same run.
 //!
 //! Run with `cargo bench -p tidings-benches --bench bus`; figures in `benches/README.md`.
 
@@ -16,7 +18,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use tidings::prelude::*;
 use tokio::sync::{broadcast, Barrier};
 
@@ -244,4 +246,72 @@ criterion_group!(
     pattern_vs_exact,
     async_fanout
 );
-criterion_main!(benches);
+
+/// Emits per timed loop, divided by the listener count (as the Node script does).
+const NODE_EMITS: usize = 10_000_000;
+
+/// Best nanoseconds per `emit` to `listeners` sync listeners over five timed loops, measured
+/// the way `benches/node/emitter_bench.js` measures Node's EventEmitter.
+fn emit_loop(listeners: usize) -> f64 {
+    let bus = Bus::<Events>::new();
+    for _ in 0..listeners {
+        bus.on(|e: &Tick| {
+            black_box(e.0);
+        });
+    }
+    let emits = (NODE_EMITS / listeners).max(100_000);
+    let run = |count: usize| {
+        let start = Instant::now();
+        for i in 0..count {
+            bus.emit(Tick(black_box(i as u64)));
+        }
+        start.elapsed().as_nanos() as f64 / count as f64
+    };
+    run(emits.min(1_000_000));
+    (0..5).map(|_| run(emits)).fold(f64::INFINITY, f64::min)
+}
+
+/// Sync `emit` beside Node's `EventEmitter` (1, 10, 100 listeners), measured the same way in
+/// the same run; skipped when Node.js is missing.
+fn against_node() {
+    // EventEmitter is built in: no packages to install.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("node");
+    let output = std::process::Command::new("node")
+        .arg("emitter_bench.js")
+        .arg(NODE_EMITS.to_string())
+        .current_dir(dir)
+        .output();
+    let node: Vec<(usize, f64)> = match output {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| {
+                let (listeners, ns) = line.split_once(' ')?;
+                Some((listeners.parse().ok()?, ns.parse().ok()?))
+            })
+            .collect(),
+        _ => {
+            println!("Node.js is missing or failed: the EventEmitter comparison is skipped");
+            return;
+        }
+    };
+    println!(
+        "\nsync emit, best of five loops, ns per emit (Node: EventEmitter, one reused object)"
+    );
+    println!(
+        "{:>9} {:>10} {:>10} {:>16}",
+        "listeners", "tidings", "Node", "Node / tidings"
+    );
+    for (listeners, node_ns) in node {
+        let ours = emit_loop(listeners);
+        println!(
+            "{listeners:>9} {ours:>10.2} {node_ns:>10.2} {:>15.2}x",
+            node_ns / ours
+        );
+    }
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    against_node();
+}

@@ -96,6 +96,45 @@ fn once_fires_once_under_concurrent_emits() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+/// `emitted` and `delivered` are counted per emitting thread and summed when read: exact with
+/// threads emitting at once, with threads that ended (their ids taken over by new ones), and
+/// while another thread reads.
+#[test]
+fn stats_stay_exact_across_threads_that_come_and_go() {
+    let bus = Bus::<Events>::new();
+    bus.on(|_: &Tick| {});
+    bus.on(|_: &Tick| {});
+    let reader = {
+        let bus = bus.clone();
+        std::thread::spawn(move || {
+            let mut last = 0;
+            for _ in 0..1000 {
+                let emitted = bus.stats().emitted;
+                assert!(emitted >= last, "went back from {last} to {emitted}");
+                last = emitted;
+            }
+        })
+    };
+    // Three waves of four threads: later waves reuse the ids of threads that ended.
+    for wave in 0..3u64 {
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let bus = bus.clone();
+                s.spawn(move || {
+                    for i in 0..10_000 {
+                        bus.emit(Tick(wave * 100_000 + t * 10_000 + i));
+                    }
+                });
+            }
+        });
+    }
+    bus.emit(Tick(0));
+    reader.join().expect("reader");
+    let stats = bus.stats();
+    assert_eq!(stats.emitted, 3 * 4 * 10_000 + 1);
+    assert_eq!(stats.delivered, 2 * stats.emitted);
+}
+
 #[test]
 fn an_id_from_another_bus_removes_nothing() {
     let (a, b) = (Bus::<Events>::new(), Bus::<Events>::new());
