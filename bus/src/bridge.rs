@@ -70,4 +70,6 @@ pub use self::envelope::{
 pub use self::inbound::{Dedup, Inbound, InboundBuilder, InboundStats, MemoryDedup};
 pub use self::memory::{MemoryBroker, MemoryConsumer};
 pub use self::outbound::{FlushReport, Outbound, OutboundBuilder, OutboundStats, Route};
-pub use self::transport::{Acker, Consumer, Delivery, Outgoing, Source, Transport, TransportError};
+pub use self::transport::{
+    Acker, Consumer, Delivery, Lag, Outgoing, Source, Transport, TransportError,
+};

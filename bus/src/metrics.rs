@@ -18,7 +18,7 @@
 //! |---|---|---|
 //! | [`Bus`] | `tidings_bus_{emitted,delivered,handled,failed,panicked,dropped,rejected}_total`, gauge `tidings_bus_queued` | `bus` |
 //! | `Outbound` | `tidings_outbound_{published,confirmed,retried,rejected,unencodable,dropped}_total`, gauges `tidings_outbound_in_flight`, `tidings_outbound_buffered` | `bridge` |
-//! | `Inbound` | `tidings_inbound_{received,handled,redelivered,retried,dead_lettered,duplicates,reconnects}_total` | `bridge` |
+//! | `Inbound` | `tidings_inbound_{received,handled,redelivered,retried,dead_lettered,duplicates,reconnects}_total`, gauge `tidings_inbound_lag` (consumer lag, where the transport measures it) | `bridge` |
 //! | `ActorSystem` | gauge `tidings_actors`, `tidings_actor_dead_letters_total` | `system` |
 //!
 //! Reading snapshots keeps the hot paths free of metric calls: the counters they keep anyway
@@ -239,6 +239,9 @@ impl Reporter {
                     ("reconnects", s.reconnects),
                 ],
             );
+            if let Some(lag) = s.lag {
+                gauges("tidings_inbound", "bridge", &name, &[("lag", lag)]);
+            }
         }));
         self
     }

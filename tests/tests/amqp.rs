@@ -890,3 +890,49 @@ async fn a_call_cut_off_by_a_lost_connection_fails_and_the_next_one_works() {
     assert!(server.shutdown(WAIT).await);
     server_side.delete_queue(&queue).await.expect("delete");
 }
+
+/// A consumer reports its queue's ready messages as its lag (a passive declare once a
+/// second): the ones past its prefetch while it holds a full window, none once all are
+/// handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_reports_its_queues_ready_messages_as_lag() {
+    use tidings_tests::wait_until;
+
+    let t = connect(&unique("conn")).await;
+    let source = Source::new(unique("lag")).prefetch(2);
+    t.declare(&source).await.expect("declare");
+    let batch: Vec<Outgoing> = (0..10)
+        .map(|seq| Outgoing {
+            destination: source.name.clone(),
+            envelope: ping(seq),
+        })
+        .collect();
+    assert!(t.publish(&batch).await.iter().all(Result::is_ok));
+    let mut consumer = t.consume(&source).await.expect("consume");
+    let lag = consumer.lag().expect("measured");
+    let wait = Duration::from_secs(15);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let d = tokio::time::timeout(wait, consumer.next())
+            .await
+            .expect("in time");
+        held.push(d.expect("open").expect("a delivery"));
+    }
+    wait_until("a lag of 8", wait, async || lag.get() == Some(8)).await;
+    for d in held {
+        d.ack().await.expect("ack");
+    }
+    for _ in 0..8 {
+        let d = tokio::time::timeout(wait, consumer.next())
+            .await
+            .expect("in time");
+        d.expect("open")
+            .expect("a delivery")
+            .ack()
+            .await
+            .expect("ack");
+    }
+    wait_until("a lag of 0", wait, async || lag.get() == Some(0)).await;
+    consumer.close().await;
+    cleanup(&t, &source).await;
+}

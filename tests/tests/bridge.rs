@@ -653,3 +653,36 @@ async fn bridges_carry_events_in_the_codec_they_are_given() {
     assert_eq!(got.lock()[0], Tick(7));
     assert_eq!(inbound.stats().dead_lettered, 0);
 }
+
+/// The inbound bridge reports its consumer's lag: the messages waiting for its group, rising
+/// while a handler holds the one it has, back to zero once all are handled.
+#[tokio::test(start_paused = true)]
+async fn inbound_stats_report_the_consumers_lag() {
+    let broker = MemoryBroker::new();
+    let source = declared(&broker, "shipments").await;
+    let bus = Bus::<Events>::new();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let g = Arc::clone(&gate);
+    bus.on_async(move |_: Arc<OrderShipped>| {
+        let g = Arc::clone(&g);
+        async move { g.acquire().await.expect("open").forget() }
+    });
+    let inbound = Inbound::builder(&bus, broker.clone(), source).build();
+    until("a consumer", || inbound.stats().lag.is_some()).await;
+    assert_eq!(inbound.stats().lag, Some(0));
+    let batch: Vec<Outgoing> = (0..10)
+        .map(|order| Outgoing {
+            destination: "shipments".into(),
+            envelope: Envelope::new(
+                "order.shipped",
+                serde_json::to_vec(&OrderShipped { order }).unwrap(),
+            ),
+        })
+        .collect();
+    assert!(broker.publish(&batch).await.iter().all(Result::is_ok));
+    // One is being handled (held at the gate); nine wait.
+    until("a lag of 9", || inbound.stats().lag == Some(9)).await;
+    gate.add_permits(10);
+    until("all handled", || inbound.stats().handled == 10).await;
+    assert_eq!(inbound.stats().lag, Some(0));
+}

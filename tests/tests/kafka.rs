@@ -90,3 +90,53 @@ async fn compressed_batches_round_trip() {
         consumer.close().await;
     }
 }
+
+/// A consumer reports its lag from librdkafka's statistics: over its partitions, the high
+/// watermark minus the group's committed offset. Five of ten acknowledged and committed: five;
+/// all of them: zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_reports_its_lag() {
+    use std::time::Duration;
+
+    use tidings::bridge::{Consumer, Envelope, Outgoing, Transport};
+    use tidings_bridges::kafka::Topic;
+    use tidings_tests::wait_until;
+
+    let tansu = Tansu::start();
+    tansu.ready().await;
+    let t = KafkaTransport::builder(&tansu.brokers())
+        .session_timeout(Duration::from_secs(6))
+        .commit_interval(Duration::from_millis(200))
+        .source_topics(&Topic::new("lag").partitions(1))
+        .build()
+        .expect("config");
+    let source = Source::new("lag").prefetch(10);
+    t.declare(&source).await.expect("declare");
+    let batch: Vec<Outgoing> = (0..10)
+        .map(|i| Outgoing {
+            destination: "lag".into(),
+            envelope: Envelope::new("e", format!("{{\"i\":{i}}}").into_bytes()),
+        })
+        .collect();
+    assert!(t.publish(&batch).await.iter().all(Result::is_ok));
+    let mut consumer = t.consume(&source).await.expect("consume");
+    let lag = consumer.lag().expect("measured");
+    let wait = Duration::from_secs(30);
+    let mut deliveries = Vec::new();
+    for _ in 0..10 {
+        let d = tokio::time::timeout(wait, consumer.next())
+            .await
+            .expect("in time");
+        deliveries.push(d.expect("open").expect("a delivery"));
+    }
+    let rest = deliveries.split_off(5);
+    for d in deliveries {
+        d.ack().await.expect("ack");
+    }
+    wait_until("a lag of 5", wait, async || lag.get() == Some(5)).await;
+    for d in rest {
+        d.ack().await.expect("ack");
+    }
+    wait_until("a lag of 0", wait, async || lag.get() == Some(0)).await;
+    consumer.close().await;
+}

@@ -164,6 +164,13 @@ async fn a_prometheus_scrape_shows_the_numbers_moving() {
         );
     }
     assert_eq!(value(&second, "tidings_actors{system=\"main\"}"), Some(1.0));
+    // The inbound bridge's consumer lag (the memory broker measures it): nothing waits once
+    // every message was handled.
+    assert_eq!(
+        value(&second, "tidings_inbound_lag{bridge=\"orders-in\"}"),
+        Some(0.0),
+        "{second}"
+    );
     // A gauge: it rose while events waited for the async listener, and falls back once the
     // reporter reads the drained queue.
     let mut queued = None;

@@ -364,3 +364,57 @@ async fn every_acknowledgement_has_reached_redis_once_close_returns() {
     );
     cleanup(&source).await;
 }
+
+/// A consumer measures its group's lag (`XINFO GROUPS`, once per block time): the entries no
+/// member has read yet, falling as it reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_reports_its_groups_lag() {
+    use std::time::Duration;
+
+    use tidings::bridge::{Consumer, Envelope, Outgoing, Transport};
+    use tidings_tests::redis::URL;
+    use tidings_tests::wait_until;
+
+    let t = RedisTransport::builder(URL)
+        .block(Duration::from_millis(50))
+        .connect()
+        .await
+        .expect("connect");
+    let source = Source::new(unique("lag")).prefetch(4);
+    t.declare(&source).await.expect("declare");
+    let batch: Vec<Outgoing> = (0..20)
+        .map(|i| Outgoing {
+            destination: source.name.clone(),
+            envelope: Envelope::new("e", format!("{{\"i\":{i}}}").into_bytes()),
+        })
+        .collect();
+    assert!(t.publish(&batch).await.iter().all(Result::is_ok));
+    let mut consumer = t.consume(&source).await.expect("consume");
+    let lag = consumer.lag().expect("measured");
+    let wait = Duration::from_secs(10);
+    // The consumer reads its window of 4 and holds it: 16 unread.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let d = tokio::time::timeout(wait, consumer.next())
+            .await
+            .expect("in time");
+        held.push(d.expect("open").expect("a delivery"));
+    }
+    wait_until("a lag of 16", wait, async || lag.get() == Some(16)).await;
+    for d in held {
+        d.ack().await.expect("ack");
+    }
+    for _ in 0..16 {
+        let d = tokio::time::timeout(wait, consumer.next())
+            .await
+            .expect("in time");
+        d.expect("open")
+            .expect("a delivery")
+            .ack()
+            .await
+            .expect("ack");
+    }
+    wait_until("a lag of 0", wait, async || lag.get() == Some(0)).await;
+    consumer.close().await;
+    cleanup(&source).await;
+}

@@ -20,18 +20,20 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
-use lapin::types::ShortString;
+use lapin::options::{BasicAckOptions, BasicNackOptions, QueueDeclareOptions};
+use lapin::types::{FieldTable, ShortString};
 use lapin::BasicProperties;
 use parking_lot::Mutex;
-use tidings::bridge::{Acker, Consumer, Delivery, Source, TransportError};
+use tidings::bridge::{Acker, Consumer, Delivery, Lag, Source, TransportError};
 
+use super::error::short;
 use super::link::Handle;
-use super::link::{answered, Live, DEFAULT_FRAME_MAX};
+use super::link::{answered, asked, close_channel, Live, DEFAULT_FRAME_MAX};
 use super::publish::{self, Raw};
 use super::topology::{Queue, QueueArgs, Topology};
 use super::wire;
@@ -162,6 +164,9 @@ pub struct AmqpConsumer {
     /// `x-delivery-count` the broker maintains; on other queues a producer could set it.
     trust_delivery_count: bool,
     settling: Arc<Settling>,
+    /// The queue's ready messages, measured by `measuring` until the consumer is dropped.
+    lag: Lag,
+    measuring: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for AmqpConsumer {
@@ -182,7 +187,15 @@ impl AmqpConsumer {
         generation: u64,
     ) -> Self {
         let queue_args = connection.shared.recorded_queue_args(&queue);
+        let lag = Lag::new();
+        let measuring = tokio::spawn(measure_lag(
+            connection.shared.link(),
+            queue.clone(),
+            lag.clone(),
+        ));
         AmqpConsumer {
+            lag,
+            measuring,
             link: connection.shared.link(),
             generation,
             consumer,
@@ -230,7 +243,55 @@ impl AmqpConsumer {
     }
 }
 
+/// How often a consumer measures its queue's ready messages.
+const LAG_EVERY: Duration = Duration::from_secs(1);
+
+/// Measures `queue`'s ready messages every [`LAG_EVERY`] into `lag`: a passive declare on a
+/// channel of its own (a queue deleted meanwhile closes that channel, not the consumer's),
+/// closed after. Unknown while there is no connection or the broker does not answer.
+async fn measure_lag(
+    mut link: tokio::sync::watch::Receiver<Option<Arc<Live>>>,
+    queue: String,
+    lag: Lag,
+) {
+    let Ok(name) = short(&queue) else { return };
+    let mut ticks = tokio::time::interval(LAG_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let live = link.borrow_and_update().clone();
+        let Some(live) = live else {
+            lag.set(None);
+            continue;
+        };
+        let measured = async {
+            let channel = answered(live.connection.create_channel()).await.ok()?;
+            let options = QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            };
+            let declared =
+                asked(channel.queue_declare(name.clone(), options, FieldTable::default())).await;
+            match declared {
+                Ok(Ok(queue)) => {
+                    close_channel(&channel).await;
+                    Some(u64::from(queue.message_count()))
+                }
+                // Refused (404: the queue is gone): the broker closed that channel itself.
+                _ => None,
+            }
+        };
+        lag.set(measured.await);
+    }
+}
+
 impl Consumer for AmqpConsumer {
+    /// The queue's ready messages (delivered and unacknowledged ones not counted), from a
+    /// passive declare once a second.
+    fn lag(&self) -> Option<Lag> {
+        Some(self.lag.clone())
+    }
+
     async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
         let next = match self.consumer.next().now_or_never() {
             Some(next) => next,
@@ -279,6 +340,7 @@ impl Consumer for AmqpConsumer {
 
 impl Drop for AmqpConsumer {
     fn drop(&mut self) {
+        self.measuring.abort();
         let taken = {
             let mut acks = self.settling.acks.lock();
             acks.closed = true;

@@ -17,7 +17,7 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Message as _, Statistics};
 use rdkafka::{Offset, TopicPartitionList};
 use tidings::bridge::{
-    Acker, Consumer, Delivery, Envelope, Incoming, Outgoing, Source, TransportError,
+    Acker, Consumer, Delivery, Envelope, Incoming, Lag, Outgoing, Source, TransportError,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -67,6 +67,7 @@ pub struct KafkaConsumer {
     /// Resolves once the thread committed, left the group and ended.
     ended: Option<oneshot::Receiver<()>>,
     close_timeout: Duration,
+    lag: Lag,
 }
 
 impl std::fmt::Debug for KafkaConsumer {
@@ -84,6 +85,12 @@ impl Drop for KafkaConsumer {
 impl Consumer for KafkaConsumer {
     async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
         self.deliveries.recv().await
+    }
+
+    /// Over this consumer's partitions, the high watermarks minus the group's committed
+    /// offsets, from librdkafka's statistics (once a second).
+    fn lag(&self) -> Option<Lag> {
+        Some(self.lag.clone())
     }
 
     /// Applies the settlements sent so far, commits, leaves the group, and returns once the
@@ -229,6 +236,8 @@ pub(crate) struct ConsumerCtx {
     timeout: Duration,
     state: Mutex<State>,
     commands: Mutex<std_mpsc::Receiver<Command>>,
+    /// Summed from librdkafka's statistics, once a second.
+    lag: Lag,
 }
 
 impl ConsumerCtx {
@@ -247,12 +256,28 @@ impl ClientContext for ConsumerCtx {
     }
 
     fn stats(&self, statistics: Statistics) {
+        let topic = self.state.lock().topic.clone();
+        self.lag.set(lag_of(&statistics, &topic));
         self.shared.stats(statistics);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
         self.shared.error(error, reason);
     }
+}
+
+/// The consumer lag of `topic` in `statistics`: over the partitions this consumer is
+/// assigned, each one's high watermark minus the group's committed offset (librdkafka's
+/// `consumer_lag`, as `kafka-consumer-groups` reports lag); `None` while no partition's is
+/// known.
+fn lag_of(statistics: &Statistics, topic: &str) -> Option<u64> {
+    let partitions = &statistics.topics.get(topic)?.partitions;
+    partitions
+        .values()
+        // -1: librdkafka's "unassigned" pseudo-partition, or a lag not known yet.
+        .filter(|p| p.partition >= 0 && p.desired)
+        .filter_map(|p| u64::try_from(p.consumer_lag).ok())
+        .reduce(u64::saturating_add)
 }
 
 impl ConsumerContext for ConsumerCtx {
@@ -377,6 +402,7 @@ struct Origin {
 impl KafkaConsumer {
     pub(crate) fn start(inner: Arc<Inner>, source: &Source) -> Result<Self, TransportError> {
         let (commands, receiver) = std_mpsc::channel();
+        let lag = Lag::new();
         let context = ConsumerCtx {
             shared: inner.context.clone(),
             start: inner.config.start,
@@ -390,6 +416,7 @@ impl KafkaConsumer {
                 closing: false,
             }),
             commands: Mutex::new(receiver),
+            lag: lag.clone(),
         };
         let consumer: BaseConsumer<ConsumerCtx> = inner
             .config
@@ -422,6 +449,7 @@ impl KafkaConsumer {
             commands,
             ended: Some(ended),
             close_timeout,
+            lag,
         })
     }
 }

@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use redis::Value;
-use tidings::bridge::{Acker, Consumer, Delivery, Incoming, Outgoing, Source, TransportError};
+use tidings::bridge::{Acker, Consumer, Delivery, Incoming, Lag, Outgoing, Source, TransportError};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
@@ -88,6 +88,8 @@ struct Shared {
     settled: Notify,
     /// The caller found no delivery waiting: read whatever room there is.
     hungry: AtomicBool,
+    /// The group's lag, from `XINFO GROUPS` once per block time.
+    lag: Lag,
     closed: AtomicBool,
 }
 
@@ -116,6 +118,12 @@ impl Consumer for RedisConsumer {
     async fn close(self) {
         let _ = self.shared.flush().await;
         drop(self);
+    }
+
+    /// The group's `lag` from `XINFO GROUPS` (Redis 7 and later), measured once per block time:
+    /// the entries added to the stream that no member of the group has read yet.
+    fn lag(&self) -> Option<Lag> {
+        Some(self.shared.lag.clone())
     }
 }
 
@@ -190,6 +198,7 @@ impl RedisConsumer {
             ack_batch: (prefetch / 4).max(1),
             settled: Notify::new(),
             hungry: AtomicBool::new(true),
+            lag: Lag::new(),
             closed: AtomicBool::new(false),
         });
         let (tx, deliveries) = mpsc::unbounded_channel();
@@ -218,9 +227,14 @@ async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
     let mut position = Position::History("0".into());
     let mut failures = 0u32;
     let mut last_claim = Instant::now();
+    let mut last_lag: Option<Instant> = None;
     loop {
         if shared.closed.load(Ordering::Acquire) || tx.is_closed() {
             return;
+        }
+        if last_lag.is_none_or(|at| at.elapsed() >= config.block) {
+            last_lag = Some(Instant::now());
+            measure_lag(&shared).await;
         }
         let out = shared.out.load(Ordering::Acquire);
         // While the caller has deliveries waiting, read only once a quarter of the window is
@@ -228,7 +242,12 @@ async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
         // caller waiting on an empty channel gets whatever room there is.
         let room = prefetch.saturating_sub(out);
         if room == 0 || (room < shared.ack_batch && !shared.hungry.load(Ordering::Acquire)) {
-            shared.settled.notified().await;
+            // Waiting for room, the lag is still measured once per block time.
+            let next_lag = last_lag.map_or_else(Instant::now, |at| at + config.block);
+            tokio::select! {
+                () = shared.settled.notified() => {}
+                () = tokio::time::sleep_until(next_lag) => {}
+            }
             continue;
         }
         let conn = match &mut connection {
@@ -408,6 +427,23 @@ async fn read_group(
         entries.into_iter().partition(|e| e.fields.is_empty());
     shared.acks.lock().extend(gone.into_iter().map(|e| e.id));
     Ok(messages(shared, entries, &counts))
+}
+
+/// Records the group's lag (`XINFO GROUPS`); unknown when Redis does not report it (before
+/// 7.0, or when it cannot tell after deletions) or the command fails.
+async fn measure_lag(shared: &Shared) {
+    let cmd = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&shared.stream)
+        .to_owned();
+    let lag = match shared.inner.query::<Value>(&cmd).await {
+        Ok(reply) => wire::group_lag(reply, &shared.group),
+        Err(error) => {
+            tracing::debug!(stream = shared.stream, %error, "XINFO GROUPS failed");
+            None
+        }
+    };
+    shared.lag.set(lag);
 }
 
 /// Takes over up to `room` entries idle longer than the claim idle time.

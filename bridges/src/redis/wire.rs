@@ -165,6 +165,43 @@ pub(crate) fn entry_list(list: Value) -> Vec<Entry> {
         .collect()
 }
 
+/// The `lag` of group `group` in an `XINFO GROUPS` reply (one field list or map per group);
+/// `None` when the group or a numeric lag is missing.
+pub(crate) fn group_lag(reply: Value, group: &str) -> Option<u64> {
+    let Value::Array(groups) = reply else {
+        return None;
+    };
+    groups.into_iter().find_map(|info| {
+        let fields: Vec<(Value, Value)> = match info {
+            Value::Map(pairs) => pairs,
+            Value::Array(flat) => {
+                let mut flat = flat.into_iter();
+                std::iter::from_fn(|| Some((flat.next()?, flat.next()?))).collect()
+            }
+            _ => return None,
+        };
+        let field = |name: &str| {
+            fields.iter().find_map(|(k, v)| match k {
+                Value::BulkString(b) if b == name.as_bytes() => Some(v),
+                Value::SimpleString(t) if t == name => Some(v),
+                _ => None,
+            })
+        };
+        let named = match field("name")? {
+            Value::BulkString(b) => b.as_slice() == group.as_bytes(),
+            Value::SimpleString(t) => t == group,
+            _ => false,
+        };
+        if !named {
+            return None;
+        }
+        match field("lag")? {
+            Value::Int(n) => u64::try_from(*n).ok(),
+            _ => None,
+        }
+    })
+}
+
 /// `bytes` as text, without a copy when they are UTF-8.
 fn text_of(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
@@ -290,6 +327,49 @@ mod tests {
         assert_eq!(got.headers["x-trace"], "abc");
         assert_eq!(got.headers["data"], "not the payload");
         assert_eq!(got.payload, envelope.payload);
+    }
+
+    #[test]
+    fn a_groups_lag_is_read_from_either_reply_shape_and_hostile_ones_give_none() {
+        let group = |name: &str, lag: Value| {
+            Value::Array(vec![
+                bulk("name"),
+                bulk(name),
+                bulk("consumers"),
+                Value::Int(1),
+                bulk("lag"),
+                lag,
+            ])
+        };
+        let reply = Value::Array(vec![group("a", Value::Int(3)), group("b", Value::Int(7))]);
+        assert_eq!(group_lag(reply.clone(), "b"), Some(7));
+        assert_eq!(group_lag(reply, "c"), None);
+        let map = Value::Array(vec![Value::Map(vec![
+            (bulk("name"), bulk("a")),
+            (bulk("lag"), Value::Int(5)),
+        ])]);
+        assert_eq!(group_lag(map, "a"), Some(5));
+        // Redis cannot tell (nil), a negative number, odd shapes: unknown, never a panic.
+        assert_eq!(
+            group_lag(Value::Array(vec![group("a", Value::Nil)]), "a"),
+            None
+        );
+        assert_eq!(
+            group_lag(Value::Array(vec![group("a", Value::Int(-1))]), "a"),
+            None
+        );
+        for odd in [
+            Value::Nil,
+            Value::Int(1),
+            Value::Array(vec![Value::Nil, Value::Array(vec![bulk("name")])]),
+            Value::Array(vec![Value::Array(vec![
+                bulk("name"),
+                bulk("a"),
+                bulk("lag"),
+            ])]),
+        ] {
+            assert_eq!(group_lag(odd, "a"), None);
+        }
     }
 
     #[test]

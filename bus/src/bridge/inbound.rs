@@ -12,7 +12,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::transport::{Consumer, Delivery, Source, Transport};
+use super::transport::{Consumer, Delivery, Lag, Source, Transport};
 use crate::backoff::Backoff;
 use crate::bus::Bus;
 use crate::codec::{Codec, DecodeError, EventSetCodec, Json};
@@ -176,14 +176,17 @@ impl<S: EventSetCodec, T: Transport, C: Codec> InboundBuilder<S, T, C> {
     #[track_caller]
     pub fn build(self) -> Inbound {
         let stats = Arc::new(Counters::default());
+        let lag = Arc::new(Mutex::new(None));
         let stop = Arc::new(Notify::new());
         let ingest = Ingest {
             config: self,
             stats: Arc::clone(&stats),
+            lag: Arc::clone(&lag),
         };
         let task = tokio::spawn(Arc::new(ingest).run(Arc::clone(&stop)));
         Inbound {
             stats,
+            lag,
             stop,
             task: Some(task),
         }
@@ -199,6 +202,8 @@ impl<S: EventSetCodec, T: Transport, C: Codec> InboundBuilder<S, T, C> {
 /// unacknowledged message is delivered again by the broker.
 pub struct Inbound {
     stats: Arc<Counters>,
+    /// The current consumer's lag, if its transport measures it.
+    lag: Arc<Mutex<Option<Lag>>>,
     stop: Arc<Notify>,
     task: Option<JoinHandle<()>>,
 }
@@ -221,6 +226,10 @@ pub struct InboundStats {
     pub duplicates: u64,
     /// Times the consumer was started again after a transport failure.
     pub reconnects: u64,
+    /// How far the consumer's group is behind its source, in messages, as the transport last
+    /// measured it ([`Lag`], [`Consumer::lag`]); `None` when it does not measure it, or not
+    /// yet.
+    pub lag: Option<u64>,
 }
 
 const RECEIVED: usize = 0;
@@ -234,7 +243,7 @@ const RECONNECTS: usize = 6;
 /// The counters behind [`InboundStats`], in its field order.
 type Counters = crate::counters::Counters<7>;
 
-fn read_stats(stats: &Counters) -> InboundStats {
+fn read_stats(stats: &Counters, lag: &Mutex<Option<Lag>>) -> InboundStats {
     let [received, handled, redelivered, retried, dead_lettered, duplicates, reconnects] =
         stats.snapshot();
     InboundStats {
@@ -245,6 +254,7 @@ fn read_stats(stats: &Counters) -> InboundStats {
         dead_lettered,
         duplicates,
         reconnects,
+        lag: lag.lock().as_ref().and_then(Lag::get),
     }
 }
 
@@ -274,14 +284,14 @@ impl Inbound {
 
     /// The counters so far.
     pub fn stats(&self) -> InboundStats {
-        read_stats(&self.stats)
+        read_stats(&self.stats, &self.lag)
     }
 
     /// Reads [`stats`](Self::stats) without holding the bridge (for the metrics reporter).
     #[cfg(feature = "metrics")]
     pub(crate) fn stats_reader(&self) -> impl Fn() -> InboundStats + Send + Sync + 'static {
-        let stats = self.stats.clone();
-        move || read_stats(&stats)
+        let (stats, lag) = (self.stats.clone(), self.lag.clone());
+        move || read_stats(&stats, &lag)
     }
 
     /// Stops taking messages, lets the one being handled finish (and be acknowledged), and
@@ -313,6 +323,7 @@ impl Drop for Inbound {
 struct Ingest<S: EventSetCodec, T, C> {
     config: InboundBuilder<S, T, C>,
     stats: Arc<Counters>,
+    lag: Arc<Mutex<Option<Lag>>>,
 }
 
 /// Where deliveries go: handled in the consuming task, or sent to lanes by key.
@@ -385,7 +396,10 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
         let mut failures = 0u32;
         loop {
             let mut consumer = match self.config.transport.consume(&self.config.source).await {
-                Ok(consumer) => consumer,
+                Ok(consumer) => {
+                    *self.lag.lock() = consumer.lag();
+                    consumer
+                }
                 Err(error) => {
                     failures += 1;
                     let delay = self.config.backoff.jittered(failures);

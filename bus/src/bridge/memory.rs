@@ -26,7 +26,9 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::envelope::{Envelope, Incoming};
-use super::transport::{Acker, Consumer, Delivery, Outgoing, Source, Transport, TransportError};
+use super::transport::{
+    Acker, Consumer, Delivery, Lag, Outgoing, Source, Transport, TransportError,
+};
 use crate::bus::Pattern;
 
 /// An in-process broker; see the [module docs](self).
@@ -70,12 +72,19 @@ struct Group {
     pattern: Pattern,
     dead_letter: String,
     ready: VecDeque<Incoming>,
+    /// `ready.len()`, for the group's consumers ([`Consumer::lag`]).
+    lag: Lag,
     /// Delivered, not yet settled: tag -> (consumer, message).
     unacked: BTreeMap<u64, (u64, Incoming)>,
     in_flight: HashMap<u64, usize>,
 }
 
 impl Group {
+    /// Publishes `ready.len()` as the group's lag; called after every change to `ready`.
+    fn count_ready(&self) {
+        self.lag.set(Some(self.ready.len() as u64));
+    }
+
     /// Puts every unsettled message of `consumer` (or of everyone) back at the head, in order.
     fn requeue(&mut self, consumer: Option<u64>) {
         let tags: Vec<u64> = self
@@ -91,6 +100,7 @@ impl Group {
                 self.release(c);
             }
         }
+        self.count_ready();
     }
 
     fn release(&mut self, consumer: u64) {
@@ -124,6 +134,7 @@ impl State {
             pattern,
             dead_letter: dead_letter.to_owned(),
             ready: VecDeque::new(),
+            lag: Lag::new(),
             unacked: BTreeMap::new(),
             in_flight: HashMap::new(),
         });
@@ -140,6 +151,7 @@ impl State {
         {
             g.ready
                 .push_back(Incoming::from_envelope(envelope, g.source.clone()));
+            g.count_ready();
             routed = true;
         }
         if routed {
@@ -254,7 +266,15 @@ impl Transport for MemoryBroker {
         self.declare(source).await?;
         let mut state = self.shared.state.lock();
         state.next_consumer += 1;
+        let lag = state
+            .group_mut(&source.name, &source.group)
+            .map(|g| {
+                g.count_ready();
+                g.lag.clone()
+            })
+            .unwrap_or_default();
         Ok(MemoryConsumer {
+            lag,
             broker: self.clone(),
             source: source.name.clone(),
             group: source.group.clone(),
@@ -268,6 +288,7 @@ impl Transport for MemoryBroker {
 /// A consumer of a [`MemoryBroker`] queue. Dropping it returns its unacknowledged messages.
 pub struct MemoryConsumer {
     broker: MemoryBroker,
+    lag: Lag,
     source: String,
     group: String,
     id: u64,
@@ -285,6 +306,11 @@ impl std::fmt::Debug for MemoryConsumer {
 }
 
 impl Consumer for MemoryConsumer {
+    /// The messages waiting for the consumer's group (delivered ones not counted).
+    fn lag(&self) -> Option<Lag> {
+        Some(self.lag.clone())
+    }
+
     async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
         let shared = Arc::clone(&self.broker.shared);
         loop {
@@ -303,6 +329,7 @@ impl Consumer for MemoryConsumer {
                 let held = group.in_flight.get(&self.id).copied().unwrap_or(0);
                 if held < self.prefetch {
                     if let Some(message) = group.ready.pop_front() {
+                        group.count_ready();
                         group.unacked.insert(tag, (self.id, message.clone()));
                         *group.in_flight.entry(self.id).or_default() += 1;
                         let acker = MemoryAcker {
@@ -375,6 +402,7 @@ impl Acker for MemoryAcker {
             message.delivery_count += 1;
             if let Some(g) = state.group_mut(&source, &group) {
                 g.ready.push_front(message);
+                g.count_ready();
             }
             Ok(())
         });

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
@@ -135,6 +137,44 @@ pub trait Transport: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Consumer, TransportError>> + Send;
 }
 
+/// How far a consumer's group is behind its source, in messages, kept up to date by
+/// the transport in the background and read by the inbound bridge
+/// ([`InboundStats::lag`](super::InboundStats::lag)); clones share one value.
+///
+/// What counts is the broker's own measure: for Kafka, the partitions' high watermarks minus
+/// the group's committed offsets (the lag `kafka-consumer-groups` shows: what was received and
+/// not yet committed counts); for Redis Streams, the group's `lag` from `XINFO GROUPS` (entries
+/// no member has read yet); in memory, the messages waiting for the group.
+#[derive(Debug, Clone)]
+pub struct Lag(Arc<AtomicU64>);
+
+impl Default for Lag {
+    fn default() -> Self {
+        Lag::new()
+    }
+}
+
+/// The stored value of a lag not known (yet).
+const UNKNOWN_LAG: u64 = u64::MAX;
+
+impl Lag {
+    /// A lag not known yet.
+    pub fn new() -> Self {
+        Lag(Arc::new(AtomicU64::new(UNKNOWN_LAG)))
+    }
+
+    /// Records the lag (`None`: the broker cannot tell right now).
+    pub fn set(&self, messages: Option<u64>) {
+        let value = messages.map_or(UNKNOWN_LAG, |n| n.min(UNKNOWN_LAG - 1));
+        self.0.store(value, Ordering::Relaxed);
+    }
+
+    /// The last lag recorded, if known.
+    pub fn get(&self) -> Option<u64> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|&n| n != UNKNOWN_LAG)
+    }
+}
+
 /// A stream of deliveries from one source.
 pub trait Consumer: Send + 'static {
     /// The next delivery; `None` once the consumer is closed. An error means the connection
@@ -150,6 +190,11 @@ pub trait Consumer: Send + 'static {
         Self: Sized,
     {
         async move { drop(self) }
+    }
+
+    /// The consumer's [`Lag`], for a transport that measures it; the default has none.
+    fn lag(&self) -> Option<Lag> {
+        None
     }
 }
 
