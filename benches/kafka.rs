@@ -13,8 +13,8 @@
 //! Each round uses a fresh topic of 3 partitions; keys spread over 64 values. Rounds alternate
 //! the contenders; each reports messages per second from the first send (once its consumer
 //! is in its group) to the last message handled, and the broker's share of the machine's
-//! CPU. Every consumer lets a fetch wait at most [`FETCH_WAIT_MS`] at the broker. Needs `tansu` (0.6.0) and Node.js:
-//! `cargo bench -p tidings-benches --features kafka --bench kafka`.
+//! CPU. Every consumer lets a fetch wait at most [`FETCH_WAIT_MS`] at the broker. Needs
+//! `tansu` (0.6.0) and Node.js: `cargo bench -p tidings-benches --features kafka --bench kafka`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -38,9 +38,10 @@ use super::wire::{self, Entry};
 /// quarter of the prefetch has piled up (the acknowledging handler does not wait for that
 /// reply), before the consumer waits for more, beside each read of new entries (and before a
 /// read of pending ones or a claim, which must not see them), and on close. One a dropped
-/// consumer did not send goes out with the next consumer of its name, before that one reads (or, if none comes, from a task a moment later). An `Ok` from
-/// `ack` means the acknowledgement was taken; one lost with a connection means the entry comes
-/// again, as for any acknowledgement lost in flight. Redis has no negative acknowledgement: a
+/// consumer did not send goes out with the next consumer of its name, before that one reads
+/// (or, if none comes, from a task a moment later). An `Ok` from `ack` means the
+/// acknowledgement was taken; one lost with a connection means the entry comes again, as for
+/// any acknowledgement lost in flight. Redis has no negative acknowledgement: a
 /// nacked entry stays pending and this consumer hands it out again, its delivery count one
 /// higher. A dead letter is added to the dead-letter stream, then the entry acknowledged. A
 /// delivery keeps no copy of its message for these two: the entry is read back from the
