@@ -238,6 +238,9 @@ pub(crate) struct ConsumerCtx {
     commands: Mutex<std_mpsc::Receiver<Command>>,
     /// Summed from librdkafka's statistics, once a second.
     lag: Lag,
+    /// The topic consumed, for the statistics callback (which must not take `state`: it may
+    /// run inside a call made with `state` held).
+    topic: String,
 }
 
 impl ConsumerCtx {
@@ -256,8 +259,7 @@ impl ClientContext for ConsumerCtx {
     }
 
     fn stats(&self, statistics: Statistics) {
-        let topic = self.state.lock().topic.clone();
-        self.lag.set(lag_of(&statistics, &topic));
+        self.lag.set(lag_of(&statistics, &self.topic));
         self.shared.stats(statistics);
     }
 
@@ -417,6 +419,7 @@ impl KafkaConsumer {
             }),
             commands: Mutex::new(receiver),
             lag: lag.clone(),
+            topic: source.name.clone(),
         };
         let consumer: BaseConsumer<ConsumerCtx> = inner
             .config

@@ -233,7 +233,9 @@ async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
         if shared.closed.load(Ordering::Acquire) || tx.is_closed() {
             return;
         }
-        if last_lag.is_none_or(|at| at.elapsed() >= config.block) {
+        // Measured while the reading connection is up: a Redis gone away would hold each
+        // measure for the whole timeout.
+        if connection.is_some() && last_lag.is_none_or(|at| at.elapsed() >= config.block) {
             last_lag = Some(Instant::now());
             measure_lag(&shared).await;
         }
@@ -243,11 +245,14 @@ async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
         // caller waiting on an empty channel gets whatever room there is.
         let room = prefetch.saturating_sub(out);
         if room == 0 || (room < shared.ack_batch && !shared.hungry.load(Ordering::Acquire)) {
-            // Waiting for room, the lag is still measured once per block time.
-            let next_lag = last_lag.map_or_else(Instant::now, |at| at + config.block);
-            tokio::select! {
-                () = shared.settled.notified() => {}
-                () = tokio::time::sleep_until(next_lag) => {}
+            // Waiting for room, the lag is still measured once per block time (while
+            // connected: the measure at the top of the loop moves `last_lag` on).
+            match last_lag.filter(|_| connection.is_some()) {
+                Some(at) => tokio::select! {
+                    () = shared.settled.notified() => {}
+                    () = tokio::time::sleep_until(at + config.block) => {}
+                },
+                None => shared.settled.notified().await,
             }
             continue;
         }
@@ -314,6 +319,7 @@ async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
                 }
                 tracing::debug!(stream = shared.stream, %error, "read failed; reconnecting");
                 connection = None;
+                shared.lag.set(None);
                 failures += 1;
                 tokio::time::sleep(config.reconnect.jittered(failures)).await;
             }
