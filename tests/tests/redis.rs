@@ -418,3 +418,64 @@ async fn a_consumer_reports_its_groups_lag() {
     consumer.close().await;
     cleanup(&source).await;
 }
+
+/// A delivery whose entry was trimmed from the stream while it was being handled is still
+/// delivered again when nacked, and still reaches the dead-letter stream when dead-lettered:
+/// the consumer holds the message, not only its place in the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trimmed_entry_is_still_redelivered_and_dead_lettered() {
+    use std::time::Duration;
+
+    use tidings::bridge::{Consumer, Envelope, Outgoing, Transport};
+    use tidings_tests::redis::{URL, admin};
+
+    let t = RedisTransport::builder(URL)
+        .connect()
+        .await
+        .expect("connect");
+    let source = Source::new(unique("trimmed"));
+    t.declare(&source).await.expect("declare");
+    let sent = Outgoing {
+        destination: source.name.clone(),
+        envelope: Envelope::new("e", b"{\"i\":1}".to_vec()),
+    };
+    assert!(t.publish(&[sent]).await[0].is_ok());
+    let mut consumer = t.consume(&source).await.expect("consume");
+    let wait = Duration::from_secs(10);
+    let next = async |consumer: &mut tidings_bridges::redis::RedisConsumer| {
+        tokio::time::timeout(wait, consumer.next())
+            .await
+            .expect("a delivery in time")
+            .expect("open")
+            .expect("a delivery")
+    };
+    let trim = async || {
+        let _: i64 = ::redis::cmd("XTRIM")
+            .arg(&source.name)
+            .arg("MAXLEN")
+            .arg(0)
+            .query_async(&mut admin().await)
+            .await
+            .expect("XTRIM");
+    };
+
+    let first = next(&mut consumer).await;
+    trim().await;
+    first.nack().await.expect("nack");
+    let again = next(&mut consumer).await;
+    assert_eq!(again.message.payload.as_ref(), b"{\"i\":1}");
+    assert_eq!(again.message.delivery_count, 2);
+
+    trim().await;
+    again.dead_letter("no use", 2).await.expect("dead-lettered");
+    let dead: Vec<::redis::Value> = ::redis::cmd("XRANGE")
+        .arg(&source.dead_letter)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut admin().await)
+        .await
+        .expect("XRANGE");
+    assert_eq!(dead.len(), 1, "the dead letter was added");
+    consumer.close().await;
+    cleanup(&source).await;
+}

@@ -44,8 +44,9 @@ use super::wire::{self, Entry};
 /// any acknowledgement lost in flight. Redis has no negative acknowledgement: a
 /// nacked entry stays pending and this consumer hands it out again, its delivery count one
 /// higher. A dead letter is added to the dead-letter stream, then the entry acknowledged. A
-/// delivery keeps no copy of its message for these two: the entry is read back from the
-/// stream (`XRANGE`); one trimmed away meanwhile can no longer be handled and is acknowledged.
+/// delivery keeps no copy of its message for these two: [`Delivery::nack`] and
+/// [`Delivery::dead_letter`] hand it back, so an entry trimmed from the stream meanwhile is
+/// still delivered again or dead-lettered.
 pub struct RedisConsumer {
     deliveries: mpsc::UnboundedReceiver<Result<Delivery, TransportError>>,
     shared: Arc<Shared>,
@@ -72,9 +73,8 @@ struct Shared {
     dead_letter: String,
     /// Deliveries out and not settled.
     out: AtomicUsize,
-    /// Nacked entries to hand out again (read back with `XRANGE`), with their next delivery
-    /// count.
-    again: Mutex<VecDeque<(String, u32)>>,
+    /// Nacked entries to hand out again, with their messages (delivery count raised).
+    again: Mutex<VecDeque<(String, Incoming)>>,
     /// Entries handed out or waiting to be handed out again, and not settled: a read of the
     /// pending entries after a reconnect skips them.
     held: Mutex<HashSet<EntryId>>,
@@ -274,16 +274,8 @@ async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
             },
         };
         let again = shared.again.lock().pop_front();
-        if let Some((entry, count)) = again {
-            match read_back(&shared, &entry, count).await {
-                Ok(Some(message)) => hand_out(&shared, &tx, entry, message),
-                // Trimmed from the stream meanwhile: it can never be handled.
-                Ok(None) => {
-                    shared.held.lock().remove(&EntryId::of(&entry));
-                    shared.acks.lock().push(entry);
-                }
-                Err(_) => shared.again.lock().push_front((entry, count)),
-            }
+        if let Some((entry, message)) = again {
+            hand_out(&shared, &tx, entry, message);
             continue;
         }
         let claiming = last_claim.elapsed() >= config.block;
@@ -333,7 +325,6 @@ fn hand_out(shared: &Arc<Shared>, tx: &Out, entry: String, message: Incoming) {
     shared.held.lock().insert(id);
     let acker = RedisAcker {
         shared: Arc::clone(shared),
-        count: message.delivery_count,
         entry,
         id,
         settled: false,
@@ -352,24 +343,6 @@ impl EntryId {
         let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
         EntryId(ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
     }
-}
-
-/// Entry `entry` read again (`XRANGE`), as a delivery with `count`; `None` once trimmed.
-async fn read_back(
-    shared: &Shared,
-    entry: &str,
-    count: u32,
-) -> Result<Option<Incoming>, TransportError> {
-    let cmd = redis::cmd("XRANGE")
-        .arg(&shared.stream)
-        .arg(entry)
-        .arg(entry)
-        .to_owned();
-    let reply = shared.inner.query::<Value>(&cmd).await?;
-    Ok(wire::entry_list(reply)
-        .into_iter()
-        .find(|e| e.id == entry && !e.fields.is_empty())
-        .map(|e| wire::incoming(&shared.stream, e, count).1))
 }
 
 /// Runs `cmd` on the reading connection, bounded by the block time plus the timeout.
@@ -547,14 +520,13 @@ fn messages(
         .collect()
 }
 
-/// Settles one entry. It keeps no copy of the message: the rare nack or dead letter reads
-/// the entry back from the stream.
+/// Settles one entry. It keeps no copy of the message: a nack or a dead letter gets the
+/// delivery's own back ([`Acker::nack_message`]).
 struct RedisAcker {
     shared: Arc<Shared>,
     /// Taken when the acknowledgement is recorded.
     entry: String,
     id: EntryId,
-    count: u32,
     settled: bool,
 }
 
@@ -570,16 +542,26 @@ impl RedisAcker {
         }
     }
 
-    /// To be handed out again by this consumer.
-    fn again(&mut self) {
+    /// `message` is to be handed out again by this consumer, its delivery count one higher.
+    fn again(&mut self, mut message: Incoming) {
         if !self.settled {
-            let next = self.count.saturating_add(1);
-            self.shared
-                .again
-                .lock()
-                .push_back((self.entry.clone(), next));
+            message.delivery_count = message.delivery_count.saturating_add(1);
+            let entry = std::mem::take(&mut self.entry);
+            self.shared.again.lock().push_back((entry, message));
             self.settle(true);
         }
+    }
+
+    /// Records the acknowledgement; the `XACK` goes out with others (see [`RedisConsumer`]).
+    /// Returns whether a batch is full.
+    fn record_ack(&mut self) -> bool {
+        let full = {
+            let mut acks = self.shared.acks.lock();
+            acks.push(std::mem::take(&mut self.entry));
+            acks.len() >= self.shared.ack_batch
+        };
+        self.settle(false);
+        full
     }
 }
 
@@ -594,49 +576,60 @@ impl Drop for RedisAcker {
 impl Acker for RedisAcker {
     /// Records the acknowledgement; it is sent with others (see [`RedisConsumer`]).
     fn ack(mut self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
-        let full = {
-            let mut acks = self.shared.acks.lock();
-            acks.push(std::mem::take(&mut self.entry));
-            acks.len() >= self.shared.ack_batch
-        };
-        self.settle(false);
-        if full {
+        if self.record_ack() {
             // Not waited for: the handler goes on while the batch is on its way.
             self.shared.send_acks_in_background();
         }
         Box::pin(async { Ok(()) })
     }
 
-    fn nack(mut self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
-        self.again();
+    /// Without the message there is nothing to hand out again here: the entry stays pending,
+    /// and comes back with this consumer's name or by being claimed. ([`Delivery::nack`] hands
+    /// the message back; see [`nack_message`](Acker::nack_message).)
+    fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        drop(self);
         Box::pin(async { Ok(()) })
     }
 
-    fn dead_letter(
+    fn nack_message(
         mut self: Box<Self>,
+        message: Incoming,
+    ) -> BoxFuture<'static, Result<(), TransportError>> {
+        self.again(message);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Without the message there is nothing to add to the dead-letter stream: the entry stays
+    /// pending, as for [`nack`](Acker::nack), and the error says so.
+    fn dead_letter(
+        self: Box<Self>,
+        _headers: BTreeMap<String, String>,
+    ) -> BoxFuture<'static, Result<(), TransportError>> {
+        drop(self);
+        Box::pin(async {
+            Err(TransportError::Rejected(
+                "no message to dead-letter; it is delivered again".into(),
+            ))
+        })
+    }
+
+    fn dead_letter_message(
+        mut self: Box<Self>,
+        message: Incoming,
         headers: BTreeMap<String, String>,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
         Box::pin(async move {
-            let added = match read_back(&self.shared, &self.entry, self.count).await {
-                Ok(Some(message)) => {
-                    let out = Outgoing {
-                        destination: self.shared.dead_letter.clone(),
-                        envelope: wire::dead_letter(&message, &self.entry, headers),
-                    };
-                    self.shared.inner.add_dead_letter(out).await
-                }
-                // Trimmed from the stream: nothing left to move.
-                Ok(None) => Ok(()),
-                Err(error) => Err(error),
+            let out = Outgoing {
+                destination: self.shared.dead_letter.clone(),
+                envelope: wire::dead_letter(&message, &self.entry, headers),
             };
-            match added {
+            match self.shared.inner.add_dead_letter(out).await {
                 Ok(()) => {
-                    self.shared.acks.lock().push(self.entry.clone());
-                    self.settle(false);
+                    self.record_ack();
                     self.shared.flush().await
                 }
                 Err(error) => {
-                    self.again();
+                    self.again(message);
                     Err(TransportError::Rejected(format!(
                         "dead-lettering to `{}` failed ({error}); the message is delivered again",
                         self.shared.dead_letter
