@@ -102,6 +102,66 @@ impl std::io::Write for Captured {
     }
 }
 
+/// Installs the global log subscriber, writing every line at every level (and every thread)
+/// to the returned [`Captured`]. For the secrets tests: each binary holds only that test.
+///
+/// # Panics
+/// When a global subscriber is installed already.
+pub fn capture_all_logs() -> Captured {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .init();
+    logs
+}
+
+/// Percent-encodes everything but unreserved characters, as in a URL's user info.
+pub fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Asserts that `password` shows in none of `outputs` (what each is, and its text) in any form
+/// a log line or an error could give it: as text, URL-encoded (upper and lower case), escaped,
+/// as a byte string, and as a list of byte values (how a `Vec<u8>` or lapin's `LongString`
+/// prints), with a few neighbours of its inner bytes to catch a partial print.
+pub fn assert_hidden(password: &str, outputs: &[(&str, &str)]) {
+    let url_encoded = url_encode(password);
+    let bytes = password.as_bytes();
+    let list = |b: &[u8]| b.iter().map(u8::to_string).collect::<Vec<_>>().join(", ");
+    let forms = [
+        ("as text", password.to_owned()),
+        ("URL-encoded, lower case", url_encoded.to_lowercase()),
+        ("URL-encoded", url_encoded),
+        ("escaped", password.escape_default().to_string()),
+        (
+            "as an escaped byte string",
+            bytes.escape_ascii().to_string(),
+        ),
+        ("as byte values", list(bytes)),
+        (
+            "as byte values, without its ends",
+            list(&bytes[1..bytes.len().saturating_sub(1).max(1)]),
+        ),
+    ];
+    for (what, output) in outputs {
+        for (form, needle) in &forms {
+            assert!(
+                !output.contains(needle.as_str()),
+                "the password is in the {what}, {form}: {needle}"
+            );
+        }
+    }
+}
+
 /// Runs `test` on a current-thread runtime (with its clock paused when `paused`) while every
 /// log line at `level` or above, from this thread, is written to the returned [`Captured`];
 /// `test` gets a handle to read it mid-run.

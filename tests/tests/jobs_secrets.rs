@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tidings::Event;
 use tidings_bridges::jobs::{JobFailure, JobQueue, JobState, JobTransport, Worker};
-use tidings_tests::Captured;
 use tidings_tests::redis::{QueueKeys, delete_user, kill_clients, unique};
+use tidings_tests::{assert_hidden, capture_all_logs};
 
 #[derive(Debug, Clone, Serialize, Deserialize, Event)]
 #[event(name = "email.send")]
@@ -19,12 +19,7 @@ struct Email {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_queue_passwords_never_reach_logs_or_errors() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .init();
+    let logs = capture_all_logs();
 
     let user = unique("jobs-user");
     let password = format!("pw-{user}");
@@ -85,10 +80,8 @@ async fn job_queue_passwords_never_reach_logs_or_errors() {
         text.contains("job worker error"),
         "the outage was logged: {text}"
     );
-    for (what, shown) in [("logs", &text), ("errors", &error), ("Debug", &debug)] {
-        assert!(
-            !shown.contains(&password),
-            "the password is in the {what}: {shown}"
-        );
-    }
+    assert_hidden(
+        &password,
+        &[("logs", &text), ("errors", &error), ("Debug", &debug)],
+    );
 }

@@ -7,17 +7,12 @@ use std::time::Duration;
 
 use tidings::bridge::{Envelope, Outgoing, Source, Transport};
 use tidings_bridges::kafka::{KafkaTransport, Sasl};
-use tidings_tests::Captured;
 use tidings_tests::kafka::Tansu;
+use tidings_tests::{assert_hidden, capture_all_logs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_passwords_never_reach_logs_or_errors() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .init();
+    let logs = capture_all_logs();
 
     let password = format!("pw-{:016x}", fastrand_u64());
     let tansu = Tansu::start();
@@ -57,14 +52,15 @@ async fn sasl_passwords_never_reach_logs_or_errors() {
 
     let text = logs.text();
     assert!(text.contains("SASL"), "librdkafka's logs were captured");
-    for (what, shown) in [
-        ("logs", &text),
-        ("error", &error),
-        ("Debug", &debug),
-        ("Debug", &bad_debug),
-    ] {
-        assert!(!shown.contains(&password), "the password is in the {what}");
-    }
+    assert_hidden(
+        &password,
+        &[
+            ("logs", &text),
+            ("error", &error),
+            ("Debug", &debug),
+            ("Debug", &bad_debug),
+        ],
+    );
 }
 
 /// Random enough for a password no log line contains by chance.
