@@ -277,6 +277,47 @@ pub fn node_script(dir: &std::path::Path, script: &str, args: &[&str]) -> tokio:
 }
 
 /// TLS in front of the local servers (features `amqp`, `redis`).
+/// Ten messages published to `source` (declared here, prefetch 2), a consumer holding the
+/// first two: its lag reads 8, then 0 once it has handled all ten. What the RabbitMQ and Redis
+/// consumers measure: messages no consumer of the group has received yet.
+#[cfg(any(feature = "amqp", feature = "redis"))]
+pub async fn lag_follows_what_is_read<T: tidings::bridge::Transport>(
+    t: &T,
+    source: &tidings::bridge::Source,
+) {
+    use tidings::bridge::{Consumer, Envelope, Outgoing};
+
+    let source = source.clone().prefetch(2);
+    t.declare(&source).await.expect("declare");
+    let batch: Vec<Outgoing> = (0..10)
+        .map(|i| Outgoing {
+            destination: source.name.clone(),
+            envelope: Envelope::new("e", format!("{{\"i\":{i}}}").into_bytes()),
+        })
+        .collect();
+    assert!(t.publish(&batch).await.iter().all(Result::is_ok));
+    let mut consumer = t.consume(&source).await.expect("consume");
+    let lag = consumer.lag().expect("measured");
+    let wait = std::time::Duration::from_secs(15);
+    let mut next = async || {
+        tokio::time::timeout(wait, consumer.next())
+            .await
+            .expect("a delivery in time")
+            .expect("open")
+            .expect("a delivery")
+    };
+    let held = [next().await, next().await];
+    wait_until("a lag of 8", wait, async || lag.get() == Some(8)).await;
+    for d in held {
+        d.ack().await.expect("ack");
+    }
+    for _ in 0..8 {
+        next().await.ack().await.expect("ack");
+    }
+    wait_until("a lag of 0", wait, async || lag.get() == Some(0)).await;
+    consumer.close().await;
+}
+
 #[cfg(any(feature = "amqp", feature = "redis"))]
 pub mod tls {
     /// A TLS endpoint on loopback in front of a local server, with a certificate for

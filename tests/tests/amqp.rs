@@ -896,43 +896,35 @@ async fn a_call_cut_off_by_a_lost_connection_fails_and_the_next_one_works() {
 /// handled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_reports_its_queues_ready_messages_as_lag() {
+    let t = connect(&unique("conn")).await;
+    let source = Source::new(unique("lag"));
+    tidings_tests::lag_follows_what_is_read(&t, &source).await;
+    cleanup(&t, &source).await;
+}
+
+/// While the broker is down the consumer's lag is unknown; once the transport reconnects it is
+/// measured again (on the new connection: the measuring outlives the consumer's channel).
+#[tokio::test]
+async fn the_lag_is_unknown_while_the_broker_is_down() {
+    use tidings_tests::rabbit::{Mode, Proxy};
     use tidings_tests::wait_until;
 
-    let t = connect(&unique("conn")).await;
-    let source = Source::new(unique("lag")).prefetch(2);
+    let proxy = Proxy::start().await;
+    let t = AmqpTransport::builder(&proxy.url())
+        .reconnect(tidings::Backoff::Fixed(Duration::from_millis(50)))
+        .connect()
+        .await
+        .expect("through the proxy");
+    let source = Source::new(unique("lag-down"));
     t.declare(&source).await.expect("declare");
-    let batch: Vec<Outgoing> = (0..10)
-        .map(|seq| Outgoing {
-            destination: source.name.clone(),
-            envelope: ping(seq),
-        })
-        .collect();
-    assert!(t.publish(&batch).await.iter().all(Result::is_ok));
-    let mut consumer = t.consume(&source).await.expect("consume");
+    let consumer = t.consume(&source).await.expect("consume");
     let lag = consumer.lag().expect("measured");
     let wait = Duration::from_secs(15);
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let d = tokio::time::timeout(wait, consumer.next())
-            .await
-            .expect("in time");
-        held.push(d.expect("open").expect("a delivery"));
-    }
-    wait_until("a lag of 8", wait, async || lag.get() == Some(8)).await;
-    for d in held {
-        d.ack().await.expect("ack");
-    }
-    for _ in 0..8 {
-        let d = tokio::time::timeout(wait, consumer.next())
-            .await
-            .expect("in time");
-        d.expect("open")
-            .expect("a delivery")
-            .ack()
-            .await
-            .expect("ack");
-    }
     wait_until("a lag of 0", wait, async || lag.get() == Some(0)).await;
-    consumer.close().await;
+    proxy.set(Mode::Down);
+    wait_until("an unknown lag", wait, async || lag.get().is_none()).await;
+    proxy.set(Mode::Pass);
+    wait_until("a lag again", wait, async || lag.get() == Some(0)).await;
+    drop(consumer);
     cleanup(&t, &source).await;
 }

@@ -685,4 +685,9 @@ async fn inbound_stats_report_the_consumers_lag() {
     gate.add_permits(10);
     until("all handled", || inbound.stats().handled == 10).await;
     assert_eq!(inbound.stats().lag, Some(0));
+    // The broker goes away: no consumer, no lag known; it comes back, and so does the lag.
+    broker.disconnect();
+    until("an unknown lag", || inbound.stats().lag.is_none()).await;
+    broker.reconnect();
+    until("a lag again", || inbound.stats().lag == Some(0)).await;
 }

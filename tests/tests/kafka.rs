@@ -93,7 +93,7 @@ async fn compressed_batches_round_trip() {
 
 /// A consumer reports its lag from librdkafka's statistics: over its partitions, the high
 /// watermark minus the group's committed offset. Five of ten acknowledged and committed: five;
-/// all of them: zero.
+/// all of them: zero; with the broker down: not known.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_reports_its_lag() {
     use std::time::Duration;
@@ -138,5 +138,10 @@ async fn a_consumer_reports_its_lag() {
         d.ack().await.expect("ack");
     }
     wait_until("a lag of 0", wait, async || lag.get() == Some(0)).await;
+    // The broker goes away: the lag is not known; it comes back, and so does the lag.
+    tansu.kill();
+    wait_until("an unknown lag", wait, async || lag.get().is_none()).await;
+    tansu.restart().await;
+    wait_until("a lag again", wait, async || lag.get() == Some(0)).await;
     consumer.close().await;
 }

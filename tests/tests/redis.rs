@@ -371,51 +371,15 @@ async fn every_acknowledgement_has_reached_redis_once_close_returns() {
 async fn a_consumer_reports_its_groups_lag() {
     use std::time::Duration;
 
-    use tidings::bridge::{Consumer, Envelope, Outgoing, Transport};
     use tidings_tests::redis::URL;
-    use tidings_tests::wait_until;
 
     let t = RedisTransport::builder(URL)
         .block(Duration::from_millis(50))
         .connect()
         .await
         .expect("connect");
-    let source = Source::new(unique("lag")).prefetch(4);
-    t.declare(&source).await.expect("declare");
-    let batch: Vec<Outgoing> = (0..20)
-        .map(|i| Outgoing {
-            destination: source.name.clone(),
-            envelope: Envelope::new("e", format!("{{\"i\":{i}}}").into_bytes()),
-        })
-        .collect();
-    assert!(t.publish(&batch).await.iter().all(Result::is_ok));
-    let mut consumer = t.consume(&source).await.expect("consume");
-    let lag = consumer.lag().expect("measured");
-    let wait = Duration::from_secs(10);
-    // The consumer reads its window of 4 and holds it: 16 unread.
-    let mut held = Vec::new();
-    for _ in 0..4 {
-        let d = tokio::time::timeout(wait, consumer.next())
-            .await
-            .expect("in time");
-        held.push(d.expect("open").expect("a delivery"));
-    }
-    wait_until("a lag of 16", wait, async || lag.get() == Some(16)).await;
-    for d in held {
-        d.ack().await.expect("ack");
-    }
-    for _ in 0..16 {
-        let d = tokio::time::timeout(wait, consumer.next())
-            .await
-            .expect("in time");
-        d.expect("open")
-            .expect("a delivery")
-            .ack()
-            .await
-            .expect("ack");
-    }
-    wait_until("a lag of 0", wait, async || lag.get() == Some(0)).await;
-    consumer.close().await;
+    let source = Source::new(unique("lag"));
+    tidings_tests::lag_follows_what_is_read(&t, &source).await;
     cleanup(&source).await;
 }
 
@@ -478,4 +442,38 @@ async fn a_trimmed_entry_is_still_redelivered_and_dead_lettered() {
     assert_eq!(dead.len(), 1, "the dead letter was added");
     consumer.close().await;
     cleanup(&source).await;
+}
+
+/// While its reading connection is gone and cannot come back, a consumer's lag is unknown;
+/// once it reconnects, the lag is measured again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lag_is_unknown_while_redis_cannot_be_reached() {
+    use std::time::Duration;
+
+    use tidings::bridge::{Consumer, Transport};
+    use tidings_tests::wait_until;
+
+    let user = unique("user");
+    // Creates the ACL user whose password is `pw-{user}`.
+    drop(connect(&user).await);
+    let t = RedisTransport::builder(&format!("redis://{user}:pw-{user}@127.0.0.1:6379"))
+        .block(Duration::from_millis(50))
+        .timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .expect("connect");
+    let source = Source::new(unique("lag-gone"));
+    t.declare(&source).await.expect("declare");
+    let consumer = t.consume(&source).await.expect("consume");
+    let lag = consumer.lag().expect("measured");
+    let wait = Duration::from_secs(15);
+    wait_until("a lag of 0", wait, async || lag.get() == Some(0)).await;
+    // Deleting the user closes its connections, and no new one can log in.
+    delete_user(&user).await;
+    wait_until("an unknown lag", wait, async || lag.get().is_none()).await;
+    drop(connect(&user).await);
+    wait_until("a lag again", wait, async || lag.get() == Some(0)).await;
+    drop(consumer);
+    cleanup(&source).await;
+    delete_user(&user).await;
 }

@@ -33,7 +33,7 @@ use tidings::bridge::{Acker, Consumer, Delivery, Lag, Source, TransportError};
 
 use super::error::short;
 use super::link::Handle;
-use super::link::{answered, asked, close_channel, Live, DEFAULT_FRAME_MAX};
+use super::link::{answered, asked, Live, DEFAULT_FRAME_MAX};
 use super::publish::{self, Raw};
 use super::topology::{Queue, QueueArgs, Topology};
 use super::wire;
@@ -247,8 +247,10 @@ impl AmqpConsumer {
 const LAG_EVERY: Duration = Duration::from_secs(1);
 
 /// Measures `queue`'s ready messages every [`LAG_EVERY`] into `lag`: a passive declare on a
-/// channel of its own (a queue deleted meanwhile closes that channel, not the consumer's),
-/// closed after. Unknown while there is no connection or the broker does not answer.
+/// channel of its own, kept from one measure to the next (a queue deleted meanwhile closes that
+/// channel, not the consumer's; the next measure opens another). Unknown while there is no
+/// connection or the broker does not answer. Dropping the task drops the channel, which lapin
+/// closes.
 async fn measure_lag(
     mut link: tokio::sync::watch::Receiver<Option<Arc<Live>>>,
     queue: String,
@@ -257,31 +259,44 @@ async fn measure_lag(
     let Ok(name) = short(&queue) else { return };
     let mut ticks = tokio::time::interval(LAG_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The channel measures go through, and the connection generation it belongs to.
+    let mut channel: Option<(u64, lapin::Channel)> = None;
     loop {
         ticks.tick().await;
         let live = link.borrow_and_update().clone();
         let Some(live) = live else {
+            channel = None;
             lag.set(None);
             continue;
         };
-        let measured = async {
-            let channel = answered(live.connection.create_channel()).await.ok()?;
-            let options = QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            };
-            let declared =
-                asked(channel.queue_declare(name.clone(), options, FieldTable::default())).await;
-            match declared {
-                Ok(Ok(queue)) => {
-                    close_channel(&channel).await;
-                    Some(u64::from(queue.message_count()))
+        let usable = channel.as_ref().is_some_and(|(generation, c)| {
+            *generation == live.generation && c.status().connected()
+        });
+        if !usable {
+            channel = answered(live.connection.create_channel())
+                .await
+                .ok()
+                .map(|c| (live.generation, c));
+        }
+        let measured = match &channel {
+            Some((_, c)) => {
+                let options = QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                };
+                match asked(c.queue_declare(name.clone(), options, FieldTable::default())).await {
+                    Ok(Ok(queue)) => Some(u64::from(queue.message_count())),
+                    // Refused (404: the queue is gone; the broker closed the channel) or no
+                    // answer: a new channel next time.
+                    _ => None,
                 }
-                // Refused (404: the queue is gone): the broker closed that channel itself.
-                _ => None,
             }
+            None => None,
         };
-        lag.set(measured.await);
+        if measured.is_none() {
+            channel = None;
+        }
+        lag.set(measured);
     }
 }
 

@@ -259,7 +259,10 @@ impl ClientContext for ConsumerCtx {
     }
 
     fn stats(&self, statistics: Statistics) {
-        self.lag.set(lag_of(&statistics, &self.topic));
+        // With no broker up, the last watermarks are stale: the lag is not known.
+        let up = statistics.brokers.values().any(|b| b.state == "UP");
+        self.lag
+            .set(up.then(|| lag_of(&statistics, &self.topic)).flatten());
         self.shared.stats(statistics);
     }
 

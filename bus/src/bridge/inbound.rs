@@ -451,6 +451,9 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
                     }
                 }
             }
+            // No consumer, no lag known until the next one measures it.
+            *self.lag.lock() = None;
+            drop(consumer);
             self.stats.incr(RECONNECTS);
             failures += 1;
             let delay = self.config.backoff.jittered(failures);

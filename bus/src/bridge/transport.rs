@@ -144,7 +144,9 @@ pub trait Transport: Clone + Send + Sync + 'static {
 /// What counts is the broker's own measure: for Kafka, the partitions' high watermarks minus
 /// the group's committed offsets (the lag `kafka-consumer-groups` shows: what was received and
 /// not yet committed counts); for Redis Streams, the group's `lag` from `XINFO GROUPS` (entries
-/// no member has read yet); in memory, the messages waiting for the group.
+/// no member has read yet); in memory, the messages waiting for the group. It reads `None`
+/// while the broker cannot be reached, and the inbound bridge reports `None` between a
+/// consumer that failed and the next one.
 #[derive(Debug, Clone)]
 pub struct Lag(Arc<AtomicU64>);
 
