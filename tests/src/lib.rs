@@ -276,7 +276,6 @@ pub fn node_script(dir: &std::path::Path, script: &str, args: &[&str]) -> tokio:
     command
 }
 
-/// TLS in front of the local servers (features `amqp`, `redis`).
 /// Ten messages published to `source` (declared here, prefetch 2), a consumer holding the
 /// first two: its lag reads 8, then 0 once it has handled all ten. What the RabbitMQ and Redis
 /// consumers measure: messages no consumer of the group has received yet.
@@ -318,6 +317,7 @@ pub async fn lag_follows_what_is_read<T: tidings::bridge::Transport>(
     consumer.close().await;
 }
 
+/// TLS in front of the local servers (features `amqp`, `redis`).
 #[cfg(any(feature = "amqp", feature = "redis"))]
 pub mod tls {
     /// A TLS endpoint on loopback in front of a local server, with a certificate for
