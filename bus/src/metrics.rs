@@ -54,7 +54,7 @@ use crate::{Bus, EventSet};
 
 /// The handles of one event name, per thread.
 struct EventHandles {
-    name: *const u8,
+    name: &'static str,
     emitted: Counter,
     latency: Histogram,
 }
@@ -78,16 +78,17 @@ pub(crate) fn sample() -> bool {
 }
 
 /// Runs `f` with the handles of `name`, made on this thread's first use of it. Event names are
-/// `'static` strings of the event types, so their address tells them apart.
+/// `'static` strings of the event types, so their address and length tell them apart (the
+/// address alone would not: one name may start where another does).
 fn with_handles(name: &'static str, f: impl FnOnce(&EventHandles)) {
     EVENTS.with(|events| {
         let mut events = events.borrow_mut();
         let found = events
             .iter()
-            .position(|h| std::ptr::eq(h.name, name.as_ptr()));
+            .position(|h| std::ptr::eq(h.name, name));
         let index = found.unwrap_or_else(|| {
             events.push(EventHandles {
-                name: name.as_ptr(),
+                name,
                 emitted: metrics::counter!("tidings_events_emitted_total", "event" => name),
                 latency: metrics::histogram!("tidings_handler_seconds", "event" => name),
             });
