@@ -83,9 +83,7 @@ pub(crate) fn sample() -> bool {
 fn with_handles(name: &'static str, f: impl FnOnce(&EventHandles)) {
     EVENTS.with(|events| {
         let mut events = events.borrow_mut();
-        let found = events
-            .iter()
-            .position(|h| std::ptr::eq(h.name, name));
+        let found = events.iter().position(|h| std::ptr::eq(h.name, name));
         let index = found.unwrap_or_else(|| {
             events.push(EventHandles {
                 name,

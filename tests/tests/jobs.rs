@@ -64,6 +64,12 @@ async fn until(what: &str, done: impl AsyncFnMut() -> bool) {
     tidings_tests::wait_until(what, WAIT, done).await;
 }
 
+/// Waits until job `id` of `q` is in `state`.
+async fn until_state<J: tidings_bridges::jobs::Job>(q: &JobQueue<J>, id: &str, state: JobState) {
+    let what = format!("job {id} {state:?}");
+    until(&what, async || q.state(id).await.unwrap() == Some(state)).await;
+}
+
 /// A bus that records every job event.
 fn recorder() -> (Bus<JobEvents>, Arc<Mutex<Vec<JobEvents>>>) {
     let bus = Bus::<JobEvents>::new();
@@ -131,10 +137,7 @@ async fn a_delayed_job_waits_its_delay() {
         .start(|_: Email, _| async { Ok::<_, JobFailure>(()) })
         .await
         .expect("worker");
-    until("completion", async || {
-        q.state(&id).await.unwrap() == Some(JobState::Completed)
-    })
-    .await;
+    until_state(&q, &id, JobState::Completed).await;
     let record = q.get(&id).await.expect("get").expect("kept");
     let waited = record
         .processed_at
@@ -168,10 +171,7 @@ async fn always_failing(options: JobOptions, custom: bool) -> Vec<(JobFailed, In
     let id = q.add_with(&email(1), &options).await.expect("add");
     let attempts = options.attempts_or_default() as usize;
     until("every attempt", async || times.lock().len() == attempts).await;
-    until("the failed set", async || {
-        q.state(&id).await.unwrap() == Some(JobState::Failed)
-    })
-    .await;
+    until_state(&q, &id, JobState::Failed).await;
     let record = q.get(&id).await.expect("get").expect("kept");
     assert_eq!(record.attempts_made as usize, attempts);
     assert_eq!(record.failed_reason.as_deref(), Some("smtp down"));
@@ -241,10 +241,7 @@ async fn a_fatal_failure_skips_the_remaining_attempts() {
         .add_with(&email(1), &JobOptions::new().attempts(5))
         .await
         .expect("add");
-    until("failure", async || {
-        q.state(&id).await.unwrap() == Some(JobState::Failed)
-    })
-    .await;
+    until_state(&q, &id, JobState::Failed).await;
     let record = q.get(&id).await.unwrap().unwrap();
     assert_eq!(record.attempts_made, 1);
     assert_eq!(record.failed_reason.as_deref(), Some("no such mailbox"));
@@ -280,10 +277,7 @@ async fn a_job_past_its_timeout_is_stopped_and_counts_as_a_failed_attempt() {
         .add_with(&email(1), &JobOptions::new().attempts(2))
         .await
         .expect("add");
-    until("failure", async || {
-        q.state(&id).await.unwrap() == Some(JobState::Failed)
-    })
-    .await;
+    until_state(&q, &id, JobState::Failed).await;
     let record = q.get(&id).await.unwrap().unwrap();
     assert_eq!(record.attempts_made, 2);
     assert_eq!(
@@ -464,10 +458,7 @@ async fn counts_listing_retry_and_clean() {
 
     healthy.store(true, Ordering::SeqCst);
     q.retry(&ids[0]).await.expect("retry one");
-    until("one completed", async || {
-        q.state(&ids[0]).await.unwrap() == Some(JobState::Completed)
-    })
-    .await;
+    until_state(&q, &ids[0], JobState::Completed).await;
     assert_eq!(q.counts().await.unwrap().failed, 4);
     assert!(matches!(
         q.retry("no-such-job").await,
@@ -910,10 +901,7 @@ async fn closing_an_idle_worker_is_quick_and_a_deadline_returns_running_jobs() {
         .start(|_: Email, _| async { Ok::<_, JobFailure>(()) })
         .await
         .expect("worker");
-    until("completion", async || {
-        q.state(&id).await.unwrap() == Some(JobState::Completed)
-    })
-    .await;
+    until_state(&q, &id, JobState::Completed).await;
     worker.close(WAIT).await;
 }
 
@@ -1061,10 +1049,7 @@ async fn dropping_a_worker_closes_it_and_returns_its_running_job() {
     .await;
     drop(worker);
     // The background close waits five seconds for the job, then returns it to waiting.
-    until("the job back in waiting", async || {
-        q.state(&id).await.unwrap() == Some(JobState::Waiting)
-    })
-    .await;
+    until_state(&q, &id, JobState::Waiting).await;
     assert_eq!(q.get(&id).await.unwrap().unwrap().attempts_made, 0);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -1143,10 +1128,7 @@ async fn a_custom_backoff_can_stop_the_retries() {
         )
         .await
         .unwrap();
-    until("the failed set", async || {
-        q.state(&id).await.unwrap() == Some(JobState::Failed)
-    })
-    .await;
+    until_state(&q, &id, JobState::Failed).await;
     until("two failure events", async || failures(&seen).len() == 2).await;
     assert_eq!(
         failures(&seen)

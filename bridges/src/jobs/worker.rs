@@ -370,7 +370,8 @@ impl<J: Job> Shared<J> {
                 return Err(Some(format!("the job's data is not JSON: {e}")));
             }
         }
-        serde_json::from_value(data.clone()).map_err(|e| {
+        // Decoded from the job's value in place, not from a copy of it.
+        J::deserialize(data).map_err(|e| {
             Some(format!(
                 "the job's data does not decode as `{}`: {e}",
                 std::any::type_name::<J>()
