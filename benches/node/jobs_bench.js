@@ -11,24 +11,20 @@ const count = Number(countText);
 const options = { attempts: 3, backoff: { type: 'exponential', delay: 1000 } };
 const payload = (n) => ({ n, to: `user${n}@example.com`, subject: 'Welcome' });
 
-async function bullmq() {
-  const { Queue, Worker } = require('bullmq');
-  const IORedis = require('ioredis');
-  const connection = new IORedis(url, { maxRetriesPerRequest: null });
-  const queue = new Queue(name, { connection });
+// Counts completions; `finished` resolves at the last one.
+function completions() {
   let done = 0;
   let finish;
   const finished = new Promise((resolve) => { finish = resolve; });
-  const worker = new Worker(
-    name,
-    async (job) => ({ sent: job.data.to }),
-    { connection: new IORedis(url, { maxRetriesPerRequest: null }), concurrency: 10 },
-  );
-  worker.on('completed', () => {
+  const completed = () => {
     done += 1;
     if (done === count) finish();
-  });
-  await worker.waitUntilReady();
+  };
+  return { finished, completed };
+}
+
+// Adds every job in bulks of 1000 and waits for `finished`; prints the time and CPU used.
+async function measure(queue, finished) {
   const start = process.hrtime.bigint();
   const cpu = process.cpuUsage();
   for (let i = 0; i < count; i += 1000) {
@@ -39,7 +35,25 @@ async function bullmq() {
     await queue.addBulk(jobs);
   }
   await finished;
-  report(start, cpu);
+  const elapsed = Number(process.hrtime.bigint() - start) / 1e6;
+  const used = process.cpuUsage(cpu);
+  console.log(`${elapsed.toFixed(1)} ${((used.user + used.system) / 1000).toFixed(1)}`);
+}
+
+async function bullmq() {
+  const { Queue, Worker } = require('bullmq');
+  const IORedis = require('ioredis');
+  const connection = new IORedis(url, { maxRetriesPerRequest: null });
+  const queue = new Queue(name, { connection });
+  const { finished, completed } = completions();
+  const worker = new Worker(
+    name,
+    async (job) => ({ sent: job.data.to }),
+    { connection: new IORedis(url, { maxRetriesPerRequest: null }), concurrency: 10 },
+  );
+  worker.on('completed', completed);
+  await worker.waitUntilReady();
+  await measure(queue, finished);
   await worker.close();
   await queue.obliterate({ force: true });
   process.exit(0);
@@ -48,34 +62,13 @@ async function bullmq() {
 async function bull() {
   const Queue = require('bull');
   const queue = new Queue(name, url);
-  let done = 0;
-  let finish;
-  const finished = new Promise((resolve) => { finish = resolve; });
+  const { finished, completed } = completions();
   queue.process('email.send', 10, async (job) => ({ sent: job.data.to }));
-  queue.on('completed', () => {
-    done += 1;
-    if (done === count) finish();
-  });
+  queue.on('completed', completed);
   await queue.isReady();
-  const start = process.hrtime.bigint();
-  const cpu = process.cpuUsage();
-  for (let i = 0; i < count; i += 1000) {
-    const jobs = [];
-    for (let n = i; n < Math.min(i + 1000, count); n++) {
-      jobs.push({ name: 'email.send', data: payload(n), opts: options });
-    }
-    await queue.addBulk(jobs);
-  }
-  await finished;
-  report(start, cpu);
+  await measure(queue, finished);
   await queue.obliterate({ force: true });
   process.exit(0);
-}
-
-function report(start, cpu) {
-  const elapsed = Number(process.hrtime.bigint() - start) / 1e6;
-  const used = process.cpuUsage(cpu);
-  console.log(`${elapsed.toFixed(1)} ${((used.user + used.system) / 1000).toFixed(1)}`);
 }
 
 ({ bullmq, bull })[kind]().catch((e) => {
