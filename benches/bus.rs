@@ -20,20 +20,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use tidings::prelude::*;
+use tidings_benches::events::{Events, Other, Tick};
 use tokio::sync::{broadcast, Barrier};
-
-#[derive(Debug, Clone, Copy, Event)]
-struct Tick(u64);
-
-#[derive(Debug, Clone, Copy, Event)]
-struct Other(u64);
-
-#[derive(EventSet)]
-#[event_set(no_codec)]
-enum Events {
-    Tick(Tick),
-    Other(Other),
-}
 
 /// The floor: what a hand-written listener list holds.
 type FloorListener = Box<dyn Fn(&Tick) + Send + Sync>;

@@ -9,19 +9,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use tidings::prelude::*;
-
-#[derive(Debug, Clone, Copy, Event)]
-struct Tick(u64);
-
-#[derive(Debug, Clone, Copy, Event)]
-struct Other(u64);
-
-#[derive(EventSet)]
-#[event_set(no_codec)]
-enum Events {
-    Tick(Tick),
-    Other(Other),
-}
+use tidings_benches::events::{Events, Other, Tick};
 
 fn sync(listeners: usize, n: u64) {
     let bus = Bus::<Events>::new();

@@ -1,6 +1,30 @@
-//! Unpublished helper crate: see the files beside this one. What the broker benchmarks share.
+//! Unpublished helper crate: see the files beside this one. What the benchmarks share.
 
 use std::path::PathBuf;
+
+/// The events of the bus benchmarks (`bus.rs`, and `emit_instructions.rs`, whose instruction
+/// counts stand beside `bus.rs`'s times, so both emit the same types).
+pub mod events {
+    use tidings::prelude::*;
+
+    /// The event emitted.
+    #[derive(Debug, Clone, Copy, Event)]
+    pub struct Tick(pub u64);
+
+    /// Another event of the set, for listeners that must not be reached.
+    #[derive(Debug, Clone, Copy, Event)]
+    pub struct Other(pub u64);
+
+    /// The set.
+    #[derive(EventSet)]
+    #[event_set(no_codec)]
+    pub enum Events {
+        /// A [`Tick`].
+        Tick(Tick),
+        /// An [`Other`].
+        Other(Other),
+    }
+}
 
 /// CPU seconds (user + system) of process `pid` (`self` for this one) so far, from
 /// `/proc/<pid>/stat`; `None` where that cannot be read.
