@@ -48,7 +48,11 @@ use super::wire::{self, Entry};
 /// [`Delivery::dead_letter`] hand it back, so an entry trimmed from the stream meanwhile is
 /// still delivered again or dead-lettered.
 pub struct RedisConsumer {
-    deliveries: mpsc::UnboundedReceiver<Result<Delivery, TransportError>>,
+    /// One message per read: handing a read over at once costs one channel message, not one
+    /// per entry.
+    deliveries: mpsc::UnboundedReceiver<Result<Vec<Delivery>, TransportError>>,
+    /// What the last message brought and the caller has not taken yet.
+    ready: VecDeque<Delivery>,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -82,7 +86,10 @@ struct Shared {
     acks: Mutex<Vec<String>>,
     /// `XACK`s sent without waiting for the reply; [`flush`](Shared::flush) waits for them.
     sending: Mutex<Vec<tokio::task::JoinHandle<Result<(), TransportError>>>>,
-    /// Send the recorded acknowledgements once this many piled up.
+    /// The most deliveries out at once.
+    prefetch: usize,
+    /// Send the recorded acknowledgements once this many piled up; the reading task waits
+    /// for this much room while the caller still has deliveries queued.
     ack_batch: usize,
     /// Notified when a delivery is settled (room for more), the caller waits on an empty
     /// channel, or the consumer closes.
@@ -107,13 +114,22 @@ impl Drop for RedisConsumer {
 
 impl Consumer for RedisConsumer {
     async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
-        if self.deliveries.is_empty() {
-            // About to wait: send what was acknowledged first.
-            let _ = self.shared.flush().await;
-            self.shared.hungry.store(true, Ordering::Release);
-            self.shared.settled.notify_one();
+        loop {
+            if let Some(delivery) = self.ready.pop_front() {
+                return Some(Ok(delivery));
+            }
+            if self.deliveries.is_empty() {
+                // About to wait: send what was acknowledged first.
+                let _ = self.shared.flush().await;
+                self.shared.hungry.store(true, Ordering::Release);
+                self.shared.settled.notify_one();
+            }
+            // Cancel-safe: a read received is kept in `ready` before anything else can happen.
+            match self.deliveries.recv().await? {
+                Ok(read) => self.ready = read.into(),
+                Err(error) => return Some(Err(error)),
+            }
         }
-        self.deliveries.recv().await
     }
 
     async fn close(self) {
@@ -134,10 +150,14 @@ impl Shared {
     /// it had taken; `None` when there were none. A failure is logged there: those entries
     /// stay pending and come again.
     fn send_acks(&self) -> Option<tokio::task::JoinHandle<Result<(), TransportError>>> {
-        let ids = std::mem::take(&mut *self.acks.lock());
-        if ids.is_empty() {
-            return None;
-        }
+        let ids = {
+            let mut acks = self.acks.lock();
+            if acks.is_empty() {
+                return None;
+            }
+            // The next batch starts at its full size, not grown one acknowledgement at a time.
+            std::mem::replace(&mut *acks, Vec::with_capacity(self.ack_batch))
+        };
         let (inner, stream, group) = (
             Arc::clone(&self.inner),
             self.stream.clone(),
@@ -196,6 +216,7 @@ impl RedisConsumer {
             // What the name's last consumer acknowledged goes out before anything is read.
             acks: Mutex::new(unsent),
             sending: Mutex::new(Vec::new()),
+            prefetch,
             ack_batch: (prefetch / 4).max(1),
             settled: Notify::new(),
             hungry: AtomicBool::new(true),
@@ -203,16 +224,17 @@ impl RedisConsumer {
             closed: AtomicBool::new(false),
         });
         let (tx, deliveries) = mpsc::unbounded_channel();
-        let task = tokio::spawn(read(Arc::clone(&shared), prefetch, tx));
+        let task = tokio::spawn(read(Arc::clone(&shared), tx));
         RedisConsumer {
             deliveries,
+            ready: VecDeque::new(),
             shared,
             task,
         }
     }
 }
 
-type Out = mpsc::UnboundedSender<Result<Delivery, TransportError>>;
+type Out = mpsc::UnboundedSender<Result<Vec<Delivery>, TransportError>>;
 
 /// Where the next `XREADGROUP` reads from.
 enum Position {
@@ -222,7 +244,8 @@ enum Position {
     New,
 }
 
-async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
+async fn read(shared: Arc<Shared>, tx: Out) {
+    let prefetch = shared.prefetch;
     let config = shared.inner.config.clone();
     let mut connection: Option<MultiplexedConnection> = None;
     let mut position = Position::History("0".into());
@@ -293,15 +316,16 @@ async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
             read_group(&shared, conn, &mut position, room).await
         };
         match step {
-            Ok(entries) => {
+            Ok(Read { entries, counts }) => {
                 shared.inner.set_up(true, "");
                 if !entries.is_empty() {
                     // Before handing out: the caller finding the channel empty after taking
                     // these sets it again.
                     shared.hungry.store(false, Ordering::Release);
-                }
-                for (entry, message) in entries {
-                    hand_out(&shared, &tx, entry, message);
+                    if hand_out_new(&shared, &tx, entries, &counts) == 0 {
+                        // All held already: the caller may still be waiting for more.
+                        shared.hungry.store(true, Ordering::Release);
+                    }
                 }
             }
             Err(error) => {
@@ -319,18 +343,50 @@ async fn read(shared: Arc<Shared>, prefetch: usize, tx: Out) {
     }
 }
 
+/// Hands out the entries read that are not held already (handed out, or waiting to be handed
+/// out again), each as it is taken apart: no list of messages is built in between. Returns how
+/// many were handed out.
+fn hand_out_new(
+    shared: &Arc<Shared>,
+    tx: &Out,
+    entries: Vec<Entry>,
+    counts: &HashMap<String, u32>,
+) -> usize {
+    let mut read = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let id = EntryId::of(&entry.id);
+        if !shared.held.lock().insert(id) {
+            continue;
+        }
+        let count = counts.get(&entry.id).copied().unwrap_or(1);
+        let (entry, message) = wire::incoming(&shared.stream, entry, count);
+        read.push(delivery(shared, entry, id, message));
+    }
+    let handed = read.len();
+    if handed > 0 {
+        // A closed receiver means the consumer is going; the entries stay pending.
+        let _ = tx.send(Ok(read));
+    }
+    handed
+}
+
+/// Hands out an entry given back, held since it was first handed out.
 fn hand_out(shared: &Arc<Shared>, tx: &Out, entry: String, message: Incoming) {
-    shared.out.fetch_add(1, Ordering::AcqRel);
     let id = EntryId::of(&entry);
     shared.held.lock().insert(id);
+    let _ = tx.send(Ok(vec![delivery(shared, entry, id, message)]));
+}
+
+/// A delivery of `message`, counted out until it is settled.
+fn delivery(shared: &Arc<Shared>, entry: String, id: EntryId, message: Incoming) -> Delivery {
+    shared.out.fetch_add(1, Ordering::AcqRel);
     let acker = RedisAcker {
         shared: Arc::clone(shared),
         entry,
         id,
         settled: false,
     };
-    // A closed receiver means the consumer is going; the entry stays pending.
-    let _ = tx.send(Ok(Delivery::new(message, acker)));
+    Delivery::new(message, acker)
 }
 
 /// An entry id (`{ms}-{seq}`) as a number, for the set of held entries.
@@ -369,7 +425,7 @@ async fn read_group(
     conn: &mut MultiplexedConnection,
     position: &mut Position,
     room: usize,
-) -> Result<Vec<(String, Incoming)>, TransportError> {
+) -> Result<Read, TransportError> {
     let mut cmd = redis::cmd("XREADGROUP");
     cmd.arg("GROUP")
         .arg(&shared.group)
@@ -387,7 +443,7 @@ async fn read_group(
     cmd.arg("STREAMS").arg(&shared.stream).arg(&from);
     let reply = run(shared, conn, &cmd).await?;
     if matches!(reply, Value::Nil) {
-        return Ok(Vec::new());
+        return Ok(Read::default());
     }
     let entries = wire::entries(reply);
     match position {
@@ -397,16 +453,26 @@ async fn read_group(
         },
         Position::New => {
             // First deliveries.
-            return Ok(messages(shared, entries, &HashMap::new()));
+            return Ok(Read {
+                entries,
+                counts: HashMap::new(),
+            });
         }
     }
     let counts = pending_counts(shared, conn, &entries).await?;
     // A pending entry that was deleted (trimmed) meanwhile comes back without fields: it can
     // never be handled, so it is acknowledged away.
-    let (gone, entries): (Vec<Entry>, Vec<Entry>) =
-        entries.into_iter().partition(|e| e.fields.is_empty());
+    let (gone, entries): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(Entry::is_gone);
     shared.acks.lock().extend(gone.into_iter().map(|e| e.id));
-    Ok(messages(shared, entries, &counts))
+    Ok(Read { entries, counts })
+}
+
+/// Entries read, with the delivery counts of those delivered before (first deliveries have
+/// none).
+#[derive(Default)]
+struct Read {
+    entries: Vec<Entry>,
+    counts: HashMap<String, u32>,
 }
 
 /// Records the group's lag (`XINFO GROUPS`); unknown when Redis does not report it (before
@@ -431,7 +497,7 @@ async fn claim(
     shared: &Shared,
     conn: &mut MultiplexedConnection,
     room: usize,
-) -> Result<Vec<(String, Incoming)>, TransportError> {
+) -> Result<Read, TransportError> {
     let idle = u64::try_from(shared.inner.config.claim_idle.as_millis()).unwrap_or(u64::MAX);
     let cmd = redis::cmd("XAUTOCLAIM")
         .arg(&shared.stream)
@@ -444,7 +510,7 @@ async fn claim(
         .to_owned();
     let reply = run(shared, conn, &cmd).await?;
     let Value::Array(mut parts) = reply else {
-        return Ok(Vec::new());
+        return Ok(Read::default());
     };
     let entries = if parts.len() > 1 {
         wire::entry_list(parts.swap_remove(1))
@@ -452,7 +518,7 @@ async fn claim(
         Vec::new()
     };
     if entries.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Read::default());
     }
     tracing::info!(
         stream = shared.stream,
@@ -461,11 +527,8 @@ async fn claim(
         "took over entries another consumer left pending"
     );
     let counts = pending_counts(shared, conn, &entries).await?;
-    let entries = entries
-        .into_iter()
-        .filter(|e| !e.fields.is_empty())
-        .collect();
-    Ok(messages(shared, entries, &counts))
+    let entries = entries.into_iter().filter(|e| !e.is_gone()).collect();
+    Ok(Read { entries, counts })
 }
 
 /// The delivery counts of `entries` (pending with this consumer), from `XPENDING`.
@@ -504,22 +567,6 @@ async fn pending_counts(
     Ok(counts)
 }
 
-fn messages(
-    shared: &Shared,
-    entries: Vec<Entry>,
-    counts: &HashMap<String, u32>,
-) -> Vec<(String, Incoming)> {
-    let held = shared.held.lock();
-    entries
-        .into_iter()
-        .filter(|entry| !held.contains(&EntryId::of(&entry.id)))
-        .map(|entry| {
-            let count = counts.get(&entry.id).copied().unwrap_or(1);
-            wire::incoming(&shared.stream, entry, count)
-        })
-        .collect()
-}
-
 /// Settles one entry. It keeps no copy of the message: a nack or a dead letter gets the
 /// delivery's own back ([`Acker::nack_message`]).
 struct RedisAcker {
@@ -537,8 +584,15 @@ impl RedisAcker {
             if !held {
                 self.shared.held.lock().remove(&self.id);
             }
-            self.shared.out.fetch_sub(1, Ordering::AcqRel);
-            self.shared.settled.notify_one();
+            let out = self.shared.out.fetch_sub(1, Ordering::AcqRel) - 1;
+            // The reading task waits for one free slot (the caller waits with nothing left)
+            // or a quarter of the window: wake it only when this settle makes either true,
+            // not once per settle (a wake-up each costs as much as the rest of the delivery).
+            // Given back, the entry waits to be handed out again: wake it at once.
+            let room = self.shared.prefetch.saturating_sub(out);
+            if held || room == 1 || room == self.shared.ack_batch {
+                self.shared.settled.notify_one();
+            }
         }
     }
 

@@ -400,17 +400,19 @@ impl Inner {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut cmd = redis::cmd("XACK");
-        cmd.arg(stream).arg(group).arg(ids);
+        // Sized up front: a batch of ids would grow its buffers a dozen times.
+        let size = 32 + stream.len() + group.len() + ids.iter().map(String::len).sum::<usize>();
+        let mut cmd = redis::Cmd::with_capacity(3 + ids.len(), size);
+        cmd.arg("XACK").arg(stream).arg(group).arg(ids);
         self.query::<Value>(&cmd).await.map(drop)
     }
 
     /// `XADD`s `batch` in one pipeline; one result per message.
     async fn add(&self, batch: &[Outgoing], create: bool) -> Vec<Result<(), TransportError>> {
-        let mut pipe = redis::pipe();
+        let mut pipe = redis::Pipeline::with_capacity(batch.len());
         pipe.ignore_errors();
         for out in batch {
-            let mut cmd = redis::cmd("XADD");
+            let mut cmd = wire::command("XADD", &out.destination, &out.envelope);
             cmd.arg(&out.destination);
             if !create {
                 cmd.arg("NOMKSTREAM");

@@ -51,6 +51,31 @@ const RESERVED: [&str; 8] = [
     PARTITIONKEY,
 ];
 
+/// An empty `name` command sized for `envelope`'s fields after a few arguments (the stream,
+/// options): its buffers are not grown field by field.
+pub(crate) fn command(name: &str, stream: &str, envelope: &Envelope) -> redis::Cmd {
+    let headers: usize = envelope
+        .headers
+        .iter()
+        .map(|(n, v)| n.len() + v.len())
+        .sum();
+    let fields = [
+        &envelope.id,
+        &envelope.name,
+        &envelope.source,
+        &envelope.content_type,
+    ]
+    .iter()
+    .map(|f| f.len())
+    .sum::<usize>()
+        + envelope.key.as_ref().map_or(0, String::len);
+    // Names, the time, the options and the numbers around them fit in 160 bytes.
+    let size = 160 + name.len() + stream.len() + fields + headers + envelope.payload.len();
+    let mut cmd = redis::Cmd::with_capacity(24 + 2 * envelope.headers.len(), size);
+    cmd.arg(name);
+    cmd
+}
+
 /// Appends the fields of `envelope` to an `XADD` command.
 pub(crate) fn write_fields(cmd: &mut redis::Cmd, envelope: &Envelope) {
     cmd.arg(ID).arg(&envelope.id);
@@ -87,11 +112,28 @@ pub(crate) fn write_fields(cmd: &mut redis::Cmd, envelope: &Envelope) {
     cmd.arg(DATA).arg(envelope.payload.as_ref());
 }
 
-/// One stream entry as read: its id and fields.
+/// One stream entry as read: its id and its fields as the reply had them, names and values
+/// alternating (taken apart only by [`incoming`], without a copy).
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) id: String,
-    pub(crate) fields: Vec<(Vec<u8>, Vec<u8>)>,
+    fields: Vec<Value>,
+}
+
+impl Entry {
+    /// An entry with these fields, names and values alternating.
+    #[cfg(test)]
+    pub(crate) fn new(id: &str, fields: Vec<Value>) -> Self {
+        Entry {
+            id: id.to_owned(),
+            fields,
+        }
+    }
+
+    /// The entry was deleted (trimmed) after it was read: it has no field left.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.fields.len() < 2
+    }
 }
 
 fn bytes(value: Value) -> Option<Vec<u8>> {
@@ -144,20 +186,8 @@ pub(crate) fn entry_list(list: Value) -> Vec<Entry> {
             let mut pair = pair.into_iter();
             let id = String::from_utf8(bytes(pair.next()?)?).ok()?;
             let fields = match pair.next() {
-                Some(Value::Array(flat)) => {
-                    let mut fields = Vec::with_capacity(flat.len() / 2);
-                    let mut flat = flat.into_iter();
-                    while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
-                        if let (Some(k), Some(v)) = (bytes(k), bytes(v)) {
-                            fields.push((k, v));
-                        }
-                    }
-                    fields
-                }
-                Some(Value::Map(pairs)) => pairs
-                    .into_iter()
-                    .filter_map(|(k, v)| Some((bytes(k)?, bytes(v)?)))
-                    .collect(),
+                Some(Value::Array(flat)) => flat,
+                Some(Value::Map(pairs)) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
                 _ => Vec::new(),
             };
             Some(Entry { id, fields })
@@ -220,7 +250,11 @@ pub(crate) fn incoming(stream: &str, entry: Entry, delivery_count: u32) -> (Stri
         payload: Bytes::new(),
     };
     let (mut dropped, mut size) = (0usize, 0usize);
-    for (name, value) in entry.fields {
+    let mut fields = entry.fields.into_iter();
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        let (Some(name), Some(value)) = (bytes(name), bytes(value)) else {
+            continue;
+        };
         if name == DATA.as_bytes() {
             out.payload = Bytes::from(value);
             continue;
@@ -286,20 +320,16 @@ mod tests {
     use super::*;
 
     /// The fields an `XADD` for `envelope` writes, as a reader gets them back.
-    fn fields_of(envelope: &Envelope) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn fields_of(envelope: &Envelope) -> Vec<Value> {
         let mut cmd = redis::cmd("XADD");
         write_fields(&mut cmd, envelope);
         // The first argument is the command's name.
-        let args: Vec<Vec<u8>> = cmd
-            .args_iter()
+        cmd.args_iter()
             .skip(1)
             .filter_map(|a| match a {
-                redis::Arg::Simple(b) => Some(b.to_vec()),
+                redis::Arg::Simple(b) => Some(Value::BulkString(b.to_vec())),
                 _ => None,
             })
-            .collect();
-        args.chunks(2)
-            .map(|kv| (kv[0].clone(), kv[1].clone()))
             .collect()
     }
 
@@ -313,14 +343,7 @@ mod tests {
             .with_key("u1")
             .with_header("x-trace", "abc")
             .with_header("data", "not the payload");
-        let (_, got) = incoming(
-            "users",
-            Entry {
-                id: "1-0".into(),
-                fields: fields_of(&envelope),
-            },
-            1,
-        );
+        let (_, got) = incoming("users", Entry::new("1-0", fields_of(&envelope)), 1);
         assert_eq!(got.id.as_deref(), Some(envelope.id.as_str()));
         assert_eq!(got.name.as_deref(), Some("user.created"));
         assert_eq!(got.key.as_deref(), Some("u1"));
@@ -390,23 +413,16 @@ mod tests {
         let got = entries(odd);
         // `1-0` without fields, a deleted `2-0`, and `3-0` with a dangling name.
         assert_eq!(got.len(), 3);
-        assert!(got.iter().all(|e| e.fields.is_empty()));
+        assert!(got.iter().all(Entry::is_gone));
     }
 
     #[test]
     fn too_many_fields_are_dropped_and_counted() {
-        let mut fields: Vec<(Vec<u8>, Vec<u8>)> = (0..1000)
-            .map(|i| (format!("f{i}").into_bytes(), vec![b'x'; 10]))
+        let mut fields: Vec<Value> = (0..1000)
+            .flat_map(|i| [bulk(&format!("f{i}")), bulk("xxxxxxxxxx")])
             .collect();
-        fields.push((b"data".to_vec(), b"{}".to_vec()));
-        let (id, got) = incoming(
-            "s",
-            Entry {
-                id: "1-0".into(),
-                fields,
-            },
-            1,
-        );
+        fields.extend([bulk("data"), bulk("{}")]);
+        let (id, got) = incoming("s", Entry::new("1-0", fields), 1);
         assert_eq!(id, "1-0");
         assert_eq!(got.headers.len(), MAX_FIELDS + 1);
         assert_eq!(
@@ -426,11 +442,7 @@ mod tests {
         envelope
             .headers
             .insert("x-tidings-reason".into(), "why".into());
-        let entry = Entry {
-            id: "1-0".into(),
-            fields: fields_of(&envelope),
-        };
-        let (_, got) = incoming("s", entry, 1);
+        let (_, got) = incoming("s", Entry::new("1-0", fields_of(&envelope)), 1);
         assert_eq!(got.headers["x-tidings-reason"], "why");
         assert!(got.headers.contains_key(DROPPED_HEADERS));
     }
