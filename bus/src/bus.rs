@@ -102,7 +102,12 @@ use self::runtime::{erased, typed};
 use self::slot::{build_slots, SlotHeader};
 use self::stats::Stats;
 use self::tracker::Tracker;
+use self::waiting::Deliver;
 use crate::event::{AnyEvent, EventRef, EventSet, Member};
+
+/// `emit_and_wait` after its typed step: the delivery to finish and the tracker to wait on,
+/// or the error when the bus was closed.
+type Waited<'a> = Result<(Deliver<'a>, Arc<Tracker>), HandlingError>;
 
 /// A typed event bus for the event set `S`: a cheap, clonable handle.
 ///
@@ -514,19 +519,7 @@ impl<S: EventSet> Bus<S> {
     /// [`HandlingError`] with every failure (listener errors and panics, overflows, a bus shut
     /// down before or during the wait); the listeners that succeeded are not undone.
     pub async fn emit_and_wait<E: Member<S>>(&self, event: E) -> Result<usize, HandlingError> {
-        if self.is_closed() {
-            let error = DeliveryError::new(E::NAME, None, DeliveryErrorKind::Closed);
-            return Err(HandlingError::new(vec![error]));
-        }
-        let tracker = Arc::new(Tracker::new());
-        let reached = self.inner.deliver_tracked(event, &tracker).await;
-        tracker.finish();
-        let failures = tracker.wait().await;
-        if failures.is_empty() {
-            Ok(reached)
-        } else {
-            Err(HandlingError::new(failures))
-        }
+        self.wait_for(self.start_waited(event)).await
     }
 
     /// [`emit_and_wait`](Self::emit_and_wait) for whichever member `event` holds.
@@ -534,14 +527,41 @@ impl<S: EventSet> Bus<S> {
     /// # Errors
     /// As `emit_and_wait`.
     pub async fn emit_set_and_wait(&self, event: S) -> Result<usize, HandlingError> {
-        struct Emit<'a, S: EventSet>(&'a Bus<S>);
-        impl<'a, S: EventSet> crate::event::Visitor<S> for Emit<'a, S> {
-            type Output = futures_util::future::BoxFuture<'a, Result<usize, HandlingError>>;
+        // Only the first step is typed: the visitor returns it, and the wait, the same for
+        // every member, needs no boxed future.
+        struct Start<'a, S: EventSet>(&'a Bus<S>);
+        impl<'a, S: EventSet> crate::event::Visitor<S> for Start<'a, S> {
+            type Output = Waited<'a>;
             fn visit<E: Member<S>>(self, event: E) -> Self::Output {
-                Box::pin(self.0.emit_and_wait(event))
+                self.0.start_waited(event)
             }
         }
-        event.visit(Emit(self)).await
+        self.wait_for(event.visit(Start(self))).await
+    }
+
+    /// `emit_and_wait`'s typed step: the sync listeners run, the event is made ready for the
+    /// queues, with a tracker following every delivery.
+    fn start_waited<E: Member<S>>(&self, event: E) -> Waited<'_> {
+        if self.is_closed() {
+            let error = DeliveryError::new(E::NAME, None, DeliveryErrorKind::Closed);
+            return Err(HandlingError::new(vec![error]));
+        }
+        let tracker = Arc::new(Tracker::new());
+        let deliver = self.inner.deliver_tracked(event, &tracker);
+        Ok((deliver, tracker))
+    }
+
+    /// The rest of `emit_and_wait`: queues the event and waits for every delivery.
+    async fn wait_for(&self, started: Waited<'_>) -> Result<usize, HandlingError> {
+        let (deliver, tracker) = started?;
+        let reached = deliver.await;
+        tracker.finish();
+        let failures = tracker.wait().await;
+        if failures.is_empty() {
+            Ok(reached)
+        } else {
+            Err(HandlingError::new(failures))
+        }
     }
 
     // ----- settling and shutting down -------------------------------------------------------

@@ -48,6 +48,11 @@ impl Tracker {
     /// Waits until every count is released; returns the failures.
     pub(crate) async fn wait(&self) -> Vec<DeliveryError> {
         loop {
+            // Every count released already (sync listeners only, or queued ones done): no
+            // waiter to register.
+            if self.pending.load(Ordering::Acquire) == 0 {
+                return std::mem::take(&mut *self.failures.lock());
+            }
             let mut done = pin!(self.done.notified());
             done.as_mut().enable();
             if self.pending.load(Ordering::Acquire) == 0 {
