@@ -35,9 +35,10 @@ use super::wire::{self, Entry};
 /// process that died left pending is taken over by another member (step 2).
 ///
 /// **Settling.** Acknowledgements are recorded and sent in one `XACK` per batch: when a
-/// quarter of the prefetch has piled up (the acknowledging handler does not wait for that
-/// reply), before the consumer waits for more, beside each read of new entries (and before a
-/// read of pending ones or a claim, which must not see them), and on close. One a dropped
+/// quarter of the prefetch has piled up, when the caller has taken everything read, beside
+/// each read of new entries (none of these waits for the reply: the handler and the next read
+/// go on meanwhile), before a read of pending entries or a claim, which must not see them and
+/// so wait for every `XACK` sent before, and on close, which waits too. One a dropped
 /// consumer did not send goes out with the next consumer of its name, before that one reads
 /// (or, if none comes, from a task a moment later). An `Ok` from `ack` means the
 /// acknowledgement was taken; one lost with a connection means the entry comes again, as for
@@ -119,10 +120,11 @@ impl Consumer for RedisConsumer {
                 return Some(Ok(delivery));
             }
             if self.deliveries.is_empty() {
-                // About to wait: send what was acknowledged first.
-                let _ = self.shared.flush().await;
+                // About to wait: let the reading task read whatever room there is, and send
+                // what was acknowledged (beside that read, not before it).
                 self.shared.hungry.store(true, Ordering::Release);
                 self.shared.settled.notify_one();
+                self.shared.send_acks_in_background();
             }
             // Cancel-safe: a read received is kept in `ready` before anything else can happen.
             match self.deliveries.recv().await? {

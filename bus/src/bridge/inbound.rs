@@ -393,6 +393,8 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
 
     /// Consumes until stopped or the bus is shut down; returns the open consumer, if any.
     async fn consume(&self, dispatch: &mut Dispatch, stop: &Notify) -> Option<T::Consumer> {
+        // One waiter for the whole run, not one registered and removed per message.
+        let mut stopped = std::pin::pin!(stop.notified());
         let mut failures = 0u32;
         loop {
             let mut consumer = match self.config.transport.consume(&self.config.source).await {
@@ -406,14 +408,14 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
                     tracing::warn!(source = self.config.source.name, %error, ?delay, "cannot consume; retrying");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => continue,
-                        () = stop.notified() => return None,
+                        () = &mut stopped => return None,
                     }
                 }
             };
             loop {
                 let next = tokio::select! {
                     next = consumer.next() => next,
-                    () = stop.notified() => return Some(consumer),
+                    () = &mut stopped => return Some(consumer),
                 };
                 match next {
                     Some(Ok(delivery)) => {
@@ -424,7 +426,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
                                 let lane = &lanes[lane_of(turn, lanes.len(), &delivery)];
                                 tokio::select! {
                                     sent = lane.send(delivery) => if sent.is_err() { return Some(consumer) },
-                                    () = stop.notified() => return Some(consumer),
+                                    () = &mut stopped => return Some(consumer),
                                 }
                             }
                         }
@@ -459,7 +461,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
             let delay = self.config.backoff.jittered(failures);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = stop.notified() => return None,
+                () = &mut stopped => return None,
             }
         }
     }
