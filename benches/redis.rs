@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 
 const URL: &str = "redis://127.0.0.1:6379";
 const MESSAGES: usize = 100_000;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const BATCH: usize = 1024;
 const PREFETCH: usize = 512;
 const CORES: f64 = 2.0;

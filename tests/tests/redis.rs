@@ -365,6 +365,44 @@ async fn every_acknowledgement_has_reached_redis_once_close_returns() {
     cleanup(&source).await;
 }
 
+/// A read Redis answers with an error (the group was destroyed under the consumer) reaches the
+/// caller as that error, not as an empty read or a skipped entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_redis_refuses_reaches_the_caller_as_an_error() {
+    use std::time::Duration;
+
+    use tidings::bridge::{Consumer, Transport, TransportError};
+    use tidings_tests::redis::{URL, admin};
+
+    let t = RedisTransport::builder(URL)
+        .block(Duration::from_millis(50))
+        .connect()
+        .await
+        .expect("connect");
+    let source = Source::new(unique("refused"));
+    t.declare(&source).await.expect("declare");
+    let mut consumer = t.consume(&source).await.expect("consume");
+    let mut admin = admin().await;
+    let destroyed: i64 = ::redis::cmd("XGROUP")
+        .arg("DESTROY")
+        .arg(&source.name)
+        .arg(&source.group)
+        .query_async(&mut admin)
+        .await
+        .expect("XGROUP DESTROY");
+    assert_eq!(destroyed, 1);
+    let next = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("an answer in time")
+        .expect("the error, not the end");
+    match next {
+        Err(TransportError::Rejected(text)) => assert!(text.contains("NOGROUP"), "{text}"),
+        other => panic!("expected the NOGROUP error, got {other:?}"),
+    }
+    drop(consumer);
+    cleanup(&source).await;
+}
+
 /// A consumer measures its group's lag (`XINFO GROUPS`, once per block time): the entries no
 /// member has read yet, falling as it reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
