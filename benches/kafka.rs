@@ -34,7 +34,7 @@ use tidings_bridges::kafka::{KafkaTransport, Topic};
 use tokio::sync::Notify;
 
 const MESSAGES: usize = 100_000;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const PREFETCH: usize = 512;
 const KAFKAJS_BATCH: usize = 1_000;
 /// The longest a fetch may wait at the broker, for every contender. tansu 0.6.0 holds each

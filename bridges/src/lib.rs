@@ -16,6 +16,8 @@
 pub mod amqp;
 #[cfg(any(feature = "amqp", feature = "kafka", feature = "redis"))]
 mod connection;
+#[cfg(any(feature = "kafka", feature = "redis"))]
+mod handover;
 #[cfg(feature = "jobs")]
 pub mod jobs;
 #[cfg(feature = "kafka")]

@@ -19,13 +19,14 @@ use rdkafka::{Offset, TopicPartitionList};
 use tidings::bridge::{
     Acker, Consumer, Delivery, Envelope, Incoming, Lag, Outgoing, Source, TransportError,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::config::StartFrom;
 use super::context::Context;
 use super::error::classify;
 use super::transport::Inner;
 use super::wire;
+use crate::handover;
 
 /// How long the consumer thread waits for messages or settlements before looking again.
 const TICK: Duration = Duration::from_millis(50);
@@ -38,8 +39,9 @@ const AHEAD: usize = 512;
 /// that.
 ///
 /// librdkafka's consumer calls block (poll, commit, close), so each consumer owns a thread
-/// that polls it and talks to the async side through channels: deliveries go out,
-/// settlements (ack, nack, dropped) come back.
+/// that polls it and talks to the async side through channels: deliveries go out, what one
+/// turn polled in one message (a message and a wake-up of the async side per delivery cost
+/// more than the delivery itself), and settlements (ack, nack, dropped) come back.
 ///
 /// **Offsets.** A partition's offset is stored only up to the last message before the first
 /// one still unsettled: messages of one partition may be handled side by side (the inbound
@@ -62,7 +64,7 @@ const AHEAD: usize = 512;
 /// (the new owner delivers those messages again). Each assignment of a partition has its own
 /// generation, so a late settlement cannot store an offset in a later assignment.
 pub struct KafkaConsumer {
-    deliveries: mpsc::UnboundedReceiver<Result<Delivery, TransportError>>,
+    deliveries: handover::Receiver,
     commands: std_mpsc::Sender<Command>,
     /// Resolves once the thread committed, left the group and ended.
     ended: Option<oneshot::Receiver<()>>,
@@ -84,7 +86,7 @@ impl Drop for KafkaConsumer {
 
 impl Consumer for KafkaConsumer {
     async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
-        self.deliveries.recv().await
+        self.deliveries.next(|| {}).await
     }
 
     /// Over this consumer's partitions, the high watermarks minus the group's committed
@@ -432,7 +434,7 @@ impl KafkaConsumer {
         consumer
             .subscribe(&[&source.name])
             .map_err(|e| classify(&inner.context, &e))?;
-        let (tx, deliveries) = mpsc::unbounded_channel();
+        let (tx, deliveries) = handover::channel();
         let origin = Arc::new(Origin {
             inner,
             dead_letter: source.dead_letter.clone(),
@@ -460,7 +462,7 @@ impl KafkaConsumer {
     }
 }
 
-type Out = mpsc::UnboundedSender<Result<Delivery, TransportError>>;
+type Out = handover::Sender;
 
 fn run(
     consumer: &BaseConsumer<ConsumerCtx>,
@@ -478,12 +480,15 @@ fn run(
         if state.closing || tx.is_closed() {
             break;
         }
+        // What this turn hands out, sent in one channel message (one wake-up of the async
+        // side per turn rather than per message).
+        let mut read = Vec::new();
         while state.out < prefetch {
             let Some((mark, message)) = state.waiting.pop_front() else {
                 break;
             };
             state.out += 1;
-            hand_out(tx, commands, origin, mark, message);
+            read.push(delivery(commands, origin, mark, message));
         }
         let full = state.out >= prefetch;
         let buffered = state.waiting.len();
@@ -501,29 +506,48 @@ fn run(
             }
             paused = !paused;
         }
-        let message = consumer.poll(if full { Duration::ZERO } else { TICK });
-        match message {
-            Some(Ok(m)) => {
-                let incoming = wire::incoming(&m);
-                let mut state = ctx.state.lock();
-                let mark = state.received(m.partition(), m.offset());
-                if state.out < prefetch && state.waiting.is_empty() {
-                    state.out += 1;
-                    drop(state);
-                    hand_out(tx, commands, origin, mark, incoming);
-                } else {
-                    state.waiting.push_back((mark, incoming));
+        // Wait for the first message only when there is room and nothing to hand out; then
+        // take what librdkafka has fetched already, up to the room left.
+        let mut wait = if full || !read.is_empty() {
+            Duration::ZERO
+        } else {
+            TICK
+        };
+        let mut fatal = None;
+        loop {
+            match consumer.poll(wait) {
+                Some(Ok(m)) => {
+                    let incoming = wire::incoming(&m);
+                    let mut state = ctx.state.lock();
+                    let mark = state.received(m.partition(), m.offset());
+                    if state.out < prefetch && state.waiting.is_empty() {
+                        state.out += 1;
+                        drop(state);
+                        read.push(delivery(commands, origin, mark, incoming));
+                    } else {
+                        state.waiting.push_back((mark, incoming));
+                        break;
+                    }
                 }
-            }
-            Some(Err(error)) => {
-                let fatal = matches!(error, KafkaError::MessageConsumptionFatal(_));
-                tracing::warn!(error = %ctx.shared.scrub(&error.to_string()), fatal, "Kafka consumer error");
-                if fatal {
-                    let _ = tx.send(Err(classify(&ctx.shared, &error)));
+                Some(Err(error)) => {
+                    let is_fatal = matches!(error, KafkaError::MessageConsumptionFatal(_));
+                    tracing::warn!(error = %ctx.shared.scrub(&error.to_string()), fatal = is_fatal, "Kafka consumer error");
+                    if is_fatal {
+                        fatal = Some(classify(&ctx.shared, &error));
+                    }
                     break;
                 }
+                None => break,
             }
-            None => {}
+            wait = Duration::ZERO;
+        }
+        if !read.is_empty() {
+            // A closed receiver means the consumer is going; the messages stay unsettled.
+            let _ = tx.send(Ok(read));
+        }
+        if let Some(error) = fatal {
+            let _ = tx.send(Err(error));
+            break;
         }
         if full {
             // Wait for a settlement rather than spin.
@@ -538,21 +562,20 @@ fn run(
     // Dropping the consumer (by the caller) closes it and leaves the group.
 }
 
-fn hand_out(
-    tx: &Out,
+/// A delivery of `message`, settled through the consumer thread.
+fn delivery(
     commands: &std_mpsc::Sender<Command>,
     origin: &Arc<Origin>,
     mark: Mark,
     message: Incoming,
-) {
+) -> Delivery {
     let acker = KafkaAcker {
         mark,
         settled: false,
         commands: commands.clone(),
         origin: Arc::clone(origin),
     };
-    // A closed receiver means the consumer is going; the message stays unsettled.
-    let _ = tx.send(Ok(Delivery::new(message, acker)));
+    Delivery::new(message, acker)
 }
 
 /// Settles one delivery through the consumer thread. It keeps no copy of the message: a

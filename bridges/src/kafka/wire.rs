@@ -97,11 +97,10 @@ pub(crate) fn incoming(message: &BorrowedMessage<'_>) -> Incoming {
     let (mut dropped, mut bytes) = (0usize, 0usize);
     for index in 0..headers.count() {
         // rdkafka unwraps a header name that is not UTF-8; such a header is dropped, not
-        // allowed to take the consumer down.
+        // allowed to take the consumer down. Names and values are borrowed from the message:
+        // only what is kept is copied.
         let header = catch_unwind(AssertUnwindSafe(|| {
-            headers
-                .try_get(index)
-                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+            headers.try_get(index).map(|h| (h.key, h.value))
         }));
         let Ok(Some((name, value))) = header else {
             dropped += 1;
@@ -113,18 +112,19 @@ pub(crate) fn incoming(message: &BorrowedMessage<'_>) -> Incoming {
             dropped += 1;
             continue;
         }
-        let value = String::from_utf8_lossy(&value).into_owned();
-        match name.as_str() {
-            CE_ID => out.id = Some(value),
-            CE_TYPE => out.name = Some(value),
+        let text = || String::from_utf8_lossy(value).into_owned();
+        match name {
+            CE_ID => out.id = Some(text()),
+            CE_TYPE => out.name = Some(text()),
             CE_TIME => {
-                if let Ok(time) = humantime::parse_rfc3339_weak(&value) {
+                let time = std::str::from_utf8(value).ok();
+                if let Some(time) = time.and_then(|t| humantime::parse_rfc3339_weak(t).ok()) {
                     out.time = Some(time);
                 }
             }
             CE_SOURCE | CE_SPECVERSION | CONTENT_TYPE => {}
             _ => {
-                out.headers.insert(name, value);
+                out.headers.insert(name.to_owned(), text());
             }
         }
     }

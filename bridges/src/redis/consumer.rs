@@ -9,11 +9,12 @@ use parking_lot::Mutex;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::Value;
 use tidings::bridge::{Acker, Consumer, Delivery, Incoming, Lag, Outgoing, Source, TransportError};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::transport::Inner;
 use super::wire::{self, Entry};
+use crate::handover;
 
 /// Deliveries from one stream as one member of the source's group.
 ///
@@ -49,11 +50,7 @@ use super::wire::{self, Entry};
 /// [`Delivery::dead_letter`] hand it back, so an entry trimmed from the stream meanwhile is
 /// still delivered again or dead-lettered.
 pub struct RedisConsumer {
-    /// One message per read: handing a read over at once costs one channel message, not one
-    /// per entry.
-    deliveries: mpsc::UnboundedReceiver<Result<Vec<Delivery>, TransportError>>,
-    /// What the last message brought and the caller has not taken yet.
-    ready: VecDeque<Delivery>,
+    deliveries: handover::Receiver,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -115,23 +112,16 @@ impl Drop for RedisConsumer {
 
 impl Consumer for RedisConsumer {
     async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
-        loop {
-            if let Some(delivery) = self.ready.pop_front() {
-                return Some(Ok(delivery));
-            }
-            if self.deliveries.is_empty() {
+        let shared = &self.shared;
+        self.deliveries
+            .next(|| {
                 // About to wait: let the reading task read whatever room there is, and send
                 // what was acknowledged (beside that read, not before it).
-                self.shared.hungry.store(true, Ordering::Release);
-                self.shared.settled.notify_one();
-                self.shared.send_acks_in_background();
-            }
-            // Cancel-safe: a read received is kept in `ready` before anything else can happen.
-            match self.deliveries.recv().await? {
-                Ok(read) => self.ready = read.into(),
-                Err(error) => return Some(Err(error)),
-            }
-        }
+                shared.hungry.store(true, Ordering::Release);
+                shared.settled.notify_one();
+                shared.send_acks_in_background();
+            })
+            .await
     }
 
     async fn close(self) {
@@ -225,18 +215,17 @@ impl RedisConsumer {
             lag: Lag::new(),
             closed: AtomicBool::new(false),
         });
-        let (tx, deliveries) = mpsc::unbounded_channel();
+        let (tx, deliveries) = handover::channel();
         let task = tokio::spawn(read(Arc::clone(&shared), tx));
         RedisConsumer {
             deliveries,
-            ready: VecDeque::new(),
             shared,
             task,
         }
     }
 }
 
-type Out = mpsc::UnboundedSender<Result<Vec<Delivery>, TransportError>>;
+type Out = handover::Sender;
 
 /// Where the next `XREADGROUP` reads from.
 enum Position {
