@@ -89,8 +89,9 @@ struct Shared {
     /// Send the recorded acknowledgements once this many piled up; the reading task waits
     /// for this much room while the caller still has deliveries queued.
     ack_batch: usize,
-    /// Notified when a delivery is settled (room for more), the caller waits on an empty
-    /// channel, or the consumer closes.
+    /// Notified when settles make the room the reading task waits for (see
+    /// [`RedisAcker::settle`]), an entry is given back, the caller waits with nothing left to
+    /// take, or the consumer closes.
     settled: Notify,
     /// The caller found no delivery waiting: read whatever room there is.
     hungry: AtomicBool,
@@ -334,9 +335,9 @@ async fn read(shared: Arc<Shared>, tx: Out) {
     }
 }
 
-/// Hands out the entries read that are not held already (handed out, or waiting to be handed
-/// out again), each as it is taken apart: no list of messages is built in between. Returns how
-/// many were handed out.
+/// Hands out, in one message to the consumer, the entries read that are not held already
+/// (handed out, or waiting to be handed out again), each taken apart straight into its
+/// delivery. Returns how many were handed out.
 fn hand_out_new(
     shared: &Arc<Shared>,
     tx: &Out,
