@@ -53,3 +53,59 @@ impl Receiver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use futures_util::future::BoxFuture;
+    use tidings::bridge::{Acker, Envelope, Incoming};
+
+    use super::*;
+
+    struct Settled;
+
+    impl Acker for Settled {
+        fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn dead_letter(
+            self: Box<Self>,
+            _headers: BTreeMap<String, String>,
+        ) -> BoxFuture<'static, Result<(), TransportError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn delivery(i: u8) -> Delivery {
+        let envelope = Envelope::new("e", vec![i]);
+        Delivery::new(Incoming::from_envelope(&envelope, "s"), Settled)
+    }
+
+    #[tokio::test]
+    async fn reads_are_handed_out_one_delivery_at_a_time_in_order_then_the_error() {
+        let (tx, mut rx) = channel();
+        tx.send(Ok(vec![delivery(1), delivery(2)])).unwrap();
+        tx.send(Ok(vec![delivery(3)])).unwrap();
+        tx.send(Err(TransportError::Closed)).unwrap();
+        drop(tx);
+        let mut waited = 0;
+        let mut got = Vec::new();
+        while let Some(next) = rx.next(|| waited += 1).await {
+            match next {
+                Ok(d) => got.push(d.message.payload[0]),
+                Err(error) => {
+                    assert!(matches!(error, TransportError::Closed));
+                    got.push(0);
+                }
+            }
+        }
+        assert_eq!(got, [1, 2, 3, 0]);
+        // Only the call that found nothing left (after the error, before the end) was about
+        // to wait.
+        assert_eq!(waited, 1);
+    }
+}
