@@ -69,11 +69,12 @@ mod tests {
         fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
             Box::pin(async { Ok(()) })
         }
-        fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        fn nack(self: Box<Self>, _: Incoming) -> BoxFuture<'static, Result<(), TransportError>> {
             Box::pin(async { Ok(()) })
         }
         fn dead_letter(
             self: Box<Self>,
+            _: Incoming,
             _headers: BTreeMap<String, String>,
         ) -> BoxFuture<'static, Result<(), TransportError>> {
             Box::pin(async { Ok(()) })

@@ -29,7 +29,7 @@ use lapin::options::{BasicAckOptions, BasicNackOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::BasicProperties;
 use parking_lot::Mutex;
-use tidings::bridge::{Acker, Consumer, Delivery, Lag, Source, TransportError};
+use tidings::bridge::{Acker, Consumer, Delivery, Incoming, Lag, Source, TransportError};
 
 use super::error::short;
 use super::link::Handle;
@@ -401,12 +401,15 @@ impl Acker for AmqpAcker {
         Box::pin((*self).ack())
     }
 
-    fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+    /// Returns the message to RabbitMQ, which delivers its own copy again.
+    fn nack(self: Box<Self>, _: Incoming) -> BoxFuture<'static, Result<(), TransportError>> {
         Box::pin((*self).nack(true))
     }
 
+    /// Republishes the message as RabbitMQ delivered it, byte for byte.
     fn dead_letter(
         self: Box<Self>,
+        _: Incoming,
         headers: BTreeMap<String, String>,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
         Box::pin(async move {

@@ -579,7 +579,7 @@ fn delivery(
 }
 
 /// Settles one delivery through the consumer thread. It keeps no copy of the message: a
-/// nack or a dead letter gets the delivery's own back ([`Acker::nack_message`]).
+/// nack or a dead letter gets the delivery's own back ([`Acker::nack`]).
 struct KafkaAcker {
     mark: Mark,
     settled: bool,
@@ -610,15 +610,8 @@ impl Acker for KafkaAcker {
         Box::pin(async move { result })
     }
 
-    /// Without the message there is nothing to hand out again: it stays unsettled, and the
-    /// group delivers it again once this consumer goes. ([`Delivery::nack`] hands the message
-    /// back; see [`nack_message`](Acker::nack_message).)
-    fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
-        drop(self);
-        Box::pin(async { Ok(()) })
-    }
-
-    fn nack_message(
+    /// Hands `message` out again from this consumer, its delivery count one higher.
+    fn nack(
         mut self: Box<Self>,
         message: Incoming,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
@@ -626,21 +619,7 @@ impl Acker for KafkaAcker {
         Box::pin(async move { result })
     }
 
-    /// Without the message there is nothing to republish: it stays unsettled, as for
-    /// [`nack`](Acker::nack), and the error says so.
     fn dead_letter(
-        self: Box<Self>,
-        _headers: BTreeMap<String, String>,
-    ) -> BoxFuture<'static, Result<(), TransportError>> {
-        drop(self);
-        Box::pin(async {
-            Err(TransportError::Rejected(
-                "no message to dead-letter; it is delivered again".into(),
-            ))
-        })
-    }
-
-    fn dead_letter_message(
         mut self: Box<Self>,
         message: Incoming,
         mut headers: BTreeMap<String, String>,

@@ -565,7 +565,7 @@ async fn pending_counts(
 }
 
 /// Settles one entry. It keeps no copy of the message: a nack or a dead letter gets the
-/// delivery's own back ([`Acker::nack_message`]).
+/// delivery's own back ([`Acker::nack`]).
 struct RedisAcker {
     shared: Arc<Shared>,
     /// Taken when the acknowledgement is recorded.
@@ -634,15 +634,9 @@ impl Acker for RedisAcker {
         Box::pin(async { Ok(()) })
     }
 
-    /// Without the message there is nothing to hand out again here: the entry stays pending,
-    /// and comes back with this consumer's name or by being claimed. ([`Delivery::nack`] hands
-    /// the message back; see [`nack_message`](Acker::nack_message).)
-    fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
-        drop(self);
-        Box::pin(async { Ok(()) })
-    }
-
-    fn nack_message(
+    /// Hands `message` out again from this consumer, its delivery count one higher (Redis has
+    /// no negative acknowledgement: the entry stays pending meanwhile).
+    fn nack(
         mut self: Box<Self>,
         message: Incoming,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
@@ -650,21 +644,7 @@ impl Acker for RedisAcker {
         Box::pin(async { Ok(()) })
     }
 
-    /// Without the message there is nothing to add to the dead-letter stream: the entry stays
-    /// pending, as for [`nack`](Acker::nack), and the error says so.
     fn dead_letter(
-        self: Box<Self>,
-        _headers: BTreeMap<String, String>,
-    ) -> BoxFuture<'static, Result<(), TransportError>> {
-        drop(self);
-        Box::pin(async {
-            Err(TransportError::Rejected(
-                "no message to dead-letter; it is delivered again".into(),
-            ))
-        })
-    }
-
-    fn dead_letter_message(
         mut self: Box<Self>,
         message: Incoming,
         headers: BTreeMap<String, String>,

@@ -396,7 +396,8 @@ impl Acker for MemoryAcker {
         Box::pin(async move { result })
     }
 
-    fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+    /// Puts the broker's own copy back at the head of the queue.
+    fn nack(self: Box<Self>, _: Incoming) -> BoxFuture<'static, Result<(), TransportError>> {
         let (source, group) = (self.source.clone(), self.group.clone());
         let result = self.settle(move |state, _, mut message| {
             message.delivery_count += 1;
@@ -409,8 +410,10 @@ impl Acker for MemoryAcker {
         Box::pin(async move { result })
     }
 
+    /// Routes the broker's own copy to the dead-letter destination.
     fn dead_letter(
         self: Box<Self>,
+        _: Incoming,
         headers: BTreeMap<String, String>,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
         let result = self.settle(move |state, dead_letter, message| {

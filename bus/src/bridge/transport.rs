@@ -201,42 +201,25 @@ pub trait Consumer: Send + 'static {
 }
 
 /// How a transport settles one delivery; implemented by transports.
+///
+/// [`nack`](Self::nack) and [`dead_letter`](Self::dead_letter) get the delivery's message back,
+/// as it is now: a transport that delivers a nacked message again itself, or republishes it as
+/// a dead letter, uses it instead of keeping a copy of every message it hands out. One that
+/// keeps the broker's own copy (to republish its exact bytes) ignores it.
 pub trait Acker: Send + 'static {
     /// The message was handled: forget it.
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>>;
     /// The message was not handled: deliver it again.
-    fn nack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>>;
+    fn nack(self: Box<Self>, message: Incoming) -> BoxFuture<'static, Result<(), TransportError>>;
     /// The message can never be handled: move it to the source's dead-letter destination with
     /// these headers (its own plus the reason), then forget it. When the move fails, the
     /// message must not be lost or left holding a prefetch slot: return it to its source (or
     /// to a dead-letter route of the source's own) and say which in the error.
     fn dead_letter(
         self: Box<Self>,
+        message: Incoming,
         headers: BTreeMap<String, String>,
     ) -> BoxFuture<'static, Result<(), TransportError>>;
-
-    /// [`nack`](Self::nack) with the delivery's message handed back, which is what
-    /// [`Delivery::nack`] calls: a transport that delivers nacked messages again itself takes
-    /// this one instead of keeping a copy of every message it hands out. The default drops it
-    /// and calls `nack`.
-    fn nack_message(
-        self: Box<Self>,
-        message: Incoming,
-    ) -> BoxFuture<'static, Result<(), TransportError>> {
-        drop(message);
-        self.nack()
-    }
-
-    /// [`dead_letter`](Self::dead_letter) with the delivery's message handed back, which is
-    /// what [`Delivery::dead_letter`] calls; the default drops it and calls `dead_letter`.
-    fn dead_letter_message(
-        self: Box<Self>,
-        message: Incoming,
-        headers: BTreeMap<String, String>,
-    ) -> BoxFuture<'static, Result<(), TransportError>> {
-        drop(message);
-        self.dead_letter(headers)
-    }
 }
 
 /// One received message, to be acknowledged, returned or dead-lettered exactly once. Dropping
@@ -281,7 +264,7 @@ impl Delivery {
     /// # Errors
     /// When the transport could not settle it; it will then be delivered again anyway.
     pub async fn nack(self) -> Result<(), TransportError> {
-        self.acker.nack_message(self.message).await
+        self.acker.nack(self.message).await
     }
 
     /// Moves it to the dead-letter destination with `reason`, the attempt count and its origin
@@ -295,6 +278,6 @@ impl Delivery {
         headers.insert(REASON_HEADER.to_owned(), reason.to_owned());
         headers.insert(ATTEMPTS_HEADER.to_owned(), attempts.to_string());
         headers.insert(ORIGIN_HEADER.to_owned(), self.message.origin.clone());
-        self.acker.dead_letter_message(self.message, headers).await
+        self.acker.dead_letter(self.message, headers).await
     }
 }
