@@ -412,8 +412,7 @@ impl Inner {
         let mut pipe = redis::Pipeline::with_capacity(batch.len());
         pipe.ignore_errors();
         for out in batch {
-            let mut cmd = wire::command("XADD", &out.destination, &out.envelope);
-            cmd.arg(&out.destination);
+            let mut cmd = wire::xadd(&out.destination, &out.envelope);
             if !create {
                 cmd.arg("NOMKSTREAM");
             }

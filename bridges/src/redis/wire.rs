@@ -51,9 +51,9 @@ const RESERVED: [&str; 8] = [
     PARTITIONKEY,
 ];
 
-/// An empty `name` command sized for `envelope`'s fields after a few arguments (the stream,
-/// options): its buffers are not grown field by field.
-pub(crate) fn command(name: &str, stream: &str, envelope: &Envelope) -> redis::Cmd {
+/// `XADD stream`, sized for the options and id the caller adds next and for the fields
+/// [`write_fields`] writes: its buffers are not grown field by field.
+pub(crate) fn xadd(stream: &str, envelope: &Envelope) -> redis::Cmd {
     let headers: usize = envelope
         .headers
         .iter()
@@ -70,9 +70,9 @@ pub(crate) fn command(name: &str, stream: &str, envelope: &Envelope) -> redis::C
     .sum::<usize>()
         + envelope.key.as_ref().map_or(0, String::len);
     // Names, the time, the options and the numbers around them fit in 160 bytes.
-    let size = 160 + name.len() + stream.len() + fields + headers + envelope.payload.len();
+    let size = 160 + stream.len() + fields + headers + envelope.payload.len();
     let mut cmd = redis::Cmd::with_capacity(24 + 2 * envelope.headers.len(), size);
-    cmd.arg(name);
+    cmd.arg("XADD").arg(stream);
     cmd
 }
 
@@ -321,11 +321,11 @@ mod tests {
 
     /// The fields an `XADD` for `envelope` writes, as a reader gets them back.
     fn fields_of(envelope: &Envelope) -> Vec<Value> {
-        let mut cmd = redis::cmd("XADD");
+        let mut cmd = xadd("s", envelope);
         write_fields(&mut cmd, envelope);
-        // The first argument is the command's name.
+        // The first arguments are the command's name and the stream.
         cmd.args_iter()
-            .skip(1)
+            .skip(2)
             .filter_map(|a| match a {
                 redis::Arg::Simple(b) => Some(Value::BulkString(b.to_vec())),
                 _ => None,
