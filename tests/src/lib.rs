@@ -276,6 +276,26 @@ pub fn node_script(dir: &std::path::Path, script: &str, args: &[&str]) -> tokio:
     command
 }
 
+/// Publishes events `{"i":n}` (named `e`) numbered `numbers` to `destination` in one batch and
+/// asserts every one was confirmed.
+#[cfg(any(feature = "amqp", feature = "kafka", feature = "redis"))]
+pub async fn publish_numbered<T: tidings::bridge::Transport>(
+    t: &T,
+    destination: &str,
+    numbers: std::ops::Range<usize>,
+) {
+    use tidings::bridge::{Envelope, Outgoing};
+
+    let batch: Vec<Outgoing> = numbers
+        .map(|i| Outgoing {
+            destination: destination.to_owned(),
+            envelope: Envelope::new("e", format!("{{\"i\":{i}}}").into_bytes()),
+        })
+        .collect();
+    let results = t.publish(&batch).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+}
+
 /// Ten messages published to `source` (declared here, prefetch 2), a consumer holding the
 /// first two: its lag reads 8, then 0 once it has handled all ten. What the RabbitMQ and Redis
 /// consumers measure: messages no consumer of the group has received yet.
@@ -284,17 +304,11 @@ pub async fn lag_follows_what_is_read<T: tidings::bridge::Transport>(
     t: &T,
     source: &tidings::bridge::Source,
 ) {
-    use tidings::bridge::{Consumer, Envelope, Outgoing};
+    use tidings::bridge::Consumer;
 
     let source = source.clone().prefetch(2);
     t.declare(&source).await.expect("declare");
-    let batch: Vec<Outgoing> = (0..10)
-        .map(|i| Outgoing {
-            destination: source.name.clone(),
-            envelope: Envelope::new("e", format!("{{\"i\":{i}}}").into_bytes()),
-        })
-        .collect();
-    assert!(t.publish(&batch).await.iter().all(Result::is_ok));
+    publish_numbered(t, &source.name, 0..10).await;
     let mut consumer = t.consume(&source).await.expect("consume");
     let lag = consumer.lag().expect("measured");
     let wait = std::time::Duration::from_secs(15);

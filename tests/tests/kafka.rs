@@ -98,7 +98,7 @@ async fn compressed_batches_round_trip() {
 async fn a_consumer_reports_its_lag() {
     use std::time::Duration;
 
-    use tidings::bridge::{Consumer, Envelope, Outgoing, Transport};
+    use tidings::bridge::{Consumer, Transport};
     use tidings_bridges::kafka::Topic;
     use tidings_tests::wait_until;
 
@@ -112,13 +112,7 @@ async fn a_consumer_reports_its_lag() {
         .expect("config");
     let source = Source::new("lag").prefetch(10);
     t.declare(&source).await.expect("declare");
-    let batch: Vec<Outgoing> = (0..10)
-        .map(|i| Outgoing {
-            destination: "lag".into(),
-            envelope: Envelope::new("e", format!("{{\"i\":{i}}}").into_bytes()),
-        })
-        .collect();
-    assert!(t.publish(&batch).await.iter().all(Result::is_ok));
+    tidings_tests::publish_numbered(&t, "lag", 0..10).await;
     let mut consumer = t.consume(&source).await.expect("consume");
     let lag = consumer.lag().expect("measured");
     let wait = Duration::from_secs(30);

@@ -220,7 +220,7 @@ async fn tls_with_a_private_authority() {
 /// `max_len` trims the stream to about that many entries (`MAXLEN ~`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_len_trims_the_stream() {
-    use tidings::bridge::{Envelope, Outgoing, Transport};
+    use tidings::bridge::Transport;
     use tidings_tests::redis::{URL, admin};
 
     let t = RedisTransport::builder(URL)
@@ -230,13 +230,7 @@ async fn max_len_trims_the_stream() {
         .expect("connect");
     let source = Source::new(unique("trim"));
     t.declare(&source).await.expect("declare");
-    let batch: Vec<Outgoing> = (0..2_000)
-        .map(|i| Outgoing {
-            destination: source.name.clone(),
-            envelope: Envelope::new("e", format!("{{\"i\":{i}}}").into_bytes()),
-        })
-        .collect();
-    assert!(t.publish(&batch).await.iter().all(Result::is_ok));
+    tidings_tests::publish_numbered(&t, &source.name, 0..2_000).await;
     let mut admin = admin().await;
     let len: usize = ::redis::cmd("XLEN")
         .arg(&source.name)
@@ -255,7 +249,7 @@ async fn max_len_trims_the_stream() {
 async fn a_caller_holding_most_of_its_window_gets_the_last_slot() {
     use std::time::Duration;
 
-    use tidings::bridge::{Consumer, Envelope, Outgoing, Transport};
+    use tidings::bridge::{Consumer, Transport};
     use tidings_tests::redis::URL;
 
     let t = RedisTransport::builder(URL)
@@ -265,17 +259,7 @@ async fn a_caller_holding_most_of_its_window_gets_the_last_slot() {
         .expect("connect");
     let source = Source::new(unique("window")).prefetch(8);
     t.declare(&source).await.expect("declare");
-    let publish = |i: usize| {
-        let out = Outgoing {
-            destination: source.name.clone(),
-            envelope: Envelope::new("e", format!("{{\"i\":{i}}}").into_bytes()),
-        };
-        let t = t.clone();
-        async move { assert!(t.publish(&[out]).await[0].is_ok()) }
-    };
-    for i in 0..7 {
-        publish(i).await;
-    }
+    tidings_tests::publish_numbered(&t, &source.name, 0..7).await;
     let mut consumer = t.consume(&source).await.expect("consume");
     let wait = Duration::from_secs(10);
     let mut held = Vec::new();
@@ -289,10 +273,10 @@ async fn a_caller_holding_most_of_its_window_gets_the_last_slot() {
     }
     // Several empty reads go by (50 ms each) before the eighth entry exists.
     let late = tokio::spawn({
-        let publish = publish(7);
+        let (t, stream) = (t.clone(), source.name.clone());
         async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            publish.await;
+            tidings_tests::publish_numbered(&t, &stream, 7..8).await;
         }
     });
     let eighth = tokio::time::timeout(wait, consumer.next())
@@ -316,7 +300,7 @@ async fn a_caller_holding_most_of_its_window_gets_the_last_slot() {
 async fn every_acknowledgement_has_reached_redis_once_close_returns() {
     use std::time::Duration;
 
-    use tidings::bridge::{Consumer, Envelope, Outgoing, Transport};
+    use tidings::bridge::{Consumer, Transport};
     use tidings_tests::redis::{URL, admin};
 
     let t = RedisTransport::builder(URL)
@@ -325,13 +309,7 @@ async fn every_acknowledgement_has_reached_redis_once_close_returns() {
         .expect("connect");
     let source = Source::new(unique("settled")).prefetch(8);
     t.declare(&source).await.expect("declare");
-    let batch: Vec<Outgoing> = (0..196)
-        .map(|i| Outgoing {
-            destination: source.name.clone(),
-            envelope: Envelope::new("e", format!("{{\"i\":{i}}}").into_bytes()),
-        })
-        .collect();
-    assert!(t.publish(&batch).await.iter().all(Result::is_ok));
+    tidings_tests::publish_numbered(&t, &source.name, 0..196).await;
     let mut consumer = t.consume(&source).await.expect("consume");
     // Seven at a time: three batches of two leave at once, and one acknowledgement is left
     // for `close` to send while the last batches may still be on their way.
