@@ -70,6 +70,23 @@ async fn until_state<J: tidings_bridges::jobs::Job>(q: &JobQueue<J>, id: &str, s
     until(&what, async || q.state(id).await.unwrap() == Some(state)).await;
 }
 
+/// A worker on `q` whose handler never finishes, and how many jobs it started.
+async fn hanging_worker(q: &JobQueue<Email>) -> (Worker<Email>, Arc<AtomicUsize>) {
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let worker = Worker::<Email>::builder(URL, q.name())
+        .start(move |_: Email, _| {
+            s.fetch_add(1, Ordering::SeqCst);
+            async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok::<_, JobFailure>(())
+            }
+        })
+        .await
+        .expect("worker");
+    (worker, started)
+}
+
 /// A bus that records every job event.
 fn recorder() -> (Bus<JobEvents>, Arc<Mutex<Vec<JobEvents>>>) {
     let bus = Bus::<JobEvents>::new();
@@ -869,18 +886,7 @@ async fn closing_an_idle_worker_is_quick_and_a_deadline_returns_running_jobs() {
         start.elapsed()
     );
 
-    let started = Arc::new(AtomicUsize::new(0));
-    let s = started.clone();
-    let worker = Worker::<Email>::builder(URL, q.name())
-        .start(move |_: Email, _| {
-            s.fetch_add(1, Ordering::SeqCst);
-            async {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                Ok::<_, JobFailure>(())
-            }
-        })
-        .await
-        .expect("worker");
+    let (worker, started) = hanging_worker(&q).await;
     let id = q
         .add_with(&email(1), &JobOptions::new().attempts(2))
         .await
@@ -1030,18 +1036,7 @@ async fn a_worker_gets_back_to_work_after_its_connections_are_killed() {
 #[tokio::test]
 async fn dropping_a_worker_closes_it_and_returns_its_running_job() {
     let (q, _keys) = queue().await;
-    let started = Arc::new(AtomicUsize::new(0));
-    let s = started.clone();
-    let worker = Worker::<Email>::builder(URL, q.name())
-        .start(move |_: Email, _| {
-            s.fetch_add(1, Ordering::SeqCst);
-            async {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                Ok::<_, JobFailure>(())
-            }
-        })
-        .await
-        .expect("worker");
+    let (worker, started) = hanging_worker(&q).await;
     let id = q.add(&email(1)).await.unwrap();
     until("the job started", async || {
         started.load(Ordering::SeqCst) == 1
