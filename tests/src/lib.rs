@@ -276,6 +276,21 @@ pub fn node_script(dir: &std::path::Path, script: &str, args: &[&str]) -> tokio:
     command
 }
 
+/// The next delivery of `consumer`.
+///
+/// # Panics
+/// When none comes within `wait`, or the consumer ends or fails instead.
+pub async fn next_delivery<C: tidings::bridge::Consumer>(
+    consumer: &mut C,
+    wait: std::time::Duration,
+) -> tidings::bridge::Delivery {
+    tokio::time::timeout(wait, consumer.next())
+        .await
+        .expect("a delivery in time")
+        .expect("the consumer open")
+        .expect("a delivery, not an error")
+}
+
 /// Publishes events `{"i":n}` (named `e`) numbered `numbers` to `destination` in one batch and
 /// asserts every one was confirmed.
 #[cfg(any(feature = "amqp", feature = "kafka", feature = "redis"))]
@@ -312,20 +327,20 @@ pub async fn lag_follows_what_is_read<T: tidings::bridge::Transport>(
     let mut consumer = t.consume(&source).await.expect("consume");
     let lag = consumer.lag().expect("measured");
     let wait = std::time::Duration::from_secs(15);
-    let mut next = async || {
-        tokio::time::timeout(wait, consumer.next())
-            .await
-            .expect("a delivery in time")
-            .expect("open")
-            .expect("a delivery")
-    };
-    let held = [next().await, next().await];
+    let held = [
+        next_delivery(&mut consumer, wait).await,
+        next_delivery(&mut consumer, wait).await,
+    ];
     wait_until("a lag of 8", wait, async || lag.get() == Some(8)).await;
     for d in held {
         d.ack().await.expect("ack");
     }
     for _ in 0..8 {
-        next().await.ack().await.expect("ack");
+        next_delivery(&mut consumer, wait)
+            .await
+            .ack()
+            .await
+            .expect("ack");
     }
     wait_until("a lag of 0", wait, async || lag.get() == Some(0)).await;
     consumer.close().await;

@@ -118,10 +118,7 @@ async fn a_consumer_reports_its_lag() {
     let wait = Duration::from_secs(30);
     let mut deliveries = Vec::new();
     for _ in 0..10 {
-        let d = tokio::time::timeout(wait, consumer.next())
-            .await
-            .expect("in time");
-        deliveries.push(d.expect("open").expect("a delivery"));
+        deliveries.push(tidings_tests::next_delivery(&mut consumer, wait).await);
     }
     let rest = deliveries.split_off(5);
     for d in deliveries {

@@ -264,12 +264,7 @@ async fn a_caller_holding_most_of_its_window_gets_the_last_slot() {
     let wait = Duration::from_secs(10);
     let mut held = Vec::new();
     for _ in 0..7 {
-        let next = tokio::time::timeout(wait, consumer.next()).await;
-        held.push(
-            next.expect("one of the first 7")
-                .expect("open")
-                .expect("a delivery"),
-        );
+        held.push(tidings_tests::next_delivery(&mut consumer, wait).await);
     }
     // Several empty reads go by (50 ms each) before the eighth entry exists.
     let late = tokio::spawn({
@@ -279,11 +274,8 @@ async fn a_caller_holding_most_of_its_window_gets_the_last_slot() {
             tidings_tests::publish_numbered(&t, &stream, 7..8).await;
         }
     });
-    let eighth = tokio::time::timeout(wait, consumer.next())
-        .await
-        .expect("the eighth entry, with one slot of the window free")
-        .expect("open")
-        .expect("a delivery");
+    // The eighth entry, with one slot of the window free.
+    let eighth = tidings_tests::next_delivery(&mut consumer, wait).await;
     assert_eq!(eighth.message.payload.as_ref(), b"{\"i\":7}");
     late.await.expect("publisher");
     held.push(eighth);
@@ -316,12 +308,7 @@ async fn every_acknowledgement_has_reached_redis_once_close_returns() {
     for _ in 0..28 {
         let mut window = Vec::new();
         for _ in 0..7 {
-            let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
-                .await
-                .expect("a delivery in time")
-                .expect("open")
-                .expect("a delivery");
-            window.push(d);
+            window.push(tidings_tests::next_delivery(&mut consumer, Duration::from_secs(10)).await);
         }
         for d in window {
             d.ack().await.expect("ack");
@@ -422,13 +409,6 @@ async fn a_trimmed_entry_is_still_redelivered_and_dead_lettered() {
     assert!(t.publish(&[sent]).await[0].is_ok());
     let mut consumer = t.consume(&source).await.expect("consume");
     let wait = Duration::from_secs(10);
-    let next = async |consumer: &mut tidings_bridges::redis::RedisConsumer| {
-        tokio::time::timeout(wait, consumer.next())
-            .await
-            .expect("a delivery in time")
-            .expect("open")
-            .expect("a delivery")
-    };
     let trim = async || {
         let _: i64 = ::redis::cmd("XTRIM")
             .arg(&source.name)
@@ -439,10 +419,10 @@ async fn a_trimmed_entry_is_still_redelivered_and_dead_lettered() {
             .expect("XTRIM");
     };
 
-    let first = next(&mut consumer).await;
+    let first = tidings_tests::next_delivery(&mut consumer, wait).await;
     trim().await;
     first.nack().await.expect("nack");
-    let again = next(&mut consumer).await;
+    let again = tidings_tests::next_delivery(&mut consumer, wait).await;
     assert_eq!(again.message.payload.as_ref(), b"{\"i\":1}");
     assert_eq!(again.message.delivery_count, 2);
 
