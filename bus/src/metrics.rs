@@ -18,7 +18,7 @@
 //! |---|---|---|
 //! | [`Bus`] | `tidings_bus_{emitted,delivered,handled,failed,panicked,dropped,rejected}_total`, gauge `tidings_bus_queued` | `bus` |
 //! | `Outbound` | `tidings_outbound_{published,confirmed,retried,rejected,unencodable,dropped}_total`, gauges `tidings_outbound_in_flight`, `tidings_outbound_buffered` | `bridge` |
-//! | `Inbound` | `tidings_inbound_{received,handled,redelivered,retried,dead_lettered,duplicates,reconnects}_total`, gauge `tidings_inbound_lag` (consumer lag, where the transport measures it) | `bridge` |
+//! | `Inbound` | `tidings_inbound_{received,handled,redelivered,retried,dead_lettered,duplicates,reconnects}_total`, gauge `tidings_inbound_lag` (consumer lag where the transport measures it; `NaN` while unknown) | `bridge` |
 //! | `ActorSystem` | gauge `tidings_actors`, `tidings_actor_dead_letters_total` | `system` |
 //!
 //! Reading snapshots keeps the hot paths free of metric calls: the counters they keep anyway
@@ -238,9 +238,10 @@ impl Reporter {
                     ("reconnects", s.reconnects),
                 ],
             );
-            if let Some(lag) = s.lag {
-                gauges("tidings_inbound", "bridge", &name, &[("lag", lag)]);
-            }
+            // Not a number while the lag is unknown (no consumer, or the broker cannot be
+            // reached): the last value measured would claim a lag nobody knows now.
+            let lag = s.lag.map_or(f64::NAN, |lag| lag as f64);
+            metrics::gauge!("tidings_inbound_lag", "bridge" => name.clone()).set(lag);
         }));
         self
     }

@@ -182,6 +182,26 @@ async fn a_prometheus_scrape_shows_the_numbers_moving() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(queued, Some(0.0));
+    // With the broker gone the lag is not known, and the gauge says so instead of keeping its
+    // last value; it comes back with the broker.
+    broker.disconnect();
+    let mut lag = Some(0.0);
+    for _ in 0..500 {
+        lag = value(
+            &scrape(port).await,
+            "tidings_inbound_lag{bridge=\"orders-in\"}",
+        );
+        if lag.is_some_and(f64::is_nan) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        lag.is_some_and(f64::is_nan),
+        "lag {lag:?} with the broker gone"
+    );
+    broker.reconnect();
+    until("tidings_inbound_lag{bridge=\"orders-in\"}", 0.0).await;
     // The async listener sleeps 2 ms: its calls are timed, not just counted.
     let sum = value(
         &second,
