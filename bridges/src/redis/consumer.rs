@@ -12,7 +12,7 @@ use tidings::bridge::{Acker, Consumer, Delivery, Incoming, Lag, Outgoing, Source
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::transport::Inner;
+use super::transport::{xack, Inner};
 use super::wire::{self, Entry};
 use crate::handover;
 
@@ -143,21 +143,20 @@ impl Shared {
     /// it had taken; `None` when there were none. A failure is logged there: those entries
     /// stay pending and come again.
     fn send_acks(&self) -> Option<tokio::task::JoinHandle<Result<(), TransportError>>> {
-        let ids = {
+        let cmd = {
             let mut acks = self.acks.lock();
             if acks.is_empty() {
                 return None;
             }
-            // The next batch starts at its full size, not grown one acknowledgement at a time.
-            std::mem::replace(&mut *acks, Vec::with_capacity(self.ack_batch))
+            // The command is written from the list, which keeps its capacity for the next
+            // batch (a fresh list of a batch's size each time was a large allocation).
+            let cmd = xack(&self.stream, &self.group, &acks);
+            acks.clear();
+            cmd
         };
-        let (inner, stream, group) = (
-            Arc::clone(&self.inner),
-            self.stream.clone(),
-            self.group.clone(),
-        );
+        let inner = Arc::clone(&self.inner);
         Some(tokio::spawn(async move {
-            let sent = inner.acknowledge(&stream, &group, ids).await;
+            let sent = inner.query::<Value>(&cmd).await.map(drop);
             if let Err(error) = &sent {
                 tracing::debug!(%error, "acknowledgements not sent; those entries come again");
             }

@@ -386,25 +386,10 @@ impl Inner {
                     .and_then(|slot| slot.unsent.remove(&n))
                     .unwrap_or_default()
             };
-            let _ = inner.acknowledge(&key.0, &key.1, unsent).await;
+            if !unsent.is_empty() {
+                let _ = inner.query::<Value>(&xack(&key.0, &key.1, &unsent)).await;
+            }
         });
-    }
-
-    /// `XACK`s `ids` of `stream` for `group` in one command.
-    pub(crate) async fn acknowledge(
-        &self,
-        stream: &str,
-        group: &str,
-        ids: Vec<String>,
-    ) -> Result<(), TransportError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        // Sized up front: a batch of ids would grow its buffers a dozen times.
-        let size = 32 + stream.len() + group.len() + ids.iter().map(String::len).sum::<usize>();
-        let mut cmd = redis::Cmd::with_capacity(3 + ids.len(), size);
-        cmd.arg("XACK").arg(stream).arg(group).arg(ids);
-        self.query::<Value>(&cmd).await.map(drop)
     }
 
     /// `XADD`s `batch` in one pipeline; one result per message.
@@ -506,4 +491,13 @@ impl Transport for RedisTransport {
         self.inner.create_group(&source.name, &source.group).await?;
         Ok(RedisConsumer::start(Arc::clone(&self.inner), source))
     }
+}
+
+/// One `XACK` of `ids` of `stream` for `group`, sized up front (a batch of ids would grow its
+/// buffers a dozen times).
+pub(crate) fn xack(stream: &str, group: &str, ids: &[String]) -> redis::Cmd {
+    let size = 32 + stream.len() + group.len() + ids.iter().map(String::len).sum::<usize>();
+    let mut cmd = redis::Cmd::with_capacity(3 + ids.len(), size);
+    cmd.arg("XACK").arg(stream).arg(group).arg(ids);
+    cmd
 }
