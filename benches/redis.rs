@@ -282,6 +282,12 @@ async fn main() {
     }
     println!("\n{MESSAGES} entries per run, batches of {BATCH}, reads of up to {PREFETCH}");
     if only.is_some() {
+        // One contender ran: its figures, no ratio.
+        for (name, runs) in [("tidings", &ours), ("redis-rs", &raw)] {
+            if !runs.is_empty() {
+                report(name, runs);
+            }
+        }
         return;
     }
     let ours = report("tidings", &ours);

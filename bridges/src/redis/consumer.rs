@@ -65,6 +65,17 @@ impl std::fmt::Debug for RedisConsumer {
     }
 }
 
+/// The entries a consumer is answerable for.
+struct Book {
+    /// Entries handed out or waiting to be handed out again, and not settled: a read of the
+    /// pending entries after a reconnect skips them. Every delivery goes in and out of it, so
+    /// it hashes with foldhash, seeded at random per set: a producer can choose entry ids
+    /// (`XADD` with an explicit id) but not aim them at collisions it cannot see.
+    held: HashSet<EntryId, foldhash::fast::RandomState>,
+    /// Acknowledged entries whose `XACK` is not sent yet.
+    acks: Vec<String>,
+}
+
 /// What the reading task and the ackers share.
 struct Shared {
     inner: Arc<Inner>,
@@ -77,11 +88,9 @@ struct Shared {
     out: AtomicUsize,
     /// Nacked entries to hand out again, with their messages (delivery count raised).
     again: Mutex<VecDeque<(String, Incoming)>>,
-    /// Entries handed out or waiting to be handed out again, and not settled: a read of the
-    /// pending entries after a reconnect skips them.
-    held: Mutex<HashSet<EntryId>>,
-    /// Acknowledged entries whose `XACK` is not sent yet.
-    acks: Mutex<Vec<String>>,
+    /// What is held and what is acknowledged, under one lock: an acknowledgement moves an
+    /// entry from one to the other.
+    book: Mutex<Book>,
     /// `XACK`s sent without waiting for the reply; [`flush`](Shared::flush) waits for them.
     sending: Mutex<Vec<tokio::task::JoinHandle<Result<(), TransportError>>>>,
     /// The most deliveries out at once.
@@ -106,7 +115,7 @@ impl Drop for RedisConsumer {
         self.shared.settled.notify_one();
         self.task.abort();
         let s = &self.shared;
-        let unsent = std::mem::take(&mut *s.acks.lock());
+        let unsent = std::mem::take(&mut s.book.lock().acks);
         s.inner.release_name(&s.stream, &s.group, s.number, unsent);
     }
 }
@@ -144,13 +153,13 @@ impl Shared {
     /// stay pending and come again.
     fn send_acks(&self) -> Option<tokio::task::JoinHandle<Result<(), TransportError>>> {
         let cmd = {
-            let mut acks = self.acks.lock();
+            let acks = &mut self.book.lock().acks;
             if acks.is_empty() {
                 return None;
             }
             // The command is written from the list, which keeps its capacity for the next
             // batch (a fresh list of a batch's size each time was a large allocation).
-            let cmd = xack(&self.stream, &self.group, &acks);
+            let cmd = xack(&self.stream, &self.group, acks);
             acks.clear();
             cmd
         };
@@ -204,9 +213,11 @@ impl RedisConsumer {
             dead_letter: source.dead_letter.clone(),
             out: AtomicUsize::new(0),
             again: Mutex::new(VecDeque::new()),
-            held: Mutex::new(HashSet::new()),
-            // What the name's last consumer acknowledged goes out before anything is read.
-            acks: Mutex::new(unsent),
+            book: Mutex::new(Book {
+                held: HashSet::default(),
+                // What the name's last consumer acknowledged goes out before anything is read.
+                acks: unsent,
+            }),
             sending: Mutex::new(Vec::new()),
             prefetch,
             ack_batch: (prefetch / 4).max(1),
@@ -346,7 +357,7 @@ fn hand_out_new(
     let mut read = Vec::with_capacity(entries.len());
     for entry in entries {
         let id = EntryId::of(&entry.id);
-        if !shared.held.lock().insert(id) {
+        if !shared.book.lock().held.insert(id) {
             continue;
         }
         let count = counts.get(&entry.id).copied().unwrap_or(1);
@@ -364,7 +375,7 @@ fn hand_out_new(
 /// Hands out an entry given back, held since it was first handed out.
 fn hand_out(shared: &Arc<Shared>, tx: &Out, entry: String, message: Incoming) {
     let id = EntryId::of(&entry);
-    shared.held.lock().insert(id);
+    shared.book.lock().held.insert(id);
     let _ = tx.send(Ok(vec![delivery(shared, entry, id, message)]));
 }
 
@@ -459,7 +470,11 @@ async fn read_group(
     // A pending entry that was deleted (trimmed) meanwhile comes back without fields: it can
     // never be handled, so it is acknowledged away.
     let (gone, entries): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(Entry::is_gone);
-    shared.acks.lock().extend(gone.into_iter().map(|e| e.id));
+    shared
+        .book
+        .lock()
+        .acks
+        .extend(gone.into_iter().map(|e| e.id));
     Ok(Read { entries, counts })
 }
 
@@ -573,23 +588,44 @@ struct RedisAcker {
     settled: bool,
 }
 
+/// How a delivery's entry is settled here.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    /// Acknowledged: recorded for the next `XACK`.
+    Ack,
+    /// Given back to be handed out again: it stays held.
+    Again,
+    /// Left pending (the delivery was dropped unsettled): it comes back with this consumer's
+    /// name or by being claimed.
+    Leave,
+}
+
 impl RedisAcker {
-    /// Done with the entry here: it no longer counts against the prefetch.
-    fn settle(&mut self, held: bool) {
-        if !std::mem::replace(&mut self.settled, true) {
-            if !held {
-                self.shared.held.lock().remove(&self.id);
-            }
-            let out = self.shared.out.fetch_sub(1, Ordering::AcqRel) - 1;
-            // The reading task waits for one free slot (the caller waits with nothing left)
-            // or a quarter of the window: wake it only when this settle makes either true,
-            // not once per settle (a wake-up each costs as much as the rest of the delivery).
-            // Given back, the entry waits to be handed out again: wake it at once.
-            let room = self.shared.prefetch.saturating_sub(out);
-            if held || room == 1 || room == self.shared.ack_batch {
-                self.shared.settled.notify_one();
-            }
+    /// Done with the entry here: it no longer counts against the prefetch, and unless given
+    /// back it leaves the held set (an acknowledgement is recorded under the same lock).
+    /// Returns whether the acknowledgements recorded make a full batch.
+    fn settle(&mut self, how: Settle) -> bool {
+        if std::mem::replace(&mut self.settled, true) {
+            return false;
         }
+        let full = how != Settle::Again && {
+            let mut book = self.shared.book.lock();
+            book.held.remove(&self.id);
+            if how == Settle::Ack {
+                book.acks.push(std::mem::take(&mut self.entry));
+            }
+            how == Settle::Ack && book.acks.len() >= self.shared.ack_batch
+        };
+        let out = self.shared.out.fetch_sub(1, Ordering::AcqRel) - 1;
+        // The reading task waits for one free slot (the caller waits with nothing left) or a
+        // quarter of the window: wake it only when this settle makes either true, not once
+        // per settle (a wake-up each costs as much as the rest of the delivery). Given back,
+        // the entry waits to be handed out again: wake it at once.
+        let room = self.shared.prefetch.saturating_sub(out);
+        if how == Settle::Again || room == 1 || room == self.shared.ack_batch {
+            self.shared.settled.notify_one();
+        }
+        full
     }
 
     /// `message` is to be handed out again by this consumer, its delivery count one higher.
@@ -598,35 +634,21 @@ impl RedisAcker {
             message.delivery_count = message.delivery_count.saturating_add(1);
             let entry = std::mem::take(&mut self.entry);
             self.shared.again.lock().push_back((entry, message));
-            self.settle(true);
+            self.settle(Settle::Again);
         }
-    }
-
-    /// Records the acknowledgement; the `XACK` goes out with others (see [`RedisConsumer`]).
-    /// Returns whether a batch is full.
-    fn record_ack(&mut self) -> bool {
-        let full = {
-            let mut acks = self.shared.acks.lock();
-            acks.push(std::mem::take(&mut self.entry));
-            acks.len() >= self.shared.ack_batch
-        };
-        self.settle(false);
-        full
     }
 }
 
 impl Drop for RedisAcker {
     fn drop(&mut self) {
-        // Unsettled: the entry stays pending and comes back with this consumer's name or by
-        // being claimed.
-        self.settle(false);
+        self.settle(Settle::Leave);
     }
 }
 
 impl Acker for RedisAcker {
     /// Records the acknowledgement; it is sent with others (see [`RedisConsumer`]).
     fn ack(mut self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
-        if self.record_ack() {
+        if self.settle(Settle::Ack) {
             // Not waited for: the handler goes on while the batch is on its way.
             self.shared.send_acks_in_background();
         }
@@ -655,7 +677,7 @@ impl Acker for RedisAcker {
             };
             match self.shared.inner.add_dead_letter(out).await {
                 Ok(()) => {
-                    self.record_ack();
+                    self.settle(Settle::Ack);
                     self.shared.flush().await
                 }
                 Err(error) => {

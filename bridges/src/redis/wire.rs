@@ -237,7 +237,20 @@ fn text_of(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// What a consumer hands the bridge for `entry` of `stream`, with the entry's id.
+/// The names of the fields [`incoming`] maps, as the bytes a reply has them in.
+mod field {
+    pub(super) const ID: &[u8] = super::ID.as_bytes();
+    pub(super) const TYPE: &[u8] = super::TYPE.as_bytes();
+    pub(super) const PARTITIONKEY: &[u8] = super::PARTITIONKEY.as_bytes();
+    pub(super) const TIME: &[u8] = super::TIME.as_bytes();
+    pub(super) const DATA: &[u8] = super::DATA.as_bytes();
+    pub(super) const SOURCE: &[u8] = super::SOURCE.as_bytes();
+    pub(super) const SPECVERSION: &[u8] = super::SPECVERSION.as_bytes();
+    pub(super) const DATACONTENTTYPE: &[u8] = super::DATACONTENTTYPE.as_bytes();
+}
+
+/// What a consumer hands the bridge for `entry` of `stream`, with the entry's id. Field names
+/// are matched as the bytes the reply has (only a header's name is turned into text).
 pub(crate) fn incoming(stream: &str, entry: Entry, delivery_count: u32) -> (String, Incoming) {
     let mut out = Incoming {
         id: None,
@@ -255,7 +268,7 @@ pub(crate) fn incoming(stream: &str, entry: Entry, delivery_count: u32) -> (Stri
         let (Some(name), Some(value)) = (bytes(name), bytes(value)) else {
             continue;
         };
-        if name == DATA.as_bytes() {
+        if name == field::DATA {
             out.payload = Bytes::from(value);
             continue;
         }
@@ -264,26 +277,24 @@ pub(crate) fn incoming(stream: &str, entry: Entry, delivery_count: u32) -> (Stri
             dropped += 1;
             continue;
         }
-        // The CloudEvents fields an `Incoming` has no place for are skipped undecoded.
-        if [SOURCE, SPECVERSION, DATACONTENTTYPE]
-            .iter()
-            .any(|f| f.as_bytes() == name.as_slice())
-        {
-            continue;
-        }
-        let name = text_of(name);
-        let value = text_of(value);
-        match name.as_str() {
-            ID => out.id = Some(value),
-            TYPE => out.name = Some(value),
-            PARTITIONKEY => out.key = Some(value),
-            TIME => out.time = humantime::parse_rfc3339_weak(&value).ok(),
+        match name.as_slice() {
+            field::ID => out.id = Some(text_of(value)),
+            field::TYPE => out.name = Some(text_of(value)),
+            field::PARTITIONKEY => out.key = Some(text_of(value)),
+            field::TIME => {
+                out.time = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+            }
+            // The CloudEvents fields an `Incoming` has no place for are skipped undecoded.
+            field::SOURCE | field::SPECVERSION | field::DATACONTENTTYPE => {}
             _ => {
-                let name = name
-                    .strip_prefix(HEADER_PREFIX)
-                    .filter(|n| RESERVED.contains(n))
-                    .map_or(name.clone(), str::to_owned);
-                out.headers.insert(name, value);
+                let name = text_of(name);
+                let name = match name.strip_prefix(HEADER_PREFIX) {
+                    Some(reserved) if RESERVED.contains(&reserved) => reserved.to_owned(),
+                    _ => name,
+                };
+                out.headers.insert(name, text_of(value));
             }
         }
     }
