@@ -159,7 +159,8 @@ pub struct AmqpConsumer {
     link: tokio::sync::watch::Receiver<Option<Arc<Live>>>,
     consumer: lapin::Consumer,
     _channel: lapin::Channel,
-    origin: String,
+    /// The queue, shared by the messages it delivers.
+    origin: Arc<str>,
     /// The queue is a quorum queue (declared through this transport), whose
     /// `x-delivery-count` the broker maintains; on other queues a producer could set it.
     trust_delivery_count: bool,
@@ -200,7 +201,7 @@ impl AmqpConsumer {
             generation,
             consumer,
             _channel: channel,
-            origin: queue,
+            origin: queue.into(),
             trust_delivery_count: queue_args.as_ref().is_some_and(QueueArgs::is_quorum),
             settling: Arc::new(Settling {
                 own_dead_letter_exchange: queue_args
@@ -223,7 +224,7 @@ impl AmqpConsumer {
         let payload = Bytes::from(std::mem::take(&mut delivery.data));
         let message = wire::incoming(
             &delivery,
-            &self.origin,
+            Arc::clone(&self.origin),
             payload.clone(),
             self.trust_delivery_count,
         );
@@ -334,7 +335,7 @@ impl Consumer for AmqpConsumer {
             Some(Err(error)) => Some(Err(TransportError::Disconnected(error.to_string()))),
             None => {
                 tracing::warn!(
-                    queue = self.origin,
+                    queue = &*self.origin,
                     "the consumer was cancelled (queue deleted or channel closed)"
                 );
                 None

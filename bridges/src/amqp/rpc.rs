@@ -327,7 +327,7 @@ where
         .and_then(|r| ShortString::try_new(r.as_str()).ok())
     else {
         tracing::warn!(
-            queue = delivery.message.origin,
+            queue = &*delivery.message.origin,
             "a request without reply_to; dropped"
         );
         let _ = delivery.ack().await;

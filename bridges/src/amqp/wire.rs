@@ -1,6 +1,7 @@
 //! Envelopes to AMQP properties and back (the table in the [module docs](super)).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -138,7 +139,7 @@ fn integer(value: &AMQPValue) -> Option<i64> {
 /// header a producer wrote (on a classic queue `x-delivery-count` is just a header).
 pub(crate) fn incoming(
     delivery: &LapinDelivery,
-    origin: &str,
+    origin: impl Into<Arc<str>>,
     payload: Bytes,
     trust_delivery_count: bool,
 ) -> Incoming {
@@ -193,7 +194,7 @@ pub(crate) fn incoming(
         time: time.filter(|t| *t <= SystemTime::now() + Duration::from_secs(86_400 * 365)),
         headers,
         delivery_count,
-        origin: origin.to_owned(),
+        origin: origin.into(),
         payload,
     }
 }

@@ -80,7 +80,7 @@ pub(crate) fn incoming(message: &BorrowedMessage<'_>) -> Incoming {
         time: None,
         headers: BTreeMap::new(),
         delivery_count: 1,
-        origin: message.topic().to_owned(),
+        origin: message.topic().into(),
         payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
     };
     // A producer that sets no `ce_time` (kafkajs) still stamps the message.

@@ -80,6 +80,8 @@ struct Book {
 struct Shared {
     inner: Arc<Inner>,
     stream: String,
+    /// The stream, shared by the messages read from it.
+    origin: Arc<str>,
     group: String,
     name: String,
     number: usize,
@@ -207,6 +209,7 @@ impl RedisConsumer {
         let shared = Arc::new(Shared {
             inner,
             stream: source.name.clone(),
+            origin: source.name.as_str().into(),
             group: source.group.clone(),
             name,
             number,
@@ -361,7 +364,7 @@ fn hand_out_new(
             continue;
         }
         let count = counts.get(&entry.id).copied().unwrap_or(1);
-        let (entry, message) = wire::incoming(&shared.stream, entry, count);
+        let (entry, message) = wire::incoming(Arc::clone(&shared.origin), entry, count);
         read.push(delivery(shared, entry, id, message));
     }
     let handed = read.len();

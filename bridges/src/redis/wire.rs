@@ -7,6 +7,7 @@
 //! limit applies to it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use redis::Value;
@@ -251,7 +252,13 @@ mod field {
 
 /// What a consumer hands the bridge for `entry` of `stream`, with the entry's id. Field names
 /// are matched as the bytes the reply has (only a header's name is turned into text).
-pub(crate) fn incoming(stream: &str, entry: Entry, delivery_count: u32) -> (String, Incoming) {
+pub(crate) fn incoming(
+    stream: impl Into<Arc<str>>,
+    entry: Entry,
+    delivery_count: u32,
+) -> (String, Incoming) {
+    let origin = stream.into();
+    let stream = &*origin;
     let mut out = Incoming {
         id: None,
         name: None,
@@ -259,7 +266,7 @@ pub(crate) fn incoming(stream: &str, entry: Entry, delivery_count: u32) -> (Stri
         time: None,
         headers: BTreeMap::new(),
         delivery_count: delivery_count.max(1),
-        origin: stream.to_owned(),
+        origin: Arc::clone(&origin),
         payload: Bytes::new(),
     };
     let (mut dropped, mut size) = (0usize, 0usize);

@@ -32,6 +32,7 @@
 //! bridge then uses the event type bound to its source.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -130,15 +131,16 @@ pub struct Incoming {
     pub headers: BTreeMap<String, String>,
     /// How many times the transport has delivered it, this time included (at least 1).
     pub delivery_count: u32,
-    /// The queue, topic or stream it came from.
-    pub origin: String,
+    /// The queue, topic or stream it came from: shared by the messages of one consumer (a
+    /// reference count, not a copy per message).
+    pub origin: Arc<str>,
     /// The raw payload.
     pub payload: Bytes,
 }
 
 impl Incoming {
     /// What a consumer would receive for `envelope` from `origin` on its first delivery.
-    pub fn from_envelope(envelope: &Envelope, origin: impl Into<String>) -> Self {
+    pub fn from_envelope(envelope: &Envelope, origin: impl Into<Arc<str>>) -> Self {
         Incoming {
             id: Some(envelope.id.clone()),
             name: (!envelope.name.is_empty()).then(|| envelope.name.clone()),
@@ -174,7 +176,7 @@ mod tests {
         assert_eq!(incoming.name, None);
         assert_eq!(incoming.key.as_deref(), Some("k"));
         assert_eq!(incoming.headers["h"], "v");
-        assert_eq!(incoming.origin, "orders");
+        assert_eq!(&*incoming.origin, "orders");
         assert_eq!(incoming.delivery_count, 1);
     }
 }

@@ -473,7 +473,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
             "tidings.consume",
             event = message.name.as_deref().or(self.config.default_event),
             id = message.id.as_deref(),
-            origin = message.origin,
+            origin = &*message.origin,
             delivery = message.delivery_count,
         );
         self.process(delivery).instrument(span).await;

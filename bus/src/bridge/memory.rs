@@ -421,7 +421,7 @@ impl Acker for MemoryAcker {
                 id: message.id.unwrap_or_else(super::envelope::new_id),
                 name: message.name.unwrap_or_default(),
                 key: message.key,
-                source: message.origin,
+                source: message.origin.to_string(),
                 time: message.time.unwrap_or_else(std::time::SystemTime::now),
                 content_type: "application/json".to_owned(),
                 headers,

@@ -277,7 +277,7 @@ impl Delivery {
         let mut headers = self.message.headers.clone();
         headers.insert(REASON_HEADER.to_owned(), reason.to_owned());
         headers.insert(ATTEMPTS_HEADER.to_owned(), attempts.to_string());
-        headers.insert(ORIGIN_HEADER.to_owned(), self.message.origin.clone());
+        headers.insert(ORIGIN_HEADER.to_owned(), self.message.origin.to_string());
         self.acker.dead_letter(self.message, headers).await
     }
 }
