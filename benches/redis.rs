@@ -267,7 +267,12 @@ async fn main() {
     // `PROFILE=tidings` or `PROFILE=redis-rs` runs one contender alone, for a profiler.
     let only = std::env::var("PROFILE").ok();
     let runs = |name: &str| only.as_deref().is_none_or(|o| o == name);
-    for round in 0..ROUNDS {
+    // `ROUNDS=n` runs n rounds instead (one, under callgrind).
+    let rounds = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(ROUNDS);
+    for round in 0..rounds {
         if runs("tidings") {
             let name = stream();
             ours.push(measure(tidings_round(&t, &name)).await);
@@ -278,7 +283,7 @@ async fn main() {
             raw.push(measure(raw_round(&client, &name)).await);
             t.delete_streams(&[&name]).await.expect("delete");
         }
-        println!("round {} of {ROUNDS} done", round + 1);
+        println!("round {} of {rounds} done", round + 1);
     }
     println!("\n{MESSAGES} entries per run, batches of {BATCH}, reads of up to {PREFETCH}");
     if only.is_some() {
