@@ -555,7 +555,7 @@ impl<S: EventSet> Bus<S> {
     async fn wait_for(&self, started: Waited<'_>) -> Result<usize, HandlingError> {
         let (deliver, tracker) = started?;
         let reached = deliver.await;
-        tracker.finish();
+        tracker.finish_emitting();
         let failures = tracker.wait().await;
         if failures.is_empty() {
             Ok(reached)

@@ -45,6 +45,12 @@ impl Tracker {
         }
     }
 
+    /// Releases the emitter's own count. Only the emitter waits, and not yet, so nobody is
+    /// woken (`finish` would take the notifier's lock for no waiter, once per event).
+    pub(crate) fn finish_emitting(&self) {
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Waits until every count is released; returns the failures.
     pub(crate) async fn wait(&self) -> Vec<DeliveryError> {
         loop {
