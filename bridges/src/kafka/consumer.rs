@@ -403,6 +403,8 @@ fn commit(consumer: &BaseConsumer<ConsumerCtx>) {
 /// Where a consumer's messages come from and where dead letters go.
 struct Origin {
     inner: Arc<Inner>,
+    /// The topic subscribed to, shared by the messages read from it.
+    topic: Arc<str>,
     dead_letter: String,
 }
 
@@ -437,6 +439,7 @@ impl KafkaConsumer {
         let (tx, deliveries) = handover::channel();
         let origin = Arc::new(Origin {
             inner,
+            topic: source.name.as_str().into(),
             dead_letter: source.dead_letter.clone(),
         });
         let prefetch = source.prefetch.max(1);
@@ -517,7 +520,7 @@ fn run(
         loop {
             match consumer.poll(wait) {
                 Some(Ok(m)) => {
-                    let incoming = wire::incoming(&m);
+                    let incoming = wire::incoming(&m, &origin.topic);
                     let mut state = ctx.state.lock();
                     let mark = state.received(m.partition(), m.offset());
                     if state.out < prefetch && state.waiting.is_empty() {

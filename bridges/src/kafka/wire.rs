@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -69,8 +70,9 @@ fn text<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     }
 }
 
-/// What a consumer hands the bridge for `message`, first delivered.
-pub(crate) fn incoming(message: &BorrowedMessage<'_>) -> Incoming {
+/// What a consumer hands the bridge for `message`, first delivered; its origin is `topic`
+/// (shared, not copied) when the message came from it.
+pub(crate) fn incoming(message: &BorrowedMessage<'_>, topic: &Arc<str>) -> Incoming {
     let mut out = Incoming {
         id: None,
         name: None,
@@ -80,7 +82,11 @@ pub(crate) fn incoming(message: &BorrowedMessage<'_>) -> Incoming {
         time: None,
         headers: BTreeMap::new(),
         delivery_count: 1,
-        origin: message.topic().into(),
+        origin: if message.topic() == &**topic {
+            Arc::clone(topic)
+        } else {
+            message.topic().into()
+        },
         payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
     };
     // A producer that sets no `ce_time` (kafkajs) still stamps the message.

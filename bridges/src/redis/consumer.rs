@@ -79,9 +79,8 @@ struct Book {
 /// What the reading task and the ackers share.
 struct Shared {
     inner: Arc<Inner>,
-    stream: String,
     /// The stream, shared by the messages read from it.
-    origin: Arc<str>,
+    stream: Arc<str>,
     group: String,
     name: String,
     number: usize,
@@ -208,8 +207,7 @@ impl RedisConsumer {
         let prefetch = source.prefetch.max(1);
         let shared = Arc::new(Shared {
             inner,
-            stream: source.name.clone(),
-            origin: source.name.as_str().into(),
+            stream: source.name.as_str().into(),
             group: source.group.clone(),
             name,
             number,
@@ -295,7 +293,7 @@ async fn read(shared: Arc<Shared>, tx: Out) {
                 Err(error) => {
                     failures += 1;
                     let delay = config.reconnect.jittered(failures);
-                    tracing::debug!(stream = shared.stream, %error, ?delay, "reconnecting");
+                    tracing::debug!(stream = &*shared.stream, %error, ?delay, "reconnecting");
                     tokio::time::sleep(delay).await;
                     continue;
                 }
@@ -338,7 +336,7 @@ async fn read(shared: Arc<Shared>, tx: Out) {
                     let _ = tx.send(Err(error));
                     return;
                 }
-                tracing::debug!(stream = shared.stream, %error, "read failed; reconnecting");
+                tracing::debug!(stream = &*shared.stream, %error, "read failed; reconnecting");
                 connection = None;
                 shared.lag.set(None);
                 failures += 1;
@@ -364,7 +362,7 @@ fn hand_out_new(
             continue;
         }
         let count = counts.get(&entry.id).copied().unwrap_or(1);
-        let (entry, message) = wire::incoming(Arc::clone(&shared.origin), entry, count);
+        let (entry, message) = wire::incoming(Arc::clone(&shared.stream), entry, count);
         read.push(delivery(shared, entry, id, message));
     }
     let handed = read.len();
@@ -450,7 +448,7 @@ async fn read_group(
             ">".to_owned()
         }
     };
-    cmd.arg("STREAMS").arg(&shared.stream).arg(&from);
+    cmd.arg("STREAMS").arg(&*shared.stream).arg(&from);
     let reply = run(shared, conn, &cmd).await?;
     if matches!(reply, Value::Nil) {
         return Ok(Read::default());
@@ -494,12 +492,12 @@ struct Read {
 async fn measure_lag(shared: &Shared) {
     let cmd = redis::cmd("XINFO")
         .arg("GROUPS")
-        .arg(&shared.stream)
+        .arg(&*shared.stream)
         .to_owned();
     let lag = match shared.inner.query::<Value>(&cmd).await {
         Ok(reply) => wire::group_lag(reply, &shared.group),
         Err(error) => {
-            tracing::debug!(stream = shared.stream, %error, "XINFO GROUPS failed");
+            tracing::debug!(stream = &*shared.stream, %error, "XINFO GROUPS failed");
             None
         }
     };
@@ -514,7 +512,7 @@ async fn claim(
 ) -> Result<Read, TransportError> {
     let idle = u64::try_from(shared.inner.config.claim_idle.as_millis()).unwrap_or(u64::MAX);
     let cmd = redis::cmd("XAUTOCLAIM")
-        .arg(&shared.stream)
+        .arg(&*shared.stream)
         .arg(&shared.group)
         .arg(&shared.name)
         .arg(idle)
@@ -535,7 +533,7 @@ async fn claim(
         return Ok(Read::default());
     }
     tracing::info!(
-        stream = shared.stream,
+        stream = &*shared.stream,
         group = shared.group,
         claimed = entries.len(),
         "took over entries another consumer left pending"
@@ -555,7 +553,7 @@ async fn pending_counts(
         return Ok(HashMap::new());
     };
     let cmd = redis::cmd("XPENDING")
-        .arg(&shared.stream)
+        .arg(&*shared.stream)
         .arg(&shared.group)
         .arg(&first.id)
         .arg(&last.id)

@@ -252,13 +252,7 @@ mod field {
 
 /// What a consumer hands the bridge for `entry` of `stream`, with the entry's id. Field names
 /// are matched as the bytes the reply has (only a header's name is turned into text).
-pub(crate) fn incoming(
-    stream: impl Into<Arc<str>>,
-    entry: Entry,
-    delivery_count: u32,
-) -> (String, Incoming) {
-    let origin = stream.into();
-    let stream = &*origin;
+pub(crate) fn incoming(stream: Arc<str>, entry: Entry, delivery_count: u32) -> (String, Incoming) {
     let mut out = Incoming {
         id: None,
         name: None,
@@ -266,7 +260,7 @@ pub(crate) fn incoming(
         time: None,
         headers: BTreeMap::new(),
         delivery_count: delivery_count.max(1),
-        origin: Arc::clone(&origin),
+        origin: stream,
         payload: Bytes::new(),
     };
     let (mut dropped, mut size) = (0usize, 0usize);
@@ -308,11 +302,11 @@ pub(crate) fn incoming(
     // An entry a plain `XADD stream * data ...` wrote has no id field: its entry id is unique
     // in the stream, so it serves for deduplication.
     if out.id.is_none() {
-        out.id = Some(format!("{stream}/{}", entry.id));
+        out.id = Some(format!("{}/{}", out.origin, entry.id));
     }
     if dropped > 0 {
         tracing::warn!(
-            stream,
+            stream = &*out.origin,
             entry = entry.id,
             dropped,
             "fields dropped from an incoming entry (over the limits)"
@@ -361,7 +355,7 @@ mod tests {
             .with_key("u1")
             .with_header("x-trace", "abc")
             .with_header("data", "not the payload");
-        let (_, got) = incoming("users", Entry::new("1-0", fields_of(&envelope)), 1);
+        let (_, got) = incoming("users".into(), Entry::new("1-0", fields_of(&envelope)), 1);
         assert_eq!(got.id.as_deref(), Some(envelope.id.as_str()));
         assert_eq!(got.name.as_deref(), Some("user.created"));
         assert_eq!(got.key.as_deref(), Some("u1"));
@@ -440,7 +434,7 @@ mod tests {
             .flat_map(|i| [bulk(&format!("f{i}")), bulk("xxxxxxxxxx")])
             .collect();
         fields.extend([bulk("data"), bulk("{}")]);
-        let (id, got) = incoming("s", Entry::new("1-0", fields), 1);
+        let (id, got) = incoming("s".into(), Entry::new("1-0", fields), 1);
         assert_eq!(id, "1-0");
         assert_eq!(got.headers.len(), MAX_FIELDS + 1);
         assert_eq!(
@@ -460,7 +454,7 @@ mod tests {
         envelope
             .headers
             .insert("x-tidings-reason".into(), "why".into());
-        let (_, got) = incoming("s", Entry::new("1-0", fields_of(&envelope)), 1);
+        let (_, got) = incoming("s".into(), Entry::new("1-0", fields_of(&envelope)), 1);
         assert_eq!(got.headers["x-tidings-reason"], "why");
         assert!(got.headers.contains_key(DROPPED_HEADERS));
     }

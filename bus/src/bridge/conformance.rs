@@ -177,14 +177,22 @@ async fn declared<H: Harness>(h: &H, transport: &H::Transport, prefix: &str) -> 
     source
 }
 
-/// Payload, id, name, key and headers arrive intact.
+/// Payload, id, name, key and headers arrive intact; the messages of one consumer share their
+/// origin rather than each carrying a copy.
 pub async fn round_trip<H: Harness>(h: &H) {
     let t = h.connect().await;
     let source = declared(h, &t, "round-trip").await;
     let sent = ping(1, "k1").with_header("x-trace", "abc-123");
-    publish_all(&t, &source.name, vec![sent.clone()]).await;
+    publish_all(&t, &source.name, vec![sent.clone(), ping(2, "k1")]).await;
     let mut consumer = t.consume(&source).await.expect("consume");
     let got = next(&mut consumer).await;
+    let second = next(&mut consumer).await;
+    assert!(!got.message.origin.is_empty());
+    assert!(
+        Arc::ptr_eq(&got.message.origin, &second.message.origin),
+        "one consumer's messages share their origin"
+    );
+    second.ack().await.expect("ack");
     let m = &got.message;
     assert_eq!(m.payload, sent.payload);
     assert_eq!(m.id.as_deref(), Some(sent.id.as_str()));

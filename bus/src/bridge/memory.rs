@@ -67,7 +67,8 @@ struct State {
 }
 
 struct Group {
-    source: String,
+    /// The source's name, shared by every message queued for it.
+    source: Arc<str>,
     group: String,
     pattern: Pattern,
     dead_letter: String,
@@ -114,7 +115,7 @@ impl State {
     fn group_mut(&mut self, source: &str, group: &str) -> Option<&mut Group> {
         self.groups
             .iter_mut()
-            .find(|g| g.source == source && g.group == group)
+            .find(|g| &*g.source == source && g.group == group)
     }
 
     fn declare(
@@ -129,7 +130,7 @@ impl State {
         let pattern = Pattern::parse(source)
             .map_err(|e| TransportError::Rejected(format!("invalid source: {e}")))?;
         self.groups.push(Group {
-            source: source.to_owned(),
+            source: source.into(),
             group: group.to_owned(),
             pattern,
             dead_letter: dead_letter.to_owned(),
@@ -150,7 +151,7 @@ impl State {
             .filter(|g| g.pattern.matches(destination))
         {
             g.ready
-                .push_back(Incoming::from_envelope(envelope, g.source.clone()));
+                .push_back(Incoming::from_envelope(envelope, Arc::clone(&g.source)));
             g.count_ready();
             routed = true;
         }
