@@ -140,9 +140,9 @@ fn counters(prefix: &str, label: &'static str, name: &str, values: &[(&str, u64)
     }
 }
 
-fn gauges(prefix: &str, label: &'static str, name: &str, values: &[(&str, u64)]) {
+fn gauges(prefix: &str, label: &'static str, name: &str, values: &[(&str, f64)]) {
     for (what, value) in values {
-        metrics::gauge!(format!("{prefix}_{what}"), label => name.to_owned()).set(*value as f64);
+        metrics::gauge!(format!("{prefix}_{what}"), label => name.to_owned()).set(*value);
     }
 }
 
@@ -180,7 +180,7 @@ impl Reporter {
                     ("rejected", s.rejected),
                 ],
             );
-            gauges("tidings_bus", "bus", &name, &[("queued", s.queued)]);
+            gauges("tidings_bus", "bus", &name, &[("queued", s.queued as f64)]);
         }));
         self
     }
@@ -212,7 +212,10 @@ impl Reporter {
                 "tidings_outbound",
                 "bridge",
                 &name,
-                &[("in_flight", s.in_flight), ("buffered", s.buffered)],
+                &[
+                    ("in_flight", s.in_flight as f64),
+                    ("buffered", s.buffered as f64),
+                ],
             );
         }));
         self
@@ -241,7 +244,7 @@ impl Reporter {
             // Not a number while the lag is unknown (no consumer, or the broker cannot be
             // reached): the last value measured would claim a lag nobody knows now.
             let lag = s.lag.map_or(f64::NAN, |lag| lag as f64);
-            metrics::gauge!("tidings_inbound_lag", "bridge" => name.clone()).set(lag);
+            gauges("tidings_inbound", "bridge", &name, &[("lag", lag)]);
         }));
         self
     }
@@ -255,7 +258,7 @@ impl Reporter {
                 "tidings",
                 "system",
                 &name,
-                &[("actors", system.len() as u64)],
+                &[("actors", system.len() as f64)],
             );
             counters(
                 "tidings_actor",
