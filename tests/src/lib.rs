@@ -776,6 +776,24 @@ pub mod redis {
     /// The server of the development and CI machines.
     pub const URL: &str = "redis://127.0.0.1:6379";
 
+    /// A transport on [`URL`] with the default settings.
+    pub async fn transport() -> RedisTransport {
+        connected(RedisTransport::builder(URL)).await
+    }
+
+    /// A transport on [`URL`] whose reads block 50 ms, so empty reads (and the lag measure,
+    /// once per block time) come round quickly.
+    pub async fn quick_transport() -> RedisTransport {
+        connected(RedisTransport::builder(URL).block(std::time::Duration::from_millis(50))).await
+    }
+
+    async fn connected(builder: tidings_bridges::redis::RedisBuilder) -> RedisTransport {
+        builder
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("Redis must run on 127.0.0.1:6379: {e}"))
+    }
+
     /// A transport that logs in as the ACL user `user` (created with every right the first
     /// time), so [`kill_clients`] can cut exactly its connections.
     pub async fn connect(user: &str) -> RedisTransport {
@@ -792,10 +810,10 @@ pub mod redis {
             .query_async(&mut admin)
             .await
             .expect("ACL SETUSER");
-        RedisTransport::builder(&format!("redis://{user}:{password}@127.0.0.1:6379"))
-            .connect()
-            .await
-            .unwrap_or_else(|e| panic!("Redis must run on 127.0.0.1:6379: {e}"))
+        connected(RedisTransport::builder(&format!(
+            "redis://{user}:{password}@127.0.0.1:6379"
+        )))
+        .await
     }
 
     /// A plain connection for the tests' own commands.

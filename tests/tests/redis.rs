@@ -250,13 +250,8 @@ async fn a_caller_holding_most_of_its_window_gets_the_last_slot() {
     use std::time::Duration;
 
     use tidings::bridge::{Consumer, Transport};
-    use tidings_tests::redis::URL;
 
-    let t = RedisTransport::builder(URL)
-        .block(Duration::from_millis(50))
-        .connect()
-        .await
-        .expect("connect");
+    let t = tidings_tests::redis::quick_transport().await;
     let source = Source::new(unique("window")).prefetch(8);
     t.declare(&source).await.expect("declare");
     tidings_tests::publish_numbered(&t, &source.name, 0..7).await;
@@ -293,12 +288,9 @@ async fn every_acknowledgement_has_reached_redis_once_close_returns() {
     use std::time::Duration;
 
     use tidings::bridge::{Consumer, Transport};
-    use tidings_tests::redis::{URL, admin};
+    use tidings_tests::redis::admin;
 
-    let t = RedisTransport::builder(URL)
-        .connect()
-        .await
-        .expect("connect");
+    let t = tidings_tests::redis::transport().await;
     let source = Source::new(unique("settled")).prefetch(8);
     t.declare(&source).await.expect("declare");
     tidings_tests::publish_numbered(&t, &source.name, 0..196).await;
@@ -337,13 +329,9 @@ async fn a_read_redis_refuses_reaches_the_caller_as_an_error() {
     use std::time::Duration;
 
     use tidings::bridge::{Consumer, Transport, TransportError};
-    use tidings_tests::redis::{URL, admin};
+    use tidings_tests::redis::admin;
 
-    let t = RedisTransport::builder(URL)
-        .block(Duration::from_millis(50))
-        .connect()
-        .await
-        .expect("connect");
+    let t = tidings_tests::redis::quick_transport().await;
     let source = Source::new(unique("refused"));
     t.declare(&source).await.expect("declare");
     let mut consumer = t.consume(&source).await.expect("consume");
@@ -372,15 +360,7 @@ async fn a_read_redis_refuses_reaches_the_caller_as_an_error() {
 /// member has read yet, falling as it reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_reports_its_groups_lag() {
-    use std::time::Duration;
-
-    use tidings_tests::redis::URL;
-
-    let t = RedisTransport::builder(URL)
-        .block(Duration::from_millis(50))
-        .connect()
-        .await
-        .expect("connect");
+    let t = tidings_tests::redis::quick_transport().await;
     let source = Source::new(unique("lag"));
     tidings_tests::lag_follows_what_is_read(&t, &source).await;
     cleanup(&source).await;
@@ -394,12 +374,9 @@ async fn a_trimmed_entry_is_still_redelivered_and_dead_lettered() {
     use std::time::Duration;
 
     use tidings::bridge::{Consumer, Envelope, Outgoing, Transport};
-    use tidings_tests::redis::{URL, admin};
+    use tidings_tests::redis::admin;
 
-    let t = RedisTransport::builder(URL)
-        .connect()
-        .await
-        .expect("connect");
+    let t = tidings_tests::redis::transport().await;
     let source = Source::new(unique("trimmed"));
     t.declare(&source).await.expect("declare");
     let sent = Outgoing {

@@ -22,17 +22,10 @@ fn node(dir: &std::path::Path, args: &[&str]) -> Command {
     tidings_tests::node_script(dir, "redis_interop.js", args)
 }
 
-async fn transport() -> tidings_bridges::redis::RedisTransport {
-    tidings_bridges::redis::RedisTransport::builder(URL)
-        .connect()
-        .await
-        .expect("Redis on 127.0.0.1:6379")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ioredis_producer_feeds_an_inbound_bridge() {
     let dir = node_project("ioredis").await;
-    let t = transport().await;
+    let t = tidings_tests::redis::transport().await;
     let source = Source::new(unique("from-node"));
     t.declare(&source).await.expect("declare");
     let bus = Bus::<Events>::new();
@@ -71,7 +64,7 @@ async fn an_ioredis_producer_feeds_an_inbound_bridge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ioredis_consumer_reads_an_outbound_bridge() {
     let dir = node_project("ioredis").await;
-    let t = transport().await;
+    let t = tidings_tests::redis::transport().await;
     let stream = unique("to-node");
     let mut child = node(&dir, &["consume", URL, &stream, "node-readers", "3"])
         .stdout(Stdio::piped())

@@ -156,10 +156,7 @@ async fn child_consumer() {
     let Ok(stream) = std::env::var("TIDINGS_REDIS_CHILD") else {
         return; // Only runs as the child.
     };
-    let t = RedisTransport::builder(URL)
-        .connect()
-        .await
-        .expect("connect");
+    let t = tidings_tests::redis::transport().await;
     let mut consumer = t
         .consume(&Source::new(stream).group("held").prefetch(10))
         .await
@@ -234,10 +231,7 @@ async fn two_replicas_sharing_redis_dedup_handle_each_of_10000_duplicated_messag
     const N: u64 = 10_000;
     let stream = unique("dedup");
     let source = Source::new(stream.clone()).group("replicas").prefetch(64);
-    let t = RedisTransport::builder(URL)
-        .connect()
-        .await
-        .expect("connect");
+    let t = tidings_tests::redis::transport().await;
     t.declare(&source).await.expect("declare");
     let handled: Arc<Mutex<HashMap<u64, usize>>> = Arc::default();
     let prefix = unique("seen");
