@@ -49,6 +49,19 @@ pub trait Codec: Send + Sync + 'static {
 }
 
 /// The JSON codec (`application/json`), backed by `serde_json`.
+///
+/// ## Numbers
+///
+/// Every finite `f64` is read back bit for bit, whether tidings wrote it or another program
+/// did (Node's `JSON.stringify` writes the shortest digits that name the double; so does
+/// tidings): the crate turns on `serde_json`'s exact float parsing itself rather than rely on
+/// another crate of the build doing so. Two differences with JavaScript remain, both on the
+/// JavaScript side: `JSON.stringify(-0)` writes `0`, so a negative zero from Node arrives as
+/// `0.0`; and JavaScript holds every number as a double, so an integer beyond ±(2^53 − 1)
+/// that tidings writes exactly (`u64`, `i64`) reaches Node rounded to the nearest double, and
+/// one Node writes arrives as the shortest digits of its double padded with zeros (2^60 + 1
+/// as `1152921504606847000`). Send such integers as strings when a JavaScript peer must read
+/// them exactly.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Json;
 
@@ -147,6 +160,58 @@ mod tests {
         };
         assert_eq!(name.chars().count(), 129);
         assert!(name.ends_with('…'));
+    }
+
+    use proptest::prelude::*;
+
+    /// Decodes the number written as `text`.
+    fn read(text: &str) -> f64 {
+        Json.decode::<f64>(text.as_bytes())
+            .unwrap_or_else(|e| panic!("`{text}` did not decode: {e}"))
+    }
+
+    #[test]
+    fn doubles_written_by_node_are_read_exactly() {
+        // `JSON.stringify(n * 0.1)` and friends in Node; each was misread by one unit in the
+        // last place without exact float parsing.
+        for (text, bits) in [
+            ("1.4000000000000001", 0x3ff6_6666_6666_6667_u64),
+            ("0.30000000000000004", 0x3fd3_3333_3333_3334),
+            ("2.7755575615628914e-17", 0x3c80_0000_0000_0000),
+            ("5e-324", 1),
+            ("2.225073858507201e-308", 0x000f_ffff_ffff_ffff),
+            ("1.7976931348623157e+308", 0x7fef_ffff_ffff_ffff),
+            ("-0.0", 0x8000_0000_0000_0000),
+        ] {
+            assert_eq!(read(text).to_bits(), bits, "{text}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        /// Any finite double, written as tidings writes it (the shortest digits) or with all
+        /// 17 significant digits, is read back bit for bit.
+        #[test]
+        fn every_finite_double_is_read_back_exactly(bits in any::<u64>()) {
+            let x = f64::from_bits(bits);
+            prop_assume!(x.is_finite());
+            let written = Json.encode(&x).expect("a finite double encodes");
+            let back: f64 = Json.decode(&written).expect("decodes");
+            prop_assert_eq!(back.to_bits(), bits, "{}", String::from_utf8_lossy(&written));
+            let long = format!("{x:.16e}");
+            prop_assert_eq!(read(&long).to_bits(), bits, "{}", long);
+        }
+
+        /// Tenths and thirds, the doubles a Node service computes most (`n * 0.1`, `n / 3`).
+        #[test]
+        fn tenths_and_thirds_are_read_back_exactly(n in 0u32..1_000_000) {
+            for x in [f64::from(n) * 0.1, f64::from(n) / 3.0] {
+                let written = Json.encode(&x).expect("encodes");
+                let back: f64 = Json.decode(&written).expect("decodes");
+                prop_assert_eq!(back.to_bits(), x.to_bits());
+            }
+        }
     }
 
     #[test]

@@ -346,6 +346,10 @@ pub async fn lag_follows_what_is_read<T: tidings::bridge::Transport>(
     consumer.close().await;
 }
 
+/// Numbers shared with Node, for the `*_numbers` suites.
+#[cfg(any(feature = "amqp", feature = "kafka", feature = "redis"))]
+pub mod numbers;
+
 /// TLS in front of the local servers (features `amqp`, `redis`).
 #[cfg(any(feature = "amqp", feature = "redis"))]
 pub mod tls {
