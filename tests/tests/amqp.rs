@@ -437,6 +437,21 @@ async fn failover_skips_a_dead_broker_and_passwords_stay_out_of_errors() {
 }
 
 #[tokio::test]
+async fn a_host_name_that_does_not_resolve_is_reported_as_such() {
+    let error = AmqpTransport::builder("amqp://guest:guest@no-such-host.invalid:5672/%2f")
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .expect_err("no such host");
+    let text = error.to_string();
+    assert!(
+        text.contains("the host name `no-such-host.invalid` did not resolve"),
+        "{text}"
+    );
+    assert!(!text.contains("reset by peer"), "{text}");
+}
+
+#[tokio::test]
 async fn close_waits_for_confirms_and_later_publishes_fail_fast() {
     let (t, source) = declared(Source::new(unique("close"))).await;
     let publisher = {

@@ -22,6 +22,7 @@ use lapin::options::ConfirmSelectOptions;
 use lapin::options::ExchangeDeclareOptions;
 use lapin::tcp::OwnedTLSConfig;
 use lapin::types::FieldTable;
+use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use parking_lot::Mutex;
@@ -348,6 +349,7 @@ async fn open(shared: &LinkState, url: &BrokerUrl, generation: u64) -> Result<Ar
     uri.query.heartbeat = Some(heartbeat);
     let properties = ConnectionProperties::default()
         .with_connection_name(config.connection_name.clone().into_bytes().into());
+    resolve(&uri).await?;
     let runtime = lapin::runtime::default_runtime().map_err(|e| e.to_string())?;
     // When lapin would log its login frame, it logs in through a relay that adds the
     // password (and does the TLS), so lapin itself connects in plain.
@@ -395,6 +397,24 @@ async fn open(shared: &LinkState, url: &BrokerUrl, generation: u64) -> Result<Ar
         broken: Notify::new(),
         opened: Instant::now(),
     }))
+}
+
+/// Resolves the broker's host name before connecting, so that a name that does not resolve
+/// is reported as such (lapin reports it as a connection reset by the peer).
+async fn resolve(uri: &AMQPUri) -> Result<(), String> {
+    let host = uri
+        .authority
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    match tokio::net::lookup_host((host, uri.authority.port))
+        .await
+        .map(|mut addresses| addresses.next().is_some())
+    {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!("the host name `{host}` resolves to no address")),
+        Err(error) => Err(format!("the host name `{host}` did not resolve: {error}")),
+    }
 }
 
 /// Waits until `live` fails, passing on blocked/unblocked notices; returns why it failed.
