@@ -141,29 +141,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact("amqp://guest:s3cr3t@127.0.0.1:5672/%2f"),
-            "amqp://guest:***@127.0.0.1:5672/%2f"
-        );
-        assert_eq!(
-            redact("amqps://u:p%40ss@host/vh?heartbeat=5"),
-            "amqps://u:***@host/vh?heartbeat=5"
-        );
-        assert_eq!(redact("amqp://127.0.0.1"), "amqp://127.0.0.1");
-        assert_eq!(redact("amqp://user@host"), "amqp://user@host");
-        assert_eq!(redact("not a url"), "not a url");
-        // An `@` in the path is not user info.
-        assert_eq!(redact("amqp://host/a@b"), "amqp://host/a@b");
-    }
-
-    #[test]
     fn a_bad_url_is_an_error_without_its_password() {
         let error = BrokerUrl::parse("amqp://guest:hunter2@host:notaport/").expect_err("invalid");
         let text = error.to_string();
         assert!(text.contains("amqp://guest:***@host:notaport/"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(!format!("{error:?}").contains("hunter2"));
+        // Unencoded reserved characters make the parser split the URL elsewhere: the error
+        // still shows no part of the password.
+        for (url, password) in [
+            ("amqp://user:pa/ss@host/%2f", "pa/ss"),
+            ("amqp://user:pa?ss@host/%2f", "pa?ss"),
+            ("amqp://user:pa#ss@host/%2f", "pa#ss"),
+            ("amqp://user:pa%zzss@host/%2f", "pa%zzss"),
+        ] {
+            let shown = match BrokerUrl::parse(url) {
+                Ok(parsed) => format!("{parsed} {parsed:?}"),
+                Err(error) => format!("{error} {error:?}"),
+            };
+            assert!(!shown.contains(password), "{url}: {shown}");
+            assert!(!shown.contains("ss@host"), "{url}: {shown}");
+        }
     }
 
     #[test]
