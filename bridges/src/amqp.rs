@@ -25,6 +25,8 @@
 //!
 //! let (here, there) = (Bus::<Users>::new(), Bus::<Users>::new());
 //! let outbound = Outbound::builder(&here, amqp.clone()).forward::<UserCreated>().destination("users").build();
+//! // Listeners first: a message whose event has no listener is not acknowledged as handled.
+//! there.on(|user: &UserCreated| println!("user {} created", user.id));
 //! let inbound = Inbound::builder(&there, amqp.clone(), source).build();
 //! here.emit_async(UserCreated { id: 1 }).await?;
 //!

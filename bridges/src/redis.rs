@@ -23,15 +23,17 @@
 //! let redis = RedisTransport::builder("redis://127.0.0.1:6379").connect().await?;
 //! let source = Source::new("orders").group("billing");
 //! redis.declare(&source).await?;
-//! let bus = Bus::<Shop>::new();
-//! let outbound = Outbound::builder(&bus, redis.clone())
+//! let (shop, billing) = (Bus::<Shop>::new(), Bus::<Shop>::new());
+//! let outbound = Outbound::builder(&shop, redis.clone())
 //!     .forward::<OrderPlaced>()
 //!     .destination("orders")
 //!     .build();
-//! let inbound = Inbound::builder(&bus, redis.clone(), source)
+//! // Listeners first: a message whose event has no listener is not acknowledged as handled.
+//! billing.on(|order: &OrderPlaced| println!("billing {}", order.order_id));
+//! let inbound = Inbound::builder(&billing, redis.clone(), source)
 //!     .dedup(RedisDedup::new(&redis, "billing:seen"))
 //!     .build();
-//! bus.emit_async(OrderPlaced { order_id: "o-1".into() }).await?;
+//! shop.emit_async(OrderPlaced { order_id: "o-1".into() }).await?;
 //! outbound.shutdown(Duration::from_secs(5)).await;
 //! inbound.shutdown(Duration::from_secs(5)).await;
 //! # Ok(()) }

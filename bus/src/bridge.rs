@@ -45,9 +45,10 @@
 //!     .forward::<OrderPlaced>()
 //!     .destination("orders")
 //!     .build();
+//! // Listeners first: a message whose event has no listener is not acknowledged as handled.
+//! let mut arrivals = warehouse.subscribe::<OrderPlaced>();
 //! let inbound = Inbound::builder(&warehouse, broker.clone(), source).build();
 //!
-//! let mut arrivals = warehouse.subscribe::<OrderPlaced>();
 //! shop.emit_async(OrderPlaced { order: 7 }).await.unwrap();
 //! assert_eq!(arrivals.recv().await.unwrap().unwrap().order, 7);
 //!

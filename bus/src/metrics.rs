@@ -18,7 +18,7 @@
 //! |---|---|---|
 //! | [`Bus`] | `tidings_bus_{emitted,delivered,handled,failed,panicked,dropped,rejected}_total`, gauge `tidings_bus_queued` | `bus` |
 //! | `Outbound` | `tidings_outbound_{published,confirmed,retried,rejected,unencodable,dropped}_total`, gauges `tidings_outbound_in_flight`, `tidings_outbound_buffered` | `bridge` |
-//! | `Inbound` | `tidings_inbound_{received,handled,redelivered,retried,dead_lettered,duplicates,reconnects}_total`, gauge `tidings_inbound_lag` (consumer lag where the transport measures it; `NaN` while unknown) | `bridge` |
+//! | `Inbound` | `tidings_inbound_{received,handled,redelivered,retried,dead_lettered,duplicates,reconnects,unheard}_total`, gauge `tidings_inbound_lag` (consumer lag where the transport measures it; `NaN` while unknown) | `bridge` |
 //! | `ActorSystem` | gauge `tidings_actors`, `tidings_actor_dead_letters_total` | `system` |
 //!
 //! Reading snapshots keeps the hot paths free of metric calls: the counters they keep anyway
@@ -239,6 +239,7 @@ impl Reporter {
                     ("dead_lettered", s.dead_lettered),
                     ("duplicates", s.duplicates),
                     ("reconnects", s.reconnects),
+                    ("unheard", s.unheard),
                 ],
             );
             // Not a number while the lag is unknown (no consumer, or the broker cannot be

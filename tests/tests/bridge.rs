@@ -691,3 +691,33 @@ async fn inbound_stats_report_the_consumers_lag() {
     broker.reconnect();
     until("a lag again", || inbound.stats().lag == Some(0)).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_message_nobody_listens_to_waits_for_a_listener_instead_of_being_acknowledged() {
+    let broker = MemoryBroker::new();
+    let source = declared(&broker, "late-listener").await;
+    let bus = Bus::<Events>::new();
+    // The bridge first, the listener 300 ms later.
+    let inbound = Inbound::builder(&bus, broker.clone(), source.clone()).build();
+    let payload = serde_json::to_vec(&OrderPlaced { order: 1, cents: 5 }).unwrap();
+    let results = broker
+        .publish(&[Outgoing {
+            destination: "late-listener".into(),
+            envelope: Envelope::new("order.placed", payload),
+        }])
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    until("the first attempt", || inbound.stats().received == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = collect::<OrderPlaced>(&bus);
+    until("the late listener's call", || seen.lock().len() == 1).await;
+    until("the acknowledgement", || inbound.stats().handled == 1).await;
+    let stats = inbound.stats();
+    assert_eq!(
+        (stats.received, stats.dead_lettered, stats.unheard),
+        (1, 0, 0),
+        "{stats:?}"
+    );
+    assert!(stats.retried >= 1, "{stats:?}");
+    inbound.shutdown(Duration::from_secs(1)).await;
+}

@@ -108,6 +108,11 @@ async fn publish_all<T: Transport>(transport: &T, destination: &str, envelopes: 
     let mut attempt = 0;
     while !pending.is_empty() {
         let results = transport.publish(&pending).await;
+        assert_eq!(
+            results.len(),
+            pending.len(),
+            "a publish must give one result per message"
+        );
         let mut failed = Vec::new();
         for (out, result) in pending.drain(..).zip(results) {
             match result {
@@ -501,6 +506,69 @@ pub async fn poison_message<H: Harness>(h: &H) {
     h.cleanup(&source).await;
 }
 
+/// Waits until `done` holds for the counters of `inbound`.
+async fn counted(inbound: &Inbound, what: &str, done: impl Fn(&super::InboundStats) -> bool) {
+    within(what, async {
+        while !done(&inbound.stats()) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+/// A message whose event has no listener (the bridge was built before any listener) is not
+/// acknowledged as handled: it is tried again, then dead-lettered with a reason saying no
+/// listener took it. With `acknowledge_unheard` it is acknowledged unhandled; either way it
+/// is counted as unheard.
+pub async fn unheard_message<H: Harness>(h: &H) {
+    let t = h.connect().await;
+    let source = declared(h, &t, "unheard").await;
+    let bus = Bus::<Events>::new();
+    let inbound = Inbound::builder(&bus, t.clone(), source.clone())
+        .max_attempts(2)
+        .backoff(Backoff::Fixed(Duration::from_millis(10)))
+        .build();
+    publish_all(&t, &source.name, vec![ping(0, "k")]).await;
+    let dead = dead_letters(&t, &source, 1).await;
+    let headers = &dead[0].message.headers;
+    assert!(
+        headers[REASON_HEADER].contains("no listener took event `conformance.ping` in 2 attempts"),
+        "{headers:?}"
+    );
+    assert_eq!(headers[ATTEMPTS_HEADER], "2");
+    assert_eq!(seq_of(&dead[0]), 0);
+    counted(&inbound, "the dead-letter counter", |s| {
+        s.dead_lettered == 1
+    })
+    .await;
+    let stats = inbound.stats();
+    assert_eq!(
+        (stats.handled, stats.unheard, stats.retried),
+        (0, 1, 1),
+        "{stats:?}"
+    );
+    inbound.shutdown(WAIT).await;
+
+    // Opted in: acknowledged, counted, not dead-lettered.
+    let quiet = Inbound::builder(&bus, t.clone(), source.clone())
+        .acknowledge_unheard()
+        .build();
+    publish_all(&t, &source.name, vec![ping(1, "k")]).await;
+    counted(&quiet, "the unheard counter", |s| s.unheard == 1).await;
+    let stats = quiet.stats();
+    assert_eq!((stats.handled, stats.dead_lettered), (0, 0), "{stats:?}");
+    quiet.shutdown(WAIT).await;
+
+    // It was acknowledged: a listener that comes later gets only what is published next.
+    let (bus, seen) = failing_bus(false);
+    let heard = Inbound::builder(&bus, t.clone(), source.clone()).build();
+    publish_all(&t, &source.name, vec![ping(2, "k")]).await;
+    counted(&heard, "the next message", |s| s.handled == 1).await;
+    assert_eq!(*seen.lock(), [2]);
+    heard.shutdown(WAIT).await;
+    h.cleanup(&source).await;
+}
+
 /// Each kind of bad input is dead-lettered at once with its reason, and good traffic flows.
 pub async fn bad_input<H: Harness>(h: &H) {
     let t = h.connect().await;
@@ -582,7 +650,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $harness;
             round_trip, per_key_order, concurrent_publishers_and_consumers, nack_and_redelivery,
             prefetch_backpressure, consumer_groups, close_under_load, cancel_and_resume,
-            outage_mid_stream, poison_message, bad_input, unroutable_publish_fails);
+            outage_mid_stream, poison_message, unheard_message, bad_input,
+            unroutable_publish_fails);
     };
     (@cases $harness:expr; $($case:ident),*) => {
         $(

@@ -107,6 +107,7 @@ pub struct InboundBuilder<S: EventSetCodec, T, C = Json> {
     max_payload: usize,
     dedup: Option<Arc<dyn Dedup>>,
     concurrency: usize,
+    acknowledge_unheard: bool,
 }
 
 impl<S: EventSetCodec, T: Transport, C: Codec> InboundBuilder<S, T, C> {
@@ -123,6 +124,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> InboundBuilder<S, T, C> {
             max_payload: self.max_payload,
             dedup: self.dedup,
             concurrency: self.concurrency,
+            acknowledge_unheard: self.acknowledge_unheard,
         }
     }
 
@@ -169,6 +171,16 @@ impl<S: EventSetCodec, T: Transport, C: Codec> InboundBuilder<S, T, C> {
         self
     }
 
+    /// Acknowledges a message whose event has no listener, unhandled, instead of treating it as
+    /// a failure. Without this, such a message is tried again like one whose handler failed
+    /// (a listener registered meanwhile gets it) and after the last attempt dead-lettered with
+    /// a reason saying no listener took it. Either way it is counted in
+    /// [`InboundStats::unheard`]. For services that really want such messages dropped.
+    pub fn acknowledge_unheard(mut self) -> Self {
+        self.acknowledge_unheard = true;
+        self
+    }
+
     /// Starts consuming.
     ///
     /// # Panics
@@ -197,8 +209,10 @@ impl<S: EventSetCodec, T: Transport, C: Codec> InboundBuilder<S, T, C> {
 ///
 /// A message is acknowledged only when every listener of its event succeeded
 /// ([`Bus::emit_and_wait`]); otherwise it is tried again with backoff, and after the last
-/// attempt dead-lettered with the reason, the attempt count and its origin. A message that
-/// cannot be decoded is dead-lettered at once. Dropping an `Inbound` stops it at once; its
+/// attempt dead-lettered with the reason, the attempt count and its origin. A message whose
+/// event has no listener is not handled either: it is tried again the same way (unless
+/// [`acknowledge_unheard`](InboundBuilder::acknowledge_unheard)), so register listeners before
+/// building the bridge. A message that cannot be decoded is dead-lettered at once. Dropping an `Inbound` stops it at once; its
 /// unacknowledged message is delivered again by the broker.
 pub struct Inbound {
     stats: Arc<Counters>,
@@ -224,6 +238,10 @@ pub struct InboundStats {
     pub dead_lettered: u64,
     /// Messages acknowledged without handling because their id was seen before.
     pub duplicates: u64,
+    /// Messages whose event had no listener at their last attempt: dead-lettered (and counted
+    /// in `dead_lettered` too), or acknowledged unhandled with
+    /// [`acknowledge_unheard`](InboundBuilder::acknowledge_unheard).
+    pub unheard: u64,
     /// Times the consumer was started again after a transport failure.
     pub reconnects: u64,
     /// How far the consumer's group is behind its source, in messages, as the transport last
@@ -239,12 +257,13 @@ const RETRIED: usize = 3;
 const DEAD_LETTERED: usize = 4;
 const DUPLICATES: usize = 5;
 const RECONNECTS: usize = 6;
+const UNHEARD: usize = 7;
 
 /// The counters behind [`InboundStats`], in its field order.
-type Counters = crate::counters::Counters<7>;
+type Counters = crate::counters::Counters<8>;
 
 fn read_stats(stats: &Counters, lag: &Mutex<Option<Lag>>) -> InboundStats {
-    let [received, handled, redelivered, retried, dead_lettered, duplicates, reconnects] =
+    let [received, handled, redelivered, retried, dead_lettered, duplicates, reconnects, unheard] =
         stats.snapshot();
     InboundStats {
         received,
@@ -254,6 +273,7 @@ fn read_stats(stats: &Counters, lag: &Mutex<Option<Lag>>) -> InboundStats {
         dead_lettered,
         duplicates,
         reconnects,
+        unheard,
         lag: lag.lock().as_ref().and_then(Lag::get),
     }
 }
@@ -279,6 +299,7 @@ impl Inbound {
             max_payload: 1 << 20,
             dedup: None,
             concurrency: 1,
+            acknowledge_unheard: false,
         }
     }
 
@@ -526,6 +547,32 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
             };
             let outcome = self.config.bus.emit_set_and_wait(event).await;
             match outcome {
+                Ok(0) if self.config.acknowledge_unheard => {
+                    self.stats.incr(UNHEARD);
+                    self.forget(id).await;
+                    if let Err(error) = delivery.ack().await {
+                        tracing::warn!(%error, "could not acknowledge a message nobody listens to");
+                    }
+                    return;
+                }
+                Ok(0) if attempt >= self.config.max_attempts => {
+                    self.stats.incr(UNHEARD);
+                    let reason = format!("no listener took event `{name}` in {attempt} attempts");
+                    self.forget(id).await;
+                    return self.dead_letter(delivery, &reason, attempt).await;
+                }
+                Ok(0) => {
+                    self.stats.incr(RETRIED);
+                    let delay = self.config.backoff.jittered(attempt);
+                    tracing::warn!(
+                        event = name,
+                        attempt,
+                        ?delay,
+                        "no listener took the event; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
                 Ok(_) => {
                     // Remembered before the acknowledgement: if that is lost, the copy that
                     // comes again is dropped as a duplicate.
