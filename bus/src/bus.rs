@@ -475,12 +475,16 @@ impl<S: EventSet> Bus<S> {
     /// listeners and subscriptions get it queued. Returns how many listeners it reached.
     ///
     /// Never blocks. A full queue applies its [`Overflow`] policy; a listener failure, a
-    /// missed delivery or an emit after shutdown is reported through
-    /// [`on_error`](Self::on_error). An emit with no listener does nothing and returns 0.
+    /// missed delivery or an emit after shutdown (with or without listeners) is reported
+    /// through [`on_error`](Self::on_error) and counted ([`BusStats::rejected`] for the
+    /// latter). An emit with no listener before shutdown does nothing and returns 0.
     #[inline]
     pub fn emit<E: Member<S>>(&self, event: E) -> usize {
         let header = &self.inner.slots[E::INDEX];
         if header.live() == 0 {
+            if self.is_closed() {
+                self.inner.reject::<E>();
+            }
             return 0;
         }
         self.inner.dispatch(header, event)

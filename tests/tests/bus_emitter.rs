@@ -398,3 +398,28 @@ fn a_listener_seen_by_listener_count_is_reached_by_emit() {
         registrar.join().unwrap();
     }
 }
+
+#[tokio::test]
+async fn an_emit_after_shutdown_is_reported_and_counted_with_or_without_listeners() {
+    let bus = Bus::<Events>::new();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let e = Arc::clone(&errors);
+    bus.on_error(move |err| {
+        e.lock().push((
+            err.event(),
+            err.listener(),
+            matches!(err.kind(), DeliveryErrorKind::Closed),
+        ))
+    });
+    bus.on(|_: &UserCreated| {});
+    bus.shutdown(std::time::Duration::ZERO).await;
+    // `tick` has no listener, `user.created` has one: both are refused the same way.
+    assert_eq!(bus.emit(Tick(1)), 0);
+    assert_eq!(bus.emit(user(1)), 0);
+    assert_eq!(
+        *errors.lock(),
+        [("tick", None, true), ("user.created", None, true)]
+    );
+    assert_eq!(bus.stats().rejected, 2);
+    assert_eq!(bus.stats().emitted, 0);
+}

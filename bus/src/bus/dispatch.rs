@@ -119,12 +119,18 @@ impl<S: EventSet> Inner<S> {
         Some(header.typed::<E>().list.load_full())
     }
 
+    /// Reports and counts an emit of `E` after shutdown.
+    #[cold]
+    pub(super) fn reject<E: Member<S>>(&self) {
+        let kind = DeliveryErrorKind::Closed;
+        self.shared
+            .report(DeliveryError::new(E::NAME, None, kind), None);
+    }
+
     /// The part of `emit` after the no-listener check.
     pub(super) fn dispatch<E: Member<S>>(&self, header: &SlotHeader<S>, event: E) -> usize {
         if self.shared.closed.load(Ordering::Acquire) {
-            let kind = DeliveryErrorKind::Closed;
-            self.shared
-                .report(DeliveryError::new(E::NAME, None, kind), None);
+            self.reject::<E>();
             return 0;
         }
         let list = header.typed::<E>().list.load();
