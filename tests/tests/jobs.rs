@@ -1220,3 +1220,24 @@ async fn a_delayed_job_can_be_promoted_and_a_waiting_one_updated() {
     );
     worker.close(WAIT).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declaring_a_job_transport_checks_the_name_and_reaches_redis() {
+    let t = JobTransport::new(URL);
+    for bad in ["bad:name", ""] {
+        let error = t.declare(&Source::new(bad)).await.expect_err(bad);
+        assert!(
+            matches!(&error, TransportError::Rejected(text) if text.contains(&format!("queue name `{bad}`"))),
+            "{error}"
+        );
+    }
+    t.declare(&Source::new(unique("jobs-declare")))
+        .await
+        .expect("a good name on a running Redis");
+    let nobody = JobTransport::new("redis://127.0.0.1:1");
+    let error = nobody
+        .declare(&Source::new("fine"))
+        .await
+        .expect_err("no Redis there");
+    assert!(matches!(error, TransportError::Disconnected(_)), "{error}");
+}

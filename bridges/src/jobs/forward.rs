@@ -158,8 +158,15 @@ impl Transport for JobTransport {
         results
     }
 
-    async fn declare(&self, _source: &Source) -> Result<(), TransportError> {
-        Ok(())
+    /// Checks the queue name (BullMQ's rule: not empty, no `:`) and that Redis answers, so a
+    /// bad name or an unreachable server shows here rather than at the first publish. A job
+    /// queue needs nothing created in Redis beforehand.
+    async fn declare(&self, source: &Source) -> Result<(), TransportError> {
+        check_name(&source.name).map_err(|e| TransportError::Rejected(e.to_string()))?;
+        self.producer()
+            .await
+            .map(drop)
+            .map_err(|e| TransportError::Disconnected(e.to_string()))
     }
 
     async fn consume(&self, source: &Source) -> Result<NoConsumer, TransportError> {
