@@ -162,6 +162,37 @@ pub fn assert_hidden(password: &str, outputs: &[(&str, &str)]) {
     }
 }
 
+/// Connection URLs whose passwords are typed as people type them: with an unencoded `/`, `?`,
+/// `#`, `@` or `:`, bad percent-escapes, an IPv6 host, an empty user. Each comes with the
+/// random pieces of its password, none of which may ever be shown: whatever a URL parser
+/// makes of such a URL, a piece shows up whole if anything of the password does.
+#[cfg(any(feature = "amqp", feature = "redis"))]
+pub fn hostile_urls(scheme: &str, host_port: &str, path: &str) -> Vec<(String, Vec<String>)> {
+    let piece = || format!("k{:012x}", fastrand::u64(..));
+    let mut urls = Vec::new();
+    for (user, host, between) in [
+        ("user", host_port, "/"),
+        ("user", host_port, "?"),
+        ("user", host_port, "#"),
+        ("user", host_port, "@"),
+        ("user", host_port, ":"),
+        ("user", host_port, "%zz"),
+        ("user", host_port, "%2F"),
+        ("user", "[::1]:1", "/"),
+        ("", host_port, "?"),
+        ("", "[::1]:1", "#@"),
+    ] {
+        let (a, b) = (piece(), piece());
+        urls.push((
+            format!("{scheme}://{user}:{a}{between}{b}@{host}{path}"),
+            vec![a, b],
+        ));
+    }
+    let a = piece();
+    urls.push((format!("{scheme}://user:{a}%4@{host_port}{path}"), vec![a]));
+    urls
+}
+
 /// Runs `test` on a current-thread runtime (with its clock paused when `paused`) while every
 /// log line at `level` or above, from this thread, is written to the returned [`Captured`];
 /// `test` gets a handle to read it mid-run.
