@@ -96,6 +96,7 @@ mod config;
 mod consumer;
 mod context;
 mod error;
+mod headers;
 mod topology;
 mod transport;
 mod wire;
@@ -106,6 +107,6 @@ pub use self::error::KafkaBridgeError;
 pub use self::topology::Topic;
 pub use self::transport::{KafkaBuilder, KafkaTransport};
 pub use self::wire::{
-    CE_ID, CE_SOURCE, CE_SPECVERSION, CE_TIME, CE_TYPE, CONTENT_TYPE, DROPPED_HEADERS, MAX_HEADERS,
-    MAX_HEADER_BYTES, ORIGIN_OFFSET, ORIGIN_PARTITION,
+    CE_ID, CE_SOURCE, CE_SPECVERSION, CE_TIME, CE_TYPE, CONTENT_TYPE, ORIGIN_OFFSET,
+    ORIGIN_PARTITION,
 };

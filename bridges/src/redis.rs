@@ -92,6 +92,6 @@ pub use self::consumer::RedisConsumer;
 pub use self::dedup::RedisDedup;
 pub use self::transport::{RedisBuilder, RedisTransport};
 pub use self::wire::{
-    DATA, DATACONTENTTYPE, DROPPED_HEADERS, HEADER_PREFIX, ID, MAX_FIELDS, MAX_FIELD_BYTES,
-    ORIGIN_ENTRY, PARTITIONKEY, SOURCE, SPECVERSION, TIME, TYPE,
+    DATA, DATACONTENTTYPE, HEADER_PREFIX, ID, ORIGIN_ENTRY, PARTITIONKEY, SOURCE, SPECVERSION,
+    TIME, TYPE,
 };

@@ -6,6 +6,7 @@
 //! (`attr.rs`), checks them, then generates code; every error found is reported, each spanned on
 //! the attribute or variant that caused it, and a stub impl is emitted beside the errors so that
 //! one mistake does not cascade into a screenful of secondary ones.
+#![forbid(unsafe_code)]
 
 mod attr;
 mod ctxt;

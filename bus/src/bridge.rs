@@ -66,7 +66,8 @@ mod outbound;
 mod transport;
 
 pub use self::envelope::{
-    new_id, Envelope, Incoming, ATTEMPTS_HEADER, ORIGIN_HEADER, REASON_HEADER,
+    new_id, Envelope, HeaderBudget, Incoming, ATTEMPTS_HEADER, DROPPED_HEADERS, MAX_HEADERS,
+    MAX_HEADER_BYTES, ORIGIN_HEADER, REASON_HEADER,
 };
 pub use self::inbound::{Dedup, Inbound, InboundBuilder, InboundStats, MemoryDedup};
 pub use self::memory::{MemoryBroker, MemoryConsumer};

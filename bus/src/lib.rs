@@ -1,5 +1,6 @@
 #![doc = include_str!("../../README.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![forbid(unsafe_code)]
 
 // Lets the derives' `::tidings::...` paths resolve inside this crate (the conformance suite).
 #[cfg(feature = "testing")]

@@ -1,7 +1,9 @@
 //! The Kafka transport against librdkafka's mock cluster (feature `kafka`): faults a real
-//! broker cannot be asked for. The mock cluster is not `Send`, so it stays in the test's own
-//! task.
+//! broker cannot be asked for, and headers rdkafka's own producer cannot send. The mock
+//! cluster is not `Send`, so it stays in the test's own task.
 #![cfg(feature = "kafka")]
+// Producing a header name that is not UTF-8 takes librdkafka's C API (`produce_raw`).
+#![allow(unsafe_code)]
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -239,4 +241,109 @@ async fn snappy_batches_round_trip() {
         assert_eq!(user.id, expected);
         d.ack().await.expect("ack");
     }
+}
+
+/// Produces one message to `topic` with `headers` (names as raw bytes, text or not) through
+/// librdkafka's C API: rdkafka's own producer takes header names as `&str` only.
+fn produce_raw(
+    producer: &rdkafka::producer::BaseProducer,
+    topic: &str,
+    payload: &[u8],
+    headers: &[(Vec<u8>, Vec<u8>)],
+) {
+    use rdkafka::bindings::{
+        rd_kafka_produceva, rd_kafka_vtype_t, rd_kafka_vu_s__bindgen_ty_1,
+        rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 as Memory,
+        rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_2 as Header, rd_kafka_vu_t,
+    };
+    use rdkafka::producer::Producer;
+    use std::ffi::CString;
+    let topic = CString::new(topic).expect("a topic name");
+    let names: Vec<CString> = headers
+        .iter()
+        .map(|(name, _)| CString::new(name.clone()).expect("no NUL in a header name"))
+        .collect();
+    let mut vus = vec![
+        rd_kafka_vu_t {
+            vtype: rd_kafka_vtype_t::RD_KAFKA_VTYPE_TOPIC,
+            u: rd_kafka_vu_s__bindgen_ty_1 {
+                cstr: topic.as_ptr(),
+            },
+        },
+        rd_kafka_vu_t {
+            vtype: rd_kafka_vtype_t::RD_KAFKA_VTYPE_VALUE,
+            u: rd_kafka_vu_s__bindgen_ty_1 {
+                mem: Memory {
+                    ptr: payload.as_ptr().cast_mut().cast(),
+                    size: payload.len(),
+                },
+            },
+        },
+    ];
+    for ((_, value), name) in headers.iter().zip(&names) {
+        vus.push(rd_kafka_vu_t {
+            vtype: rd_kafka_vtype_t::RD_KAFKA_VTYPE_HEADER,
+            u: rd_kafka_vu_s__bindgen_ty_1 {
+                header: Header {
+                    name: name.as_ptr(),
+                    val: value.as_ptr().cast(),
+                    size: isize::try_from(value.len()).expect("a header value's size"),
+                },
+            },
+        });
+    }
+    // SAFETY: every pointer in `vus` points into `topic`, `names`, `payload` or `headers`,
+    // which outlive the call; librdkafka copies what it needs before returning.
+    let error =
+        unsafe { rd_kafka_produceva(producer.client().native_ptr(), vus.as_ptr(), vus.len()) };
+    assert!(error.is_null(), "librdkafka refused the message");
+    producer
+        .flush(Duration::from_secs(10))
+        .expect("the message was delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_headers_never_panic_and_never_push_out_the_type_or_id() {
+    use tidings::bridge::{DROPPED_HEADERS, MAX_HEADERS};
+    let cluster = MockCluster::new(1).expect("a mock cluster");
+    cluster.create_topic("hostile", 1, 1).expect("topic");
+    let producer: rdkafka::producer::BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .create()
+        .expect("a producer");
+    // A name that is not UTF-8 first, then more junk than the limits allow, then the type
+    // and id a Node producer would send last.
+    let mut headers = vec![(b"\xff\xfe-not-text".to_vec(), b"v".to_vec())];
+    headers
+        .extend((0..MAX_HEADERS + 20).map(|i| (format!("junk-{i}").into_bytes(), vec![b'x'; 100])));
+    headers.push((b"ce_type".to_vec(), b"user.created".to_vec()));
+    headers.push((b"ce_id".to_vec(), b"id-7".to_vec()));
+    headers.push((b"ok".to_vec(), b"\xffvalue".to_vec()));
+    produce_raw(&producer, "hostile", br#"{"id":7,"name":"ada"}"#, &headers);
+
+    let t = KafkaTransport::builder(&cluster.bootstrap_servers())
+        .session_timeout(Duration::from_secs(6))
+        .build()
+        .expect("config");
+    let mut consumer = t.consume(&Source::new("hostile")).await.expect("consume");
+    let delivery = tidings_tests::next_delivery(&mut consumer, WAIT).await;
+    let m = &delivery.message;
+    assert_eq!(m.name.as_deref(), Some("user.created"));
+    assert_eq!(m.id.as_deref(), Some("id-7"));
+    assert_eq!(&m.payload[..], br#"{"id":7,"name":"ada"}"#);
+    // The name that is not text and what did not fit are dropped and counted.
+    let dropped: usize = m.headers[DROPPED_HEADERS].parse().expect("a count");
+    assert_eq!(
+        dropped,
+        1 + 20 + 1,
+        "{:?}",
+        m.headers.keys().rev().take(3).collect::<Vec<_>>()
+    );
+    assert!(!m.headers.keys().any(|name| name.contains("not-text")));
+    assert!(
+        !m.headers.contains_key("ok"),
+        "over the count, after the junk"
+    );
+    delivery.ack().await.expect("ack");
+    consumer.close().await;
 }

@@ -1,19 +1,22 @@
 //! The envelope on the wire: the CloudEvents Kafka binding (binary mode).
 //!
-//! Decoding reads untrusted bytes: header values that are not UTF-8 are read lossily, and at
-//! most [`MAX_HEADERS`] headers of at most [`MAX_HEADER_BYTES`] in all are kept (the rest are
-//! dropped and counted in `x-tidings-dropped-headers`), so a hostile producer can neither
-//! panic the consumer nor make it hold unbounded metadata.
+//! Decoding reads untrusted bytes. The CloudEvents headers (`ce_id`, `ce_type`, `ce_time`) are
+//! read whatever comes before them; the other headers are kept within the bounds of a
+//! [`HeaderBudget`] (at most [`MAX_HEADERS`](tidings::bridge::MAX_HEADERS) of at most
+//! [`MAX_HEADER_BYTES`](tidings::bridge::MAX_HEADER_BYTES)), and one whose name is not UTF-8 is
+//! dropped; dropped headers are counted in [`DROPPED_HEADERS`](tidings::bridge::DROPPED_HEADERS). Values that are not UTF-8 are
+//! read lossily. Nothing a producer sends can panic the consumer.
 
 use std::collections::BTreeMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::Message;
-use tidings::bridge::{Envelope, Incoming};
+use tidings::bridge::{Envelope, HeaderBudget, Incoming};
+
+use super::headers;
 
 /// `ce_id`: the envelope's id.
 pub const CE_ID: &str = "ce_id";
@@ -31,13 +34,6 @@ pub const CONTENT_TYPE: &str = "content-type";
 pub const ORIGIN_PARTITION: &str = "x-tidings-origin-partition";
 /// Header a dead letter gains: its offset in that partition.
 pub const ORIGIN_OFFSET: &str = "x-tidings-origin-offset";
-/// Header an incoming message gains when some of its headers were dropped (how many).
-pub const DROPPED_HEADERS: &str = "x-tidings-dropped-headers";
-
-/// The most headers read from one message.
-pub const MAX_HEADERS: usize = 256;
-/// The most header bytes (names and values) read from one message.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// The headers of `envelope` as Kafka headers.
 pub(crate) fn headers(envelope: &Envelope) -> OwnedHeaders {
@@ -97,43 +93,11 @@ pub(crate) fn incoming(message: &BorrowedMessage<'_>, topic: &Arc<str>) -> Incom
     {
         out.time = Some(UNIX_EPOCH + Duration::from_millis(ms));
     }
-    let Some(headers) = message.headers() else {
-        return out;
-    };
-    let (mut dropped, mut bytes) = (0usize, 0usize);
-    for index in 0..headers.count() {
-        // rdkafka unwraps a header name that is not UTF-8; such a header is dropped, not
-        // allowed to take the consumer down. Names and values are borrowed from the message:
-        // only what is kept is copied.
-        let header = catch_unwind(AssertUnwindSafe(|| {
-            headers.try_get(index).map(|h| (h.key, h.value))
-        }));
-        let Ok(Some((name, value))) = header else {
-            dropped += 1;
-            continue;
-        };
-        let value = value.unwrap_or_default();
-        bytes += name.len() + value.len();
-        if out.headers.len() >= MAX_HEADERS || bytes > MAX_HEADER_BYTES {
-            dropped += 1;
-            continue;
-        }
-        let text = || String::from_utf8_lossy(value).into_owned();
-        match name {
-            CE_ID => out.id = Some(text()),
-            CE_TYPE => out.name = Some(text()),
-            CE_TIME => {
-                let time = std::str::from_utf8(value).ok();
-                if let Some(time) = time.and_then(|t| humantime::parse_rfc3339_weak(t).ok()) {
-                    out.time = Some(time);
-                }
-            }
-            CE_SOURCE | CE_SPECVERSION | CONTENT_TYPE => {}
-            _ => {
-                out.headers.insert(name.to_owned(), text());
-            }
-        }
-    }
+    let mut budget = HeaderBudget::default();
+    headers::each(message, |name, value| {
+        read_header(&mut out, &mut budget, name, value.unwrap_or_default());
+    });
+    let dropped = budget.finish(&mut out.headers);
     if dropped > 0 {
         tracing::warn!(
             topic = message.topic(),
@@ -142,8 +106,141 @@ pub(crate) fn incoming(message: &BorrowedMessage<'_>, topic: &Arc<str>) -> Incom
             dropped,
             "headers dropped from an incoming message (over the limits or not UTF-8)"
         );
-        out.headers
-            .insert(DROPPED_HEADERS.to_owned(), dropped.to_string());
     }
     out
+}
+
+/// The header names [`read_header`] maps, as bytes.
+mod name {
+    pub(super) const ID: &[u8] = super::CE_ID.as_bytes();
+    pub(super) const TYPE: &[u8] = super::CE_TYPE.as_bytes();
+    pub(super) const TIME: &[u8] = super::CE_TIME.as_bytes();
+    pub(super) const SOURCE: &[u8] = super::CE_SOURCE.as_bytes();
+    pub(super) const SPECVERSION: &[u8] = super::CE_SPECVERSION.as_bytes();
+    pub(super) const CONTENT_TYPE: &[u8] = super::CONTENT_TYPE.as_bytes();
+}
+
+/// Reads one header from the wire into `out`: a CloudEvents attribute whatever came before
+/// it, any other header within `budget`; a name that is not UTF-8 is dropped.
+fn read_header(out: &mut Incoming, budget: &mut HeaderBudget, name: &[u8], value: &[u8]) {
+    let text = || String::from_utf8_lossy(value).into_owned();
+    match name {
+        name::ID => out.id = Some(text()),
+        name::TYPE => out.name = Some(text()),
+        name::TIME => {
+            let time = std::str::from_utf8(value).ok();
+            if let Some(time) = time.and_then(|t| humantime::parse_rfc3339_weak(t).ok()) {
+                out.time = Some(time);
+            }
+        }
+        name::SOURCE | name::SPECVERSION | name::CONTENT_TYPE => {}
+        _ => match std::str::from_utf8(name) {
+            Ok(name) => {
+                if budget.admit(name.len(), value.len()) {
+                    out.headers.insert(name.to_owned(), text());
+                }
+            }
+            Err(_) => budget.drop_one(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::Headers;
+    use tidings::bridge::{DROPPED_HEADERS, MAX_HEADERS, MAX_HEADER_BYTES};
+
+    fn empty() -> Incoming {
+        let mut out = Incoming::from_envelope(&Envelope::new("", Vec::new()), "topic");
+        out.time = None;
+        out
+    }
+
+    /// `out` after reading `headers` in order; the dropped count.
+    fn read(headers: &[(&[u8], &[u8])]) -> (Incoming, usize) {
+        let mut out = empty();
+        let mut budget = HeaderBudget::default();
+        for (name, value) in headers {
+            read_header(&mut out, &mut budget, name, value);
+        }
+        let dropped = budget.finish(&mut out.headers);
+        (out, dropped)
+    }
+
+    #[test]
+    fn cloud_events_headers_survive_any_junk_before_them() {
+        let junk: Vec<(Vec<u8>, Vec<u8>)> = (0..MAX_HEADERS + 50)
+            .map(|i| (format!("junk-{i}").into_bytes(), vec![b'x'; 300]))
+            .collect();
+        let mut headers: Vec<(&[u8], &[u8])> = junk.iter().map(|(n, v)| (&n[..], &v[..])).collect();
+        let huge = vec![b'y'; MAX_HEADER_BYTES + 1];
+        headers.insert(0, (b"huge", &huge));
+        headers.push((b"ce_type", b"user.created"));
+        headers.push((b"ce_id", b"id-1"));
+        headers.push((b"ce_time", b"2026-12-04T18:00:00.123Z"));
+        let (out, dropped) = read(&headers);
+        assert_eq!(out.name.as_deref(), Some("user.created"));
+        assert_eq!(out.id.as_deref(), Some("id-1"));
+        assert!(out.time.is_some());
+        // One more than the count: the dropped-headers header itself.
+        assert!(out.headers.len() <= MAX_HEADERS + 1);
+        let kept: usize = out
+            .headers
+            .iter()
+            .filter(|(n, _)| *n != DROPPED_HEADERS)
+            .map(|(n, v)| n.len() + v.len())
+            .sum();
+        assert!(kept <= MAX_HEADER_BYTES, "{kept}");
+        assert_eq!(dropped, junk.len() + 1 - (out.headers.len() - 1));
+        assert_eq!(out.headers[DROPPED_HEADERS], dropped.to_string());
+    }
+
+    #[test]
+    fn names_and_values_that_are_not_text_never_panic() {
+        let (out, dropped) = read(&[
+            (b"\xff\xfe", b"value"),
+            (b"ok", b"\xff ok"),
+            (b"ce_type", b"user.\xffcreated"),
+            (b"", b""),
+        ]);
+        assert_eq!(dropped, 1, "the name that is not text");
+        assert_eq!(out.headers["ok"], "\u{fffd} ok");
+        assert_eq!(out.headers[""], "");
+        assert_eq!(out.name.as_deref(), Some("user.\u{fffd}created"));
+        assert_eq!(out.headers[DROPPED_HEADERS], "1");
+    }
+
+    #[test]
+    fn a_bad_time_is_ignored_and_the_cloud_events_attributes_are_not_headers() {
+        let (out, dropped) = read(&[
+            (b"ce_time", b"yesterday"),
+            (b"ce_source", b"tidings://shop"),
+            (b"ce_specversion", b"1.0"),
+            (b"content-type", b"application/json"),
+        ]);
+        assert_eq!((out.time, dropped), (None, 0));
+        assert!(out.headers.is_empty(), "{:?}", out.headers);
+    }
+
+    #[test]
+    fn an_envelope_becomes_cloud_events_headers() {
+        let envelope = Envelope::new("user.created", b"{}".to_vec())
+            .with_key("k")
+            .with_header("x-trace", "t-1");
+        let headers = headers(&envelope);
+        let got: BTreeMap<String, String> = headers
+            .iter()
+            .map(|h| {
+                let value = String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned();
+                (h.key.to_owned(), value)
+            })
+            .collect();
+        assert_eq!(got[CE_ID], envelope.id);
+        assert_eq!(got[CE_TYPE], "user.created");
+        assert_eq!(got[CE_SPECVERSION], "1.0");
+        assert_eq!(got[CONTENT_TYPE], "application/json");
+        assert_eq!(got["x-trace"], "t-1");
+        assert!(humantime::parse_rfc3339_weak(&got[CE_TIME]).is_ok());
+    }
 }

@@ -1,17 +1,19 @@
 //! The envelope as stream fields, named after the CloudEvents attributes, and replies read
 //! back from untrusted bytes.
 //!
-//! Decoding never panics and keeps at most [`MAX_FIELDS`] fields of at most
-//! [`MAX_FIELD_BYTES`] names and values in all (beyond that, fields are dropped and counted in
-//! `x-tidings-dropped-headers`); the payload is never cut, the inbound bridge's own payload
-//! limit applies to it.
+//! Decoding never panics. The CloudEvents fields are read whatever comes before them; the
+//! other fields are kept within the bounds of a [`HeaderBudget`] (at most
+//! [`MAX_HEADERS`](tidings::bridge::MAX_HEADERS) of at most
+//! [`MAX_HEADER_BYTES`](tidings::bridge::MAX_HEADER_BYTES) of names and values; beyond that
+//! they are dropped and counted in [`DROPPED_HEADERS`](tidings::bridge::DROPPED_HEADERS)); the payload is never cut, the inbound
+//! bridge's own payload limit applies to it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use redis::Value;
-use tidings::bridge::{Envelope, Incoming};
+use tidings::bridge::{Envelope, HeaderBudget, Incoming};
 
 /// The payload field: the event as JSON, so `JSON.parse(fields.data)` reads it.
 pub const DATA: &str = "data";
@@ -33,13 +35,6 @@ pub const PARTITIONKEY: &str = "partitionkey";
 pub const HEADER_PREFIX: &str = "ext-";
 /// Header a dead letter gains: the stream entry id it had.
 pub const ORIGIN_ENTRY: &str = "x-tidings-origin-entry";
-/// Header an incoming message gains when some of its fields were dropped (how many).
-pub const DROPPED_HEADERS: &str = "x-tidings-dropped-headers";
-
-/// The most fields read from one entry.
-pub const MAX_FIELDS: usize = 256;
-/// The most bytes of field names and values (the payload aside) read from one entry.
-pub const MAX_FIELD_BYTES: usize = 64 * 1024;
 
 const RESERVED: [&str; 8] = [
     DATA,
@@ -263,7 +258,7 @@ pub(crate) fn incoming(stream: Arc<str>, entry: Entry, delivery_count: u32) -> (
         origin: stream,
         payload: Bytes::new(),
     };
-    let (mut dropped, mut size) = (0usize, 0usize);
+    let mut budget = HeaderBudget::default();
     let mut fields = entry.fields.into_iter();
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
         let (Some(name), Some(value)) = (bytes(name), bytes(value)) else {
@@ -271,11 +266,6 @@ pub(crate) fn incoming(stream: Arc<str>, entry: Entry, delivery_count: u32) -> (
         };
         if name == field::DATA {
             out.payload = Bytes::from(value);
-            continue;
-        }
-        size += name.len() + value.len();
-        if out.headers.len() >= MAX_FIELDS || size > MAX_FIELD_BYTES {
-            dropped += 1;
             continue;
         }
         match name.as_slice() {
@@ -290,6 +280,9 @@ pub(crate) fn incoming(stream: Arc<str>, entry: Entry, delivery_count: u32) -> (
             // The CloudEvents fields an `Incoming` has no place for are skipped undecoded.
             field::SOURCE | field::SPECVERSION | field::DATACONTENTTYPE => {}
             _ => {
+                if !budget.admit(name.len(), value.len()) {
+                    continue;
+                }
                 let name = text_of(name);
                 let name = match name.strip_prefix(HEADER_PREFIX) {
                     Some(reserved) if RESERVED.contains(&reserved) => reserved.to_owned(),
@@ -304,6 +297,7 @@ pub(crate) fn incoming(stream: Arc<str>, entry: Entry, delivery_count: u32) -> (
     if out.id.is_none() {
         out.id = Some(format!("{}/{}", out.origin, entry.id));
     }
+    let dropped = budget.finish(&mut out.headers);
     if dropped > 0 {
         tracing::warn!(
             stream = &*out.origin,
@@ -311,8 +305,6 @@ pub(crate) fn incoming(stream: Arc<str>, entry: Entry, delivery_count: u32) -> (
             dropped,
             "fields dropped from an incoming entry (over the limits)"
         );
-        out.headers
-            .insert(DROPPED_HEADERS.to_owned(), dropped.to_string());
     }
     (entry.id, out)
 }
@@ -330,6 +322,7 @@ pub(crate) fn dead_letter(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tidings::bridge::{DROPPED_HEADERS, MAX_HEADERS, MAX_HEADER_BYTES};
 
     /// The fields an `XADD` for `envelope` writes, as a reader gets them back.
     fn fields_of(envelope: &Envelope) -> Vec<Value> {
@@ -436,10 +429,10 @@ mod tests {
         fields.extend([bulk("data"), bulk("{}")]);
         let (id, got) = incoming("s".into(), Entry::new("1-0", fields), 1);
         assert_eq!(id, "1-0");
-        assert_eq!(got.headers.len(), MAX_FIELDS + 1);
+        assert_eq!(got.headers.len(), MAX_HEADERS + 1);
         assert_eq!(
             got.headers[DROPPED_HEADERS],
-            (1000 - MAX_FIELDS).to_string()
+            (1000 - MAX_HEADERS).to_string()
         );
         assert_eq!(got.payload.as_ref(), b"{}");
         assert_eq!(got.id.as_deref(), Some("s/1-0"));
@@ -456,6 +449,28 @@ mod tests {
             .insert("x-tidings-reason".into(), "why".into());
         let (_, got) = incoming("s".into(), Entry::new("1-0", fields_of(&envelope)), 1);
         assert_eq!(got.headers["x-tidings-reason"], "why");
+        assert!(got.headers.contains_key(DROPPED_HEADERS));
+    }
+
+    #[test]
+    fn cloud_events_fields_survive_any_junk_before_them() {
+        let mut fields = vec![bulk("huge"), bulk(&"y".repeat(MAX_HEADER_BYTES + 1))];
+        fields.extend((0..1000).flat_map(|i| [bulk(&format!("f{i}")), bulk(&"x".repeat(300))]));
+        fields.extend([
+            bulk("type"),
+            bulk("user.created"),
+            bulk("id"),
+            bulk("id-1"),
+            bulk("partitionkey"),
+            bulk("k"),
+            bulk("data"),
+            bulk("{}"),
+        ]);
+        let (_, got) = incoming("s".into(), Entry::new("1-0", fields), 1);
+        assert_eq!(got.name.as_deref(), Some("user.created"));
+        assert_eq!(got.id.as_deref(), Some("id-1"));
+        assert_eq!(got.key.as_deref(), Some("k"));
+        assert!(got.headers.len() <= MAX_HEADERS + 1);
         assert!(got.headers.contains_key(DROPPED_HEADERS));
     }
 }

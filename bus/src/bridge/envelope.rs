@@ -30,6 +30,15 @@
 //! Inbound, every field but the payload may be missing: a Node service that does
 //! `channel.sendToQueue(q, Buffer.from(JSON.stringify(obj)))` sends no type and no id. An inbound
 //! bridge then uses the event type bound to its source.
+//!
+//! ## Headers from the wire
+//!
+//! Headers come from whoever produced the message, so a transport reads them with bounds: at
+//! most [`MAX_HEADERS`] headers of at most [`MAX_HEADER_BYTES`] of names and values, counted
+//! by a [`HeaderBudget`]; a header over the bounds, or one whose name is not text, is dropped,
+//! and the message gains [`DROPPED_HEADERS`] with how many were. The CloudEvents attributes
+//! (id, type, time, key) are read whatever came before them, so junk headers cannot push a
+//! message's type or id out.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,6 +52,52 @@ pub const REASON_HEADER: &str = "x-tidings-reason";
 pub const ATTEMPTS_HEADER: &str = "x-tidings-attempts";
 /// Header that carries where a dead-lettered message was consumed from.
 pub const ORIGIN_HEADER: &str = "x-tidings-origin";
+
+/// Header an incoming message gains when some of its headers were dropped (how many): over
+/// [`MAX_HEADERS`] or [`MAX_HEADER_BYTES`], or with a name that is not text.
+pub const DROPPED_HEADERS: &str = "x-tidings-dropped-headers";
+/// The most headers a transport keeps of one incoming message.
+pub const MAX_HEADERS: usize = 256;
+/// The most bytes of header names and values a transport keeps of one incoming message.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Counts the headers a transport keeps of one incoming message against [`MAX_HEADERS`] and
+/// [`MAX_HEADER_BYTES`], and the ones it drops; see the [module docs](self).
+#[derive(Debug, Default)]
+pub struct HeaderBudget {
+    kept: usize,
+    bytes: usize,
+    dropped: usize,
+}
+
+impl HeaderBudget {
+    /// Whether a header with a name of `name` bytes and a value of `value` bytes may be kept;
+    /// counts it as kept or dropped. Once a header did not fit, later smaller ones still may.
+    pub fn admit(&mut self, name: usize, value: usize) -> bool {
+        let bytes = self.bytes.saturating_add(name).saturating_add(value);
+        if self.kept >= MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+            self.dropped += 1;
+            return false;
+        }
+        self.kept += 1;
+        self.bytes = bytes;
+        true
+    }
+
+    /// Counts a header dropped for another reason (a name that is not text, say).
+    pub fn drop_one(&mut self) {
+        self.dropped += 1;
+    }
+
+    /// How many headers were dropped; when some were, records that in `headers` under
+    /// [`DROPPED_HEADERS`].
+    pub fn finish(self, headers: &mut BTreeMap<String, String>) -> usize {
+        if self.dropped > 0 {
+            headers.insert(DROPPED_HEADERS.to_owned(), self.dropped.to_string());
+        }
+        self.dropped
+    }
+}
 
 /// A new unique, time-ordered id (a UUIDv7, as text).
 pub fn new_id() -> String {
@@ -178,5 +233,29 @@ mod tests {
         assert_eq!(incoming.headers["h"], "v");
         assert_eq!(&*incoming.origin, "orders");
         assert_eq!(incoming.delivery_count, 1);
+    }
+
+    #[test]
+    fn a_header_budget_keeps_within_both_bounds_and_says_how_many_went() {
+        let mut budget = HeaderBudget::default();
+        assert!(budget.admit(10, MAX_HEADER_BYTES - 20));
+        assert!(!budget.admit(10, 11), "over the bytes");
+        assert!(budget.admit(5, 5), "a smaller one still fits");
+        budget.drop_one();
+        let mut headers = BTreeMap::new();
+        assert_eq!(budget.finish(&mut headers), 2);
+        assert_eq!(headers[DROPPED_HEADERS], "2");
+
+        let mut budget = HeaderBudget::default();
+        let kept = (0..MAX_HEADERS + 10).filter(|_| budget.admit(1, 1)).count();
+        assert_eq!(kept, MAX_HEADERS);
+        assert!(!budget.admit(0, 0));
+        assert!(!budget.admit(usize::MAX, usize::MAX));
+        let mut headers = BTreeMap::new();
+        assert_eq!(budget.finish(&mut headers), 12);
+
+        let mut headers = BTreeMap::new();
+        assert_eq!(HeaderBudget::default().finish(&mut headers), 0);
+        assert!(headers.is_empty());
     }
 }
