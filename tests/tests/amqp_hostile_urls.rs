@@ -21,7 +21,10 @@ async fn hostile_passwords_never_reach_errors_or_logs() {
         outputs.push((url, pieces, format!("{error} {error:?} {debug}")));
     }
     let text = logs.text();
-    assert!(text.contains("cannot connect to RabbitMQ"), "the logs were captured");
+    assert!(
+        text.contains("cannot connect to RabbitMQ"),
+        "the logs were captured"
+    );
     for (url, pieces, output) in &outputs {
         for piece in pieces {
             assert_hidden(piece, &[("error and Debug", output), ("logs", &text)]);

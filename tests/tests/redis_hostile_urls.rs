@@ -24,7 +24,10 @@ async fn hostile_passwords_never_reach_errors_or_logs() {
                 Ok(t) => panic!("{url}: connected to nothing: {t:?}"),
                 Err(error) => output += &format!(" {error} {error:?}"),
             }
-            match JobQueue::<UserCreated>::builder(&url, "hostile").connect().await {
+            match JobQueue::<UserCreated>::builder(&url, "hostile")
+                .connect()
+                .await
+            {
                 Ok(_) => panic!("{url}: a job queue connected to nothing"),
                 Err(error) => output += &format!(" {error} {error:?}"),
             }
