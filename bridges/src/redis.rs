@@ -77,6 +77,15 @@
 //! connection would stall every other command on it), bounded instead by the block time plus
 //! the command timeout, so a stalled server is noticed.
 //!
+//! ## Dead letters
+//!
+//! A dead letter is an entry added to the source's dead-letter stream: the original's fields,
+//! the core's reason, attempts and origin headers, and [`ORIGIN_ENTRY`]. A stream entry has no
+//! size limit a copy could reach (Redis bounds one argument at 512 MB, far above the inbound
+//! bridge's payload limit), so a message that was read can always be dead-lettered; a copy
+//! Redis refuses for another reason leaves the entry pending, to be claimed and tried again
+//! after the inbound bridge's pause.
+//!
 //! ## TLS and secrets
 //!
 //! `rediss://` URLs connect over TLS (rustls), verifying the server with the system's roots or

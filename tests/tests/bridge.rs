@@ -721,3 +721,42 @@ async fn a_message_nobody_listens_to_waits_for_a_listener_instead_of_being_ackno
     assert!(stats.retried >= 1, "{stats:?}");
     inbound.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_destination_that_refuses_pauses_the_bridge_instead_of_looping() {
+    let broker = MemoryBroker::new();
+    // Every dead-letter copy is refused and the message goes back to its queue.
+    broker.refuse_dead_letters(true);
+    let source = declared(&broker, "refusing").await;
+    let bus = Bus::<Events>::new();
+    let _seen = collect::<Tick>(&bus);
+    // After a refusal the bridge pauses for half an hour or more: the message it gave back
+    // is there for another consumer of the group, and the bridge does not take it again.
+    let inbound = Inbound::builder(&bus, broker.clone(), source.clone())
+        .backoff(Backoff::Fixed(Duration::from_secs(3600)))
+        .build();
+    let results = broker
+        .publish(&[Outgoing {
+            destination: "refusing".into(),
+            envelope: Envelope::new("tick", b"not json".to_vec()),
+        }])
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    until("the bridge's first try", || inbound.stats().received >= 1).await;
+    let mut other = broker.consume(&source).await.unwrap();
+    let again = tokio::time::timeout(Duration::from_secs(30), other.next())
+        .await
+        .expect("the message given back")
+        .expect("open")
+        .expect("a delivery");
+    assert_eq!(again.message.delivery_count, 2);
+    let stats = inbound.stats();
+    assert_eq!(
+        (stats.received, stats.dead_lettered),
+        (1, 0),
+        "taken once, then a pause: {stats:?}"
+    );
+    drop(inbound);
+    again.nack().await.unwrap();
+    assert_eq!(broker.depth("refusing", "default"), 1, "never dropped");
+}

@@ -347,3 +347,63 @@ async fn hostile_headers_never_panic_and_never_push_out_the_type_or_id() {
     delivery.ack().await.expect("ack");
     consumer.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_copy_over_the_size_limit_goes_without_the_originals_headers() {
+    use tidings::bridge::{DROPPED_HEADERS, Inbound, REASON_HEADER};
+    let cluster = MockCluster::new(1).expect("a mock cluster");
+    let source = Source::new("edge");
+    cluster.create_topic("edge", 1, 1).expect("topic");
+    cluster
+        .create_topic(&source.dead_letter, 1, 1)
+        .expect("topic");
+    let producer: rdkafka::producer::BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .create()
+        .expect("a producer");
+    // An undecodable message within 200 bytes of what the bridge's producer may send: the
+    // dead-letter copy, the original plus the reason headers, is over it.
+    let limit = 20_000;
+    let pad = vec![b'p'; limit - 300];
+    produce_raw(
+        &producer,
+        "edge",
+        b"not json",
+        &[
+            (b"ce_type".to_vec(), b"user.created".to_vec()),
+            (b"x-pad".to_vec(), pad),
+            (b"x-small".to_vec(), b"s".to_vec()),
+        ],
+    );
+    let t = KafkaTransport::builder(&cluster.bootstrap_servers())
+        .session_timeout(Duration::from_secs(6))
+        .set("message.max.bytes", limit.to_string())
+        .build()
+        .expect("config");
+    let bus = Bus::<Events>::new();
+    bus.on(|_: &UserCreated| {});
+    let inbound = Inbound::builder(&bus, t.clone(), source.clone()).build();
+    let mut dead = t
+        .consume(&Source::new(source.dead_letter.clone()))
+        .await
+        .expect("consume");
+    let copy = tidings_tests::next_delivery(&mut dead, WAIT).await;
+    let headers = &copy.message.headers;
+    assert!(
+        headers[REASON_HEADER].contains("undecodable payload"),
+        "{headers:?}"
+    );
+    assert_eq!(headers[DROPPED_HEADERS], "2", "x-pad and x-small went");
+    assert!(!headers.contains_key("x-pad"));
+    assert_eq!(&copy.message.payload[..], b"not json");
+    assert_eq!(copy.message.name.as_deref(), Some("user.created"));
+    copy.ack().await.expect("ack");
+    tidings_tests::wait_until("the dead-letter count", WAIT, async || {
+        inbound.stats().dead_lettered == 1
+    })
+    .await;
+    let stats = inbound.stats();
+    assert_eq!((stats.received, stats.dead_lettered), (1, 1), "{stats:?}");
+    inbound.shutdown(WAIT).await;
+    dead.close().await;
+}

@@ -9,7 +9,8 @@ use lapin::message::Delivery as LapinDelivery;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
 use tidings::bridge::{
-    Envelope, Incoming, TransportError, ATTEMPTS_HEADER, ORIGIN_HEADER, REASON_HEADER,
+    Envelope, Incoming, TransportError, ATTEMPTS_HEADER, DROPPED_HEADERS, ORIGIN_HEADER,
+    REASON_HEADER,
 };
 
 /// CloudEvents AMQP binding: the producer.
@@ -235,17 +236,30 @@ pub(crate) fn check_header_size(
 /// Marks a reason shortened to fit a dead-letter copy in one frame.
 const TRUNCATED: &str = " [truncated]";
 
+/// The fewest bytes of a reason worth shortening it to; with less room, the original's largest
+/// headers make room instead.
+const MIN_REASON: usize = 64;
+
 /// The properties of a dead-letter copy: the original's, unchanged and typed as they came,
-/// persistent, with only the reason, attempts and origin headers of `headers` added. The
-/// reason is shortened, marked, to keep the copy within `frame_max`; when even that cannot
-/// make it fit, the copy is refused.
+/// persistent, with only the reason, attempts and origin headers of `headers` added, within
+/// `frame_max`. When they do not fit:
+///
+/// 1. the reason is shortened, marked [`TRUNCATED`], when at least [`MIN_REASON`] bytes of it
+///    fit;
+/// 2. when the original's own headers leave less room, the largest of them are left out, as
+///    few as make room for the whole reason, and the copy says how many in
+///    [`DROPPED_HEADERS`](tidings::bridge::DROPPED_HEADERS);
+/// 3. and when nothing else helps, the copy keeps none of them.
+///
+/// So a message that reached the queue can always be dead-lettered: its body, its properties
+/// and why it was dead-lettered always fit, since the original's header frame did.
 pub(crate) fn dead_letter_properties(
     original: &BasicProperties,
     headers: &BTreeMap<String, String>,
     frame_max: usize,
 ) -> Result<BasicProperties, TransportError> {
-    let copy = |reason_len: Option<usize>| {
-        let mut table = original.headers().clone().unwrap_or_default();
+    let own = original.headers().clone().unwrap_or_default();
+    let copy = |mut table: FieldTable, reason_len: Option<usize>| {
         let added = [REASON_HEADER, ATTEMPTS_HEADER, ORIGIN_HEADER];
         for (name, value) in headers.iter().filter(|(n, _)| added.contains(&n.as_str())) {
             let Ok(key) = ShortString::try_new(name.as_str()) else {
@@ -268,16 +282,62 @@ pub(crate) fn dead_letter_properties(
             .with_delivery_mode(PERSISTENT)
             .with_headers(table)
     };
-    let full = copy(None);
+    let fits = |properties: &BasicProperties| header_frame_size(properties) <= frame_max;
+    let full = copy(own.clone(), None);
     let over = header_frame_size(&full).saturating_sub(frame_max);
     if over == 0 {
         return Ok(full);
     }
     let reason = headers.get(REASON_HEADER).map_or(0, String::len);
     let keep = reason.saturating_sub(over + TRUNCATED.len());
-    let shortened = copy(Some(keep));
-    check_header_size(&shortened, frame_max)?;
-    Ok(shortened)
+    let shortened = copy(own.clone(), Some(keep));
+    if keep >= MIN_REASON.min(reason) && fits(&shortened) {
+        return Ok(shortened);
+    }
+    // The original's headers leave no room: the largest go first.
+    let empty = header_frame_size(&BasicProperties::default().with_headers(FieldTable::default()));
+    let mut sizes: Vec<(ShortString, usize)> = own
+        .inner()
+        .iter()
+        .map(|(name, value)| {
+            let mut one = FieldTable::default();
+            one.insert(name.clone(), value.clone());
+            let size = header_frame_size(&BasicProperties::default().with_headers(one));
+            (name.clone(), size.saturating_sub(empty))
+        })
+        .collect();
+    sizes.sort_by_key(|(_, size)| std::cmp::Reverse(*size));
+    // Room for the count of what was left out, too.
+    let mut needed = over + DROPPED_HEADERS.len() + 16;
+    let mut trimmed = own.inner().clone();
+    let mut dropped = 0usize;
+    for (name, size) in sizes {
+        if needed == 0 {
+            break;
+        }
+        trimmed.remove(&name);
+        dropped += 1;
+        needed = needed.saturating_sub(size);
+    }
+    let count = |table: BTreeMap<ShortString, AMQPValue>, dropped: usize| {
+        let mut table = FieldTable::from(table);
+        table.insert(DROPPED_HEADERS.into(), long(&dropped.to_string()));
+        table
+    };
+    let all = own.inner().len();
+    for candidate in [
+        copy(count(trimmed.clone(), dropped), None),
+        copy(count(trimmed, dropped), Some(keep)),
+        copy(count(BTreeMap::new(), all), None),
+        copy(count(BTreeMap::new(), all), Some(256)),
+    ] {
+        if fits(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    let last = copy(count(BTreeMap::new(), all), Some(0));
+    check_header_size(&last, frame_max)?;
+    Ok(last)
 }
 
 #[cfg(test)]
@@ -499,10 +559,68 @@ mod tests {
         let text = super::text(&table.inner()[&ShortString::from(REASON_HEADER)]).expect("text");
         assert!(text.ends_with(TRUNCATED), "{text}");
         assert!(text.len() > 100, "as much of the reason as fits is kept");
-        // An original that leaves no room at all is refused, not sent to break the connection.
-        let error = dead_letter_properties(&original, &headers, header_frame_size(&original))
-            .expect_err("no room");
-        assert!(matches!(error, TransportError::Rejected(_)));
+    }
+
+    /// The reason headers' text in `copy`, and its own headers but those.
+    fn parts(copy: &BasicProperties) -> (String, Vec<String>) {
+        let table = copy.headers().clone().expect("headers");
+        let reason = super::text(&table.inner()[&ShortString::from(REASON_HEADER)]).expect("text");
+        let own = table
+            .inner()
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .filter(|k| ![REASON_HEADER, ATTEMPTS_HEADER, ORIGIN_HEADER].contains(&k.as_str()))
+            .collect();
+        (reason, own)
+    }
+
+    #[test]
+    fn an_original_that_leaves_no_room_loses_its_largest_headers_not_its_way_out() {
+        // Headers just under RabbitMQ's frame limit: the copy with the reason no longer fits.
+        let frame_max = 131_072;
+        let with = |bigger: usize| {
+            let mut table = FieldTable::default();
+            table.insert("x-trace".into(), long("t-1"));
+            table.insert("bigger".into(), long(&"b".repeat(90_000)));
+            table.insert("big".into(), long(&"c".repeat(bigger)));
+            BasicProperties::default()
+                .with_headers(table)
+                .with_message_id("m-1".into())
+        };
+        // 20 bytes short of the limit: not even the reason's header name fits.
+        let original = with(frame_max - header_frame_size(&with(0)) - 20);
+        assert_eq!(header_frame_size(&original), frame_max - 20);
+        let reason = "undecodable payload: expected value at line 1 column 1".to_owned();
+        let headers = BTreeMap::from([
+            (REASON_HEADER.to_owned(), reason.clone()),
+            (ATTEMPTS_HEADER.to_owned(), "1".to_owned()),
+            (ORIGIN_HEADER.to_owned(), "q".to_owned()),
+        ]);
+        let copy = dead_letter_properties(&original, &headers, frame_max).expect("a copy");
+        assert!(header_frame_size(&copy) <= frame_max);
+        let (got, own) = parts(&copy);
+        assert_eq!(got, reason, "the whole reason");
+        assert_eq!(
+            own,
+            ["big", DROPPED_HEADERS, "x-trace"],
+            "only the largest went"
+        );
+        let table = copy.headers().clone().expect("headers");
+        let count = super::text(&table.inner()[&ShortString::from(DROPPED_HEADERS)]);
+        assert_eq!(count.as_deref(), Some("1"));
+        assert_eq!(
+            copy.message_id().as_ref().map(ShortString::as_str),
+            Some("m-1")
+        );
+
+        // At every size up to the limit, the copy fits.
+        for filler in (0..frame_max - 200).step_by(997) {
+            let mut table = FieldTable::default();
+            table.insert("f".into(), long(&"f".repeat(filler)));
+            let original = BasicProperties::default().with_headers(table);
+            let copy = dead_letter_properties(&original, &headers, frame_max).expect("fits");
+            assert!(header_frame_size(&copy) <= frame_max, "{filler}");
+        }
     }
 
     #[test]

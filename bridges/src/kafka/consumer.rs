@@ -18,6 +18,7 @@ use rdkafka::{Message as _, Statistics};
 use rdkafka::{Offset, TopicPartitionList};
 use tidings::bridge::{
     Acker, Consumer, Delivery, Envelope, Incoming, Lag, Outgoing, Source, TransportError,
+    DROPPED_HEADERS,
 };
 use tokio::sync::oneshot;
 
@@ -633,11 +634,25 @@ impl Acker for KafkaAcker {
                 self.mark.partition.to_string(),
             );
             headers.insert(wire::ORIGIN_OFFSET.to_owned(), self.mark.offset.to_string());
-            let out = Outgoing {
+            let mut out = Outgoing {
                 destination: self.origin.dead_letter.clone(),
                 envelope: Envelope::republish(&message, headers),
             };
-            match self.origin.inner.produce_one(&out).await {
+            let mut result = self.origin.inner.produce_one(&out).await;
+            if matches!(result, Err(TransportError::Rejected(_))) {
+                // Refused as it is (over the dead-letter topic's size limit, say: the copy is
+                // the original plus the reason): once more with only the headers that say why
+                // it was dead-lettered, and how many of its own it lost.
+                let headers = &mut out.envelope.headers;
+                let before = headers.len();
+                headers.retain(|name, _| wire::DEAD_LETTER_HEADERS.contains(&name.as_str()));
+                let dropped = before - headers.len();
+                if dropped > 0 {
+                    headers.insert(DROPPED_HEADERS.to_owned(), dropped.to_string());
+                    result = self.origin.inner.produce_one(&out).await;
+                }
+            }
+            match result {
                 Ok(()) => self.send(Command::Ack(self.mark)),
                 Err(error) => {
                     let mark = self.mark;

@@ -53,6 +53,15 @@ pub(crate) fn headers(envelope: &Envelope) -> OwnedHeaders {
     h
 }
 
+/// The headers a dead-letter copy keeps when it is refused with all of the original's.
+pub(crate) const DEAD_LETTER_HEADERS: [&str; 5] = [
+    tidings::bridge::REASON_HEADER,
+    tidings::bridge::ATTEMPTS_HEADER,
+    tidings::bridge::ORIGIN_HEADER,
+    ORIGIN_PARTITION,
+    ORIGIN_OFFSET,
+];
+
 /// `time` as milliseconds since the Unix epoch (Kafka's timestamps); 0 before it.
 pub(crate) fn millis(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH)

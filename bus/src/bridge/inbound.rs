@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -194,6 +195,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> InboundBuilder<S, T, C> {
             config: self,
             stats: Arc::clone(&stats),
             lag: Arc::clone(&lag),
+            dead_letter_failures: AtomicU32::new(0),
         };
         let task = tokio::spawn(Arc::new(ingest).run(Arc::clone(&stop)));
         Inbound {
@@ -345,6 +347,9 @@ struct Ingest<S: EventSetCodec, T, C> {
     config: InboundBuilder<S, T, C>,
     stats: Arc<Counters>,
     lag: Arc<Mutex<Option<Lag>>>,
+    /// Dead letters refused in a row (by any lane); the pause after the next refusal grows
+    /// with it.
+    dead_letter_failures: AtomicU32,
 }
 
 /// Where deliveries go: handled in the consuming task, or sent to lanes by key.
@@ -628,12 +633,18 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
         );
         match delivery.dead_letter(reason, attempts).await {
             Ok(()) => {
+                self.dead_letter_failures.store(0, Ordering::Relaxed);
                 self.stats.incr(DEAD_LETTERED);
             }
             Err(error) => {
                 // The transport says where the message went instead (returned to its source,
-                // or left to be delivered again): never dropped.
-                tracing::error!(%error, "could not dead-letter a message");
+                // or left to be delivered again): never dropped. It comes back, so pause before
+                // the next message: a dead-letter destination that keeps refusing must not
+                // turn into a redelivery loop at full speed.
+                let failures = self.dead_letter_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                let delay = self.config.backoff.jittered(failures);
+                tracing::error!(%error, ?delay, "could not dead-letter a message; pausing");
+                tokio::time::sleep(delay).await;
             }
         }
     }

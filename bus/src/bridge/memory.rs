@@ -61,6 +61,7 @@ struct State {
     /// Bumped by every disconnect; consumers of an older epoch are dead.
     epoch: u64,
     fail_publishes: usize,
+    refuse_dead_letters: bool,
     delay: Duration,
     next_tag: u64,
     next_consumer: u64,
@@ -195,6 +196,13 @@ impl MemoryBroker {
     /// against `n`).
     pub fn fail_next_publishes(&self, n: usize) {
         self.shared.state.lock().fail_publishes = n;
+    }
+
+    /// While `refuse` holds, every dead-letter copy is refused, as by a dead-letter queue that
+    /// is full or gone: the message goes back to the head of its queue and
+    /// [`Delivery::dead_letter`](super::Delivery::dead_letter) fails.
+    pub fn refuse_dead_letters(&self, refuse: bool) {
+        self.shared.state.lock().refuse_dead_letters = refuse;
     }
 
     /// Delays every publish by `delay`.
@@ -417,18 +425,31 @@ impl Acker for MemoryAcker {
         _: Incoming,
         headers: BTreeMap<String, String>,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
-        let result = self.settle(move |state, dead_letter, message| {
+        let (source, group) = (self.source.clone(), self.group.clone());
+        let result = self.settle(move |state, dead_letter, mut message| {
             let envelope = Envelope {
-                id: message.id.unwrap_or_else(super::envelope::new_id),
-                name: message.name.unwrap_or_default(),
-                key: message.key,
                 source: message.origin.to_string(),
-                time: message.time.unwrap_or_else(std::time::SystemTime::now),
-                content_type: "application/json".to_owned(),
-                headers,
-                payload: message.payload,
+                ..Envelope::republish(&message, headers)
             };
-            state.route(dead_letter, &envelope)
+            let routed = if state.refuse_dead_letters {
+                Err(TransportError::Rejected("dead letters are refused".into()))
+            } else {
+                state.route(dead_letter, &envelope)
+            };
+            let error = match routed {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            // Nowhere to put it: back to the head of its queue, as RabbitMQ returns a message
+            // whose copy was refused. Never dropped.
+            message.delivery_count += 1;
+            if let Some(g) = state.group_mut(&source, &group) {
+                g.ready.push_front(message);
+                g.count_ready();
+            }
+            Err(TransportError::Rejected(format!(
+                "cannot dead-letter to `{dead_letter}` ({error}); returned to the queue"
+            )))
         });
         Box::pin(async move { result })
     }
