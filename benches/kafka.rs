@@ -332,7 +332,9 @@ async fn main() {
     let brokers = tansu.brokers();
     let t = KafkaTransport::builder(&brokers)
         .session_timeout(Duration::from_secs(6))
-        .set("fetch.wait.max.ms", FETCH_WAIT_MS)
+        .fetch_wait(Duration::from_millis(
+            FETCH_WAIT_MS.parse().expect("milliseconds"),
+        ))
         .build()
         .expect("config");
     let node = node_dir("kafkajs");

@@ -123,6 +123,7 @@ pub(crate) struct Config {
     pub(crate) max_message: usize,
     pub(crate) session_timeout: Duration,
     pub(crate) commit_interval: Duration,
+    pub(crate) fetch_wait: Duration,
     pub(crate) start: StartFrom,
     pub(crate) read_committed: bool,
     pub(crate) topics: Topic,
@@ -159,6 +160,7 @@ impl Config {
             max_message: 1_000_000,
             session_timeout: Duration::from_secs(10),
             commit_interval: Duration::from_secs(1),
+            fetch_wait: Duration::from_millis(500),
             start: StartFrom::Earliest,
             read_committed: true,
             topics: Topic::new("").partitions(3),
@@ -260,6 +262,10 @@ impl Config {
                 self.commit_interval.as_millis().max(1).to_string(),
             )
             .set("auto.offset.reset", reset)
+            .set(
+                "fetch.wait.max.ms",
+                self.fetch_wait.as_millis().min(300_000).to_string(),
+            )
             .set("session.timeout.ms", session.to_string())
             .set("heartbeat.interval.ms", (session / 3).to_string())
             // The consumer thread polls all the time, so a long poll interval buys nothing,
@@ -282,5 +288,27 @@ impl Config {
 
     pub(crate) fn admin(&self) -> ClientConfig {
         self.with_extra(self.common())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fetch_wait_reaches_the_consumer_and_is_bounded() {
+        let mut config = Config::new("127.0.0.1:9092");
+        assert_eq!(
+            config.consumer("g").get("fetch.wait.max.ms"),
+            Some("500"),
+            "librdkafka's default"
+        );
+        config.fetch_wait = Duration::from_millis(7);
+        assert_eq!(config.consumer("g").get("fetch.wait.max.ms"), Some("7"));
+        config.fetch_wait = Duration::from_secs(3600);
+        assert_eq!(
+            config.consumer("g").get("fetch.wait.max.ms"),
+            Some("300000")
+        );
     }
 }

@@ -58,6 +58,14 @@ impl KafkaBuilder {
         self
     }
 
+    /// How long the broker may hold a consumer's fetch while it has less than the minimum to
+    /// send (`fetch.wait.max.ms`, default 500 ms; at most 300 s). Shorter means less latency
+    /// for a trickle of messages and more fetch requests.
+    pub fn fetch_wait(mut self, wait: Duration) -> Self {
+        self.config.fetch_wait = wait;
+        self
+    }
+
     /// How long the producer waits to fill a batch (`linger.ms`, default 5 ms).
     pub fn linger(mut self, linger: Duration) -> Self {
         self.config.linger = linger;
