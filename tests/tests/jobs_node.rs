@@ -288,12 +288,38 @@ async fn bull_board_shows_a_queue_tidings_filled() {
 
     assert!(dom.contains(q.name()), "the queue is listed");
     assert!(dom.contains("email.send"), "its jobs are listed by name");
-    for state in ["completed", "failed", "waiting", "delayed"] {
-        assert!(
-            dom.to_lowercase().contains(state),
-            "the page shows the state {state}"
-        );
-    }
+    // Every tab is always there; the count on each is what the queue holds.
+    let counts: Vec<(&str, Option<u64>)> = ["ACTIVE", "WAITING", "COMPLETED", "FAILED", "DELAYED"]
+        .into_iter()
+        .map(|state| (state, badge(&dom, state)))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("ACTIVE", None),
+            ("WAITING", Some(3)),
+            ("COMPLETED", Some(2)),
+            ("FAILED", Some(1)),
+            ("DELAYED", Some(1)),
+        ],
+        "the counts Bull Board shows"
+    );
     assert!(dom.contains("mailbox full"), "the failure reason is shown");
-    assert!(dom.contains("board4@example.com"), "job data is shown");
+    // The data of every job but the failed one (whose error is shown instead).
+    for to in [0, 1, 3, 4, 5]
+        .map(|n| format!("board{n}@example.com"))
+        .into_iter()
+        .chain(["later@example.com".to_owned()])
+    {
+        assert!(dom.contains(&to), "the data of the job to {to} is shown");
+    }
+}
+
+/// The count Bull Board shows on the tab of `state` (`WAITING`...), if any.
+fn badge(dom: &str, state: &str) -> Option<u64> {
+    let tab = format!("data-text=\"{state}\">{state}</span>");
+    let after = &dom[dom.find(&tab).unwrap_or_else(|| panic!("no tab {state}")) + tab.len()..];
+    let badge = after.strip_prefix("<span class=\"badge")?;
+    let count = &badge[badge.find('>')? + 1..];
+    count[..count.find('<')?].parse().ok()
 }
