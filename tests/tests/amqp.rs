@@ -454,17 +454,52 @@ async fn a_host_name_that_does_not_resolve_is_reported_as_such() {
 #[tokio::test]
 async fn close_waits_for_confirms_and_later_publishes_fail_fast() {
     let (t, source) = declared(Source::new(unique("close"))).await;
-    let publisher = {
-        let t = t.clone();
-        let name = source.name.clone();
-        tokio::spawn(async move {
-            publish_ok(&t, &name, (0..500).map(ping).collect()).await;
+    // Twenty batches of 500 persistent messages published at once: when the first batch is
+    // confirmed, the others are still waiting for theirs.
+    let mut publishers: Vec<_> = (0..20u64)
+        .map(|b| {
+            let t = t.clone();
+            let name = source.name.clone();
+            tokio::spawn(async move {
+                let batch: Vec<Outgoing> = (b * 500..(b + 1) * 500)
+                    .map(|seq| Outgoing {
+                        destination: name.clone(),
+                        envelope: ping(seq),
+                    })
+                    .collect();
+                t.publish(&batch).await
+            })
         })
-    };
-    within("the publishes", publisher).await.expect("publisher");
-    let cleaner = connect(&unique("conn")).await;
+        .collect();
+    within("the first batch", async {
+        while !publishers.iter().any(|p| p.is_finished()) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    let waiting: Vec<bool> = publishers.iter().map(|p| !p.is_finished()).collect();
     assert!(t.close(WAIT).await, "every confirm arrived");
     assert!(!t.is_connected());
+    // A message sent before `close` is confirmed (and in the queue); one still waiting for
+    // room in the confirm window is refused as closed, and not sent. Nothing else.
+    let (mut confirmed, mut refused, mut confirmed_after_close) = (0, 0, 0);
+    for (publisher, waiting) in publishers.drain(..).zip(waiting) {
+        for result in publisher.await.expect("publisher") {
+            match result {
+                Ok(()) => {
+                    confirmed += 1;
+                    confirmed_after_close += usize::from(waiting);
+                }
+                Err(TransportError::Disconnected(m)) if m.contains("closed") => refused += 1,
+                Err(other) => panic!("neither confirmed nor refused as closed: {other}"),
+            }
+        }
+    }
+    assert_eq!(confirmed + refused, 10_000);
+    assert!(
+        confirmed_after_close > 0,
+        "close waited for messages that were still waiting for their confirms"
+    );
     let results = t
         .publish(&[Outgoing {
             destination: source.name.clone(),
@@ -475,6 +510,12 @@ async fn close_waits_for_confirms_and_later_publishes_fail_fast() {
         matches!(&results[..], [Err(TransportError::Disconnected(m))] if m.contains("closed")),
         "{results:?}"
     );
+    let cleaner = connect(&unique("conn")).await;
+    let queued = cleaner
+        .delete_queue(&rabbit_queue(&source))
+        .await
+        .expect("delete");
+    assert_eq!(queued, confirmed, "every confirmed message is in the queue");
     cleanup(&cleaner, &source).await;
 }
 

@@ -251,16 +251,20 @@ impl AmqpTransport {
     }
 
     /// Waits for every publish awaiting a confirm (up to `timeout`), then closes the
-    /// connection and stops reconnecting. Shut inbound and outbound bridges down first, so
+    /// connection and stops reconnecting. A message still waiting for room in the confirm
+    /// window is not sent: its publish fails with [`TransportError::Disconnected`] ("the
+    /// transport is closed"), as does every later publish. Shut inbound and outbound bridges down first, so
     /// that they finish their work on the open connection. Returns whether every confirm
     /// arrived in time.
     pub async fn close(&self, timeout: Duration) -> bool {
         let shared = self.shared();
         let all = u32::try_from(shared.config.confirm_window.max(1)).unwrap_or(u32::MAX);
-        let drained = tokio::time::timeout(timeout, shared.window.acquire_many(all))
-            .await
-            .is_ok_and(|permits| permits.is_ok());
+        let permits = tokio::time::timeout(timeout, shared.window.acquire_many(all)).await;
+        let drained = matches!(permits, Ok(Ok(_)));
+        // The whole window stays taken until the connection is closed: a publish waiting for
+        // room would otherwise send on it in between, and lose its confirm to the close.
         link::close(shared).await;
+        drop(permits);
         drained
     }
 
