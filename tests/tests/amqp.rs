@@ -399,8 +399,17 @@ async fn events_report_disconnects_and_reconnects() {
     let other = connect(&unique("conn")).await;
     other.delete_exchange(&source.name).await.expect("delete");
     assert_eq!(close_connections(&name).await, 1);
-    let _ = within("a disconnect", events.recv()).await;
-    let _ = within("a reconnect", events.recv()).await;
+    let lost = within("a disconnect", events.recv()).await.expect("event");
+    assert!(
+        matches!(lost, ConnectionEvent::Disconnected { .. }),
+        "{lost:?}"
+    );
+    let back = within("a reconnect", events.recv()).await.expect("event");
+    assert!(
+        matches!(back, ConnectionEvent::Connected { .. }),
+        "{back:?}"
+    );
+    assert_eq!(t.connections(), 3);
     publish_ok(&t, &source.name, vec![ping(1)]).await;
     cleanup(&t, &source).await;
 }
@@ -433,6 +442,11 @@ async fn failover_skips_a_dead_broker_and_passwords_stay_out_of_errors() {
         .expect_err("not a TLS port");
     let text = format!("{error} {error:?}");
     assert!(!text.contains("tls-secret-pw"), "{text}");
+    // Refused because the plain port answered the TLS hello with AMQP, not for a time-out.
+    assert!(
+        text.contains("received corrupt message of type InvalidContentType"),
+        "{text}"
+    );
     assert!(text.contains("amqps://guest:***@127.0.0.1:5672"), "{text}");
 }
 

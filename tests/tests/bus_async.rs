@@ -90,10 +90,33 @@ async fn settle_waits_for_cascades() {
 
 #[tokio::test]
 async fn settle_on_a_quiet_bus_returns_at_once() {
+    use futures_util::FutureExt;
     let bus = Bus::<Events>::new();
-    bus.settle().await;
-    bus.on_async(|_: Arc<Tick>| async {});
-    bus.settle().await;
+    assert!(bus.settle().now_or_never().is_some(), "no listener");
+    let (release, held) = tokio::sync::oneshot::channel::<()>();
+    let held = Arc::new(Mutex::new(Some(held)));
+    bus.on_async(move |_: Arc<Tick>| {
+        let held = held.lock().take();
+        async move {
+            if let Some(held) = held {
+                let _ = held.await;
+            }
+        }
+    });
+    assert!(
+        bus.settle().now_or_never().is_some(),
+        "a listener with nothing queued"
+    );
+    // The first poll completes nothing while an event is being handled...
+    bus.emit(Tick(1));
+    let mut settling = Box::pin(bus.settle());
+    assert!((&mut settling).now_or_never().is_none(), "an event in hand");
+    // ...and settles once it was.
+    release.send(()).expect("the listener waits");
+    tokio::time::timeout(Duration::from_secs(10), settling)
+        .await
+        .expect("settled once the event was handled");
+    assert!(bus.settle().now_or_never().is_some(), "quiet again");
 }
 
 #[tokio::test]

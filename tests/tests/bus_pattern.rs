@@ -40,14 +40,22 @@ proptest! {
         prop_assert_eq!(compiled.matches(&name.join(".")), reference(&p, &n));
     }
 
+    /// Parsing never panics, and accepts exactly the valid patterns: dot-separated words, each
+    /// `*`, `#`, or ASCII letters, digits, `_` and `-`.
     #[test]
-    fn parsing_never_panics_and_only_accepts_valid_patterns(s in "[a-z*#. é]{0,12}") {
-        if let Ok(p) = Pattern::parse(&s) {
-            prop_assert_eq!(p.as_str(), s.as_str());
-            for word in s.split('.') {
-                prop_assert!(word == "*" || word == "#"
-                    || (!word.is_empty() && word.chars().all(|c| c.is_ascii_lowercase())));
+    fn parsing_accepts_exactly_the_valid_patterns(s in "[a-zA-Z0-9_*#. é-]{0,12}") {
+        let valid = s.split('.').all(|word| {
+            word == "*"
+                || word == "#"
+                || (!word.is_empty()
+                    && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        });
+        match Pattern::parse(&s) {
+            Ok(p) => {
+                prop_assert!(valid, "accepted an invalid pattern {:?}", s);
+                prop_assert_eq!(p.as_str(), s.as_str());
             }
+            Err(e) => prop_assert!(!valid, "refused the valid pattern {:?}: {}", s, e),
         }
     }
 }

@@ -213,6 +213,11 @@ async fn tls_with_a_private_authority() {
         .expect_err("an untrusted certificate");
     let text = format!("{refused} {refused:?}");
     assert!(!text.contains(&password), "{text}");
+    // Refused for the certificate, not for a time-out or anything else.
+    assert!(
+        text.contains("invalid peer certificate: UnknownIssuer"),
+        "{text}"
+    );
     cleanup(&source).await;
     delete_user(&user).await;
 }
