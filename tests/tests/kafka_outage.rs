@@ -181,21 +181,28 @@ async fn a_member_joining_mid_stream_loses_nothing_and_commits_nothing_unhandled
     assert!(t.publish(&batch).await.iter().all(Result::is_ok));
 
     let handled = Arc::new(Mutex::new(Vec::new()));
+    // The members stop once every message was handled by one of them (however long a
+    // rebalance takes), not after some idle time.
+    let (all_handled, done) = tokio::sync::watch::channel(false);
     let member = |slow: bool| {
         let (t, source, handled) = (t.clone(), source.clone(), Arc::clone(&handled));
+        let (all_handled, mut done) = (all_handled.clone(), done.clone());
         tokio::spawn(async move {
             let mut consumer = t.consume(&source).await.expect("consume");
             loop {
-                let Ok(Some(Ok(d))) =
-                    tokio::time::timeout(Duration::from_secs(8), consumer.next()).await
-                else {
-                    return;
+                let d = tokio::select! {
+                    next = consumer.next() => next.expect("open").expect("a delivery"),
+                    _ = done.wait_for(|done| *done) => return,
                 };
                 if slow {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
-                handled.lock().push(id_of(&d));
                 d.ack().await.expect("ack");
+                let mut handled = handled.lock();
+                handled.push(id_of(&d));
+                if handled.iter().collect::<BTreeSet<_>>().len() == 2_000 {
+                    all_handled.send_replace(true);
+                }
             }
         })
     };
@@ -208,8 +215,12 @@ async fn a_member_joining_mid_stream_loses_nothing_and_commits_nothing_unhandled
     .await
     .expect("the first member works");
     let b = member(false);
-    a.await.expect("a");
-    b.await.expect("b");
+    tokio::time::timeout(WAIT, async {
+        a.await.expect("a");
+        b.await.expect("b");
+    })
+    .await
+    .expect("every message handled");
     let all: BTreeSet<u64> = handled.lock().iter().copied().collect();
     assert_eq!(
         all,
