@@ -749,3 +749,59 @@ async fn a_reporting_subscription_reports_misses_through_on_error_and_its_gauge(
     bus.settle().await;
     assert_eq!(gauge.len(), 1, "still unread");
 }
+
+/// Order is kept per emitter: four tasks emitting at once on two threads, and every sync
+/// listener, async listener and subscription sees each task's events in the order it emitted
+/// them (they interleave with the other tasks' as they will).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_emitters_at_once_each_keep_their_order_for_every_listener() {
+    const EMITTERS: u64 = 4;
+    const EACH: u64 = 5_000;
+    let bus = Bus::<Events>::new();
+    let sync_seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&sync_seen);
+    bus.on(move |t: &Tick| s.lock().push(t.0));
+    let async_seen = Arc::new(Mutex::new(Vec::new()));
+    let a = Arc::clone(&async_seen);
+    bus.on_async(move |t: Arc<Tick>| {
+        let a = Arc::clone(&a);
+        async move { a.lock().push(t.0) }
+    });
+    let mut stream = bus.subscribe_with::<Tick>(QueueOptions::new().capacity(1 << 16));
+    let emitters: Vec<_> = (0..EMITTERS)
+        .map(|e| {
+            let bus = bus.clone();
+            tokio::spawn(async move {
+                for n in 0..EACH {
+                    bus.emit_async(Tick(e * 1_000_000 + n)).await.expect("open");
+                    if n % 64 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for emitter in emitters {
+        emitter.await.expect("emitter");
+    }
+    tokio::time::timeout(Duration::from_secs(30), bus.settle())
+        .await
+        .expect("settled");
+    let mut streamed = Vec::new();
+    while let Some(Ok(t)) = stream.try_recv() {
+        streamed.push(t.0);
+    }
+    for (who, seen) in [
+        ("sync listener", sync_seen.lock().clone()),
+        ("async listener", async_seen.lock().clone()),
+        ("subscription", streamed),
+    ] {
+        assert_eq!(seen.len() as u64, EMITTERS * EACH, "{who} saw every event");
+        let mut next = [0u64; EMITTERS as usize];
+        for v in seen {
+            let (e, n) = ((v / 1_000_000) as usize, v % 1_000_000);
+            assert_eq!(n, next[e], "{who}: emitter {e} out of order");
+            next[e] += 1;
+        }
+    }
+}
