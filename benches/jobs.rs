@@ -10,8 +10,11 @@
 //!   (`queue.addBulk`, `queue.process(name, 10, fn)`), as their docs show, in
 //!   `benches/node/jobs_bench.js` (skipped without Node.js).
 //!
-//! Each round uses fresh queues; rounds alternate the contenders. Each reports jobs per second
-//! and the Redis server's share of the machine's CPU meanwhile. Needs Redis on 127.0.0.1:6379:
+//! Each round uses fresh queues; rounds alternate the contenders. Every contender's clock runs
+//! from the first add to the same observable point: Redis has recorded the last completion
+//! (the queue's completed set holds every job; a handler's return is not enough, the job is
+//! moved to completed after it). Each reports jobs per second and the Redis server's share of
+//! the machine's CPU meanwhile. Needs Redis on 127.0.0.1:6379:
 //! `cargo bench -p tidings-benches --features jobs --bench jobs`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -91,6 +94,29 @@ fn count(done: &AtomicUsize, all: &Notify) {
     }
 }
 
+/// Waits until Redis has recorded every job of queue `name` as completed (BullMQ's completed
+/// set, `bull:{name}:completed`). The handlers have all been called when this is asked, so it
+/// waits only for the last moves to completed.
+async fn all_recorded(name: &str) {
+    let client = redis::Client::open(URL).expect("a Redis URL");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis on 127.0.0.1:6379");
+    let key = format!("bull:{name}:completed");
+    loop {
+        let completed: usize = redis::cmd("ZCARD")
+            .arg(&key)
+            .query_async(&mut connection)
+            .await
+            .expect("ZCARD");
+        if completed >= JOBS {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 async fn tidings_round() -> Option<Duration> {
     let name = queue_name("tidings");
     let queue = JobQueue::<SendEmail>::builder(URL, name.clone())
@@ -99,7 +125,7 @@ async fn tidings_round() -> Option<Duration> {
         .expect("Redis on 127.0.0.1:6379");
     let (done, all) = counter();
     let (d, a) = (done.clone(), all.clone());
-    let worker = Worker::<SendEmail>::builder(URL, name)
+    let worker = Worker::<SendEmail>::builder(URL, name.clone())
         .concurrency(CONCURRENCY)
         .start(move |email: SendEmail, _| {
             count(&d, &a);
@@ -116,6 +142,7 @@ async fn tidings_round() -> Option<Duration> {
             .expect("add");
     }
     all.notified().await;
+    all_recorded(&name).await;
     let elapsed = start.elapsed();
     worker.close(Duration::from_secs(10)).await;
     queue.obliterate(true).await.expect("obliterate");
@@ -162,6 +189,7 @@ async fn raw_round() -> Option<Duration> {
         queue.add_bulk(jobs).await.expect("add");
     }
     all.notified().await;
+    all_recorded(&name).await;
     let elapsed = start.elapsed();
     worker.close(10_000).await.expect("close");
     queue.obliterate(true, 1000).await.expect("obliterate");

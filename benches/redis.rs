@@ -11,8 +11,10 @@
 //!   next read.
 //!
 //! Each round uses a fresh stream. Rounds alternate the contenders; each reports messages per
-//! second from the first add to the last acknowledgement, and the Redis server's share of the
-//! machine's CPU meanwhile. Needs Redis on 127.0.0.1:6379:
+//! second from the first add to the same observable point: every `XADD` answered and the reply
+//! to the last `XACK` received (for tidings, once the inbound bridge's shutdown closed its
+//! consumer, which waits for those replies), and the Redis server's share of the machine's CPU
+//! meanwhile. Needs Redis on 127.0.0.1:6379:
 //! `cargo bench -p tidings-benches --features redis --bench redis`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -108,10 +110,13 @@ async fn tidings_round(t: &RedisTransport, name: &str) -> Duration {
         out_bus.emit_async(ping(seq)).await.expect("emit");
     }
     all.notified().await;
-    let elapsed = start.elapsed();
-    outbound.shutdown(Duration::from_secs(10)).await;
+    // The raw peer's clock stops at the last `XACK` reply: so does this one. The inbound
+    // bridge's shutdown closes its consumer, which sends what acknowledgements it holds and
+    // waits for the replies of all it sent.
+    let report = outbound.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.unconfirmed, 0);
     inbound.shutdown(Duration::from_secs(10)).await;
-    elapsed
+    start.elapsed()
 }
 
 /// The id and `data` field of every entry of an `XREADGROUP` reply, moved out of it.
