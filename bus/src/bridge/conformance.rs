@@ -532,7 +532,8 @@ pub async fn unheard_message<H: Harness>(h: &H) {
     let dead = dead_letters(&t, &source, 1).await;
     let headers = &dead[0].message.headers;
     assert!(
-        headers[REASON_HEADER].contains("no listener took event `conformance.ping` in 2 attempts"),
+        headers[REASON_HEADER]
+            .contains("no listener took event `conformance.ping` (after 2 attempts)"),
         "{headers:?}"
     );
     assert_eq!(headers[ATTEMPTS_HEADER], "2");

@@ -214,8 +214,8 @@ impl<S: EventSetCodec, T: Transport, C: Codec> InboundBuilder<S, T, C> {
 /// attempt dead-lettered with the reason, the attempt count and its origin. A message whose
 /// event has no listener is not handled either: it is tried again the same way (unless
 /// [`acknowledge_unheard`](InboundBuilder::acknowledge_unheard)), so register listeners before
-/// building the bridge. A message that cannot be decoded is dead-lettered at once. Dropping an `Inbound` stops it at once; its
-/// unacknowledged message is delivered again by the broker.
+/// building the bridge. A message that cannot be decoded is dead-lettered at once. Dropping an
+/// `Inbound` stops it at once; its unacknowledged message is delivered again by the broker.
 pub struct Inbound {
     stats: Arc<Counters>,
     /// The current consumer's lag, if its transport measures it.
@@ -550,8 +550,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
                     return self.dead_letter(delivery, &reason, attempt).await;
                 }
             };
-            let outcome = self.config.bus.emit_set_and_wait(event).await;
-            match outcome {
+            let (unheard, failure) = match self.config.bus.emit_set_and_wait(event).await {
                 Ok(0) if self.config.acknowledge_unheard => {
                     self.stats.incr(UNHEARD);
                     self.forget(id).await;
@@ -560,24 +559,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
                     }
                     return;
                 }
-                Ok(0) if attempt >= self.config.max_attempts => {
-                    self.stats.incr(UNHEARD);
-                    let reason = format!("no listener took event `{name}` in {attempt} attempts");
-                    self.forget(id).await;
-                    return self.dead_letter(delivery, &reason, attempt).await;
-                }
-                Ok(0) => {
-                    self.stats.incr(RETRIED);
-                    let delay = self.config.backoff.jittered(attempt);
-                    tracing::warn!(
-                        event = name,
-                        attempt,
-                        ?delay,
-                        "no listener took the event; retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
+                Ok(0) => (true, format!("no listener took event `{name}`")),
                 Ok(_) => {
                     // Remembered before the acknowledgement: if that is lost, the copy that
                     // comes again is dropped as a duplicate.
@@ -601,19 +583,29 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
                     }
                     return;
                 }
-                Err(error) if attempt >= self.config.max_attempts => {
-                    let reason = format!("handlers failed after {attempt} attempts: {error}");
-                    self.forget(id).await;
-                    return self.dead_letter(delivery, &reason, attempt).await;
+                Err(error) => (false, format!("handlers failed: {error}")),
+            };
+            // A failing handler and an event nobody listens to are tried again alike: a
+            // listener may come (one registered late), a handler may recover.
+            if attempt >= self.config.max_attempts {
+                if unheard {
+                    self.stats.incr(UNHEARD);
                 }
-                Err(error) => {
-                    self.stats.incr(RETRIED);
-                    let delay = self.config.backoff.jittered(attempt);
-                    tracing::warn!(event = name, attempt, ?delay, %error, "handlers failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
+                let reason = format!("{failure} (after {attempt} attempts)");
+                self.forget(id).await;
+                return self.dead_letter(delivery, &reason, attempt).await;
             }
+            self.stats.incr(RETRIED);
+            let delay = self.config.backoff.jittered(attempt);
+            tracing::warn!(
+                event = name,
+                attempt,
+                ?delay,
+                failure,
+                "not handled; retrying"
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
         }
     }
 
