@@ -197,9 +197,10 @@ async fn a_member_joining_mid_stream_loses_nothing_and_commits_nothing_unhandled
                 if slow {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
+                let id = id_of(&d);
                 d.ack().await.expect("ack");
                 let mut handled = handled.lock();
-                handled.push(id_of(&d));
+                handled.push(id);
                 if handled.iter().collect::<BTreeSet<_>>().len() == 2_000 {
                     all_handled.send_replace(true);
                 }
