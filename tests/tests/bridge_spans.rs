@@ -34,7 +34,8 @@ fn inbound_handling_runs_in_a_span_that_names_the_event() {
     assert!(
         text.lines()
             .any(|l| l.contains("tidings.consume{event=\"user.created\"")
-                && l.contains("handlers failed; retrying")),
+                && l.contains("not handled; retrying")
+                && l.contains("failure=\"handlers failed: ")),
         "{text}"
     );
 }
