@@ -31,14 +31,7 @@
 //! `channel.sendToQueue(q, Buffer.from(JSON.stringify(obj)))` sends no type and no id. An inbound
 //! bridge then uses the event type bound to its source.
 //!
-//! ## Headers from the wire
-//!
-//! Headers come from whoever produced the message, so a transport reads them with bounds: at
-//! most [`MAX_HEADERS`] headers of at most [`MAX_HEADER_BYTES`] of names and values, counted
-//! by a [`HeaderBudget`]; a header over the bounds, or one whose name is not text, is dropped,
-//! and the message gains [`DROPPED_HEADERS`] with how many were. The CloudEvents attributes
-//! (id, type, time, key) are read whatever came before them, so junk headers cannot push a
-//! message's type or id out.
+//! Headers from the wire are read within the bounds of a [`HeaderBudget`] (its docs say how).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -62,7 +55,14 @@ pub const MAX_HEADERS: usize = 256;
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Counts the headers a transport keeps of one incoming message against [`MAX_HEADERS`] and
-/// [`MAX_HEADER_BYTES`], and the ones it drops; see the [module docs](self).
+/// [`MAX_HEADER_BYTES`], and the ones it drops.
+///
+/// Headers come from whoever produced the message, so every transport reads them with these
+/// bounds: at most [`MAX_HEADERS`] headers of at most [`MAX_HEADER_BYTES`] of names and values;
+/// a header over the bounds, or one whose name is not text, is dropped, and the message gains
+/// [`DROPPED_HEADERS`] with how many were. The CloudEvents attributes (id, type, time, key) are
+/// read whatever came before them and do not count, so junk headers cannot push a message's
+/// type or id out.
 #[derive(Debug, Default)]
 pub struct HeaderBudget {
     kept: usize,
