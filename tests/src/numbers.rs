@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
-use tidings::{Event, EventSet};
+use tidings::bridge::{Inbound, Outbound, Source, Transport};
+use tidings::{Bus, Event, EventSet};
 
 /// A reading with three doubles and an integer, as a Node service would send it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Event)]
@@ -132,7 +133,7 @@ pub fn lines(readings: &[Reading]) -> String {
 
 /// A line printed by `numbers_interop.js consume`: each number as the bits of the double
 /// Node read.
-pub fn from_node(line: &str) -> Reading {
+pub fn parse_node_line(line: &str) -> Reading {
     let v: serde_json::Value =
         serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     let double = |field: &str| {
@@ -245,7 +246,7 @@ pub async fn node_readings(
             .unwrap_or_else(|_| panic!("only {} readings from Node in time", got.len()))
             .expect("stdout")
             .unwrap_or_else(|| panic!("Node exited after {} readings", got.len()));
-        got.push(from_node(&line));
+        got.push(parse_node_line(&line));
     }
     let status = tokio::time::timeout(WAIT, child.wait()).await;
     assert!(matches!(status, Ok(Ok(s)) if s.success()), "{status:?}");
@@ -282,4 +283,59 @@ fn node_package(kind: &str) -> &'static str {
         "redis" => "ioredis",
         _ => "bullmq",
     }
+}
+
+/// Node sends `count` readings with `numbers_interop.js produce <kind> <url>` to the source
+/// that `transport` has declared; an inbound bridge bound to `Reading` brings them into a bus.
+/// Asserts that each arrived as Node wrote it ([`as_node_writes`]), none dead-lettered.
+pub async fn from_node<T: Transport>(
+    transport: &T,
+    source: &Source,
+    kind: &str,
+    url: &str,
+    count: usize,
+) {
+    let bus = Bus::<Readings>::new();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = std::sync::Arc::clone(&got);
+    bus.on(move |r: &Reading| g.lock().expect("not poisoned").push(*r));
+    let inbound = Inbound::builder(&bus, transport.clone(), source.clone())
+        .bind::<Reading>()
+        .build();
+    let sent = readings(count);
+    node_produce(kind, url, &source.name, &sent).await;
+    crate::wait_until("every reading", WAIT, async || {
+        got.lock().expect("not poisoned").len() >= count
+    })
+    .await;
+    let expected: Vec<Reading> = sent.iter().map(as_node_writes).collect();
+    assert_exact(&expected, &got.lock().expect("not poisoned"));
+    assert_eq!(inbound.stats().dead_lettered, 0);
+    inbound.shutdown(WAIT).await;
+}
+
+/// A Node consumer (`numbers_interop.js consume <kind> <url> <destination>`) is started, then
+/// an outbound bridge on `transport` sends it `count` readings. Asserts that Node read each
+/// exactly ([`as_node_reads`]) and that every publish was confirmed.
+pub async fn to_node<T: Transport>(
+    transport: &T,
+    destination: &str,
+    kind: &str,
+    url: &str,
+    count: usize,
+) {
+    let (child, lines) = node_consumer(kind, url, destination, count).await;
+    let bus = Bus::<Readings>::new();
+    let outbound = Outbound::builder(&bus, transport.clone())
+        .forward::<Reading>()
+        .destination(destination)
+        .build();
+    let sent = readings(count);
+    for reading in &sent {
+        bus.emit_async(*reading).await.expect("emitted");
+    }
+    let got = node_readings(child, lines, count).await;
+    let expected: Vec<Reading> = sent.iter().map(as_node_reads).collect();
+    assert_exact(&expected, &got);
+    assert_eq!(outbound.shutdown(WAIT).await.unconfirmed, 0);
 }

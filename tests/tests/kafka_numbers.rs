@@ -2,17 +2,9 @@
 //! arrives bit for bit, integers beyond 2^53 as documented (feature `kafka`).
 #![cfg(feature = "kafka")]
 
-use std::sync::Arc;
-
-use parking_lot::Mutex;
-use tidings::Bus;
-use tidings::bridge::{Inbound, Outbound, Source, Transport};
+use tidings::bridge::{Source, Transport};
 use tidings_tests::kafka::Tansu;
-use tidings_tests::numbers::{
-    Reading, Readings, WAIT, as_node_reads, as_node_writes, assert_exact, node_consumer,
-    node_produce, node_readings, readings,
-};
-use tidings_tests::wait_until;
+use tidings_tests::numbers::{from_node, to_node};
 
 const COUNT: usize = 2_000;
 
@@ -22,20 +14,8 @@ async fn doubles_sent_by_node_arrive_exactly() {
     let t = tansu.transport().await;
     let source = Source::new("numbers-from-node");
     t.declare(&source).await.expect("declare");
-    let bus = Bus::<Readings>::new();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = Arc::clone(&got);
-    bus.on(move |r: &Reading| g.lock().push(*r));
-    let inbound = Inbound::builder(&bus, t.clone(), source.clone())
-        .bind::<Reading>()
-        .build();
-    let sent = readings(COUNT);
-    node_produce("kafka", &tansu.brokers(), &source.name, &sent).await;
-    wait_until("every reading", WAIT, async || got.lock().len() >= COUNT).await;
-    let expected: Vec<Reading> = sent.iter().map(as_node_writes).collect();
-    assert_exact(&expected, &got.lock());
-    assert_eq!(inbound.stats().dead_lettered, 0);
-    inbound.shutdown(WAIT).await;
+    // kafkajs's `producer.send({ topic, messages: [{ value: json }] })`.
+    from_node(&t, &source, "kafka", &tansu.brokers(), COUNT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,18 +24,6 @@ async fn doubles_sent_by_tidings_reach_node_exactly() {
     let t = tansu.transport().await;
     let topic = "numbers-to-node";
     t.declare(&Source::new(topic)).await.expect("declare");
-    let bus = Bus::<Readings>::new();
-    let outbound = Outbound::builder(&bus, t.clone())
-        .forward::<Reading>()
-        .destination(topic)
-        .build();
-    let sent = readings(COUNT);
-    for reading in &sent {
-        bus.emit_async(*reading).await.expect("emitted");
-    }
-    assert_eq!(outbound.shutdown(WAIT).await.unconfirmed, 0);
-    let (child, lines) = node_consumer("kafka", &tansu.brokers(), topic, COUNT).await;
-    let got = node_readings(child, lines, COUNT).await;
-    let expected: Vec<Reading> = sent.iter().map(as_node_reads).collect();
-    assert_exact(&expected, &got);
+    // The Node consumer joins its group, from the beginning, before anything is sent.
+    to_node(&t, topic, "kafka", &tansu.brokers(), COUNT).await;
 }
