@@ -119,6 +119,15 @@ impl State {
             .find(|g| &*g.source == source && g.group == group)
     }
 
+    /// Puts `message` back at the head of its queue, one delivery more.
+    fn return_to(&mut self, source: &str, group: &str, mut message: Incoming) {
+        message.delivery_count += 1;
+        if let Some(g) = self.group_mut(source, group) {
+            g.ready.push_front(message);
+            g.count_ready();
+        }
+    }
+
     fn declare(
         &mut self,
         source: &str,
@@ -408,12 +417,8 @@ impl Acker for MemoryAcker {
     /// Puts the broker's own copy back at the head of the queue.
     fn nack(self: Box<Self>, _: Incoming) -> BoxFuture<'static, Result<(), TransportError>> {
         let (source, group) = (self.source.clone(), self.group.clone());
-        let result = self.settle(move |state, _, mut message| {
-            message.delivery_count += 1;
-            if let Some(g) = state.group_mut(&source, &group) {
-                g.ready.push_front(message);
-                g.count_ready();
-            }
+        let result = self.settle(move |state, _, message| {
+            state.return_to(&source, &group, message);
             Ok(())
         });
         Box::pin(async move { result })
@@ -426,7 +431,7 @@ impl Acker for MemoryAcker {
         headers: BTreeMap<String, String>,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
         let (source, group) = (self.source.clone(), self.group.clone());
-        let result = self.settle(move |state, dead_letter, mut message| {
+        let result = self.settle(move |state, dead_letter, message| {
             let envelope = Envelope {
                 source: message.origin.to_string(),
                 ..Envelope::republish(&message, headers)
@@ -442,11 +447,7 @@ impl Acker for MemoryAcker {
             };
             // Nowhere to put it: back to the head of its queue, as RabbitMQ returns a message
             // whose copy was refused. Never dropped.
-            message.delivery_count += 1;
-            if let Some(g) = state.group_mut(&source, &group) {
-                g.ready.push_front(message);
-                g.count_ready();
-            }
+            state.return_to(&source, &group, message);
             Err(TransportError::Rejected(format!(
                 "cannot dead-letter to `{dead_letter}` ({error}); returned to the queue"
             )))
