@@ -376,13 +376,10 @@ async fn request_reply_round_trips_errors_and_timeouts() {
     t.delete_queue(&queue).await.expect("delete");
 }
 
-#[tokio::test]
-async fn events_report_disconnects_and_reconnects() {
-    let name = unique("conn");
-    let t = connect(&name).await;
-    let mut events = t.events();
-    assert!(t.is_connected());
-    assert_eq!(close_connections(&name).await, 1);
+/// Closes the connections named `name` from the broker's side, and checks that `events`
+/// reports the loss and then the reconnect, to this URL.
+async fn lost_and_back(name: &str, events: &mut tokio::sync::broadcast::Receiver<ConnectionEvent>) {
+    assert_eq!(close_connections(name).await, 1);
     let lost = within("a disconnect", events.recv()).await.expect("event");
     assert!(
         matches!(lost, ConnectionEvent::Disconnected { .. }),
@@ -393,6 +390,15 @@ async fn events_report_disconnects_and_reconnects() {
         matches!(&back, ConnectionEvent::Connected { url } if url == "amqp://guest:***@127.0.0.1:5672/%2f"),
         "{back:?}"
     );
+}
+
+#[tokio::test]
+async fn events_report_disconnects_and_reconnects() {
+    let name = unique("conn");
+    let t = connect(&name).await;
+    let mut events = t.events();
+    assert!(t.is_connected());
+    lost_and_back(&name, &mut events).await;
     assert_eq!(t.connections(), 2);
     // Topology recorded before the outage is declared again: an exchange deleted behind the
     // transport's back (by another client) is back after the reconnect, and publishing to it
@@ -401,17 +407,7 @@ async fn events_report_disconnects_and_reconnects() {
     t.declare(&source).await.expect("declare");
     let other = connect(&unique("conn")).await;
     other.delete_exchange(&source.name).await.expect("delete");
-    assert_eq!(close_connections(&name).await, 1);
-    let lost = within("a disconnect", events.recv()).await.expect("event");
-    assert!(
-        matches!(lost, ConnectionEvent::Disconnected { .. }),
-        "{lost:?}"
-    );
-    let back = within("a reconnect", events.recv()).await.expect("event");
-    assert!(
-        matches!(back, ConnectionEvent::Connected { .. }),
-        "{back:?}"
-    );
+    lost_and_back(&name, &mut events).await;
     assert_eq!(t.connections(), 3);
     publish_ok(&t, &source.name, vec![ping(1)]).await;
     cleanup(&t, &source).await;
