@@ -253,7 +253,8 @@ impl AmqpTransport {
     /// Waits for every publish awaiting a confirm (up to `timeout`), then closes the
     /// connection and stops reconnecting. A message still waiting for room in the confirm
     /// window is not sent: its publish fails with [`TransportError::Disconnected`] ("the
-    /// transport is closed"), as does every later publish. Shut inbound and outbound bridges down first, so
+    /// transport is closed"), as does every later publish. Shut inbound and outbound bridges
+    /// down first, so
     /// that they finish their work on the open connection. Returns whether every confirm
     /// arrived in time.
     pub async fn close(&self, timeout: Duration) -> bool {

@@ -2,10 +2,9 @@
 //!
 //! Decoding reads untrusted bytes. The CloudEvents headers (`ce_id`, `ce_type`, `ce_time`) are
 //! read whatever comes before them; the other headers are kept within the bounds of a
-//! [`HeaderBudget`] (at most [`MAX_HEADERS`](tidings::bridge::MAX_HEADERS) of at most
-//! [`MAX_HEADER_BYTES`](tidings::bridge::MAX_HEADER_BYTES)), and one whose name is not UTF-8 is
-//! dropped; dropped headers are counted in [`DROPPED_HEADERS`](tidings::bridge::DROPPED_HEADERS). Values that are not UTF-8 are
-//! read lossily. Nothing a producer sends can panic the consumer.
+//! [`HeaderBudget`], and one whose name is not UTF-8 is dropped; dropped headers are counted in
+//! [`DROPPED_HEADERS`](tidings::bridge::DROPPED_HEADERS). Values that are not UTF-8 are read
+//! lossily. Nothing a producer sends can panic the consumer.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

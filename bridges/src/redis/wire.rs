@@ -2,11 +2,9 @@
 //! back from untrusted bytes.
 //!
 //! Decoding never panics. The CloudEvents fields are read whatever comes before them; the
-//! other fields are kept within the bounds of a [`HeaderBudget`] (at most
-//! [`MAX_HEADERS`](tidings::bridge::MAX_HEADERS) of at most
-//! [`MAX_HEADER_BYTES`](tidings::bridge::MAX_HEADER_BYTES) of names and values; beyond that
-//! they are dropped and counted in [`DROPPED_HEADERS`](tidings::bridge::DROPPED_HEADERS)); the payload is never cut, the inbound
-//! bridge's own payload limit applies to it.
+//! other fields are kept within the bounds of a [`HeaderBudget`] (beyond them they are dropped
+//! and counted in [`DROPPED_HEADERS`](tidings::bridge::DROPPED_HEADERS)); the payload is never
+//! cut, the inbound bridge's own payload limit applies to it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
