@@ -77,19 +77,26 @@
 //! - **Typed events** on a [`Bus`](tidings::Bus): [`WorkerBuilder::events`].
 //! - **No credentials in errors or logs**: the URL's password is replaced by `***`.
 
+mod context;
+mod drain;
 mod error;
 mod events;
 mod forward;
+mod location;
 mod options;
 mod queue;
+mod records;
+mod run;
 mod worker;
 
+pub use self::context::JobContext;
 pub use self::error::{JobError, JobFailure};
 pub use self::events::{JobCompleted, JobFailed, JobProgress, JobStalled};
 pub use self::forward::{JobTransport, NoConsumer};
 pub use self::options::{Backoff, JobOptions, Keep, Repeat, MAX_PRIORITY};
-pub use self::queue::{JobCounts, JobQueue, JobQueueBuilder, JobRecord, JobState, Schedule};
-pub use self::worker::{JobContext, Worker, WorkerBuilder};
+pub use self::queue::{JobQueue, JobQueueBuilder};
+pub use self::records::{JobCounts, JobRecord, JobState, Schedule};
+pub use self::worker::{Worker, WorkerBuilder};
 
 /// What a job's data can be: an event type (for its name) that serde reads and writes.
 /// Implemented for every such type.

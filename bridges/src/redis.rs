@@ -92,13 +92,17 @@
 //! with the authorities given to [`RedisBuilder::tls_ca_pem`]; ACL users log in with the URL's
 //! user and password. The password never appears in an error, a log line or `Debug` output.
 
+mod config;
 mod consumer;
 mod dedup;
+mod error;
+mod link;
 mod transport;
 mod wire;
 
 pub use self::consumer::RedisConsumer;
 pub use self::dedup::RedisDedup;
+pub use self::error::Error;
 pub use self::transport::{RedisBuilder, RedisTransport};
 pub use self::wire::{
     DATA, DATACONTENTTYPE, HEADER_PREFIX, ID, ORIGIN_ENTRY, PARTITIONKEY, SOURCE, SPECVERSION,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use tidings::bridge::{Consumer, Delivery, Outgoing, Source, Transport, TransportError};
 
 use super::error::JobError;
+use super::location::{check_name, Location};
 use super::options::JobOptions;
-use super::queue::{check_name, Location};
 
 /// A publish-only [`Transport`] that adds each message as a job: the destination is the
 /// queue, the event name the job's name, the JSON payload its data, and the envelope's id its

@@ -20,7 +20,7 @@ const DOWN: u8 = 2;
 
 /// The context of every client a transport makes; clones share one state.
 #[derive(Clone)]
-pub(crate) struct Context(Arc<Shared>);
+pub(crate) struct ClientCtx(Arc<Shared>);
 
 pub(crate) struct Shared {
     brokers: String,
@@ -29,16 +29,16 @@ pub(crate) struct Shared {
     state: AtomicU8,
 }
 
-impl std::ops::Deref for Context {
+impl std::ops::Deref for ClientCtx {
     type Target = Shared;
     fn deref(&self) -> &Shared {
         &self.0
     }
 }
 
-impl Context {
+impl ClientCtx {
     pub(crate) fn new(brokers: &str, secret: Option<&str>) -> Self {
-        Context(Arc::new(Shared {
+        ClientCtx(Arc::new(Shared {
             brokers: brokers.to_owned(),
             secret: secret.map(str::to_owned),
             events: broadcast::channel(64).0,
@@ -81,7 +81,7 @@ impl Shared {
     }
 }
 
-impl ClientContext for Context {
+impl ClientContext for ClientCtx {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         let message = self.scrub(message);
         match level {

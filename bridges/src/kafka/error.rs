@@ -5,7 +5,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use tidings::bridge::TransportError;
 
-use super::context::Context;
+use super::context::ClientCtx;
 
 /// Setting up the Kafka transport failed.
 #[derive(Debug, thiserror::Error)]
@@ -17,7 +17,7 @@ pub enum KafkaBridgeError {
 }
 
 impl KafkaBridgeError {
-    pub(crate) fn config(context: &Context, error: &KafkaError) -> Self {
+    pub(crate) fn config(context: &ClientCtx, error: &KafkaError) -> Self {
         KafkaBridgeError::Config(context.scrub(&error.to_string()))
     }
 }
@@ -25,7 +25,7 @@ impl KafkaBridgeError {
 /// A librdkafka error as a [`TransportError`]: retryable for what a later attempt may
 /// fix (no broker, time-outs, leader changes), `Unroutable` for a missing topic, `Rejected`
 /// for what the broker will never take.
-pub(crate) fn classify(context: &Context, error: &KafkaError) -> TransportError {
+pub(crate) fn classify(context: &ClientCtx, error: &KafkaError) -> TransportError {
     use RDKafkaErrorCode as C;
     let text = context.scrub(&error.to_string());
     match error.rdkafka_error_code() {

@@ -12,7 +12,7 @@ use tidings::bridge::{Acker, Consumer, Delivery, Incoming, Lag, Outgoing, Source
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::transport::{xack, Inner};
+use super::link::{xack, Link};
 use super::wire::{self, Entry};
 use crate::handover;
 
@@ -78,7 +78,7 @@ struct Book {
 
 /// What the reading task and the ackers share.
 struct Shared {
-    inner: Arc<Inner>,
+    inner: Arc<Link>,
     /// The stream, shared by the messages read from it.
     stream: Arc<str>,
     group: String,
@@ -202,7 +202,7 @@ impl Shared {
 }
 
 impl RedisConsumer {
-    pub(crate) fn start(inner: Arc<Inner>, source: &Source) -> Self {
+    pub(crate) fn start(inner: Arc<Link>, source: &Source) -> Self {
         let (number, name, unsent) = inner.take_name(&source.name, &source.group);
         let prefetch = source.prefetch.max(1);
         let shared = Arc::new(Shared {

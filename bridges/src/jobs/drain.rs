@@ -1,0 +1,112 @@
+//! The worker's background tasks: draining BullMQ's worker events into typed events (and
+//! starting the worker afresh when its connections went silent), and reading stalled jobs
+//! from the queue's event stream.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::events::{JobCompleted, JobEvent, JobFailed, JobStalled, Sink};
+use super::run::{Current, Make, Shared};
+use super::Job;
+
+/// Reads the worker's own events as they come (BullMQ queues them without bound until read)
+/// and turns completions and failures into [`JobCompleted`] and [`JobFailed`].
+///
+/// BullMQ's client rebuilds a blocking read that outlives its watchdog, but its other
+/// connection, which fetches and finishes jobs, only times out: once the path to Redis goes
+/// silent without closing (a half-open socket), every fetch times out forever. A response that
+/// timed out there starts the worker afresh on new connections; jobs the old one held come back
+/// through stalled-job recovery.
+pub(super) async fn drain_events<J: Job>(
+    current: Arc<Current>,
+    shared: Arc<Shared<J>>,
+    make: Make,
+    retry_delay: Duration,
+) {
+    let queue = shared.location.name.clone();
+    loop {
+        let worker = current.get();
+        while let Some(event) = worker.next_event().await {
+            match event {
+                bullmq::worker::WorkerEvent::Completed { job_id, result } => {
+                    if let (Some(sink), Some((name, attempt, _))) =
+                        (&shared.sink, shared.finished(&job_id))
+                    {
+                        sink(JobEvent::Completed(JobCompleted {
+                            queue: queue.clone(),
+                            id: job_id,
+                            name,
+                            attempt,
+                            result,
+                        }));
+                    }
+                }
+                bullmq::worker::WorkerEvent::Failed { job_id, error } => {
+                    if let (Some(sink), Some((name, attempt, will_retry))) =
+                        (&shared.sink, shared.finished(&job_id))
+                    {
+                        sink(JobEvent::Failed(JobFailed {
+                            queue: queue.clone(),
+                            id: job_id,
+                            name,
+                            attempt,
+                            reason: error,
+                            will_retry,
+                        }));
+                    }
+                }
+                bullmq::worker::WorkerEvent::Error(error) => {
+                    let error = crate::secret::scrub(&error, shared.location.secret());
+                    tracing::warn!(queue = %queue, error = %error, "job worker error");
+                    let silent = error.contains("timed out") && !error.contains("rebuilt");
+                    if silent && !current.closing.load(Ordering::SeqCst) {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        tracing::warn!(queue = %queue, "Redis stopped answering the job worker: starting it afresh");
+        let old = worker;
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), old.close(0)).await;
+        });
+        loop {
+            if current.closing.load(Ordering::SeqCst) {
+                return;
+            }
+            match make().await {
+                Ok(fresh) => {
+                    if current.closing.load(Ordering::SeqCst) {
+                        let _ = fresh.close(0).await;
+                        return;
+                    }
+                    if current.paused.load(Ordering::SeqCst) {
+                        fresh.pause();
+                    }
+                    *current.worker.lock() = fresh;
+                    break;
+                }
+                Err(e) => {
+                    let error = crate::secret::scrub(&e.to_string(), shared.location.secret());
+                    tracing::warn!(queue = %queue, error = %error, "the job worker could not start again");
+                    tokio::time::sleep(retry_delay).await;
+                }
+            }
+        }
+    }
+}
+
+/// Reads the queue's event stream for stalled jobs: BullMQ's stalled check records them
+/// there, whichever worker ran it (the worker's own `stalled` event never fires).
+pub(super) async fn stalled_events(events: bullmq::QueueEvents, queue: String, sink: Sink) {
+    while let Some(entry) = events.next_event().await {
+        if let bullmq::QueueEvent::Stalled { job_id } = entry.event {
+            sink(JobEvent::Stalled(JobStalled {
+                queue: queue.clone(),
+                id: job_id,
+            }));
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! The settings of a [`RedisTransport`](super::RedisTransport), with their defaults; set
+//! through [`RedisBuilder`](super::RedisBuilder).
+
+use std::time::Duration;
+
+use tidings::Backoff;
+
+/// What [`RedisBuilder`](super::RedisBuilder) sets.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// Certificate authorities to trust for `rediss://`, PEM; the system's roots without.
+    pub(crate) ca_pem: Option<String>,
+    pub(crate) max_len: Option<usize>,
+    pub(crate) claim_idle: Duration,
+    pub(crate) block: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) reconnect: Backoff,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ca_pem: None,
+            max_len: None,
+            claim_idle: Duration::from_secs(30),
+            block: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
+            reconnect: Backoff::Exponential {
+                initial: Duration::from_millis(50),
+                max: Duration::from_secs(5),
+            },
+        }
+    }
+}

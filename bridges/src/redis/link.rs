@@ -1,0 +1,367 @@
+//! [`Link`]: the connection a transport and its consumers share, below both: the connection
+//! manager for commands and publishes, the client for the consumers' own blocking
+//! connections, the connection state behind [`ConnectionEvent`]s, and the consumer names.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client, RedisError, Value};
+use tidings::bridge::{Outgoing, TransportError};
+use tokio::sync::broadcast;
+
+use super::config::Config;
+use super::error::Error;
+use super::wire;
+use crate::secret::scrub;
+use crate::ConnectionEvent;
+
+/// The consumer names of one (stream, group).
+#[derive(Default)]
+struct Names {
+    used: BTreeSet<usize>,
+    /// Acknowledgements recorded under a name whose consumer went, not sent yet.
+    unsent: HashMap<usize, Vec<String>>,
+}
+
+const UP: u8 = 1;
+const DOWN: u8 = 2;
+
+/// What a [`RedisTransport`](super::RedisTransport) and its consumers share.
+pub(crate) struct Link {
+    client: Client,
+    manager: ConnectionManager,
+    pub(crate) config: Config,
+    secret: Option<String>,
+    events: broadcast::Sender<ConnectionEvent>,
+    state: AtomicU8,
+    /// Consumer names per (stream, group): each consumer takes the lowest free number, so a
+    /// consumer made after one was dropped takes over its name and reads its pending entries
+    /// first.
+    names: Mutex<HashMap<(String, String), Names>>,
+}
+
+impl Link {
+    /// Connects to `url`; the connection manager reconnects by itself afterwards.
+    pub(crate) async fn connect(url: &str, config: Config) -> Result<Link, Error> {
+        let secret = crate::secret::password_of(url).map(str::to_owned);
+        let shown = |e: &RedisError| scrub(&e.to_string(), secret.as_deref());
+        let client = match &config.ca_pem {
+            Some(pem) => Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone().into_bytes()),
+                },
+            ),
+            None => Client::open(url),
+        }
+        .map_err(|e| Error::InvalidUrl {
+            url: crate::secret::redact(url),
+            reason: shown(&e),
+        })?;
+        let timeout = config.timeout;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(timeout))
+            .set_connection_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let connect = |last_error: String| Error::Connect {
+            url: crate::secret::redact(url),
+            timeout,
+            last_error,
+        };
+        let manager = tokio::time::timeout(
+            timeout,
+            ConnectionManager::new_with_config(client.clone(), manager_config),
+        )
+        .await
+        .map_err(|_| connect("no Redis server answered in time".into()))?
+        .map_err(|e| connect(shown(&e)))?;
+        Ok(Link {
+            client,
+            manager,
+            config,
+            secret,
+            events: broadcast::channel(64).0,
+            state: AtomicU8::new(UP),
+            names: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Connection events from now on.
+    pub(crate) fn events(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.events.subscribe()
+    }
+    /// The server, password redacted.
+    pub(crate) fn server(&self) -> String {
+        let info = self.client.get_connection_info();
+        format!("{:?}", info.addr())
+    }
+
+    /// `error` as a transport error, its text without the password.
+    pub(crate) fn error(&self, error: &RedisError) -> TransportError {
+        let text = scrub(&error.to_string(), self.secret.as_deref());
+        let retryable = error.is_io_error()
+            || error.is_timeout()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+            || error.is_unrecoverable_error()
+            || matches!(
+                error.code(),
+                Some("OOM" | "BUSY" | "LOADING" | "TRYAGAIN" | "MASTERDOWN" | "READONLY")
+            );
+        if retryable {
+            self.set_up(false, &text);
+            TransportError::Disconnected(text)
+        } else {
+            TransportError::Rejected(text)
+        }
+    }
+
+    pub(crate) fn set_up(&self, up: bool, reason: &str) {
+        let new = if up { UP } else { DOWN };
+        if self.state.swap(new, Ordering::Relaxed) == new {
+            return;
+        }
+        let url = self.server();
+        let event = if up {
+            tracing::info!(server = %url, "connected to Redis again");
+            ConnectionEvent::Connected { url }
+        } else {
+            tracing::warn!(server = %url, %reason, "lost the Redis connection; reconnecting");
+            ConnectionEvent::Disconnected {
+                url,
+                reason: reason.to_owned(),
+            }
+        };
+        let _ = self.events.send(event);
+    }
+
+    /// Runs `cmd` on the shared connection, bounded by the timeout.
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, TransportError> {
+        let mut connection = self.manager.clone();
+        match tokio::time::timeout(self.config.timeout, cmd.query_async::<T>(&mut connection)).await
+        {
+            Ok(Ok(value)) => {
+                self.set_up(true, "");
+                Ok(value)
+            }
+            Ok(Err(error)) => Err(self.error(&error)),
+            Err(_) => {
+                self.set_up(false, "a command got no reply in time");
+                Err(TransportError::Disconnected("no reply in time".into()))
+            }
+        }
+    }
+
+    /// Runs a script on the shared connection, bounded by the timeout.
+    pub(crate) async fn eval(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<Value, TransportError> {
+        let mut connection = self.manager.clone();
+        let run = invocation.invoke_async::<Value>(&mut connection);
+        match tokio::time::timeout(self.config.timeout, run).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(self.error(&error)),
+            Err(_) => Err(TransportError::Disconnected("no reply in time".into())),
+        }
+    }
+
+    /// A connection of its own, without a response timeout, for blocking reads (which would
+    /// stall every other command on a shared connection).
+    pub(crate) async fn blocking_connection(
+        &self,
+    ) -> Result<MultiplexedConnection, TransportError> {
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(self.config.timeout));
+        match tokio::time::timeout(
+            self.config.timeout,
+            self.client
+                .get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        {
+            Ok(Ok(connection)) => Ok(connection),
+            Ok(Err(error)) => Err(self.error(&error)),
+            Err(_) => Err(TransportError::Disconnected("no connection in time".into())),
+        }
+    }
+
+    /// Creates `group` on `stream` (and the stream) reading from the start; an existing group
+    /// is left as it is.
+    pub(crate) async fn create_group(
+        &self,
+        stream: &str,
+        group: &str,
+    ) -> Result<(), TransportError> {
+        let cmd = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(stream)
+            .arg(group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .to_owned();
+        match self.query::<Value>(&cmd).await {
+            Ok(_) => Ok(()),
+            Err(TransportError::Rejected(reason)) if reason.contains("BUSYGROUP") => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Takes a consumer name for (`stream`, `group`): `tidings-{host}-{pid}-{n}`, with the
+    /// acknowledgements its last holder recorded but did not send (to send before reading).
+    pub(crate) fn take_name(&self, stream: &str, group: &str) -> (usize, String, Vec<String>) {
+        let mut names = self.names.lock();
+        let slot = names
+            .entry((stream.to_owned(), group.to_owned()))
+            .or_default();
+        let n = (0..).find(|n| !slot.used.contains(n)).unwrap_or(0);
+        slot.used.insert(n);
+        let unsent = slot.unsent.remove(&n).unwrap_or_default();
+        (n, format!("tidings-{}-{n}", process_tag()), unsent)
+    }
+
+    /// Gives name `n` back with the acknowledgements its consumer did not send: the next
+    /// consumer of the name sends them before it reads, or, if none comes soon, a task does.
+    pub(crate) fn release_name(
+        self: &Arc<Self>,
+        stream: &str,
+        group: &str,
+        n: usize,
+        unsent: Vec<String>,
+    ) {
+        let key = (stream.to_owned(), group.to_owned());
+        {
+            let mut names = self.names.lock();
+            let Some(slot) = names.get_mut(&key) else {
+                return;
+            };
+            slot.used.remove(&n);
+            if unsent.is_empty() {
+                return;
+            }
+            slot.unsent.entry(n).or_default().extend(unsent);
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // No runtime: the entries stay pending and come back.
+        };
+        let inner = Arc::clone(self);
+        runtime.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let unsent = {
+                let mut names = inner.names.lock();
+                names
+                    .get_mut(&key)
+                    .filter(|slot| !slot.used.contains(&n))
+                    .and_then(|slot| slot.unsent.remove(&n))
+                    .unwrap_or_default()
+            };
+            if !unsent.is_empty() {
+                let _ = inner.query::<Value>(&xack(&key.0, &key.1, &unsent)).await;
+            }
+        });
+    }
+
+    /// `XADD`s `batch` in one pipeline; one result per message.
+    pub(crate) async fn add(
+        &self,
+        batch: &[Outgoing],
+        create: bool,
+    ) -> Vec<Result<(), TransportError>> {
+        let mut pipe = redis::Pipeline::with_capacity(batch.len());
+        pipe.ignore_errors();
+        for out in batch {
+            let mut cmd = wire::xadd(&out.destination, &out.envelope);
+            if !create {
+                cmd.arg("NOMKSTREAM");
+            }
+            if let Some(n) = self.config.max_len {
+                cmd.arg("MAXLEN").arg("~").arg(n);
+            }
+            cmd.arg("*");
+            wire::write_fields(&mut cmd, &out.envelope);
+            pipe.add_command(cmd);
+        }
+        let mut connection = self.manager.clone();
+        let reply = tokio::time::timeout(
+            self.config.timeout,
+            pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut connection),
+        )
+        .await;
+        match reply {
+            Ok(Ok(results)) if results.len() == batch.len() => {
+                self.set_up(true, "");
+                results
+                    .into_iter()
+                    .zip(batch)
+                    .map(|(result, out)| match result {
+                        Ok(Value::Nil) => Err(TransportError::Unroutable(out.destination.clone())),
+                        Ok(_) => Ok(()),
+                        Err(error) => Err(self.error(&error)),
+                    })
+                    .collect()
+            }
+            Ok(Ok(results)) => {
+                let reason = format!("{} replies to {} commands", results.len(), batch.len());
+                batch
+                    .iter()
+                    .map(|_| Err(TransportError::Disconnected(reason.clone())))
+                    .collect()
+            }
+            Ok(Err(error)) => {
+                // The connection failed under the pipeline: some entries may have been added.
+                // They are reported failed and sent again; inbound dedup drops the copies.
+                let error = self.error(&error);
+                batch.iter().map(|_| Err(copy(&error))).collect()
+            }
+            Err(_) => {
+                self.set_up(false, "a publish got no reply in time");
+                batch
+                    .iter()
+                    .map(|_| Err(TransportError::Disconnected("no reply in time".into())))
+                    .collect()
+            }
+        }
+    }
+
+    /// Adds one dead letter (creating the dead-letter stream if needed).
+    pub(crate) async fn add_dead_letter(&self, out: Outgoing) -> Result<(), TransportError> {
+        self.add(std::slice::from_ref(&out), true)
+            .await
+            .pop()
+            .unwrap_or(Err(TransportError::Closed))
+    }
+}
+
+fn copy(error: &TransportError) -> TransportError {
+    match error {
+        TransportError::Rejected(r) => TransportError::Rejected(r.clone()),
+        other => TransportError::Disconnected(other.to_string()),
+    }
+}
+
+/// `{host}-{pid}`, naming this process's consumers.
+fn process_tag() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// One `XACK` of `ids` of `stream` for `group`, sized up front (a batch of ids would grow its
+/// buffers a dozen times).
+pub(crate) fn xack(stream: &str, group: &str, ids: &[String]) -> redis::Cmd {
+    let size = 32 + stream.len() + group.len() + ids.iter().map(String::len).sum::<usize>();
+    let mut cmd = redis::Cmd::with_capacity(3 + ids.len(), size);
+    cmd.arg("XACK").arg(stream).arg(group).arg(ids);
+    cmd
+}
