@@ -54,7 +54,7 @@
 //! ## Supervision
 //!
 //! A [`Supervisor`] spawns actors from factories and rebuilds one with fresh state when it
-//! panics or fails, after a [`Backoff`](crate::Backoff) delay, on the same mailbox (queued
+//! panics or fails, after a [`Backoff`](crate::backoff::Backoff) delay, on the same mailbox (queued
 //! messages wait for the new instance; a stop during the delay starts it at once, to drain
 //! them). At most `max_restarts` within `window` (per supervisor, as in Erlang); past that the
 //! supervisor gives up and stops all its children. One-for-one restarts only the failed child;

@@ -59,10 +59,12 @@
 mod builder;
 mod dispatch;
 mod error;
+mod inner;
 mod listener;
 mod overflow;
 mod pattern;
 mod queue;
+mod register;
 mod registry;
 mod runtime;
 mod slot;
@@ -96,13 +98,14 @@ pub use self::waiting::EmitAsync;
 
 use self::builder::Config;
 use self::dispatch::{BusShared, ErrorEntry};
+use self::inner::Inner;
 use self::queue::{EventQueue, Progress};
 use self::registry::{Place, Registry, Task};
 use self::runtime::{erased, typed};
-use self::slot::{build_slots, SlotHeader};
+use self::slot::build_slots;
 use self::stats::Stats;
 use self::tracker::Tracker;
-use self::waiting::Deliver;
+use self::waiting::{start, Deliver};
 use crate::event::{AnyEvent, EventRef, EventSet, Member};
 
 /// `emit_and_wait` after its typed step: the delivery to finish and the tracker to wait on,
@@ -142,27 +145,6 @@ impl<S: EventSet> fmt::Debug for Bus<S> {
 
 /// How long `shutdown` waits for a cancelled listener task to be dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(1);
-
-struct Inner<S: EventSet> {
-    slots: Box<[SlotHeader<S>]>,
-    /// Per event: whether the `max_listeners` warning was logged.
-    warned: Box<[AtomicBool]>,
-    registry: Mutex<Registry>,
-    shared: Arc<BusShared>,
-    config: Config,
-}
-
-impl<S: EventSet> Drop for Inner<S> {
-    fn drop(&mut self) {
-        // Async listener tasks hold only weak references: closing their queues lets them drain
-        // and end instead of waiting forever.
-        for place in self.registry.get_mut().places.values() {
-            if let Place::Slots { queue: Some(q), .. } = place {
-                q.close();
-            }
-        }
-    }
-}
 
 impl<S: EventSet> Bus<S> {
     /// A bus with default settings.
@@ -550,8 +532,9 @@ impl<S: EventSet> Bus<S> {
             let error = DeliveryError::new(E::NAME, None, DeliveryErrorKind::Closed);
             return Err(HandlingError::new(vec![error]));
         }
+        // As `emit_async`, with the tracker following every listener task that gets the event.
         let tracker = Arc::new(Tracker::new());
-        let deliver = self.inner.deliver_tracked(event, &tracker);
+        let deliver = start(&self.inner, event, Some(Arc::clone(&tracker)));
         Ok((deliver, tracker))
     }
 

@@ -1,4 +1,4 @@
-//! Counters read as a snapshot: the pattern behind [`BusStats`](crate::BusStats), the bridges'
+//! Counters read as a snapshot: the pattern behind [`BusStats`](crate::bus::BusStats), the bridges'
 //! `InboundStats` and `OutboundStats`, and a transport's own statistics.
 //!
 //! A user names its counters with index constants and turns [`Counters::snapshot`] into its

@@ -20,7 +20,10 @@ pub mod event;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod panic;
+#[cfg(feature = "metrics")]
+mod record;
 mod signal;
+mod spawn;
 
 pub use crate::backoff::Backoff;
 pub use crate::bus::{
@@ -30,15 +33,6 @@ pub use crate::bus::{
 };
 pub use crate::event::{AnyEvent, Event, EventRef, EventSet, Member};
 pub use crate::signal::shutdown_signal;
-
-/// The tokio runtime to spawn `what` on; panics with a clear message outside of one.
-#[track_caller]
-pub(crate) fn runtime(what: &str) -> tokio::runtime::Handle {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle,
-        Err(_) => panic!("{what} run as tokio tasks: call this inside a tokio runtime"),
-    }
-}
 
 /// `#[derive(Event)]`: see [`event`](mod@crate::event) for the attributes.
 pub use tidings_derive::Event;
@@ -73,17 +67,6 @@ pub mod __private {
             i += 1;
         }
         true
-    }
-
-    /// Names a function pointer's return type: `<fn() -> ! as HasOutput>::Output` is `!`
-    /// on stable Rust.
-    pub trait HasOutput {
-        /// The return type.
-        type Output;
-    }
-
-    impl<T> HasOutput for fn() -> T {
-        type Output = T;
     }
 
     /// `T`'s event name, reached through its membership of `S`: generated code names member

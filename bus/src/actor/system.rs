@@ -125,7 +125,7 @@ impl ActorSystem {
         supervisor: Option<Supervisor>,
         size: MailboxSize,
     ) -> ActorRef<A> {
-        let runtime = crate::runtime("actors");
+        let runtime = crate::spawn::runtime("actors");
         let id = ActorId(self.inner.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         let cell = Arc::new(Cell::new(id, std::any::type_name::<A>()));
         let (tx, rx) = mailbox(size);

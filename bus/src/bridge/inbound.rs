@@ -165,7 +165,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> InboundBuilder<S, T, C> {
     /// with async handlers does up to its prefetch. Messages are spread over `n` lanes by key
     /// (by id when they have none), and each lane handles its messages one after another, so
     /// messages of one key are still handled in order. For async listeners to run at once
-    /// too, register them with [`QueueOptions::concurrency`](crate::QueueOptions::concurrency);
+    /// too, register them with [`QueueOptions::concurrency`](crate::bus::QueueOptions::concurrency);
     /// and give the source a prefetch of at least `n`.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);

@@ -10,10 +10,10 @@ use tracing::Instrument;
 use super::envelope::{new_id, Envelope};
 use super::transport::{Outgoing, Transport, TransportError};
 use crate::backoff::Backoff;
+use crate::bus::Overflow;
 use crate::bus::{Bus, Pattern, PatternError, QueueGauge, QueueOptions, Subscription};
 use crate::codec::{Codec, EventSetCodec, Json};
 use crate::event::{AnyEvent, EventRef, Member};
-use crate::Overflow;
 
 /// Where one event goes: a destination (exchange, topic, stream) and an optional key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct Route {
     /// Exchange, topic or stream.
     pub destination: String,
     /// The message key (partition key, and for RabbitMQ's default exchange the queue name);
-    /// when `None`, the event's own key ([`Event::key`](crate::Event::key)).
+    /// when `None`, the event's own key ([`Event::key`](crate::event::Event::key)).
     pub key: Option<String>,
 }
 
@@ -184,7 +184,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> OutboundBuilder<S, T, C> {
 /// [`shutdown`](Self::shutdown) to flush first.
 pub struct Outbound<S: EventSetCodec> {
     bus: Bus<S>,
-    subscription: crate::ListenerId,
+    subscription: crate::bus::ListenerId,
     /// The bounded buffer between the bus and the forwarding task.
     buffer: QueueGauge,
     stats: Arc<Counters>,
@@ -350,7 +350,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
     }
 
     /// Encodes and routes one event into the batch.
-    fn take(&self, event: Result<AnyEvent<S>, crate::Lagged>, batch: &mut Vec<Outgoing>) {
+    fn take(&self, event: Result<AnyEvent<S>, crate::bus::Lagged>, batch: &mut Vec<Outgoing>) {
         // A bridge subscription reports overflow through `on_error`, never as lag.
         let Ok(event) = event else { return };
         let view = event.as_ref();

@@ -8,7 +8,7 @@ use super::overflow::Overflow;
 use crate::error::BoxError;
 
 /// A listener failed, panicked, or did not get an event; delivered to
-/// [`Bus::on_error`](crate::Bus::on_error) listeners, or logged with `tracing` when there are
+/// [`Bus::on_error`](crate::bus::Bus::on_error) listeners, or logged with `tracing` when there are
 /// none. The other listeners of the event are not affected.
 #[derive(Debug)]
 pub struct DeliveryError {
@@ -29,7 +29,7 @@ pub enum DeliveryErrorKind {
     /// [`DeliveryError::event`] was not queued for it; under `DropOldest` it is the older event
     /// that was discarded to make room.
     Overflow(Overflow),
-    /// The event was emitted after [`Bus::shutdown`](crate::Bus::shutdown) or after the
+    /// The event was emitted after [`Bus::shutdown`](crate::bus::Bus::shutdown) or after the
     /// subscriber was removed; it was not delivered.
     Closed,
 }
@@ -105,7 +105,7 @@ impl StdError for DeliveryError {
     }
 }
 
-/// [`Bus::emit_and_wait`](crate::Bus::emit_and_wait): some listeners did not handle the event.
+/// [`Bus::emit_and_wait`](crate::bus::Bus::emit_and_wait): some listeners did not handle the event.
 /// The others did; nothing is undone.
 #[derive(Debug)]
 pub struct HandlingError {
@@ -149,7 +149,7 @@ impl StdError for HandlingError {
     }
 }
 
-/// [`Bus::emit_async`](crate::Bus::emit_async) was called after the bus shut down; the event is
+/// [`Bus::emit_async`](crate::bus::Bus::emit_async) was called after the bus shut down; the event is
 /// handed back, undelivered.
 #[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the bus is shut down; the event was not delivered")]
@@ -161,13 +161,13 @@ impl<E> fmt::Debug for Closed<E> {
     }
 }
 
-/// A [`Subscription`](crate::Subscription) fell behind: this many events were not queued for it
+/// A [`Subscription`](crate::bus::Subscription) fell behind: this many events were not queued for it
 /// or were discarded by its overflow policy. The subscription goes on with the next event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the subscription missed {0} events")]
 pub struct Lagged(pub u64);
 
-/// What [`Bus::shutdown`](crate::Bus::shutdown) could not finish.
+/// What [`Bus::shutdown`](crate::bus::Bus::shutdown) could not finish.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownReport {

@@ -8,7 +8,7 @@ use crate::error::BoxError;
 use crate::event::EventRef;
 
 /// Identifies one registration on one bus; returned by every `on*`/`subscribe*` method and
-/// accepted by [`Bus::off`](crate::Bus::off).
+/// accepted by [`Bus::off`](crate::bus::Bus::off).
 ///
 /// Ids are unique in the process, not only within one bus, so an id belongs to the bus that
 /// issued it: handing it to another bus's `off` finds nothing and returns `false`.
@@ -30,7 +30,7 @@ impl fmt::Display for ListenerId {
 }
 
 /// What a listener may return: `()`, or `Result<(), E>` whose error reaches
-/// [`Bus::on_error`](crate::Bus::on_error).
+/// [`Bus::on_error`](crate::bus::Bus::on_error).
 #[diagnostic::on_unimplemented(
     message = "a listener must return `()` or `Result<(), E>`, not `{Self}`",
     label = "listeners return `()` or `Result<(), E>` where `E` converts into a boxed error"
@@ -47,7 +47,18 @@ impl ListenerResult for () {
 }
 
 /// The never type `!`, named on stable Rust through a function pointer's return type.
-type Never = <fn() -> ! as crate::__private::HasOutput>::Output;
+type Never = <fn() -> ! as HasOutput>::Output;
+
+/// Names a function pointer's return type: `<fn() -> ! as HasOutput>::Output` is `!` on
+/// stable Rust.
+pub trait HasOutput {
+    /// The return type.
+    type Output;
+}
+
+impl<T> HasOutput for fn() -> T {
+    type Output = T;
+}
 
 /// A listener whose body only panics (`panic!()`, `unreachable!()`, a `todo` macro) returns
 /// `!` (edition 2024 no longer turns it into `()`); a sketched handler must still compile. It

@@ -3,14 +3,14 @@
 /// What a subscriber's queue does when an event arrives and it is full.
 ///
 /// Whatever the policy, an event that does not reach a subscriber is counted in
-/// [`BusStats::dropped`](crate::BusStats::dropped) and reported: to the subscription as
-/// [`Lagged`](crate::Lagged) for streams, through [`Bus::on_error`](crate::Bus::on_error)
+/// [`BusStats::dropped`](crate::bus::BusStats::dropped) and reported: to the subscription as
+/// [`Lagged`](crate::bus::Lagged) for streams, through [`Bus::on_error`](crate::bus::Bus::on_error)
 /// for `on_async` listeners. Nothing is dropped silently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Overflow {
-    /// [`Bus::emit_async`](crate::Bus::emit_async) waits for space. A sync
-    /// [`Bus::emit`](crate::Bus::emit) cannot wait: the event is not queued for this subscriber
+    /// [`Bus::emit_async`](crate::bus::Bus::emit_async) waits for space. A sync
+    /// [`Bus::emit`](crate::bus::Bus::emit) cannot wait: the event is not queued for this subscriber
     /// and the overflow is reported.
     #[default]
     Wait,

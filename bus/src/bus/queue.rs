@@ -1,7 +1,7 @@
 //! The bounded queue between emitters and one async subscriber.
 //!
 //! Many producers (every task that emits) and exactly one consumer (the subscriber's task or its
-//! [`Subscription`](crate::Subscription)). Who touches what:
+//! [`Subscription`](crate::bus::Subscription)). Who touches what:
 //! - `state` is locked briefly by producers to push and by the consumer to pop; never across an
 //!   `.await` and never while user code runs.
 //! - `finished` is written only by the consumer (or by a producer that evicts an item under
@@ -85,7 +85,7 @@ pub(crate) enum ConsumerKind {
     /// A user's `Subscription`: misses are reported in the stream as `Lagged`.
     Stream,
     /// A stream whose reader forwards what it reads elsewhere
-    /// ([`Bus::subscribe_reporting`](crate::Bus::subscribe_reporting)): misses go to
+    /// ([`Bus::subscribe_reporting`](crate::bus::Bus::subscribe_reporting)): misses go to
     /// `on_error`, as for a task; queuing counts as delivery, as for a stream.
     Reporting,
 }

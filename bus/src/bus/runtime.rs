@@ -15,11 +15,11 @@ use tracing::Instrument;
 
 use super::dispatch::BusShared;
 use super::error::{DeliveryError, DeliveryErrorKind};
+use super::inner::Inner;
 use super::listener::ListenerId;
 use super::listener::ListenerResult;
 use super::queue::{EventQueue, Popped, Queued};
 use super::tracker::Tracker;
-use super::Inner;
 use crate::event::{AnyEvent, EventSet, Member};
 
 pub(super) fn typed<S: EventSet, E: Member<S>>(d: Queued) -> Option<Arc<E>> {
@@ -130,7 +130,7 @@ pub(super) async fn run_listener<S, T, F, Fut>(
             None => None,
         };
         #[cfg(feature = "metrics")]
-        crate::metrics::handled(name, started.elapsed());
+        crate::record::handled(name, started.elapsed());
         let call = held.current.take();
         finish_call(&held, &queue, &shared, call, outcome);
     }
@@ -230,7 +230,7 @@ async fn run_concurrently<T, F, Fut>(
                 match start_call(held, listener, convert, delivery) {
                     Some(call) => running.push(call.map(move |outcome| {
                         #[cfg(feature = "metrics")]
-                        crate::metrics::handled(name, started.elapsed());
+                        crate::record::handled(name, started.elapsed());
                         (slot, Some(outcome))
                     })),
                     None => {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::error::{DeliveryError, DeliveryErrorKind};
 use crate::counters::Counters;
 
-/// A snapshot of a bus's counters; see [`Bus::stats`](crate::Bus::stats).
+/// A snapshot of a bus's counters; see [`Bus::stats`](crate::bus::Bus::stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BusStats {
@@ -23,7 +23,7 @@ pub struct BusStats {
     /// Events that did not reach a subscriber because its queue was full (all overflow
     /// policies). Zero unless a queue overflowed.
     pub dropped: u64,
-    /// Events a sync [`emit`](crate::Bus::emit) made after shutdown: not delivered, reported
+    /// Events a sync [`emit`](crate::bus::Bus::emit) made after shutdown: not delivered, reported
     /// through `on_error`. (`emit_async` hands such an event back instead; it is not counted.)
     pub rejected: u64,
     /// Events waiting in queues right now.

@@ -9,14 +9,14 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 
 use super::error::Lagged;
+use super::inner::Inner;
 use super::listener::ListenerId;
 use super::queue::{EventQueue, Popped, Queued};
-use super::Inner;
 use crate::event::EventSet;
 
-/// A stream of events from a [`Bus`](crate::Bus): `Arc<E>` from
-/// [`subscribe`](crate::Bus::subscribe), [`AnyEvent`](crate::AnyEvent) from
-/// [`subscribe_pattern`](crate::Bus::subscribe_pattern).
+/// A stream of events from a [`Bus`](crate::bus::Bus): `Arc<E>` from
+/// [`subscribe`](crate::bus::Bus::subscribe), [`AnyEvent`](crate::event::AnyEvent) from
+/// [`subscribe_pattern`](crate::bus::Bus::subscribe_pattern).
 ///
 /// Yields `Ok(event)` in emit order, or `Err(Lagged(n))` when `n` events were missed because
 /// the queue was full, then carries on. The lag report comes where the events were missed:
@@ -48,7 +48,7 @@ impl<S: EventSet, T> Subscription<S, T> {
         }
     }
 
-    /// The id [`Bus::off`](crate::Bus::off) accepts for this subscription.
+    /// The id [`Bus::off`](crate::bus::Bus::off) accepts for this subscription.
     pub fn id(&self) -> ListenerId {
         self.id
     }

@@ -22,10 +22,11 @@ use futures_util::future::BoxFuture;
 
 use super::dispatch::BusShared;
 use super::error::Closed;
+use super::inner::Inner;
 use super::queue::{Pushed, Queued, Rejected};
 use super::slot::{QueueEntry, SlotList};
 use super::tracker::Tracker;
-use super::{Bus, Inner};
+use super::Bus;
 use crate::event::{ErasedArc, EventSet, Member};
 
 /// The future [`Bus::emit_async`] returns; resolves to how many listeners the event reached.
@@ -90,7 +91,7 @@ impl<S: EventSet, E> Future for EmitAsync<'_, S, E> {
 }
 
 /// The typed step: runs the sync listeners and makes the event shared for the queues.
-fn start<S: EventSet, E: Member<S>>(
+pub(super) fn start<S: EventSet, E: Member<S>>(
     inner: &Inner<S>,
     event: E,
     tracker: Option<Arc<Tracker>>,
@@ -112,18 +113,6 @@ fn start<S: EventSet, E: Member<S>>(
     let event = (!list.queues.is_empty()).then(|| Arc::new(event) as ErasedArc);
     deliver.queued = Some((list, event));
     deliver
-}
-
-impl<S: EventSet> Inner<S> {
-    /// `emit_and_wait`'s delivery: as `emit_async`, with `tracker` following every listener
-    /// task that gets the event. The caller checked that the bus is open.
-    pub(super) fn deliver_tracked<E: Member<S>>(
-        &self,
-        event: E,
-        tracker: &Arc<Tracker>,
-    ) -> Deliver<'_> {
-        start(self, event, Some(Arc::clone(tracker)))
-    }
 }
 
 /// A listener list whose event type no longer matters: only its queues are left to fill.
@@ -194,7 +183,7 @@ impl Future for Deliver<'_> {
         }
         this.shared.stats.emitted(this.reached);
         #[cfg(feature = "metrics")]
-        crate::metrics::emitted(this.names[this.index], this.reached);
+        crate::record::emitted(this.names[this.index], this.reached);
         Poll::Ready(this.reached)
     }
 }

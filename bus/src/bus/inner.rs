@@ -1,0 +1,208 @@
+//! [`Inner`]: what the handles of one bus share, and all its methods: the emit path's snapshot
+//! and sync listeners, removal of listeners.
+//! What they work on lives in the files beside it (slots, registry, queues, the shared
+//! error and stats state).
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::builder::Config;
+use super::dispatch::BusShared;
+use super::error::{DeliveryError, DeliveryErrorKind};
+use super::listener::{Call, ListenerId, Outcome};
+use super::queue::Queued;
+use super::registry::{Crowding, Place, Registry};
+use super::slot::{QueueEntry, SlotHeader, SlotList, SyncEntry};
+use super::tracker::Tracker;
+use crate::event::{EventRef, EventSet, Member};
+
+/// What the handles of one bus share.
+pub(super) struct Inner<S: EventSet> {
+    pub(super) slots: Box<[SlotHeader<S>]>,
+    /// Per event: whether the `max_listeners` warning was logged.
+    pub(super) warned: Box<[AtomicBool]>,
+    pub(super) registry: Mutex<Registry>,
+    pub(super) shared: Arc<BusShared>,
+    pub(super) config: Config,
+}
+
+impl<S: EventSet> Drop for Inner<S> {
+    fn drop(&mut self) {
+        // Async listener tasks hold only weak references: closing their queues lets them drain
+        // and end instead of waiting forever.
+        for place in self.registry.get_mut().places.values() {
+            if let Place::Slots { queue: Some(q), .. } = place {
+                q.close();
+            }
+        }
+    }
+}
+
+impl<S: EventSet> Inner<S> {
+    /// The listeners of `E` now, held for an emit that may wait; `None` when there are none.
+    pub(super) fn snapshot<E: Member<S>>(&self) -> Option<Arc<SlotList<S, E>>> {
+        let header = &self.slots[E::INDEX];
+        if header.live() == 0 {
+            return None;
+        }
+        Some(header.typed::<E>().list.load_full())
+    }
+
+    /// Reports and counts an emit of `E` after shutdown.
+    #[cold]
+    pub(super) fn reject<E: Member<S>>(&self) {
+        let kind = DeliveryErrorKind::Closed;
+        self.shared
+            .report(DeliveryError::new(E::NAME, None, kind), None);
+    }
+
+    /// The part of `emit` after the no-listener check.
+    pub(super) fn dispatch<E: Member<S>>(&self, header: &SlotHeader<S>, event: E) -> usize {
+        if self.shared.closed.load(Ordering::Acquire) {
+            self.reject::<E>();
+            return 0;
+        }
+        let list = header.typed::<E>().list.load();
+        if list.queues.is_empty() {
+            // Sync listeners only: no shared event, no deliveries to build.
+            let reached = self.run_sync(&list.sync, &event, None);
+            self.shared.stats.emitted(reached);
+            #[cfg(feature = "metrics")]
+            crate::record::emitted(E::NAME, reached);
+            return reached;
+        }
+        let (mut reached, deliveries) = self.fan_out(&list, event, None);
+        for (entry, queued) in deliveries {
+            let pushed = entry.queue.push(queued);
+            reached += usize::from(self.shared.pushed(entry, pushed, S::NAMES));
+        }
+        self.shared.stats.emitted(reached);
+        #[cfg(feature = "metrics")]
+        crate::record::emitted(E::NAME, reached);
+        reached
+    }
+
+    /// Runs the sync listeners, then yields one delivery per async queue, all sharing one `Arc`
+    /// of the event. Returns how many sync listeners ran.
+    fn fan_out<'l, E: Member<S>>(
+        &self,
+        list: &'l SlotList<S, E>,
+        event: E,
+        tracker: Option<&'l Arc<Tracker>>,
+    ) -> (usize, impl Iterator<Item = (&'l QueueEntry, Queued)> + 'l) {
+        let reached = self.run_sync(&list.sync, &event, tracker.map(|t| &**t));
+        let shared: Option<Arc<dyn Any + Send + Sync>> =
+            (!list.queues.is_empty()).then(|| Arc::new(event) as _);
+        let deliveries = shared.into_iter().flat_map(move |shared| {
+            list.queues
+                .iter()
+                .map(move |entry| (entry, Queued::new(&entry.queue, E::INDEX, &shared, tracker)))
+        });
+        (reached, deliveries)
+    }
+
+    /// Calls the sync listeners in order. A panic is caught, reported, and the loop resumes
+    /// with the next listener; one `catch_unwind` covers the whole run until something panics.
+    pub(super) fn run_sync<E: Member<S>>(
+        &self,
+        entries: &[SyncEntry<S, E>],
+        event: &E,
+        tracker: Option<&Tracker>,
+    ) -> usize {
+        let mut reached = 0;
+        let mut next = 0;
+        #[cfg(feature = "metrics")]
+        let timed = crate::record::sample();
+        while next < entries.len() {
+            let run = catch_unwind(AssertUnwindSafe(|| {
+                while let Some(entry) = entries.get(next) {
+                    next += 1;
+                    if let Some(fired) = &entry.once {
+                        if fired.swap(true, Ordering::AcqRel) {
+                            continue;
+                        }
+                        self.off(entry.id);
+                    }
+                    reached += 1;
+                    #[cfg(feature = "metrics")]
+                    let started = timed.then(std::time::Instant::now);
+                    let outcome: Outcome = match &entry.call {
+                        Call::Exact(f) => f(event),
+                        Call::Erased(f) => f(EventRef::new(event)),
+                    };
+                    #[cfg(feature = "metrics")]
+                    if let Some(started) = started {
+                        crate::record::handled(E::NAME, started.elapsed());
+                    }
+                    if let Err(error) = outcome {
+                        let kind = DeliveryErrorKind::Failed(error);
+                        let error = DeliveryError::new(E::NAME, Some(entry.id), kind);
+                        self.shared.report(error, tracker);
+                    }
+                }
+            }));
+            if let Err(payload) = run {
+                let kind = DeliveryErrorKind::Panicked(crate::panic::message(&*payload));
+                let id = entries[next - 1].id;
+                self.shared
+                    .report(DeliveryError::new(E::NAME, Some(id), kind), tracker);
+            }
+        }
+        reached
+    }
+
+    /// Removes every registration whose place matches; returns how many.
+    pub(super) fn off_where(&self, matches: impl Fn(&Place) -> bool) -> usize {
+        let ids: Vec<ListenerId> = {
+            let reg = self.registry.lock();
+            let matching = reg.places.iter().filter(|(_, p)| matches(p));
+            matching.map(|(id, _)| *id).collect()
+        };
+        ids.into_iter().filter(|id| self.off(*id)).count()
+    }
+
+    pub(super) fn off(&self, id: ListenerId) -> bool {
+        let mut reg = self.registry.lock();
+        match reg.places.remove(&id) {
+            Some(Place::Slots { indices, queue, .. }) => {
+                for i in indices {
+                    let len = self.slots[i].slot.remove(&reg.write, id);
+                    self.slots[i].set_live(len);
+                }
+                if let Some(queue) = queue {
+                    queue.close();
+                }
+                true
+            }
+            Some(Place::Error) => {
+                let mut list = Vec::clone(&self.shared.errors.load());
+                list.retain(|e| e.id != id);
+                self.shared.errors.store(Arc::new(list));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Logs, once per event, that an event has more listeners than `max_listeners`. Called
+    /// after the registry lock is released: a `tracing` subscriber is user code.
+    pub(super) fn warn_if_crowded(&self, Crowding(lens): Crowding) {
+        let Some(max) = self.config.max_listeners else {
+            return;
+        };
+        for (index, len) in lens {
+            if len > max && !self.warned[index].swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    event = S::NAMES[index],
+                    listeners = len,
+                    max,
+                    "more listeners than max_listeners for one event: possible listener leak"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The [`Bus`] methods that add listeners: each makes the listener's entry, spawns its task
+//! if it has one, and records it in the [`Registry`](super::registry::Registry) under its
+//! lock.
+
+use std::future::Future;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use super::builder::QueueOptions;
+use super::listener::ListenerId;
+use super::listener::{self, Call, ErasedFn, ListenerResult};
+use super::queue::{ConsumerKind, EventQueue, Queued};
+use super::registry::{Crowding, Place, Registry, Task};
+use super::runtime::{erased, run_listener, Listening};
+use super::slot::{self, ErasedEntry, QueueEntry, SlotHeader, SlotWrite, SyncEntry};
+use super::subscription::Subscription;
+use super::Bus;
+use crate::event::{AnyEvent, EventSet, Member};
+
+impl<S: EventSet> Bus<S> {
+    /// Records a listener in the slots of `indices`: `add` puts it in one slot and returns
+    /// the slot's new length. Every registration goes through here; the caller passes the
+    /// returned `Crowding` to [`Inner::warn_if_crowded`] once it has released the lock.
+    pub(super) fn register(
+        &self,
+        reg: &mut Registry,
+        indices: Vec<usize>,
+        queue: Option<Arc<EventQueue>>,
+        exact: bool,
+        mut add: impl FnMut(&SlotHeader<S>, &SlotWrite, ListenerId) -> usize,
+    ) -> (ListenerId, Crowding) {
+        let id = ListenerId::next();
+        let mut lens = Vec::with_capacity(indices.len());
+        for &i in &indices {
+            let header = &self.inner.slots[i];
+            let len = add(header, &reg.write, id);
+            header.set_live(len);
+            lens.push((i, len));
+        }
+        let place = Place::Slots {
+            indices,
+            queue,
+            exact,
+        };
+        reg.places.insert(id, place);
+        (id, Crowding(lens))
+    }
+
+    pub(super) fn add_exact<E: Member<S>>(
+        &self,
+        call: Arc<listener::ExactFn<E>>,
+        once: Option<Arc<AtomicBool>>,
+        prepend: bool,
+    ) -> ListenerId {
+        let mut reg = self.inner.registry.lock();
+        let (id, crowding) =
+            self.register(&mut reg, vec![E::INDEX], None, true, |header, reg, id| {
+                let slot = header.typed::<E>();
+                let entry = SyncEntry {
+                    id,
+                    once: once.clone(),
+                    call: Call::Exact(Arc::clone(&call)),
+                };
+                slot.update(reg, |l| slot::insert(&mut l.sync, entry, prepend))
+            });
+        drop(reg);
+        self.inner.warn_if_crowded(crowding);
+        id
+    }
+
+    pub(super) fn add_erased(&self, indices: Vec<usize>, call: Arc<ErasedFn<S>>) -> ListenerId {
+        let mut reg = self.inner.registry.lock();
+        let (id, crowding) = self.register(&mut reg, indices, None, false, |header, reg, id| {
+            let entry = ErasedEntry {
+                id,
+                once: None,
+                call: Arc::clone(&call),
+            };
+            header.slot.add_erased(reg, entry, false)
+        });
+        drop(reg);
+        self.inner.warn_if_crowded(crowding);
+        id
+    }
+
+    /// Registers a queue in the slots of `indices`; returns its id and the queue.
+    pub(super) fn add_queue(
+        &self,
+        reg: &mut Registry,
+        indices: Vec<usize>,
+        exact: bool,
+        options: QueueOptions,
+        kind: ConsumerKind,
+    ) -> (ListenerId, Arc<EventQueue>, Crowding) {
+        let queue = Arc::new(EventQueue::new(
+            options.capacity.unwrap_or(self.inner.config.capacity),
+            options.overflow.unwrap_or(self.inner.config.overflow),
+            kind,
+            Arc::clone(&self.inner.shared.progress),
+        ));
+        if self.is_closed() {
+            queue.close();
+        }
+        let placed = Some(Arc::clone(&queue));
+        let (id, crowding) = self.register(reg, indices, placed, exact, |header, reg, id| {
+            let entry = QueueEntry {
+                id,
+                queue: Arc::clone(&queue),
+            };
+            header.slot.add_queue(reg, entry)
+        });
+        (id, queue, crowding)
+    }
+
+    pub(super) fn add_subscription<T>(
+        &self,
+        indices: Vec<usize>,
+        exact: bool,
+        options: QueueOptions,
+        convert: fn(Queued) -> Option<T>,
+    ) -> Subscription<S, T> {
+        let (id, queue, crowding) = {
+            let mut reg = self.inner.registry.lock();
+            self.add_queue(&mut reg, indices, exact, options, ConsumerKind::Stream)
+        };
+        self.inner.warn_if_crowded(crowding);
+        Subscription::new(id, queue, Arc::downgrade(&self.inner), convert)
+    }
+
+    pub(super) fn add_reporting(
+        &self,
+        indices: Vec<usize>,
+        options: QueueOptions,
+    ) -> Subscription<S, AnyEvent<S>> {
+        let (id, queue, crowding) = {
+            let mut reg = self.inner.registry.lock();
+            self.add_queue(&mut reg, indices, false, options, ConsumerKind::Reporting)
+        };
+        self.inner.warn_if_crowded(crowding);
+        Subscription::new(id, queue, Arc::downgrade(&self.inner), erased::<S>)
+    }
+
+    #[track_caller]
+    pub(super) fn spawn_listener<T, F, Fut>(
+        &self,
+        indices: Vec<usize>,
+        exact: bool,
+        options: QueueOptions,
+        convert: fn(Queued) -> Option<T>,
+        listener: F,
+    ) -> ListenerId
+    where
+        T: Send + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: ListenerResult,
+    {
+        let runtime = crate::spawn::runtime("async listeners");
+        let mut reg = self.inner.registry.lock();
+        let (id, queue, crowding) =
+            self.add_queue(&mut reg, indices, exact, options, ConsumerKind::Task);
+        let leftover = Arc::default();
+        let run = run_listener::<S, T, F, Fut>(
+            Listening {
+                id,
+                queue: Arc::clone(&queue),
+                shared: Arc::clone(&self.inner.shared),
+                bus: Arc::downgrade(&self.inner),
+                leftover: Arc::clone(&leftover),
+                concurrency: options.concurrency.unwrap_or(1),
+            },
+            convert,
+            listener,
+        );
+        // Spawned under the lock so the task is in the registry before it can end.
+        let handle = runtime.spawn(run);
+        reg.tasks.insert(
+            id,
+            Task {
+                queue,
+                handle,
+                leftover,
+            },
+        );
+        drop(reg);
+        self.inner.warn_if_crowded(crowding);
+        id
+    }
+}
