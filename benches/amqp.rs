@@ -176,7 +176,7 @@ async fn tidings_round(
     // Every confirm in, and the last acknowledgement processed: the inbound bridge's shutdown
     // sends what acknowledgements it holds and closes its channel.
     let report = outbound.shutdown(Duration::from_secs(10)).await;
-    assert_eq!(report.unconfirmed, 0);
+    assert_eq!(report.unfinished_count(), 0);
     inbound.shutdown(Duration::from_secs(10)).await;
     (start.elapsed(), None)
 }
@@ -380,5 +380,5 @@ async fn main() {
             );
         }
     }
-    t.close(Duration::from_secs(5)).await;
+    t.shutdown(Duration::from_secs(5)).await;
 }

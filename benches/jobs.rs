@@ -144,7 +144,7 @@ async fn tidings_round() -> Option<Duration> {
     all.notified().await;
     all_recorded(&name).await;
     let elapsed = start.elapsed();
-    worker.close(Duration::from_secs(10)).await;
+    worker.shutdown(Duration::from_secs(10)).await;
     queue.obliterate(true).await.expect("obliterate");
     Some(elapsed)
 }

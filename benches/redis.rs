@@ -114,7 +114,7 @@ async fn tidings_round(t: &RedisTransport, name: &str) -> Duration {
     // bridge's shutdown closes its consumer, which sends what acknowledgements it holds and
     // waits for the replies of all it sent.
     let report = outbound.shutdown(Duration::from_secs(10)).await;
-    assert_eq!(report.unconfirmed, 0);
+    assert_eq!(report.unfinished_count(), 0);
     inbound.shutdown(Duration::from_secs(10)).await;
     start.elapsed()
 }

@@ -92,5 +92,8 @@ async fn main() {
 
     let flushed = outbound.shutdown(Duration::from_secs(2)).await;
     inbound.shutdown(Duration::from_secs(2)).await;
-    println!("shutdown: {} events left unconfirmed", flushed.unconfirmed);
+    println!(
+        "shutdown: {} events left unconfirmed",
+        flushed.unfinished_count()
+    );
 }

@@ -134,7 +134,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("counts: {:?}", emails.counts().await?);
 
     outbound.shutdown(Duration::from_secs(5)).await;
-    worker.close(Duration::from_secs(10)).await;
+    worker.shutdown(Duration::from_secs(10)).await;
     emails.obliterate(true).await?;
     Ok(())
 }

@@ -111,18 +111,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while inbound.stats().handled < 2 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let finished = inbound.shutdown(DEADLINE).await;
+    let inbound_report = inbound.shutdown(DEADLINE).await;
     let confirmed = outbound.stats().confirmed;
-    let flushed = outbound.shutdown(DEADLINE).await;
+    let outbound_report = outbound.shutdown(DEADLINE).await;
     println!(
-        "inbound stopped cleanly: {finished}; outbound: {confirmed} confirmed, {} unconfirmed",
-        flushed.unconfirmed
+        "inbound {inbound_report}; outbound: {confirmed} confirmed, {} unconfirmed",
+        outbound_report.unfinished_count()
     );
 
     // Leave the broker as we found it, then close.
     amqp.delete_queue("users.audit").await?;
     amqp.delete_queue("users.dead-letter").await?;
     amqp.delete_exchange("users").await?;
-    println!("confirms drained: {}", amqp.close(DEADLINE).await);
+    println!("transport {}", amqp.shutdown(DEADLINE).await);
     Ok(())
 }

@@ -111,12 +111,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     })
     .await?;
-    let finished = inbound.shutdown(DEADLINE).await;
+    let inbound_report = inbound.shutdown(DEADLINE).await;
     let confirmed = outbound.stats().confirmed;
-    let flushed = outbound.shutdown(DEADLINE).await;
+    let outbound_report = outbound.shutdown(DEADLINE).await;
     println!(
-        "inbound stopped cleanly: {finished}; outbound: {confirmed} confirmed, {} unconfirmed",
-        flushed.unconfirmed
+        "inbound {inbound_report}; outbound: {confirmed} confirmed, {} unconfirmed",
+        outbound_report.unfinished_count()
     );
     // The example's streams go, so that the next run starts afresh.
     redis

@@ -32,7 +32,7 @@
 //!
 //! inbound.shutdown(Duration::from_secs(5)).await;
 //! outbound.shutdown(Duration::from_secs(5)).await;
-//! amqp.close(Duration::from_secs(5)).await;
+//! amqp.shutdown(Duration::from_secs(5)).await;
 //! # Ok(()) }
 //! ```
 //!

@@ -41,7 +41,7 @@
 //!     })
 //!     .await?;
 //! // ...
-//! worker.close(Duration::from_secs(10)).await;
+//! worker.shutdown(Duration::from_secs(10)).await;
 //! # Ok(()) }
 //! ```
 //!

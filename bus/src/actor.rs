@@ -90,7 +90,7 @@ pub use self::context::{Context, Down, TimerId};
 pub use self::error::{AskError, SendError, StopReason, TrySendError};
 pub use self::mailbox::{MailboxSize, DEFAULT_MAILBOX};
 pub use self::supervisor::{Strategy, Supervisor, SupervisorBuilder};
-pub use self::system::{ActorSystem, SpawnOptions, SystemShutdownReport, Unfinished};
+pub use self::system::{ActorSystem, SpawnOptions, SystemShutdownReport, UnfinishedActor};
 
 /// `#[derive(Message)]`; `#[message(reply = Type)]` sets [`Message::Reply`] (default `()`).
 pub use tidings_derive::Message;

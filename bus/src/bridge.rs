@@ -52,7 +52,7 @@
 //! shop.emit_async(OrderPlaced { order: 7 }).await.unwrap();
 //! assert_eq!(arrivals.recv().await.unwrap().unwrap().order, 7);
 //!
-//! assert_eq!(outbound.shutdown(Duration::from_secs(1)).await.unconfirmed, 0);
+//! assert_eq!(outbound.shutdown(Duration::from_secs(1)).await.unfinished_count(), 0);
 //! inbound.shutdown(Duration::from_secs(1)).await;
 //! # }
 //! ```
@@ -63,6 +63,7 @@ mod envelope;
 mod inbound;
 pub mod memory;
 mod outbound;
+mod task;
 mod transport;
 
 pub use self::envelope::{
@@ -71,7 +72,7 @@ pub use self::envelope::{
 };
 pub use self::inbound::{Dedup, Inbound, InboundBuilder, InboundStats, MemoryDedup};
 pub use self::memory::{MemoryBroker, MemoryConsumer};
-pub use self::outbound::{FlushReport, Outbound, OutboundBuilder, OutboundStats, Route};
+pub use self::outbound::{Outbound, OutboundBuilder, OutboundStats, Route};
 pub use self::transport::{
     Acker, Consumer, Delivery, Lag, Outgoing, Source, Transport, TransportError,
 };

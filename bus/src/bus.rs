@@ -87,7 +87,8 @@ use tokio::sync::Notify;
 
 pub use self::builder::{BusBuilder, QueueOptions, DEFAULT_QUEUE_CAPACITY};
 pub use self::error::{
-    Closed, DeliveryError, DeliveryErrorKind, HandlingError, Lagged, ShutdownReport, Unhandled,
+    BusShutdownReport, Closed, DeliveryError, DeliveryErrorKind, HandlingError, Lagged,
+    UnfinishedEvents,
 };
 pub use self::listener::{ListenerId, ListenerResult};
 pub use self::overflow::Overflow;
@@ -583,7 +584,7 @@ impl<S: EventSet> Bus<S> {
     ///
     /// # Panics
     /// Like `tokio::time::timeout`, when the runtime was built without its time driver.
-    pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+    pub async fn shutdown(&self, timeout: Duration) -> BusShutdownReport {
         let deadline = tokio::time::Instant::now() + timeout;
         self.inner.shared.closed.store(true, Ordering::Release);
         let queues: Vec<Arc<EventQueue>> = {
@@ -611,7 +612,7 @@ impl<S: EventSet> Bus<S> {
         })
         .await;
         if drained.is_ok() {
-            return ShutdownReport::default();
+            return BusShutdownReport::default();
         }
         let stragglers: Vec<(ListenerId, Task)> =
             self.inner.registry.lock().tasks.drain().collect();
@@ -632,18 +633,18 @@ impl<S: EventSet> Bus<S> {
                 self.inner.shared.discard(d, error, false);
             }
         }
-        let mut unhandled: Vec<Unhandled> = counts
+        let mut unfinished: Vec<UnfinishedEvents> = counts
             .into_iter()
-            .map(|((listener, event), count)| Unhandled {
+            .map(|((listener, event), count)| UnfinishedEvents {
                 listener,
                 event,
                 count,
             })
             .collect();
-        unhandled.sort_by_key(|u| (u.listener, u.event));
-        for u in &unhandled {
+        unfinished.sort_by_key(|u| (u.listener, u.event));
+        for u in &unfinished {
             tracing::warn!(listener = %u.listener, event = u.event, count = u.count, "event left unhandled at shutdown");
         }
-        ShutdownReport { unhandled }
+        BusShutdownReport { unfinished }
     }
 }

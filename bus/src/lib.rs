@@ -22,16 +22,18 @@ pub mod metrics;
 mod panic;
 #[cfg(feature = "metrics")]
 mod record;
+pub mod shutdown;
 mod signal;
 mod spawn;
 
 pub use crate::backoff::Backoff;
 pub use crate::bus::{
-    Bus, BusBuilder, BusStats, Closed, DeliveryError, DeliveryErrorKind, EmitAsync, HandlingError,
-    Lagged, ListenerId, ListenerResult, Overflow, Pattern, PatternError, QueueGauge, QueueOptions,
-    ShutdownReport, Subscription, Unhandled,
+    Bus, BusBuilder, BusShutdownReport, BusStats, Closed, DeliveryError, DeliveryErrorKind,
+    EmitAsync, HandlingError, Lagged, ListenerId, ListenerResult, Overflow, Pattern, PatternError,
+    QueueGauge, QueueOptions, Subscription, UnfinishedEvents,
 };
 pub use crate::event::{AnyEvent, Event, EventRef, EventSet, Member};
+pub use crate::shutdown::ShutdownReport;
 pub use crate::signal::shutdown_signal;
 
 /// `#[derive(Event)]`: see [`event`](mod@crate::event) for the attributes.

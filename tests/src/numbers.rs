@@ -337,5 +337,5 @@ pub async fn to_node<T: Transport>(
     let got = node_readings(child, lines, count).await;
     let expected: Vec<Reading> = sent.iter().map(as_node_reads).collect();
     assert_exact(&expected, &got);
-    assert_eq!(outbound.shutdown(WAIT).await.unconfirmed, 0);
+    assert_eq!(outbound.shutdown(WAIT).await.unfinished_count(), 0);
 }

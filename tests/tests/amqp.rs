@@ -365,7 +365,7 @@ async fn request_reply_round_trips_errors_and_timeouts() {
         ),
         "{nobody:?}"
     );
-    assert!(server.shutdown(WAIT).await);
+    assert!(server.shutdown(WAIT).await.is_clean());
     // A queue with no server: the request waits there, the call times out.
     let slow = RpcClient::new(&t).timeout(Duration::from_millis(300));
     let timed_out = slow.call::<_, i64>("", &queue, &Add { a: 1, b: 1 }).await;
@@ -491,7 +491,7 @@ async fn close_waits_for_confirms_and_later_publishes_fail_fast() {
     })
     .await;
     let waiting: Vec<bool> = publishers.iter().map(|p| !p.is_finished()).collect();
-    assert!(t.close(WAIT).await, "every confirm arrived");
+    assert!(t.shutdown(WAIT).await.is_clean(), "every confirm arrived");
     assert!(!t.is_connected());
     // A message sent before `close` is confirmed (and in the queue); one still waiting for
     // room in the confirm window is refused as closed, and not sent. Nothing else.
@@ -759,10 +759,13 @@ async fn an_orderly_shutdown_leaves_nothing_to_deliver_again() {
     publish_ok(&t, &source.name, (0..250).map(ping).collect()).await;
     wait_until("every message handled", || seen.lock().len() >= 250).await;
     assert!(
-        inbound.shutdown(WAIT).await,
+        inbound.shutdown(WAIT).await.is_clean(),
         "the inbound bridge finished in time"
     );
-    assert!(t.close(WAIT).await, "nothing awaited a confirm");
+    assert!(
+        t.shutdown(WAIT).await.is_clean(),
+        "nothing awaited a confirm"
+    );
     drop(t);
     // Every acknowledgement reached the broker before the connection closed.
     let after = connect(&unique("conn")).await;
@@ -854,7 +857,7 @@ async fn a_route_to_the_default_exchange_sends_to_a_queue_by_name() {
     assert_eq!(seq(&d), 5);
     d.ack().await.expect("ack");
     drop(consumer);
-    assert_eq!(outbound.shutdown(WAIT).await.unconfirmed, 0);
+    assert_eq!(outbound.shutdown(WAIT).await.unfinished_count(), 0);
     t.delete_queue(&queue).await.expect("delete");
 }
 
@@ -885,7 +888,7 @@ async fn concurrent_handling_acknowledges_out_of_order_and_loses_nothing() {
     wait_until("every message", || seen.lock().len() == 300).await;
     assert!(peak.load(Ordering::SeqCst) > 1, "handled one at a time");
     assert_eq!(inbound.stats().dead_lettered, 0);
-    assert!(inbound.shutdown(WAIT).await);
+    assert!(inbound.shutdown(WAIT).await.is_clean());
     // Every acknowledgement reached the broker: nothing comes again.
     let mut consumer = t.consume(&source).await.expect("consume");
     nothing_more(&mut consumer).await;
@@ -956,7 +959,7 @@ async fn a_call_cut_off_by_a_lost_connection_fails_and_the_next_one_works() {
         .await
         .expect("a new channel after the reconnect");
     assert_eq!(sum, 4);
-    assert!(server.shutdown(WAIT).await);
+    assert!(server.shutdown(WAIT).await.is_clean());
     server_side.delete_queue(&queue).await.expect("delete");
 }
 

@@ -127,6 +127,6 @@ async fn a_node_consumer_reads_an_outbound_bridge() {
         .collect();
     assert_eq!(ids.len(), 3, "unique message ids");
     assert!(child.wait().await.expect("node").success());
-    assert_eq!(outbound.shutdown(WAIT).await.unconfirmed, 0);
+    assert_eq!(outbound.shutdown(WAIT).await.unfinished_count(), 0);
     t.delete_exchange(&exchange).await.expect("delete");
 }

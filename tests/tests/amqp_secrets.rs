@@ -41,7 +41,7 @@ async fn passwords_never_reach_logs_or_errors() {
         }
     }
     let debug = format!("{t:?}");
-    t.close(Duration::from_secs(5)).await;
+    t.shutdown(Duration::from_secs(5)).await;
 
     // The same over TLS (a TLS endpoint in front of the broker), where the password must
     // still be sent, encrypted, and never logged.
@@ -55,7 +55,7 @@ async fn passwords_never_reach_logs_or_errors() {
     let source = tidings::bridge::Source::new(unique("secret-tls"));
     over_tls.declare(&source).await.expect("declare over TLS");
     tidings_tests::rabbit::cleanup(&over_tls, &source).await;
-    over_tls.close(Duration::from_secs(5)).await;
+    over_tls.shutdown(Duration::from_secs(5)).await;
 
     let refused = AmqpTransport::builder(&url.replace(&encoded, &format!("{encoded}-wrong")))
         .connect_timeout(Duration::from_secs(1))

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use tidings::codec::{CodecError, DecodeError, Json};
 use tidings::{
-    AnyEvent, Bus, BusStats, Closed, DeliveryError, Lagged, ListenerId, Pattern, PatternError,
-    QueueOptions, ShutdownReport, Subscription,
+    AnyEvent, Bus, BusShutdownReport, BusStats, Closed, DeliveryError, Lagged, ListenerId, Pattern,
+    PatternError, QueueOptions, ShutdownReport, Subscription,
 };
 use tidings_tests::{Events, Tick};
 
@@ -23,6 +23,7 @@ fn public_types_are_send_and_sync() {
     send_sync::<DeliveryError>();
     send_sync::<Lagged>();
     send_sync::<Closed<Tick>>();
+    send_sync::<BusShutdownReport>();
     send_sync::<ShutdownReport>();
     send_sync::<AnyEvent<Events>>();
     send_sync::<Subscription<Events, Arc<Tick>>>();

@@ -74,7 +74,10 @@ async fn events_cross_the_broker_with_routes_and_keys() {
         (2, 0, 0)
     );
     assert_eq!(
-        outbound.shutdown(Duration::from_secs(1)).await.unconfirmed,
+        outbound
+            .shutdown(Duration::from_secs(1))
+            .await
+            .unfinished_count(),
         0
     );
 }
@@ -157,7 +160,10 @@ async fn shutdown_flushes_or_reports_what_was_not_confirmed() {
         bus.emit(Tick(i));
     }
     assert_eq!(
-        outbound.shutdown(Duration::from_secs(5)).await.unconfirmed,
+        outbound
+            .shutdown(Duration::from_secs(5))
+            .await
+            .unfinished_count(),
         0
     );
     assert_eq!(broker.depth("ticks", "default"), 10);
@@ -168,7 +174,11 @@ async fn shutdown_flushes_or_reports_what_was_not_confirmed() {
         bus.emit(Tick(i));
     }
     let report = outbound.shutdown(Duration::from_secs(5)).await;
-    assert_eq!(report.unconfirmed, 10, "reported, not silently dropped");
+    assert_eq!(
+        report.unfinished_count(),
+        10,
+        "reported, not silently dropped"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -222,7 +232,7 @@ async fn inbound_acks_only_after_handlers_succeed_and_retries_with_backoff() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     assert_eq!(inbound.stats().retried, 2);
     assert_eq!(broker.depth("users", "default"), 0, "acked once handled");
-    assert!(inbound.shutdown(Duration::from_secs(1)).await);
+    assert!(inbound.shutdown(Duration::from_secs(1)).await.is_clean());
 }
 
 #[tokio::test(start_paused = true)]
@@ -310,7 +320,7 @@ async fn a_bus_shut_down_returns_messages_to_the_broker() {
         .await;
     until("an attempt", || inbound.stats().received >= 1).await;
     assert!(
-        inbound.shutdown(Duration::from_secs(1)).await,
+        inbound.shutdown(Duration::from_secs(1)).await.is_clean(),
         "the bridge stopped by itself"
     );
     assert_eq!(
@@ -496,7 +506,7 @@ async fn inbound_concurrency_handles_several_at_once_and_keeps_each_keys_order()
         );
     }
     assert_eq!(inbound.stats().handled, 60);
-    assert!(inbound.shutdown(Duration::from_secs(1)).await);
+    assert!(inbound.shutdown(Duration::from_secs(1)).await.is_clean());
     assert_eq!(broker.depth(&source.name, &source.group), 0);
 }
 
@@ -506,13 +516,68 @@ async fn inbound_shutdown_lets_every_lane_finish_and_acknowledge() {
     publish_orders(&broker, "orders", (0..12).collect(), 12).await;
     until("three calls running", || peak.load(Ordering::SeqCst) == 3).await;
     assert!(
-        inbound.shutdown(Duration::from_secs(5)).await,
+        inbound.shutdown(Duration::from_secs(5)).await.is_clean(),
         "finished in time"
     );
     // What the lanes held was handled and acknowledged; the rest is still in the queue.
     let handled = seen.lock().len();
     assert!(handled >= 3, "{handled}");
     assert_eq!(broker.depth(&source.name, &source.group), 12 - handled);
+}
+
+/// Handlers that outlive the deadline: the report counts the messages taken and not settled
+/// (each stuck handler's, and those waiting for a lane), and they stay in the queue,
+/// unacknowledged, for the next consumer.
+#[tokio::test(start_paused = true)]
+async fn inbound_shutdown_past_its_deadline_counts_the_messages_in_hand() {
+    let broker = MemoryBroker::new();
+    let source = declared(&broker, "orders").await.prefetch(16);
+    let bus = Bus::<Events>::new();
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = Arc::clone(&started);
+    let options = tidings::QueueOptions::new().concurrency(3);
+    bus.on_async_with(options, move |_: Arc<OrderPlaced>| {
+        s.fetch_add(1, Ordering::SeqCst);
+        std::future::pending::<()>()
+    });
+    let inbound = Inbound::builder(&bus, broker.clone(), source.clone())
+        .concurrency(3)
+        .build();
+    let batch: Vec<Outgoing> = (0..9)
+        .map(|order| Outgoing {
+            destination: "orders".to_owned(),
+            envelope: Envelope::new(
+                "order.placed",
+                serde_json::to_vec(&OrderPlaced {
+                    order,
+                    cents: order,
+                })
+                .unwrap(),
+            ),
+        })
+        .collect();
+    for result in broker.publish(&batch).await {
+        result.unwrap();
+    }
+    until("a handler stuck", || started.load(Ordering::SeqCst) >= 1).await;
+    until("the consumer blocked", || {
+        // Settled: nothing taken from the broker moves any more (the lanes are stuck, and
+        // the dispatcher waits for room in one of them).
+        broker.depth(&source.name, &source.group) == 9
+    })
+    .await;
+    let report = inbound.shutdown(Duration::from_secs(1)).await;
+    assert!(!report.is_clean());
+    let stuck = started.load(Ordering::SeqCst);
+    assert!(
+        report.unfinished_count() >= stuck && report.unfinished_count() <= 9,
+        "{report:?} with {stuck} handlers stuck"
+    );
+    assert_eq!(
+        broker.depth(&source.name, &source.group),
+        9,
+        "nothing was acknowledged: the stuck three and the rest come again"
+    );
 }
 
 /// Emits `Tick(0..n)` with one key through an outbound built by `build`, and returns the order
@@ -539,7 +604,10 @@ async fn ticks_arrive_in_order<T: Transport>(
     until("every tick", || got.lock().len() as u64 >= n).await;
     tokio::time::sleep(Duration::from_millis(100)).await; // room for any duplicate
     assert_eq!(
-        outbound.shutdown(Duration::from_secs(1)).await.unconfirmed,
+        outbound
+            .shutdown(Duration::from_secs(1))
+            .await
+            .unfinished_count(),
         0
     );
     got.lock().iter().map(|t| t.0).collect()

@@ -75,7 +75,10 @@ fn a_transport_that_lets_a_key_overtake_a_failed_message_is_reported() {
             "the transport let 1..3 overtake 0"
         );
         assert_eq!(
-            outbound.shutdown(Duration::from_secs(1)).await.unconfirmed,
+            outbound
+                .shutdown(Duration::from_secs(1))
+                .await
+                .unfinished_count(),
             0
         );
         inbound.shutdown(Duration::from_secs(1)).await;

@@ -555,12 +555,12 @@ async fn shutdown_reports_what_missed_the_deadline() {
     let_listener_start().await;
     let report = bus.shutdown(Duration::from_secs(5)).await;
     let unhandled: Vec<_> = report
-        .unhandled
+        .unfinished
         .iter()
         .map(|u| (u.listener, u.event, u.count))
         .collect();
     assert_eq!(unhandled, [(slow, "tick", 3)]);
-    assert_eq!(report.unhandled_count(), 3);
+    assert_eq!(report.unfinished_count(), 3);
 }
 
 #[tokio::test]
@@ -707,7 +707,7 @@ async fn shutdown_of_a_concurrent_listener_counts_the_calls_it_cut_off() {
     let report = bus.shutdown(Duration::from_millis(15)).await;
     let finished = seen.lock().len();
     assert_eq!(finished, 1, "{:?}", seen.lock());
-    assert_eq!(report.unhandled_count(), 10 - finished, "{report:?}");
+    assert_eq!(report.unfinished_count(), 10 - finished, "{report:?}");
 }
 
 #[tokio::test]

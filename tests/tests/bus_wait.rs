@@ -109,7 +109,7 @@ async fn shutdown_fails_a_wait_that_cannot_finish() {
         tokio::task::yield_now().await;
     }
     let report = bus.shutdown(Duration::from_secs(1)).await;
-    assert_eq!(report.unhandled_count(), 2);
+    assert_eq!(report.unfinished_count(), 2);
     for handle in [waiting, queued] {
         let err = handle.await.unwrap().unwrap_err();
         assert!(matches!(

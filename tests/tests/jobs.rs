@@ -138,7 +138,7 @@ async fn jobs_run_in_priority_order_after_those_without_one() {
         .expect("worker");
     until("four jobs", async || order.lock().len() == 4).await;
     assert_eq!(*order.lock(), [0, 1, 2, 3]);
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 }
 
 #[tokio::test]
@@ -162,7 +162,7 @@ async fn a_delayed_job_waits_its_delay() {
         .duration_since(record.added_at)
         .expect("after it was added");
     assert!(waited >= delay, "ran after {waited:?}");
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 }
 
 /// Runs a job that always fails with `options`; its failure events, in order, and when each
@@ -192,7 +192,7 @@ async fn always_failing(options: JobOptions, custom: bool) -> Vec<(JobFailed, In
     let record = q.get(&id).await.expect("get").expect("kept");
     assert_eq!(record.attempts_made as usize, attempts);
     assert_eq!(record.failed_reason.as_deref(), Some("smtp down"));
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
     times.lock().clone()
 }
 
@@ -262,7 +262,7 @@ async fn a_fatal_failure_skips_the_remaining_attempts() {
     let record = q.get(&id).await.unwrap().unwrap();
     assert_eq!(record.attempts_made, 1);
     assert_eq!(record.failed_reason.as_deref(), Some("no such mailbox"));
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 }
 
 #[tokio::test]
@@ -314,7 +314,7 @@ async fn a_job_past_its_timeout_is_stopped_and_counts_as_a_failed_attempt() {
             .collect::<Vec<_>>(),
         [(1, true), (2, false)]
     );
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 }
 
 #[tokio::test]
@@ -351,7 +351,7 @@ async fn remove_on_complete_keeps_what_it_says() {
         .map(|r| r.data.expect("an email").n)
         .collect();
     assert_eq!(kept, [5, 4], "the newest two, newest first");
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 }
 
 #[tokio::test]
@@ -421,7 +421,7 @@ async fn progress_logs_and_results_reach_redis_and_the_bus() {
         q.logs(&id).await.expect("logs"),
         ["sending to user7@example.com"]
     );
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 }
 
 #[tokio::test]
@@ -497,7 +497,7 @@ async fn counts_listing_retry_and_clean() {
         q.clean(JobState::Active, Duration::ZERO, 0).await,
         Err(JobError::Invalid(_))
     ));
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 }
 
 #[tokio::test]
@@ -557,7 +557,7 @@ async fn pausing_the_queue_or_one_worker_holds_jobs_back() {
     worker.resume();
     until("the second job", async || done.load(Ordering::SeqCst) == 2).await;
     assert_eq!(q.state(&id).await.unwrap(), Some(JobState::Completed));
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 }
 
 #[tokio::test]
@@ -724,7 +724,7 @@ async fn a_schedule_is_registered_and_fires() {
         .await,
         Err(JobError::Invalid(_))
     ));
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 }
 
 #[tokio::test]
@@ -799,7 +799,7 @@ async fn undecodable_jobs_fail_with_the_reason_and_the_worker_goes_on() {
     assert!(reason(null_data).await.contains("does not decode as"));
     until("four failure events", async || failures(&seen).len() == 4).await;
     assert!(failures(&seen).iter().all(|f| !f.will_retry));
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 }
 
 #[tokio::test]
@@ -837,7 +837,7 @@ async fn rate_limits_and_global_concurrency() {
         "one at a time across the queue"
     );
     q.set_global_concurrency(None).await.expect("no limit");
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 
     // Three jobs per 500 ms: nine take at least a second.
     let (q, _keys) = queue().await;
@@ -866,7 +866,7 @@ async fn rate_limits_and_global_concurrency() {
             .await,
         Err(JobError::Invalid(_))
     ));
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 }
 
 #[tokio::test]
@@ -879,7 +879,7 @@ async fn closing_an_idle_worker_is_quick_and_a_deadline_returns_running_jobs() {
     // Let it settle into its blocking wait (five seconds in BullMQ).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let start = Instant::now();
-    assert_eq!(worker.close(WAIT).await, 0);
+    assert_eq!(worker.shutdown(WAIT).await.unfinished_count(), 0);
     // A figure, not a bound a loaded machine can be held to: the close wakes the blocking
     // read instead of waiting it out.
     println!("an idle worker closed in {:?}", start.elapsed());
@@ -894,7 +894,13 @@ async fn closing_an_idle_worker_is_quick_and_a_deadline_returns_running_jobs() {
     })
     .await;
     assert_eq!(q.state(&id).await.unwrap(), Some(JobState::Active));
-    assert_eq!(worker.close(Duration::from_millis(200)).await, 1);
+    assert_eq!(
+        worker
+            .shutdown(Duration::from_millis(200))
+            .await
+            .unfinished_count(),
+        1
+    );
     assert_eq!(q.state(&id).await.unwrap(), Some(JobState::Waiting));
     let record = q.get(&id).await.unwrap().unwrap();
     assert_eq!(record.attempts_made, 0, "the cut attempt is not counted");
@@ -906,7 +912,7 @@ async fn closing_an_idle_worker_is_quick_and_a_deadline_returns_running_jobs() {
         .await
         .expect("worker");
     until_state(&q, &id, JobState::Completed).await;
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 }
 
 #[tokio::test]
@@ -931,7 +937,7 @@ async fn bus_events_become_jobs_through_outbound() {
     until("confirmed", async || outbound.stats().confirmed == 20).await;
     let stats = outbound.stats();
     assert_eq!((stats.rejected, stats.dropped), (0, 0), "{stats:?}");
-    assert_eq!(outbound.shutdown(WAIT).await.unconfirmed, 0);
+    assert_eq!(outbound.shutdown(WAIT).await.unfinished_count(), 0);
     let waiting = q.jobs(JobState::Waiting, 0..100).await.unwrap();
     assert_eq!(waiting.len(), 20);
     let mut seen: Vec<u64> = waiting
@@ -1019,7 +1025,7 @@ async fn a_worker_gets_back_to_work_after_its_connections_are_killed() {
         // A figure: after the worker's 1 s retry delay, where BullMQ's client waits 15 s.
         println!("a job picked up {:?} after the kill", start.elapsed());
     }
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
     let _: i64 = redis::cmd("ACL")
         .arg(&["DELUSER", user.as_str()][..])
         .query_async(&mut admin)
@@ -1127,7 +1133,7 @@ async fn a_custom_backoff_can_stop_the_retries() {
         [(1, true), (2, false)]
     );
     assert_eq!(q.get(&id).await.unwrap().unwrap().attempts_made, 2);
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 }
 
 #[tokio::test]
@@ -1170,7 +1176,7 @@ async fn concurrency_runs_that_many_at_once_and_remove_on_fail_keeps_what_it_say
     assert_eq!(most.load(Ordering::SeqCst), 4, "four at once, never more");
     // The worker's policy for jobs that do not say: one failed job kept.
     assert_eq!(q.counts().await.unwrap().failed, 1);
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 }
 
 #[tokio::test]
@@ -1215,7 +1221,7 @@ async fn a_delayed_job_can_be_promoted_and_a_waiting_one_updated() {
         [1, 20],
         "the promoted job ran now, the updated one on its new data"
     );
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

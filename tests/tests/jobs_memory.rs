@@ -77,5 +77,5 @@ async fn a_workers_memory_does_not_grow_with_the_jobs_it_ran() {
         grown < 4 << 20,
         "{grown} bytes more after {JOBS} jobs: {change:?}"
     );
-    worker.close(Duration::from_secs(10)).await;
+    worker.shutdown(Duration::from_secs(10)).await;
 }

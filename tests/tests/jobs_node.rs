@@ -78,7 +78,7 @@ async fn a_node_producers_jobs_run_on_a_tidings_worker() {
             "Node reads the return value"
         );
     }
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,7 +164,7 @@ async fn a_node_and_a_rust_worker_share_a_queue() {
         .expect("a count")
         .parse()
         .unwrap();
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
     let by_rust = handled.load(Ordering::SeqCst);
     assert_eq!(by_node + by_rust, JOBS as usize, "each job ran once");
     assert!(
@@ -212,7 +212,7 @@ async fn bull_board_shows_a_queue_tidings_filled() {
         assert!(start.elapsed() < WAIT, "three jobs finished");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
     for n in 3..6 {
         q.add(&Email {
             n,

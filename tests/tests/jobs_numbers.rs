@@ -40,7 +40,7 @@ async fn tidings_reads_back_the_doubles_it_stored() {
         got.push(record.data.expect("the data decodes"));
     }
     assert_exact(&sent, &got);
-    q.close().await;
+    q.shutdown(Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,8 +64,8 @@ async fn doubles_in_jobs_node_added_arrive_exactly() {
     wait_until("every job", WAIT, async || got.lock().len() >= COUNT).await;
     let expected: Vec<Reading> = sent.iter().map(as_node_writes).collect();
     assert_exact(&expected, &got.lock());
-    worker.close(Duration::from_secs(10)).await;
-    q.close().await;
+    worker.shutdown(Duration::from_secs(10)).await;
+    q.shutdown(Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,5 +79,5 @@ async fn doubles_in_jobs_tidings_added_reach_node_exactly() {
     let got = node_readings(child, lines, COUNT).await;
     let expected: Vec<Reading> = sent.iter().map(as_node_reads).collect();
     assert_exact(&expected, &got);
-    q.close().await;
+    q.shutdown(Duration::from_secs(10)).await;
 }

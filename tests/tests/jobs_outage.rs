@@ -164,7 +164,7 @@ async fn jobs_of_a_killed_worker_come_back_after_the_stall_interval() {
     let mut expected = ids.clone();
     expected.sort();
     assert_eq!(seen, expected);
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 }
 
 /// Deletes the runs hash on drop.
@@ -219,7 +219,7 @@ async fn ten_thousand_jobs_across_two_workers_one_killed_none_lost() {
         q.counts().await.unwrap().completed == JOBS
     })
     .await;
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
     let counts = q.counts().await.unwrap();
     assert_eq!(
         (counts.waiting, counts.active, counts.delayed, counts.failed),
@@ -312,7 +312,7 @@ async fn a_worker_goes_on_after_redis_is_killed_and_restarted() {
     })
     .await;
     assert_eq!(q.counts().await.unwrap().failed, 0);
-    worker.close(WAIT).await;
+    worker.shutdown(WAIT).await;
 }
 
 /// A TCP relay to the Redis on 6379 that can go silent: connections open before
@@ -401,5 +401,5 @@ async fn a_worker_whose_connections_go_silent_gets_back_to_work() {
     })
     .await;
     assert_eq!(q.counts().await.unwrap().completed, 2);
-    worker.close(Duration::from_secs(10)).await;
+    worker.shutdown(Duration::from_secs(10)).await;
 }

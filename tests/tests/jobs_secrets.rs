@@ -58,7 +58,7 @@ async fn job_queue_passwords_never_reach_logs_or_errors() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(completed, "processed after the outage");
-    worker.close(Duration::from_secs(10)).await;
+    worker.shutdown(Duration::from_secs(10)).await;
 
     // A refused login (the wrong password contains the right one).
     let wrong = format!("redis://{user}:{password}-wrong@127.0.0.1:6379");

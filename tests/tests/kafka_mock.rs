@@ -92,7 +92,11 @@ async fn twenty_thousand_events_survive_a_cluster_down_twice() {
     producer.await.expect("producer");
     let outbound = Arc::into_inner(outbound).expect("the only handle");
     let report = outbound.shutdown(WAIT).await;
-    assert_eq!(report.unconfirmed, 0, "every event confirmed in the end");
+    assert_eq!(
+        report.unfinished_count(),
+        0,
+        "every event confirmed in the end"
+    );
     assert_eq!(downs, 2);
 
     let mut consumer = t.consume(&Source::new("users")).await.expect("consume");

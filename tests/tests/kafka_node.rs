@@ -91,7 +91,7 @@ async fn a_kafkajs_consumer_reads_an_outbound_bridge() {
         .await
         .expect("emitted");
     }
-    assert_eq!(outbound.shutdown(WAIT).await.unconfirmed, 0);
+    assert_eq!(outbound.shutdown(WAIT).await.unfinished_count(), 0);
 
     let brokers = tansu.brokers();
     let mut child = node(&dir, &["consume", &brokers, topic, "node-readers", "3"])

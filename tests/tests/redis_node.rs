@@ -114,6 +114,6 @@ async fn an_ioredis_consumer_reads_an_outbound_bridge() {
         );
     }
     assert!(child.wait().await.expect("node").success());
-    assert_eq!(outbound.shutdown(WAIT).await.unconfirmed, 0);
+    assert_eq!(outbound.shutdown(WAIT).await.unfinished_count(), 0);
     cleanup(&Source::new(stream)).await;
 }

@@ -93,7 +93,7 @@ where
         .expect("troublemaker");
     let outbound = Arc::into_inner(outbound).expect("the only handle");
     assert_eq!(
-        outbound.shutdown(WAIT).await.unconfirmed,
+        outbound.shutdown(WAIT).await.unfinished_count(),
         0,
         "all confirmed in the end"
     );

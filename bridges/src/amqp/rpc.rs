@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tidings::bridge::{new_id, Consumer, Delivery, Source, Transport, TransportError};
+use tidings::ShutdownReport;
 
 use tidings::Backoff;
 use tokio::sync::{oneshot, Notify};
@@ -296,13 +297,20 @@ impl RpcServer {
         })
     }
 
-    /// Stops taking requests and waits up to `timeout` for the one being answered.
-    pub async fn shutdown(mut self, timeout: Duration) -> bool {
+    /// Stops taking requests and waits up to `deadline` for the one being answered. If it is
+    /// not answered in time, it is stopped and counted unfinished: its request stays
+    /// unacknowledged and the broker delivers it again.
+    pub async fn shutdown(mut self, deadline: Duration) -> ShutdownReport {
         self.stop.notify_one();
-        match self.task.take() {
-            Some(task) => tokio::time::timeout(timeout, task).await.is_ok(),
-            None => true,
+        let Some(mut task) = self.task.take() else {
+            return ShutdownReport::default();
+        };
+        if tokio::time::timeout(deadline, &mut task).await.is_ok() {
+            return ShutdownReport::default();
         }
+        task.abort();
+        let _ = task.await;
+        ShutdownReport::new(1)
     }
 }
 

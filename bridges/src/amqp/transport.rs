@@ -9,6 +9,7 @@ use lapin::options::{
 };
 use lapin::types::{FieldTable, ShortString};
 use tidings::bridge::{Outgoing, Source, Transport, TransportError};
+use tidings::ShutdownReport;
 
 use tidings::Backoff;
 use tokio::sync::broadcast;
@@ -250,23 +251,25 @@ impl AmqpTransport {
         Ok(())
     }
 
-    /// Waits for every publish awaiting a confirm (up to `timeout`), then closes the
+    /// Waits for every publish awaiting a confirm (up to `deadline`), then closes the
     /// connection and stops reconnecting. A message still waiting for room in the confirm
     /// window is not sent: its publish fails with [`TransportError::Disconnected`] ("the
     /// transport is closed"), as does every later publish. Shut inbound and outbound bridges
-    /// down first, so
-    /// that they finish their work on the open connection. Returns whether every confirm
-    /// arrived in time.
-    pub async fn close(&self, timeout: Duration) -> bool {
+    /// down first, so that they finish their work on the open connection. The report counts
+    /// the publishes still awaiting a confirm at the deadline (their callers get an error).
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
         let shared = self.shared();
         let all = u32::try_from(shared.config.confirm_window.max(1)).unwrap_or(u32::MAX);
-        let permits = tokio::time::timeout(timeout, shared.window.acquire_many(all)).await;
-        let drained = matches!(permits, Ok(Ok(_)));
+        let permits = tokio::time::timeout(deadline, shared.window.acquire_many(all)).await;
+        let unconfirmed = match permits {
+            Ok(Ok(_)) => 0,
+            _ => (all as usize).saturating_sub(shared.window.available_permits()),
+        };
         // The whole window stays taken until the connection is closed: a publish waiting for
         // room would otherwise send on it in between, and lose its confirm to the close.
         link::close(shared).await;
         drop(permits);
-        drained
+        ShutdownReport::new(unconfirmed)
     }
 
     fn raw(&self, out: &Outgoing) -> Result<Raw, TransportError> {

@@ -9,6 +9,7 @@ use super::location::Location;
 use super::options::{millis, JobOptions, Repeat};
 use super::records::{JobCounts, JobRecord, JobState, Schedule};
 use super::Job;
+use tidings::ShutdownReport;
 
 /// Configures a [`JobQueue`]; from [`JobQueue::builder`].
 #[must_use]
@@ -466,9 +467,16 @@ impl<J: Job> JobQueue<J> {
         }
     }
 
-    /// Closes the connection.
-    pub async fn close(&self) {
-        self.inner.queue.close().await;
+    /// Closes the connection, waiting at most `deadline`. A queue holds no work of its own
+    /// (every add was awaited by its caller), so the report is always clean.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        if tokio::time::timeout(deadline, self.inner.queue.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(queue = %self.inner.location.name, "the job queue did not close in time");
+        }
+        ShutdownReport::default()
     }
 }
 

@@ -20,6 +20,7 @@ use super::location::Location;
 use super::options::{millis, Keep};
 use super::run::{BackoffFn, Current, Handler, Make, Shared};
 use super::Job;
+use tidings::ShutdownReport;
 
 /// Configures a [`Worker`]; from [`Worker::builder`].
 #[must_use]
@@ -283,7 +284,7 @@ impl<J: Job> WorkerBuilder<J> {
 /// underneath (its Lua scripts, locks, retries and stalled-job recovery), with the gaps a
 /// service would trip over covered; see the [module docs](super).
 ///
-/// Close it with [`close`](Self::close); dropping it closes it in the background.
+/// Close it with [`shutdown`](Self::shutdown); dropping it closes it in the background.
 pub struct Worker<J> {
     current: Arc<Current>,
     shared: Arc<Shared<J>>,
@@ -354,17 +355,18 @@ impl<J: Job> Worker<J> {
 
     /// Stops taking jobs, waits up to `deadline` for running ones to finish, then stops the
     /// rest: those go back to waiting, their attempt not counted, so nothing is left in
-    /// `active`. Returns how many were stopped.
-    pub async fn close(mut self, deadline: Duration) -> usize {
+    /// `active`. The report counts the jobs stopped.
+    pub async fn shutdown(mut self, deadline: Duration) -> ShutdownReport {
         self.closed = true;
         self.current.closing.store(true, Ordering::SeqCst);
-        close_inner(
+        let cut = close_inner(
             &self.current.get(),
             &self.shared.location,
             &self.name,
             deadline,
         )
-        .await
+        .await;
+        ShutdownReport::new(cut)
     }
 }
 
@@ -393,7 +395,7 @@ impl<J> Drop for Worker<J> {
     }
 }
 
-/// Closes `inner` (see [`Worker::close`]); how many running jobs were cut off.
+/// Closes `inner` (see [`Worker::shutdown`]); how many running jobs were cut off.
 async fn close_inner(
     inner: &bullmq::Worker,
     location: &Location,

@@ -59,7 +59,7 @@ struct Inner {
 #[non_exhaustive]
 pub struct SystemShutdownReport {
     /// Actors still running at the deadline; they were then stopped without finishing.
-    pub unfinished: Vec<Unfinished>,
+    pub unfinished: Vec<UnfinishedActor>,
 }
 
 impl SystemShutdownReport {
@@ -67,12 +67,23 @@ impl SystemShutdownReport {
     pub fn is_clean(&self) -> bool {
         self.unfinished.is_empty()
     }
+
+    /// How many actors were still running.
+    pub fn unfinished_count(&self) -> usize {
+        self.unfinished.len()
+    }
+}
+
+impl From<&SystemShutdownReport> for crate::shutdown::ShutdownReport {
+    fn from(report: &SystemShutdownReport) -> Self {
+        crate::shutdown::ShutdownReport::new(report.unfinished_count())
+    }
 }
 
 /// An actor that did not stop before a shutdown deadline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Unfinished {
+pub struct UnfinishedActor {
     /// Its id.
     pub id: ActorId,
     /// Its type name.
@@ -200,9 +211,9 @@ impl ActorSystem {
             return SystemShutdownReport::default();
         }
         let cells: Vec<Arc<Cell>> = self.inner.actors.lock().values().cloned().collect();
-        let mut unfinished: Vec<Unfinished> = cells
+        let mut unfinished: Vec<UnfinishedActor> = cells
             .iter()
-            .map(|c| Unfinished {
+            .map(|c| UnfinishedActor {
                 id: c.id,
                 name: c.name,
             })

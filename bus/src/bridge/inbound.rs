@@ -9,15 +9,17 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, Notify};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::task::BridgeTask;
 use super::transport::{Consumer, Delivery, Lag, Source, Transport};
 use crate::backoff::Backoff;
 use crate::bus::Bus;
 use crate::codec::{Codec, DecodeError, EventSetCodec, Json};
 use crate::event::Member;
+use crate::shutdown::ShutdownReport;
 
 /// Remembers message ids to drop redelivered duplicates; see [`InboundBuilder::dedup`].
 pub trait Dedup: Send + Sync + 'static {
@@ -202,7 +204,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> InboundBuilder<S, T, C> {
             stats,
             lag,
             stop,
-            task: Some(task),
+            task: BridgeTask::new(task),
         }
     }
 }
@@ -221,7 +223,7 @@ pub struct Inbound {
     /// The current consumer's lag, if its transport measures it.
     lag: Arc<Mutex<Option<Lag>>>,
     stop: Arc<Notify>,
-    task: Option<JoinHandle<()>>,
+    task: BridgeTask,
 }
 
 /// Counters of an [`Inbound`]; see [`Inbound::stats`].
@@ -260,12 +262,15 @@ const DEAD_LETTERED: usize = 4;
 const DUPLICATES: usize = 5;
 const RECONNECTS: usize = 6;
 const UNHEARD: usize = 7;
+/// A gauge, not in the stats: messages taken from the consumer and not settled yet (read
+/// by `shutdown`).
+const IN_HAND: usize = 8;
 
-/// The counters behind [`InboundStats`], in its field order.
-type Counters = crate::counters::Counters<8>;
+/// The counters behind [`InboundStats`], in its field order, then the in-hand gauge.
+type Counters = crate::counters::Counters<9>;
 
 fn read_stats(stats: &Counters, lag: &Mutex<Option<Lag>>) -> InboundStats {
-    let [received, handled, redelivered, retried, dead_lettered, duplicates, reconnects, unheard] =
+    let [received, handled, redelivered, retried, dead_lettered, duplicates, reconnects, unheard, _] =
         stats.snapshot();
     InboundStats {
         received,
@@ -317,28 +322,17 @@ impl Inbound {
         move || read_stats(&stats, &lag)
     }
 
-    /// Stops taking messages, lets the one being handled finish (and be acknowledged), and
-    /// waits up to `timeout` for that. Returns whether it finished in time; if not, the message
-    /// is left unacknowledged and the broker delivers it again.
-    pub async fn shutdown(mut self, timeout: Duration) -> bool {
+    /// Stops taking messages, lets those in hand finish (and be acknowledged), and waits up
+    /// to `deadline` for that. The report counts the messages still in hand at the deadline:
+    /// they are left unacknowledged, and the broker delivers them again.
+    pub async fn shutdown(mut self, deadline: Duration) -> ShutdownReport {
         self.stop.notify_one();
-        let Some(mut task) = self.task.take() else {
-            return true;
-        };
-        if tokio::time::timeout(timeout, &mut task).await.is_ok() {
-            return true;
-        }
-        task.abort();
-        let _ = task.await;
-        false
-    }
-}
-
-impl Drop for Inbound {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.task.stop(deadline).await;
+        // Read once the task has ended or been aborted: what was taken from the consumer and
+        // not settled (being handled, waiting in a lane, or let go by the stop) is left for
+        // the broker to deliver again.
+        let in_hand = self.stats.get(IN_HAND);
+        ShutdownReport::new(usize::try_from(in_hand).unwrap_or(usize::MAX))
     }
 }
 
@@ -446,13 +440,19 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
                 match next {
                     Some(Ok(delivery)) => {
                         failures = 0;
+                        // Taken until settled: `handle` gives it back.
+                        self.stats.incr(IN_HAND);
                         match dispatch {
                             Dispatch::Inline => self.handle(delivery).await,
                             Dispatch::Lanes { lanes, turn, .. } => {
                                 let lane = &lanes[lane_of(turn, lanes.len(), &delivery)];
                                 tokio::select! {
                                     sent = lane.send(delivery) => if sent.is_err() { return Some(consumer) },
-                                    () = &mut stopped => return Some(consumer),
+                                    () = &mut stopped => {
+                                        // Let go unhandled, before any lane took it.
+                                        self.stats.sub(IN_HAND, 1);
+                                        return Some(consumer);
+                                    }
                                 }
                             }
                         }
@@ -503,6 +503,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
             delivery = message.delivery_count,
         );
         self.process(delivery).instrument(span).await;
+        self.stats.sub(IN_HAND, 1);
     }
 
     async fn process(&self, delivery: Delivery) {

@@ -4,16 +4,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::envelope::{new_id, Envelope};
+use super::task::BridgeTask;
 use super::transport::{Outgoing, Transport, TransportError};
 use crate::backoff::Backoff;
 use crate::bus::Overflow;
 use crate::bus::{Bus, Pattern, PatternError, QueueGauge, QueueOptions, Subscription};
 use crate::codec::{Codec, EventSetCodec, Json};
 use crate::event::{AnyEvent, EventRef, Member};
+use crate::shutdown::ShutdownReport;
 
 /// Where one event goes: a destination (exchange, topic, stream) and an optional key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,7 +172,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> OutboundBuilder<S, T, C> {
             subscription: id,
             buffer,
             stats,
-            task: Some(task),
+            task: BridgeTask::new(task),
         }
     }
 }
@@ -188,7 +189,7 @@ pub struct Outbound<S: EventSetCodec> {
     /// The bounded buffer between the bus and the forwarding task.
     buffer: QueueGauge,
     stats: Arc<Counters>,
-    task: Option<JoinHandle<()>>,
+    task: BridgeTask,
 }
 
 /// Counters of an [`Outbound`]; see [`Outbound::stats`].
@@ -239,14 +240,6 @@ fn read_stats(stats: &Counters, buffer: &QueueGauge) -> OutboundStats {
     }
 }
 
-/// What [`Outbound::shutdown`] could not flush.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct FlushReport {
-    /// Events that were not confirmed by the deadline (in flight or still buffered).
-    pub unconfirmed: u64,
-}
-
 impl<S: EventSetCodec> Outbound<S> {
     /// Starts configuring an outbound bridge from `bus` to `transport`. Choose events with
     /// [`forward`](OutboundBuilder::forward) or [`forward_pattern`](OutboundBuilder::forward_pattern)
@@ -282,17 +275,16 @@ impl<S: EventSetCodec> Outbound<S> {
         move || read_stats(&stats, &buffer)
     }
 
-    /// Stops taking events from the bus, publishes what it holds, and waits up to `timeout` for
-    /// the confirmations. Returns how many events were left unconfirmed.
-    pub async fn shutdown(mut self, timeout: Duration) -> FlushReport {
-        self.bus.off(self.subscription);
-        let Some(mut task) = self.task.take() else {
-            return FlushReport::default();
-        };
-        if tokio::time::timeout(timeout, &mut task).await.is_err() {
-            task.abort();
-            let _ = task.await;
+    /// Stops taking events from the bus, publishes what it holds, and waits up to `deadline`
+    /// for the confirmations. The report counts the events left unconfirmed (in flight or
+    /// still buffered): they were not published, or their publish may or may not have
+    /// reached the broker.
+    pub async fn shutdown(mut self, deadline: Duration) -> ShutdownReport {
+        if !self.task.is_running() {
+            return ShutdownReport::default();
         }
+        self.bus.off(self.subscription);
+        self.task.stop(deadline).await;
         let unconfirmed = self.stats.get(IN_FLIGHT) + self.buffer.len() as u64;
         if unconfirmed > 0 {
             tracing::error!(
@@ -300,15 +292,15 @@ impl<S: EventSetCodec> Outbound<S> {
                 "outbound bridge stopped with events not confirmed"
             );
         }
-        FlushReport { unconfirmed }
+        ShutdownReport::new(usize::try_from(unconfirmed).unwrap_or(usize::MAX))
     }
 }
 
 impl<S: EventSetCodec> Drop for Outbound<S> {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
+        // The task is aborted by its own drop.
+        if self.task.is_running() {
             self.bus.off(self.subscription);
-            task.abort();
         }
     }
 }

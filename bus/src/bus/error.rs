@@ -170,28 +170,34 @@ pub struct Lagged(pub u64);
 /// What [`Bus::shutdown`](crate::bus::Bus::shutdown) could not finish.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct ShutdownReport {
+pub struct BusShutdownReport {
     /// Events still queued (or being handled) for `on_async` listeners when the deadline passed,
     /// grouped by listener and event name. Empty when everything was handled in time.
-    pub unhandled: Vec<Unhandled>,
+    pub unfinished: Vec<UnfinishedEvents>,
 }
 
-impl ShutdownReport {
+impl BusShutdownReport {
     /// Whether every queued event was handled before the deadline.
     pub fn is_clean(&self) -> bool {
-        self.unhandled.is_empty()
+        self.unfinished.is_empty()
     }
 
     /// The total number of events that were not handled.
-    pub fn unhandled_count(&self) -> usize {
-        self.unhandled.iter().map(|u| u.count).sum()
+    pub fn unfinished_count(&self) -> usize {
+        self.unfinished.iter().map(|u| u.count).sum()
+    }
+}
+
+impl From<&BusShutdownReport> for crate::shutdown::ShutdownReport {
+    fn from(report: &BusShutdownReport) -> Self {
+        crate::shutdown::ShutdownReport::new(report.unfinished_count())
     }
 }
 
 /// Events of one name that one listener did not handle before the shutdown deadline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Unhandled {
+pub struct UnfinishedEvents {
     /// The `on_async` listener.
     pub listener: ListenerId,
     /// The event name.
