@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tidings::prelude::*;
-use tidings_bridges::jobs::{Backoff, JobFailure, JobOptions, JobQueue, Worker};
+use tidings_bridges::jobs::{JobBackoff, JobFailure, JobOptions, JobQueue, Worker};
 use tokio::sync::Notify;
 
 const URL: &str = "redis://127.0.0.1:6379";
@@ -52,7 +52,7 @@ fn email(n: usize) -> SendEmail {
 fn options() -> JobOptions {
     JobOptions::new()
         .attempts(3)
-        .backoff(Backoff::Exponential(Duration::from_secs(1)))
+        .backoff(JobBackoff::Exponential(Duration::from_secs(1)))
 }
 
 fn server_cpu() -> Option<f64> {

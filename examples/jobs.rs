@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tidings::bridge::Outbound;
 use tidings::prelude::*;
 use tidings_bridges::jobs::{
-    Backoff, JobCompleted, JobFailed, JobFailure, JobOptions, JobProgress, JobQueue, JobStalled,
+    JobBackoff, JobCompleted, JobFailed, JobFailure, JobOptions, JobProgress, JobQueue, JobStalled,
     JobTransport, Keep, Worker,
 };
 
@@ -69,7 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Three attempts, half a second then a second apart; keep the last 100 sent.
     let options = JobOptions::new()
         .attempts(3)
-        .backoff(Backoff::Exponential(Duration::from_millis(500)))
+        .backoff(JobBackoff::Exponential(Duration::from_millis(500)))
         .remove_on_complete(Keep::Last(100));
     let emails = JobQueue::<SendEmail>::builder(&url, QUEUE)
         .defaults(options.clone())

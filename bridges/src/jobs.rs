@@ -7,7 +7,7 @@
 //! use std::time::Duration;
 //! use tidings::prelude::*;
 //! use tidings_bridges::jobs::{
-//!     Backoff, JobCompleted, JobFailed, JobOptions, JobProgress, JobQueue, JobStalled, Worker,
+//!     JobBackoff, JobCompleted, JobFailed, JobOptions, JobProgress, JobQueue, JobStalled, Worker,
 //! };
 //!
 //! #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Event)]
@@ -26,7 +26,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let url = "redis://127.0.0.1:6379";
 //! let emails = JobQueue::<SendEmail>::builder(url, "email").connect().await?;
-//! let options = JobOptions::new().attempts(3).backoff(Backoff::Exponential(Duration::from_secs(1)));
+//! let options = JobOptions::new().attempts(3).backoff(JobBackoff::Exponential(Duration::from_secs(1)));
 //! emails.add_with(&SendEmail { to: "ada@example.com".into(), subject: "Hi".into() }, &options).await?;
 //!
 //! let bus = Bus::<App>::new();
@@ -93,7 +93,7 @@ pub use self::context::JobContext;
 pub use self::error::{JobError, JobFailure};
 pub use self::events::{JobCompleted, JobFailed, JobProgress, JobStalled};
 pub use self::forward::{JobTransport, NoConsumer};
-pub use self::options::{Backoff, JobOptions, Keep, Repeat, MAX_PRIORITY};
+pub use self::options::{JobBackoff, JobOptions, Keep, Repeat, MAX_PRIORITY};
 pub use self::queue::{JobQueue, JobQueueBuilder};
 pub use self::records::{JobCounts, JobRecord, JobState, Schedule};
 pub use self::worker::{Worker, WorkerBuilder};

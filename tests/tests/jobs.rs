@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tidings::bridge::{Envelope, Outbound, Outgoing, Source, Transport, TransportError};
 use tidings::{Bus, Event, EventSet};
 use tidings_bridges::jobs::{
-    Backoff, JobCompleted, JobError, JobFailed, JobFailure, JobOptions, JobProgress, JobQueue,
+    JobBackoff, JobCompleted, JobError, JobFailed, JobFailure, JobOptions, JobProgress, JobQueue,
     JobStalled, JobState, JobTransport, Keep, Repeat, Worker,
 };
 use tidings_tests::redis::{QueueKeys, URL, admin, unique};
@@ -175,7 +175,7 @@ async fn always_failing(options: JobOptions, custom: bool) -> Vec<(JobFailed, In
     bus.on(move |f: &JobFailed| t.lock().push((f.clone(), Instant::now())));
     let mut builder = Worker::<Email>::builder(URL, q.name()).events(&bus);
     if custom {
-        builder = builder.backoff(|kind, made, reason| {
+        builder = builder.backoff_strategy(|kind, made, reason| {
             assert_eq!(kind, "linear");
             assert_eq!(reason, "smtp down");
             Some(Duration::from_millis(250 * u64::from(made)))
@@ -205,7 +205,7 @@ async fn attempts_with_fixed_backoff_end_in_the_failed_set() {
     let failures = always_failing(
         JobOptions::new()
             .attempts(3)
-            .backoff(Backoff::Fixed(Duration::from_millis(300))),
+            .backoff(JobBackoff::Fixed(Duration::from_millis(300))),
         false,
     )
     .await;
@@ -224,7 +224,7 @@ async fn exponential_backoff_doubles() {
     let failures = always_failing(
         JobOptions::new()
             .attempts(3)
-            .backoff(Backoff::Exponential(Duration::from_millis(200))),
+            .backoff(JobBackoff::Exponential(Duration::from_millis(200))),
         false,
     )
     .await;
@@ -238,7 +238,7 @@ async fn a_custom_backoff_is_computed_by_the_worker() {
     let failures = always_failing(
         JobOptions::new()
             .attempts(3)
-            .backoff(Backoff::Custom("linear".into())),
+            .backoff(JobBackoff::Custom("linear".into())),
         true,
     )
     .await;
@@ -1110,7 +1110,7 @@ async fn a_custom_backoff_can_stop_the_retries() {
     let (bus, seen) = recorder();
     let worker = Worker::<Email>::builder(URL, q.name())
         .events(&bus)
-        .backoff(|_, made, _| (made < 2).then_some(Duration::from_millis(50)))
+        .backoff_strategy(|_, made, _| (made < 2).then_some(Duration::from_millis(50)))
         .start(|_: Email, _| async { Err::<(), _>(JobFailure::new("down")) })
         .await
         .expect("worker");
@@ -1119,7 +1119,7 @@ async fn a_custom_backoff_can_stop_the_retries() {
             &email(1),
             &JobOptions::new()
                 .attempts(5)
-                .backoff(Backoff::Custom("twice".into())),
+                .backoff(JobBackoff::Custom("twice".into())),
         )
         .await
         .unwrap();

@@ -9,13 +9,13 @@ pub const MAX_PRIORITY: u32 = 2_097_152;
 
 /// How long to wait before the next attempt of a failed job.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Backoff {
+pub enum JobBackoff {
     /// The same delay before every retry.
     Fixed(Duration),
     /// `delay * 2^(attempt - 1)`: the delay, then twice it, four times...
     Exponential(Duration),
     /// A strategy of this name, computed by the worker's
-    /// [`backoff`](super::WorkerBuilder::backoff) function (BullMQ's custom backoff).
+    /// [`backoff_strategy`](super::WorkerBuilder::backoff_strategy) function (BullMQ's custom backoff).
     Custom(String),
 }
 
@@ -66,13 +66,13 @@ impl Keep {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tidings_bridges::jobs::{Backoff, JobOptions, Keep};
+/// use tidings_bridges::jobs::{JobBackoff, JobOptions, Keep};
 ///
 /// let options = JobOptions::new()
 ///     .priority(1)
 ///     .delay(Duration::from_secs(30))
 ///     .attempts(3)
-///     .backoff(Backoff::Exponential(Duration::from_secs(1)))
+///     .backoff(JobBackoff::Exponential(Duration::from_secs(1)))
 ///     .remove_on_complete(Keep::Last(1000));
 /// assert_eq!(options.attempts_or_default(), 3);
 /// ```
@@ -82,7 +82,7 @@ pub struct JobOptions {
     priority: Option<u32>,
     delay: Option<Duration>,
     attempts: Option<u32>,
-    backoff: Option<Backoff>,
+    backoff: Option<JobBackoff>,
     remove_on_complete: Option<Keep>,
     remove_on_fail: Option<Keep>,
     id: Option<String>,
@@ -115,7 +115,7 @@ impl JobOptions {
     }
 
     /// The wait between attempts (none by default).
-    pub fn backoff(mut self, backoff: Backoff) -> JobOptions {
+    pub fn backoff(mut self, backoff: JobBackoff) -> JobOptions {
         self.backoff = Some(backoff);
         self
     }
@@ -195,11 +195,11 @@ impl JobOptions {
             options.attempts = Some(attempts);
         }
         options.backoff = self.backoff.as_ref().map(|backoff| match backoff {
-            Backoff::Fixed(delay) => bullmq::types::BackoffStrategy::Fixed(millis(*delay)),
-            Backoff::Exponential(delay) => {
+            JobBackoff::Fixed(delay) => bullmq::types::BackoffStrategy::Fixed(millis(*delay)),
+            JobBackoff::Exponential(delay) => {
                 bullmq::types::BackoffStrategy::Exponential(millis(*delay))
             }
-            Backoff::Custom(name) => bullmq::types::BackoffStrategy::Custom(name.clone()),
+            JobBackoff::Custom(name) => bullmq::types::BackoffStrategy::Custom(name.clone()),
         });
         options.remove_on_complete = self.remove_on_complete.as_ref().map(Keep::to_bullmq);
         options.remove_on_fail = self.remove_on_fail.as_ref().map(Keep::to_bullmq);
@@ -323,7 +323,7 @@ mod tests {
             .priority(3)
             .delay(Duration::from_millis(1500))
             .attempts(4)
-            .backoff(Backoff::Exponential(Duration::from_millis(200)))
+            .backoff(JobBackoff::Exponential(Duration::from_millis(200)))
             .remove_on_complete(Keep::Last(10))
             .remove_on_fail(Keep::Newer(Duration::from_secs(60)))
             .id("order-7")

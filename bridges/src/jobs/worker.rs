@@ -96,9 +96,9 @@ impl<J: Job> WorkerBuilder<J> {
     }
 
     /// Computes the wait before a retry of jobs whose backoff is
-    /// [`Backoff::Custom`](super::Backoff::Custom): called with the strategy's name, the
+    /// [`JobBackoff::Custom`](super::JobBackoff::Custom): called with the strategy's name, the
     /// attempts made and the failure's reason; `None` means no more attempts.
-    pub fn backoff(
+    pub fn backoff_strategy(
         mut self,
         strategy: impl Fn(&str, u32, &str) -> Option<Duration> + Send + Sync + 'static,
     ) -> Self {
