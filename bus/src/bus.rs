@@ -41,7 +41,7 @@
 //!
 //! A listener that returns `Err` or panics does not stop the emit: the remaining listeners still
 //! run, and the failure goes to the [`on_error`](Bus::on_error) listeners as a
-//! [`DeliveryError`] naming the event and the listener (or to `tracing` at error level when
+//! [`ListenerError`] naming the event and the listener (or to `tracing` at error level when
 //! there are none). Panics are caught; the default panic hook still prints them.
 //!
 //! ## Full queues
@@ -87,7 +87,7 @@ use tokio::sync::Notify;
 
 pub use self::builder::{BusBuilder, QueueOptions, DEFAULT_QUEUE_CAPACITY};
 pub use self::error::{
-    BusShutdownReport, Closed, DeliveryError, DeliveryErrorKind, HandlingError, Lagged,
+    BusShutdownReport, Closed, HandlingError, Lagged, ListenerError, ListenerErrorKind,
     UnfinishedEvents,
 };
 pub use self::listener::{ListenerId, ListenerResult};
@@ -271,7 +271,7 @@ impl<S: EventSet> Bus<S> {
     /// error listeners in place; remove one with [`off`](Self::off).
     pub fn on_error(
         &self,
-        listener: impl Fn(&DeliveryError) + Send + Sync + 'static,
+        listener: impl Fn(&ListenerError) + Send + Sync + 'static,
     ) -> ListenerId {
         let mut reg = self.inner.registry.lock();
         let id = ListenerId::next();
@@ -530,7 +530,7 @@ impl<S: EventSet> Bus<S> {
     /// queues, with a tracker following every delivery.
     fn start_waited<E: Member<S>>(&self, event: E) -> Waited<'_> {
         if self.is_closed() {
-            let error = DeliveryError::new(E::NAME, None, DeliveryErrorKind::Closed);
+            let error = ListenerError::new(E::NAME, None, ListenerErrorKind::Closed);
             return Err(HandlingError::new(vec![error]));
         }
         // As `emit_async`, with the tracker following every listener task that gets the event.
@@ -577,7 +577,7 @@ impl<S: EventSet> Bus<S> {
         }
     }
 
-    /// Stops the bus: from now on `emit` delivers nothing (reporting [`DeliveryErrorKind::Closed`])
+    /// Stops the bus: from now on `emit` delivers nothing (reporting [`ListenerErrorKind::Closed`])
     /// and `emit_async` hands events back; subscriptions end after what they have queued; async
     /// listeners finish their queues. Waits up to `timeout` for them, then stops those still
     /// running and reports every event they did not handle. Calling it again is harmless.
@@ -629,7 +629,7 @@ impl<S: EventSet> Bus<S> {
             for d in task.queue.close_and_take() {
                 let name = S::NAMES[d.index];
                 *counts.entry((id, name)).or_default() += 1;
-                let error = DeliveryError::new(name, Some(id), DeliveryErrorKind::Closed);
+                let error = ListenerError::new(name, Some(id), ListenerErrorKind::Closed);
                 self.inner.shared.discard(d, error, false);
             }
         }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tidings::codec::{CodecError, DecodeError, Json};
 use tidings::{
-    AnyEvent, Bus, BusShutdownReport, BusStats, Closed, DeliveryError, Lagged, ListenerId, Pattern,
+    AnyEvent, Bus, BusShutdownReport, BusStats, Closed, Lagged, ListenerError, ListenerId, Pattern,
     PatternError, QueueOptions, ShutdownReport, Subscription,
 };
 use tidings_tests::{Events, Tick};
@@ -20,7 +20,7 @@ fn public_types_are_send_and_sync() {
     send_sync::<PatternError>();
     send_sync::<QueueOptions>();
     send_sync::<BusStats>();
-    send_sync::<DeliveryError>();
+    send_sync::<ListenerError>();
     send_sync::<Lagged>();
     send_sync::<Closed<Tick>>();
     send_sync::<BusShutdownReport>();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
-use tidings::{Bus, DeliveryErrorKind, EventRef, ListenerId};
+use tidings::{Bus, EventRef, ListenerErrorKind, ListenerId};
 use tidings_tests::{Events, OrderPlaced, Tick, UserCreated, UserDeleted, user};
 
 /// Panics with `message`; a listener body typed `()`.
@@ -272,7 +272,7 @@ fn a_panicking_listener_is_isolated() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = Arc::clone(&seen);
     bus.on_error(move |err| {
-        if let DeliveryErrorKind::Panicked(msg) = err.kind() {
+        if let ListenerErrorKind::Panicked(msg) = err.kind() {
             s.lock().push((err.listener().unwrap(), msg.clone()));
         }
     });
@@ -408,7 +408,7 @@ async fn an_emit_after_shutdown_is_reported_and_counted_with_or_without_listener
         e.lock().push((
             err.event(),
             err.listener(),
-            matches!(err.kind(), DeliveryErrorKind::Closed),
+            matches!(err.kind(), ListenerErrorKind::Closed),
         ))
     });
     bus.on(|_: &UserCreated| {});

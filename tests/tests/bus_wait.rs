@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tidings::{Bus, DeliveryErrorKind, Overflow, QueueOptions};
+use tidings::{Bus, ListenerErrorKind, Overflow, QueueOptions};
 use tidings_tests::{Events, Tick, UserCreated, user};
 
 #[tokio::test(start_paused = true)]
@@ -91,7 +91,7 @@ async fn an_overflow_is_a_failure() {
     let err = bus.emit_and_wait(Tick(2)).await.unwrap_err();
     assert!(matches!(
         err.failures()[0].kind(),
-        DeliveryErrorKind::Overflow(Overflow::Fail)
+        ListenerErrorKind::Overflow(Overflow::Fail)
     ));
     gate.add_permits(2);
     assert_eq!(first.await.unwrap().unwrap(), 1);
@@ -114,13 +114,13 @@ async fn shutdown_fails_a_wait_that_cannot_finish() {
         let err = handle.await.unwrap().unwrap_err();
         assert!(matches!(
             err.failures()[0].kind(),
-            DeliveryErrorKind::Closed
+            ListenerErrorKind::Closed
         ));
     }
     let after = bus.emit_and_wait(user(3)).await.unwrap_err();
     assert!(matches!(
         after.failures()[0].kind(),
-        DeliveryErrorKind::Closed
+        ListenerErrorKind::Closed
     ));
 }
 

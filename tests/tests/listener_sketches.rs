@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tidings::{Bus, DeliveryErrorKind, EventRef};
+use tidings::{Bus, EventRef, ListenerErrorKind};
 use tidings_tests::{Events, Tick, UserCreated, user};
 
 #[tokio::test]
@@ -15,7 +15,7 @@ async fn sketched_listeners_compile_and_their_panics_are_reported() {
     let panics = Arc::new(Mutex::new(Vec::new()));
     let p = Arc::clone(&panics);
     bus.on_error(move |e| {
-        if let DeliveryErrorKind::Panicked(message) = e.kind() {
+        if let ListenerErrorKind::Panicked(message) = e.kind() {
             p.lock().push(message.to_string());
         }
     });

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
-use super::error::{DeliveryError, DeliveryErrorKind};
+use super::error::{ListenerError, ListenerErrorKind};
 use super::listener::ListenerId;
 use super::queue::{Progress, Pushed, Queued, Rejected};
 use super::slot::QueueEntry;
@@ -32,13 +32,13 @@ pub(crate) struct BusShared {
 #[derive(Clone)]
 pub(super) struct ErrorEntry {
     pub(super) id: ListenerId,
-    pub(super) f: Arc<dyn Fn(&DeliveryError) + Send + Sync>,
+    pub(super) f: Arc<dyn Fn(&ListenerError) + Send + Sync>,
 }
 
 impl BusShared {
     /// Hands a delivery failure to the error listeners (or to `tracing` when there are none),
     /// then to the tracker of the `emit_and_wait` concerned, if any.
-    pub(super) fn report(&self, error: DeliveryError, tracker: Option<&Tracker>) {
+    pub(super) fn report(&self, error: ListenerError, tracker: Option<&Tracker>) {
         self.stats.failure(&error);
         let listeners = self.errors.load();
         if listeners.is_empty() {
@@ -55,7 +55,7 @@ impl BusShared {
     }
 
     /// Ends a delivery that will never be handled, with the reason.
-    pub(super) fn discard(&self, delivery: Queued, error: DeliveryError, report: bool) {
+    pub(super) fn discard(&self, delivery: Queued, error: ListenerError, report: bool) {
         let tracker = delivery.tracker.as_deref();
         if report {
             self.report(error, tracker);
@@ -77,8 +77,8 @@ impl BusShared {
         let overflow = |d: Queued| {
             self.stats.dropped();
             entry.queue.count_drop();
-            let kind = DeliveryErrorKind::Overflow(entry.queue.overflow());
-            let error = DeliveryError::new(names[d.index], Some(entry.id), kind);
+            let kind = ListenerErrorKind::Overflow(entry.queue.overflow());
+            let error = ListenerError::new(names[d.index], Some(entry.id), kind);
             // Streams learn of it as `Lagged`; other listeners through `on_error`.
             self.discard(d, error, !entry.queue.tracks_lag());
         };
@@ -95,8 +95,8 @@ impl BusShared {
             Err((d, Rejected::Closed)) => {
                 // A queue closes when its subscriber is removed (the emit raced the removal and
                 // nothing is owed) or when the bus shuts down (the event is reported).
-                let kind = DeliveryErrorKind::Closed;
-                let error = DeliveryError::new(names[d.index], Some(entry.id), kind);
+                let kind = ListenerErrorKind::Closed;
+                let error = ListenerError::new(names[d.index], Some(entry.id), kind);
                 let report = self.closed.load(Ordering::Acquire);
                 self.discard(d, error, report);
                 false

@@ -11,22 +11,22 @@ use crate::error::BoxError;
 /// [`Bus::on_error`](crate::bus::Bus::on_error) listeners, or logged with `tracing` when there are
 /// none. The other listeners of the event are not affected.
 #[derive(Debug)]
-pub struct DeliveryError {
+pub struct ListenerError {
     event: &'static str,
     listener: Option<ListenerId>,
-    kind: DeliveryErrorKind,
+    kind: ListenerErrorKind,
 }
 
-/// What went wrong; see [`DeliveryError::kind`].
+/// What went wrong; see [`ListenerError::kind`].
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum DeliveryErrorKind {
+pub enum ListenerErrorKind {
     /// The listener returned an error.
     Failed(BoxError),
     /// The listener panicked; the panic was caught and this is its message.
     Panicked(String),
     /// The subscriber's queue was full: under `Wait`, `DropNewest` and `Fail` the event named by
-    /// [`DeliveryError::event`] was not queued for it; under `DropOldest` it is the older event
+    /// [`ListenerError::event`] was not queued for it; under `DropOldest` it is the older event
     /// that was discarded to make room.
     Overflow(Overflow),
     /// The event was emitted after [`Bus::shutdown`](crate::bus::Bus::shutdown) or after the
@@ -34,13 +34,13 @@ pub enum DeliveryErrorKind {
     Closed,
 }
 
-impl DeliveryError {
+impl ListenerError {
     pub(crate) fn new(
         event: &'static str,
         listener: Option<ListenerId>,
-        kind: DeliveryErrorKind,
+        kind: ListenerErrorKind,
     ) -> Self {
-        DeliveryError {
+        ListenerError {
             event,
             listener,
             kind,
@@ -58,48 +58,48 @@ impl DeliveryError {
     }
 
     /// What went wrong.
-    pub fn kind(&self) -> &DeliveryErrorKind {
+    pub fn kind(&self) -> &ListenerErrorKind {
         &self.kind
     }
 
     /// Whether the listener panicked.
     pub fn is_panic(&self) -> bool {
-        matches!(self.kind, DeliveryErrorKind::Panicked(_))
+        matches!(self.kind, ListenerErrorKind::Panicked(_))
     }
 }
 
-impl fmt::Display for DeliveryError {
+impl fmt::Display for ListenerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let who = match self.listener {
             Some(id) => format!("listener {id}"),
             None => "the bus".to_owned(),
         };
         match &self.kind {
-            DeliveryErrorKind::Failed(e) => write!(f, "{who} failed on `{}`: {e}", self.event),
-            DeliveryErrorKind::Panicked(m) => {
+            ListenerErrorKind::Failed(e) => write!(f, "{who} failed on `{}`: {e}", self.event),
+            ListenerErrorKind::Panicked(m) => {
                 write!(f, "{who} panicked on `{}`: {m}", self.event)
             }
-            DeliveryErrorKind::Overflow(Overflow::DropOldest) => write!(
+            ListenerErrorKind::Overflow(Overflow::DropOldest) => write!(
                 f,
                 "{who}'s queue was full: discarded an older `{}` to make room",
                 self.event
             ),
-            DeliveryErrorKind::Overflow(policy) => write!(
+            ListenerErrorKind::Overflow(policy) => write!(
                 f,
                 "{who}'s queue was full: `{}` was not queued (overflow policy {policy:?})",
                 self.event
             ),
-            DeliveryErrorKind::Closed => {
+            ListenerErrorKind::Closed => {
                 write!(f, "`{}` was not delivered: {who} is closed", self.event)
             }
         }
     }
 }
 
-impl StdError for DeliveryError {
+impl StdError for ListenerError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match &self.kind {
-            DeliveryErrorKind::Failed(e) => Some(&**e),
+            ListenerErrorKind::Failed(e) => Some(&**e),
             _ => None,
         }
     }
@@ -109,21 +109,21 @@ impl StdError for DeliveryError {
 /// The others did; nothing is undone.
 #[derive(Debug)]
 pub struct HandlingError {
-    failures: Vec<DeliveryError>,
+    failures: Vec<ListenerError>,
 }
 
 impl HandlingError {
-    pub(crate) fn new(failures: Vec<DeliveryError>) -> Self {
+    pub(crate) fn new(failures: Vec<ListenerError>) -> Self {
         HandlingError { failures }
     }
 
     /// Every failure, in the order they happened.
-    pub fn failures(&self) -> &[DeliveryError] {
+    pub fn failures(&self) -> &[ListenerError] {
         &self.failures
     }
 
     /// The failures, by value.
-    pub fn into_failures(self) -> Vec<DeliveryError> {
+    pub fn into_failures(self) -> Vec<ListenerError> {
         self.failures
     }
 }

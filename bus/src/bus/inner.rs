@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 
 use super::builder::Config;
 use super::dispatch::BusShared;
-use super::error::{DeliveryError, DeliveryErrorKind};
+use super::error::{ListenerError, ListenerErrorKind};
 use super::listener::{Call, ListenerId, Outcome};
 use super::queue::Queued;
 use super::registry::{Crowding, Place, Registry};
@@ -55,9 +55,9 @@ impl<S: EventSet> Inner<S> {
     /// Reports and counts an emit of `E` after shutdown.
     #[cold]
     pub(super) fn reject<E: Member<S>>(&self) {
-        let kind = DeliveryErrorKind::Closed;
+        let kind = ListenerErrorKind::Closed;
         self.shared
-            .report(DeliveryError::new(E::NAME, None, kind), None);
+            .report(ListenerError::new(E::NAME, None, kind), None);
     }
 
     /// The part of `emit` after the no-listener check.
@@ -139,17 +139,17 @@ impl<S: EventSet> Inner<S> {
                         crate::record::handled(E::NAME, started.elapsed());
                     }
                     if let Err(error) = outcome {
-                        let kind = DeliveryErrorKind::Failed(error);
-                        let error = DeliveryError::new(E::NAME, Some(entry.id), kind);
+                        let kind = ListenerErrorKind::Failed(error);
+                        let error = ListenerError::new(E::NAME, Some(entry.id), kind);
                         self.shared.report(error, tracker);
                     }
                 }
             }));
             if let Err(payload) = run {
-                let kind = DeliveryErrorKind::Panicked(crate::panic::message(&*payload));
+                let kind = ListenerErrorKind::Panicked(crate::panic::message(&*payload));
                 let id = entries[next - 1].id;
                 self.shared
-                    .report(DeliveryError::new(E::NAME, Some(id), kind), tracker);
+                    .report(ListenerError::new(E::NAME, Some(id), kind), tracker);
             }
         }
         reached

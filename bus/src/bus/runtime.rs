@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use tracing::Instrument;
 
 use super::dispatch::BusShared;
-use super::error::{DeliveryError, DeliveryErrorKind};
+use super::error::{ListenerError, ListenerErrorKind};
 use super::inner::Inner;
 use super::listener::ListenerId;
 use super::listener::ListenerResult;
@@ -56,8 +56,8 @@ impl Drop for Held {
         for (index, tracker) in held {
             leftover.push(index);
             if let Some(tracker) = tracker {
-                let kind = DeliveryErrorKind::Closed;
-                tracker.fail(DeliveryError::new(self.names[index], Some(self.id), kind));
+                let kind = ListenerErrorKind::Closed;
+                tracker.fail(ListenerError::new(self.names[index], Some(self.id), kind));
                 tracker.finish();
             }
         }
@@ -147,7 +147,7 @@ fn finish_call(
     queue: &EventQueue,
     shared: &BusShared,
     call: Option<(usize, Option<Arc<Tracker>>)>,
-    outcome: Option<Result<(), DeliveryErrorKind>>,
+    outcome: Option<Result<(), ListenerErrorKind>>,
 ) {
     let Some((index, tracker)) = call else {
         return;
@@ -155,7 +155,7 @@ fn finish_call(
     match outcome {
         Some(Ok(())) => shared.stats.handled(),
         Some(Err(kind)) => {
-            let error = DeliveryError::new(held.names[index], Some(held.id), kind);
+            let error = ListenerError::new(held.names[index], Some(held.id), kind);
             shared.report(error, tracker.as_deref());
         }
         None => {}
@@ -250,7 +250,7 @@ fn start_call<'a, T, F, Fut>(
     listener: &'a F,
     convert: fn(Queued) -> Option<T>,
     delivery: Queued,
-) -> Option<impl Future<Output = Result<(), DeliveryErrorKind>> + 'a>
+) -> Option<impl Future<Output = Result<(), ListenerErrorKind>> + 'a>
 where
     F: Fn(T) -> Fut,
     Fut: Future + 'a,
@@ -263,16 +263,16 @@ where
     Some(call_async(listener, item).instrument(span))
 }
 
-async fn call_async<T, F, Fut>(listener: &F, item: T) -> Result<(), DeliveryErrorKind>
+async fn call_async<T, F, Fut>(listener: &F, item: T) -> Result<(), ListenerErrorKind>
 where
     F: Fn(T) -> Fut,
     Fut: Future,
     Fut::Output: ListenerResult,
 {
     let future = catch_unwind(AssertUnwindSafe(|| listener(item)))
-        .map_err(|p| DeliveryErrorKind::Panicked(crate::panic::message(&*p)))?;
+        .map_err(|p| ListenerErrorKind::Panicked(crate::panic::message(&*p)))?;
     match AssertUnwindSafe(future).catch_unwind().await {
-        Ok(result) => result.into_result().map_err(DeliveryErrorKind::Failed),
-        Err(p) => Err(DeliveryErrorKind::Panicked(crate::panic::message(&*p))),
+        Ok(result) => result.into_result().map_err(ListenerErrorKind::Failed),
+        Err(p) => Err(ListenerErrorKind::Panicked(crate::panic::message(&*p))),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::error::{DeliveryError, DeliveryErrorKind};
+use super::error::{ListenerError, ListenerErrorKind};
 use crate::counters::Counters;
 
 /// A snapshot of a bus's counters; see [`Bus::stats`](crate::bus::Bus::stats).
@@ -85,11 +85,11 @@ impl Stats {
         self.shared.incr(DROPPED);
     }
 
-    pub(crate) fn failure(&self, error: &DeliveryError) {
+    pub(crate) fn failure(&self, error: &ListenerError) {
         let counter = match error.kind() {
-            DeliveryErrorKind::Failed(_) => FAILED,
-            DeliveryErrorKind::Panicked(_) => PANICKED,
-            DeliveryErrorKind::Closed if error.listener().is_none() => REJECTED,
+            ListenerErrorKind::Failed(_) => FAILED,
+            ListenerErrorKind::Panicked(_) => PANICKED,
+            ListenerErrorKind::Closed if error.listener().is_none() => REJECTED,
             // Overflows are counted where they happen, once per event.
             _ => return,
         };

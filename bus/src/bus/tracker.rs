@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::error::DeliveryError;
+use super::error::ListenerError;
 
 pub(crate) struct Tracker {
     pending: AtomicUsize,
-    failures: Mutex<Vec<DeliveryError>>,
+    failures: Mutex<Vec<ListenerError>>,
     done: Notify,
 }
 
@@ -34,7 +34,7 @@ impl Tracker {
         self.pending.fetch_add(1, Ordering::AcqRel);
     }
 
-    pub(crate) fn fail(&self, error: DeliveryError) {
+    pub(crate) fn fail(&self, error: ListenerError) {
         self.failures.lock().push(error);
     }
 
@@ -52,7 +52,7 @@ impl Tracker {
     }
 
     /// Waits until every count is released; returns the failures.
-    pub(crate) async fn wait(&self) -> Vec<DeliveryError> {
+    pub(crate) async fn wait(&self) -> Vec<ListenerError> {
         loop {
             // Every count released already (sync listeners only, or queued ones done): no
             // waiter to register.
