@@ -87,7 +87,7 @@ use tokio::sync::Notify;
 
 pub use self::builder::{BusBuilder, QueueOptions, DEFAULT_QUEUE_CAPACITY};
 pub use self::error::{
-    BusShutdownReport, Closed, HandlingError, Lagged, ListenerError, ListenerErrorKind,
+    BusShutdownReport, Closed, HandlingError, ListenerError, ListenerErrorKind, Missed,
     UnfinishedEvents,
 };
 pub use self::listener::{ListenerId, ListenerResult};
@@ -346,7 +346,7 @@ impl<S: EventSet> Bus<S> {
     }
 
     /// A stream of every `E` emitted from now on, with the bus's default queue settings. Events
-    /// the stream misses because its queue was full are reported in it as [`Lagged`].
+    /// the stream misses because its queue was full are reported in it as [`Missed`].
     /// Dropping the subscription unsubscribes.
     pub fn subscribe<E: Member<S>>(&self) -> Subscription<S, Arc<E>> {
         self.subscribe_with(QueueOptions::new())
@@ -361,7 +361,7 @@ impl<S: EventSet> Bus<S> {
     /// [`Pattern`] selects) for a reader that forwards what it reads out of the process, as a
     /// bridge does: events the full queue turns away are reported through
     /// [`on_error`](Self::on_error) and counted in [`BusStats::dropped`], as for an
-    /// [`on_async`](Self::on_async) listener, instead of being yielded as [`Lagged`] (which a
+    /// [`on_async`](Self::on_async) listener, instead of being yielded as [`Missed`] (which a
     /// forwarder could only drop). Queuing counts as delivery: `emit_and_wait` and `settle` do
     /// not wait for the reader. [`Subscription::gauge`] reads its queue from elsewhere.
     ///

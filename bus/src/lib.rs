@@ -28,8 +28,8 @@ mod spawn;
 
 pub use crate::backoff::Backoff;
 pub use crate::bus::{
-    Bus, BusBuilder, BusShutdownReport, BusStats, Closed, EmitAsync, HandlingError, Lagged,
-    ListenerError, ListenerErrorKind, ListenerId, ListenerResult, Overflow, Pattern, PatternError,
+    Bus, BusBuilder, BusShutdownReport, BusStats, Closed, EmitAsync, HandlingError, ListenerError,
+    ListenerErrorKind, ListenerId, ListenerResult, Missed, Overflow, Pattern, PatternError,
     QueueGauge, QueueOptions, Subscription, UnfinishedEvents,
 };
 pub use crate::event::{AnyEvent, Event, EventRef, EventSet, Member};

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tidings::codec::{CodecError, DecodeError, Json};
 use tidings::{
-    AnyEvent, Bus, BusShutdownReport, BusStats, Closed, Lagged, ListenerError, ListenerId, Pattern,
+    AnyEvent, Bus, BusShutdownReport, BusStats, Closed, ListenerError, ListenerId, Missed, Pattern,
     PatternError, QueueOptions, ShutdownReport, Subscription,
 };
 use tidings_tests::{Events, Tick};
@@ -21,7 +21,7 @@ fn public_types_are_send_and_sync() {
     send_sync::<QueueOptions>();
     send_sync::<BusStats>();
     send_sync::<ListenerError>();
-    send_sync::<Lagged>();
+    send_sync::<Missed>();
     send_sync::<Closed<Tick>>();
     send_sync::<BusShutdownReport>();
     send_sync::<ShutdownReport>();

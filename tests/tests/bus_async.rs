@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use tidings::{AnyEvent, Bus, Closed, Lagged, Overflow, QueueOptions};
+use tidings::{AnyEvent, Bus, Closed, Missed, Overflow, QueueOptions};
 use tidings_tests::{Events, OrderPlaced, OrderShipped, Tick, UserCreated, UserDeleted, user};
 use tokio::sync::Semaphore;
 
@@ -370,7 +370,7 @@ async fn subscriptions_report_lag() {
     for i in 0..10 {
         bus.emit(Tick(i));
     }
-    assert_eq!(sub.recv().await.unwrap(), Err(Lagged(6)));
+    assert_eq!(sub.recv().await.unwrap(), Err(Missed(6)));
     for i in 6..10 {
         assert_eq!(sub.recv().await.unwrap().unwrap().0, i);
     }
@@ -386,7 +386,7 @@ async fn subscriptions_report_lag() {
     // The two queued events came before the three turned away, and are read first.
     assert_eq!(sub.recv().await.unwrap().unwrap().id, 0);
     assert_eq!(sub.recv().await.unwrap().unwrap().id, 1);
-    assert_eq!(sub.recv().await.unwrap(), Err(Lagged(3)));
+    assert_eq!(sub.recv().await.unwrap(), Err(Missed(3)));
 }
 
 /// What a stream yields, as text: `1`, `2`, `lag 6`...
@@ -395,7 +395,7 @@ async fn read_all(sub: &mut tidings::Subscription<Events, Arc<Tick>>) -> Vec<Str
     while let Some(item) = sub.try_recv() {
         seen.push(match item {
             Ok(t) => t.0.to_string(),
-            Err(Lagged(n)) => format!("lag {n}"),
+            Err(Missed(n)) => format!("lag {n}"),
         });
     }
     seen
@@ -735,7 +735,7 @@ async fn a_reporting_subscription_reports_misses_through_on_error_and_its_gauge(
     assert_eq!(bus.stats().dropped, 3);
     let mut got = Vec::new();
     while let Some(item) = stream.try_recv() {
-        let event = item.expect("misses are never yielded as Lagged");
+        let event = item.expect("misses are never yielded as Missed");
         match event.downcast::<Tick>() {
             Ok(tick) => got.push(tick.0),
             Err(other) => panic!("not a tick: {}", other.name()),

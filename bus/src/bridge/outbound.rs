@@ -342,7 +342,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
     }
 
     /// Encodes and routes one event into the batch.
-    fn take(&self, event: Result<AnyEvent<S>, crate::bus::Lagged>, batch: &mut Vec<Outgoing>) {
+    fn take(&self, event: Result<AnyEvent<S>, crate::bus::Missed>, batch: &mut Vec<Outgoing>) {
         // A bridge subscription reports overflow through `on_error`, never as lag.
         let Ok(event) = event else { return };
         let view = event.as_ref();

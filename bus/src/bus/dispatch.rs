@@ -79,7 +79,7 @@ impl BusShared {
             entry.queue.count_drop();
             let kind = ListenerErrorKind::Overflow(entry.queue.overflow());
             let error = ListenerError::new(names[d.index], Some(entry.id), kind);
-            // Streams learn of it as `Lagged`; other listeners through `on_error`.
+            // Streams learn of it as `Missed`; other listeners through `on_error`.
             self.discard(d, error, !entry.queue.tracks_lag());
         };
         match result {

@@ -165,7 +165,7 @@ impl<E> fmt::Debug for Closed<E> {
 /// or were discarded by its overflow policy. The subscription goes on with the next event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the subscription missed {0} events")]
-pub struct Lagged(pub u64);
+pub struct Missed(pub u64);
 
 /// What [`Bus::shutdown`](crate::bus::Bus::shutdown) could not finish.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 ///
 /// Whatever the policy, an event that does not reach a subscriber is counted in
 /// [`BusStats::dropped`](crate::bus::BusStats::dropped) and reported: to the subscription as
-/// [`Lagged`](crate::bus::Lagged) for streams, through [`Bus::on_error`](crate::bus::Bus::on_error)
+/// [`Missed`](crate::bus::Missed) for streams, through [`Bus::on_error`](crate::bus::Bus::on_error)
 /// for `on_async` listeners. Nothing is dropped silently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]

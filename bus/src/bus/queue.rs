@@ -73,7 +73,7 @@ pub(crate) enum Pushed {
 pub(crate) enum Popped {
     Item(Queued),
     /// This many events were not queued or were evicted since the last pop (stream queues only).
-    Lagged(u64),
+    Missed(u64),
 }
 
 /// Who drains a queue, which decides how its misses are reported and what is tracked.
@@ -82,7 +82,7 @@ pub(crate) enum ConsumerKind {
     /// An `on_async` listener task: overflows go to `on_error`; `settle` and `emit_and_wait`
     /// wait for it to handle each event.
     Task,
-    /// A user's `Subscription`: misses are reported in the stream as `Lagged`.
+    /// A user's `Subscription`: misses are reported in the stream as `Missed`.
     Stream,
     /// A stream whose reader forwards what it reads elsewhere
     /// ([`Bus::subscribe_reporting`](crate::bus::Bus::subscribe_reporting)): misses go to
@@ -343,7 +343,7 @@ impl EventQueue {
         let mut state = self.state.lock();
         if let Some(&(0, n)) = state.gaps.front() {
             state.gaps.pop_front();
-            return Poll::Ready(Some(Popped::Lagged(n)));
+            return Poll::Ready(Some(Popped::Missed(n)));
         }
         if state.items.is_empty() {
             if state.closed {
@@ -502,7 +502,7 @@ mod tests {
         for i in 0..3 {
             assert!(q.push(d(i)).is_ok());
         }
-        assert!(matches!(pop_now(&q), Some(Popped::Lagged(1))));
+        assert!(matches!(pop_now(&q), Some(Popped::Missed(1))));
         assert_eq!(pop_index(&q), 1);
         assert_eq!(pop_index(&q), 2);
         assert_eq!(q.finished(), 0, "stream queues do not track finishing");
@@ -523,7 +523,7 @@ mod tests {
             }
             assert_eq!(pop_index(&q), 0);
             assert_eq!(pop_index(&q), 1);
-            assert!(matches!(pop_now(&q), Some(Popped::Lagged(3))), "{policy:?}");
+            assert!(matches!(pop_now(&q), Some(Popped::Missed(3))), "{policy:?}");
         }
     }
 

@@ -211,7 +211,7 @@ async fn run_concurrently<T, F, Fut>(
             }
             Err(None) => {}
             Ok(None) => open = false,
-            Ok(Some(Popped::Lagged(_))) => {}
+            Ok(Some(Popped::Missed(_))) => {}
             Ok(Some(Popped::Item(mut delivery))) => {
                 let index = delivery.index;
                 let taken = Some((index, delivery.tracker.take()));

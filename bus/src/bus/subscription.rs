@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
-use super::error::Lagged;
+use super::error::Missed;
 use super::inner::Inner;
 use super::listener::ListenerId;
 use super::queue::{EventQueue, Popped, Queued};
@@ -18,7 +18,7 @@ use crate::event::EventSet;
 /// [`subscribe`](crate::bus::Bus::subscribe), [`AnyEvent`](crate::event::AnyEvent) from
 /// [`subscribe_pattern`](crate::bus::Bus::subscribe_pattern).
 ///
-/// Yields `Ok(event)` in emit order, or `Err(Lagged(n))` when `n` events were missed because
+/// Yields `Ok(event)` in emit order, or `Err(Missed(n))` when `n` events were missed because
 /// the queue was full, then carries on. The lag report comes where the events were missed:
 /// after the events queued before them (under `Wait`, `DropNewest` and `Fail`, the newest are
 /// turned away), or before the events that outlived them (under `DropOldest`). Ends (`None`) after the bus shuts down or is dropped and
@@ -53,14 +53,14 @@ impl<S: EventSet, T> Subscription<S, T> {
         self.id
     }
 
-    /// The next event, or `Err(Lagged)` after missed events; `None` once the stream ended.
-    pub async fn recv(&mut self) -> Option<Result<T, Lagged>> {
+    /// The next event, or `Err(Missed)` after missed events; `None` once the stream ended.
+    pub async fn recv(&mut self) -> Option<Result<T, Missed>> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// The next event if one is already queued, without waiting: `None` when there is none
     /// right now (or the stream ended).
-    pub fn try_recv(&mut self) -> Option<Result<T, Lagged>> {
+    pub fn try_recv(&mut self) -> Option<Result<T, Missed>> {
         match self.poll_recv(&mut Context::from_waker(
             futures_util::task::noop_waker_ref(),
         )) {
@@ -70,14 +70,14 @@ impl<S: EventSet, T> Subscription<S, T> {
     }
 
     /// Polls for the next event; see [`recv`](Self::recv).
-    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Lagged>>> {
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Missed>>> {
         loop {
             return match self.queue.poll_pop(cx, &mut self.batch) {
                 Poll::Ready(Some(Popped::Item(delivery))) => match (self.convert)(delivery) {
                     Some(item) => Poll::Ready(Some(Ok(item))),
                     None => continue,
                 },
-                Poll::Ready(Some(Popped::Lagged(n))) => Poll::Ready(Some(Err(Lagged(n)))),
+                Poll::Ready(Some(Popped::Missed(n))) => Poll::Ready(Some(Err(Missed(n)))),
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             };
@@ -133,7 +133,7 @@ impl fmt::Debug for QueueGauge {
 }
 
 impl<S: EventSet, T> Stream for Subscription<S, T> {
-    type Item = Result<T, Lagged>;
+    type Item = Result<T, Missed>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().poll_recv(cx)
