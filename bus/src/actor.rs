@@ -75,8 +75,8 @@
 mod actor_ref;
 mod cell;
 mod context;
-mod envelope;
 mod error;
+mod letter;
 mod mailbox;
 mod run;
 mod supervisor;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::cell::{Cell, Signal};
-use super::envelope::{Ask, BoxEnvelope, BoxFuture, Tell};
 use super::error::{AskError, SendError, StopReason, TrySendError};
+use super::letter::{Ask, BoxFuture, BoxLetter, Tell};
 use super::mailbox::{MailboxTx, TrySend};
 use super::{Actor, HandledBy, Message};
 
@@ -72,7 +72,7 @@ impl<A: Actor> ActorRef<A> {
         if self.cell.is_closing() {
             return Err(SendError(message));
         }
-        let envelope: BoxEnvelope<A> = Box::new(Tell(message));
+        let envelope: BoxLetter<A> = Box::new(Tell(message));
         self.tx
             .send(envelope)
             .await
@@ -90,7 +90,7 @@ impl<A: Actor> ActorRef<A> {
         if self.cell.is_closing() {
             return Err(TrySendError::Closed(message));
         }
-        let envelope: BoxEnvelope<A> = Box::new(Tell(message));
+        let envelope: BoxLetter<A> = Box::new(Tell(message));
         self.tx.try_send(envelope).map_err(|(e, why)| {
             let message = recover::<Tell<M>>(e.into_any()).0;
             match why {
@@ -113,7 +113,7 @@ impl<A: Actor> ActorRef<A> {
             return Err(AskError::Closed(message));
         }
         let (reply, answer) = oneshot::channel();
-        let envelope: BoxEnvelope<A> = Box::new(Ask(message, reply));
+        let envelope: BoxLetter<A> = Box::new(Ask(message, reply));
         if let Err(e) = self.tx.send(envelope).await {
             return Err(AskError::Closed(recover::<Ask<M>>(e.into_any()).0));
         }

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::mpsc;
 
-use super::envelope::BoxEnvelope;
+use super::letter::BoxLetter;
 
 /// The default mailbox capacity.
 pub const DEFAULT_MAILBOX: usize = 256;
@@ -25,8 +25,8 @@ impl Default for MailboxSize {
 }
 
 pub(crate) enum MailboxTx<A> {
-    Bounded(mpsc::Sender<BoxEnvelope<A>>),
-    Unbounded(mpsc::UnboundedSender<BoxEnvelope<A>>),
+    Bounded(mpsc::Sender<BoxLetter<A>>),
+    Unbounded(mpsc::UnboundedSender<BoxLetter<A>>),
 }
 
 impl<A> Clone for MailboxTx<A> {
@@ -46,17 +46,14 @@ pub(crate) enum TrySend {
 
 impl<A> MailboxTx<A> {
     /// Sends, waiting for space; hands the envelope back when the mailbox is closed.
-    pub(crate) async fn send(&self, envelope: BoxEnvelope<A>) -> Result<(), BoxEnvelope<A>> {
+    pub(crate) async fn send(&self, envelope: BoxLetter<A>) -> Result<(), BoxLetter<A>> {
         match self {
             MailboxTx::Bounded(tx) => tx.send(envelope).await.map_err(|e| e.0),
             MailboxTx::Unbounded(tx) => tx.send(envelope).map_err(|e| e.0),
         }
     }
 
-    pub(crate) fn try_send(
-        &self,
-        envelope: BoxEnvelope<A>,
-    ) -> Result<(), (BoxEnvelope<A>, TrySend)> {
+    pub(crate) fn try_send(&self, envelope: BoxLetter<A>) -> Result<(), (BoxLetter<A>, TrySend)> {
         match self {
             MailboxTx::Bounded(tx) => tx.try_send(envelope).map_err(|e| match e {
                 mpsc::error::TrySendError::Full(v) => (v, TrySend::Full),
@@ -68,19 +65,19 @@ impl<A> MailboxTx<A> {
 }
 
 pub(crate) enum MailboxRx<A> {
-    Bounded(mpsc::Receiver<BoxEnvelope<A>>),
-    Unbounded(mpsc::UnboundedReceiver<BoxEnvelope<A>>),
+    Bounded(mpsc::Receiver<BoxLetter<A>>),
+    Unbounded(mpsc::UnboundedReceiver<BoxLetter<A>>),
 }
 
 impl<A> MailboxRx<A> {
-    pub(crate) async fn recv(&mut self) -> Option<BoxEnvelope<A>> {
+    pub(crate) async fn recv(&mut self) -> Option<BoxLetter<A>> {
         match self {
             MailboxRx::Bounded(rx) => rx.recv().await,
             MailboxRx::Unbounded(rx) => rx.recv().await,
         }
     }
 
-    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<BoxEnvelope<A>>> {
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<BoxLetter<A>>> {
         match self {
             MailboxRx::Bounded(rx) => rx.poll_recv(cx),
             MailboxRx::Unbounded(rx) => rx.poll_recv(cx),
@@ -88,7 +85,7 @@ impl<A> MailboxRx<A> {
     }
 
     /// The next message if one is waiting.
-    pub(crate) fn try_recv(&mut self) -> Option<BoxEnvelope<A>> {
+    pub(crate) fn try_recv(&mut self) -> Option<BoxLetter<A>> {
         match self {
             MailboxRx::Bounded(rx) => rx.try_recv().ok(),
             MailboxRx::Unbounded(rx) => rx.try_recv().ok(),

@@ -14,8 +14,8 @@ use std::time::Duration;
 use futures_util::FutureExt;
 
 use super::cell::{Cell, Signal};
-use super::envelope::BoxEnvelope;
 use super::error::StopReason;
+use super::letter::BoxLetter;
 use super::mailbox::MailboxRx;
 use super::supervisor::Supervisor;
 use super::Context as ActorContext;
@@ -234,7 +234,7 @@ async fn drain<A: Actor>(
 async fn handle<A: Actor>(
     actor: &mut A,
     ctx: &mut ActorContext<A>,
-    envelope: BoxEnvelope<A>,
+    envelope: BoxLetter<A>,
 ) -> Option<StopReason> {
     let outcome = AssertUnwindSafe(envelope.handle(actor, ctx))
         .catch_unwind()

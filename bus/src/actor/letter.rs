@@ -11,7 +11,7 @@ use super::{Actor, Context, HandledBy, Message};
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A message of some type the actor `A` handles, waiting in its mailbox.
-pub(crate) trait Envelope<A>: Send {
+pub(crate) trait Letter<A>: Send {
     /// Handles the message; answers the asker if there is one.
     fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()>
     where
@@ -24,7 +24,7 @@ pub(crate) trait Envelope<A>: Send {
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
 }
 
-pub(crate) type BoxEnvelope<A> = Box<dyn Envelope<A>>;
+pub(crate) type BoxLetter<A> = Box<dyn Letter<A>>;
 
 /// A told message.
 pub(crate) struct Tell<M>(pub(crate) M);
@@ -32,7 +32,7 @@ pub(crate) struct Tell<M>(pub(crate) M);
 /// An asked message with the channel for its reply.
 pub(crate) struct Ask<M: Message>(pub(crate) M, pub(crate) oneshot::Sender<M::Reply>);
 
-impl<A: Actor, M: HandledBy<A>> Envelope<A> for Tell<M> {
+impl<A: Actor, M: HandledBy<A>> Letter<A> for Tell<M> {
     fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             self.0.handle_by(actor, ctx).await;
@@ -48,7 +48,7 @@ impl<A: Actor, M: HandledBy<A>> Envelope<A> for Tell<M> {
     }
 }
 
-impl<A: Actor, M: HandledBy<A>> Envelope<A> for Ask<M> {
+impl<A: Actor, M: HandledBy<A>> Letter<A> for Ask<M> {
     fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
         let Ask(message, reply) = *self;
         Box::pin(async move {
