@@ -47,11 +47,11 @@ impl<A: Actor> fmt::Debug for ActorRef<A> {
     }
 }
 
-/// Takes the message back out of an envelope that could not be sent.
-fn recover<E: 'static>(envelope: Box<dyn std::any::Any + Send>) -> E {
-    match envelope.downcast::<E>() {
+/// Takes the message back out of an letter that could not be sent.
+fn recover<E: 'static>(letter: Box<dyn std::any::Any + Send>) -> E {
+    match letter.downcast::<E>() {
         Ok(e) => *e,
-        Err(_) => unreachable!("an envelope is handed back with the type it was sent with"),
+        Err(_) => unreachable!("an letter is handed back with the type it was sent with"),
     }
 }
 
@@ -72,9 +72,9 @@ impl<A: Actor> ActorRef<A> {
         if self.cell.is_closing() {
             return Err(SendError(message));
         }
-        let envelope: BoxLetter<A> = Box::new(Tell(message));
+        let letter: BoxLetter<A> = Box::new(Tell(message));
         self.tx
-            .send(envelope)
+            .send(letter)
             .await
             .map_err(|e| SendError(recover::<Tell<M>>(e.into_any()).0))
     }
@@ -90,8 +90,8 @@ impl<A: Actor> ActorRef<A> {
         if self.cell.is_closing() {
             return Err(TrySendError::Closed(message));
         }
-        let envelope: BoxLetter<A> = Box::new(Tell(message));
-        self.tx.try_send(envelope).map_err(|(e, why)| {
+        let letter: BoxLetter<A> = Box::new(Tell(message));
+        self.tx.try_send(letter).map_err(|(e, why)| {
             let message = recover::<Tell<M>>(e.into_any()).0;
             match why {
                 TrySend::Full => TrySendError::Full(message),
@@ -113,8 +113,8 @@ impl<A: Actor> ActorRef<A> {
             return Err(AskError::Closed(message));
         }
         let (reply, answer) = oneshot::channel();
-        let envelope: BoxLetter<A> = Box::new(Ask(message, reply));
-        if let Err(e) = self.tx.send(envelope).await {
+        let letter: BoxLetter<A> = Box::new(Ask(message, reply));
+        if let Err(e) = self.tx.send(letter).await {
             return Err(AskError::Closed(recover::<Ask<M>>(e.into_any()).0));
         }
         answer.await.map_err(|_| AskError::NoReply)

@@ -20,7 +20,7 @@ pub(crate) trait Letter<A>: Send {
     /// The message's type name, for dead-letter reports.
     fn message_type(&self) -> &'static str;
 
-    /// The envelope as `Any`, to hand an undelivered message back to its sender.
+    /// The letter as `Any`, to hand an undelivered message back to its sender.
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
 }
 

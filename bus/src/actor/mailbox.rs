@@ -45,21 +45,21 @@ pub(crate) enum TrySend {
 }
 
 impl<A> MailboxTx<A> {
-    /// Sends, waiting for space; hands the envelope back when the mailbox is closed.
-    pub(crate) async fn send(&self, envelope: BoxLetter<A>) -> Result<(), BoxLetter<A>> {
+    /// Sends, waiting for space; hands the letter back when the mailbox is closed.
+    pub(crate) async fn send(&self, letter: BoxLetter<A>) -> Result<(), BoxLetter<A>> {
         match self {
-            MailboxTx::Bounded(tx) => tx.send(envelope).await.map_err(|e| e.0),
-            MailboxTx::Unbounded(tx) => tx.send(envelope).map_err(|e| e.0),
+            MailboxTx::Bounded(tx) => tx.send(letter).await.map_err(|e| e.0),
+            MailboxTx::Unbounded(tx) => tx.send(letter).map_err(|e| e.0),
         }
     }
 
-    pub(crate) fn try_send(&self, envelope: BoxLetter<A>) -> Result<(), (BoxLetter<A>, TrySend)> {
+    pub(crate) fn try_send(&self, letter: BoxLetter<A>) -> Result<(), (BoxLetter<A>, TrySend)> {
         match self {
-            MailboxTx::Bounded(tx) => tx.try_send(envelope).map_err(|e| match e {
+            MailboxTx::Bounded(tx) => tx.try_send(letter).map_err(|e| match e {
                 mpsc::error::TrySendError::Full(v) => (v, TrySend::Full),
                 mpsc::error::TrySendError::Closed(v) => (v, TrySend::Closed),
             }),
-            MailboxTx::Unbounded(tx) => tx.send(envelope).map_err(|e| (e.0, TrySend::Closed)),
+            MailboxTx::Unbounded(tx) => tx.send(letter).map_err(|e| (e.0, TrySend::Closed)),
         }
     }
 }

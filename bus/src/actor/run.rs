@@ -43,9 +43,9 @@ impl<A: Actor> Drop for ExitGuard<A> {
         self.cell.close();
         self.rx.close();
         let mut dead = 0u64;
-        while let Some(envelope) = self.rx.try_recv() {
+        while let Some(letter) = self.rx.try_recv() {
             dead += 1;
-            tracing::warn!(actor = %self.cell.id, message = envelope.message_type(), %reason, "dead letter: the actor stopped before handling it");
+            tracing::warn!(actor = %self.cell.id, message = letter.message_type(), %reason, "dead letter: the actor stopped before handling it");
         }
         self.system.add_dead_letters(dead);
         tracing::debug!(actor = %self.cell.id, name = self.cell.name, %reason, "actor stopped");
@@ -182,8 +182,8 @@ async fn run_instance<A: Actor>(
             Some(reason) => return reason,
             None => {}
         }
-        let envelope = match rx.try_recv() {
-            Some(envelope) => envelope,
+        let letter = match rx.try_recv() {
+            Some(letter) => letter,
             None => {
                 let next = std::future::poll_fn(|cx| {
                     if cell.poll_signal(cx) {
@@ -195,13 +195,13 @@ async fn run_instance<A: Actor>(
                 match next {
                     // A signal: handled at the top of the loop.
                     None => continue,
-                    Some(Some(envelope)) => envelope,
+                    Some(Some(letter)) => letter,
                     // The context holds a sender, so the channel only ends when closed.
                     Some(None) => return StopReason::Normal,
                 }
             }
         };
-        if let Some(reason) = handle(actor, ctx, envelope).await {
+        if let Some(reason) = handle(actor, ctx, letter).await {
             return reason;
         }
     }
@@ -219,8 +219,8 @@ async fn drain<A: Actor>(
     if let Err(p) = AssertUnwindSafe(actor.stopping(ctx)).catch_unwind().await {
         tracing::error!(actor = %cell.id, "`stopping` panicked: {}", panic_message(&*p));
     }
-    while let Some(envelope) = rx.recv().await {
-        if let Some(failure) = handle(actor, ctx, envelope).await {
+    while let Some(letter) = rx.recv().await {
+        if let Some(failure) = handle(actor, ctx, letter).await {
             return failure;
         }
         if let Some(Signal::Kill(killed)) = cell.take_signal() {
@@ -234,9 +234,9 @@ async fn drain<A: Actor>(
 async fn handle<A: Actor>(
     actor: &mut A,
     ctx: &mut ActorContext<A>,
-    envelope: BoxLetter<A>,
+    letter: BoxLetter<A>,
 ) -> Option<StopReason> {
-    let outcome = AssertUnwindSafe(envelope.handle(actor, ctx))
+    let outcome = AssertUnwindSafe(letter.handle(actor, ctx))
         .catch_unwind()
         .await;
     let payload = outcome.err()?;
