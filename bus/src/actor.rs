@@ -87,7 +87,7 @@ use std::sync::Arc;
 
 pub use self::actor_ref::{ActorId, ActorRef, Recipient};
 pub use self::context::{Context, Down, TimerId};
-pub use self::error::{AskError, SendError, StopReason, TrySendError};
+pub use self::error::{AskError, StopReason, TrySendError};
 pub use self::mailbox::{MailboxSize, DEFAULT_MAILBOX};
 pub use self::supervisor::{Strategy, Supervisor, SupervisorBuilder};
 pub use self::system::{ActorSystem, SpawnOptions, SystemShutdownReport, UnfinishedActor};

@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tidings::Bus;
 use tidings::actor::{
     Actor, ActorSystem, AskError, Context, Down, Handler, MailboxSize, Message, PanicAction,
-    SendError, SpawnOptions, StopReason, Strategy, Supervisor, TimerId, TrySendError,
+    SpawnOptions, StopReason, Strategy, Supervisor, TimerId, TrySendError,
 };
+use tidings::{Bus, Closed};
 
 use tidings::Backoff;
 use tidings::error::BoxError;
@@ -156,7 +156,7 @@ async fn ctx_stop_stops_after_the_current_message() {
     let actor = system.spawn(Recorder::new(&l));
     actor.tell(StopSelf).await.unwrap();
     assert_eq!(actor.wait_stopped().await, StopReason::Normal);
-    assert!(matches!(actor.tell(Add(1)).await, Err(SendError(Add(1)))));
+    assert!(matches!(actor.tell(Add(1)).await, Err(Closed(Add(1)))));
 }
 
 #[tokio::test(start_paused = true)]
@@ -819,7 +819,7 @@ async fn stop_refuses_new_messages_at_once_even_while_the_actor_is_busy() {
     actor.tell(Add(2)).await.unwrap();
     tokio::task::yield_now().await; // busy with Add(1)
     actor.stop();
-    assert!(matches!(actor.tell(Add(3)).await, Err(SendError(Add(3)))));
+    assert!(matches!(actor.tell(Add(3)).await, Err(Closed(Add(3)))));
     assert!(matches!(
         actor.try_tell(Add(4)),
         Err(TrySendError::Closed(Add(4)))
@@ -830,7 +830,7 @@ async fn stop_refuses_new_messages_at_once_even_while_the_actor_is_busy() {
     ));
     assert!(matches!(
         actor.recipient::<Add>().tell(Add(6)).await,
-        Err(SendError(Add(6)))
+        Err(Closed(Add(6)))
     ));
     gate.add_permits(10);
     assert_eq!(actor.wait_stopped().await, StopReason::Normal);

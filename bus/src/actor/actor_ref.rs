@@ -7,10 +7,11 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::cell::{Cell, Signal};
-use super::error::{AskError, SendError, StopReason, TrySendError};
+use super::error::{AskError, StopReason, TrySendError};
 use super::letter::{Ask, BoxFuture, BoxLetter, Tell};
 use super::mailbox::{MailboxTx, TrySend};
 use super::{Actor, HandledBy, Message};
+use crate::error::Closed;
 
 /// Identifies an actor within its process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -64,19 +65,19 @@ impl<A: Actor> ActorRef<A> {
     /// Sends `message`, waiting while the mailbox is full.
     ///
     /// # Errors
-    /// [`SendError`] with the message when the actor has stopped or is stopping.
-    pub async fn tell<M>(&self, message: M) -> Result<(), SendError<M>>
+    /// [`Closed`] with the message when the actor has stopped or is stopping.
+    pub async fn tell<M>(&self, message: M) -> Result<(), Closed<M>>
     where
         M: HandledBy<A>,
     {
         if self.cell.is_closing() {
-            return Err(SendError(message));
+            return Err(Closed(message));
         }
         let letter: BoxLetter<A> = Box::new(Tell(message));
         self.tx
             .send(letter)
             .await
-            .map_err(|e| SendError(recover::<Tell<M>>(e.into_any()).0))
+            .map_err(|e| Closed(recover::<Tell<M>>(e.into_any()).0))
     }
 
     /// Sends `message` if the mailbox has room, without waiting.
@@ -205,8 +206,8 @@ impl<M: Message> Recipient<M> {
     /// See [`ActorRef::tell`].
     ///
     /// # Errors
-    /// [`SendError`] with the message when the actor has stopped.
-    pub async fn tell(&self, message: M) -> Result<(), SendError<M>> {
+    /// [`Closed`] with the message when the actor has stopped.
+    pub async fn tell(&self, message: M) -> Result<(), Closed<M>> {
         self.inner.tell(message).await
     }
 
@@ -229,7 +230,7 @@ impl<M: Message> Recipient<M> {
 
 trait ErasedRef<M: Message>: Send + Sync {
     fn id(&self) -> ActorId;
-    fn tell(&self, message: M) -> BoxFuture<'_, Result<(), SendError<M>>>;
+    fn tell(&self, message: M) -> BoxFuture<'_, Result<(), Closed<M>>>;
     fn try_tell(&self, message: M) -> Result<(), TrySendError<M>>;
     fn ask(&self, message: M) -> BoxFuture<'_, Result<M::Reply, AskError<M>>>;
 }
@@ -239,7 +240,7 @@ impl<A: Actor, M: HandledBy<A>> ErasedRef<M> for ActorRef<A> {
         ActorRef::id(self)
     }
 
-    fn tell(&self, message: M) -> BoxFuture<'_, Result<(), SendError<M>>> {
+    fn tell(&self, message: M) -> BoxFuture<'_, Result<(), Closed<M>>> {
         Box::pin(ActorRef::tell(self, message))
     }
 

@@ -58,18 +58,6 @@ impl fmt::Display for StopReason {
     }
 }
 
-/// [`ActorRef::tell`](crate::actor::ActorRef::tell) failed: the actor has stopped. The message
-/// is handed back.
-#[derive(Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the actor has stopped; the message was not delivered")]
-pub struct SendError<M>(pub M);
-
-impl<M> fmt::Debug for SendError<M> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SendError(..)")
-    }
-}
-
 /// [`ActorRef::try_tell`](crate::actor::ActorRef::try_tell) failed; the message is handed back.
 #[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrySendError<M> {

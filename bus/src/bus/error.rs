@@ -3,6 +3,8 @@
 use std::error::Error as StdError;
 use std::fmt;
 
+pub use crate::error::Closed;
+
 use super::listener::ListenerId;
 use super::overflow::Overflow;
 use crate::error::BoxError;
@@ -146,18 +148,6 @@ impl fmt::Display for HandlingError {
 impl StdError for HandlingError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         self.failures.first().map(|e| e as _)
-    }
-}
-
-/// [`Bus::emit_async`](crate::bus::Bus::emit_async) was called after the bus shut down; the event is
-/// handed back, undelivered.
-#[derive(Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the bus is shut down; the event was not delivered")]
-pub struct Closed<E>(pub E);
-
-impl<E> fmt::Debug for Closed<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Closed(..)")
     }
 }
 
