@@ -135,7 +135,7 @@
 //!
 //! Shut the [`Inbound`](tidings::bridge::Inbound) bridges down (they stop consuming, finish
 //! and acknowledge what they hold), then the [`Outbound`](tidings::bridge::Outbound) bridges
-//! (they flush and wait for confirms), then [`AmqpTransport::close`] (waits for outstanding
+//! (they flush and wait for confirms), then [`AmqpTransport::shutdown`] (waits for outstanding
 //! confirms, closes the connection), each with a deadline.
 
 mod config;
@@ -151,7 +151,7 @@ mod wire;
 
 pub use self::config::Tls;
 pub use self::consumer::AmqpConsumer;
-pub use self::error::AmqpError;
+pub use self::error::Error;
 pub use self::rpc::{RpcClient, RpcServer, ERROR_HEADER};
 pub use self::topology::{Binding, Exchange, Queue, Topology};
 pub use self::transport::{queue_name, AmqpBuilder, AmqpTransport};

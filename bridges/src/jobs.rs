@@ -90,7 +90,7 @@ mod run;
 mod worker;
 
 pub use self::context::JobContext;
-pub use self::error::{JobError, JobFailure};
+pub use self::error::{Error, JobFailure};
 pub use self::events::{JobCompleted, JobFailed, JobProgress, JobStalled};
 pub use self::forward::{JobTransport, NoConsumer};
 pub use self::options::{JobBackoff, JobOptions, Keep, Repeat, MAX_PRIORITY};

@@ -106,7 +106,7 @@ mod wire;
 
 pub use self::config::{Compression, Sasl, StartFrom};
 pub use self::consumer::KafkaConsumer;
-pub use self::error::KafkaBridgeError;
+pub use self::error::Error;
 pub use self::topology::Topic;
 pub use self::transport::{KafkaBuilder, KafkaTransport};
 pub use self::wire::{

@@ -11,7 +11,8 @@ use tidings::Bus;
 use tidings::bridge::conformance::{Events, Harness, Ping};
 use tidings::bridge::{Consumer, Envelope, Inbound, Outgoing, Source, Transport, TransportError};
 use tidings_bridges::amqp::{
-    AmqpError, AmqpTransport, ConnectionEvent, Exchange, Queue, RpcClient, RpcServer, Tls, Topology,
+    self as amqp, AmqpTransport, ConnectionEvent, Exchange, Queue, RpcClient, RpcServer, Tls,
+    Topology,
 };
 use tidings_tests::rabbit::{URL, cleanup, close_connections, connect, unique};
 
@@ -171,7 +172,7 @@ async fn over_long_names_and_oversized_payloads_are_refused_without_a_panic() {
     );
     let too_long = t.delete_queue(&"q".repeat(300)).await;
     assert!(
-        matches!(too_long, Err(AmqpError::NameTooLong(_))),
+        matches!(too_long, Err(amqp::Error::NameTooLong(_))),
         "{too_long:?}"
     );
     cleanup(&t, &source).await;
@@ -347,12 +348,12 @@ async fn request_reply_round_trips_errors_and_timeouts() {
         .call::<_, i64>("", &queue, &Add { a: -1, b: 0 })
         .await;
     assert!(
-        matches!(&failed, Err(AmqpError::Remote(m)) if m == "-1 is negative"),
+        matches!(&failed, Err(amqp::Error::Remote(m)) if m == "-1 is negative"),
         "{failed:?}"
     );
     let bad = client.call::<_, i64>("", &queue, &"not an Add").await;
     assert!(
-        matches!(&bad, Err(AmqpError::Remote(m)) if m.starts_with("bad request")),
+        matches!(&bad, Err(amqp::Error::Remote(m)) if m.starts_with("bad request")),
         "{bad:?}"
     );
     let nobody = client
@@ -361,7 +362,7 @@ async fn request_reply_round_trips_errors_and_timeouts() {
     assert!(
         matches!(
             nobody,
-            Err(AmqpError::Transport(TransportError::Unroutable(_)))
+            Err(amqp::Error::Transport(TransportError::Unroutable(_)))
         ),
         "{nobody:?}"
     );
@@ -370,7 +371,7 @@ async fn request_reply_round_trips_errors_and_timeouts() {
     let slow = RpcClient::new(&t).timeout(Duration::from_millis(300));
     let timed_out = slow.call::<_, i64>("", &queue, &Add { a: 1, b: 1 }).await;
     assert!(
-        matches!(timed_out, Err(AmqpError::Timeout(_))),
+        matches!(timed_out, Err(amqp::Error::Timeout(_))),
         "{timed_out:?}"
     );
     t.delete_queue(&queue).await.expect("delete");
@@ -950,7 +951,7 @@ async fn a_call_cut_off_by_a_lost_connection_fails_and_the_next_one_works() {
     assert!(
         matches!(
             cut_off,
-            Err(AmqpError::Transport(TransportError::Disconnected(_)))
+            Err(amqp::Error::Transport(TransportError::Disconnected(_)))
         ),
         "{cut_off:?}"
     );

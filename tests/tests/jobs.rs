@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tidings::bridge::{Envelope, Outbound, Outgoing, Source, Transport, TransportError};
 use tidings::{Bus, Event, EventSet};
 use tidings_bridges::jobs::{
-    JobBackoff, JobCompleted, JobError, JobFailed, JobFailure, JobOptions, JobProgress, JobQueue,
+    self, JobBackoff, JobCompleted, JobFailed, JobFailure, JobOptions, JobProgress, JobQueue,
     JobStalled, JobState, JobTransport, Keep, Repeat, Worker,
 };
 use tidings_tests::redis::{QueueKeys, URL, admin, unique};
@@ -368,7 +368,7 @@ async fn progress_logs_and_results_reach_redis_and_the_bus() {
                 (job.attempt(), job.attempts(), job.name()),
                 (1, 1, "email.send")
             );
-            Ok::<_, JobError>(serde_json::json!({"accepted": e.to}))
+            Ok::<_, jobs::Error>(serde_json::json!({"accepted": e.to}))
         })
         .await
         .map_err(|e| e.to_string())
@@ -479,7 +479,7 @@ async fn counts_listing_retry_and_clean() {
     assert_eq!(q.counts().await.unwrap().failed, 4);
     assert!(matches!(
         q.retry("no-such-job").await,
-        Err(JobError::NotFound(_))
+        Err(jobs::Error::NotFound(_))
     ));
     q.retry_failed().await.expect("retry all");
     until("all completed", async || {
@@ -495,7 +495,7 @@ async fn counts_listing_retry_and_clean() {
     assert_eq!(q.counts().await.unwrap().completed, 0);
     assert!(matches!(
         q.clean(JobState::Active, Duration::ZERO, 0).await,
-        Err(JobError::Invalid(_))
+        Err(jobs::Error::Invalid(_))
     ));
     worker.shutdown(WAIT).await;
 }
@@ -608,7 +608,7 @@ async fn job_ids_make_adding_idempotent_and_bad_options_add_nothing() {
     ] {
         assert!(matches!(
             q.add_with(&email(3), &bad).await,
-            Err(JobError::Invalid(_))
+            Err(jobs::Error::Invalid(_))
         ));
     }
     // A bad job anywhere in a bulk add refuses the whole batch.
@@ -619,7 +619,10 @@ async fn job_ids_make_adding_idempotent_and_bad_options_add_nothing() {
             (&jobs[1], JobOptions::new().priority(0)),
         ])
         .await;
-    assert!(matches!(refused, Err(JobError::Invalid(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(jobs::Error::Invalid(_))),
+        "{refused:?}"
+    );
     assert_eq!(q.counts().await.unwrap().waiting, 1);
     assert!(q.add_bulk(std::iter::empty()).await.unwrap().is_empty());
 }
@@ -722,7 +725,7 @@ async fn a_schedule_is_registered_and_fires() {
             &JobOptions::new()
         )
         .await,
-        Err(JobError::Invalid(_))
+        Err(jobs::Error::Invalid(_))
     ));
     worker.shutdown(WAIT).await;
 }
@@ -864,7 +867,7 @@ async fn rate_limits_and_global_concurrency() {
     assert!(matches!(
         q.set_global_rate_limit(Some((0, Duration::from_secs(1))))
             .await,
-        Err(JobError::Invalid(_))
+        Err(jobs::Error::Invalid(_))
     ));
     worker.shutdown(WAIT).await;
 }
@@ -1058,7 +1061,7 @@ async fn dropping_a_worker_closes_it_and_returns_its_running_job() {
 async fn bad_names_are_refused() {
     assert!(matches!(
         JobQueue::<Email>::builder(URL, "a:b").connect().await,
-        Err(JobError::Invalid(_))
+        Err(jobs::Error::Invalid(_))
     ));
     // Hostile URLs are errors, never panics.
     for url in [
@@ -1093,14 +1096,14 @@ async fn bad_names_are_refused() {
         Worker::<Email>::builder(URL, "")
             .start(|_: Email, _| async { Ok::<_, JobFailure>(()) })
             .await,
-        Err(JobError::Invalid(_))
+        Err(jobs::Error::Invalid(_))
     ));
     assert!(matches!(
         Worker::<Email>::builder(URL, unique("jobs"))
             .concurrency(0)
             .start(|_: Email, _| async { Ok::<_, JobFailure>(()) })
             .await,
-        Err(JobError::Invalid(_))
+        Err(jobs::Error::Invalid(_))
     ));
 }
 
@@ -1197,7 +1200,7 @@ async fn a_delayed_job_can_be_promoted_and_a_waiting_one_updated() {
     );
     assert!(matches!(
         q.update("no-such-job", &email(3)).await,
-        Err(JobError::NotFound(_))
+        Err(jobs::Error::NotFound(_))
     ));
     q.promote(&later).await.expect("promote");
     assert_eq!(q.state(&later).await.unwrap(), Some(JobState::Waiting));

@@ -11,7 +11,7 @@ use tidings::Backoff;
 
 pub(crate) use crate::secret::{password_of, redact, scrub};
 
-use super::error::AmqpError;
+use super::error::Error;
 use super::topology::QueueArgs;
 
 /// A broker URL whose password is never shown: `Display` and `Debug` print
@@ -23,10 +23,10 @@ pub(crate) struct BrokerUrl {
 }
 
 impl BrokerUrl {
-    pub(crate) fn parse(url: &str) -> Result<Self, AmqpError> {
+    pub(crate) fn parse(url: &str) -> Result<Self, Error> {
         let redacted = redact(url);
         let password = password_of(url);
-        let uri = AMQPUri::from_str(url).map_err(|reason| AmqpError::InvalidUrl {
+        let uri = AMQPUri::from_str(url).map_err(|reason| Error::InvalidUrl {
             url: redacted.clone(),
             reason: scrub(&reason, password),
         })?;

@@ -7,7 +7,7 @@ use tidings::bridge::TransportError;
 /// Setting up or using the RabbitMQ transport failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum AmqpError {
+pub enum Error {
     /// A broker URL could not be parsed.
     #[error("invalid AMQP URL `{url}`: {reason}")]
     InvalidUrl {
@@ -52,27 +52,27 @@ pub enum AmqpError {
     Transport(#[from] TransportError),
 }
 
-/// Maps a broker's refusal of `what` to [`AmqpError::Topology`].
-pub(crate) fn refused(what: String) -> impl FnOnce(lapin::Error) -> AmqpError {
-    move |error| AmqpError::Topology {
+/// Maps a broker's refusal of `what` to [`Error::Topology`].
+pub(crate) fn refused(what: String) -> impl FnOnce(lapin::Error) -> Error {
+    move |error| Error::Topology {
         what,
         reason: error.to_string(),
     }
 }
 
 /// `name` as an AMQP short string, or an error naming it.
-pub(crate) fn short(name: &str) -> Result<lapin::types::ShortString, AmqpError> {
+pub(crate) fn short(name: &str) -> Result<lapin::types::ShortString, Error> {
     lapin::types::ShortString::try_new(name).map_err(|_| {
         let prefix: String = name.chars().take(32).collect();
-        AmqpError::NameTooLong(prefix)
+        Error::NameTooLong(prefix)
     })
 }
 
-impl From<AmqpError> for TransportError {
-    fn from(error: AmqpError) -> Self {
+impl From<Error> for TransportError {
+    fn from(error: Error) -> Self {
         match error {
-            AmqpError::Transport(error) => error,
-            AmqpError::NameTooLong(_) => TransportError::Rejected(error.to_string()),
+            Error::Transport(error) => error,
+            Error::NameTooLong(_) => TransportError::Rejected(error.to_string()),
             other => TransportError::Other(Box::new(other)),
         }
     }

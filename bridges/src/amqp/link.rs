@@ -31,7 +31,7 @@ use tokio::sync::{broadcast, watch, Notify, Semaphore};
 use tokio::time::Instant;
 
 use super::config::{BrokerUrl, Config};
-use super::error::{short, AmqpError};
+use super::error::{short, Error};
 use super::login;
 use super::topology::{QueueArgs, Topology};
 
@@ -296,7 +296,7 @@ impl LinkState {
 
     /// Records `topology` for every future connection and declares it on the live one, if
     /// any.
-    pub(crate) async fn declare(&self, topology: &Topology) -> Result<(), AmqpError> {
+    pub(crate) async fn declare(&self, topology: &Topology) -> Result<(), Error> {
         {
             let mut recorded = self.topology.lock();
             *recorded = std::mem::take(&mut *recorded).merge(topology);
@@ -306,16 +306,16 @@ impl LinkState {
             .await;
         match declared {
             // Recorded: declared as soon as a connection comes.
-            Err(AmqpError::Transport(TransportError::Disconnected(_))) => Ok(()),
+            Err(Error::Transport(TransportError::Disconnected(_))) => Ok(()),
             other => other,
         }
     }
 
     /// Runs `operation` on a channel of its own, so that a refusal closes only that channel.
-    pub(crate) async fn on_own_channel<T, F, Fut>(&self, operation: F) -> Result<T, AmqpError>
+    pub(crate) async fn on_own_channel<T, F, Fut>(&self, operation: F) -> Result<T, Error>
     where
         F: FnOnce(Channel) -> Fut,
-        Fut: Future<Output = Result<T, AmqpError>>,
+        Fut: Future<Output = Result<T, Error>>,
     {
         let live = self.connected().await?;
         let channel = answered(live.connection.create_channel()).await?;
@@ -467,10 +467,7 @@ async fn connect_round(shared: &LinkState, generation: u64) -> Result<Arc<Live>,
 }
 
 /// Connects for the first time, retrying until `deadline`.
-pub(crate) async fn first_connect(
-    shared: &Arc<LinkState>,
-    deadline: Instant,
-) -> Result<(), AmqpError> {
+pub(crate) async fn first_connect(shared: &Arc<LinkState>, deadline: Instant) -> Result<(), Error> {
     let mut failures = 0;
     loop {
         match connect_round(shared, 1).await {
@@ -484,7 +481,7 @@ pub(crate) async fn first_connect(
                 if Instant::now() + delay >= deadline {
                     let urls: Vec<String> =
                         shared.config.urls.iter().map(ToString::to_string).collect();
-                    return Err(AmqpError::Connect {
+                    return Err(Error::Connect {
                         urls: urls.join(", "),
                         timeout: shared.config.connect_timeout,
                         last_error,

@@ -3,7 +3,7 @@
 //! a request queue, runs a handler, and replies to the `reply_to` of each request.
 //!
 //! Requests and replies are JSON. A handler's error travels back in the reply header
-//! [`ERROR_HEADER`] and comes out as [`AmqpError::Remote`]; a request that is unroutable (no
+//! [`ERROR_HEADER`] and comes out as [`Error::Remote`]; a request that is unroutable (no
 //! server queue) fails at once instead of timing out. Direct reply-to is bound to the channel
 //! that sent the request, so when the connection fails, calls waiting for a reply fail with
 //! [`TransportError::Disconnected`] and a new channel serves the next calls.
@@ -29,7 +29,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::error::{short, AmqpError};
+use super::error::{short, Error};
 use super::link::answered;
 use super::publish::{self, Raw};
 use super::topology::{Queue, Topology};
@@ -41,7 +41,7 @@ pub const ERROR_HEADER: &str = "x-tidings-error";
 /// RabbitMQ's pseudo-queue for direct replies.
 const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
 
-type Reply = Result<Bytes, AmqpError>;
+type Reply = Result<Bytes, Error>;
 type Pending = Arc<Mutex<HashMap<String, (u64, oneshot::Sender<Reply>)>>>;
 
 /// The client's channel for one connection generation.
@@ -98,15 +98,15 @@ impl RpcClient {
     /// name) with `routing_key`, and decodes the reply.
     ///
     /// # Errors
-    /// [`AmqpError::Timeout`] without a reply in time, [`AmqpError::Remote`] when the handler
-    /// failed, [`AmqpError::Transport`] when the request was unroutable or the connection
-    /// failed, [`AmqpError::Codec`] when either side's JSON did not fit.
+    /// [`Error::Timeout`] without a reply in time, [`Error::Remote`] when the handler
+    /// failed, [`Error::Transport`] when the request was unroutable or the connection
+    /// failed, [`Error::Codec`] when either side's JSON did not fit.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         exchange: &str,
         routing_key: &str,
         request: &Req,
-    ) -> Result<Resp, AmqpError> {
+    ) -> Result<Resp, Error> {
         let payload = serde_json::to_vec(request)?;
         let reply = self
             .call_bytes(exchange, routing_key, payload.into())
@@ -123,7 +123,7 @@ impl RpcClient {
         exchange: &str,
         routing_key: &str,
         payload: Bytes,
-    ) -> Result<Bytes, AmqpError> {
+    ) -> Result<Bytes, Error> {
         let deadline = Instant::now() + self.timeout;
         let (exchange, routing_key) = (short(exchange)?, short(routing_key)?);
         let (generation, channel) = self.channel(deadline).await?;
@@ -141,12 +141,12 @@ impl RpcClient {
             immediate: false,
         };
         let disconnected =
-            |e: lapin::Error| AmqpError::from(TransportError::Disconnected(e.to_string()));
+            |e: lapin::Error| Error::from(TransportError::Disconnected(e.to_string()));
         let send =
             channel.basic_publish(exchange, routing_key.clone(), options, &payload, properties);
         let confirm = match tokio::time::timeout_at(deadline, send).await {
             Ok(sent) => sent.map_err(disconnected)?,
-            Err(_) => return Err(AmqpError::Timeout(self.timeout)),
+            Err(_) => return Err(Error::Timeout(self.timeout)),
         };
         match tokio::time::timeout_at(deadline, confirm).await {
             Ok(Ok(Confirmation::Ack(None))) => {}
@@ -159,20 +159,20 @@ impl RpcClient {
                 );
             }
             Ok(Err(e)) => return Err(disconnected(e)),
-            Err(_) => return Err(AmqpError::Timeout(self.timeout)),
+            Err(_) => return Err(Error::Timeout(self.timeout)),
         }
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => {
                 Err(TransportError::Disconnected("the reply channel closed".into()).into())
             }
-            Err(_) => Err(AmqpError::Timeout(self.timeout)),
+            Err(_) => Err(Error::Timeout(self.timeout)),
         }
     }
 
     /// The channel of the current connection, opened (with its reply consumer) when the
     /// connection changed.
-    async fn channel(&self, deadline: Instant) -> Result<(u64, Channel), AmqpError> {
+    async fn channel(&self, deadline: Instant) -> Result<(u64, Channel), Error> {
         let live = self.transport.shared().connected_by(deadline).await?;
         let mut slot = self.channel.lock().await;
         if let Some(c) = slot.as_ref() {
@@ -215,7 +215,7 @@ impl RpcClient {
                         other => format!("{other:?}"),
                     });
                 let _ = tx.send(match error {
-                    Some(error) => Err(AmqpError::Remote(error)),
+                    Some(error) => Err(Error::Remote(error)),
                     None => Ok(Bytes::from(delivery.data)),
                 });
             }
@@ -253,7 +253,7 @@ impl RpcServer {
         transport: &AmqpTransport,
         queue: &str,
         handler: F,
-    ) -> Result<RpcServer, AmqpError>
+    ) -> Result<RpcServer, Error>
     where
         Req: DeserializeOwned + Send + 'static,
         Resp: Serialize + Send + 'static,

@@ -23,7 +23,7 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
 
-use super::error::{refused, short, AmqpError};
+use super::error::{refused, short, Error};
 
 /// An exchange to declare.
 #[derive(Debug, Clone, PartialEq)]
@@ -397,7 +397,7 @@ impl Topology {
 
     /// Declares everything on `channel`. A refusal closes the channel, so use one for this
     /// alone.
-    pub(crate) async fn declare(&self, channel: &Channel) -> Result<(), AmqpError> {
+    pub(crate) async fn declare(&self, channel: &Channel) -> Result<(), Error> {
         for exchange in &self.exchanges {
             let options = ExchangeDeclareOptions {
                 durable: exchange.durable,

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::config::{BrokerUrl, Config, Tls};
 use super::consumer::AmqpConsumer;
-use super::error::{refused, short, AmqpError};
+use super::error::{refused, short, Error};
 use super::link::{self, ConnectionEvent, Handle, LinkState};
 use super::publish::{self, Raw};
 use super::topology::{Exchange, Queue, QueueArgs, Topology};
@@ -26,7 +26,7 @@ use super::wire;
 /// Configures an [`AmqpTransport`]; from [`AmqpTransport::builder`].
 #[must_use]
 pub struct AmqpBuilder {
-    config: Result<Config, AmqpError>,
+    config: Result<Config, Error>,
 }
 
 impl std::fmt::Debug for AmqpBuilder {
@@ -129,7 +129,7 @@ impl AmqpBuilder {
     ///
     /// # Panics
     /// When called outside a tokio runtime.
-    pub async fn connect(self) -> Result<AmqpTransport, AmqpError> {
+    pub async fn connect(self) -> Result<AmqpTransport, Error> {
         let config = self.config?;
         let deadline = Instant::now() + config.connect_timeout;
         let shared = LinkState::new(config);
@@ -205,7 +205,7 @@ impl AmqpTransport {
     /// # Errors
     /// When the broker refuses a declaration, such as a queue that exists with other
     /// arguments.
-    pub async fn declare_topology(&self, topology: &Topology) -> Result<(), AmqpError> {
+    pub async fn declare_topology(&self, topology: &Topology) -> Result<(), Error> {
         self.shared().declare(topology).await
     }
 
@@ -214,7 +214,7 @@ impl AmqpTransport {
     ///
     /// # Errors
     /// Without a connection, or when the broker refuses.
-    pub async fn delete_queue(&self, name: &str) -> Result<u32, AmqpError> {
+    pub async fn delete_queue(&self, name: &str) -> Result<u32, Error> {
         let queue = short(name)?;
         // Forgotten first, so a reconnect from here on does not declare it again.
         self.shared().forget_queue(name);
@@ -233,7 +233,7 @@ impl AmqpTransport {
     ///
     /// # Errors
     /// Without a connection, or when the broker refuses.
-    pub async fn delete_exchange(&self, name: &str) -> Result<(), AmqpError> {
+    pub async fn delete_exchange(&self, name: &str) -> Result<(), Error> {
         let exchange = short(name)?;
         self.shared().forget_exchange(name);
         self.shared()

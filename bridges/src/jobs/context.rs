@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::error::JobError;
+use super::error::Error;
 use super::events::{JobEvent, JobProgress, Sink};
 use super::location::Location;
 
@@ -59,7 +59,7 @@ impl JobContext {
 
     /// Records progress (a number, by convention a percentage, or any JSON), visible to
     /// Node's `job.progress`, dashboards, and [`JobProgress`] listeners.
-    pub async fn progress(&self, progress: impl Into<serde_json::Value>) -> Result<(), JobError> {
+    pub async fn progress(&self, progress: impl Into<serde_json::Value>) -> Result<(), Error> {
         let progress = progress.into();
         let value = match progress.as_f64() {
             Some(number) => bullmq::JobProgress::Number(number),
@@ -84,7 +84,7 @@ impl JobContext {
     }
 
     /// Appends a line to the job's log (Node's `job.log`).
-    pub async fn log(&self, line: &str) -> Result<(), JobError> {
+    pub async fn log(&self, line: &str) -> Result<(), Error> {
         self.inner
             .job
             .lock()

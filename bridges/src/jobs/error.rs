@@ -5,7 +5,7 @@ use std::fmt;
 /// An error from a job queue or worker.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum JobError {
+pub enum Error {
     /// Redis failed or could not be reached (the message never holds a password).
     #[error("redis: {0}")]
     Redis(String),
@@ -23,15 +23,15 @@ pub enum JobError {
     Bulk(String),
 }
 
-impl JobError {
+impl Error {
     /// Maps an error of the BullMQ client, replacing `secret` (the URL's password) with `***`.
-    pub(crate) fn from_bullmq(error: bullmq::Error, secret: Option<&str>) -> JobError {
+    pub(crate) fn from_bullmq(error: bullmq::Error, secret: Option<&str>) -> Error {
         let text = crate::secret::scrub(&error.to_string(), secret);
         match error {
-            bullmq::Error::InvalidConfig(_) => JobError::Invalid(text),
-            bullmq::Error::JobNotFound(id) => JobError::NotFound(id),
-            bullmq::Error::Serialization(_) => JobError::Encode(text),
-            _ => JobError::Redis(text),
+            bullmq::Error::InvalidConfig(_) => Error::Invalid(text),
+            bullmq::Error::JobNotFound(id) => Error::NotFound(id),
+            bullmq::Error::Serialization(_) => Error::Encode(text),
+            _ => Error::Redis(text),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tidings::bridge::{Consumer, Delivery, Outgoing, Source, Transport, TransportError};
 
-use super::error::JobError;
+use super::error::Error;
 use super::location::{check_name, Location};
 use super::options::JobOptions;
 
@@ -73,7 +73,7 @@ impl JobTransport {
 
     /// Options for every job it adds (attempts, backoff, priority...); the job id is always
     /// the envelope's.
-    pub fn options(mut self, options: &JobOptions) -> Result<JobTransport, JobError> {
+    pub fn options(mut self, options: &JobOptions) -> Result<JobTransport, Error> {
         self.options = options.to_bullmq()?;
         Ok(self)
     }
@@ -85,7 +85,7 @@ impl JobTransport {
         self
     }
 
-    async fn producer(&self) -> Result<&bullmq::FlowProducer, JobError> {
+    async fn producer(&self) -> Result<&bullmq::FlowProducer, Error> {
         self.producer
             .get_or_try_init(|| async {
                 // Fails in seconds where BullMQ's client would retry for minutes.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::error::JobError;
+use super::error::Error;
 
 /// The Redis URL and key prefix a queue or worker uses.
 #[derive(Clone)]
@@ -22,13 +22,13 @@ impl Location {
         bullmq::options::RedisConnectionOptions::new().url(self.url.clone())
     }
 
-    pub(crate) fn error(&self, error: bullmq::Error) -> JobError {
-        JobError::from_bullmq(error, self.secret())
+    pub(crate) fn error(&self, error: bullmq::Error) -> Error {
+        Error::from_bullmq(error, self.secret())
     }
 
     /// Connects once and pings, within five seconds: BullMQ's client retries a refused login
     /// or an unreachable server for minutes before it reports anything.
-    pub(crate) async fn probe(&self) -> Result<(), JobError> {
+    pub(crate) async fn probe(&self) -> Result<(), Error> {
         let mut connection = self.open(Duration::from_secs(5)).await?;
         redis::cmd("PING")
             .query_async::<()>(&mut connection)
@@ -40,7 +40,7 @@ impl Location {
     pub(crate) async fn open(
         &self,
         timeout: Duration,
-    ) -> Result<redis::aio::MultiplexedConnection, JobError> {
+    ) -> Result<redis::aio::MultiplexedConnection, Error> {
         let client = redis::Client::open(self.url.as_str()).map_err(|e| self.redis_error(e))?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -52,19 +52,19 @@ impl Location {
     }
 
     /// A redis-rs error, without the URL's password.
-    pub(crate) fn redis_error(&self, error: redis::RedisError) -> JobError {
-        JobError::Redis(crate::secret::scrub(&error.to_string(), self.secret()))
+    pub(crate) fn redis_error(&self, error: redis::RedisError) -> Error {
+        Error::Redis(crate::secret::scrub(&error.to_string(), self.secret()))
     }
 
-    pub(crate) fn check(&self) -> Result<(), JobError> {
+    pub(crate) fn check(&self) -> Result<(), Error> {
         check_name(&self.name)
     }
 }
 
 /// BullMQ's rule for queue names: not empty, no `:`.
-pub(crate) fn check_name(name: &str) -> Result<(), JobError> {
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
     if name.is_empty() || name.contains(':') {
-        return Err(JobError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "queue name `{name}`: use a non-empty name without `:`"
         )));
     }

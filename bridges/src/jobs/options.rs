@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::error::JobError;
+use super::error::Error;
 
 /// BullMQ's lowest priority (`2^21`); 1 is the highest, no priority comes before all.
 pub const MAX_PRIORITY: u32 = 2_097_152;
@@ -175,11 +175,11 @@ impl JobOptions {
         self.lifo |= other.lifo;
     }
 
-    pub(crate) fn to_bullmq(&self) -> Result<bullmq::JobOptions, JobError> {
+    pub(crate) fn to_bullmq(&self) -> Result<bullmq::JobOptions, Error> {
         let mut options = bullmq::JobOptions::default();
         if let Some(priority) = self.priority {
             if !(1..=MAX_PRIORITY).contains(&priority) {
-                return Err(JobError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "priority {priority} is outside 1..={MAX_PRIORITY}"
                 )));
             }
@@ -190,7 +190,7 @@ impl JobOptions {
         }
         if let Some(attempts) = self.attempts {
             if attempts == 0 {
-                return Err(JobError::Invalid("attempts must be at least 1".into()));
+                return Err(Error::Invalid("attempts must be at least 1".into()));
             }
             options.attempts = Some(attempts);
         }
@@ -205,7 +205,7 @@ impl JobOptions {
         options.remove_on_fail = self.remove_on_fail.as_ref().map(Keep::to_bullmq);
         if let Some(id) = &self.id {
             if id.is_empty() || id.contains(':') || id.parse::<u64>().is_ok() {
-                return Err(JobError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "job id `{id}`: use a non-empty id that is not an integer and has no `:`"
                 )));
             }
@@ -271,12 +271,12 @@ impl Repeat {
         self
     }
 
-    pub(crate) fn to_bullmq(&self) -> Result<bullmq::job_scheduler::RepeatOptions, JobError> {
+    pub(crate) fn to_bullmq(&self) -> Result<bullmq::job_scheduler::RepeatOptions, Error> {
         if self.every.is_some_and(|every| every.is_zero()) {
-            return Err(JobError::Invalid("a repeat period must not be zero".into()));
+            return Err(Error::Invalid("a repeat period must not be zero".into()));
         }
         if self.pattern.as_ref().is_some_and(|p| p.trim().is_empty()) {
-            return Err(JobError::Invalid("a cron pattern must not be empty".into()));
+            return Err(Error::Invalid("a cron pattern must not be empty".into()));
         }
         Ok(bullmq::job_scheduler::RepeatOptions {
             pattern: self.pattern.clone(),
@@ -309,7 +309,7 @@ mod tests {
             JobOptions::new().id(""),
         ] {
             assert!(
-                matches!(options.to_bullmq(), Err(JobError::Invalid(_))),
+                matches!(options.to_bullmq(), Err(Error::Invalid(_))),
                 "{options:?}"
             );
         }

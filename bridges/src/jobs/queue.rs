@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::error::JobError;
+use super::error::Error;
 use super::location::Location;
 use super::options::{millis, JobOptions, Repeat};
 use super::records::{JobCounts, JobRecord, JobState, Schedule};
@@ -34,7 +34,7 @@ impl<J: Job> JobQueueBuilder<J> {
     }
 
     /// Connects.
-    pub async fn connect(self) -> Result<JobQueue<J>, JobError> {
+    pub async fn connect(self) -> Result<JobQueue<J>, Error> {
         let location = self.location;
         location.check()?;
         location.probe().await?;
@@ -119,22 +119,22 @@ impl<J: Job> JobQueue<J> {
         &self.inner.location.name
     }
 
-    fn error(&self, error: bullmq::Error) -> JobError {
+    fn error(&self, error: bullmq::Error) -> Error {
         self.inner.location.error(error)
     }
 
-    fn encode(job: &J) -> Result<serde_json::Value, JobError> {
-        serde_json::to_value(job).map_err(|e| JobError::Encode(e.to_string()))
+    fn encode(job: &J) -> Result<serde_json::Value, Error> {
+        serde_json::to_value(job).map_err(|e| Error::Encode(e.to_string()))
     }
 
     /// Adds `job` with the queue's default options; its id once Redis stored it.
-    pub async fn add(&self, job: &J) -> Result<String, JobError> {
+    pub async fn add(&self, job: &J) -> Result<String, Error> {
         self.add_with(job, &JobOptions::new()).await
     }
 
     /// Adds `job` with `options` (unset ones from the queue's defaults); its id once Redis
     /// stored it. With an id that exists, nothing is added and that id is returned.
-    pub async fn add_with(&self, job: &J, options: &JobOptions) -> Result<String, JobError> {
+    pub async fn add_with(&self, job: &J, options: &JobOptions) -> Result<String, Error> {
         let options = options.or(&self.inner.defaults).to_bullmq()?;
         let data = Self::encode(job)?;
         let added = self
@@ -154,7 +154,7 @@ impl<J: Job> JobQueue<J> {
     pub async fn add_bulk<'a>(
         &self,
         jobs: impl IntoIterator<Item = (&'a J, JobOptions)>,
-    ) -> Result<Vec<String>, JobError>
+    ) -> Result<Vec<String>, Error>
     where
         J: 'a,
     {
@@ -162,7 +162,7 @@ impl<J: Job> JobQueue<J> {
         for (job, options) in jobs {
             let options = options.or(&self.inner.defaults).to_bullmq()?;
             let flow = bullmq::FlowJob::new(J::NAME, self.name(), Self::encode(job)?)
-                .map_err(|e| JobError::Encode(e.to_string()))?
+                .map_err(|e| Error::Encode(e.to_string()))?
                 .options(options);
             flows.push(flow);
         }
@@ -170,7 +170,7 @@ impl<J: Job> JobQueue<J> {
             return Ok(Vec::new());
         }
         let nodes = self.inner.flow.add_bulk(flows).await.map_err(|e| {
-            JobError::Bulk(crate::secret::scrub(
+            Error::Bulk(crate::secret::scrub(
                 &e.to_string(),
                 self.inner.location.secret(),
             ))
@@ -190,7 +190,7 @@ impl<J: Job> JobQueue<J> {
         repeat: &Repeat,
         job: &J,
         options: &JobOptions,
-    ) -> Result<(), JobError> {
+    ) -> Result<(), Error> {
         let options = options.or(&self.inner.defaults).to_bullmq()?;
         self.inner
             .queue
@@ -207,7 +207,7 @@ impl<J: Job> JobQueue<J> {
     }
 
     /// Removes the scheduler `id` (jobs it already added stay); whether it existed.
-    pub async fn unschedule(&self, id: &str) -> Result<bool, JobError> {
+    pub async fn unschedule(&self, id: &str) -> Result<bool, Error> {
         self.inner
             .queue
             .remove_job_scheduler(id)
@@ -216,7 +216,7 @@ impl<J: Job> JobQueue<J> {
     }
 
     /// The queue's schedulers, soonest first.
-    pub async fn schedules(&self) -> Result<Vec<Schedule>, JobError> {
+    pub async fn schedules(&self) -> Result<Vec<Schedule>, Error> {
         let schedulers = self
             .inner
             .queue
@@ -236,7 +236,7 @@ impl<J: Job> JobQueue<J> {
     }
 
     /// How many jobs are in each state.
-    pub async fn counts(&self) -> Result<JobCounts, JobError> {
+    pub async fn counts(&self) -> Result<JobCounts, Error> {
         let counts = self
             .inner
             .queue
@@ -260,7 +260,7 @@ impl<J: Job> JobQueue<J> {
         &self,
         state: JobState,
         page: std::ops::Range<usize>,
-    ) -> Result<Vec<JobRecord<J>>, JobError> {
+    ) -> Result<Vec<JobRecord<J>>, Error> {
         if page.is_empty() {
             return Ok(Vec::new());
         }
@@ -276,7 +276,7 @@ impl<J: Job> JobQueue<J> {
     }
 
     /// The job `id`, if it exists.
-    pub async fn get(&self, id: &str) -> Result<Option<JobRecord<J>>, JobError> {
+    pub async fn get(&self, id: &str) -> Result<Option<JobRecord<J>>, Error> {
         let job = self
             .inner
             .queue
@@ -287,7 +287,7 @@ impl<J: Job> JobQueue<J> {
     }
 
     /// Where the job `id` is; `None` when no job has that id.
-    pub async fn state(&self, id: &str) -> Result<Option<JobState>, JobError> {
+    pub async fn state(&self, id: &str) -> Result<Option<JobState>, Error> {
         let state = self
             .inner
             .queue
@@ -298,7 +298,7 @@ impl<J: Job> JobQueue<J> {
     }
 
     /// The log lines a handler wrote for job `id` ([`JobContext::log`](super::JobContext::log)).
-    pub async fn logs(&self, id: &str) -> Result<Vec<String>, JobError> {
+    pub async fn logs(&self, id: &str) -> Result<Vec<String>, Error> {
         let (lines, _) = self
             .inner
             .queue
@@ -309,7 +309,7 @@ impl<J: Job> JobQueue<J> {
     }
 
     /// Moves the failed job `id` back to waiting, for a fresh set of attempts.
-    pub async fn retry(&self, id: &str) -> Result<(), JobError> {
+    pub async fn retry(&self, id: &str) -> Result<(), Error> {
         let mut job = self.job(id).await?;
         let options = bullmq::RetryOptions {
             reset_attempts_made: true,
@@ -321,17 +321,17 @@ impl<J: Job> JobQueue<J> {
     }
 
     /// The job `id`, with the client's script context, or `NotFound`.
-    async fn job(&self, id: &str) -> Result<bullmq::Job, JobError> {
+    async fn job(&self, id: &str) -> Result<bullmq::Job, Error> {
         self.inner
             .queue
             .get_job(id)
             .await
             .map_err(|e| self.error(e))?
-            .ok_or_else(|| JobError::NotFound(id.to_owned()))
+            .ok_or_else(|| Error::NotFound(id.to_owned()))
     }
 
     /// Moves the delayed job `id` to waiting now (Bull's `job.promote()`).
-    pub async fn promote(&self, id: &str) -> Result<(), JobError> {
+    pub async fn promote(&self, id: &str) -> Result<(), Error> {
         self.job(id)
             .await?
             .promote()
@@ -341,7 +341,7 @@ impl<J: Job> JobQueue<J> {
 
     /// Replaces the data of job `id` (Bull's `job.update(data)`); a worker that takes it
     /// later runs it on the new data.
-    pub async fn update(&self, id: &str, job: &J) -> Result<(), JobError> {
+    pub async fn update(&self, id: &str, job: &J) -> Result<(), Error> {
         let data = Self::encode(job)?;
         self.job(id)
             .await?
@@ -351,7 +351,7 @@ impl<J: Job> JobQueue<J> {
     }
 
     /// Moves every failed job back to waiting.
-    pub async fn retry_failed(&self) -> Result<(), JobError> {
+    pub async fn retry_failed(&self) -> Result<(), Error> {
         self.inner
             .queue
             .retry_jobs("failed", 1000, None)
@@ -366,9 +366,9 @@ impl<J: Job> JobQueue<J> {
         state: JobState,
         grace: Duration,
         limit: u32,
-    ) -> Result<Vec<String>, JobError> {
+    ) -> Result<Vec<String>, Error> {
         if state == JobState::Active {
-            return Err(JobError::Invalid(
+            return Err(Error::Invalid(
                 "active jobs belong to their workers and cannot be cleaned".into(),
             ));
         }
@@ -384,22 +384,22 @@ impl<J: Job> JobQueue<J> {
     }
 
     /// Removes the job `id` (not while a worker holds it); whether it existed.
-    pub async fn remove(&self, id: &str) -> Result<bool, JobError> {
+    pub async fn remove(&self, id: &str) -> Result<bool, Error> {
         self.inner.queue.remove(id).await.map_err(|e| self.error(e))
     }
 
     /// Stops every worker of the queue, in every process, from taking jobs; active ones finish.
-    pub async fn pause(&self) -> Result<(), JobError> {
+    pub async fn pause(&self) -> Result<(), Error> {
         self.inner.queue.pause().await.map_err(|e| self.error(e))
     }
 
     /// Lets workers take jobs again.
-    pub async fn resume(&self) -> Result<(), JobError> {
+    pub async fn resume(&self) -> Result<(), Error> {
         self.inner.queue.resume().await.map_err(|e| self.error(e))
     }
 
     /// Whether the queue is paused.
-    pub async fn is_paused(&self) -> Result<bool, JobError> {
+    pub async fn is_paused(&self) -> Result<bool, Error> {
         self.inner
             .queue
             .is_paused()
@@ -409,7 +409,7 @@ impl<J: Job> JobQueue<J> {
 
     /// Removes every waiting job, and the delayed ones too when `delayed` is set; active,
     /// completed and failed jobs stay.
-    pub async fn drain(&self, delayed: bool) -> Result<(), JobError> {
+    pub async fn drain(&self, delayed: bool) -> Result<(), Error> {
         self.inner
             .queue
             .drain(delayed)
@@ -419,7 +419,7 @@ impl<J: Job> JobQueue<J> {
 
     /// Pauses the queue, then deletes it and every job in it. Refused while jobs are active
     /// unless `force`.
-    pub async fn obliterate(&self, force: bool) -> Result<(), JobError> {
+    pub async fn obliterate(&self, force: bool) -> Result<(), Error> {
         self.pause().await?;
         self.inner
             .queue
@@ -429,10 +429,10 @@ impl<J: Job> JobQueue<J> {
     }
 
     /// At most `limit` jobs of this queue active at once across all workers (`None`: no limit).
-    pub async fn set_global_concurrency(&self, limit: Option<u64>) -> Result<(), JobError> {
+    pub async fn set_global_concurrency(&self, limit: Option<u64>) -> Result<(), Error> {
         let queue = &self.inner.queue;
         match limit {
-            Some(0) => Err(JobError::Invalid(
+            Some(0) => Err(Error::Invalid(
                 "a concurrency limit must be at least 1".into(),
             )),
             Some(limit) => queue
@@ -447,13 +447,10 @@ impl<J: Job> JobQueue<J> {
     }
 
     /// At most `max` jobs started per `per` across all workers (`None`: no limit).
-    pub async fn set_global_rate_limit(
-        &self,
-        limit: Option<(u64, Duration)>,
-    ) -> Result<(), JobError> {
+    pub async fn set_global_rate_limit(&self, limit: Option<(u64, Duration)>) -> Result<(), Error> {
         let queue = &self.inner.queue;
         match limit {
-            Some((max, per)) if max == 0 || per.is_zero() => Err(JobError::Invalid(
+            Some((max, per)) if max == 0 || per.is_zero() => Err(Error::Invalid(
                 "a rate limit needs at least one job per non-zero period".into(),
             )),
             Some((max, per)) => queue

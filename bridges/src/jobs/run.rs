@@ -11,7 +11,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::context::{ContextInner, JobContext};
-use super::error::{JobError, JobFailure};
+use super::error::{Error, JobFailure};
 use super::events::Sink;
 use super::location::Location;
 use super::Job;
@@ -72,7 +72,7 @@ pub(super) enum Outcome {
 }
 
 impl<J: Job> Shared<J> {
-    pub(super) async fn raw(&self) -> Result<redis::aio::ConnectionManager, JobError> {
+    pub(super) async fn raw(&self) -> Result<redis::aio::ConnectionManager, Error> {
         let mut raw = self.raw.lock().await;
         if let Some(connection) = raw.as_ref() {
             return Ok(connection.clone());
@@ -120,10 +120,7 @@ impl<J: Job> Shared<J> {
 
     /// The job's stored data and options, asking twice (a connection cut since the last
     /// command fails the first).
-    pub(super) async fn stored(
-        &self,
-        id: &str,
-    ) -> Result<(Option<String>, Option<String>), JobError> {
+    pub(super) async fn stored(&self, id: &str) -> Result<(Option<String>, Option<String>), Error> {
         let mut tries = 0;
         loop {
             let mut raw = self.raw().await?;

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::context::JobContext;
 use super::drain::{drain_events, stalled_events};
-use super::error::{JobError, JobFailure};
+use super::error::{Error, JobFailure};
 use super::events::{bus_sink, JobCompleted, JobFailed, JobProgress, JobStalled, Sink};
 use super::location::Location;
 use super::options::{millis, Keep};
@@ -139,7 +139,7 @@ impl<J: Job> WorkerBuilder<J> {
     ///
     /// A job whose data does not decode as `J`, or whose options cannot be read, fails at once
     /// without retries, with the decoding error as its reason; the worker goes on.
-    pub async fn start<F, Fut, R, E>(self, handler: F) -> Result<Worker<J>, JobError>
+    pub async fn start<F, Fut, R, E>(self, handler: F) -> Result<Worker<J>, Error>
     where
         F: Fn(J, JobContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, E>> + Send + 'static,
@@ -149,7 +149,7 @@ impl<J: Job> WorkerBuilder<J> {
         let location = self.location;
         location.check()?;
         if self.concurrency == 0 {
-            return Err(JobError::Invalid("concurrency must be at least 1".into()));
+            return Err(Error::Invalid("concurrency must be at least 1".into()));
         }
         for (what, value) in [
             ("stalled_interval", self.stalled_interval),
@@ -157,14 +157,14 @@ impl<J: Job> WorkerBuilder<J> {
             ("retry_delay", self.retry_delay),
         ] {
             if value < Duration::from_millis(2) {
-                return Err(JobError::Invalid(format!("{what} must be at least 2 ms")));
+                return Err(Error::Invalid(format!("{what} must be at least 2 ms")));
             }
         }
         if self
             .limiter
             .is_some_and(|(max, per)| max == 0 || per.is_zero())
         {
-            return Err(JobError::Invalid(
+            return Err(Error::Invalid(
                 "a rate limit needs at least one job per non-zero period".into(),
             ));
         }

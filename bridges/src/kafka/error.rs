@@ -10,15 +10,15 @@ use super::context::ClientCtx;
 /// Setting up the Kafka transport failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum KafkaBridgeError {
+pub enum Error {
     /// librdkafka refused the configuration.
     #[error("invalid Kafka configuration: {0}")]
     Config(String),
 }
 
-impl KafkaBridgeError {
+impl Error {
     pub(crate) fn config(context: &ClientCtx, error: &KafkaError) -> Self {
-        KafkaBridgeError::Config(context.scrub(&error.to_string()))
+        Error::Config(context.scrub(&error.to_string()))
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 use super::config::{Compression, Config, Sasl, StartFrom};
 use super::consumer::KafkaConsumer;
 use super::context::ClientCtx;
-use super::error::{classify, KafkaBridgeError};
+use super::error::{classify, Error};
 use super::producer::{produce, Producer};
 use super::topology::Topic;
 use crate::ConnectionEvent;
@@ -141,17 +141,17 @@ impl KafkaBuilder {
     ///
     /// # Errors
     /// A configuration librdkafka refuses (the error never quotes the password).
-    pub fn build(self) -> Result<KafkaTransport, KafkaBridgeError> {
+    pub fn build(self) -> Result<KafkaTransport, Error> {
         let config = Arc::new(self.config);
         let context = ClientCtx::new(&config.brokers, config.secret());
         let producer = config
             .producer(None, config.idempotence)
             .create_with_context(context.clone())
-            .map_err(|e| KafkaBridgeError::config(&context, &e))?;
+            .map_err(|e| Error::config(&context, &e))?;
         let admin = config
             .admin()
             .create_with_context(context.clone())
-            .map_err(|e| KafkaBridgeError::config(&context, &e))?;
+            .map_err(|e| Error::config(&context, &e))?;
         Ok(KafkaTransport {
             inner: Arc::new(Producer {
                 config,
