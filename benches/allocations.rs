@@ -106,7 +106,7 @@ mod bridge_side {
 /// Allocations per event: forwarded by an outbound bridge, and published directly.
 fn forwarding_allocations() {
     use std::time::Duration;
-    use tidings::bridge::{Envelope, MemoryBroker, Outbound, Outgoing, Source, Transport};
+    use tidings::bridge::{Endpoint, Envelope, MemoryBroker, Outbound, Outgoing, Transport};
     use tidings::Bus;
     const EVENTS: u64 = 10_000;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -119,7 +119,7 @@ fn forwarding_allocations() {
     };
     let (bridged, direct) = rt.block_on(async {
         let broker = MemoryBroker::new();
-        broker.declare(&Source::new("orders")).await.unwrap();
+        broker.declare(&Endpoint::new("orders")).await.unwrap();
         let bus = Bus::<bridge_side::Shop>::new();
         let outbound = Outbound::builder(&bus, broker.clone())
             .forward::<bridge_side::OrderPlaced>()
@@ -136,7 +136,7 @@ fn forwarding_allocations() {
         outbound.shutdown(Duration::from_secs(5)).await;
 
         let broker = MemoryBroker::new();
-        broker.declare(&Source::new("orders")).await.unwrap();
+        broker.declare(&Endpoint::new("orders")).await.unwrap();
         let region = Region::new(GLOBAL);
         let mut batch = Vec::with_capacity(128);
         for i in 0..EVENTS {

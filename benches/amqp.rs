@@ -32,7 +32,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde::{Deserialize, Serialize};
-use tidings::bridge::{Inbound, Outbound, Route, Source, Transport};
+use tidings::bridge::{Endpoint, Inbound, Outbound, Route, Transport};
 use tidings::prelude::*;
 use tidings_benches::{cpu_seconds, node_dir};
 use tidings_bridges::amqp::AmqpTransport;
@@ -125,14 +125,14 @@ async fn measure<F: std::future::Future<Output = (Duration, Option<f64>)>>(f: F)
     }
 }
 
-async fn fresh_source(t: &AmqpTransport) -> Source {
+async fn fresh_source(t: &AmqpTransport) -> Endpoint {
     let source =
-        Source::new(format!("tidings-bench-{:016x}", fastrand::u64(..))).prefetch(PREFETCH);
+        Endpoint::new(format!("tidings-bench-{:016x}", fastrand::u64(..))).prefetch(PREFETCH);
     t.declare(&source).await.expect("declare");
     source
 }
 
-async fn remove(t: &AmqpTransport, source: &Source) {
+async fn remove(t: &AmqpTransport, source: &Endpoint) {
     let _ = t.delete_queue(&source.name).await;
     let _ = t.delete_queue(&source.dead_letter).await;
     let _ = t.delete_exchange(&source.name).await;
@@ -140,7 +140,7 @@ async fn remove(t: &AmqpTransport, source: &Source) {
 
 async fn tidings_round(
     t: &AmqpTransport,
-    source: &Source,
+    source: &Endpoint,
     shape: Shape,
 ) -> (Duration, Option<f64>) {
     let (out_bus, in_bus) = (Bus::<Bench>::new(), Bus::<Bench>::new());
@@ -185,7 +185,7 @@ async fn tidings_round(
 /// confirms awaited before the next.
 async fn lapin_round(
     connection: &Connection,
-    source: &Source,
+    source: &Endpoint,
     batch: bool,
     shape: Shape,
 ) -> (Duration, Option<f64>) {
@@ -273,7 +273,7 @@ async fn lapin_round(
 /// amqplib in `mode`: `sliding` or `batch` (see `benches/node/amqplib_bench.js`).
 async fn node_round(
     dir: &PathBuf,
-    source: &Source,
+    source: &Endpoint,
     mode: &str,
     shape: Shape,
 ) -> (Duration, Option<f64>) {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde::{Deserialize, Serialize};
-use tidings::bridge::{Envelope, MemoryBroker, Outbound, Outgoing, Source, Transport};
+use tidings::bridge::{Endpoint, Envelope, MemoryBroker, Outbound, Outgoing, Transport};
 use tidings::prelude::*;
 
 const EVENTS: u64 = 10_000;
@@ -42,7 +42,7 @@ fn order(i: u64) -> OrderPlaced {
 
 async fn broker() -> MemoryBroker {
     let broker = MemoryBroker::new();
-    broker.declare(&Source::new("orders")).await.unwrap();
+    broker.declare(&Endpoint::new("orders")).await.unwrap();
     broker
 }
 

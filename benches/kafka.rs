@@ -27,7 +27,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message as _};
 use serde::{Deserialize, Serialize};
-use tidings::bridge::{Inbound, Outbound, Source};
+use tidings::bridge::{Endpoint, Inbound, Outbound};
 use tidings::prelude::*;
 use tidings_benches::{cpu_seconds, node_dir};
 use tidings_bridges::kafka::{KafkaTransport, Topic};
@@ -161,7 +161,7 @@ async fn tidings_round(t: &KafkaTransport, topic: &str) -> Duration {
             _ => {}
         },
     );
-    let source = Source::new(topic).group("tidings").prefetch(PREFETCH);
+    let source = Endpoint::new(topic).group("tidings").prefetch(PREFETCH);
     let inbound = Inbound::builder(&in_bus, t.clone(), source).build();
     let outbound = Outbound::builder(&out_bus, t.clone())
         .forward::<BenchPing>()

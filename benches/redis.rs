@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionLike;
 use redis::Value;
 use serde::{Deserialize, Serialize};
-use tidings::bridge::{Envelope, Inbound, Outbound, Source, Transport};
+use tidings::bridge::{Endpoint, Envelope, Inbound, Outbound, Transport};
 use tidings::prelude::*;
 use tidings_bridges::redis::RedisTransport;
 use tokio::sync::Notify;
@@ -87,7 +87,7 @@ fn stream() -> String {
 }
 
 async fn tidings_round(t: &RedisTransport, name: &str) -> Duration {
-    let source = Source::new(name).group("bench").prefetch(PREFETCH);
+    let source = Endpoint::new(name).group("bench").prefetch(PREFETCH);
     t.declare(&source).await.expect("declare");
     let (out_bus, in_bus) = (Bus::<Bench>::new(), Bus::<Bench>::new());
     let received = Arc::new(AtomicUsize::new(0));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tidings::bridge::{Inbound, MemoryBroker, Outbound, Source, Transport};
+use tidings::bridge::{Endpoint, Inbound, MemoryBroker, Outbound, Transport};
 
 use tidings::prelude::*;
 use tidings::Backoff;
@@ -29,7 +29,7 @@ enum Shop {
 #[tokio::main]
 async fn main() {
     let broker = MemoryBroker::new();
-    let source = Source::new("orders").group("warehouse");
+    let source = Endpoint::new("orders").group("warehouse");
     broker.declare(&source).await.expect("the broker is up");
 
     // The shop: forwards every order event to the `orders` destination.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tidings::bridge::{Consumer, Inbound, Outbound, Source, Transport, REASON_HEADER};
+use tidings::bridge::{Consumer, Endpoint, Inbound, Outbound, Transport, REASON_HEADER};
 
 use tidings::prelude::*;
 use tidings::Backoff;
@@ -55,7 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     // Topics `users` and `users.dead-letter`, created when missing; the group is `audit`.
-    let source = Source::new("users").group("audit");
+    let source = Endpoint::new("users").group("audit");
     kafka.declare(&source).await?;
 
     let accounts = Bus::<Users>::new();
@@ -97,7 +97,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The bad event reaches the dead-letter topic with its reason.
     let mut dead = kafka
-        .consume(&Source::new(source.dead_letter.clone()).group("example-dead-letters"))
+        .consume(&Endpoint::new(source.dead_letter.clone()).group("example-dead-letters"))
         .await?;
     if let Some(Ok(letter)) = tokio::time::timeout(DEADLINE * 3, dead.next()).await? {
         println!(

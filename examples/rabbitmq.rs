@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tidings::bridge::{Consumer, Inbound, Outbound, Source, Transport, REASON_HEADER};
+use tidings::bridge::{Consumer, Endpoint, Inbound, Outbound, Transport, REASON_HEADER};
 
 use tidings::prelude::*;
 use tidings::Backoff;
@@ -54,7 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Exchange `users` (topic), queue `users.audit` bound to it for `#`, and the dead-letter
     // queue `users.dead-letter`; declared again after every reconnect.
-    let source = Source::new("users").group("audit");
+    let source = Endpoint::new("users").group("audit");
     amqp.declare(&source).await?;
 
     let accounts = Bus::<Users>::new();
@@ -96,7 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The bad event reaches the dead-letter queue with its reason.
     let mut dead = amqp
-        .consume(&Source::new(source.dead_letter.clone()))
+        .consume(&Endpoint::new(source.dead_letter.clone()))
         .await?;
     if let Some(Ok(letter)) = tokio::time::timeout(DEADLINE, dead.next()).await? {
         println!(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tidings::bridge::{Consumer, Inbound, Outbound, Source, Transport, REASON_HEADER};
+use tidings::bridge::{Consumer, Endpoint, Inbound, Outbound, Transport, REASON_HEADER};
 
 use tidings::prelude::*;
 use tidings::Backoff;
@@ -50,7 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     // The stream `users` with the group `audit` (created when missing, reading from the start).
-    let source = Source::new("tidings-example-users").group("audit");
+    let source = Endpoint::new("tidings-example-users").group("audit");
     redis.declare(&source).await?;
 
     let accounts = Bus::<Users>::new();
@@ -93,7 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The bad event reaches the dead-letter stream with its reason.
     let mut dead = redis
-        .consume(&Source::new(source.dead_letter.clone()))
+        .consume(&Endpoint::new(source.dead_letter.clone()))
         .await?;
     if let Some(Ok(letter)) = tokio::time::timeout(DEADLINE, dead.next()).await? {
         println!(

@@ -4,7 +4,7 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use serde::{Deserialize, Serialize};
-//! use tidings::bridge::{Inbound, Outbound, Source, Transport};
+//! use tidings::bridge::{Inbound, Outbound, Endpoint, Transport};
 //! use tidings::prelude::*;
 //! use tidings_bridges::amqp::AmqpTransport;
 //!
@@ -20,7 +20,7 @@
 //!     .url("amqp://guest:guest@rabbit-2:5672/%2f") // failover
 //!     .connect()
 //!     .await?;
-//! let source = Source::new("users");
+//! let source = Endpoint::new("users");
 //! amqp.declare(&source).await?; // topic exchange `users`, queue `users`, `users.dead-letter`
 //!
 //! let (here, there) = (Bus::<Users>::new(), Bus::<Users>::new());
@@ -49,7 +49,7 @@
 //! [`CORRELATION_ID`] / [`REPLY_TO`]. The body is the encoded event alone, so a Node consumer's
 //! `JSON.parse(msg.content)` is the plain event object.
 //!
-//! A [`Source`](tidings::bridge::Source) is a **queue**: `{name}` for group `default` (so a
+//! An [`Endpoint`](tidings::bridge::Endpoint) is a **queue**: `{name}` for group `default` (so a
 //! queue an amqplib service asserted with `{ durable: true }` is consumed as it is),
 //! `{name}.{group}` for other groups. [`Transport::declare`](tidings::bridge::Transport::declare)
 //! creates the topic exchange `{name}`, the group's queue bound to it for `#`, and the

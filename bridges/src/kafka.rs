@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use tidings::bridge::{Outbound, Source, Transport};
+//! use tidings::bridge::{Outbound, Endpoint, Transport};
 //! use tidings::prelude::*;
 //! use tidings_bridges::kafka::{KafkaTransport, Topic};
 //!
@@ -23,7 +23,7 @@
 //! let kafka = KafkaTransport::builder("127.0.0.1:9092")
 //!     .source_topics(&Topic::new("").partitions(6))
 //!     .build()?;
-//! kafka.declare(&Source::new("orders")).await?;
+//! kafka.declare(&Endpoint::new("orders")).await?;
 //! let bus = Bus::<Shop>::new();
 //! let outbound = Outbound::builder(&bus, kafka.clone())
 //!     .forward::<OrderPlaced>()
@@ -69,7 +69,7 @@
 //!
 //! ## Consuming
 //!
-//! A [`KafkaConsumer`] is one member of the source's group (`Source::group` is the Kafka
+//! A [`KafkaConsumer`] is one member of the source's group (`Endpoint::group` is the Kafka
 //! `group.id`) subscribed to the source's topic. How offsets, redeliveries, backpressure and
 //! rebalances work is in its docs; in short: an offset is committed only when the
 //! message and every earlier one of its partition were settled, so a crash redelivers and

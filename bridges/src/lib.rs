@@ -5,14 +5,14 @@
 //! [`Inbound`](tidings::bridge::Inbound) work on it unchanged, and it passes the same
 //! conformance suite as the in-memory broker.
 //!
-//! | feature | broker | transport | what a `Source` names | where dead letters go |
+//! | feature | broker | transport | what an `Endpoint` names | where dead letters go |
 //! |---|---|---|---|---|
-//! | `amqp` | RabbitMQ (AMQP 0-9-1, through lapin) | `amqp::AmqpTransport` | a queue (declared bound to the topic exchange of the same name) | the queue `Source::dead_letter` (`{name}.dead-letter`), or the queue's own dead-letter exchange |
-//! | `kafka` | Kafka (through rdkafka, librdkafka built in) | `kafka::KafkaTransport` | a topic; `Source::group` is the consumer group | the topic `{name}.dead-letter` |
-//! | `redis` | Redis Streams, and a Redis dedup store (through redis-rs) | `redis::RedisTransport` | a stream; `Source::group` is the consumer group | the stream `{name}.dead-letter` |
+//! | `amqp` | RabbitMQ (AMQP 0-9-1, through lapin) | `amqp::AmqpTransport` | a queue (declared bound to the topic exchange of the same name) | the queue `Endpoint::dead_letter` (`{name}.dead-letter`), or the queue's own dead-letter exchange |
+//! | `kafka` | Kafka (through rdkafka, librdkafka built in) | `kafka::KafkaTransport` | a topic; `Endpoint::group` is the consumer group | the topic `{name}.dead-letter` |
+//! | `redis` | Redis Streams, and a Redis dedup store (through redis-rs) | `redis::RedisTransport` | a stream; `Endpoint::group` is the consumer group | the stream `{name}.dead-letter` |
 //! | `jobs` | job queues in BullMQ's format on Redis (through bullmq-official) | `jobs::JobTransport` (publish only) | a queue | the queue's failed set, after the job's attempts |
 //!
-//! `Source` is what an inbound bridge consumes (`tidings::bridge::Source`); where a message
+//! `Endpoint` is what an inbound bridge consumes (`tidings::bridge::Endpoint`); where a message
 //! was produced (CloudEvents' `source`) is the envelope's `source` field.
 
 #[cfg(feature = "amqp")]

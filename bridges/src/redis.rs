@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use tidings::bridge::{Inbound, Outbound, Source, Transport};
+//! use tidings::bridge::{Inbound, Outbound, Endpoint, Transport};
 //! use tidings::prelude::*;
 //! use tidings_bridges::redis::{RedisDedup, RedisTransport};
 //!
@@ -21,7 +21,7 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let redis = RedisTransport::builder("redis://127.0.0.1:6379").connect().await?;
-//! let source = Source::new("orders").group("billing");
+//! let source = Endpoint::new("orders").group("billing");
 //! redis.declare(&source).await?;
 //! let (shop, billing) = (Bus::<Shop>::new(), Bus::<Shop>::new());
 //! let outbound = Outbound::builder(&shop, redis.clone())

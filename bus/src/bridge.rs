@@ -13,7 +13,7 @@
 //!   messages are retried with backoff and jitter, and new events wait in a bounded buffer: when
 //!   it is full, `emit_async` waits and a sync `emit` reports the overflow. Nothing is dropped
 //!   silently.
-//! - [`Inbound`] consumes a [`Source`] and emits each message into a bus, acknowledging it only
+//! - [`Inbound`] consumes an [`Endpoint`] and emits each message into a bus, acknowledging it only
 //!   when every listener of the event succeeded. Failures are retried with backoff, then the
 //!   message is dead-lettered with the reason, the attempt count and its origin. Undecodable
 //!   messages (unknown type, bad payload, over the size limit, no type at all) are dead-lettered
@@ -26,7 +26,7 @@
 //! ```
 //! use std::time::Duration;
 //! use serde::{Deserialize, Serialize};
-//! use tidings::bridge::{Inbound, MemoryBroker, Outbound, Source, Transport};
+//! use tidings::bridge::{Inbound, MemoryBroker, Outbound, Endpoint, Transport};
 //! use tidings::prelude::*;
 //!
 //! #[derive(Debug, Clone, Serialize, Deserialize, Event)]
@@ -38,7 +38,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let broker = MemoryBroker::new();
 //! let (shop, warehouse) = (Bus::<Shop>::new(), Bus::<Shop>::new());
-//! let source = Source::new("orders");
+//! let source = Endpoint::new("orders");
 //! broker.declare(&source).await.unwrap();
 //!
 //! let outbound = Outbound::builder(&shop, broker.clone())
@@ -74,5 +74,5 @@ pub use self::inbound::{Dedup, Inbound, InboundBuilder, InboundStats, MemoryDedu
 pub use self::memory::{MemoryBroker, MemoryConsumer};
 pub use self::outbound::{Outbound, OutboundBuilder, OutboundStats, Route};
 pub use self::transport::{
-    Acker, Consumer, Delivery, Lag, Outgoing, Source, Transport, TransportError,
+    Acker, Consumer, Delivery, Endpoint, Lag, Outgoing, Transport, TransportError,
 };

@@ -51,13 +51,13 @@ use crate::{Bus, EventSet};
 
 pub use crate::record::SYNC_SAMPLE;
 
-type Source = Box<dyn Fn() + Send + Sync>;
+type Probe = Box<dyn Fn() + Send + Sync>;
 
 /// Publishes the stats snapshots of buses, bridges and actor systems as metrics; see the
 /// [module docs](self).
 #[must_use]
 pub struct Reporter {
-    sources: Vec<Source>,
+    sources: Vec<Probe>,
     every: Duration,
 }
 

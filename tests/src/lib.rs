@@ -348,7 +348,7 @@ pub async fn publish_numbered<T: tidings::bridge::Transport>(
 #[cfg(any(feature = "amqp", feature = "redis"))]
 pub async fn lag_follows_what_is_read<T: tidings::bridge::Transport>(
     t: &T,
-    source: &tidings::bridge::Source,
+    source: &tidings::bridge::Endpoint,
 ) {
     use tidings::bridge::Consumer;
 
@@ -454,7 +454,7 @@ pub mod tls {
 /// Helpers for the RabbitMQ suites (feature `amqp`).
 #[cfg(feature = "amqp")]
 pub mod rabbit {
-    use tidings::bridge::Source;
+    use tidings::bridge::Endpoint;
     use tidings_bridges::amqp::{AmqpTransport, queue_name};
 
     /// The broker of the development and CI machines.
@@ -512,7 +512,7 @@ pub mod rabbit {
     }
 
     /// Deletes what `declare(source)` created, and the source's dead-letter queue.
-    pub async fn cleanup(transport: &AmqpTransport, source: &Source) {
+    pub async fn cleanup(transport: &AmqpTransport, source: &Endpoint) {
         for queue in [queue_name(source), source.dead_letter.clone()] {
             let _ = transport.delete_queue(&queue).await;
         }
@@ -805,7 +805,7 @@ pub mod kafka {
 /// Helpers for the Redis suites (feature `redis`): the server on 127.0.0.1:6379.
 #[cfg(feature = "redis")]
 pub mod redis {
-    use tidings::bridge::Source;
+    use tidings::bridge::Endpoint;
     use tidings_bridges::redis::RedisTransport;
 
     /// The server of the development and CI machines.
@@ -885,7 +885,7 @@ pub mod redis {
     }
 
     /// Deletes what a test declared for `source`: its stream and its dead-letter stream.
-    pub async fn cleanup(source: &Source) {
+    pub async fn cleanup(source: &Endpoint) {
         let mut admin = admin().await;
         let _: i64 = ::redis::cmd("DEL")
             .arg(&source.name)

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
-use tidings::bridge::{Inbound, Outbound, Source, Transport};
+use tidings::bridge::{Endpoint, Inbound, Outbound, Transport};
 use tidings::{Bus, Event, EventSet};
 
 /// A reading with three doubles and an integer, as a Node service would send it.
@@ -290,7 +290,7 @@ fn node_package(kind: &str) -> &'static str {
 /// Asserts that each arrived as Node wrote it ([`as_node_writes`]), none dead-lettered.
 pub async fn from_node<T: Transport>(
     transport: &T,
-    source: &Source,
+    source: &Endpoint,
     kind: &str,
     url: &str,
     count: usize,

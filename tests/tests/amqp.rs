@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tidings::Bus;
 use tidings::bridge::conformance::{Events, Harness, Ping};
-use tidings::bridge::{Consumer, Envelope, Inbound, Outgoing, Source, Transport, TransportError};
+use tidings::bridge::{Consumer, Endpoint, Envelope, Inbound, Outgoing, Transport, TransportError};
 use tidings_bridges::amqp::{
     self as amqp, AmqpTransport, ConnectionEvent, Exchange, Queue, RpcClient, RpcServer, Tls,
     Topology,
@@ -43,7 +43,7 @@ impl Harness for Rabbit {
         assert!(closed > 0, "no connection named {} to close", self.name);
     }
 
-    async fn cleanup(&self, source: &Source) {
+    async fn cleanup(&self, source: &Endpoint) {
         cleanup(&connect(&self.name).await, source).await;
     }
 }
@@ -125,7 +125,7 @@ async fn an_exchange_without_bindings_returns_the_message_as_unroutable() {
         "{results:?}"
     );
     // The channel survived: a routable publish right after works.
-    let source = Source::new(exchange.clone());
+    let source = Endpoint::new(exchange.clone());
     t.declare(&source).await.expect("declare");
     let results = t.publish(std::slice::from_ref(&out)).await;
     assert!(matches!(&results[..], [Ok(())]), "{results:?}");
@@ -134,7 +134,7 @@ async fn an_exchange_without_bindings_returns_the_message_as_unroutable() {
 
 #[tokio::test]
 async fn over_long_names_and_oversized_payloads_are_refused_without_a_panic() {
-    let (t, source) = declared(Source::new(unique("long"))).await;
+    let (t, source) = declared(Endpoint::new(unique("long"))).await;
     let long_name = Envelope::new("n".repeat(300), b"{}".to_vec());
     let batch = [
         Outgoing {
@@ -180,7 +180,7 @@ async fn over_long_names_and_oversized_payloads_are_refused_without_a_panic() {
 
 #[tokio::test]
 async fn a_queue_deleted_under_an_inbound_bridge_is_survived() {
-    let (t, source) = declared(Source::new(unique("deleted"))).await;
+    let (t, source) = declared(Endpoint::new(unique("deleted"))).await;
     let (bus, seen) = recording_bus();
     let inbound = Inbound::builder(&bus, t.clone(), source.clone()).build();
     publish_ok(&t, &source.name, vec![ping(1)]).await;
@@ -219,13 +219,13 @@ fn recording_bus() -> (Bus<Events>, Arc<Mutex<Vec<u64>>>) {
 }
 
 /// A connection and `source`, declared.
-async fn declared(source: Source) -> (AmqpTransport, Source) {
+async fn declared(source: Endpoint) -> (AmqpTransport, Endpoint) {
     let t = connect(&unique("conn")).await;
     t.declare(&source).await.expect("declare");
     (t, source)
 }
 
-fn rabbit_queue(source: &Source) -> String {
+fn rabbit_queue(source: &Endpoint) -> String {
     tidings_bridges::amqp::queue_name(source)
 }
 
@@ -266,7 +266,7 @@ async fn a_quorum_queue_dead_letters_after_its_delivery_limit() {
     t.declare_topology(&topology).await.expect("declare");
     publish_ok(&t, &exchange, vec![ping(7)]).await;
     let mut consumer = t
-        .consume(&Source::new(queue.clone()))
+        .consume(&Endpoint::new(queue.clone()))
         .await
         .expect("consume");
     // Returned three times: deliveries 1, 2 and 3 (counts 1, 2, 3); the broker then gives up.
@@ -275,7 +275,7 @@ async fn a_quorum_queue_dead_letters_after_its_delivery_limit() {
         assert_eq!(d.message.delivery_count, attempt);
         d.nack().await.expect("nack");
     }
-    let dlq = Source::new(format!("{queue}.dead-letter"));
+    let dlq = Endpoint::new(format!("{queue}.dead-letter"));
     let mut dead = t.consume(&dlq).await.expect("consume dead letters");
     let d = next(&mut dead, "the dead letter").await;
     let seq = seq(&d);
@@ -404,7 +404,7 @@ async fn events_report_disconnects_and_reconnects() {
     // Topology recorded before the outage is declared again: an exchange deleted behind the
     // transport's back (by another client) is back after the reconnect, and publishing to it
     // works. (Deleting it through this transport would forget it for good.)
-    let source = Source::new(unique("redeclared"));
+    let source = Endpoint::new(unique("redeclared"));
     t.declare(&source).await.expect("declare");
     let other = connect(&unique("conn")).await;
     other.delete_exchange(&source.name).await.expect("delete");
@@ -467,7 +467,7 @@ async fn a_host_name_that_does_not_resolve_is_reported_as_such() {
 
 #[tokio::test]
 async fn close_waits_for_confirms_and_later_publishes_fail_fast() {
-    let (t, source) = declared(Source::new(unique("close"))).await;
+    let (t, source) = declared(Endpoint::new(unique("close"))).await;
     // Twenty batches of 500 persistent messages published at once: when the first batch is
     // confirmed, the others are still waiting for theirs.
     let mut publishers: Vec<_> = (0..20u64)
@@ -535,7 +535,7 @@ async fn close_waits_for_confirms_and_later_publishes_fail_fast() {
 
 #[tokio::test]
 async fn a_foreign_message_with_no_properties_reaches_the_bus_of_its_bound_type() {
-    let (t, source) = declared(Source::new(unique("untyped"))).await;
+    let (t, source) = declared(Endpoint::new(unique("untyped"))).await;
     let (bus, seen) = recording_bus();
     let inbound = Inbound::builder(&bus, t.clone(), source.clone())
         .bind::<Ping>()
@@ -550,7 +550,7 @@ async fn a_foreign_message_with_no_properties_reaches_the_bus_of_its_bound_type(
 
 #[tokio::test]
 async fn cumulative_acks_settle_exactly_what_was_acknowledged() {
-    let (t, source) = declared(Source::new(unique("acks")).prefetch(20)).await;
+    let (t, source) = declared(Endpoint::new(unique("acks")).prefetch(20)).await;
     publish_ok(&t, &source.name, (0..20).map(ping).collect()).await;
     let mut consumer = t.consume(&source).await.expect("consume");
     let mut held = Vec::new();
@@ -598,7 +598,7 @@ async fn heartbeats_notice_a_silent_broker_and_the_transport_reconnects() {
         matches!(back, ConnectionEvent::Connected { .. }),
         "{back:?}"
     );
-    let source = Source::new(unique("heartbeat"));
+    let source = Endpoint::new(unique("heartbeat"));
     t.declare(&source).await.expect("declare");
     publish_ok(&t, &source.name, vec![ping(1)]).await;
     cleanup(&t, &source).await;
@@ -614,7 +614,7 @@ async fn publishes_wait_for_the_broker_within_the_buffer_bound() {
         .connect()
         .await
         .expect("through the proxy");
-    let source = Source::new(unique("buffered"));
+    let source = Endpoint::new(unique("buffered"));
     t.declare(&source).await.expect("declare");
     let mut events = t.events();
     proxy.set(Mode::Down);
@@ -728,7 +728,7 @@ async fn fanout_direct_and_headers_exchanges_route_as_declared() {
     let mut seqs = Vec::new();
     for (queue, count) in [(&q1, 2), (&q2, 1), (&q3, 1)] {
         let mut consumer = t
-            .consume(&Source::new(queue.clone()))
+            .consume(&Endpoint::new(queue.clone()))
             .await
             .expect("consume");
         let mut got = Vec::new();
@@ -753,7 +753,7 @@ async fn fanout_direct_and_headers_exchanges_route_as_declared() {
 async fn an_orderly_shutdown_leaves_nothing_to_deliver_again() {
     let name = unique("conn");
     let t = connect(&name).await;
-    let source = Source::new(unique("shutdown")).prefetch(100);
+    let source = Endpoint::new(unique("shutdown")).prefetch(100);
     t.declare(&source).await.expect("declare");
     let (bus, seen) = recording_bus();
     let inbound = Inbound::builder(&bus, t.clone(), source.clone()).build();
@@ -786,7 +786,7 @@ async fn amqps_connects_with_a_private_authority_and_refuses_an_unknown_one() {
         .connect()
         .await
         .expect("TLS with the proxy's authority trusted");
-    let source = Source::new(unique("tls"));
+    let source = Endpoint::new(unique("tls"));
     t.declare(&source).await.expect("declare");
     publish_ok(&t, &source.name, vec![ping(1)]).await;
     let mut consumer = t.consume(&source).await.expect("consume");
@@ -806,7 +806,7 @@ async fn amqps_connects_with_a_private_authority_and_refuses_an_unknown_one() {
 
 #[tokio::test]
 async fn acknowledgements_held_back_are_sent_when_the_consumer_is_dropped() {
-    let (t, source) = declared(Source::new(unique("drop-acks")).prefetch(20)).await;
+    let (t, source) = declared(Endpoint::new(unique("drop-acks")).prefetch(20)).await;
     publish_ok(&t, &source.name, (0..10).map(ping).collect()).await;
     let mut consumer = t.consume(&source).await.expect("consume");
     let mut held = Vec::new();
@@ -851,7 +851,7 @@ async fn a_route_to_the_default_exchange_sends_to_a_queue_by_name() {
     .await
     .expect("emitted");
     let mut consumer = t
-        .consume(&Source::new(queue.clone()))
+        .consume(&Endpoint::new(queue.clone()))
         .await
         .expect("consume");
     let d = next(&mut consumer, "the message").await;
@@ -865,7 +865,7 @@ async fn a_route_to_the_default_exchange_sends_to_a_queue_by_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_handling_acknowledges_out_of_order_and_loses_nothing() {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let (t, source) = declared(Source::new(unique("lanes")).prefetch(32)).await;
+    let (t, source) = declared(Endpoint::new(unique("lanes")).prefetch(32)).await;
     let bus = Bus::<Events>::new();
     let (running, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let seen = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
@@ -904,7 +904,7 @@ async fn source_queues_with_a_delivery_limit_dead_letter_on_the_broker() {
         .connect()
         .await
         .expect("connect");
-    let source = Source::new(unique("limited"));
+    let source = Endpoint::new(unique("limited"));
     t.declare(&source).await.expect("declare");
     publish_ok(&t, &source.name, vec![ping(3)]).await;
     let mut consumer = t.consume(&source).await.expect("consume");
@@ -917,7 +917,7 @@ async fn source_queues_with_a_delivery_limit_dead_letter_on_the_broker() {
             .expect("nack");
     }
     let mut dead = t
-        .consume(&Source::new(source.dead_letter.clone()))
+        .consume(&Endpoint::new(source.dead_letter.clone()))
         .await
         .expect("consume dead letters");
     let d = next(&mut dead, "the broker's dead letter").await;
@@ -970,7 +970,7 @@ async fn a_call_cut_off_by_a_lost_connection_fails_and_the_next_one_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_reports_its_queues_ready_messages_as_lag() {
     let t = connect(&unique("conn")).await;
-    let source = Source::new(unique("lag"));
+    let source = Endpoint::new(unique("lag"));
     tidings_tests::lag_follows_what_is_read(&t, &source).await;
     cleanup(&t, &source).await;
 }
@@ -988,7 +988,7 @@ async fn the_lag_is_unknown_while_the_broker_is_down() {
         .connect()
         .await
         .expect("through the proxy");
-    let source = Source::new(unique("lag-down"));
+    let source = Endpoint::new(unique("lag-down"));
     t.declare(&source).await.expect("declare");
     let consumer = t.consume(&source).await.expect("consume");
     let lag = consumer.lag().expect("measured");

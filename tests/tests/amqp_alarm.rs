@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tidings::bridge::{Envelope, Outgoing, Source, Transport};
+use tidings::bridge::{Endpoint, Envelope, Outgoing, Transport};
 use tidings_bridges::amqp::ConnectionEvent;
 use tidings_tests::rabbit::{cleanup, connect, rabbitmqctl, unique};
 
@@ -32,7 +32,7 @@ async fn event(events: &mut tokio::sync::broadcast::Receiver<ConnectionEvent>) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_alarm_blocks_publishes_until_it_clears() {
     let t = connect(&unique("conn")).await;
-    let source = Source::new(unique("alarm"));
+    let source = Endpoint::new(unique("alarm"));
     t.declare(&source).await.expect("declare");
     let mut events = t.events();
 

@@ -11,7 +11,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use parking_lot::Mutex;
 use tidings::Bus;
-use tidings::bridge::{Envelope, Inbound, Outgoing, Source, Transport, TransportError};
+use tidings::bridge::{Endpoint, Envelope, Inbound, Outgoing, Transport, TransportError};
 use tidings_bridges::amqp::{AmqpTransport, ConnectionEvent, Exchange, Queue, Topology};
 use tidings_tests::rabbit::{URL, cleanup, connect, rabbitmqctl, unique};
 use tidings_tests::{Events, Tick};
@@ -72,7 +72,7 @@ async fn publish_one(
 /// Takes the oldest message of `source`'s dead-letter queue.
 async fn dead_letter_of(
     channel: &lapin::Channel,
-    source: &Source,
+    source: &Endpoint,
 ) -> lapin::message::BasicGetMessage {
     channel
         .basic_get(
@@ -96,7 +96,7 @@ async fn raw_channel() -> (Connection, lapin::Channel) {
 #[tokio::test]
 async fn headers_over_the_frame_limit_are_refused_without_losing_the_connection() {
     let t = connect(&unique("conn")).await;
-    let source = Source::new(unique("frame"));
+    let source = Endpoint::new(unique("frame"));
     t.declare(&source).await.expect("declare");
     let mut events = t.events();
     let big_key = tick(0).with_key("k".repeat(140_000));
@@ -186,7 +186,7 @@ async fn largest_fitting_pad(t: &AmqpTransport) -> usize {
 async fn a_dead_letter_copy_that_would_not_fit_leaves_out_the_largest_header_and_good_messages_flow()
  {
     let t = connect(&unique("conn")).await;
-    let source = Source::new(unique("dlfit")).prefetch(8);
+    let source = Endpoint::new(unique("dlfit")).prefetch(8);
     t.declare(&source).await.expect("declare");
     let mut events = t.events();
     // Fits with about 130 bytes to spare: the copy's attempts and origin headers take about
@@ -231,7 +231,7 @@ async fn a_dead_letter_copy_that_would_not_fit_leaves_out_the_largest_header_and
 #[tokio::test]
 async fn messages_at_the_frame_limit_are_all_dead_lettered_once_without_a_redelivery_loop() {
     let t = connect(&unique("conn")).await;
-    let source = Source::new(unique("dledge")).prefetch(8);
+    let source = Endpoint::new(unique("dledge")).prefetch(8);
     t.declare(&source).await.expect("declare");
     // Seven undecodable messages whose headers come within 0 to 120 bytes of the frame
     // limit: for most, even the reason header's name no longer fits beside them.
@@ -289,7 +289,7 @@ async fn a_missing_dead_letter_queue_is_declared_and_the_consumer_keeps_flowing(
         .await
         .expect("declare");
     let t = connect(&unique("conn")).await;
-    let source = Source::new(name.clone()).prefetch(8);
+    let source = Endpoint::new(name.clone()).prefetch(8);
     for n in 0..50u64 {
         // 40 undecodable messages, then 10 good ones, straight into the queue.
         let envelope = if n < 40 {
@@ -326,7 +326,7 @@ async fn a_dead_letter_that_cannot_be_copied_is_returned_and_the_consumer_keeps_
         .await
         .expect("declare");
     // A dead-letter destination no broker accepts: the copy can never be made.
-    let source = Source::new(name.clone()).dead_letter("d".repeat(300));
+    let source = Endpoint::new(name.clone()).dead_letter("d".repeat(300));
     let poison = Envelope::new("tick", b"not json".to_vec()).with_key(name.clone());
     publish_one(&t, "", poison).await.expect("publish");
     for n in 1..=5 {
@@ -387,7 +387,7 @@ async fn a_dead_letter_that_cannot_be_copied_goes_to_the_queues_own_dead_letter_
     )
     .await
     .expect("declare");
-    let source = Source::new(name.clone()).dead_letter("d".repeat(300));
+    let source = Endpoint::new(name.clone()).dead_letter("d".repeat(300));
     publish_one(&t, &exchange, Envelope::new("tick", b"not json".to_vec()))
         .await
         .expect("publish");
@@ -429,7 +429,7 @@ async fn a_dead_letter_that_cannot_be_copied_goes_to_the_queues_own_dead_letter_
 #[tokio::test]
 async fn dead_letter_copies_keep_the_original_typed_headers_and_properties() {
     let t = connect(&unique("conn")).await;
-    let source = Source::new(unique("typed"));
+    let source = Endpoint::new(unique("typed"));
     t.declare(&source).await.expect("declare");
     let (_connection, channel) = raw_channel().await;
     let mut headers = FieldTable::default();
@@ -490,7 +490,7 @@ async fn dead_letter_copies_keep_the_original_typed_headers_and_properties() {
 #[tokio::test]
 async fn a_producer_set_delivery_count_on_a_classic_queue_is_ignored() {
     let t = connect(&unique("conn")).await;
-    let source = Source::new(unique("forged"));
+    let source = Endpoint::new(unique("forged"));
     t.declare(&source).await.expect("declare");
     let (_connection, channel) = raw_channel().await;
     let mut headers = FieldTable::default();
@@ -545,7 +545,7 @@ async fn queues() -> String {
 async fn deleted_queues_and_exchanges_stay_deleted_after_a_reconnect() {
     let name = unique("conn");
     let t = connect(&name).await;
-    let source = Source::new(unique("gone"));
+    let source = Endpoint::new(unique("gone"));
     t.declare(&source).await.expect("declare");
     let queue = tidings_bridges::amqp::queue_name(&source);
     assert!(queues().await.contains(&queue));

@@ -10,7 +10,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tidings::Bus;
-use tidings::bridge::{Inbound, Outbound, Source, Transport};
+use tidings::bridge::{Endpoint, Inbound, Outbound, Transport};
 use tidings_tests::rabbit::{URL, cleanup, connect, unique};
 use tidings_tests::{Events, UserCreated, node_project};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -28,7 +28,7 @@ async fn a_node_producer_feeds_an_inbound_bridge() {
     let t = connect(&unique("conn")).await;
     // The queue an amqplib service asserts with `{ durable: true }`, bound to the topic
     // exchange of the same name.
-    let source = Source::new(unique("from-node"));
+    let source = Endpoint::new(unique("from-node"));
     t.declare(&source).await.expect("declare");
     let bus = Bus::<Events>::new();
     let seen = Arc::new(Mutex::new(Vec::new()));

@@ -2,7 +2,7 @@
 //! double arrives bit for bit, integers beyond 2^53 as documented (feature `amqp`).
 #![cfg(feature = "amqp")]
 
-use tidings::bridge::{Source, Transport};
+use tidings::bridge::{Endpoint, Transport};
 use tidings_tests::numbers::{from_node, to_node};
 use tidings_tests::rabbit::{URL, cleanup, connect, unique};
 
@@ -11,7 +11,7 @@ const COUNT: usize = 2_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doubles_sent_by_node_arrive_exactly() {
     let t = connect(&unique("conn")).await;
-    let source = Source::new(unique("numbers-from-node")).prefetch(256);
+    let source = Endpoint::new(unique("numbers-from-node")).prefetch(256);
     t.declare(&source).await.expect("declare");
     // amqplib's `sendToQueue(queue, ...)`.
     from_node(&t, &source, "amqp", URL, COUNT).await;

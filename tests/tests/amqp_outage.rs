@@ -11,7 +11,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tidings::Event;
 use tidings::bridge::conformance::Ping;
-use tidings::bridge::{Consumer, Envelope, Outgoing, Source, Transport};
+use tidings::bridge::{Consumer, Endpoint, Envelope, Outgoing, Transport};
 use tidings_bridges::amqp::AmqpTransport;
 use tidings_tests::rabbit::{cleanup, connect, rabbitmqctl, unique};
 use tokio::sync::watch;
@@ -83,7 +83,7 @@ async fn publish(
 
 /// Consumes and acknowledges until stopped, consuming again after every failure; counts
 /// deliveries per sequence number.
-async fn consume(t: AmqpTransport, source: Source, seen: Arc<Mutex<HashMap<u64, u32>>>) {
+async fn consume(t: AmqpTransport, source: Endpoint, seen: Arc<Mutex<HashMap<u64, u32>>>) {
     loop {
         let Ok(mut consumer) = t.consume(&source).await else {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -126,7 +126,7 @@ async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 async fn twenty_thousand_events_survive_two_forced_closes_and_a_broker_restart() {
     let publisher = connect(&unique("publisher")).await;
     let receiver = connect(&unique("receiver")).await;
-    let source = Source::new(unique("outage")).prefetch(200);
+    let source = Endpoint::new(unique("outage")).prefetch(200);
     publisher.declare(&source).await.expect("declare");
 
     let seen = Arc::new(Mutex::new(HashMap::new()));

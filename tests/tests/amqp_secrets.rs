@@ -52,7 +52,7 @@ async fn passwords_never_reach_logs_or_errors() {
         .connect()
         .await
         .expect("TLS login");
-    let source = tidings::bridge::Source::new(unique("secret-tls"));
+    let source = tidings::bridge::Endpoint::new(unique("secret-tls"));
     over_tls.declare(&source).await.expect("declare over TLS");
     tidings_tests::rabbit::cleanup(&over_tls, &source).await;
     over_tls.shutdown(Duration::from_secs(5)).await;

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tidings::bridge::{
-    Consumer, Envelope, Inbound, MemoryBroker, MemoryDedup, Outbound, Outgoing, Route, Source,
+    Consumer, Endpoint, Envelope, Inbound, MemoryBroker, MemoryDedup, Outbound, Outgoing, Route,
     Transport,
 };
 use tidings::{Backoff, Bus, EventRef};
 use tidings_tests::{Events, OrderPlaced, OrderShipped, Tick, UserCreated, user};
 
-async fn declared(broker: &MemoryBroker, name: &str) -> Source {
-    let source = Source::new(name);
+async fn declared(broker: &MemoryBroker, name: &str) -> Endpoint {
+    let source = Endpoint::new(name);
     broker.declare(&source).await.unwrap();
     source
 }
@@ -470,7 +470,7 @@ async fn concurrent_inbound(
     n: usize,
 ) -> (
     MemoryBroker,
-    Source,
+    Endpoint,
     Inbound,
     Arc<Mutex<Vec<u64>>>,
     Arc<AtomicUsize>,
@@ -640,13 +640,13 @@ impl Transport for ShortResults {
         self.0.publish(&batch[..half]).await
     }
 
-    async fn declare(&self, source: &Source) -> Result<(), tidings::bridge::TransportError> {
+    async fn declare(&self, source: &Endpoint) -> Result<(), tidings::bridge::TransportError> {
         self.0.declare(source).await
     }
 
     async fn consume(
         &self,
-        source: &Source,
+        source: &Endpoint,
     ) -> Result<Self::Consumer, tidings::bridge::TransportError> {
         self.0.consume(source).await
     }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tidings::bridge::{
-    Inbound, MemoryBroker, Outbound, Outgoing, Route, Source, Transport, TransportError,
+    Endpoint, Inbound, MemoryBroker, Outbound, Outgoing, Route, Transport, TransportError,
 };
 use tidings::{Backoff, Bus};
 use tidings_tests::{Events, Tick, with_logs};
@@ -33,11 +33,11 @@ impl Transport for Overtaking {
         results
     }
 
-    async fn declare(&self, source: &Source) -> Result<(), TransportError> {
+    async fn declare(&self, source: &Endpoint) -> Result<(), TransportError> {
         self.broker.declare(source).await
     }
 
-    async fn consume(&self, source: &Source) -> Result<Self::Consumer, TransportError> {
+    async fn consume(&self, source: &Endpoint) -> Result<Self::Consumer, TransportError> {
         self.broker.consume(source).await
     }
 }
@@ -46,7 +46,7 @@ impl Transport for Overtaking {
 fn a_transport_that_lets_a_key_overtake_a_failed_message_is_reported() {
     let log = with_logs(tracing::Level::ERROR, true, |_| async move {
         let broker = MemoryBroker::new();
-        let source = Source::new("ticks");
+        let source = Endpoint::new("ticks");
         broker.declare(&source).await.expect("declared");
         let transport = Overtaking {
             broker: broker.clone(),

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidings::Bus;
-use tidings::bridge::{Inbound, MemoryBroker, Outbound, Source, Transport};
+use tidings::bridge::{Endpoint, Inbound, MemoryBroker, Outbound, Transport};
 use tidings_tests::{Events, UserCreated, user, with_logs};
 
 #[test]
 fn inbound_handling_runs_in_a_span_that_names_the_event() {
     let log = with_logs(tracing::Level::DEBUG, true, |_| async move {
         let broker = MemoryBroker::new();
-        let source = Source::new("spans");
+        let source = Endpoint::new("spans");
         broker.declare(&source).await.expect("declared");
         let (out_bus, in_bus) = (Bus::<Events>::new(), Bus::<Events>::new());
         let outbound = Outbound::builder(&out_bus, broker.clone())

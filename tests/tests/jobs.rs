@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tidings::bridge::{Envelope, Outbound, Outgoing, Source, Transport, TransportError};
+use tidings::bridge::{Endpoint, Envelope, Outbound, Outgoing, Transport, TransportError};
 use tidings::{Bus, Event, EventSet};
 use tidings_bridges::jobs::{
     self, JobBackoff, JobCompleted, JobFailed, JobFailure, JobOptions, JobProgress, JobQueue,
@@ -952,7 +952,7 @@ async fn bus_events_become_jobs_through_outbound() {
         .collect();
     seen.sort_unstable();
     assert_eq!(seen, (0..20).collect::<Vec<_>>());
-    assert!(transport.consume(&Source::new(q.name())).await.is_err());
+    assert!(transport.consume(&Endpoint::new(q.name())).await.is_err());
     // Every job got the transport's options, and the envelope's id as its id.
     let mut admin = admin().await;
     let options: String = redis::cmd("HGET")
@@ -1231,18 +1231,18 @@ async fn a_delayed_job_can_be_promoted_and_a_waiting_one_updated() {
 async fn declaring_a_job_transport_checks_the_name_and_reaches_redis() {
     let t = JobTransport::new(URL);
     for bad in ["bad:name", ""] {
-        let error = t.declare(&Source::new(bad)).await.expect_err(bad);
+        let error = t.declare(&Endpoint::new(bad)).await.expect_err(bad);
         assert!(
             matches!(&error, TransportError::Rejected(text) if text.contains(&format!("queue name `{bad}`"))),
             "{error}"
         );
     }
-    t.declare(&Source::new(unique("jobs-declare")))
+    t.declare(&Endpoint::new(unique("jobs-declare")))
         .await
         .expect("a good name on a running Redis");
     let nobody = JobTransport::new("redis://127.0.0.1:1");
     let error = nobody
-        .declare(&Source::new("fine"))
+        .declare(&Endpoint::new("fine"))
         .await
         .expect_err("no Redis there");
     assert!(matches!(error, TransportError::Disconnected(_)), "{error}");

@@ -2,7 +2,7 @@
 //! each case on a broker of its own.
 #![cfg(feature = "kafka")]
 
-use tidings::bridge::Source;
+use tidings::bridge::Endpoint;
 use tidings::bridge::conformance::Harness;
 use tidings_bridges::kafka::KafkaTransport;
 use tidings_tests::kafka::Tansu;
@@ -31,7 +31,7 @@ impl Harness for Kafka {
         self.tansu.restart().await;
     }
 
-    async fn cleanup(&self, source: &Source) {
+    async fn cleanup(&self, source: &Endpoint) {
         // The broker and its storage go with the case.
         let _ = source;
     }
@@ -59,7 +59,7 @@ async fn compressed_batches_round_trip() {
             .session_timeout(Duration::from_secs(6))
             .build()
             .expect("config");
-        let source = Source::new(format!("compressed-{n}"));
+        let source = Endpoint::new(format!("compressed-{n}"));
         t.declare(&source).await.expect("declare");
         let payload = format!("{{\"text\":\"{}\"}}", "abc".repeat(500));
         let batch: Vec<Outgoing> = (0..20)
@@ -110,7 +110,7 @@ async fn a_consumer_reports_its_lag() {
         .source_topics(&Topic::new("lag").partitions(1))
         .build()
         .expect("config");
-    let source = Source::new("lag").prefetch(10);
+    let source = Endpoint::new("lag").prefetch(10);
     t.declare(&source).await.expect("declare");
     tidings_tests::publish_numbered(&t, "lag", 0..10).await;
     let mut consumer = t.consume(&source).await.expect("consume");

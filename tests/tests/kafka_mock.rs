@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
 use tidings::Bus;
-use tidings::bridge::{Consumer, Outbound, Source, Transport};
+use tidings::bridge::{Consumer, Endpoint, Outbound, Transport};
 use tidings_bridges::ConnectionEvent;
 use tidings_bridges::kafka::KafkaTransport;
 use tidings_tests::{Events, UserCreated};
@@ -99,7 +99,7 @@ async fn twenty_thousand_events_survive_a_cluster_down_twice() {
     );
     assert_eq!(downs, 2);
 
-    let mut consumer = t.consume(&Source::new("users")).await.expect("consume");
+    let mut consumer = t.consume(&Endpoint::new("users")).await.expect("consume");
     let (mut seen, mut duplicates) = (BTreeSet::new(), 0);
     while seen.len() < N as usize {
         let d = tokio::time::timeout(WAIT, consumer.next())
@@ -155,7 +155,7 @@ async fn a_transaction_commits_a_batch_and_aborts_one_with_a_refused_message() {
         .expect_err("aborted");
     assert!(error.to_string().contains("over the limit"), "{error}");
 
-    let mut consumer = t.consume(&Source::new("txn")).await.expect("consume");
+    let mut consumer = t.consume(&Endpoint::new("txn")).await.expect("consume");
     let mut seen = BTreeSet::new();
     while seen.len() < 10 {
         let d = tokio::time::timeout(WAIT, consumer.next())
@@ -204,7 +204,7 @@ async fn a_cluster_that_refuses_idempotence_gets_ordered_publishes_without_it() 
         pending = failed;
     }
     assert!(attempts >= 2, "the first producer was refused");
-    let mut consumer = t.consume(&Source::new("plain")).await.expect("consume");
+    let mut consumer = t.consume(&Endpoint::new("plain")).await.expect("consume");
     for expected in 0..200 {
         let d = tokio::time::timeout(WAIT, consumer.next())
             .await
@@ -234,7 +234,7 @@ async fn snappy_batches_round_trip() {
             .iter()
             .all(Result::is_ok)
     );
-    let mut consumer = t.consume(&Source::new("snappy")).await.expect("consume");
+    let mut consumer = t.consume(&Endpoint::new("snappy")).await.expect("consume");
     for expected in 0..50 {
         let d = tokio::time::timeout(WAIT, consumer.next())
             .await
@@ -329,7 +329,7 @@ async fn hostile_headers_never_panic_and_never_push_out_the_type_or_id() {
         .session_timeout(Duration::from_secs(6))
         .build()
         .expect("config");
-    let mut consumer = t.consume(&Source::new("hostile")).await.expect("consume");
+    let mut consumer = t.consume(&Endpoint::new("hostile")).await.expect("consume");
     let delivery = tidings_tests::next_delivery(&mut consumer, WAIT).await;
     let m = &delivery.message;
     assert_eq!(m.name.as_deref(), Some("user.created"));
@@ -356,7 +356,7 @@ async fn hostile_headers_never_panic_and_never_push_out_the_type_or_id() {
 async fn a_dead_letter_copy_over_the_size_limit_goes_without_the_originals_headers() {
     use tidings::bridge::{DROPPED_HEADERS, Inbound, REASON_HEADER};
     let cluster = MockCluster::new(1).expect("a mock cluster");
-    let source = Source::new("edge");
+    let source = Endpoint::new("edge");
     cluster.create_topic("edge", 1, 1).expect("topic");
     cluster
         .create_topic(&source.dead_letter, 1, 1)
@@ -389,7 +389,7 @@ async fn a_dead_letter_copy_over_the_size_limit_goes_without_the_originals_heade
     let inbound = Inbound::builder(&bus, t.clone(), source.clone()).build();
     // A group of its own: joining the bridge's group would rebalance it mid-test.
     let mut dead = t
-        .consume(&Source::new(source.dead_letter.clone()).group("dead-letter-reader"))
+        .consume(&Endpoint::new(source.dead_letter.clone()).group("dead-letter-reader"))
         .await
         .expect("consume");
     let copy = tidings_tests::next_delivery(&mut dead, WAIT).await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tidings::Bus;
-use tidings::bridge::{Inbound, Outbound, Source, Transport};
+use tidings::bridge::{Endpoint, Inbound, Outbound, Transport};
 use tidings_bridges::kafka::{CE_ID, CE_TYPE};
 use tidings_tests::kafka::Tansu;
 use tidings_tests::{Events, UserCreated, node_project};
@@ -28,7 +28,7 @@ async fn a_kafkajs_producer_feeds_an_inbound_bridge() {
     let dir = node_project("kafkajs").await;
     let tansu = Tansu::start();
     let t = tansu.transport().await;
-    let source = Source::new("users");
+    let source = Endpoint::new("users");
     t.declare(&source).await.expect("declare");
     let bus = Bus::<Events>::new();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -76,7 +76,7 @@ async fn a_kafkajs_consumer_reads_an_outbound_bridge() {
     let tansu = Tansu::start();
     let t = tansu.transport().await;
     let topic = "users-out";
-    t.declare(&Source::new(topic)).await.expect("declare");
+    t.declare(&Endpoint::new(topic)).await.expect("declare");
 
     let bus = Bus::<Events>::new();
     let outbound = Outbound::builder(&bus, t.clone())

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tidings::Bus;
-use tidings::bridge::{Consumer, Delivery, Envelope, Outbound, Outgoing, Source, Transport};
+use tidings::bridge::{Consumer, Delivery, Endpoint, Envelope, Outbound, Outgoing, Transport};
 use tidings_bridges::kafka::{KafkaTransport, Topic};
 use tidings_tests::kafka::Tansu;
 use tidings_tests::{Events, UserCreated};
@@ -23,7 +23,7 @@ fn id_of(d: &Delivery) -> u64 {
 
 /// Consumes `source` and acknowledges until every id in `expected` arrived; returns the
 /// duplicates.
-async fn drain(t: &KafkaTransport, source: &Source, expected: &BTreeSet<u64>) -> usize {
+async fn drain(t: &KafkaTransport, source: &Endpoint, expected: &BTreeSet<u64>) -> usize {
     let mut consumer = t.consume(source).await.expect("consume");
     let mut seen = BTreeSet::new();
     let mut duplicates = 0;
@@ -56,7 +56,7 @@ async fn a_broker_killed_twice_mid_stream_loses_no_confirmed_event() {
     let tansu = Arc::new(Tansu::start());
     let t = tansu.transport().await;
     const N: u64 = 20_000;
-    let source = Source::new("outage");
+    let source = Endpoint::new("outage");
     t.declare(&source).await.expect("declare");
     let bus = Bus::<Events>::new();
     let outbound = Arc::new(
@@ -118,7 +118,7 @@ async fn child_consumer() {
         .build()
         .expect("config");
     let mut consumer = t
-        .consume(&Source::new("held").group("killed"))
+        .consume(&Endpoint::new("held").group("killed"))
         .await
         .expect("consume");
     let mut held = Vec::new();
@@ -165,7 +165,7 @@ async fn a_killed_consumer_process_loses_nothing() {
     child.wait().await.expect("reaped");
 
     let rest: BTreeSet<u64> = (10..50).collect();
-    let duplicates = drain(&t, &Source::new("held").group("killed"), &rest).await;
+    let duplicates = drain(&t, &Endpoint::new("held").group("killed"), &rest).await;
     println!("killed consumer: 40 redelivered, {duplicates} duplicates");
 }
 
@@ -173,7 +173,7 @@ async fn a_killed_consumer_process_loses_nothing() {
 async fn a_member_joining_mid_stream_loses_nothing_and_commits_nothing_unhandled() {
     let tansu = Tansu::start();
     let t = tansu.transport().await;
-    let source = Source::new("rebalance").group("workers").prefetch(16);
+    let source = Endpoint::new("rebalance").group("workers").prefetch(16);
     t.declare(&source).await.expect("declare");
     let batch: Vec<Outgoing> = (0..2_000)
         .map(|id| Outgoing {

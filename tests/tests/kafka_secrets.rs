@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tidings::bridge::{Envelope, Outgoing, Source, Transport};
+use tidings::bridge::{Endpoint, Envelope, Outgoing, Transport};
 use tidings_bridges::kafka::{KafkaTransport, Sasl};
 use tidings_tests::kafka::Tansu;
 use tidings_tests::{assert_hidden, capture_all_logs};
@@ -30,7 +30,9 @@ async fn sasl_passwords_never_reach_logs_or_errors() {
 
     // The right password: topics are created and a message goes through.
     let good = transport(&password);
-    good.declare(&Source::new("secret")).await.expect("declare");
+    good.declare(&Endpoint::new("secret"))
+        .await
+        .expect("declare");
     let out = Outgoing {
         destination: "secret".into(),
         envelope: Envelope::new("e", b"{}".to_vec()),

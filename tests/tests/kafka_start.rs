@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
-use tidings::bridge::{Consumer, Envelope, Outgoing, Source, Transport};
+use tidings::bridge::{Consumer, Endpoint, Envelope, Outgoing, Transport};
 use tidings_bridges::kafka::{KafkaTransport, StartFrom, Topic};
 use tidings_tests::UserCreated;
 use tidings_tests::kafka::Tansu;
@@ -76,7 +76,7 @@ async fn starts_at_a_timestamp_and_then_at_commits(brokers: &str) {
     let results = from.publish(&users(5..10, now)).await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
 
-    let source = Source::new("users").group("recent");
+    let source = Endpoint::new("users").group("recent");
     let mut consumer = from.consume(&source).await.expect("consume");
     assert_eq!(take(&mut consumer, 5).await, (5..10).collect());
     consumer.close().await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tidings::Bus;
 use tidings::actor::{Actor, ActorSystem, Context, Handler, Message};
-use tidings::bridge::{Inbound, MemoryBroker, Outbound, Source, Transport};
+use tidings::bridge::{Endpoint, Inbound, MemoryBroker, Outbound, Transport};
 use tidings::metrics::Reporter;
 use tidings_tests::{Events, OrderPlaced, UserCreated};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -62,7 +62,7 @@ async fn a_prometheus_scrape_shows_the_numbers_moving() {
         .expect("the exporter starts");
 
     let broker = MemoryBroker::new();
-    let source = Source::new("orders");
+    let source = Endpoint::new("orders");
     broker.declare(&source).await.unwrap();
     let (app, remote) = (Bus::<Events>::new(), Bus::<Events>::new());
     app.on(|_: &UserCreated| {});

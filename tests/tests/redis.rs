@@ -2,7 +2,7 @@
 //! the conformance suite, and what only Redis has.
 #![cfg(feature = "redis")]
 
-use tidings::bridge::Source;
+use tidings::bridge::Endpoint;
 use tidings::bridge::conformance::Harness;
 use tidings_bridges::redis::RedisTransport;
 use tidings_tests::redis::{cleanup, connect, delete_user, kill_clients, unique};
@@ -32,7 +32,7 @@ impl Harness for Redis {
         assert!(killed > 0, "no connection of {} to kill", self.user);
     }
 
-    async fn cleanup(&self, source: &Source) {
+    async fn cleanup(&self, source: &Endpoint) {
         cleanup(source).await;
         delete_user(&self.user).await;
     }
@@ -54,7 +54,7 @@ async fn hand_written_bad_entries_are_dead_lettered_while_good_ones_flow() {
 
     let user = unique("user");
     let t = connect(&user).await;
-    let source = Source::new(unique("bad"));
+    let source = Endpoint::new(unique("bad"));
     t.declare(&source).await.expect("declare");
     let bus = tidings::Bus::<Events>::new();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -91,7 +91,7 @@ async fn hand_written_bad_entries_are_dead_lettered_while_good_ones_flow() {
         let _: String = cmd.query_async(&mut admin).await.expect("XADD");
     }
     let mut dead = t
-        .consume(&Source::new(source.dead_letter.clone()))
+        .consume(&Endpoint::new(source.dead_letter.clone()))
         .await
         .expect("consume dead letters");
     let mut reasons = Vec::new();
@@ -131,7 +131,7 @@ async fn events_report_a_lost_connection_and_its_return() {
 
     let user = unique("user");
     let t = connect(&user).await;
-    let source = Source::new(unique("events"));
+    let source = Endpoint::new(unique("events"));
     t.declare(&source).await.expect("declare");
     let mut events = t.events();
     assert!(kill_clients(&user).await > 0);
@@ -185,7 +185,7 @@ async fn tls_with_a_private_authority() {
         .connect()
         .await
         .expect("TLS login");
-    let source = Source::new(unique("tls"));
+    let source = Endpoint::new(unique("tls"));
     t.declare(&source).await.expect("declare");
     let out = Outgoing {
         destination: source.name.clone(),
@@ -233,7 +233,7 @@ async fn max_len_trims_the_stream() {
         .connect()
         .await
         .expect("connect");
-    let source = Source::new(unique("trim"));
+    let source = Endpoint::new(unique("trim"));
     t.declare(&source).await.expect("declare");
     tidings_tests::publish_numbered(&t, &source.name, 0..2_000).await;
     let mut admin = admin().await;
@@ -257,7 +257,7 @@ async fn a_caller_holding_most_of_its_window_gets_the_last_slot() {
     use tidings::bridge::{Consumer, Transport};
 
     let t = tidings_tests::redis::quick_transport().await;
-    let source = Source::new(unique("window")).prefetch(8);
+    let source = Endpoint::new(unique("window")).prefetch(8);
     t.declare(&source).await.expect("declare");
     tidings_tests::publish_numbered(&t, &source.name, 0..7).await;
     let mut consumer = t.consume(&source).await.expect("consume");
@@ -296,7 +296,7 @@ async fn every_acknowledgement_has_reached_redis_once_close_returns() {
     use tidings_tests::redis::admin;
 
     let t = tidings_tests::redis::transport().await;
-    let source = Source::new(unique("settled")).prefetch(8);
+    let source = Endpoint::new(unique("settled")).prefetch(8);
     t.declare(&source).await.expect("declare");
     tidings_tests::publish_numbered(&t, &source.name, 0..196).await;
     let mut consumer = t.consume(&source).await.expect("consume");
@@ -337,7 +337,7 @@ async fn a_read_redis_refuses_reaches_the_caller_as_an_error() {
     use tidings_tests::redis::admin;
 
     let t = tidings_tests::redis::quick_transport().await;
-    let source = Source::new(unique("refused"));
+    let source = Endpoint::new(unique("refused"));
     t.declare(&source).await.expect("declare");
     let mut consumer = t.consume(&source).await.expect("consume");
     let mut admin = admin().await;
@@ -366,7 +366,7 @@ async fn a_read_redis_refuses_reaches_the_caller_as_an_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_reports_its_groups_lag() {
     let t = tidings_tests::redis::quick_transport().await;
-    let source = Source::new(unique("lag"));
+    let source = Endpoint::new(unique("lag"));
     tidings_tests::lag_follows_what_is_read(&t, &source).await;
     cleanup(&source).await;
 }
@@ -382,7 +382,7 @@ async fn a_trimmed_entry_is_still_redelivered_and_dead_lettered() {
     use tidings_tests::redis::admin;
 
     let t = tidings_tests::redis::transport().await;
-    let source = Source::new(unique("trimmed"));
+    let source = Endpoint::new(unique("trimmed"));
     t.declare(&source).await.expect("declare");
     let sent = Outgoing {
         destination: source.name.clone(),
@@ -440,7 +440,7 @@ async fn the_lag_is_unknown_while_redis_cannot_be_reached() {
         .connect()
         .await
         .expect("connect");
-    let source = Source::new(unique("lag-gone"));
+    let source = Endpoint::new(unique("lag-gone"));
     t.declare(&source).await.expect("declare");
     let consumer = t.consume(&source).await.expect("consume");
     let lag = consumer.lag().expect("measured");

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use tidings::bridge::{Source, Transport};
+use tidings::bridge::{Endpoint, Transport};
 use tidings_bridges::jobs::{JobQueue, JobTransport};
 use tidings_bridges::redis::RedisTransport;
 use tidings_tests::{UserCreated, assert_hidden, capture_all_logs, hostile_urls};
@@ -34,7 +34,7 @@ async fn hostile_passwords_never_reach_errors_or_logs() {
             let jobs = JobTransport::new(&url);
             output += &format!(" {jobs:?}");
             let error = jobs
-                .declare(&Source::new("hostile"))
+                .declare(&Endpoint::new("hostile"))
                 .await
                 .expect_err("nothing listens there");
             output += &format!(" {error} {error:?}");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tidings::Bus;
-use tidings::bridge::{Inbound, Outbound, Source, Transport};
+use tidings::bridge::{Endpoint, Inbound, Outbound, Transport};
 use tidings_tests::redis::{URL, cleanup, unique};
 use tidings_tests::{Events, UserCreated, node_project};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -26,7 +26,7 @@ fn node(dir: &std::path::Path, args: &[&str]) -> Command {
 async fn an_ioredis_producer_feeds_an_inbound_bridge() {
     let dir = node_project("ioredis").await;
     let t = tidings_tests::redis::transport().await;
-    let source = Source::new(unique("from-node"));
+    let source = Endpoint::new(unique("from-node"));
     t.declare(&source).await.expect("declare");
     let bus = Bus::<Events>::new();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -115,5 +115,5 @@ async fn an_ioredis_consumer_reads_an_outbound_bridge() {
     }
     assert!(child.wait().await.expect("node").success());
     assert_eq!(outbound.shutdown(WAIT).await.unfinished_count(), 0);
-    cleanup(&Source::new(stream)).await;
+    cleanup(&Endpoint::new(stream)).await;
 }

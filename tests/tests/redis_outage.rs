@@ -10,7 +10,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tidings::Bus;
 use tidings::bridge::{
-    Consumer, Delivery, Envelope, Inbound, Outbound, Outgoing, Source, Transport,
+    Consumer, Delivery, Endpoint, Envelope, Inbound, Outbound, Outgoing, Transport,
 };
 use tidings_bridges::redis::{RedisDedup, RedisTransport};
 use tidings_tests::redis::{OwnServer, URL, cleanup, unique};
@@ -32,7 +32,7 @@ fn id_of(d: &Delivery) -> u64 {
 }
 
 /// Consumes `source` and acknowledges until every id in `expected` arrived; the duplicates.
-async fn drain(t: &RedisTransport, source: &Source, expected: &BTreeSet<u64>) -> usize {
+async fn drain(t: &RedisTransport, source: &Endpoint, expected: &BTreeSet<u64>) -> usize {
     let mut consumer = t.consume(source).await.expect("consume");
     let (mut seen, mut duplicates) = (BTreeSet::new(), 0);
     while !expected.is_subset(&seen) {
@@ -64,7 +64,7 @@ where
         .connect()
         .await
         .expect("connect");
-    let source = Source::new("users");
+    let source = Endpoint::new("users");
     t.declare(&source).await.expect("declare");
     let bus = Bus::<Events>::new();
     let outbound = Arc::new(
@@ -158,7 +158,7 @@ async fn child_consumer() {
     };
     let t = tidings_tests::redis::transport().await;
     let mut consumer = t
-        .consume(&Source::new(stream).group("held").prefetch(10))
+        .consume(&Endpoint::new(stream).group("held").prefetch(10))
         .await
         .expect("consume");
     let mut held = Vec::new();
@@ -177,7 +177,7 @@ async fn child_consumer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_consumer_process_leaves_entries_another_member_reclaims() {
     let stream = unique("held");
-    let source = Source::new(stream.clone()).group("held");
+    let source = Endpoint::new(stream.clone()).group("held");
     let t = RedisTransport::builder(URL)
         .claim_idle(Duration::from_secs(1))
         .block(Duration::from_millis(200))
@@ -230,7 +230,7 @@ async fn a_killed_consumer_process_leaves_entries_another_member_reclaims() {
 async fn two_replicas_sharing_redis_dedup_handle_each_of_10000_duplicated_messages_once() {
     const N: u64 = 10_000;
     let stream = unique("dedup");
-    let source = Source::new(stream.clone()).group("replicas").prefetch(64);
+    let source = Endpoint::new(stream.clone()).group("replicas").prefetch(64);
     let t = tidings_tests::redis::transport().await;
     t.declare(&source).await.expect("declare");
     let handled: Arc<Mutex<HashMap<u64, usize>>> = Arc::default();

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tidings::bridge::{Consumer, Envelope, Outgoing, Source, Transport};
+use tidings::bridge::{Consumer, Endpoint, Envelope, Outgoing, Transport};
 use tidings_bridges::redis::RedisTransport;
 use tidings_tests::redis::{cleanup, connect, delete_user, kill_clients, unique};
 use tidings_tests::{assert_hidden, capture_all_logs};
@@ -19,7 +19,7 @@ async fn redis_passwords_never_reach_logs_or_errors() {
     let password = format!("pw-{user}");
     let t = connect(&user).await;
     let debug = format!("{t:?}");
-    let source = Source::new(unique("secret"));
+    let source = Endpoint::new(unique("secret"));
     t.declare(&source).await.expect("declare");
     let mut consumer = t.consume(&source).await.expect("consume");
     // An outage: every connection of the user killed; the transport reconnects.

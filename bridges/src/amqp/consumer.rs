@@ -29,7 +29,7 @@ use lapin::options::{BasicAckOptions, BasicNackOptions, QueueDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::BasicProperties;
 use parking_lot::Mutex;
-use tidings::bridge::{Acker, Consumer, Delivery, Incoming, Lag, Source, TransportError};
+use tidings::bridge::{Acker, Consumer, Delivery, Endpoint, Incoming, Lag, TransportError};
 
 use super::error::short;
 use super::link::Handle;
@@ -184,7 +184,7 @@ impl AmqpConsumer {
         channel: lapin::Channel,
         consumer: lapin::Consumer,
         queue: String,
-        source: &Source,
+        source: &Endpoint,
         generation: u64,
     ) -> Self {
         let queue_args = connection.shared.recorded_queue_args(&queue);

@@ -21,7 +21,7 @@ use lapin::{BasicProperties, Channel, Confirmation};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tidings::bridge::{new_id, Consumer, Delivery, Source, Transport, TransportError};
+use tidings::bridge::{new_id, Consumer, Delivery, Endpoint, Transport, TransportError};
 use tidings::ShutdownReport;
 
 use tidings::Backoff;
@@ -264,7 +264,7 @@ impl RpcServer {
             .declare_topology(&Topology::new().queue(Queue::durable(queue)))
             .await?;
         let stop = Arc::new(Notify::new());
-        let source = Source::new(queue);
+        let source = Endpoint::new(queue);
         let (transport, halt) = (transport.clone(), Arc::clone(&stop));
         let task = tokio::spawn(async move {
             let backoff = Backoff::Exponential {

@@ -8,7 +8,7 @@ use lapin::options::{
     BasicConsumeOptions, BasicQosOptions, ExchangeDeleteOptions, QueueDeleteOptions,
 };
 use lapin::types::{FieldTable, ShortString};
-use tidings::bridge::{Outgoing, Source, Transport, TransportError};
+use tidings::bridge::{Endpoint, Outgoing, Transport, TransportError};
 use tidings::ShutdownReport;
 
 use tidings::Backoff;
@@ -159,7 +159,7 @@ impl std::fmt::Debug for AmqpTransport {
 
 /// The queue that serves `source`'s group: the source's name for group `default` (so a queue
 /// another service declared is consumed as is), `{name}.{group}` otherwise.
-pub fn queue_name(source: &Source) -> String {
+pub fn queue_name(source: &Endpoint) -> String {
     if source.group == "default" {
         source.name.clone()
     } else {
@@ -302,7 +302,7 @@ impl AmqpTransport {
     /// The topology [`Transport::declare`] creates for `source`: a durable topic exchange
     /// named after the source, the group's queue bound to it for `#`, and the dead-letter
     /// queue.
-    pub fn source_topology(&self, source: &Source) -> Topology {
+    pub fn source_topology(&self, source: &Endpoint) -> Topology {
         let mut args: QueueArgs = self.shared().config.queue_args.clone();
         args.route_broker_dead_letters_to(&source.dead_letter);
         let queue = queue_name(source);
@@ -340,13 +340,13 @@ impl Transport for AmqpTransport {
         results
     }
 
-    async fn declare(&self, source: &Source) -> Result<(), TransportError> {
+    async fn declare(&self, source: &Endpoint) -> Result<(), TransportError> {
         self.declare_topology(&self.source_topology(source))
             .await
             .map_err(Into::into)
     }
 
-    async fn consume(&self, source: &Source) -> Result<AmqpConsumer, TransportError> {
+    async fn consume(&self, source: &Endpoint) -> Result<AmqpConsumer, TransportError> {
         let live = self.shared().connected().await?;
         let queue = queue_name(source);
         let name = short(&queue).map_err(TransportError::from)?;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tidings::bridge::{Consumer, Delivery, Outgoing, Source, Transport, TransportError};
+use tidings::bridge::{Consumer, Delivery, Endpoint, Outgoing, Transport, TransportError};
 
 use super::error::Error;
 use super::location::{check_name, Location};
@@ -161,7 +161,7 @@ impl Transport for JobTransport {
     /// Checks the queue name (BullMQ's rule: not empty, no `:`) and that Redis answers, so a
     /// bad name or an unreachable server shows here rather than at the first publish. A job
     /// queue needs nothing created in Redis beforehand.
-    async fn declare(&self, source: &Source) -> Result<(), TransportError> {
+    async fn declare(&self, source: &Endpoint) -> Result<(), TransportError> {
         check_name(&source.name).map_err(|e| TransportError::Rejected(e.to_string()))?;
         self.producer()
             .await
@@ -169,7 +169,7 @@ impl Transport for JobTransport {
             .map_err(|e| TransportError::Disconnected(e.to_string()))
     }
 
-    async fn consume(&self, source: &Source) -> Result<NoConsumer, TransportError> {
+    async fn consume(&self, source: &Endpoint) -> Result<NoConsumer, TransportError> {
         Err(TransportError::Rejected(format!(
             "`{}`: job queues are consumed by a jobs::Worker, not an inbound bridge",
             source.name

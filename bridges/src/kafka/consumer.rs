@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::KafkaError;
 use rdkafka::Message as _;
 use tidings::bridge::{
-    Acker, Consumer, Delivery, Envelope, Incoming, Lag, Outgoing, Source, TransportError,
+    Acker, Consumer, Delivery, Endpoint, Envelope, Incoming, Lag, Outgoing, TransportError,
     DROPPED_HEADERS,
 };
 use tokio::sync::oneshot;
@@ -113,7 +113,7 @@ struct Origin {
 }
 
 impl KafkaConsumer {
-    pub(crate) fn start(inner: Arc<Producer>, source: &Source) -> Result<Self, TransportError> {
+    pub(crate) fn start(inner: Arc<Producer>, source: &Endpoint) -> Result<Self, TransportError> {
         let (commands, receiver) = std_mpsc::channel();
         let lag = Lag::new();
         let context = ConsumerCtx {

@@ -9,7 +9,7 @@ use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
-use tidings::bridge::{Outgoing, Source, Transport, TransportError};
+use tidings::bridge::{Endpoint, Outgoing, Transport, TransportError};
 use tokio::sync::broadcast;
 
 use super::config::{Compression, Config, Sasl, StartFrom};
@@ -451,7 +451,7 @@ impl Transport for KafkaTransport {
             .collect()
     }
 
-    async fn declare(&self, source: &Source) -> Result<(), TransportError> {
+    async fn declare(&self, source: &Endpoint) -> Result<(), TransportError> {
         let template = &self.inner.config.topics;
         self.create_topics(&[
             template.named(&source.name),
@@ -460,7 +460,7 @@ impl Transport for KafkaTransport {
         .await
     }
 
-    async fn consume(&self, source: &Source) -> Result<KafkaConsumer, TransportError> {
+    async fn consume(&self, source: &Endpoint) -> Result<KafkaConsumer, TransportError> {
         KafkaConsumer::start(Arc::clone(&self.inner), source)
     }
 }

@@ -8,7 +8,9 @@ use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::Value;
-use tidings::bridge::{Acker, Consumer, Delivery, Incoming, Lag, Outgoing, Source, TransportError};
+use tidings::bridge::{
+    Acker, Consumer, Delivery, Endpoint, Incoming, Lag, Outgoing, TransportError,
+};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -202,7 +204,7 @@ impl Shared {
 }
 
 impl RedisConsumer {
-    pub(crate) fn start(inner: Arc<Link>, source: &Source) -> Self {
+    pub(crate) fn start(inner: Arc<Link>, source: &Endpoint) -> Self {
         let (number, name, unsent) = inner.take_name(&source.name, &source.group);
         let prefetch = source.prefetch.max(1);
         let shared = Arc::new(Shared {

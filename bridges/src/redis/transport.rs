@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Value;
-use tidings::bridge::{Outgoing, Source, Transport, TransportError};
+use tidings::bridge::{Endpoint, Outgoing, Transport, TransportError};
 use tidings::Backoff;
 use tokio::sync::broadcast;
 
@@ -145,11 +145,11 @@ impl Transport for RedisTransport {
         self.inner.add(batch, false).await
     }
 
-    async fn declare(&self, source: &Source) -> Result<(), TransportError> {
+    async fn declare(&self, source: &Endpoint) -> Result<(), TransportError> {
         self.inner.create_group(&source.name, &source.group).await
     }
 
-    async fn consume(&self, source: &Source) -> Result<RedisConsumer, TransportError> {
+    async fn consume(&self, source: &Endpoint) -> Result<RedisConsumer, TransportError> {
         self.inner.create_group(&source.name, &source.group).await?;
         Ok(RedisConsumer::start(Arc::clone(&self.inner), source))
     }

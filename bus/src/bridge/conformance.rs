@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::envelope::{Envelope, ATTEMPTS_HEADER, ORIGIN_HEADER, REASON_HEADER};
 use super::inbound::Inbound;
-use super::transport::{Consumer, Delivery, Outgoing, Source, Transport, TransportError};
+use super::transport::{Consumer, Delivery, Endpoint, Outgoing, Transport, TransportError};
 use crate::backoff::Backoff;
 use crate::bus::Bus;
 use crate::{Event, EventSet};
@@ -51,7 +51,7 @@ pub trait Harness: Send + Sync + 'static {
     }
 
     /// Removes what a case declared for `source` (queues, topics, streams, groups).
-    fn cleanup(&self, source: &Source) -> impl Future<Output = ()> + Send {
+    fn cleanup(&self, source: &Endpoint) -> impl Future<Output = ()> + Send {
         let _ = source;
         async {}
     }
@@ -142,7 +142,7 @@ async fn next<C: Consumer>(consumer: &mut C) -> Delivery {
 /// arrived and how many deliveries were duplicates.
 async fn drain<T: Transport>(
     transport: &T,
-    source: &Source,
+    source: &Endpoint,
     expected: &BTreeSet<u64>,
 ) -> (BTreeSet<u64>, usize) {
     let mut seen = BTreeSet::new();
@@ -174,8 +174,8 @@ fn range(r: std::ops::Range<u64>) -> BTreeSet<u64> {
     r.collect()
 }
 
-async fn declared<H: Harness>(h: &H, transport: &H::Transport, prefix: &str) -> Source {
-    let source = Source::new(h.unique(prefix)).prefetch(64);
+async fn declared<H: Harness>(h: &H, transport: &H::Transport, prefix: &str) -> Endpoint {
+    let source = Endpoint::new(h.unique(prefix)).prefetch(64);
     within("declare", transport.declare(&source))
         .await
         .unwrap_or_else(|e| panic!("declare: {e}"));
@@ -328,8 +328,8 @@ pub async fn prefetch_backpressure<H: Harness>(h: &H) {
 pub async fn consumer_groups<H: Harness>(h: &H) {
     let t = h.connect().await;
     let name = h.unique("groups");
-    let a = Source::new(name.clone()).group("a").prefetch(1);
-    let b = Source::new(name.clone()).group("b").prefetch(1);
+    let a = Endpoint::new(name.clone()).group("a").prefetch(1);
+    let b = Endpoint::new(name.clone()).group("b").prefetch(1);
     for s in [&a, &b] {
         t.declare(s).await.expect("declare");
     }
@@ -462,8 +462,8 @@ fn failing_bus(fail: bool) -> (Bus<Events>, Arc<Mutex<Vec<u64>>>) {
     (bus, seen)
 }
 
-async fn dead_letters<T: Transport>(t: &T, source: &Source, n: usize) -> Vec<Delivery> {
-    let dlq = Source::new(source.dead_letter.clone());
+async fn dead_letters<T: Transport>(t: &T, source: &Endpoint, n: usize) -> Vec<Delivery> {
+    let dlq = Endpoint::new(source.dead_letter.clone());
     let mut consumer = t.consume(&dlq).await.expect("consume dead letters");
     let mut out = Vec::new();
     for _ in 0..n {
@@ -641,7 +641,7 @@ pub async fn unroutable_publish_fails<H: Harness>(h: &H) {
         "{results:?}"
     );
     // Nothing was declared, but the harness may have set up more than sources (a login).
-    h.cleanup(&Source::new(out.destination)).await;
+    h.cleanup(&Endpoint::new(out.destination)).await;
 }
 
 /// Generates one `#[tokio::test]` per conformance case for the harness `$harness`.

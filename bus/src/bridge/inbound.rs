@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::task::BridgeTask;
-use super::transport::{Consumer, Delivery, Lag, Source, Transport};
+use super::transport::{Consumer, Delivery, Endpoint, Lag, Transport};
 use crate::backoff::Backoff;
 use crate::bus::Bus;
 use crate::codec::{Codec, DecodeError, EventSetCodec, Json};
@@ -103,7 +103,7 @@ pub struct InboundBuilder<S: EventSetCodec, T, C = Json> {
     bus: Bus<S>,
     codec: C,
     transport: T,
-    source: Source,
+    source: Endpoint,
     default_event: Option<&'static str>,
     max_attempts: u32,
     backoff: Backoff,
@@ -290,7 +290,7 @@ impl Inbound {
     pub fn builder<S: EventSetCodec, T: Transport>(
         bus: &Bus<S>,
         transport: T,
-        source: Source,
+        source: Endpoint,
     ) -> InboundBuilder<S, T> {
         InboundBuilder {
             bus: bus.clone(),

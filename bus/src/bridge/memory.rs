@@ -1,6 +1,6 @@
 //! An in-process broker with real broker semantics, for testing bridges without one.
 //!
-//! A [`MemoryBroker`] keeps one queue per declared [`Source`] and consumer group. Publishing to a
+//! A [`MemoryBroker`] keeps one queue per declared [`Endpoint`] and consumer group. Publishing to a
 //! destination copies the message into every queue whose source name, read as a topic
 //! [`Pattern`], matches the destination (`orders.#` gets `orders.eu`); a publish
 //! that reaches no queue fails with [`TransportError::Unroutable`] instead of vanishing. Within a
@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 
 use super::envelope::{Envelope, Incoming};
 use super::transport::{
-    Acker, Consumer, Delivery, Lag, Outgoing, Source, Transport, TransportError,
+    Acker, Consumer, Delivery, Endpoint, Lag, Outgoing, Transport, TransportError,
 };
 use crate::bus::Pattern;
 
@@ -270,7 +270,7 @@ impl Transport for MemoryBroker {
         results
     }
 
-    async fn declare(&self, source: &Source) -> Result<(), TransportError> {
+    async fn declare(&self, source: &Endpoint) -> Result<(), TransportError> {
         let mut state = self.shared.state.lock();
         if state.down {
             return Err(TransportError::Disconnected("the broker is down".into()));
@@ -280,7 +280,7 @@ impl Transport for MemoryBroker {
         state.declare(&dead, "default", &format!("{dead}.dead-letter"))
     }
 
-    async fn consume(&self, source: &Source) -> Result<MemoryConsumer, TransportError> {
+    async fn consume(&self, source: &Endpoint) -> Result<MemoryConsumer, TransportError> {
         self.declare(source).await?;
         let mut state = self.shared.state.lock();
         state.next_consumer += 1;

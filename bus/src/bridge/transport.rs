@@ -20,10 +20,13 @@ pub struct Outgoing {
     pub envelope: Envelope,
 }
 
-/// Where an inbound bridge consumes from.
+/// What an inbound bridge consumes: the queue, topic or stream, the consumer group, the
+/// prefetch and where dead letters go (a receive endpoint, as other messaging libraries call
+/// it). Not to be confused with an envelope's `source`, the CloudEvents attribute naming the
+/// producer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
-pub struct Source {
+pub struct Endpoint {
     /// The queue (AMQP), or what the broker consumes from; for the in-memory transport, a
     /// pattern over destinations (`orders.#`).
     pub name: String,
@@ -36,11 +39,11 @@ pub struct Source {
     pub dead_letter: String,
 }
 
-impl Source {
-    /// A source with group `default`, prefetch 32, and dead letters to `{name}.dead-letter`.
+impl Endpoint {
+    /// An endpoint with group `default`, prefetch 32, and dead letters to `{name}.dead-letter`.
     pub fn new(name: impl Into<String>) -> Self {
         let name = name.into();
-        Source {
+        Endpoint {
             dead_letter: format!("{name}.dead-letter"),
             name,
             group: "default".to_owned(),
@@ -128,12 +131,13 @@ pub trait Transport: Clone + Send + Sync + 'static {
 
     /// Makes sure `source` exists, so messages published to it before anyone consumes are
     /// kept (declares the queue and bindings, creates the group...).
-    fn declare(&self, source: &Source) -> impl Future<Output = Result<(), TransportError>> + Send;
+    fn declare(&self, source: &Endpoint)
+        -> impl Future<Output = Result<(), TransportError>> + Send;
 
     /// Starts consuming from `source`.
     fn consume(
         &self,
-        source: &Source,
+        source: &Endpoint,
     ) -> impl Future<Output = Result<Self::Consumer, TransportError>> + Send;
 }
 
