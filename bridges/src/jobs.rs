@@ -91,7 +91,7 @@ mod worker;
 
 pub use self::context::JobContext;
 pub use self::error::{Error, JobFailure};
-pub use self::events::{JobCompleted, JobFailed, JobProgress, JobStalled};
+pub use self::events::{JobCompleted, JobEvent, JobEvents, JobFailed, JobProgress, JobStalled};
 pub use self::forward::{JobTransport, NoConsumer};
 pub use self::options::{JobBackoff, JobOptions, Keep, Repeat, MAX_PRIORITY};
 pub use self::queue::{JobQueue, JobQueueBuilder};

@@ -197,11 +197,18 @@ impl<'a, S: EventSet> EventRef<'a, S> {
     }
 }
 
-impl<S: EventSet> fmt::Debug for EventRef<'_, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventRef")
+impl<S: EventSet> EventRef<'_, S> {
+    /// The `Debug` form of an event view, under the type name `what`.
+    fn fmt_as(&self, what: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(what)
             .field("name", &self.name())
             .finish_non_exhaustive()
+    }
+}
+
+impl<S: EventSet> fmt::Debug for EventRef<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_as("EventRef", f)
     }
 }
 
@@ -233,17 +240,18 @@ impl<S: EventSet> AnyEvent<S> {
         }
     }
 
-    /// The member's index in `S`.
+    /// The member's index in `S` (as [`EventRef::index`]).
     pub fn index(&self) -> usize {
-        self.index
+        self.as_ref().index()
     }
 
-    /// The event's name.
+    /// The event's name (as [`EventRef::name`]).
     pub fn name(&self) -> &'static str {
-        S::NAMES[self.index]
+        self.as_ref().name()
     }
 
-    /// A borrowed view of the event.
+    /// A borrowed view of the event: what [`EventRef`] offers (its
+    /// [`downcast`](EventRef::downcast) to a reference among them) is reached through it.
     pub fn as_ref(&self) -> EventRef<'_, S> {
         EventRef::from_erased(self.index, &*self.event)
     }
@@ -262,8 +270,6 @@ impl<S: EventSet> AnyEvent<S> {
 
 impl<S: EventSet> fmt::Debug for AnyEvent<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AnyEvent")
-            .field("name", &self.name())
-            .finish_non_exhaustive()
+        self.as_ref().fmt_as("AnyEvent", f)
     }
 }

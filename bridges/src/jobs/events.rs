@@ -65,20 +65,29 @@ pub struct JobStalled {
     pub id: String,
 }
 
-/// One of the four, on its way to a sink.
+/// One of the four job events.
 #[derive(Debug, Clone)]
-pub(crate) enum JobEvent {
+#[non_exhaustive]
+pub enum JobEvent {
+    /// A job completed.
     Completed(JobCompleted),
+    /// An attempt failed.
     Failed(JobFailed),
+    /// A handler reported progress.
     Progress(JobProgress),
+    /// A job stalled.
     Stalled(JobStalled),
 }
 
-/// Where a worker's events go.
-pub(crate) type Sink = Arc<dyn Fn(JobEvent) + Send + Sync>;
+/// An event set with the four job events as members, which a worker can emit into
+/// ([`WorkerBuilder::events`](super::WorkerBuilder::events)). Implemented for every such set:
+/// list `JobCompleted`, `JobFailed`, `JobProgress` and `JobStalled` in the set.
+pub trait JobEvents: EventSet {
+    /// Emits `event` on `bus`; how many listeners it reached.
+    fn emit_job_event(bus: &Bus<Self>, event: JobEvent) -> usize;
+}
 
-/// A sink that emits into `bus`.
-pub(crate) fn bus_sink<S>(bus: &Bus<S>) -> Sink
+impl<S> JobEvents for S
 where
     S: EventSet,
     JobCompleted: Member<S>,
@@ -86,13 +95,23 @@ where
     JobProgress: Member<S>,
     JobStalled: Member<S>,
 {
-    let bus = bus.clone();
-    Arc::new(move |event| {
+    fn emit_job_event(bus: &Bus<S>, event: JobEvent) -> usize {
         match event {
             JobEvent::Completed(e) => bus.emit(e),
             JobEvent::Failed(e) => bus.emit(e),
             JobEvent::Progress(e) => bus.emit(e),
             JobEvent::Stalled(e) => bus.emit(e),
-        };
+        }
+    }
+}
+
+/// Where a worker's events go.
+pub(crate) type Sink = Arc<dyn Fn(JobEvent) + Send + Sync>;
+
+/// A sink that emits into `bus`.
+pub(crate) fn bus_sink<S: JobEvents>(bus: &Bus<S>) -> Sink {
+    let bus = bus.clone();
+    Arc::new(move |event| {
+        S::emit_job_event(&bus, event);
     })
 }

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde::Serialize;
-use tidings::{Bus, EventSet, Member};
+use tidings::Bus;
 use tokio::task::JoinHandle;
 
 use super::context::JobContext;
 use super::drain::{drain_events, stalled_events};
 use super::error::{Error, JobFailure};
-use super::events::{bus_sink, JobCompleted, JobFailed, JobProgress, JobStalled, Sink};
+use super::events::{bus_sink, JobEvents, Sink};
 use super::location::Location;
 use super::options::{millis, Keep};
 use super::run::{BackoffFn, Current, Handler, Make, Shared};
@@ -121,14 +121,7 @@ impl<J: Job> WorkerBuilder<J> {
     /// Emits [`JobCompleted`], [`JobFailed`] (each failed attempt), [`JobProgress`] and
     /// [`JobStalled`] on `bus`, so the rest of the service reacts with ordinary listeners.
     /// Completed and failed are emitted once Redis recorded the outcome.
-    pub fn events<S>(mut self, bus: &Bus<S>) -> Self
-    where
-        S: EventSet,
-        JobCompleted: Member<S>,
-        JobFailed: Member<S>,
-        JobProgress: Member<S>,
-        JobStalled: Member<S>,
-    {
+    pub fn events<S: JobEvents>(mut self, bus: &Bus<S>) -> Self {
         self.sink = Some(bus_sink(bus));
         self
     }
