@@ -82,3 +82,20 @@ impl<const N: usize> fmt::Debug for Counters<N> {
         f.debug_list().entries(self.snapshot()).finish()
     }
 }
+
+/// Names the counters of one stats struct: `counter_set!(type Name = [A, B, C]);` declares
+/// the index constants `A = 0`, `B = 1`, `C = 2` and `type Name = Counters<3>`, so the indices
+/// are numbered once, in order, and the size always matches.
+macro_rules! counter_set {
+    ($(#[$meta:meta])* type $alias:ident = [$($name:ident),+ $(,)?];) => {
+        $crate::counters::counter_set!(@index 0usize; $($name),+);
+        $(#[$meta])*
+        type $alias = $crate::counters::Counters<{ [$(stringify!($name)),+].len() }>;
+    };
+    (@index $i:expr; $name:ident $(, $rest:ident)*) => {
+        const $name: usize = $i;
+        $crate::counters::counter_set!(@index $i + 1; $($rest),*);
+    };
+    (@index $i:expr;) => {};
+}
+pub(crate) use counter_set;

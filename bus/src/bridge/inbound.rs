@@ -254,20 +254,22 @@ pub struct InboundStats {
     pub lag: Option<u64>,
 }
 
-const RECEIVED: usize = 0;
-const HANDLED: usize = 1;
-const REDELIVERED: usize = 2;
-const RETRIED: usize = 3;
-const DEAD_LETTERED: usize = 4;
-const DUPLICATES: usize = 5;
-const RECONNECTS: usize = 6;
-const UNHEARD: usize = 7;
-/// A gauge, not in the stats: messages taken from the consumer and not settled yet (read
-/// by `shutdown`).
-const IN_HAND: usize = 8;
-
-/// The counters behind [`InboundStats`], in its field order, then the in-hand gauge.
-type Counters = crate::counters::Counters<9>;
+crate::counters::counter_set! {
+    /// The counters behind [`InboundStats`], in its field order, then `IN_HAND`, a gauge not
+    /// in the stats: messages taken from the consumer and not settled yet (read by
+    /// `shutdown`).
+    type Counters = [
+        RECEIVED,
+        HANDLED,
+        REDELIVERED,
+        RETRIED,
+        DEAD_LETTERED,
+        DUPLICATES,
+        RECONNECTS,
+        UNHEARD,
+        IN_HAND,
+    ];
+}
 
 fn read_stats(stats: &Counters, lag: &Mutex<Option<Lag>>) -> InboundStats {
     let [received, handled, redelivered, retried, dead_lettered, duplicates, reconnects, unheard, _] =

@@ -215,16 +215,11 @@ pub struct OutboundStats {
     pub dropped: u64,
 }
 
-const PUBLISHED: usize = 0;
-const CONFIRMED: usize = 1;
-const RETRIED: usize = 2;
-const REJECTED: usize = 3;
-const UNENCODABLE: usize = 4;
-/// A gauge: events taken from the buffer and not yet confirmed or refused.
-const IN_FLIGHT: usize = 5;
-
-/// The counters behind [`OutboundStats`].
-type Counters = crate::counters::Counters<6>;
+crate::counters::counter_set! {
+    /// The counters behind [`OutboundStats`]; `IN_FLIGHT` is a gauge: events taken from the
+    /// buffer and not yet confirmed or refused.
+    type Counters = [PUBLISHED, CONFIRMED, RETRIED, REJECTED, UNENCODABLE, IN_FLIGHT];
+}
 
 fn read_stats(stats: &Counters, buffer: &QueueGauge) -> OutboundStats {
     let [published, confirmed, retried, rejected, unencodable, in_flight] = stats.snapshot();

@@ -3,7 +3,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::error::{ListenerError, ListenerErrorKind};
-use crate::counters::Counters;
 
 /// A snapshot of a bus's counters; see [`Bus::stats`](crate::bus::Bus::stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -31,11 +30,10 @@ pub struct BusStats {
 }
 
 // The shared counters (`emitted` and `delivered` are counted per thread).
-const HANDLED: usize = 0;
-const FAILED: usize = 1;
-const PANICKED: usize = 2;
-const DROPPED: usize = 3;
-const REJECTED: usize = 4;
+crate::counters::counter_set! {
+    /// The counters shared by every thread.
+    type Shared = [HANDLED, FAILED, PANICKED, DROPPED, REJECTED];
+}
 
 /// The bus's counters, behind the names its code counts by.
 ///
@@ -47,7 +45,7 @@ const REJECTED: usize = 4;
 /// stay exact. The rarer counters stay shared.
 #[derive(Default)]
 pub(crate) struct Stats {
-    shared: Counters<5>,
+    shared: Shared,
     per_thread: thread_local::ThreadLocal<EmitCells>,
 }
 
