@@ -6,17 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use tidings::Bus;
 use tidings::bridge::conformance::{Events, Harness, Ping};
 use tidings::bridge::{Consumer, Endpoint, Envelope, Inbound, Outgoing, Transport, TransportError};
 use tidings_bridges::amqp::{
-    self as amqp, AmqpTransport, ConnectionEvent, Exchange, Queue, RpcClient, RpcServer, Tls,
-    Topology,
+    self as amqp, AmqpTransport, ConnectionEvent, Exchange, Queue, Topology,
 };
-use tidings_tests::rabbit::{URL, cleanup, close_connections, connect, unique};
-
-const WAIT: Duration = Duration::from_secs(20);
+use tidings_tests::rabbit::{
+    URL, WAIT, cleanup, close_connections, connect, next, ping, publish_ok, unique, within,
+};
 
 /// Each case names its connections, so its outage closes only them.
 struct Rabbit {
@@ -49,23 +47,6 @@ impl Harness for Rabbit {
 }
 
 tidings::conformance_tests!(Rabbit::new());
-
-fn ping(seq: u64) -> Envelope {
-    let payload = serde_json::to_vec(&Ping {
-        seq,
-        key: "k".into(),
-    })
-    .expect("encodes");
-    Envelope::new(<Ping as tidings::Event>::NAME, payload)
-}
-
-/// The next delivery of `consumer`, within [`WAIT`].
-async fn next(consumer: &mut impl Consumer, what: &str) -> tidings::bridge::Delivery {
-    within(what, consumer.next())
-        .await
-        .unwrap_or_else(|| panic!("the consumer closed before {what}"))
-        .unwrap_or_else(|e| panic!("the consumer failed before {what}: {e}"))
-}
 
 /// Takes and acknowledges `n` deliveries; their sequence numbers.
 async fn acked_seqs(consumer: &mut impl Consumer, n: usize) -> std::collections::BTreeSet<u64> {
@@ -100,12 +81,6 @@ fn seq(delivery: &tidings::bridge::Delivery) -> u64 {
     serde_json::from_slice::<Ping>(&delivery.message.payload)
         .expect("a Ping")
         .seq
-}
-
-async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 #[tokio::test]
@@ -229,19 +204,6 @@ fn rabbit_queue(source: &Endpoint) -> String {
     tidings_bridges::amqp::queue_name(source)
 }
 
-async fn publish_ok(t: &AmqpTransport, destination: &str, envelopes: Vec<Envelope>) {
-    let batch: Vec<Outgoing> = envelopes
-        .into_iter()
-        .map(|envelope| Outgoing {
-            destination: destination.to_owned(),
-            envelope,
-        })
-        .collect();
-    for result in t.publish(&batch).await {
-        result.expect("published");
-    }
-}
-
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     within(what, async {
         while !done() {
@@ -308,161 +270,6 @@ async fn a_declaration_that_conflicts_is_a_clear_error() {
         "{text}"
     );
     t.delete_queue(&name).await.expect("delete");
-}
-
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-struct Add {
-    a: i64,
-    b: i64,
-}
-
-#[tokio::test]
-async fn request_reply_round_trips_errors_and_timeouts() {
-    let t = connect(&unique("conn")).await;
-    let queue = unique("rpc");
-    let server = RpcServer::serve(&t, &queue, |add: Add| async move {
-        if add.a < 0 {
-            Err(format!("{} is negative", add.a))
-        } else {
-            Ok(add.a + add.b)
-        }
-    })
-    .await
-    .expect("serve");
-    let client = RpcClient::new(&t).timeout(Duration::from_secs(5));
-    let sum: i64 = client
-        .call("", &queue, &Add { a: 2, b: 3 })
-        .await
-        .expect("reply");
-    assert_eq!(sum, 5);
-    // Many calls at once each get their own reply.
-    let requests: Vec<Add> = (0..50).map(|i| Add { a: i, b: i }).collect();
-    let calls = requests
-        .iter()
-        .map(|r| client.call::<_, i64>("", &queue, r));
-    let sums = futures_util::future::join_all(calls).await;
-    for (i, sum) in sums.into_iter().enumerate() {
-        assert_eq!(sum.expect("reply"), 2 * i as i64);
-    }
-    let failed = client
-        .call::<_, i64>("", &queue, &Add { a: -1, b: 0 })
-        .await;
-    assert!(
-        matches!(&failed, Err(amqp::Error::Remote(m)) if m == "-1 is negative"),
-        "{failed:?}"
-    );
-    let bad = client.call::<_, i64>("", &queue, &"not an Add").await;
-    assert!(
-        matches!(&bad, Err(amqp::Error::Remote(m)) if m.starts_with("bad request")),
-        "{bad:?}"
-    );
-    let nobody = client
-        .call::<_, i64>("", &unique("no-server"), &Add { a: 1, b: 1 })
-        .await;
-    assert!(
-        matches!(
-            nobody,
-            Err(amqp::Error::Transport(TransportError::Unroutable(_)))
-        ),
-        "{nobody:?}"
-    );
-    assert!(server.shutdown(WAIT).await.is_clean());
-    // A queue with no server: the request waits there, the call times out.
-    let slow = RpcClient::new(&t).timeout(Duration::from_millis(300));
-    let timed_out = slow.call::<_, i64>("", &queue, &Add { a: 1, b: 1 }).await;
-    assert!(
-        matches!(timed_out, Err(amqp::Error::Timeout(_))),
-        "{timed_out:?}"
-    );
-    t.delete_queue(&queue).await.expect("delete");
-}
-
-/// Closes the connections named `name` from the broker's side, and checks that `events`
-/// reports the loss and then the reconnect, to this URL.
-async fn lost_and_back(name: &str, events: &mut tokio::sync::broadcast::Receiver<ConnectionEvent>) {
-    assert_eq!(close_connections(name).await, 1);
-    let lost = within("a disconnect", events.recv()).await.expect("event");
-    assert!(
-        matches!(lost, ConnectionEvent::Disconnected { .. }),
-        "{lost:?}"
-    );
-    let back = within("a reconnect", events.recv()).await.expect("event");
-    assert!(
-        matches!(&back, ConnectionEvent::Connected { url } if url == "amqp://guest:***@127.0.0.1:5672/%2f"),
-        "{back:?}"
-    );
-}
-
-#[tokio::test]
-async fn events_report_disconnects_and_reconnects() {
-    let name = unique("conn");
-    let t = connect(&name).await;
-    let mut events = t.events();
-    assert!(t.is_connected());
-    lost_and_back(&name, &mut events).await;
-    assert_eq!(t.connections(), 2);
-    // Topology recorded before the outage is declared again: an exchange deleted behind the
-    // transport's back (by another client) is back after the reconnect, and publishing to it
-    // works. (Deleting it through this transport would forget it for good.)
-    let source = Endpoint::new(unique("redeclared"));
-    t.declare(&source).await.expect("declare");
-    let other = connect(&unique("conn")).await;
-    other.delete_exchange(&source.name).await.expect("delete");
-    lost_and_back(&name, &mut events).await;
-    assert_eq!(t.connections(), 3);
-    publish_ok(&t, &source.name, vec![ping(1)]).await;
-    cleanup(&t, &source).await;
-}
-
-#[tokio::test]
-async fn failover_skips_a_dead_broker_and_passwords_stay_out_of_errors() {
-    let t = AmqpTransport::builder("amqp://guest:guest@127.0.0.1:1/%2f")
-        .url(URL)
-        .connect()
-        .await
-        .expect("the second URL works");
-    assert!(t.is_connected());
-    assert!(!format!("{t:?}").contains(":guest@"), "{t:?}");
-
-    let error = AmqpTransport::builder("amqp://guest:wrong-secret-pw@127.0.0.1:5672/%2f")
-        .connect_timeout(Duration::from_secs(1))
-        .connect()
-        .await
-        .expect_err("bad password");
-    let text = format!("{error} {error:?}");
-    assert!(!text.contains("wrong-secret-pw"), "{text}");
-    assert!(text.contains("guest:***@127.0.0.1"), "{text}");
-
-    // TLS against a plain port fails the handshake, clearly, without the password.
-    let error = AmqpTransport::builder("amqps://guest:tls-secret-pw@127.0.0.1:5672/%2f")
-        .tls(Tls::new())
-        .connect_timeout(Duration::from_secs(1))
-        .connect()
-        .await
-        .expect_err("not a TLS port");
-    let text = format!("{error} {error:?}");
-    assert!(!text.contains("tls-secret-pw"), "{text}");
-    // Refused because the plain port answered the TLS hello with AMQP, not for a time-out.
-    assert!(
-        text.contains("received corrupt message of type InvalidContentType"),
-        "{text}"
-    );
-    assert!(text.contains("amqps://guest:***@127.0.0.1:5672"), "{text}");
-}
-
-#[tokio::test]
-async fn a_host_name_that_does_not_resolve_is_reported_as_such() {
-    let error = AmqpTransport::builder("amqp://guest:guest@no-such-host.invalid:5672/%2f")
-        .connect_timeout(Duration::from_secs(1))
-        .connect()
-        .await
-        .expect_err("no such host");
-    let text = error.to_string();
-    assert!(
-        text.contains("the host name `no-such-host.invalid` did not resolve"),
-        "{text}"
-    );
-    assert!(!text.contains("reset by peer"), "{text}");
 }
 
 #[tokio::test]
@@ -574,37 +381,6 @@ async fn cumulative_acks_settle_exactly_what_was_acknowledged() {
 }
 
 #[tokio::test]
-async fn heartbeats_notice_a_silent_broker_and_the_transport_reconnects() {
-    use tidings_tests::rabbit::{Mode, Proxy};
-    let proxy = Proxy::start().await;
-    let t = AmqpTransport::builder(&proxy.url())
-        .heartbeat(Duration::from_secs(1))
-        .connect()
-        .await
-        .expect("through the proxy");
-    let mut events = t.events();
-    // The connection stays open but nothing crosses it any more: only heartbeats tell.
-    proxy.set(Mode::Freeze);
-    let lost = within("the heartbeat timeout", events.recv())
-        .await
-        .expect("event");
-    assert!(
-        matches!(lost, ConnectionEvent::Disconnected { .. }),
-        "{lost:?}"
-    );
-    proxy.set(Mode::Pass);
-    let back = within("a reconnect", events.recv()).await.expect("event");
-    assert!(
-        matches!(back, ConnectionEvent::Connected { .. }),
-        "{back:?}"
-    );
-    let source = Endpoint::new(unique("heartbeat"));
-    t.declare(&source).await.expect("declare");
-    publish_ok(&t, &source.name, vec![ping(1)]).await;
-    cleanup(&t, &source).await;
-}
-
-#[tokio::test]
 async fn publishes_wait_for_the_broker_within_the_buffer_bound() {
     use tidings_tests::rabbit::{Mode, Proxy};
     let proxy = Proxy::start().await;
@@ -657,28 +433,6 @@ async fn publishes_wait_for_the_broker_within_the_buffer_bound() {
     assert_eq!(got, (0..3).collect());
     drop(consumer);
     cleanup(&t, &source).await;
-}
-
-#[tokio::test]
-async fn the_connection_closes_when_the_last_handle_goes() {
-    use tidings_tests::rabbit::connections_named;
-    let name = unique("conn");
-    let t = connect(&name).await;
-    let clone = t.clone();
-    assert_eq!(connections_named(&name).await.len(), 1);
-    drop(t);
-    assert_eq!(
-        connections_named(&name).await.len(),
-        1,
-        "a clone still holds it"
-    );
-    drop(clone);
-    within("the connection to close", async {
-        while !connections_named(&name).await.is_empty() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
 }
 
 #[tokio::test]
@@ -774,34 +528,6 @@ async fn an_orderly_shutdown_leaves_nothing_to_deliver_again() {
     nothing_more(&mut consumer).await;
     drop(consumer);
     cleanup(&after, &source).await;
-}
-
-#[tokio::test]
-async fn amqps_connects_with_a_private_authority_and_refuses_an_unknown_one() {
-    use tidings_tests::rabbit::TlsProxy;
-    let proxy = TlsProxy::to(5672).await;
-    let url = format!("amqps://guest:guest@localhost:{}/%2f", proxy.port);
-    let t = AmqpTransport::builder(&url)
-        .tls(Tls::new().ca_pem(proxy.ca_pem.clone()))
-        .connect()
-        .await
-        .expect("TLS with the proxy's authority trusted");
-    let source = Endpoint::new(unique("tls"));
-    t.declare(&source).await.expect("declare");
-    publish_ok(&t, &source.name, vec![ping(1)]).await;
-    let mut consumer = t.consume(&source).await.expect("consume");
-    let d = next(&mut consumer, "a delivery over TLS").await;
-    d.ack().await.expect("ack");
-    drop(consumer);
-    cleanup(&t, &source).await;
-
-    // Without the authority, the certificate is not trusted.
-    let error = AmqpTransport::builder(&url)
-        .connect_timeout(Duration::from_secs(1))
-        .connect()
-        .await
-        .expect_err("an unknown authority");
-    assert!(error.to_string().contains("guest:***@localhost"), "{error}");
 }
 
 #[tokio::test]
@@ -927,43 +653,6 @@ async fn source_queues_with_a_delivery_limit_dead_letter_on_the_broker() {
     cleanup(&t, &source).await;
 }
 
-#[tokio::test]
-async fn a_call_cut_off_by_a_lost_connection_fails_and_the_next_one_works() {
-    let server_side = connect(&unique("conn")).await;
-    let queue = unique("rpc-cut");
-    let server = RpcServer::serve(&server_side, &queue, |add: Add| async move {
-        if add.a == 0 {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-        }
-        Ok::<_, String>(add.a + add.b)
-    })
-    .await
-    .expect("serve");
-    let name = unique("conn");
-    let client_side = connect(&name).await;
-    let client = RpcClient::new(&client_side).timeout(Duration::from_secs(10));
-    let slow = client.call::<_, i64>("", &queue, &Add { a: 0, b: 1 });
-    let cut = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(close_connections(&name).await, 1);
-    };
-    let (cut_off, ()) = tokio::join!(slow, cut);
-    assert!(
-        matches!(
-            cut_off,
-            Err(amqp::Error::Transport(TransportError::Disconnected(_)))
-        ),
-        "{cut_off:?}"
-    );
-    let sum: i64 = client
-        .call("", &queue, &Add { a: 2, b: 2 })
-        .await
-        .expect("a new channel after the reconnect");
-    assert_eq!(sum, 4);
-    assert!(server.shutdown(WAIT).await.is_clean());
-    server_side.delete_queue(&queue).await.expect("delete");
-}
-
 /// A consumer reports its queue's ready messages as its lag (a passive declare once a
 /// second): the ones past its prefetch while it holds a full window, none once all are
 /// handled.
@@ -972,32 +661,5 @@ async fn a_consumer_reports_its_queues_ready_messages_as_lag() {
     let t = connect(&unique("conn")).await;
     let source = Endpoint::new(unique("lag"));
     tidings_tests::lag_follows_what_is_read(&t, &source).await;
-    cleanup(&t, &source).await;
-}
-
-/// While the broker is down the consumer's lag is unknown; once the transport reconnects it is
-/// measured again (on the new connection: the measuring outlives the consumer's channel).
-#[tokio::test]
-async fn the_lag_is_unknown_while_the_broker_is_down() {
-    use tidings_tests::rabbit::{Mode, Proxy};
-    use tidings_tests::wait_until;
-
-    let proxy = Proxy::start().await;
-    let t = AmqpTransport::builder(&proxy.url())
-        .reconnect(tidings::Backoff::Fixed(Duration::from_millis(50)))
-        .connect()
-        .await
-        .expect("through the proxy");
-    let source = Endpoint::new(unique("lag-down"));
-    t.declare(&source).await.expect("declare");
-    let consumer = t.consume(&source).await.expect("consume");
-    let lag = consumer.lag().expect("measured");
-    let wait = Duration::from_secs(15);
-    wait_until("a lag of 0", wait, async || lag.get() == Some(0)).await;
-    proxy.set(Mode::Down);
-    wait_until("an unknown lag", wait, async || lag.get().is_none()).await;
-    proxy.set(Mode::Pass);
-    wait_until("a lag again", wait, async || lag.get() == Some(0)).await;
-    drop(consumer);
     cleanup(&t, &source).await;
 }

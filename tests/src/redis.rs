@@ -1,0 +1,235 @@
+//! Helpers for the Redis suites (feature `redis`): the server on 127.0.0.1:6379.
+
+use tidings::bridge::Endpoint;
+use tidings_bridges::redis::RedisTransport;
+
+/// The server of the development and CI machines.
+pub const URL: &str = "redis://127.0.0.1:6379";
+
+/// A transport on [`URL`] with the default settings.
+pub async fn transport() -> RedisTransport {
+    connected(RedisTransport::builder(URL)).await
+}
+
+/// A transport on [`URL`] whose reads block 50 ms, so empty reads (and the lag measure,
+/// once per block time) come round quickly.
+pub async fn quick_transport() -> RedisTransport {
+    connected(RedisTransport::builder(URL).block(std::time::Duration::from_millis(50))).await
+}
+
+async fn connected(builder: tidings_bridges::redis::RedisBuilder) -> RedisTransport {
+    builder
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("Redis must run on 127.0.0.1:6379: {e}"))
+}
+
+/// A transport that logs in as the ACL user `user` (created with every right the first
+/// time), so [`kill_clients`] can cut exactly its connections.
+pub async fn connect(user: &str) -> RedisTransport {
+    let mut admin = admin().await;
+    let password = format!("pw-{user}");
+    let _: () = ::redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(user)
+        .arg("on")
+        .arg(format!(">{password}"))
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all")
+        .query_async(&mut admin)
+        .await
+        .expect("ACL SETUSER");
+    connected(RedisTransport::builder(&format!(
+        "redis://{user}:{password}@127.0.0.1:6379"
+    )))
+    .await
+}
+
+/// A plain connection for the tests' own commands.
+pub async fn admin() -> ::redis::aio::MultiplexedConnection {
+    ::redis::Client::open(URL)
+        .expect("URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis on 127.0.0.1:6379")
+}
+
+/// Kills every client connection of the ACL user `user`; how many.
+pub async fn kill_clients(user: &str) -> usize {
+    let mut admin = admin().await;
+    let killed: i64 = ::redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("USER")
+        .arg(user)
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT KILL USER");
+    usize::try_from(killed).unwrap_or(0)
+}
+
+/// Removes the ACL user `user`.
+pub async fn delete_user(user: &str) {
+    let mut admin = admin().await;
+    let _: i64 = ::redis::cmd("ACL")
+        .arg("DELUSER")
+        .arg(user)
+        .query_async(&mut admin)
+        .await
+        .unwrap_or(0);
+}
+
+/// Deletes what a test declared for `source`: its stream and its dead-letter stream.
+pub async fn cleanup(source: &Endpoint) {
+    let mut admin = admin().await;
+    let _: i64 = ::redis::cmd("DEL")
+        .arg(&source.name)
+        .arg(&source.dead_letter)
+        .query_async(&mut admin)
+        .await
+        .unwrap_or(0);
+}
+
+/// A new name no other run uses.
+pub fn unique(prefix: &str) -> String {
+    format!("tidings-{prefix}-{:016x}", fastrand::u64(..))
+}
+
+/// A `redis-server` of a test's own on a free loopback port, with `DEBUG` allowed; when
+/// durable, keeping its data in an append-only file synced on every write
+/// (`--appendonly yes --appendfsync always`) in a folder of its own. Killed and its folder
+/// removed on drop.
+pub struct OwnServer {
+    port: u16,
+    dir: std::path::PathBuf,
+    durable: bool,
+    child: parking_lot::Mutex<Option<std::process::Child>>,
+}
+
+impl OwnServer {
+    /// Starts it and waits until it answers.
+    pub async fn start(durable: bool) -> OwnServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(unique("redis"));
+        std::fs::create_dir_all(&dir).expect("a data folder");
+        let server = OwnServer {
+            port,
+            dir,
+            durable,
+            child: parking_lot::Mutex::new(None),
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&self) {
+        let appendonly = if self.durable { "yes" } else { "no" };
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--appendonly", appendonly, "--appendfsync", "always"])
+            .args(["--save", "", "--enable-debug-command", "yes"])
+            .args(["--daemonize", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        *self.child.lock() = Some(child);
+        for _ in 0..200 {
+            if let Ok(client) = ::redis::Client::open(self.url())
+                && let Ok(mut c) = client.get_multiplexed_async_connection().await
+                && ::redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// `redis://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A plain connection for the test's own commands, without a response timeout.
+    pub async fn admin(&self) -> ::redis::aio::MultiplexedConnection {
+        let config = ::redis::AsyncConnectionConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(std::time::Duration::from_secs(20)));
+        ::redis::Client::open(self.url())
+            .expect("URL")
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .expect("the test's redis-server")
+    }
+
+    /// Kills it with SIGKILL and starts it again on the same port and data folder.
+    pub async fn restart(&self) {
+        if let Some(mut child) = self.child.lock().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn().await;
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.lock().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Deletes every key of the BullMQ queue `name` (prefix `bull`) on drop, so a failed
+/// test leaves nothing behind either.
+pub struct QueueKeys(pub String);
+
+impl Drop for QueueKeys {
+    fn drop(&mut self) {
+        let pattern = format!("bull:{}:*", self.0);
+        // Drop may run inside a runtime: use a thread with a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                let mut admin = admin().await;
+                let mut cursor = 0u64;
+                loop {
+                    let (next, keys): (u64, Vec<String>) = ::redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut admin)
+                        .await
+                        .expect("SCAN");
+                    if !keys.is_empty() {
+                        let _: i64 = ::redis::cmd("DEL")
+                            .arg(&keys)
+                            .query_async(&mut admin)
+                            .await
+                            .unwrap_or(0);
+                    }
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+            });
+        })
+        .join();
+    }
+}
