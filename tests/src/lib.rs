@@ -387,6 +387,8 @@ pub mod tls;
 #[cfg(feature = "amqp")]
 pub mod rabbit;
 
+#[cfg(feature = "jobs")]
+pub mod jobs;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 

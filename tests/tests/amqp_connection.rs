@@ -1,7 +1,9 @@
-//! The RabbitMQ connection against the real broker on 127.0.0.1:5672 (feature `amqp`): events, failover, name resolution, heartbeats, TLS and the lag while the broker is down.
+//! The RabbitMQ connection against the real broker on 127.0.0.1:5672 (feature `amqp`): events,
+//! failover, name resolution, heartbeats, TLS and the lag while the broker is down.
 #![cfg(feature = "amqp")]
 
 use std::time::Duration;
+
 use tidings::bridge::{Consumer, Endpoint, Transport};
 use tidings_bridges::amqp::{AmqpTransport, ConnectionEvent, Tls};
 use tidings_tests::rabbit::{

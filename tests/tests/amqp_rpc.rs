@@ -1,8 +1,10 @@
-//! RabbitMQ request/reply (RpcClient, RpcServer) against the real broker on 127.0.0.1:5672 (feature `amqp`).
+//! RabbitMQ request/reply (RpcClient, RpcServer) against the real broker on 127.0.0.1:5672 (feature
+//! `amqp`).
 #![cfg(feature = "amqp")]
 
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use tidings::bridge::TransportError;
 use tidings_bridges::amqp::{self as amqp, RpcClient, RpcServer};
 use tidings_tests::rabbit::{WAIT, close_connections, connect, unique};
