@@ -378,6 +378,7 @@ pub async fn lag_follows_what_is_read<T: tidings::bridge::Transport>(
 }
 
 /// Numbers shared with Node, for the `*_numbers` suites.
+pub mod actors;
 #[cfg(any(feature = "amqp", feature = "kafka", feature = "redis"))]
 pub mod numbers;
 
