@@ -69,6 +69,14 @@ pub enum Events {
     Tick(Tick),
 }
 
+/// Collects every listener error of `bus` as `event: kind` text.
+pub fn error_log(bus: &tidings::Bus<Events>) -> std::sync::Arc<parking_lot::Mutex<Vec<String>>> {
+    let log = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let l = std::sync::Arc::clone(&log);
+    bus.on_error(move |e| l.lock().push(format!("{}: {:?}", e.event(), e.kind())));
+    log
+}
+
 /// A user event with id `id`.
 pub fn user(id: u64) -> UserCreated {
     UserCreated {
@@ -379,6 +387,7 @@ pub async fn lag_follows_what_is_read<T: tidings::bridge::Transport>(
 
 /// Numbers shared with Node, for the `*_numbers` suites.
 pub mod actors;
+pub mod memory;
 #[cfg(any(feature = "amqp", feature = "kafka", feature = "redis"))]
 pub mod numbers;
 
