@@ -90,6 +90,8 @@ pub use self::error::{
     BusShutdownReport, Closed, HandlingError, ListenerError, ListenerErrorKind, Missed,
     UnfinishedEvents,
 };
+#[doc(hidden)]
+pub use self::listener::HasOutput;
 pub use self::listener::{ListenerId, ListenerResult};
 pub use self::overflow::Overflow;
 pub use self::pattern::{Pattern, PatternError};

@@ -53,6 +53,7 @@ pub mod prelude {
 /// Support for generated code; not part of the public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::bus::HasOutput;
     use std::fmt::Display;
 
     /// `const` string equality, for the duplicate-name check of `#[derive(EventSet)]`.
