@@ -89,7 +89,7 @@ mod records;
 mod run;
 mod worker;
 
-pub use self::context::JobContext;
+pub use self::context::{JobContext, TestJob};
 pub use self::error::{Error, JobFailure};
 pub use self::events::{JobCompleted, JobEvent, JobEvents, JobFailed, JobProgress, JobStalled};
 pub use self::forward::{JobTransport, NoConsumer};

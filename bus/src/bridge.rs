@@ -61,6 +61,8 @@
 pub mod conformance;
 mod envelope;
 mod inbound;
+#[cfg(feature = "testing")]
+mod journal;
 pub mod memory;
 mod outbound;
 mod task;
@@ -71,6 +73,8 @@ pub use self::envelope::{
     MAX_HEADER_BYTES, ORIGIN_HEADER, REASON_HEADER,
 };
 pub use self::inbound::{Dedup, Inbound, InboundBuilder, InboundStats, MemoryDedup};
+#[cfg(feature = "testing")]
+pub use self::journal::{DeadLettered, Journal, JOURNAL_LIMIT};
 pub use self::memory::{MemoryBroker, MemoryConsumer};
 pub use self::outbound::{Outbound, OutboundBuilder, OutboundStats, Route};
 pub use self::transport::{

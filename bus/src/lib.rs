@@ -25,6 +25,8 @@ mod record;
 pub mod shutdown;
 mod signal;
 mod spawn;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use crate::backoff::Backoff;
 pub use crate::bus::{

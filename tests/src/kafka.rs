@@ -1,6 +1,6 @@
-//! Kafka brokers for the Kafka suites (feature `kafka`): each [`Tansu`](kafka::Tansu) is a `tansu` process of
-//! its own on a free loopback port, with SQLite storage in a folder of its own, so a test can
-//! kill and restart its broker without touching any other test.
+//! Kafka brokers for the Kafka suites (feature `kafka`): each [`Tansu`] is a `tansu` process
+//! of its own on a free loopback port, with SQLite storage in a folder of its own, so a test
+//! can kill and restart its broker without touching any other test.
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::context::{ContextInner, JobContext};
+use super::context::{Backend, ContextInner, JobContext};
 use super::error::{Error, JobFailure};
 use super::events::Sink;
 use super::location::Location;
@@ -169,7 +169,7 @@ impl<J: Job> Shared<J> {
                         name: name.clone(),
                         attempt,
                         attempts,
-                        job: tokio::sync::Mutex::new(job),
+                        job: Backend::Redis(tokio::sync::Mutex::new(job)),
                         sink: self.sink.clone(),
                     }),
                 };

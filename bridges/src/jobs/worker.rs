@@ -118,9 +118,10 @@ impl<J: Job> WorkerBuilder<J> {
         self
     }
 
-    /// Emits [`JobCompleted`], [`JobFailed`] (each failed attempt), [`JobProgress`] and
-    /// [`JobStalled`] on `bus`, so the rest of the service reacts with ordinary listeners.
-    /// Completed and failed are emitted once Redis recorded the outcome.
+    /// Emits [`JobCompleted`](super::JobCompleted), [`JobFailed`](super::JobFailed) (each
+    /// failed attempt), [`JobProgress`](super::JobProgress) and
+    /// [`JobStalled`](super::JobStalled) on `bus`, so the rest of the service reacts with
+    /// ordinary listeners. Completed and failed are emitted once Redis recorded the outcome.
     pub fn events<S: JobEvents>(mut self, bus: &Bus<S>) -> Self {
         self.sink = Some(bus_sink(bus));
         self

@@ -39,6 +39,8 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use crate::codec::{DecodeError, EventSetCodec, Json};
+
 /// Header that carries the dead-letter reason.
 pub const REASON_HEADER: &str = "x-tidings-reason";
 /// Header that carries how many times a dead-lettered message was tried.
@@ -141,6 +143,15 @@ impl Envelope {
         }
     }
 
+    /// The event it carries, decoded as a member of `S` from JSON (what the bridges publish
+    /// by default), for tests that check what reached a broker.
+    ///
+    /// # Errors
+    /// [`DecodeError`] when `S` has no member of this name or the payload does not decode.
+    pub fn decode<S: EventSetCodec>(&self) -> Result<S, DecodeError> {
+        S::decode(&self.name, &self.payload, &Json)
+    }
+
     /// Sets the key.
     #[must_use]
     pub fn with_key(mut self, key: impl Into<String>) -> Self {
@@ -194,6 +205,16 @@ pub struct Incoming {
 }
 
 impl Incoming {
+    /// The event it carries, decoded as the member of `S` its name gives, from JSON.
+    ///
+    /// # Errors
+    /// [`DecodeError`] when it has no name (a message from a producer that sets none: decode
+    /// the payload as the type you expect instead), `S` has no member of this name, or the
+    /// payload does not decode.
+    pub fn decode<S: EventSetCodec>(&self) -> Result<S, DecodeError> {
+        S::decode(self.name.as_deref().unwrap_or(""), &self.payload, &Json)
+    }
+
     /// What a consumer would receive for `envelope` from `origin` on its first delivery.
     pub fn from_envelope(envelope: &Envelope, origin: impl Into<Arc<str>>) -> Self {
         Incoming {

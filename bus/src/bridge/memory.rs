@@ -65,6 +65,9 @@ struct State {
     delay: Duration,
     next_tag: u64,
     next_consumer: u64,
+    /// What happened, for tests.
+    #[cfg(feature = "testing")]
+    log: super::journal::Log,
 }
 
 struct Group {
@@ -87,22 +90,26 @@ impl Group {
         self.lag.set(Some(self.ready.len() as u64));
     }
 
-    /// Puts every unsettled message of `consumer` (or of everyone) back at the head, in order.
-    fn requeue(&mut self, consumer: Option<u64>) {
+    /// Puts every unsettled message of `consumer` (or of everyone) back at the head, in order;
+    /// how many (they are the first of `ready`).
+    fn requeue(&mut self, consumer: Option<u64>) -> usize {
         let tags: Vec<u64> = self
             .unacked
             .iter()
             .filter(|(_, (c, _))| consumer.is_none_or(|id| *c == id))
             .map(|(t, _)| *t)
             .collect();
+        let mut returned = 0;
         for tag in tags.into_iter().rev() {
             if let Some((c, mut message)) = self.unacked.remove(&tag) {
                 message.delivery_count += 1;
                 self.ready.push_front(message);
                 self.release(c);
+                returned += 1;
             }
         }
         self.count_ready();
+        returned
     }
 
     fn release(&mut self, consumer: u64) {
@@ -119,8 +126,28 @@ impl State {
             .find(|g| &*g.source == source && g.group == group)
     }
 
+    /// Returns the unsettled messages of `consumer` (or of every consumer, who are all gone) in
+    /// the groups `which` picks to the heads of their queues.
+    fn requeue(&mut self, which: impl Fn(&Group) -> bool, consumer: Option<u64>) {
+        for g in self.groups.iter_mut().filter(|g| which(g)) {
+            let _returned = g.requeue(consumer);
+            #[cfg(feature = "testing")]
+            g.ready
+                .iter()
+                .take(_returned)
+                .for_each(|m| self.log.returned(m));
+            if let Some(id) = consumer {
+                g.in_flight.remove(&id);
+            } else {
+                g.in_flight.clear();
+            }
+        }
+    }
+
     /// Puts `message` back at the head of its queue, one delivery more.
     fn return_to(&mut self, source: &str, group: &str, mut message: Incoming) {
+        #[cfg(feature = "testing")]
+        self.log.returned(&message);
         message.delivery_count += 1;
         if let Some(g) = self.group_mut(source, group) {
             g.ready.push_front(message);
@@ -154,14 +181,24 @@ impl State {
 
     /// Copies `envelope` into every queue bound to `destination`.
     fn route(&mut self, destination: &str, envelope: &Envelope) -> Result<(), TransportError> {
+        self.route_with(destination, |origin| {
+            Incoming::from_envelope(envelope, origin)
+        })
+    }
+
+    /// Puts the message `make` builds for each queue bound to `destination` into it.
+    fn route_with(
+        &mut self,
+        destination: &str,
+        make: impl Fn(Arc<str>) -> Incoming,
+    ) -> Result<(), TransportError> {
         let mut routed = false;
         for g in self
             .groups
             .iter_mut()
             .filter(|g| g.pattern.matches(destination))
         {
-            g.ready
-                .push_back(Incoming::from_envelope(envelope, Arc::clone(&g.source)));
+            g.ready.push_back(make(Arc::clone(&g.source)));
             g.count_ready();
             routed = true;
         }
@@ -185,10 +222,7 @@ impl MemoryBroker {
         let mut state = self.shared.state.lock();
         state.down = true;
         state.epoch += 1;
-        for g in &mut state.groups {
-            g.requeue(None);
-            g.in_flight.clear();
-        }
+        state.requeue(|_| true, None);
         drop(state);
         self.shared.changed.notify_waiters();
     }
@@ -228,6 +262,101 @@ impl MemoryBroker {
     }
 }
 
+/// Inspection for tests (feature `testing`).
+#[cfg(feature = "testing")]
+impl MemoryBroker {
+    /// What the broker did so far: published, acknowledged, returned and dead-lettered
+    /// messages, oldest first.
+    pub fn journal(&self) -> super::Journal {
+        self.shared.state.lock().log.snapshot()
+    }
+
+    /// Waits up to `within` for `found` to return something from the journal (asked now and
+    /// after every change), and returns it. Runs on tokio's clock, so a paused test waits no
+    /// real time.
+    ///
+    /// # Errors
+    /// [`Unmet`](crate::testing::Unmet) naming `what` and summing up the journal, when nothing
+    /// was found in time.
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        within: Duration,
+        mut found: impl FnMut(&super::Journal) -> Option<T>,
+    ) -> Result<T, crate::testing::Unmet> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let mut changed = pin!(self.shared.changed.notified());
+            changed.as_mut().enable();
+            let journal = self.journal();
+            if let Some(value) = found(&journal) {
+                return Ok(value);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                let journal = self.journal();
+                return found(&journal).ok_or_else(|| {
+                    crate::testing::Unmet::new(format!(
+                        "{what} did not happen within {within:?}; the broker saw {}",
+                        journal.summary()
+                    ))
+                });
+            }
+        }
+    }
+
+    /// Waits up to `within` for the `n`th dead letter (counting from 1, over the broker's
+    /// life), and returns it.
+    ///
+    /// # Errors
+    /// [`Unmet`](crate::testing::Unmet) when fewer came in time.
+    pub async fn wait_for_dead_letter(
+        &self,
+        n: usize,
+        within: Duration,
+    ) -> Result<super::DeadLettered, crate::testing::Unmet> {
+        let what = format!("dead letter #{n}");
+        self.wait_for(&what, within, |j| {
+            n.checked_sub(1)
+                .and_then(|i| j.dead_lettered.get(i))
+                .cloned()
+        })
+        .await
+    }
+
+    /// Puts `payload` into every queue bound to `destination` as a service of another stack
+    /// sends it: with no type, no id and no headers (amqplib's
+    /// `sendToQueue(q, Buffer.from(JSON.stringify(obj)))`). An inbound bridge reads it as the
+    /// event type bound to its source.
+    ///
+    /// # Errors
+    /// [`TransportError::Unroutable`] when no queue is bound to `destination`,
+    /// [`TransportError::Disconnected`] while the broker is down.
+    pub fn inject_foreign(
+        &self,
+        destination: &str,
+        payload: impl Into<bytes::Bytes>,
+    ) -> Result<(), TransportError> {
+        let payload = payload.into();
+        let mut state = self.shared.state.lock();
+        if state.down {
+            return Err(TransportError::Disconnected("the broker is down".into()));
+        }
+        let routed = state.route_with(destination, |origin| Incoming {
+            id: None,
+            name: None,
+            key: None,
+            time: None,
+            headers: BTreeMap::new(),
+            delivery_count: 1,
+            origin,
+            payload: payload.clone(),
+        });
+        drop(state);
+        self.shared.changed.notify_waiters();
+        routed
+    }
+}
+
 impl Transport for MemoryBroker {
     type Consumer = MemoryConsumer;
 
@@ -259,6 +388,10 @@ impl Transport for MemoryBroker {
                 } else {
                     state.route(&out.destination, &out.envelope)
                 };
+                #[cfg(feature = "testing")]
+                if result.is_ok() {
+                    state.log.published(out);
+                }
                 if result.as_ref().is_err_and(TransportError::is_retryable) {
                     failed_keys.push(key);
                 }
@@ -368,10 +501,10 @@ impl Consumer for MemoryConsumer {
 impl Drop for MemoryConsumer {
     fn drop(&mut self) {
         let mut state = self.broker.shared.state.lock();
-        if let Some(group) = state.group_mut(&self.source, &self.group) {
-            group.requeue(Some(self.id));
-            group.in_flight.remove(&self.id);
-        }
+        state.requeue(
+            |g| *g.source == *self.source && g.group == self.group,
+            Some(self.id),
+        );
         drop(state);
         self.broker.shared.changed.notify_waiters();
     }
@@ -410,7 +543,11 @@ impl MemoryAcker {
 
 impl Acker for MemoryAcker {
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
-        let result = self.settle(|_, _, _| Ok(()));
+        let result = self.settle(|_state, _, _message| {
+            #[cfg(feature = "testing")]
+            _state.log.acknowledged(&_message);
+            Ok(())
+        });
         Box::pin(async move { result })
     }
 
@@ -442,7 +579,13 @@ impl Acker for MemoryAcker {
                 state.route(dead_letter, &envelope)
             };
             let error = match routed {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    #[cfg(feature = "testing")]
+                    state
+                        .log
+                        .dead_lettered(&message, dead_letter, &envelope.headers);
+                    return Ok(());
+                }
                 Err(error) => error,
             };
             // Nowhere to put it: back to the head of its queue, as RabbitMQ returns a message
