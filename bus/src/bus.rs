@@ -110,6 +110,7 @@ use self::stats::Stats;
 use self::tracker::Tracker;
 use self::waiting::{start, Deliver};
 use crate::event::{AnyEvent, EventRef, EventSet, Member};
+use crate::message::MessageContext;
 
 /// `emit_and_wait` after its typed step: the delivery to finish and the tracker to wait on,
 /// or the error when the bus was closed.
@@ -508,7 +509,7 @@ impl<S: EventSet> Bus<S> {
     /// [`HandlingError`] with every failure (listener errors and panics, overflows, a bus shut
     /// down before or during the wait); the listeners that succeeded are not undone.
     pub async fn emit_and_wait<E: Member<S>>(&self, event: E) -> Result<usize, HandlingError> {
-        self.wait_for(self.start_waited(event)).await
+        self.wait_for(self.start_waited(event, None)).await
     }
 
     /// [`emit_and_wait`](Self::emit_and_wait) for whichever member `event` holds.
@@ -516,28 +517,46 @@ impl<S: EventSet> Bus<S> {
     /// # Errors
     /// As `emit_and_wait`.
     pub async fn emit_set_and_wait(&self, event: S) -> Result<usize, HandlingError> {
+        self.emit_set_and_wait_in(event, None).await
+    }
+
+    /// `emit_set_and_wait` with `context` as the [`MessageContext`] of every listener call.
+    #[cfg_attr(not(feature = "bridge"), allow(dead_code))]
+    pub(crate) async fn emit_set_and_wait_in(
+        &self,
+        event: S,
+        context: Option<Arc<MessageContext>>,
+    ) -> Result<usize, HandlingError> {
         // Only the first step is typed: the visitor returns it, and the wait, the same for
         // every member, needs no boxed future.
-        struct Start<'a, S: EventSet>(&'a Bus<S>);
+        struct Start<'a, S: EventSet>(&'a Bus<S>, Option<Arc<MessageContext>>);
         impl<'a, S: EventSet> crate::event::Visitor<S> for Start<'a, S> {
             type Output = Waited<'a>;
             fn visit<E: Member<S>>(self, event: E) -> Self::Output {
-                self.0.start_waited(event)
+                self.0.start_waited(event, self.1)
             }
         }
-        self.wait_for(event.visit(Start(self))).await
+        self.wait_for(event.visit(Start(self, context))).await
     }
 
-    /// `emit_and_wait`'s typed step: the sync listeners run, the event is made ready for the
-    /// queues, with a tracker following every delivery.
-    fn start_waited<E: Member<S>>(&self, event: E) -> Waited<'_> {
+    /// `emit_and_wait`'s typed step: the sync listeners run (with `context` current), the
+    /// event is made ready for the queues, with a tracker following every delivery.
+    fn start_waited<E: Member<S>>(
+        &self,
+        event: E,
+        context: Option<Arc<MessageContext>>,
+    ) -> Waited<'_> {
         if self.is_closed() {
             let error = ListenerError::new(E::NAME, None, ListenerErrorKind::Closed);
             return Err(HandlingError::new(vec![error]));
         }
         // As `emit_async`, with the tracker following every listener task that gets the event.
-        let tracker = Arc::new(Tracker::new());
-        let deliver = start(&self.inner, event, Some(Arc::clone(&tracker)));
+        let tracker = Arc::new(Tracker::new(context));
+        let deliver = match &tracker.context {
+            None => start(&self.inner, event, Some(Arc::clone(&tracker))),
+            Some(context) => Arc::clone(context)
+                .sync_scope(|| start(&self.inner, event, Some(Arc::clone(&tracker)))),
+        };
         Ok((deliver, tracker))
     }
 

@@ -17,6 +17,7 @@ pub mod codec;
 pub mod counters;
 pub mod error;
 pub mod event;
+pub mod message;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod panic;
@@ -35,6 +36,7 @@ pub use crate::bus::{
     QueueGauge, QueueOptions, Subscription, UnfinishedEvents,
 };
 pub use crate::event::{AnyEvent, Event, EventRef, EventSet, Member};
+pub use crate::message::MessageContext;
 pub use crate::shutdown::ShutdownReport;
 pub use crate::signal::shutdown_signal;
 

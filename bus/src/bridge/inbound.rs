@@ -13,12 +13,14 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::envelope::Incoming;
 use super::task::BridgeTask;
 use super::transport::{Consumer, Delivery, Endpoint, Lag, Transport};
 use crate::backoff::Backoff;
 use crate::bus::Bus;
 use crate::codec::{Codec, DecodeError, EventSetCodec, Json};
 use crate::event::Member;
+use crate::message::MessageContext;
 use crate::shutdown::ShutdownReport;
 
 /// Remembers message ids to drop redelivered duplicates; see [`InboundBuilder::dedup`].
@@ -358,6 +360,20 @@ enum Dispatch {
     },
 }
 
+/// What the listeners of `message`'s event see as its [`MessageContext`], on `attempt`.
+fn message_context(message: &Incoming, attempt: u32) -> MessageContext {
+    let mut context = MessageContext::new(Arc::clone(&message.origin))
+        .with_attempt(attempt)
+        .with_headers(message.headers.clone());
+    context.set_known(
+        message.id.clone(),
+        message.name.clone(),
+        message.key.clone(),
+        message.time,
+    );
+    context
+}
+
 /// The lane for `delivery`: by key, else by id, else in turn.
 fn lane_of(turn: &mut usize, lanes: usize, delivery: &Delivery) -> usize {
     let message = &delivery.message;
@@ -553,7 +569,9 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
                     return self.dead_letter(delivery, &reason, attempt).await;
                 }
             };
-            let (unheard, failure) = match self.config.bus.emit_set_and_wait(event).await {
+            let context = Arc::new(message_context(message, attempt));
+            let emitted = self.config.bus.emit_set_and_wait_in(event, Some(context));
+            let (unheard, failure) = match emitted.await {
                 Ok(0) if self.config.acknowledge_unheard => {
                     self.stats.incr(UNHEARD);
                     self.forget(id).await;

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
 
+use futures_util::future::Either;
 use futures_util::FutureExt;
 use parking_lot::Mutex;
 use tracing::Instrument;
@@ -21,6 +22,7 @@ use super::listener::ListenerResult;
 use super::queue::{EventQueue, Popped, Queued};
 use super::tracker::Tracker;
 use crate::event::{AnyEvent, EventSet, Member};
+use crate::message::MessageContext;
 
 pub(super) fn typed<S: EventSet, E: Member<S>>(d: Queued) -> Option<Arc<E>> {
     d.event.downcast::<E>().ok()
@@ -122,10 +124,11 @@ pub(super) async fn run_listener<S, T, F, Fut>(
             continue;
         };
         let mut delivery = delivery;
+        let context = context_of(&delivery);
         held.current = Some((delivery.index, delivery.tracker.take()));
         #[cfg(feature = "metrics")]
         let (name, started) = (held.names[delivery.index], std::time::Instant::now());
-        let outcome = match start_call(&held, &listener, convert, delivery) {
+        let outcome = match start_call(&held, &listener, convert, delivery, context) {
             Some(call) => Some(call.await),
             None => None,
         };
@@ -214,6 +217,7 @@ async fn run_concurrently<T, F, Fut>(
             Ok(Some(Popped::Missed(_))) => {}
             Ok(Some(Popped::Item(mut delivery))) => {
                 let index = delivery.index;
+                let context = context_of(&delivery);
                 let taken = Some((index, delivery.tracker.take()));
                 let slot = match held.running.iter().position(Option::is_none) {
                     Some(free) => {
@@ -227,7 +231,7 @@ async fn run_concurrently<T, F, Fut>(
                 };
                 #[cfg(feature = "metrics")]
                 let (name, started) = (held.names[index], std::time::Instant::now());
-                match start_call(held, listener, convert, delivery) {
+                match start_call(held, listener, convert, delivery, context) {
                     Some(call) => running.push(call.map(move |outcome| {
                         #[cfg(feature = "metrics")]
                         crate::record::handled(name, started.elapsed());
@@ -250,6 +254,7 @@ fn start_call<'a, T, F, Fut>(
     listener: &'a F,
     convert: fn(Queued) -> Option<T>,
     delivery: Queued,
+    context: Option<Arc<MessageContext>>,
 ) -> Option<impl Future<Output = Result<(), ListenerErrorKind>> + 'a>
 where
     F: Fn(T) -> Fut,
@@ -260,7 +265,17 @@ where
     let event = held.names[delivery.index];
     let item = convert(delivery)?;
     let span = tracing::trace_span!("tidings.handle", event, listener = %held.id);
-    Some(call_async(listener, item).instrument(span))
+    let call = call_async(listener, item).instrument(span);
+    // Only events from a broker message carry a context; the others pay nothing for it.
+    Some(match context {
+        None => Either::Left(call),
+        Some(context) => Either::Right(context.scope(call)),
+    })
+}
+
+/// The message context `delivery` carries: that of the `emit_and_wait` it belongs to.
+fn context_of(delivery: &Queued) -> Option<Arc<MessageContext>> {
+    delivery.tracker.as_ref()?.context.clone()
 }
 
 async fn call_async<T, F, Fut>(listener: &F, item: T) -> Result<(), ListenerErrorKind>

@@ -7,25 +7,30 @@
 
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::error::ListenerError;
+use crate::message::MessageContext;
 
 pub(crate) struct Tracker {
     pending: AtomicUsize,
     failures: Mutex<Vec<ListenerError>>,
     done: Notify,
+    /// The broker message the event came from, set around every listener call.
+    pub(crate) context: Option<Arc<MessageContext>>,
 }
 
 impl Tracker {
     /// A tracker holding the emitter's own count.
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(context: Option<Arc<MessageContext>>) -> Self {
         Tracker {
             pending: AtomicUsize::new(1),
             failures: Mutex::new(Vec::new()),
             done: Notify::new(),
+            context,
         }
     }
 
