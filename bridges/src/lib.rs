@@ -12,6 +12,9 @@
 //! | `redis` | Redis Streams, and a Redis dedup store (through redis-rs) | `redis::RedisTransport` | a stream; `Endpoint::group` is the consumer group | the stream `{name}.dead-letter` |
 //! | `jobs` | job queues in BullMQ's format on Redis (through bullmq-official) | `jobs::JobTransport` (publish only) | a queue | the queue's failed set, after the job's attempts |
 //!
+//! `postgres` adds a transactional outbox and an inbox on PostgreSQL (`postgres::Outbox`,
+//! `postgres::Relay`, `postgres::Inbox`), for any of the transports above.
+//!
 //! `Endpoint` is what an inbound bridge consumes (`tidings::bridge::Endpoint`); where a message
 //! was produced (CloudEvents' `source`) is the envelope's `source` field.
 
@@ -25,13 +28,16 @@ mod handover;
 pub mod jobs;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(any(
     feature = "amqp",
     feature = "kafka",
     feature = "redis",
-    feature = "jobs"
+    feature = "jobs",
+    feature = "postgres"
 ))]
 mod secret;
 

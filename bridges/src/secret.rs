@@ -6,7 +6,12 @@
 //! path or query is redacted more than it needs to be, never less.
 
 /// The user-info part of `url` (between `://` and the last `@`), if any.
-#[cfg(any(feature = "amqp", feature = "redis", feature = "jobs"))]
+#[cfg(any(
+    feature = "amqp",
+    feature = "redis",
+    feature = "jobs",
+    feature = "postgres"
+))]
 fn userinfo(url: &str) -> Option<(usize, &str)> {
     let start = url.find("://")? + 3;
     let rest = &url[start..];
@@ -16,11 +21,21 @@ fn userinfo(url: &str) -> Option<(usize, &str)> {
 
 /// Characters that a user name shown in a redacted URL must not hold: with one of them, the
 /// user-info was probably not split where the URL's author meant it to be.
-#[cfg(any(feature = "amqp", feature = "redis", feature = "jobs"))]
+#[cfg(any(
+    feature = "amqp",
+    feature = "redis",
+    feature = "jobs",
+    feature = "postgres"
+))]
 const SUSPECT: [char; 5] = ['/', '?', '#', '@', '%'];
 
 /// The password in `url`, if it has one: the user-info after its first `:`.
-#[cfg(any(feature = "amqp", feature = "redis", feature = "jobs"))]
+#[cfg(any(
+    feature = "amqp",
+    feature = "redis",
+    feature = "jobs",
+    feature = "postgres"
+))]
 pub(crate) fn password_of(url: &str) -> Option<&str> {
     let (_, info) = userinfo(url)?;
     let (_, password) = info.split_once(':')?;
@@ -29,7 +44,12 @@ pub(crate) fn password_of(url: &str) -> Option<&str> {
 
 /// `url` with its password replaced by `***` (`scheme://user:***@host...`). The user name is
 /// kept when it is plain; a user-info that does not split cleanly is replaced whole.
-#[cfg(any(feature = "amqp", feature = "redis", feature = "jobs"))]
+#[cfg(any(
+    feature = "amqp",
+    feature = "redis",
+    feature = "jobs",
+    feature = "postgres"
+))]
 pub(crate) fn redact(url: &str) -> String {
     let Some((start, info)) = userinfo(url) else {
         return url.to_owned();
@@ -84,7 +104,15 @@ fn percent_decoded(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-#[cfg(all(test, any(feature = "amqp", feature = "redis", feature = "jobs")))]
+#[cfg(all(
+    test,
+    any(
+        feature = "amqp",
+        feature = "redis",
+        feature = "jobs",
+        feature = "postgres"
+    )
+))]
 mod tests {
     use super::*;
 

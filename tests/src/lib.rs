@@ -401,6 +401,8 @@ pub mod rabbit;
 pub mod jobs;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "postgres")]
+pub mod pg;
 
 #[cfg(feature = "redis")]
 pub mod redis;

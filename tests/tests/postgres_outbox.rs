@@ -1,0 +1,297 @@
+//! The transactional outbox and its relay on the local PostgreSQL (feature `postgres`), with
+//! the memory broker as the transport: commit and rollback, per-key order with two relays, a
+//! relay cut off mid-round, a broker that goes away, refused messages, bad input.
+#![cfg(feature = "postgres")]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidings::Backoff;
+use tidings::bridge::{Consumer, Endpoint, MemoryBroker, Transport};
+use tidings_bridges::postgres::{Error, Outbox, Relay};
+use tidings_tests::OrderPlaced;
+use tidings_tests::pg::{DropTables, URL, client, unique};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A broker with the endpoint `orders` declared, and an outbox table of a test's own.
+async fn setup() -> (MemoryBroker, Endpoint, Outbox, DropTables) {
+    let broker = MemoryBroker::new();
+    let endpoint = Endpoint::new("orders").prefetch(10_000);
+    broker.declare(&endpoint).await.unwrap();
+    let table = unique("outbox");
+    let outbox = Outbox::new(&table).unwrap().source("tidings://shop");
+    outbox.create(&client().await).await.unwrap();
+    (broker, endpoint, outbox, DropTables(vec![table]))
+}
+
+fn relay(outbox: &Outbox, broker: &MemoryBroker) -> Relay {
+    Relay::builder(URL, outbox, broker.clone())
+        .unwrap()
+        .poll_every(Duration::from_millis(200))
+        .backoff(Backoff::Fixed(Duration::from_millis(50)))
+        .batch_size(100)
+        .spawn()
+}
+
+/// Reads `n` messages from `endpoint`, acknowledging each; (order, key) of each.
+async fn read(broker: &MemoryBroker, endpoint: &Endpoint, n: usize) -> Vec<(u64, Option<String>)> {
+    let mut consumer = broker.consume(endpoint).await.unwrap();
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        let delivery = tokio::time::timeout(WAIT, consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} messages arrived", got.len()))
+            .expect("open")
+            .expect("a delivery");
+        let order: OrderPlaced = serde_json::from_slice(&delivery.message.payload).unwrap();
+        got.push((order.order, delivery.message.key.clone()));
+        delivery.ack().await.unwrap();
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_committed_transaction_publishes_its_events_in_order_and_a_rolled_back_one_nothing() {
+    let (broker, endpoint, outbox, _drop) = setup().await;
+    let mut db = client().await;
+    let relay = relay(&outbox, &broker);
+
+    let tx = db.transaction().await.unwrap();
+    for order in 0..3 {
+        outbox
+            .stage(&tx, "orders", &OrderPlaced { order, cents: 100 })
+            .await
+            .unwrap();
+    }
+    tx.rollback().await.unwrap();
+    let tx = db.transaction().await.unwrap();
+    for order in 10..15 {
+        outbox
+            .stage(&tx, "orders", &OrderPlaced { order, cents: 100 })
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let got = read(&broker, &endpoint, 5).await;
+    assert_eq!(
+        got.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+        [10, 11, 12, 13, 14]
+    );
+    let journal = broker.journal();
+    assert_eq!(
+        journal.published.len(),
+        5,
+        "the rolled-back three never went out"
+    );
+    let first = &journal.published[0].envelope;
+    assert_eq!(
+        (first.name.as_str(), first.source.as_str()),
+        ("order.placed", "tidings://shop")
+    );
+    // The rows are marked in the round's transaction, which may commit just after the
+    // broker had them: the shutdown lets it finish.
+    assert!(relay.shutdown(WAIT).await.is_clean());
+    let pending: i64 = db
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {} WHERE published_at IS NULL",
+                outbox.table()
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pending, 0);
+}
+
+/// Stages `per_key` events for each of `keys` keys from `writers` concurrent transactions.
+async fn stage_keyed(outbox: &Outbox, keys: u64, per_key: u64, writers: u64) {
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let outbox = outbox.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut db = client().await;
+            // Writer `w` stages the keys congruent to it, a few per transaction.
+            for seq in 0..per_key {
+                let tx = db.transaction().await.unwrap();
+                for key in (w..keys).step_by(writers as usize) {
+                    let mut out = tidings::bridge::Outgoing {
+                        destination: "orders".into(),
+                        envelope: tidings::bridge::Envelope::new(
+                            "order.placed",
+                            serde_json::to_vec(&OrderPlaced {
+                                order: seq,
+                                cents: key,
+                            })
+                            .unwrap(),
+                        ),
+                    };
+                    out.envelope.key = Some(format!("k{key}"));
+                    outbox.stage_outgoing(&tx, &out).await.unwrap();
+                }
+                tx.commit().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// Per key, the orders in arrival order must be 0, 1, 2... (repeats allowed after a cut).
+fn assert_per_key_order(got: &[(u64, Option<String>)]) -> usize {
+    let mut next: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut duplicates = 0;
+    for (order, key) in got {
+        let key = key.as_deref().expect("keyed");
+        let expected = next.entry(key).or_insert(0);
+        if *order < *expected {
+            duplicates += 1; // published again after a cut-off round: allowed, counted
+            continue;
+        }
+        assert_eq!(
+            *order, *expected,
+            "key {key}: order {order} came before {expected}"
+        );
+        *expected += 1;
+    }
+    duplicates
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_keep_each_keys_order_and_publish_every_row_once() {
+    let (broker, endpoint, outbox, _drop) = setup().await;
+    let (a, b) = (relay(&outbox, &broker), relay(&outbox, &broker));
+    stage_keyed(&outbox, 20, 50, 4).await;
+    let got = read(&broker, &endpoint, 1000).await;
+    let duplicates = assert_per_key_order(&got);
+    assert_eq!(duplicates, 0, "no row published twice when no relay fails");
+    // Counted once each round commits, which may be just after the broker had the rows.
+    tokio::time::timeout(WAIT, async {
+        while a.stats().published + b.stats().published < 1000 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("every row counted");
+    let (sa, sb) = (a.stats(), b.stats());
+    assert_eq!(sa.published + sb.published, 1000, "{sa:?} {sb:?}");
+    assert!(
+        sa.published > 0 && sb.published > 0,
+        "both relays worked: {sa:?} {sb:?}"
+    );
+    assert!(a.shutdown(WAIT).await.is_clean());
+    assert!(b.shutdown(WAIT).await.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_cut_off_mid_stream_loses_nothing_and_breaks_no_order() {
+    let (broker, endpoint, outbox, _drop) = setup().await;
+    // Slow publishes, so the cut falls inside a round.
+    broker.set_publish_delay(Duration::from_millis(20));
+    let doomed = relay(&outbox, &broker);
+    stage_keyed(&outbox, 10, 30, 2).await;
+    tokio::time::timeout(WAIT, async {
+        while doomed.stats().published < 50 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the first relay publishes");
+    drop(doomed); // as a killed process: its round is rolled back with its connection
+    let survivor = relay(&outbox, &broker);
+    let published = broker.journal().published.len();
+    let got = read(&broker, &endpoint, 300).await;
+    let duplicates = assert_per_key_order(&got);
+    // Every row arrived; what the cut round had sent before it was rolled back came twice.
+    let keys_orders: std::collections::BTreeSet<(u64, Option<String>)> =
+        got.iter().cloned().collect();
+    assert_eq!(keys_orders.len(), 300);
+    println!("cut after {published} publishes: {duplicates} duplicates");
+    assert!(survivor.shutdown(WAIT).await.is_clean());
+}
+
+#[tokio::test]
+async fn rows_wait_while_the_broker_is_away_and_a_refused_one_does_not_hold_up_its_key() {
+    let (broker, endpoint, outbox, _drop) = setup().await;
+    let mut db = client().await;
+    broker.disconnect();
+    let relay = relay(&outbox, &broker);
+    let tx = db.transaction().await.unwrap();
+    let keyed = |order| {
+        let mut out = tidings::bridge::Outgoing {
+            destination: "orders".into(),
+            envelope: tidings::bridge::Envelope::new(
+                "order.placed",
+                serde_json::to_vec(&OrderPlaced { order, cents: 1 }).unwrap(),
+            ),
+        };
+        out.envelope.key = Some("k".into());
+        out
+    };
+    outbox.stage_outgoing(&tx, &keyed(1)).await.unwrap();
+    let mut nowhere = keyed(2);
+    nowhere.destination = "nowhere".into(); // unroutable: refused outright
+    outbox.stage_outgoing(&tx, &nowhere).await.unwrap();
+    outbox.stage_outgoing(&tx, &keyed(3)).await.unwrap();
+    tx.commit().await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        while relay.stats().failed_rounds < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("rounds fail while the broker is away");
+    assert!(broker.journal().published.is_empty());
+    broker.reconnect();
+    let got = read(&broker, &endpoint, 2).await;
+    assert_eq!(got.iter().map(|(o, _)| *o).collect::<Vec<_>>(), [1, 3]);
+    assert!(relay.shutdown(WAIT).await.is_clean());
+    let failure: Option<String> = db
+        .query_one(
+            &format!(
+                "SELECT failure FROM {} WHERE destination = 'nowhere'",
+                outbox.table()
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        failure.as_deref().is_some_and(|f| f.contains("nowhere")),
+        "{failure:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_names_and_connection_strings_are_refused_without_their_passwords() {
+    for bad in ["", "outbox; DROP TABLE x", "a.b.c", "1outbox"] {
+        assert!(
+            matches!(Outbox::new(bad), Err(Error::Invalid(_))),
+            "{bad:?}"
+        );
+    }
+    let outbox = Outbox::new("outbox").unwrap();
+    let broker = Arc::new(MemoryBroker::new());
+    let error = Relay::builder(
+        "postgresql://u:s3cr3t-pw@127.0.0.1:5432/x?bogus=1",
+        &outbox,
+        (*broker).clone(),
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(!error.to_string().contains("s3cr3t-pw"), "{error}");
+    // A wrong password is reported by the server; the relay's logs and errors never quote it.
+    let relay = Relay::builder(
+        "postgresql://nobody:s3cr3t-pw@127.0.0.1:5432/test",
+        &outbox,
+        (*broker).clone(),
+    )
+    .unwrap();
+    assert!(!format!("{relay:?}").contains("s3cr3t-pw"));
+}
