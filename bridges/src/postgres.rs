@@ -49,12 +49,16 @@
 //! - **Per key in order, with several relays.** Staging a keyed event takes the key's
 //!   transaction-level advisory lock before the row gets its number, so transactions staging
 //!   one key commit in the order of their rows (they wait for each other: ordering one key is
-//!   serial by nature). A relay claims rows in number order, taking a row only with its key's
-//!   lock (`pg_try_advisory_xact_lock`) and keyless rows with `FOR UPDATE SKIP LOCKED`, and
-//!   holds the locks until it has published and marked them. So at most one relay works on a
-//!   key at a time, it never passes a row of that key still being staged, and other relays
-//!   take the other keys meanwhile. A plain `FOR UPDATE SKIP LOCKED` alone would let a second
-//!   relay publish a key's later rows while the first still holds its earlier ones.
+//!   serial by nature). A relay first takes the locks of the keys of the next rows
+//!   (`pg_try_advisory_xact_lock`, skipping keys another relay or a staging transaction
+//!   holds), then reads those keys' rows and the keyless ones (`FOR UPDATE SKIP LOCKED`) in
+//!   number order with a statement of its own, and holds the locks until it has published
+//!   and marked them. So at most one relay works on a key at a time, it sees every committed
+//!   row of that key and none still being staged, and other relays take the other keys
+//!   meanwhile. A plain `FOR UPDATE SKIP LOCKED` would let a second relay publish a key's
+//!   later rows while the first still holds its earlier ones; a lock tried row by row in the
+//!   claiming query itself can fail for a key's first row and succeed for its next (a staging
+//!   transaction committing in between), which the suites caught.
 //! - **Woken at once, without relying on it.** Staging sends a `NOTIFY` (delivered only on
 //!   commit); the relay listens on a connection of its own and also looks every
 //!   [`poll_every`](RelayBuilder::poll_every), so notifications lost while PostgreSQL or the

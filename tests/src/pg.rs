@@ -45,3 +45,134 @@ impl Drop for DropTables {
         .join();
     }
 }
+
+/// A PostgreSQL cluster of a test's own (`initdb` in a temporary folder owned by the
+/// `postgres` user, trust auth) on a free loopback port, to stop and start without touching
+/// the shared server. Stopped and removed when dropped.
+pub struct Cluster {
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Cluster {
+    /// Creates and starts one.
+    ///
+    /// # Panics
+    /// When PostgreSQL's server programs are not installed or the cluster does not start.
+    pub fn start() -> Cluster {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's server programs under /usr/lib/postgresql")
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("bin"))
+            .find(|p| p.join("initdb").exists())
+            .expect("initdb");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("tidings-pg-{port}-{:08x}", fastrand::u32(..)));
+        std::fs::create_dir_all(&dir).expect("cluster folder");
+        let cluster = Cluster { dir, bin, port };
+        // initdb and pg_ctl refuse root: run them as `postgres`, in a folder it owns.
+        if Self::as_root() {
+            cluster.run("chown", &["-R", "postgres:postgres", cluster.path()]);
+        }
+        cluster.pg(
+            "initdb",
+            &[
+                "-D",
+                cluster.path(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        cluster.up();
+        cluster
+    }
+
+    fn path(&self) -> &str {
+        self.dir.to_str().expect("a UTF-8 path")
+    }
+
+    fn as_root() -> bool {
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let status = std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(status.success(), "{program} {args:?}: {status}");
+    }
+
+    /// Runs PostgreSQL's `program`, as `postgres` when this is root.
+    fn pg(&self, program: &str, args: &[&str]) {
+        let program = self.bin.join(program);
+        let program = program.to_str().expect("a UTF-8 path");
+        if Self::as_root() {
+            let mut all = vec!["-u", "postgres", "--", program];
+            all.extend_from_slice(args);
+            self.run("runuser", &all);
+        } else {
+            self.run(program, args);
+        }
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub fn up(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self.path()
+        );
+        let log = format!("{}/log", self.path());
+        self.pg(
+            "pg_ctl",
+            &["-D", self.path(), "-o", &options, "-l", &log, "-w", "start"],
+        );
+    }
+
+    /// Stops the server at once, as a crash would (`immediate`: no checkpoint, connections
+    /// cut).
+    pub fn down(&self) {
+        self.pg(
+            "pg_ctl",
+            &["-D", self.path(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    /// Its connection string (database `postgres`).
+    pub fn url(&self) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let path = self.path().to_owned();
+        let pg_ctl = self.bin.join("pg_ctl");
+        let mut stop = if Self::as_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&pg_ctl);
+            c
+        } else {
+            std::process::Command::new(&pg_ctl)
+        };
+        let _ = stop
+            .args(["-D", &path, "-m", "immediate", "-w", "stop"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

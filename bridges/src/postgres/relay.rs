@@ -350,20 +350,41 @@ async fn round<T: Transport>(
     let secret = config.secret.as_deref();
     let db = |e: tokio_postgres::Error| Error::database(&e, secret);
     let transaction = client.transaction().await.map_err(db)?;
-    // Rows in staging order. A keyed row is taken only with its key's lock, which a
-    // transaction staging that key or another relay claiming it holds: so a key's rows go out
-    // in order, by one relay at a time, and never ahead of a row still being staged.
+    // First the keys: those of the next rows in staging order, each taken with its lock,
+    // which a transaction staging that key or another relay claiming it holds. Deciding per
+    // key, before the rows are read, matters: a lock tried row by row could fail for a key's
+    // first row and succeed for its second, once a transaction staging the key committed
+    // in between. The rows are then read by a statement of their own, whose snapshot starts
+    // with the locks held: every row of those keys is in it, in order, and nobody else's.
+    let class = config.table.lock_class();
+    let limit = i64::try_from(config.batch_size).unwrap_or(i64::MAX);
+    let keys_sql = format!(
+        "SELECT k FROM (
+            SELECT DISTINCT ordering_key AS k FROM (
+                SELECT ordering_key FROM {} WHERE published_at IS NULL
+                ORDER BY seq LIMIT $2
+            ) next WHERE ordering_key IS NOT NULL
+         ) keys WHERE pg_try_advisory_xact_lock($1, hashtext(k))",
+        config.table.quoted
+    );
+    let keys: Vec<String> = transaction
+        .query(keys_sql.as_str(), &[&class, &limit])
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    // Keyless rows need no order: `SKIP LOCKED` shares them between relays.
     let claim = format!(
         "SELECT seq, destination, ordering_key, message_id, name, source, created_ms,
                 content_type, headers, payload
          FROM {} WHERE published_at IS NULL
-           AND (ordering_key IS NULL OR pg_try_advisory_xact_lock($1, hashtext(ordering_key)))
+           AND (ordering_key IS NULL OR ordering_key = ANY($1))
          ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED",
         config.table.quoted
     );
-    let limit = i64::try_from(config.batch_size).unwrap_or(i64::MAX);
     let rows = transaction
-        .query(claim.as_str(), &[&config.table.lock_class(), &limit])
+        .query(claim.as_str(), &[&keys, &limit])
         .await
         .map_err(db)?;
     if rows.is_empty() {
