@@ -384,3 +384,66 @@ async fn the_relay_resumes_after_postgres_stops_and_starts_mid_stream() {
     assert!(relay.shutdown(WAIT).await.is_clean());
     drop(cluster);
 }
+
+/// Transactions racing to stage one key: the relay publishes the key's rows in the order of
+/// their numbers, which staging made the order of their commits (without the key's lock
+/// taken before the number, a later number could commit first and go out first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_transactions_on_one_key_go_out_in_the_order_they_committed() {
+    let (broker, endpoint, outbox, _drop) = setup().await;
+    let relay = relay(&outbox, &broker);
+    let mut writers = Vec::new();
+    for w in 0..4_u64 {
+        let outbox = outbox.clone();
+        writers.push(tokio::spawn(async move {
+            let mut db = client().await;
+            for n in 0..100_u64 {
+                let tx = db.transaction().await.unwrap();
+                let mut out = tidings::bridge::Outgoing {
+                    destination: "orders".into(),
+                    envelope: tidings::bridge::Envelope::new(
+                        "order.placed",
+                        serde_json::to_vec(&OrderPlaced {
+                            order: w * 1000 + n,
+                            cents: 1,
+                        })
+                        .unwrap(),
+                    ),
+                };
+                out.envelope.key = Some("hot".into());
+                outbox.stage_outgoing(&tx, &out).await.unwrap();
+                // Hold the transaction open a moment, so the others queue behind it.
+                tokio::task::yield_now().await;
+                tx.commit().await.unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let got = read(&broker, &endpoint, 400).await;
+    let db = client().await;
+    let rows = db
+        .query(
+            &format!(
+                "SELECT convert_from(payload, 'UTF8') FROM {} ORDER BY seq",
+                outbox.table()
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let by_seq: Vec<u64> = rows
+        .iter()
+        .map(|r| {
+            let payload: String = r.get(0);
+            serde_json::from_str::<OrderPlaced>(&payload).unwrap().order
+        })
+        .collect();
+    let received: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
+    assert_eq!(
+        received, by_seq,
+        "published in the order of the rows' numbers"
+    );
+    assert!(relay.shutdown(WAIT).await.is_clean());
+}

@@ -117,24 +117,21 @@ impl Outbox {
             .time
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        if let Some(key) = &e.key {
-            // The key's lock, held to the end of the transaction and taken before the row gets
-            // its number: transactions staging one key commit in the order of their rows, and
-            // the relay skips the key meanwhile (see the module docs).
-            transaction
-                .execute(
-                    "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                    &[&self.table.lock_class(), key],
-                )
-                .await?;
-        }
         let channel = self.table.channel();
-        // The row, and a notification that PostgreSQL sends only on commit.
+        // One round trip: the key's lock (held to the end of the transaction, and taken before
+        // the row gets its number, so transactions staging one key commit in the order of
+        // their rows, and the relay skips the key meanwhile: see the module docs), the row,
+        // and a notification that PostgreSQL sends only on commit.
         let sql = format!(
-            "WITH staged AS (
+            "WITH locked AS (
+                SELECT pg_advisory_xact_lock($11, hashtext($2)) FROM (SELECT 1) AS one
+                WHERE $2::text IS NOT NULL
+            ), staged AS (
                 INSERT INTO {} (destination, ordering_key, message_id, name, source,
                                 created_ms, content_type, headers, payload)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq
+                SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+                FROM (SELECT count(*) FROM locked) AS after_the_lock
+                RETURNING seq
             ) SELECT pg_notify($10, '') FROM staged",
             self.table.quoted
         );
@@ -152,6 +149,7 @@ impl Outbox {
                     &headers,
                     &e.payload.as_ref(),
                     &channel,
+                    &self.table.lock_class(),
                 ],
             )
             .await?;
