@@ -176,3 +176,34 @@ impl Drop for Cluster {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Registers on `bus` an async listener for orders, four calls at a time, that records each
+/// message in `inbox` and, when it is new, inserts its order into `effects`, in one
+/// transaction: a handler whose effect must happen once per message.
+pub async fn record_orders_once(
+    bus: &tidings::Bus<crate::Events>,
+    inbox: &tidings_bridges::postgres::Inbox,
+    effects: &str,
+) {
+    use std::sync::Arc;
+    let clients = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    for _ in 0..4 {
+        clients.lock().await.push(client().await);
+    }
+    let (inbox, insert) = (inbox.clone(), format!("INSERT INTO {effects} VALUES ($1)"));
+    let options = tidings::QueueOptions::new().concurrency(4);
+    bus.on_async_with(options, move |order: Arc<crate::OrderPlaced>| {
+        let (inbox, insert, clients) = (inbox.clone(), insert.clone(), Arc::clone(&clients));
+        async move {
+            let mut db = clients.lock().await.pop().expect("a client per call");
+            let tx = db.transaction().await?;
+            if inbox.record_current(&tx).await? {
+                let order = i64::try_from(order.order)?;
+                tx.execute(&insert, &[&order]).await?;
+            }
+            tx.commit().await?;
+            clients.lock().await.push(db);
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        }
+    });
+}

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidings::bridge::{Endpoint, Envelope, Inbound, MemoryBroker, Outgoing, Transport};
-use tidings::{Bus, MessageContext, QueueOptions};
+use tidings::{Bus, MessageContext};
 use tidings_bridges::postgres::{Error, Inbox};
-use tidings_tests::pg::{DropTables, client, unique};
+use tidings_tests::pg::{DropTables, client, record_orders_once, unique};
 use tidings_tests::{Events, OrderPlaced};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -112,29 +112,7 @@ async fn every_message_delivered_twice_takes_effect_once() {
     let endpoint = Endpoint::new("orders").prefetch(64);
     broker.declare(&endpoint).await.unwrap();
     let bus = Bus::<Events>::new();
-    let (handler_inbox, table) = (inbox.clone(), effects.clone());
-    let db = Arc::new(tokio::sync::Mutex::new(Vec::new()));
-    for _ in 0..4 {
-        db.lock().await.push(client().await);
-    }
-    bus.on_async_with(
-        QueueOptions::new().concurrency(4),
-        move |order: Arc<OrderPlaced>| {
-            let (inbox, table, db) = (handler_inbox.clone(), table.clone(), Arc::clone(&db));
-            async move {
-                let mut client = db.lock().await.pop().expect("a client per call");
-                let tx = client.transaction().await?;
-                if inbox.record_current(&tx).await? {
-                    let order = i64::try_from(order.order)?;
-                    tx.execute(&format!("INSERT INTO {table} VALUES ($1)"), &[&order])
-                        .await?;
-                }
-                tx.commit().await?;
-                db.lock().await.push(client);
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-            }
-        },
-    );
+    record_orders_once(&bus, &inbox, &effects).await;
     let inbound = Inbound::builder(&bus, broker.clone(), endpoint)
         .concurrency(4)
         .build();

@@ -4,14 +4,13 @@
 #![cfg(all(feature = "postgres", feature = "amqp"))]
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
+use tidings::Bus;
 use tidings::bridge::{Consumer, Endpoint, Envelope, Inbound, Outgoing, Transport};
-use tidings::{Bus, QueueOptions};
 use tidings_bridges::amqp::AmqpTransport;
 use tidings_bridges::postgres::{Inbox, Outbox, Relay};
-use tidings_tests::pg::{DropTables, URL as PG, client, unique};
+use tidings_tests::pg::{DropTables, URL as PG, client, record_orders_once, unique};
 use tidings_tests::rabbit::{cleanup, connect};
 use tidings_tests::{Events, OrderPlaced, child_test};
 
@@ -162,29 +161,7 @@ async fn consume_with_inbox(
 ) -> Inbound {
     let inbox = Inbox::new(inbox_table).unwrap();
     let bus = Bus::<Events>::new();
-    let clients = Arc::new(tokio::sync::Mutex::new(Vec::new()));
-    for _ in 0..4 {
-        clients.lock().await.push(client().await);
-    }
-    let effects = effects.to_owned();
-    bus.on_async_with(
-        QueueOptions::new().concurrency(4),
-        move |o: Arc<OrderPlaced>| {
-            let (inbox, effects, clients) = (inbox.clone(), effects.clone(), Arc::clone(&clients));
-            async move {
-                let mut db = clients.lock().await.pop().expect("a client per call");
-                let tx = db.transaction().await?;
-                if inbox.record_current(&tx).await? {
-                    let order = i64::try_from(o.order)?;
-                    tx.execute(&format!("INSERT INTO {effects} VALUES ($1)"), &[&order])
-                        .await?;
-                }
-                tx.commit().await?;
-                clients.lock().await.push(db);
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-            }
-        },
-    );
+    record_orders_once(&bus, &inbox, effects).await;
     Inbound::builder(&bus, t.clone(), Endpoint::new(queue).prefetch(100))
         .concurrency(4)
         .build()
