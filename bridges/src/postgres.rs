@@ -49,9 +49,9 @@
 //! - **Per key in order, with several relays.** Staging a keyed event takes the key's
 //!   transaction-level advisory lock before the row gets its number, so transactions staging
 //!   one key commit in the order of their rows (they wait for each other: ordering one key is
-//!   serial by nature). A relay first takes the locks of the keys of the next rows
-//!   (`pg_try_advisory_xact_lock`, skipping keys another relay or a staging transaction
-//!   holds), then reads those keys' rows and the keyless ones (`FOR UPDATE SKIP LOCKED`) in
+//!   serial by nature). A relay first takes the locks of the keys of the next rows (four
+//!   batches ahead; `pg_try_advisory_xact_lock`, skipping keys another relay or a staging
+//!   transaction holds), then reads those keys' rows and the keyless ones (`FOR UPDATE SKIP LOCKED`) in
 //!   number order with a statement of its own, and holds the locks until it has published
 //!   and marked them. So at most one relay works on a key at a time, it sees every committed
 //!   row of that key and none still being staged, and other relays take the other keys

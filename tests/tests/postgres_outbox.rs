@@ -447,3 +447,55 @@ async fn racing_transactions_on_one_key_go_out_in_the_order_they_committed() {
     );
     assert!(relay.shutdown(WAIT).await.is_clean());
 }
+
+/// A key held by a staging transaction that stays open holds back only that key: the relay
+/// looks past its rows to the keys behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_held_by_an_open_transaction_does_not_hold_back_the_others() {
+    let (broker, endpoint, outbox, _drop) = setup().await;
+    let keyed = |order: u64, key: &str| {
+        let mut out = tidings::bridge::Outgoing {
+            destination: "orders".into(),
+            envelope: tidings::bridge::Envelope::new(
+                "order.placed",
+                serde_json::to_vec(&OrderPlaced { order, cents: 1 }).unwrap(),
+            ),
+        };
+        out.envelope.key = Some(key.to_owned());
+        out
+    };
+    let db = client().await;
+    for order in 0..150 {
+        outbox
+            .stage_outgoing(&db, &keyed(order, "held"))
+            .await
+            .unwrap();
+    }
+    let mut holder = client().await;
+    let open = holder.transaction().await.unwrap();
+    outbox
+        .stage_outgoing(&open, &keyed(150, "held"))
+        .await
+        .unwrap();
+    for order in 0..10 {
+        outbox
+            .stage_outgoing(&db, &keyed(order, "free"))
+            .await
+            .unwrap();
+    }
+    let relay = relay(&outbox, &broker);
+    let got = read(&broker, &endpoint, 10).await;
+    assert!(
+        got.iter().all(|(_, k)| k.as_deref() == Some("free")),
+        "only the free key went out while the other was held: {got:?}"
+    );
+    open.commit().await.unwrap();
+    let rest = read(&broker, &endpoint, 151).await;
+    let held: Vec<u64> = rest.iter().map(|(o, _)| *o).collect();
+    assert_eq!(
+        held,
+        (0..151).collect::<Vec<_>>(),
+        "then the held key, in order"
+    );
+    assert!(relay.shutdown(WAIT).await.is_clean());
+}

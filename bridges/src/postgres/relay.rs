@@ -367,8 +367,11 @@ async fn round<T: Transport>(
          ) keys WHERE pg_try_advisory_xact_lock($1, hashtext(k))",
         config.table.quoted
     );
+    // Looking a few batches ahead: a key held by a long staging transaction does not starve
+    // the keys behind it.
+    let look_ahead = limit.saturating_mul(4);
     let keys: Vec<String> = transaction
-        .query(keys_sql.as_str(), &[&class, &limit])
+        .query(keys_sql.as_str(), &[&class, &look_ahead])
         .await
         .map_err(db)?
         .iter()
