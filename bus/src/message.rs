@@ -3,7 +3,9 @@
 //! When an inbound bridge emits a message's event into a bus, every listener that handles it
 //! (sync listeners inside the emit, async listeners in their own tasks) can read that message's
 //! id, origin, key, attempt, time and headers with [`MessageContext::current`], without a
-//! change to how it was registered. An event emitted any other way has no context.
+//! change to how it was registered. An event emitted any other way has no context, and an
+//! actor subscribed to the bus gets the event in its own task, after the listener that
+//! forwarded it returned: its handler sees no context either.
 //!
 //! Why a task-local carried by the emit, and not an argument: listeners keep their one-argument
 //! shape (`|e: &E|`), a listener written for local events works unchanged on bridged ones, and
