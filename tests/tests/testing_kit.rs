@@ -59,18 +59,24 @@ async fn a_recorder_finds_what_was_emitted_before_and_after_it_is_asked() {
 async fn a_wait_that_times_out_says_what_came_instead() {
     let bus = Bus::<Events>::new();
     let mut recorder = Recorder::new(&bus);
+    // An event that comes before the deadline, however late, is found.
+    let emitter = bus.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(4_900)).await;
+        emitter.emit(placed(6));
+    });
+    let late = recorder
+        .wait_for(|o: &OrderPlaced| o.order == 6, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(late.order, 6);
+    recorder.clear();
     bus.emit(placed(1));
     bus.emit(Tick(3));
-    let started = tokio::time::Instant::now();
     let unmet = recorder
         .wait_for(|o: &OrderPlaced| o.order == 7, Duration::from_secs(5))
         .await
         .unwrap_err();
-    assert_eq!(
-        started.elapsed(),
-        Duration::from_secs(5),
-        "waited its whole deadline"
-    );
     assert_eq!(
         unmet.message(),
         "no `order.placed` that matches was emitted within 5s; emitted instead (2 events): \
@@ -143,15 +149,11 @@ async fn a_long_history_shows_its_last_ten_and_a_shut_down_bus_ends_a_wait() {
         tokio::time::sleep(SECOND).await;
         bus_closer.shutdown(SECOND).await;
     });
-    let started = tokio::time::Instant::now();
     let unmet = recorder
         .wait_for(|t: &Tick| t.0 == 99, Duration::from_secs(3600))
         .await
         .unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(3600),
-        "ended with the bus"
-    );
+    // Ended by the shutdown, not by the deadline: only then does the message say so.
     assert!(unmet.message().contains("(the bus shut down)"), "{unmet}");
     assert!(
         Recorder::matching(&bus, "order..").is_err(),
