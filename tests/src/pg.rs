@@ -207,3 +207,26 @@ pub async fn record_orders_once(
         }
     });
 }
+
+/// `OrderPlaced { order, cents: 1 }` for each of `orders` to `destination`, each twice with the
+/// same id (`order-{order}`): a broker delivering every message again.
+pub fn orders_twice(
+    destination: &str,
+    orders: impl IntoIterator<Item = u64>,
+) -> Vec<tidings::bridge::Outgoing> {
+    orders
+        .into_iter()
+        .flat_map(|order| {
+            let mut envelope = tidings::bridge::Envelope::new(
+                "order.placed",
+                serde_json::to_vec(&crate::OrderPlaced { order, cents: 1 }).expect("encodes"),
+            );
+            envelope.id = format!("order-{order}");
+            let out = tidings::bridge::Outgoing {
+                destination: destination.to_owned(),
+                envelope,
+            };
+            [out.clone(), out]
+        })
+        .collect()
+}

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidings::bridge::{Endpoint, Envelope, Inbound, MemoryBroker, Outgoing, Transport};
+use tidings::bridge::{Endpoint, Inbound, MemoryBroker, Transport};
 use tidings::{Bus, MessageContext};
 use tidings_bridges::postgres::{Error, Inbox};
-use tidings_tests::pg::{DropTables, client, record_orders_once, unique};
-use tidings_tests::{Events, OrderPlaced};
+use tidings_tests::Events;
+use tidings_tests::pg::{DropTables, client, orders_twice, record_orders_once, unique};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -118,21 +118,7 @@ async fn every_message_delivered_twice_takes_effect_once() {
         .build();
     // Each message twice, with its id: as a broker redelivering after a lost acknowledgement.
     for chunk in (0..N).collect::<Vec<_>>().chunks(500) {
-        let batch: Vec<Outgoing> = chunk
-            .iter()
-            .flat_map(|&order| {
-                let mut envelope = Envelope::new(
-                    "order.placed",
-                    serde_json::to_vec(&OrderPlaced { order, cents: 1 }).unwrap(),
-                );
-                envelope.id = format!("order-{order}");
-                let out = Outgoing {
-                    destination: "orders".into(),
-                    envelope,
-                };
-                [out.clone(), out]
-            })
-            .collect();
+        let batch = orders_twice("orders", chunk.iter().copied());
         for result in broker.publish(&batch).await {
             result.unwrap();
         }

@@ -10,7 +10,7 @@ use tidings::Bus;
 use tidings::bridge::{Consumer, Endpoint, Envelope, Inbound, Outgoing, Transport};
 use tidings_bridges::amqp::AmqpTransport;
 use tidings_bridges::postgres::{Inbox, Outbox, Relay};
-use tidings_tests::pg::{DropTables, URL as PG, client, record_orders_once, unique};
+use tidings_tests::pg::{DropTables, URL as PG, client, orders_twice, record_orders_once, unique};
 use tidings_tests::rabbit::{cleanup, connect};
 use tidings_tests::{Events, OrderPlaced, child_test};
 
@@ -183,21 +183,7 @@ async fn every_message_twice_and_a_consumer_killed_mid_stream_take_effect_once_e
     .unwrap();
     // Each message twice, with its id, as a broker redelivering.
     for chunk in (0..N).collect::<Vec<_>>().chunks(1000) {
-        let batch: Vec<Outgoing> = chunk
-            .iter()
-            .flat_map(|&order| {
-                let mut envelope = Envelope::new(
-                    "order.placed",
-                    serde_json::to_vec(&OrderPlaced { order, cents: 1 }).unwrap(),
-                );
-                envelope.id = format!("order-{order}");
-                let out = Outgoing {
-                    destination: endpoint.name.clone(),
-                    envelope,
-                };
-                [out.clone(), out]
-            })
-            .collect();
+        let batch = orders_twice(&endpoint.name, chunk.iter().copied());
         assert!(t.publish(&batch).await.iter().all(Result::is_ok));
     }
     let count = |sql: String| {
