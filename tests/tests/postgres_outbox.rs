@@ -293,32 +293,52 @@ async fn rows_wait_while_the_broker_is_away_and_a_refused_one_does_not_hold_up_i
     );
 }
 
-#[tokio::test]
-async fn bad_names_and_connection_strings_are_refused_without_their_passwords() {
+#[test]
+fn bad_names_and_connection_strings_are_refused_without_their_passwords() {
+    const PASSWORD: &str = "s3cr3t-pw";
     for bad in ["", "outbox; DROP TABLE x", "a.b.c", "1outbox"] {
         assert!(
             matches!(Outbox::new(bad), Err(Error::Invalid(_))),
             "{bad:?}"
         );
     }
-    let outbox = Outbox::new("outbox").unwrap();
-    let broker = Arc::new(MemoryBroker::new());
-    let error = Relay::builder(
-        "postgresql://u:s3cr3t-pw@127.0.0.1:5432/x?bogus=1",
-        &outbox,
-        (*broker).clone(),
-    )
-    .map(|_| ())
-    .unwrap_err();
-    assert!(!error.to_string().contains("s3cr3t-pw"), "{error}");
-    // A wrong password is reported by the server; the relay's logs and errors never quote it.
-    let relay = Relay::builder(
-        "postgresql://nobody:s3cr3t-pw@127.0.0.1:5432/test",
-        &outbox,
-        (*broker).clone(),
-    )
-    .unwrap();
-    assert!(!format!("{relay:?}").contains("s3cr3t-pw"));
+    let outputs = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let o = Arc::clone(&outputs);
+    let logs = tidings_tests::with_logs(tracing::Level::DEBUG, false, move |_| async move {
+        let outbox = Outbox::new("outbox").unwrap();
+        let error = Relay::builder(
+            &format!("postgresql://u:{PASSWORD}@127.0.0.1:5432/x?bogus=1"),
+            &outbox,
+            MemoryBroker::new(),
+        )
+        .map(|_| ())
+        .unwrap_err();
+        o.lock().push(("the parse error", error.to_string()));
+        // A role the server refuses: every round fails, logged, and no line quotes the password.
+        let relay = Relay::builder(
+            &format!("postgresql://nobody:{PASSWORD}@127.0.0.1:5432/test"),
+            &outbox,
+            MemoryBroker::new(),
+        )
+        .unwrap()
+        .backoff(Backoff::Fixed(Duration::from_millis(20)))
+        .spawn();
+        o.lock().push(("Debug", format!("{relay:?}")));
+        tokio::time::timeout(WAIT, async {
+            while relay.stats().failed_rounds < 3 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("rounds fail while the server refuses the role");
+        assert!(relay.shutdown(WAIT).await.is_clean());
+    });
+    let text = logs.text();
+    assert!(text.contains("outbox relay round failed"), "{text}");
+    let mut all: Vec<(&str, &str)> = vec![("the logs", text.as_str())];
+    let outputs = outputs.lock();
+    all.extend(outputs.iter().map(|(what, out)| (*what, out.as_str())));
+    tidings_tests::assert_hidden(PASSWORD, &all);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -497,5 +517,34 @@ async fn a_key_held_by_an_open_transaction_does_not_hold_back_the_others() {
         (0..151).collect::<Vec<_>>(),
         "then the held key, in order"
     );
+    assert!(relay.shutdown(WAIT).await.is_clean());
+}
+
+/// Published rows are deleted once past their keep time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_rows_are_deleted_after_their_keep_time() {
+    let (broker, endpoint, outbox, _drop) = setup().await;
+    let db = client().await;
+    for order in 0..20 {
+        outbox
+            .stage(&db, "orders", &OrderPlaced { order, cents: 1 })
+            .await
+            .unwrap();
+    }
+    let relay = Relay::builder(URL, &outbox, broker.clone())
+        .unwrap()
+        .poll_every(Duration::from_millis(20))
+        .keep_published(Duration::ZERO)
+        .spawn();
+    assert_eq!(read(&broker, &endpoint, 20).await.len(), 20);
+    let count = format!("SELECT count(*) FROM {}", outbox.table());
+    tokio::time::timeout(WAIT, async {
+        while db.query_one(&count, &[]).await.unwrap().get::<_, i64>(0) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the published rows are deleted");
+    assert_eq!(relay.stats().deleted, 20);
     assert!(relay.shutdown(WAIT).await.is_clean());
 }
