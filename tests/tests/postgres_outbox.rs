@@ -548,3 +548,31 @@ async fn published_rows_are_deleted_after_their_keep_time() {
     assert_eq!(relay.stats().deleted, 20);
     assert!(relay.shutdown(WAIT).await.is_clean());
 }
+
+/// A commit wakes the relay through its notification: with polling an hour apart, what is
+/// staged after the relay went idle still goes out at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_wakes_the_relay_without_waiting_for_its_poll() {
+    let (broker, endpoint, outbox, _drop) = setup().await;
+    let relay = Relay::builder(URL, &outbox, broker.clone())
+        .unwrap()
+        .poll_every(Duration::from_secs(3600))
+        .spawn();
+    // Idle: a round found nothing (the listener wakes it once more when it starts listening).
+    tokio::time::timeout(WAIT, async {
+        while relay.stats().rounds < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the relay goes idle");
+    let mut db = client().await;
+    let tx = db.transaction().await.unwrap();
+    outbox
+        .stage(&tx, "orders", &OrderPlaced { order: 1, cents: 1 })
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(read(&broker, &endpoint, 1).await[0].0, 1);
+    assert!(relay.shutdown(WAIT).await.is_clean());
+}
