@@ -13,7 +13,9 @@
 //! | `jobs` | job queues in BullMQ's format on Redis (through bullmq-official) | `jobs::JobTransport` (publish only) | a queue | the queue's failed set, after the job's attempts |
 //!
 //! `postgres` adds a transactional outbox and an inbox on PostgreSQL (`postgres::Outbox`,
-//! `postgres::Relay`, `postgres::Inbox`), for any of the transports above.
+//! `postgres::Relay`, `postgres::Inbox`), for any of the transports above. `sqlite` adds a
+//! durable outbound store on an SQLite file (`sqlite::SqliteStore`): events emitted with
+//! `emit_and_wait` survive a killed process, on any transport.
 //!
 //! `Endpoint` is what an inbound bridge consumes (`tidings::bridge::Endpoint`); where a message
 //! was produced (CloudEvents' `source`) is the envelope's `source` field.
@@ -40,6 +42,8 @@ pub mod redis;
     feature = "postgres"
 ))]
 mod secret;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 #[cfg(any(feature = "amqp", feature = "kafka", feature = "redis"))]
 pub use crate::connection::ConnectionEvent;

@@ -65,6 +65,7 @@ mod inbound;
 mod journal;
 pub mod memory;
 mod outbound;
+mod store;
 mod task;
 mod transport;
 
@@ -77,6 +78,7 @@ pub use self::inbound::{Dedup, Inbound, InboundBuilder, InboundStats, MemoryDedu
 pub use self::journal::{DeadLettered, Journal, JOURNAL_LIMIT};
 pub use self::memory::{MemoryBroker, MemoryConsumer};
 pub use self::outbound::{Outbound, OutboundBuilder, OutboundStats, Route};
+pub use self::store::{OutboundStore, StoreError, StoredMessage};
 pub use self::transport::{
     Acker, Consumer, Delivery, Endpoint, Lag, Outgoing, Transport, TransportError,
 };

@@ -406,3 +406,6 @@ pub mod pg;
 
 #[cfg(feature = "redis")]
 pub mod redis;
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite;

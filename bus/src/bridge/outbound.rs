@@ -1,5 +1,7 @@
 //! Forwarding bus events to a broker.
 
+mod durable;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -7,12 +9,13 @@ use bytes::Bytes;
 use tracing::Instrument;
 
 use super::envelope::{new_id, Envelope};
+use super::store::OutboundStore;
 use super::task::BridgeTask;
 use super::transport::{Outgoing, Transport, TransportError};
 use crate::backoff::Backoff;
 use crate::bus::Overflow;
 use crate::bus::{Bus, Pattern, PatternError, QueueGauge, QueueOptions, Subscription};
-use crate::codec::{Codec, EventSetCodec, Json};
+use crate::codec::{Codec, CodecError, EventSetCodec, Json};
 use crate::event::{AnyEvent, EventRef, Member};
 use crate::shutdown::ShutdownReport;
 
@@ -58,6 +61,7 @@ pub struct OutboundBuilder<S: EventSetCodec, T, C = Json> {
     linger: Duration,
     buffer: usize,
     backoff: Backoff,
+    store: Option<Arc<dyn OutboundStore>>,
 }
 
 impl<S: EventSetCodec, T: Transport, C: Codec> OutboundBuilder<S, T, C> {
@@ -76,7 +80,16 @@ impl<S: EventSetCodec, T: Transport, C: Codec> OutboundBuilder<S, T, C> {
             linger: self.linger,
             buffer: self.buffer,
             backoff: self.backoff,
+            store: self.store,
         }
+    }
+
+    /// Keeps every forwarded event in `store` before its emitter is told it was accepted, and
+    /// forgets it only once the broker confirmed it: a durable outbound. See
+    /// [Durable outbound](super#durable-outbound) for what that guarantees and what it costs.
+    pub fn store(mut self, store: impl OutboundStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
     }
 
     /// Forwards every `E`.
@@ -155,23 +168,35 @@ impl<S: EventSetCodec, T: Transport, C: Codec> OutboundBuilder<S, T, C> {
         let options = QueueOptions::new()
             .capacity(self.buffer)
             .overflow(Overflow::Wait);
-        let subscription = self
-            .bus
-            .subscribe_reporting(self.indices.iter().copied(), options);
-        let buffer = subscription.gauge();
         let stats = Arc::new(Counters::default());
-        let id = subscription.id();
         let bus = self.bus.clone();
-        let forwarder = Forwarder {
-            config: self,
-            stats: Arc::clone(&stats),
+        let indices = std::mem::take(&mut self.indices);
+        let durable = self.store.is_some();
+        let (id, buffer, task) = if let Some(store) = self.store.take() {
+            let subscription = bus.add_stored(indices, options);
+            let (id, buffer) = (subscription.id(), subscription.gauge());
+            let forwarder = Forwarder {
+                config: self,
+                stats: Arc::clone(&stats),
+            };
+            let task = tokio::spawn(forwarder.run_durable(store, subscription));
+            (id, buffer, task)
+        } else {
+            let subscription = bus.subscribe_reporting(indices, options);
+            let (id, buffer) = (subscription.id(), subscription.gauge());
+            let forwarder = Forwarder {
+                config: self,
+                stats: Arc::clone(&stats),
+            };
+            let task = tokio::spawn(forwarder.run(subscription));
+            (id, buffer, task)
         };
-        let task = tokio::spawn(forwarder.run(subscription));
         Outbound {
             bus,
             subscription: id,
             buffer,
             stats,
+            durable,
             task: BridgeTask::new(task),
         }
     }
@@ -189,6 +214,8 @@ pub struct Outbound<S: EventSetCodec> {
     /// The bounded buffer between the bus and the forwarding task.
     buffer: QueueGauge,
     stats: Arc<Counters>,
+    /// Whether it has a store (events stored and not confirmed at shutdown are not lost).
+    durable: bool,
     task: BridgeTask,
 }
 
@@ -213,16 +240,22 @@ pub struct OutboundStats {
     /// Events a sync `emit` could not put in the full buffer (each also reported through
     /// [`Bus::on_error`]). Zero unless the buffer overflowed.
     pub dropped: u64,
+    /// Durable outbound: events kept in the store (by this process).
+    pub stored: u64,
+    /// Durable outbound: events the store could not keep; each emitter that waits
+    /// (`emit_and_wait`) got the error, and each is logged at error level.
+    pub unstored: u64,
 }
 
 crate::counters::counter_set! {
     /// The counters behind [`OutboundStats`]; `IN_FLIGHT` is a gauge: events taken from the
     /// buffer and not yet confirmed or refused.
-    type Counters = [PUBLISHED, CONFIRMED, RETRIED, REJECTED, UNENCODABLE, IN_FLIGHT];
+    type Counters = [PUBLISHED, CONFIRMED, RETRIED, REJECTED, UNENCODABLE, IN_FLIGHT, STORED, UNSTORED];
 }
 
 fn read_stats(stats: &Counters, buffer: &QueueGauge) -> OutboundStats {
-    let [published, confirmed, retried, rejected, unencodable, in_flight] = stats.snapshot();
+    let [published, confirmed, retried, rejected, unencodable, in_flight, stored, unstored] =
+        stats.snapshot();
     OutboundStats {
         published,
         confirmed,
@@ -232,6 +265,8 @@ fn read_stats(stats: &Counters, buffer: &QueueGauge) -> OutboundStats {
         in_flight,
         buffered: buffer.len() as u64,
         dropped: buffer.missed(),
+        stored,
+        unstored,
     }
 }
 
@@ -255,6 +290,7 @@ impl<S: EventSetCodec> Outbound<S> {
                 initial: Duration::from_millis(50),
                 max: Duration::from_secs(5),
             },
+            store: None,
         }
     }
 
@@ -273,14 +309,28 @@ impl<S: EventSetCodec> Outbound<S> {
     /// Stops taking events from the bus, publishes what it holds, and waits up to `deadline`
     /// for the confirmations. The report counts the events left unconfirmed (in flight or
     /// still buffered): they were not published, or their publish may or may not have
-    /// reached the broker.
+    /// reached the broker. With a store, it counts only the events left unstored (still
+    /// buffered): those stored and not confirmed stay in the store, and the next outbound on
+    /// it publishes them.
     pub async fn shutdown(mut self, deadline: Duration) -> ShutdownReport {
         if !self.task.is_running() {
             return ShutdownReport::default();
         }
         self.bus.off(self.subscription);
         self.task.stop(deadline).await;
-        let unconfirmed = self.stats.get(IN_FLIGHT) + self.buffer.len() as u64;
+        let in_flight = self.stats.get(IN_FLIGHT);
+        let unconfirmed = if self.durable {
+            if in_flight > 0 {
+                tracing::info!(
+                    in_flight,
+                    "durable outbound stopped with stored events not confirmed; the next \
+                     start publishes them"
+                );
+            }
+            self.buffer.len() as u64
+        } else {
+            in_flight + self.buffer.len() as u64
+        };
         if unconfirmed > 0 {
             tracing::error!(
                 unconfirmed,
@@ -340,13 +390,21 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
     fn take(&self, event: Result<AnyEvent<S>, crate::bus::Missed>, batch: &mut Vec<Outgoing>) {
         // A bridge subscription reports overflow through `on_error`, never as lag.
         let Ok(event) = event else { return };
+        if let Ok(out) = self.outgoing(&event) {
+            self.stats.incr(IN_FLIGHT);
+            batch.push(out);
+        }
+    }
+
+    /// Encodes and routes one event; an event the codec refuses is counted and logged.
+    fn outgoing(&self, event: &AnyEvent<S>) -> Result<Outgoing, CodecError> {
         let view = event.as_ref();
         let payload = match S::encode_ref(view, &self.config.codec) {
             Ok(bytes) => bytes,
             Err(error) => {
                 self.stats.incr(UNENCODABLE);
                 tracing::error!(event = event.name(), %error, "cannot encode an event for the broker");
-                return;
+                return Err(error);
             }
         };
         let route = (self.config.route)(view);
@@ -360,11 +418,10 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
             headers: Default::default(),
             payload: Bytes::from(payload),
         };
-        self.stats.incr(IN_FLIGHT);
-        batch.push(Outgoing {
+        Ok(Outgoing {
             destination: route.destination,
             envelope,
-        });
+        })
     }
 
     /// Publishes until every message in `batch` is confirmed or refused for good.

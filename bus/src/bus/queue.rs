@@ -42,7 +42,7 @@ impl Queued {
         event: &ErasedArc,
         tracker: Option<&Arc<Tracker>>,
     ) -> Self {
-        let tracker = tracker.filter(|_| queue.is_task()).map(|t| {
+        let tracker = tracker.filter(|_| queue.follows_trackers()).map(|t| {
             t.add();
             Arc::clone(t)
         });
@@ -88,6 +88,11 @@ pub(crate) enum ConsumerKind {
     /// ([`Bus::subscribe_reporting`](crate::bus::Bus::subscribe_reporting)): misses go to
     /// `on_error`, as for a task; queuing counts as delivery, as for a stream.
     Reporting,
+    /// A reporting stream whose reader keeps each event durably (an outbound bridge with a
+    /// store): `emit_and_wait` waits until the reader settled the event's
+    /// [`Ticket`](super::tracker::Ticket), which it does once the event is stored. `settle`
+    /// does not wait for it (queuing counts, as for a stream).
+    Stored,
 }
 
 /// Wakes `settle` callers when any consumer finishes an item. Shared by every queue of a bus.
@@ -216,9 +221,14 @@ impl EventQueue {
         self.kind == ConsumerKind::Stream
     }
 
-    /// Whether `emit_and_wait` waits for this queue's consumer to handle its events.
+    /// Whether `settle` waits for this queue's consumer to handle its events.
     pub(crate) fn is_task(&self) -> bool {
         self.kind == ConsumerKind::Task
+    }
+
+    /// Whether `emit_and_wait` waits for this queue's consumer to handle its events.
+    pub(crate) fn follows_trackers(&self) -> bool {
+        matches!(self.kind, ConsumerKind::Task | ConsumerKind::Stored)
     }
 
     pub(crate) fn overflow(&self) -> Overflow {
@@ -420,6 +430,17 @@ impl EventQueue {
             self.signal_progress();
         }
         items
+    }
+
+    /// Closes the queue and takes the trackers of what is still in it, leaving the events
+    /// (for gauges to count).
+    pub(crate) fn close_and_take_trackers(&self) -> Vec<(usize, Arc<Tracker>)> {
+        self.close();
+        let mut state = self.state.lock();
+        let items = state.items.iter_mut();
+        items
+            .filter_map(|d| Some((d.index, d.tracker.take()?)))
+            .collect()
     }
 
     /// Counts an event this queue's consumer will not get because the queue was full.

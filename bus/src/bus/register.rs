@@ -14,6 +14,7 @@ use super::registry::{Crowding, Place, Registry, Task};
 use super::runtime::{erased, run_listener, Listening};
 use super::slot::{self, ErasedEntry, QueueEntry, SlotHeader, SlotWrite, SyncEntry};
 use super::subscription::Subscription;
+use super::tracker::Ticket;
 use super::Bus;
 use crate::event::{AnyEvent, EventSet, Member};
 
@@ -140,6 +141,21 @@ impl<S: EventSet> Bus<S> {
         Subscription::new(id, queue, Arc::downgrade(&self.inner), erased::<S>)
     }
 
+    /// A reporting stream whose reader stores each event and settles its [`Ticket`]; see
+    /// [`ConsumerKind::Stored`].
+    pub(crate) fn add_stored(
+        &self,
+        indices: Vec<usize>,
+        options: QueueOptions,
+    ) -> Subscription<S, (AnyEvent<S>, Ticket)> {
+        let (id, queue, crowding) = {
+            let mut reg = self.inner.registry.lock();
+            self.add_queue(&mut reg, indices, false, options, ConsumerKind::Stored)
+        };
+        self.inner.warn_if_crowded(crowding);
+        Subscription::new(id, queue, Arc::downgrade(&self.inner), ticketed::<S>)
+    }
+
     #[track_caller]
     pub(super) fn spawn_listener<T, F, Fut>(
         &self,
@@ -186,4 +202,10 @@ impl<S: EventSet> Bus<S> {
         self.inner.warn_if_crowded(crowding);
         id
     }
+}
+
+/// A stored stream's item: the event and the ticket of the `emit_and_wait` that waits for it.
+fn ticketed<S: EventSet>(mut d: Queued) -> Option<(AnyEvent<S>, Ticket)> {
+    let ticket = Ticket::new(d.tracker.take(), S::NAMES[d.index]);
+    Some((AnyEvent::from_erased(d.index, d.event), ticket))
 }

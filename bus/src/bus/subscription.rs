@@ -12,6 +12,7 @@ use super::error::Missed;
 use super::inner::Inner;
 use super::listener::ListenerId;
 use super::queue::{EventQueue, Popped, Queued};
+use super::tracker::Ticket;
 use crate::event::EventSet;
 
 /// A stream of events from a [`Bus`](crate::bus::Bus): `Arc<E>` from
@@ -142,7 +143,16 @@ impl<S: EventSet, T> Stream for Subscription<S, T> {
 
 impl<S: EventSet, T> Drop for Subscription<S, T> {
     fn drop(&mut self) {
-        self.queue.close();
+        // Events a storing reader never took: their `emit_and_wait`s learn they were not
+        // delivered (a dropped ticket says so). The events stay, for gauges to count.
+        if self.queue.follows_trackers() {
+            let held = self.batch.iter_mut();
+            let held = held.filter_map(|d| Some((d.index, d.tracker.take()?)));
+            let left: Vec<_> = held.collect();
+            for (index, tracker) in left.into_iter().chain(self.queue.close_and_take_trackers()) {
+                drop(Ticket::new(Some(tracker), S::NAMES[index]));
+            }
+        }
         if let Some(inner) = self.bus.upgrade() {
             inner.off(self.id);
         }

@@ -2,8 +2,10 @@
 //!
 //! The emitter holds one count while it dispatches; each delivery queued for an `on_async`
 //! listener holds another, released when that listener finishes with it, fails, or the delivery
-//! is discarded (overflow, closed queue, shutdown). Subscriptions and bridges are not tracked:
-//! neither reports back when it handled an event, so queuing counts as delivery for them.
+//! is discarded (overflow, closed queue, shutdown). An outbound bridge with a store holds a
+//! [`Ticket`] per event and settles it once the event is stored (or could not be). Other
+//! subscriptions and bridges are not tracked: they do not report back when they handled an
+//! event, so queuing counts as delivery for them.
 
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +14,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::error::ListenerError;
+use super::error::{ListenerError, ListenerErrorKind};
+use crate::error::BoxError;
 use crate::message::MessageContext;
 
 pub(crate) struct Tracker {
@@ -71,5 +74,45 @@ impl Tracker {
             }
             done.await;
         }
+    }
+}
+
+/// The claim of an `emit_and_wait` on one event taken by a storing reader (an outbound bridge
+/// with a store): [`stored`](Self::stored) releases the emitter, [`failed`](Self::failed)
+/// releases it with the error. Dropped unsettled (the reader stopped before storing), the
+/// emitter learns the event was not delivered ([`ListenerErrorKind::Closed`]).
+pub(crate) struct Ticket {
+    tracker: Option<Arc<Tracker>>,
+    event: &'static str,
+}
+
+impl Ticket {
+    pub(crate) fn new(tracker: Option<Arc<Tracker>>, event: &'static str) -> Self {
+        Ticket { tracker, event }
+    }
+
+    /// The event is stored.
+    pub(crate) fn stored(mut self) {
+        if let Some(tracker) = self.tracker.take() {
+            tracker.finish();
+        }
+    }
+
+    /// The event could not be stored.
+    pub(crate) fn failed(mut self, error: BoxError) {
+        self.settle(ListenerErrorKind::Failed(error));
+    }
+
+    fn settle(&mut self, kind: ListenerErrorKind) {
+        if let Some(tracker) = self.tracker.take() {
+            tracker.fail(ListenerError::new(self.event, None, kind));
+            tracker.finish();
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.settle(ListenerErrorKind::Closed);
     }
 }
