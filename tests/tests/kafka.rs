@@ -14,6 +14,12 @@ struct Kafka {
 
 impl Kafka {
     fn new() -> Self {
+        // With librdkafka's debug output asked for, show it (and the bridge's own logs).
+        if std::env::var_os("TIDINGS_KAFKA_DEBUG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .try_init();
+        }
         Kafka {
             tansu: Tansu::start(),
         }

@@ -462,8 +462,11 @@ fn failing_bus(fail: bool) -> (Bus<Events>, Arc<Mutex<Vec<u64>>>) {
     (bus, seen)
 }
 
+/// The first `n` dead letters of `source`, read as a separate application would: in a
+/// consumer group of its own, so the bridge's group does not rebalance for the reader.
 async fn dead_letters<T: Transport>(t: &T, source: &Endpoint, n: usize) -> Vec<Delivery> {
-    let dlq = Endpoint::new(source.dead_letter.clone());
+    let dlq = Endpoint::new(source.dead_letter.clone())
+        .group(format!("{}-dead-letter-reader", source.group));
     let mut consumer = t.consume(&dlq).await.expect("consume dead letters");
     let mut out = Vec::new();
     for _ in 0..n {
