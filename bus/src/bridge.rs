@@ -23,6 +23,23 @@
 //! reconnect, say), and every message carries a unique id; [`MemoryDedup`] (or a shared store)
 //! drops the repeats. Order holds per key, within one consumer.
 //!
+//! # Durable outbound
+//!
+//! Without a store, an `Outbound` holds what the broker has not confirmed in memory, and a
+//! process killed meanwhile loses it. Given an [`OutboundStore`]
+//! ([`OutboundBuilder::store`]; `tidings-bridges` has one on an SQLite file), it keeps each
+//! event in the store first: [`Bus::emit_and_wait`](crate::Bus::emit_and_wait) returns `Ok`
+//! once every durable outbound that forwards the event has stored it, or the store's error
+//! (full, failing) naming the event. Stored messages are published in the order they were
+//! stored, with the broker's confirms, and forgotten once confirmed; an outbound built on a
+//! store that holds messages (after a crash, or a shutdown that did not finish) publishes them
+//! before anything newer. Events from a sync `emit` or `emit_async` are stored as soon as the
+//! bridge takes them, but their emitters do not wait for it.
+//!
+//! The cost: a store append per batch. Appends run while the previous batch is published, and
+//! every event queued during one append shares the next, so under load one write carries
+//! hundreds of events (`benches/README.md` has the figures).
+//!
 //! ```
 //! use std::time::Duration;
 //! use serde::{Deserialize, Serialize};

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::error::{ListenerError, ListenerErrorKind};
+use super::listener::ListenerId;
 use crate::error::BoxError;
 use crate::message::MessageContext;
 
@@ -98,14 +99,14 @@ impl Ticket {
         }
     }
 
-    /// The event could not be stored.
-    pub(crate) fn failed(mut self, error: BoxError) {
-        self.settle(ListenerErrorKind::Failed(error));
+    /// The event could not be stored by `reader`.
+    pub(crate) fn failed(mut self, reader: ListenerId, error: BoxError) {
+        self.settle(Some(reader), ListenerErrorKind::Failed(error));
     }
 
-    fn settle(&mut self, kind: ListenerErrorKind) {
+    fn settle(&mut self, reader: Option<ListenerId>, kind: ListenerErrorKind) {
         if let Some(tracker) = self.tracker.take() {
-            tracker.fail(ListenerError::new(self.event, None, kind));
+            tracker.fail(ListenerError::new(self.event, reader, kind));
             tracker.finish();
         }
     }
@@ -113,6 +114,6 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.settle(ListenerErrorKind::Closed);
+        self.settle(None, ListenerErrorKind::Closed);
     }
 }

@@ -59,6 +59,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
         spilled: &AtomicBool,
     ) {
         let size = self.config.batch_size;
+        let reader = events.id();
         let mut messages: Vec<Outgoing> = Vec::with_capacity(size);
         let mut tickets: Vec<Ticket> = Vec::with_capacity(size);
         while let Some(first) = events.recv().await {
@@ -71,7 +72,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
                             messages.push(out);
                             tickets.push(ticket);
                         }
-                        Err(error) => ticket.failed(Box::new(error)),
+                        Err(error) => ticket.failed(reader, Box::new(error)),
                     }
                 }
                 next = if messages.len() < size {
@@ -115,7 +116,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
                     tracing::error!(events = messages.len(), %error, "the outbound store could not keep events; their emitters are told");
                     messages.clear();
                     for ticket in tickets.drain(..) {
-                        ticket.failed(Box::new(error.clone()));
+                        ticket.failed(reader, Box::new(error.clone()));
                     }
                 }
             }
