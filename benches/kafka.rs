@@ -17,7 +17,6 @@
 //! `tansu` (0.6.0) and Node.js: `cargo bench -p tidings-benches --features kafka --bench kafka`.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +28,7 @@ use rdkafka::{ClientConfig, Message as _};
 use serde::{Deserialize, Serialize};
 use tidings::bridge::{Endpoint, Inbound, Outbound};
 use tidings::prelude::*;
-use tidings_benches::{cpu_seconds, node_dir};
+use tidings_benches::{node_dir, Tansu};
 use tidings_bridges::kafka::{KafkaTransport, Topic};
 use tokio::sync::Notify;
 
@@ -62,59 +61,6 @@ fn ping(seq: usize) -> BenchPing {
         seq: seq as u64,
         key: format!("k{}", seq % 64),
         body: "x".repeat(64),
-    }
-}
-
-/// A `tansu` broker with memory storage on a free loopback port.
-struct Tansu {
-    port: u16,
-    child: Child,
-}
-
-impl Tansu {
-    fn start() -> Tansu {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let mut child = Command::new("tansu")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/", "--silent"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu 0.6.0 (cargo install tansu --version 0.6.0 --locked)");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Tansu { port, child };
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("tansu did not start");
-    }
-
-    fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn cpu(&self) -> Option<f64> {
-        cpu_seconds(&self.child.id().to_string())
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

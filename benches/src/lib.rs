@@ -1,6 +1,8 @@
 //! Unpublished helper crate: see the files beside this one. What the benchmarks share.
 
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// The events of the bus benchmarks (`bus.rs`, and `emit_instructions.rs`, whose instruction
 /// counts stand beside `bus.rs`'s times, so both emit the same types).
@@ -89,4 +91,63 @@ pub fn report(name: &str, rates: &[f64], shares: &[(&str, Vec<Option<f64>>)]) ->
         shares.join(", ")
     );
     median
+}
+
+/// A `tansu` broker (0.6.0) with memory storage on a free loopback port.
+pub struct Tansu {
+    port: u16,
+    child: Child,
+}
+
+impl Tansu {
+    /// Starts one; waits until it accepts connections.
+    ///
+    /// # Panics
+    /// When `tansu` is not installed or does not start.
+    pub fn start() -> Tansu {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut child = Command::new("tansu")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/", "--silent"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu 0.6.0 (cargo install tansu --version 0.6.0 --locked)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Tansu { port, child };
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("tansu did not start");
+    }
+
+    /// Its bootstrap address.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Its CPU seconds so far.
+    pub fn cpu(&self) -> Option<f64> {
+        cpu_seconds(&self.child.id().to_string())
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -293,13 +293,13 @@ impl fmt::Debug for SqliteStore {
 }
 
 impl OutboundStore for SqliteStore {
-    fn append<'a>(
-        &'a self,
-        messages: &'a [Outgoing],
-    ) -> BoxFuture<'a, Result<Vec<u64>, StoreError>> {
+    fn append(
+        &self,
+        messages: Vec<Outgoing>,
+    ) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            self.send(Command::Append(messages.to_vec(), reply))?;
+            self.send(Command::Append(messages, reply))?;
             self.answer(answer).await?
         })
     }
@@ -333,7 +333,7 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// What the store's thread is asked to do.
 enum Command {
-    Append(Vec<Outgoing>, Reply<Vec<u64>>),
+    Append(Vec<Outgoing>, Reply<Vec<StoredMessage>>),
     Forget(Vec<u64>, Reply<()>),
     Read {
         after: u64,
@@ -370,30 +370,28 @@ fn commit(connection: &Connection, writes: &mut Vec<Command>) {
     }
     let outcome = (|| {
         let tx = connection.unchecked_transaction()?;
-        let mut answers = Vec::with_capacity(writes.len());
+        let mut positions = Vec::with_capacity(writes.len());
         for write in writes.iter() {
-            answers.push(match write {
-                Command::Append(messages, _) => Some(insert(&tx, messages)?),
-                Command::Forget(positions, _) => {
-                    let mut delete =
-                        tx.prepare_cached("DELETE FROM tidings_outbound WHERE seq = ?1")?;
-                    for &seq in positions {
-                        delete.execute([i64::try_from(seq).unwrap_or(i64::MAX)])?;
-                    }
-                    None
+            positions.push(match write {
+                Command::Append(messages, _) => insert(&tx, messages)?,
+                Command::Forget(seqs, _) => {
+                    delete(&tx, seqs)?;
+                    Vec::new()
                 }
-                _ => None,
+                _ => Vec::new(),
             });
         }
         tx.commit()?;
-        Ok::<_, rusqlite::Error>(answers)
+        Ok::<_, rusqlite::Error>(positions)
     })();
     match outcome {
-        Ok(answers) => {
-            for (write, positions) in writes.drain(..).zip(answers) {
+        Ok(positions) => {
+            for (write, positions) in writes.drain(..).zip(positions) {
                 match write {
-                    Command::Append(_, reply) => {
-                        let _ = reply.send(Ok(positions.unwrap_or_default()));
+                    Command::Append(messages, reply) => {
+                        let stored = positions.into_iter().zip(messages);
+                        let stored = stored.map(|(seq, message)| StoredMessage { seq, message });
+                        let _ = reply.send(Ok(stored.collect()));
                     }
                     Command::Forget(_, reply) => {
                         let _ = reply.send(Ok(()));
@@ -417,6 +415,26 @@ fn commit(connection: &Connection, writes: &mut Vec<Command>) {
             }
         }
     }
+}
+
+/// Deletes the rows at `seqs`: one range when they are consecutive (as the relay's usually
+/// are), else row by row.
+fn delete(tx: &rusqlite::Transaction<'_>, seqs: &[u64]) -> rusqlite::Result<()> {
+    let as_i64 = |seq: u64| i64::try_from(seq).unwrap_or(i64::MAX);
+    let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
+        return Ok(());
+    };
+    if seqs.windows(2).all(|w| w[1] == w[0] + 1) {
+        let mut range =
+            tx.prepare_cached("DELETE FROM tidings_outbound WHERE seq BETWEEN ?1 AND ?2")?;
+        range.execute([as_i64(first), as_i64(last)])?;
+    } else {
+        let mut one = tx.prepare_cached("DELETE FROM tidings_outbound WHERE seq = ?1")?;
+        for &seq in seqs {
+            one.execute([as_i64(seq)])?;
+        }
+    }
+    Ok(())
 }
 
 fn insert(tx: &rusqlite::Transaction<'_>, messages: &[Outgoing]) -> rusqlite::Result<Vec<u64>> {

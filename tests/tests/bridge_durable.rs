@@ -36,10 +36,10 @@ struct State {
 struct TestStore(Arc<Mutex<State>>);
 
 impl OutboundStore for TestStore {
-    fn append<'a>(
-        &'a self,
-        messages: &'a [Outgoing],
-    ) -> BoxFuture<'a, Result<Vec<u64>, StoreError>> {
+    fn append(
+        &self,
+        messages: Vec<Outgoing>,
+    ) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>> {
         Box::pin(async move {
             let hang = {
                 let mut state = self.0.lock();
@@ -54,14 +54,14 @@ impl OutboundStore for TestStore {
                 state.fail_appends -= 1;
                 return Err(StoreError::full("no room left (test)"));
             }
-            let mut positions = Vec::new();
+            let mut stored = Vec::new();
             for message in messages {
                 state.next += 1;
                 let seq = state.next;
                 state.rows.insert(seq, message.clone());
-                positions.push(seq);
+                stored.push(StoredMessage { seq, message });
             }
-            Ok(positions)
+            Ok(stored)
         })
     }
 

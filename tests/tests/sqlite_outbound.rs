@@ -233,3 +233,67 @@ async fn a_file_that_is_not_a_database_is_refused() {
     let error = SqliteStore::open(&path).await.unwrap_err().to_string();
     assert!(error.contains("not a database"), "{error}");
 }
+
+#[tokio::test]
+async fn the_store_forgets_what_it_is_told_and_never_gives_a_position_twice() {
+    use tidings::bridge::{Envelope, OutboundStore, Outgoing};
+    let folder = Folder::new("positions");
+    let path = folder.file("out.sqlite");
+    let message = |n: u64| Outgoing {
+        destination: "orders".into(),
+        envelope: Envelope::new("order.placed", format!("{{\"order\":{n}}}").into_bytes())
+            .with_key(format!("k{n}")),
+    };
+    let store = SqliteStore::open(&path).await.unwrap();
+    let mut sent: Vec<Outgoing> = (1..=10).map(message).collect();
+    sent[0]
+        .envelope
+        .headers
+        .insert("traceparent".into(), "00-abc-def-01".into());
+    let stored = store.append(sent.clone()).await.unwrap();
+    let positions: Vec<u64> = stored.iter().map(|m| m.seq).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    // Apart (one by one) and together (as a range).
+    store
+        .forget(&[positions[1], positions[2], positions[6]])
+        .await
+        .unwrap();
+    store.forget(&positions[7..]).await.unwrap();
+    let left = store.read_after(0, 100).await.unwrap();
+    let kept: Vec<u64> = left.iter().map(|m| m.seq).collect();
+    assert_eq!(
+        kept,
+        [positions[0], positions[3], positions[4], positions[5]]
+    );
+    // Every field comes back as it went in (time to the microsecond).
+    let first = &left[0].message;
+    assert_eq!(first.destination, sent[0].destination);
+    let (a, b) = (&first.envelope, &sent[0].envelope);
+    assert_eq!(
+        (&a.id, &a.name, &a.key, &a.source),
+        (&b.id, &b.name, &b.key, &b.source)
+    );
+    assert_eq!(
+        (&a.content_type, &a.headers, &a.payload),
+        (&b.content_type, &b.headers, &b.payload)
+    );
+    let drift = b.time.duration_since(a.time).unwrap_or_default();
+    assert!(drift < Duration::from_micros(1), "{drift:?}");
+    assert_eq!(
+        store.read_after(positions[4], 1).await.unwrap()[0].seq,
+        positions[5]
+    );
+
+    // Emptied and opened again, it still counts on from the last position it gave.
+    store.forget(&kept).await.unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.pending().await.unwrap(), 0);
+    let next = store.append(vec![message(11)]).await.unwrap();
+    assert!(
+        next[0].seq > positions[9],
+        "{} after {}",
+        next[0].seq,
+        positions[9]
+    );
+}

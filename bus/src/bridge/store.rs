@@ -29,15 +29,16 @@ pub struct StoredMessage {
 /// process left), and forgets them once the broker confirmed them (or refused them for good).
 pub trait OutboundStore: Send + Sync + 'static {
     /// Keeps `messages` durably, in order, and resolves once they are (for a file: written and
-    /// synced). Returns one position per message, increasing, and greater than every position
-    /// the store gave before, across restarts too.
+    /// synced). Returns them with their positions, in the same order: increasing, and greater
+    /// than every position the store gave before, across restarts too. (The messages are
+    /// handed over and back so a store that writes them elsewhere need not copy them.)
     ///
     /// # Errors
     /// [`StoreError`] when nothing was kept: the emitters of these events are told.
-    fn append<'a>(
-        &'a self,
-        messages: &'a [Outgoing],
-    ) -> BoxFuture<'a, Result<Vec<u64>, StoreError>>;
+    fn append(
+        &self,
+        messages: Vec<Outgoing>,
+    ) -> BoxFuture<'_, Result<Vec<StoredMessage>, StoreError>>;
 
     /// Up to `limit` kept messages with positions greater than `after`, in position order.
     ///

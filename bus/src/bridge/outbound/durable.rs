@@ -84,37 +84,33 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
             if messages.is_empty() {
                 continue;
             }
-            match store.append(&messages).await {
-                Ok(positions) if positions.len() == messages.len() => {
-                    self.stats.add(STORED, positions.len() as u64);
+            let count = messages.len();
+            match store
+                .append(std::mem::replace(&mut messages, Vec::with_capacity(size)))
+                .await
+            {
+                Ok(stored) => {
+                    if stored.len() != count {
+                        tracing::error!(
+                            messages = count,
+                            returned = stored.len(),
+                            "the outbound store returned a message count that does not match \
+                             the batch (a store bug); the relay reads the batch back from the \
+                             store"
+                        );
+                        spilled.store(true, Ordering::SeqCst);
+                    }
+                    self.stats.add(STORED, count as u64);
                     tickets.drain(..).for_each(Ticket::stored);
-                    let stored = positions
-                        .into_iter()
-                        .zip(messages.drain(..))
-                        .map(|(seq, message)| StoredMessage { seq, message })
-                        .collect();
                     // SeqCst pairs with the relay: it either sees this batch in the store
                     // after clearing `spilled`, or this sees `spilled` cleared and hands over.
                     if !spilled.load(Ordering::SeqCst) && batches.try_send(stored).is_err() {
                         spilled.store(true, Ordering::SeqCst);
                     }
                 }
-                Ok(positions) => {
-                    tracing::error!(
-                        messages = messages.len(),
-                        positions = positions.len(),
-                        "the outbound store returned a position count that does not match \
-                         the batch (a store bug); the relay reads the batch back from the store"
-                    );
-                    self.stats.add(STORED, messages.len() as u64);
-                    tickets.drain(..).for_each(Ticket::stored);
-                    messages.clear();
-                    spilled.store(true, Ordering::SeqCst);
-                }
                 Err(error) => {
-                    self.stats.add(UNSTORED, messages.len() as u64);
-                    tracing::error!(events = messages.len(), %error, "the outbound store could not keep events; their emitters are told");
-                    messages.clear();
+                    self.stats.add(UNSTORED, count as u64);
+                    tracing::error!(events = count, %error, "the outbound store could not keep events; their emitters are told");
                     for ticket in tickets.drain(..) {
                         ticket.failed(reader, Box::new(error.clone()));
                     }
