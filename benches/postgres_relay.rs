@@ -8,7 +8,8 @@
 //!   after the broker confirmed them (RabbitMQ: publisher confirms).
 //!
 //! Each round uses a fresh table. Needs PostgreSQL on 127.0.0.1:5432 (database `test`, trust
-//! auth), and for the RabbitMQ rows RabbitMQ on 127.0.0.1:5672:
+//! auth), for the RabbitMQ rows RabbitMQ on 127.0.0.1:5672, for the Redis rows Redis on
+//! 127.0.0.1:6379:
 //! `cargo bench -p tidings-benches --features postgres,amqp --bench postgres_relay`.
 
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ use tidings_bridges::postgres::{Outbox, Relay};
 
 const PG: &str = "postgresql://postgres@127.0.0.1:5432/test";
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const REDIS: &str = "redis://127.0.0.1:6379";
 const EVENTS: usize = 50_000;
 const PER_TX: usize = 100;
 const WRITERS: usize = 4;
@@ -108,6 +110,13 @@ async fn main() {
     if let Some(amqp) = &amqp {
         amqp.declare(&Endpoint::new("bench.orders")).await.unwrap();
     }
+    let redis = tidings_bridges::redis::RedisTransport::builder(REDIS)
+        .connect()
+        .await
+        .ok();
+    if let Some(redis) = &redis {
+        redis.declare(&Endpoint::new("bench.orders")).await.unwrap();
+    }
     println!("{:<44} {:>12}", "round", "events/s");
     for round in 1..=ROUNDS {
         let (outbox, staged) = stage().await;
@@ -127,6 +136,15 @@ async fn main() {
             format!("{round}: relay to the memory broker"),
             rate
         );
+        if let Some(redis) = &redis {
+            let (outbox, _) = stage().await;
+            let rate = relay(&outbox, redis.clone()).await;
+            println!(
+                "{:<44} {:>12.0}",
+                format!("{round}: relay to Redis Streams (XADD replies)"),
+                rate
+            );
+        }
         if let Some(amqp) = &amqp {
             let (outbox, _) = stage().await;
             let rate = relay(&outbox, amqp.clone()).await;
@@ -150,5 +168,15 @@ async fn main() {
         let _ = amqp.delete_queue(&endpoint.dead_letter).await;
         let _ = amqp.delete_exchange(&endpoint.name).await;
         amqp.shutdown(Duration::from_secs(5)).await;
+    }
+    if redis.is_some() {
+        let client = redis::Client::open(REDIS).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg("bench.orders")
+            .arg("bench.orders.dead-letter")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
 }
