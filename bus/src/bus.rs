@@ -97,6 +97,7 @@ pub use self::overflow::Overflow;
 pub use self::pattern::{Pattern, PatternError};
 pub use self::stats::BusStats;
 pub use self::subscription::{QueueGauge, Subscription};
+#[cfg(feature = "bridge")]
 pub(crate) use self::tracker::Ticket;
 pub use self::waiting::EmitAsync;
 

@@ -92,6 +92,7 @@ pub(crate) enum ConsumerKind {
     /// store): `emit_and_wait` waits until the reader settled the event's
     /// [`Ticket`](super::tracker::Ticket), which it does once the event is stored. `settle`
     /// does not wait for it (queuing counts, as for a stream).
+    #[cfg_attr(not(feature = "bridge"), allow(dead_code))]
     Stored,
 }
 

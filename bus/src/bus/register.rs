@@ -14,6 +14,7 @@ use super::registry::{Crowding, Place, Registry, Task};
 use super::runtime::{erased, run_listener, Listening};
 use super::slot::{self, ErasedEntry, QueueEntry, SlotHeader, SlotWrite, SyncEntry};
 use super::subscription::Subscription;
+#[cfg(feature = "bridge")]
 use super::tracker::Ticket;
 use super::Bus;
 use crate::event::{AnyEvent, EventSet, Member};
@@ -143,6 +144,7 @@ impl<S: EventSet> Bus<S> {
 
     /// A reporting stream whose reader stores each event and settles its [`Ticket`]; see
     /// [`ConsumerKind::Stored`].
+    #[cfg(feature = "bridge")]
     pub(crate) fn add_stored(
         &self,
         indices: Vec<usize>,
@@ -205,6 +207,7 @@ impl<S: EventSet> Bus<S> {
 }
 
 /// A stored stream's item: the event and the ticket of the `emit_and_wait` that waits for it.
+#[cfg(feature = "bridge")]
 fn ticketed<S: EventSet>(mut d: Queued) -> Option<(AnyEvent<S>, Ticket)> {
     let ticket = Ticket::new(d.tracker.take(), S::NAMES[d.index]);
     Some((AnyEvent::from_erased(d.index, d.event), ticket))

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use super::error::{ListenerError, ListenerErrorKind};
 use super::listener::ListenerId;
+#[cfg(feature = "bridge")]
 use crate::error::BoxError;
 use crate::message::MessageContext;
 
@@ -93,6 +94,7 @@ impl Ticket {
     }
 
     /// The event is stored.
+    #[cfg(feature = "bridge")]
     pub(crate) fn stored(mut self) {
         if let Some(tracker) = self.tracker.take() {
             tracker.finish();
@@ -100,6 +102,7 @@ impl Ticket {
     }
 
     /// The event could not be stored by `reader`.
+    #[cfg(feature = "bridge")]
     pub(crate) fn failed(mut self, reader: ListenerId, error: BoxError) {
         self.settle(Some(reader), ListenerErrorKind::Failed(error));
     }
