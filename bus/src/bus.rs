@@ -95,6 +95,8 @@ pub use self::listener::HasOutput;
 pub use self::listener::{ListenerId, ListenerResult};
 pub use self::overflow::Overflow;
 pub use self::pattern::{Pattern, PatternError};
+#[cfg(feature = "bridge")]
+pub(crate) use self::register::Spanned;
 pub use self::stats::BusStats;
 pub use self::subscription::{QueueGauge, Subscription};
 #[cfg(feature = "bridge")]

@@ -28,6 +28,7 @@ mod signal;
 mod spawn;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trace;
 
 pub use crate::backoff::Backoff;
 pub use crate::bus::{

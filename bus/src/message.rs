@@ -185,6 +185,12 @@ impl MessageContext {
         &self.headers
     }
 
+    /// The W3C trace context the message carried (`traceparent`, `tracestate`); `None` when
+    /// it carried none or a malformed one. See [`crate::trace`].
+    pub fn trace(&self) -> Option<crate::trace::TraceContext> {
+        crate::trace::TraceContext::from_headers(&self.headers)
+    }
+
     /// One header.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)

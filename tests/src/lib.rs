@@ -409,3 +409,6 @@ pub mod redis;
 
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+#[cfg(feature = "opentelemetry")]
+pub mod otel;

@@ -315,6 +315,7 @@ impl AmqpTransport {
 }
 
 impl Transport for AmqpTransport {
+    const SYSTEM: &'static str = "rabbitmq";
     type Consumer = AmqpConsumer;
 
     async fn publish(&self, batch: &[Outgoing]) -> Vec<Result<(), TransportError>> {

@@ -120,6 +120,7 @@ impl JobTransport {
 }
 
 impl Transport for JobTransport {
+    const SYSTEM: &'static str = "bullmq";
     type Consumer = NoConsumer;
 
     async fn publish(&self, batch: &[Outgoing]) -> Vec<Result<(), TransportError>> {

@@ -390,6 +390,7 @@ impl KafkaTransport {
 }
 
 impl Transport for KafkaTransport {
+    const SYSTEM: &'static str = "kafka";
     type Consumer = KafkaConsumer;
 
     async fn publish(&self, batch: &[Outgoing]) -> Vec<Result<(), TransportError>> {

@@ -137,6 +137,7 @@ impl RedisTransport {
 }
 
 impl Transport for RedisTransport {
+    const SYSTEM: &'static str = "redis";
     type Consumer = RedisConsumer;
 
     /// `XADD ... NOMKSTREAM` in one pipeline: a stream nobody declared (no group reads it)

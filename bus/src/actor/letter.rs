@@ -4,7 +4,9 @@ use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 
+use futures_util::FutureExt;
 use tokio::sync::oneshot;
+use tracing::{Instrument, Span};
 
 use super::{Actor, Context, HandledBy, Message};
 
@@ -26,17 +28,40 @@ pub(crate) trait Letter<A>: Send {
 
 pub(crate) type BoxLetter<A> = Box<dyn Letter<A>>;
 
-/// A told message.
-pub(crate) struct Tell<M>(pub(crate) M);
+/// A told message, and the span it was sent in (none outside any span).
+pub(crate) struct Tell<M>(pub(crate) M, pub(crate) Span);
 
-/// An asked message with the channel for its reply.
-pub(crate) struct Ask<M: Message>(pub(crate) M, pub(crate) oneshot::Sender<M::Reply>);
+/// An asked message with the channel for its reply, and the span it was sent in.
+pub(crate) struct Ask<M: Message>(
+    pub(crate) M,
+    pub(crate) oneshot::Sender<M::Reply>,
+    pub(crate) Span,
+);
+
+/// The span a message is handled in: a child of the span it was sent in, so the trace goes
+/// on into the actor's task (or that span itself, when this level is filtered out).
+fn handling<M>(sent_in: &Span) -> Span {
+    if sent_in.is_none() {
+        return Span::none();
+    }
+    let message = std::any::type_name::<M>();
+    let child = tracing::trace_span!(parent: sent_in, "tidings.actor.handle", message);
+    if child.is_disabled() {
+        sent_in.clone()
+    } else {
+        child
+    }
+}
 
 impl<A: Actor, M: HandledBy<A>> Letter<A> for Tell<M> {
     fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            self.0.handle_by(actor, ctx).await;
-        })
+        let Tell(message, sent_in) = *self;
+        Box::pin(
+            message
+                .handle_by(actor, ctx)
+                .instrument(handling::<M>(&sent_in))
+                .map(drop),
+        )
     }
 
     fn message_type(&self) -> &'static str {
@@ -50,12 +75,16 @@ impl<A: Actor, M: HandledBy<A>> Letter<A> for Tell<M> {
 
 impl<A: Actor, M: HandledBy<A>> Letter<A> for Ask<M> {
     fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
-        let Ask(message, reply) = *self;
-        Box::pin(async move {
-            let answer = message.handle_by(actor, ctx).await;
-            // The asker may have given up (timeout); then nobody wants the answer.
-            let _ = reply.send(answer);
-        })
+        let Ask(message, reply, sent_in) = *self;
+        let span = handling::<M>(&sent_in);
+        Box::pin(
+            async move {
+                let answer = message.handle_by(actor, ctx).await;
+                // The asker may have given up (timeout); then nobody wants the answer.
+                let _ = reply.send(answer);
+            }
+            .instrument(span),
+        )
     }
 
     fn message_type(&self) -> &'static str {

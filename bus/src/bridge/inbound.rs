@@ -510,16 +510,28 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
         }
     }
 
-    /// [`process`](Self::process) in a span that names the event.
+    /// [`process`](Self::process) in a span that names the event: a consumer span after
+    /// OpenTelemetry's messaging conventions, continuing the trace the message carried.
     async fn handle(&self, delivery: Delivery) {
         let message = &delivery.message;
-        let span = tracing::debug_span!(
+        let source = &self.config.source;
+        let span = tracing::info_span!(
             "tidings.consume",
             event = message.name.as_deref().or(self.config.default_event),
             id = message.id.as_deref(),
             origin = &*message.origin,
             delivery = message.delivery_count,
+            otel.name = %format_args!("process {}", source.name),
+            otel.kind = "consumer",
+            messaging.system = T::SYSTEM,
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.destination.name = %source.name,
+            messaging.consumer.group.name = %source.group,
+            messaging.message.id = message.id.as_deref(),
+            messaging.message.body.size = message.payload.len(),
         );
+        crate::trace::continue_from(&message.headers, &span);
         self.process(delivery).instrument(span).await;
         self.stats.sub(IN_HAND, 1);
     }

@@ -358,6 +358,7 @@ impl MemoryBroker {
 }
 
 impl Transport for MemoryBroker {
+    const SYSTEM: &'static str = "tidings_memory";
     type Consumer = MemoryConsumer;
 
     async fn publish(&self, batch: &[Outgoing]) -> Vec<Result<(), TransportError>> {

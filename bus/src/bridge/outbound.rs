@@ -14,7 +14,7 @@ use super::task::BridgeTask;
 use super::transport::{Outgoing, Transport, TransportError};
 use crate::backoff::Backoff;
 use crate::bus::Overflow;
-use crate::bus::{Bus, Pattern, PatternError, QueueGauge, QueueOptions, Subscription};
+use crate::bus::{Bus, Pattern, PatternError, QueueGauge, QueueOptions, Spanned, Subscription};
 use crate::codec::{Codec, CodecError, EventSetCodec, Json};
 use crate::event::{AnyEvent, EventRef, Member};
 use crate::shutdown::ShutdownReport;
@@ -182,7 +182,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> OutboundBuilder<S, T, C> {
             let task = tokio::spawn(forwarder.run_durable(store, subscription));
             (id, buffer, task)
         } else {
-            let subscription = bus.subscribe_reporting(indices, options);
+            let subscription = bus.add_reporting_spanned(indices, options);
             let (id, buffer) = (subscription.id(), subscription.gauge());
             let forwarder = Forwarder {
                 config: self,
@@ -357,7 +357,7 @@ struct Forwarder<S: EventSetCodec, T, C> {
 }
 
 impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
-    async fn run(self, mut events: Subscription<S, AnyEvent<S>>) {
+    async fn run(self, mut events: Subscription<S, Spanned<S>>) {
         let mut batch: Vec<Outgoing> = Vec::with_capacity(self.config.batch_size);
         loop {
             // Wait for the first event, take what is already queued, and only then let a short
@@ -387,17 +387,22 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
     }
 
     /// Encodes and routes one event into the batch.
-    fn take(&self, event: Result<AnyEvent<S>, crate::bus::Missed>, batch: &mut Vec<Outgoing>) {
+    fn take(&self, event: Result<Spanned<S>, crate::bus::Missed>, batch: &mut Vec<Outgoing>) {
         // A bridge subscription reports overflow through `on_error`, never as lag.
-        let Ok(event) = event else { return };
-        if let Ok(out) = self.outgoing(&event) {
+        let Ok((event, span)) = event else { return };
+        if let Ok(out) = self.outgoing(&event, span.as_deref()) {
             self.stats.incr(IN_FLIGHT);
             batch.push(out);
         }
     }
 
-    /// Encodes and routes one event; an event the codec refuses is counted and logged.
-    fn outgoing(&self, event: &AnyEvent<S>) -> Result<Outgoing, CodecError> {
+    /// Encodes and routes one event; an event the codec refuses is counted and logged. The
+    /// message carries the trace context of its `create` span, a child of `emitted_in`.
+    fn outgoing(
+        &self,
+        event: &AnyEvent<S>,
+        emitted_in: Option<&tracing::Span>,
+    ) -> Result<Outgoing, CodecError> {
         let view = event.as_ref();
         let payload = match S::encode_ref(view, &self.config.codec) {
             Ok(bytes) => bytes,
@@ -408,14 +413,30 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
             }
         };
         let route = (self.config.route)(view);
+        let id = new_id();
+        let span = tracing::info_span!(
+            parent: emitted_in.and_then(tracing::Span::id),
+            "tidings.create",
+            event = event.name(),
+            otel.name = %format_args!("create {}", route.destination),
+            otel.kind = "producer",
+            messaging.system = T::SYSTEM,
+            messaging.operation.type = "create",
+            messaging.operation.name = "create",
+            messaging.destination.name = %route.destination,
+            messaging.message.id = %id,
+            messaging.message.body.size = payload.len(),
+        );
+        let mut headers = std::collections::BTreeMap::new();
+        crate::trace::write_span(&span, &mut headers);
         let envelope = Envelope {
-            id: new_id(),
+            id,
             name: event.name().to_owned(),
             key: route.key.or_else(|| S::key_of(view)),
             source: self.config.source.clone(),
             time: SystemTime::now(),
             content_type: self.config.codec.content_type().to_owned(),
-            headers: Default::default(),
+            headers,
             payload: Bytes::from(payload),
         };
         Ok(Outgoing {

@@ -107,6 +107,10 @@ pub trait Transport: Clone + Send + Sync + 'static {
     /// What [`consume`](Self::consume) returns.
     type Consumer: Consumer;
 
+    /// The broker's name in traces (OpenTelemetry's `messaging.system`: `rabbitmq`, `kafka`,
+    /// `redis`...).
+    const SYSTEM: &'static str = "unknown";
+
     /// Publishes a batch; one result per item, in order. `Ok` means the broker confirmed it
     /// (publisher confirm, delivery report, stream reply).
     ///

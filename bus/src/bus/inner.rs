@@ -95,12 +95,13 @@ impl<S: EventSet> Inner<S> {
         tracker: Option<&'l Arc<Tracker>>,
     ) -> (usize, impl Iterator<Item = (&'l QueueEntry, Queued)> + 'l) {
         let reached = self.run_sync(&list.sync, &event, tracker.map(|t| &**t));
-        let shared: Option<Arc<dyn Any + Send + Sync>> =
-            (!list.queues.is_empty()).then(|| Arc::new(event) as _);
-        let deliveries = shared.into_iter().flat_map(move |shared| {
-            list.queues
-                .iter()
-                .map(move |entry| (entry, Queued::new(&entry.queue, E::INDEX, &shared, tracker)))
+        let shared: Option<(Arc<dyn Any + Send + Sync>, _)> =
+            (!list.queues.is_empty()).then(|| (Arc::new(event) as _, super::queue::emitter_span()));
+        let deliveries = shared.into_iter().flat_map(move |(shared, span)| {
+            list.queues.iter().map(move |entry| {
+                let delivery = Queued::new(&entry.queue, E::INDEX, &shared, tracker, span.as_ref());
+                (entry, delivery)
+            })
         });
         (reached, deliveries)
     }

@@ -24,12 +24,14 @@ use super::overflow::Overflow;
 use super::tracker::Tracker;
 use crate::event::ErasedArc;
 
-/// One queued event: its member index, the shared event, and the tracker of an
-/// `emit_and_wait` that waits for it.
+/// One queued event: its member index, the shared event, the tracker of an
+/// `emit_and_wait` that waits for it, and the span it was emitted in (if any), which its
+/// handling continues.
 pub(crate) struct Queued {
     pub(crate) index: usize,
     pub(crate) event: ErasedArc,
     pub(crate) tracker: Option<Arc<Tracker>>,
+    pub(crate) span: Option<Arc<tracing::Span>>,
 }
 
 impl Queued {
@@ -41,6 +43,7 @@ impl Queued {
         index: usize,
         event: &ErasedArc,
         tracker: Option<&Arc<Tracker>>,
+        span: Option<&Arc<tracing::Span>>,
     ) -> Self {
         let tracker = tracker.filter(|_| queue.follows_trackers()).map(|t| {
             t.add();
@@ -50,8 +53,16 @@ impl Queued {
             index,
             event: Arc::clone(event),
             tracker,
+            span: span.cloned(),
         }
     }
+}
+
+/// The span an event is emitted in, for its handlers to continue; `None` outside any span
+/// (and always without a `tracing` subscriber), which costs one thread-local look.
+pub(crate) fn emitter_span() -> Option<Arc<tracing::Span>> {
+    let span = tracing::Span::current();
+    (!span.is_none()).then(|| Arc::new(span))
 }
 
 /// Why a push did not queue the event.
@@ -480,6 +491,7 @@ mod tests {
             index: i,
             event: Arc::new(i),
             tracker: None,
+            span: None,
         }
     }
 

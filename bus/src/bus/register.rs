@@ -142,6 +142,22 @@ impl<S: EventSet> Bus<S> {
         Subscription::new(id, queue, Arc::downgrade(&self.inner), erased::<S>)
     }
 
+    /// [`Bus::subscribe_reporting`] whose items carry the span each event was emitted in,
+    /// for an outbound bridge to continue.
+    #[cfg(feature = "bridge")]
+    pub(crate) fn add_reporting_spanned(
+        &self,
+        indices: Vec<usize>,
+        options: QueueOptions,
+    ) -> Subscription<S, Spanned<S>> {
+        let (id, queue, crowding) = {
+            let mut reg = self.inner.registry.lock();
+            self.add_queue(&mut reg, indices, false, options, ConsumerKind::Reporting)
+        };
+        self.inner.warn_if_crowded(crowding);
+        Subscription::new(id, queue, Arc::downgrade(&self.inner), spanned::<S>)
+    }
+
     /// A reporting stream whose reader stores each event and settles its [`Ticket`]; see
     /// [`ConsumerKind::Stored`].
     #[cfg(feature = "bridge")]
@@ -149,7 +165,7 @@ impl<S: EventSet> Bus<S> {
         &self,
         indices: Vec<usize>,
         options: QueueOptions,
-    ) -> Subscription<S, (AnyEvent<S>, Ticket)> {
+    ) -> Subscription<S, (Spanned<S>, Ticket)> {
         let (id, queue, crowding) = {
             let mut reg = self.inner.registry.lock();
             self.add_queue(&mut reg, indices, false, options, ConsumerKind::Stored)
@@ -206,9 +222,19 @@ impl<S: EventSet> Bus<S> {
     }
 }
 
-/// A stored stream's item: the event and the ticket of the `emit_and_wait` that waits for it.
+/// An event and the span it was emitted in (`None` outside any span).
 #[cfg(feature = "bridge")]
-fn ticketed<S: EventSet>(mut d: Queued) -> Option<(AnyEvent<S>, Ticket)> {
+pub(crate) type Spanned<S> = (AnyEvent<S>, Option<Arc<tracing::Span>>);
+
+#[cfg(feature = "bridge")]
+fn spanned<S: EventSet>(d: Queued) -> Option<Spanned<S>> {
+    Some((AnyEvent::from_erased(d.index, d.event), d.span))
+}
+
+/// A stored stream's item: the event, its span, and the ticket of the `emit_and_wait` that
+/// waits for it.
+#[cfg(feature = "bridge")]
+fn ticketed<S: EventSet>(mut d: Queued) -> Option<(Spanned<S>, Ticket)> {
     let ticket = Ticket::new(d.tracker.take(), S::NAMES[d.index]);
-    Some((AnyEvent::from_erased(d.index, d.event), ticket))
+    Some(((AnyEvent::from_erased(d.index, d.event), d.span), ticket))
 }

@@ -263,8 +263,22 @@ where
     T: 'a,
 {
     let event = held.names[delivery.index];
+    let mut delivery = delivery;
+    let origin = delivery.span.take();
     let item = convert(delivery)?;
-    let span = tracing::trace_span!("tidings.handle", event, listener = %held.id);
+    // A child of the span the event was emitted in, so the trace goes on across the task; when
+    // this span level is filtered out, the emitter's span itself carries it.
+    let span = match origin {
+        None => tracing::trace_span!("tidings.handle", event, listener = %held.id),
+        Some(origin) => {
+            let child = tracing::trace_span!(parent: &*origin, "tidings.handle", event, listener = %held.id);
+            if child.is_disabled() {
+                (*origin).clone()
+            } else {
+                child
+            }
+        }
+    };
     let call = call_async(listener, item).instrument(span);
     // Only events from a broker message carry a context; the others pay nothing for it.
     Some(match context {

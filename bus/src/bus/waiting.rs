@@ -102,6 +102,7 @@ pub(super) fn start<S: EventSet, E: Member<S>>(
         queued: None,
         index: E::INDEX,
         tracker,
+        span: None,
         next: 0,
         reached: 0,
         waiting: None,
@@ -111,6 +112,9 @@ pub(super) fn start<S: EventSet, E: Member<S>>(
     };
     deliver.reached = inner.run_sync(&list.sync, &event, deliver.tracker.as_deref());
     let event = (!list.queues.is_empty()).then(|| Arc::new(event) as ErasedArc);
+    if event.is_some() {
+        deliver.span = super::queue::emitter_span();
+    }
     deliver.queued = Some((list, event));
     deliver
 }
@@ -137,6 +141,8 @@ pub(super) struct Deliver<'a> {
     queued: Option<(Arc<dyn Queues>, Option<ErasedArc>)>,
     index: usize,
     tracker: Option<Arc<Tracker>>,
+    /// The span the event was emitted in.
+    span: Option<Arc<tracing::Span>>,
     /// The next queue to push into.
     next: usize,
     reached: usize,
@@ -162,7 +168,13 @@ impl Future for Deliver<'_> {
         if let Some(event) = event {
             while let Some(entry) = queues.get(this.next) {
                 this.next += 1;
-                let delivery = Queued::new(&entry.queue, this.index, event, this.tracker.as_ref());
+                let delivery = Queued::new(
+                    &entry.queue,
+                    this.index,
+                    event,
+                    this.tracker.as_ref(),
+                    this.span.as_ref(),
+                );
                 let result = match entry.queue.push_now(delivery) {
                     Ok(result) => result,
                     Err(delivery) => {

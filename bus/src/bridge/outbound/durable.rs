@@ -28,9 +28,8 @@ use tokio::sync::mpsc;
 use super::{Forwarder, IN_FLIGHT, STORED, UNSTORED};
 use crate::bridge::store::{OutboundStore, StoreError, StoredMessage};
 use crate::bridge::transport::{Outgoing, Transport};
-use crate::bus::{Subscription, Ticket};
+use crate::bus::{Spanned, Subscription, Ticket};
 use crate::codec::{Codec, EventSetCodec};
-use crate::event::AnyEvent;
 
 /// Stored batches the keeper may hand over before the relay reads the store instead.
 const HANDED_OVER: usize = 8;
@@ -39,7 +38,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
     pub(super) async fn run_durable(
         self,
         store: Arc<dyn OutboundStore>,
-        events: Subscription<S, (AnyEvent<S>, Ticket)>,
+        events: Subscription<S, (Spanned<S>, Ticket)>,
     ) {
         // A start is a spill: what an earlier process left is read from the store first.
         let spilled = AtomicBool::new(true);
@@ -54,7 +53,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
     async fn keep(
         &self,
         store: &dyn OutboundStore,
-        mut events: Subscription<S, (AnyEvent<S>, Ticket)>,
+        mut events: Subscription<S, (Spanned<S>, Ticket)>,
         batches: mpsc::Sender<Vec<StoredMessage>>,
         spilled: &AtomicBool,
     ) {
@@ -66,8 +65,8 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
             let mut next = Some(first);
             while let Some(item) = next {
                 // A stored stream reports overflow through `on_error`, never as lag.
-                if let Ok((event, ticket)) = item {
-                    match self.outgoing(&event) {
+                if let Ok(((event, span), ticket)) = item {
+                    match self.outgoing(&event, span.as_deref()) {
                         Ok(out) => {
                             messages.push(out);
                             tickets.push(ticket);
