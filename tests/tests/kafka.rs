@@ -41,6 +41,13 @@ impl Harness for Kafka {
         // The broker and its storage go with the case.
         let _ = source;
     }
+
+    /// A group of its own: tansu 0.6.0 kept a member that had left as the leader of a group
+    /// shared by two topics when both members left together, and the next member of that
+    /// group waited for the gone leader's assignment for ever.
+    fn dead_letter_reader(&self, source: &Endpoint) -> Endpoint {
+        Endpoint::new(source.dead_letter.clone()).group("dead-letter-reader")
+    }
 }
 
 tidings::conformance_tests!(Kafka::new());

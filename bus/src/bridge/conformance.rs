@@ -55,6 +55,14 @@ pub trait Harness: Send + Sync + 'static {
         let _ = source;
         async {}
     }
+
+    /// Where the suite reads `source`'s dead letters (declared with `source`, before anything
+    /// is dead-lettered). The default reads the dead-letter queue in the default group; a
+    /// broker whose groups span topics (Kafka) gives the reader a group of its own, as a
+    /// separate application would have, so the bridge's group does not rebalance for it.
+    fn dead_letter_reader(&self, source: &Endpoint) -> Endpoint {
+        Endpoint::new(source.dead_letter.clone())
+    }
 }
 
 /// An event of the suite.
@@ -179,6 +187,11 @@ async fn declared<H: Harness>(h: &H, transport: &H::Transport, prefix: &str) -> 
     within("declare", transport.declare(&source))
         .await
         .unwrap_or_else(|e| panic!("declare: {e}"));
+    // The dead-letter reader's group exists before anything is dead-lettered (on brokers
+    // where a new group starts empty, as a new queue does).
+    within("declare", transport.declare(&h.dead_letter_reader(&source)))
+        .await
+        .unwrap_or_else(|e| panic!("declare the dead-letter reader: {e}"));
     source
 }
 
@@ -462,11 +475,15 @@ fn failing_bus(fail: bool) -> (Bus<Events>, Arc<Mutex<Vec<u64>>>) {
     (bus, seen)
 }
 
-/// The first `n` dead letters of `source`, read as a separate application would: in a
-/// consumer group of its own, so the bridge's group does not rebalance for the reader.
-async fn dead_letters<T: Transport>(t: &T, source: &Endpoint, n: usize) -> Vec<Delivery> {
-    let dlq = Endpoint::new(source.dead_letter.clone())
-        .group(format!("{}-dead-letter-reader", source.group));
+/// The first `n` dead letters of `source`, from the harness's
+/// [`dead_letter_reader`](Harness::dead_letter_reader).
+async fn dead_letters<H: Harness>(
+    h: &H,
+    t: &H::Transport,
+    source: &Endpoint,
+    n: usize,
+) -> Vec<Delivery> {
+    let dlq = h.dead_letter_reader(source);
     let mut consumer = t.consume(&dlq).await.expect("consume dead letters");
     let mut out = Vec::new();
     for _ in 0..n {
@@ -488,7 +505,7 @@ pub async fn poison_message<H: Harness>(h: &H) {
     let mut poison = ping(0, "poison");
     poison.headers.insert("x-trace".into(), "keep-me".into());
     publish_all(&t, &source.name, vec![poison, ping(1, "good")]).await;
-    let dead = dead_letters(&t, &source, 1).await;
+    let dead = dead_letters(h, &t, &source, 1).await;
     let headers: &BTreeMap<String, String> = &dead[0].message.headers;
     assert!(
         headers[REASON_HEADER].contains("cannot handle 0"),
@@ -532,7 +549,7 @@ pub async fn unheard_message<H: Harness>(h: &H) {
         .backoff(Backoff::Fixed(Duration::from_millis(10)))
         .build();
     publish_all(&t, &source.name, vec![ping(0, "k")]).await;
-    let dead = dead_letters(&t, &source, 1).await;
+    let dead = dead_letters(h, &t, &source, 1).await;
     let headers = &dead[0].message.headers;
     assert!(
         headers[REASON_HEADER]
@@ -599,7 +616,7 @@ pub async fn bad_input<H: Harness>(h: &H) {
     let mut all = bad;
     all.insert(2, ping(42, "good"));
     publish_all(&t, &source.name, all).await;
-    let dead = dead_letters(&t, &source, expected.len()).await;
+    let dead = dead_letters(h, &t, &source, expected.len()).await;
     let reasons: Vec<String> = dead
         .iter()
         .map(|d| d.message.headers[REASON_HEADER].clone())
