@@ -267,19 +267,22 @@ impl TraceContext {
     /// Makes this context (received from elsewhere) the parent of `span`, so `span` continues
     /// its trace. Does nothing when the span is disabled or has started already.
     pub fn make_parent_of(&self, span: &tracing::Span) {
-        use opentelemetry::trace::{
-            SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-        };
+        use opentelemetry::trace::TraceContextExt;
         use tracing_opentelemetry::OpenTelemetrySpanExt;
-        let state = self.state.parse::<TraceState>().unwrap_or_default();
-        let remote = SpanContext::new(
+        let remote = opentelemetry::Context::new().with_remote_span_context(self.span_context());
+        let _ = span.set_parent(remote);
+    }
+
+    /// This context as OpenTelemetry's (remote) span context.
+    pub fn span_context(&self) -> opentelemetry::trace::SpanContext {
+        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        SpanContext::new(
             TraceId::from_bytes(self.trace_id),
             SpanId::from_bytes(self.span_id),
             TraceFlags::new(self.flags),
             true,
-            state,
-        );
-        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+            self.state.parse::<TraceState>().unwrap_or_default(),
+        )
     }
 }
 
@@ -293,6 +296,23 @@ pub(crate) fn write_span(span: &tracing::Span, headers: &mut BTreeMap<String, St
     }
     #[cfg(not(feature = "opentelemetry"))]
     let _ = (span, headers);
+}
+
+/// Links `span` to the context each message of `batch` carries (with the feature
+/// `opentelemetry`).
+#[cfg(feature = "bridge")]
+pub(crate) fn link_messages(span: &tracing::Span, batch: &[crate::bridge::Outgoing]) {
+    #[cfg(feature = "opentelemetry")]
+    if !span.is_disabled() {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        for out in batch {
+            if let Some(context) = TraceContext::from_headers(&out.envelope.headers) {
+                span.add_link(context.span_context());
+            }
+        }
+    }
+    #[cfg(not(feature = "opentelemetry"))]
+    let _ = (span, batch);
 }
 
 /// Makes the context in `headers` (if any, and well formed) the parent of `span`.

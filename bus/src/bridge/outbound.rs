@@ -381,8 +381,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
                     }
                 }
             }
-            let span = tracing::debug_span!("tidings.publish", events = batch.len());
-            self.publish(&mut batch).instrument(span).await;
+            self.publish(&mut batch).await;
         }
     }
 
@@ -447,6 +446,24 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
 
     /// Publishes until every message in `batch` is confirmed or refused for good.
     async fn publish(&self, batch: &mut Vec<Outgoing>) {
+        // The batch's `send` span: a root (the bridge's task works for many traces), linked to
+        // each message's `create` span, as the messaging conventions have it for batches.
+        let span = tracing::info_span!(
+            parent: None,
+            "tidings.publish",
+            events = batch.len(),
+            otel.name = "send",
+            otel.kind = "client",
+            messaging.system = T::SYSTEM,
+            messaging.operation.type = "send",
+            messaging.operation.name = "send",
+            messaging.batch.message_count = batch.len(),
+        );
+        crate::trace::link_messages(&span, batch);
+        self.publish_batch(batch).instrument(span).await;
+    }
+
+    async fn publish_batch(&self, batch: &mut Vec<Outgoing>) {
         let mut retry = 0u32;
         while !batch.is_empty() {
             self.stats.add(PUBLISHED, batch.len() as u64);
