@@ -20,7 +20,9 @@
 //! Install `tracing-opentelemetry`'s layer in the subscriber, and:
 //! - an [`Outbound`](crate::bridge::Outbound) creates a `create {destination}` span (kind
 //!   producer) per message, child of the span current where the event was emitted, and writes
-//!   its context into the message; the batch's `send {destination}` span links to them;
+//!   its context into the message; each batch is published in a `send` span (a root: the
+//!   bridge's task publishes for many traces at once) linked to those `create` spans, as the
+//!   conventions have it for batches;
 //! - an [`Inbound`](crate::bridge::Inbound) handles each message in a `process {source}` span
 //!   (kind consumer) whose parent is the context the message carried, with the messaging
 //!   attributes of OpenTelemetry's semantic conventions; retries and dead letters are events on

@@ -318,3 +318,39 @@ async fn async_listeners_and_actors_continue_the_emitters_trace() {
     drop(request);
     system.shutdown(WAIT).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_and_the_dead_letter_show_on_the_process_span() {
+    use tidings::Backoff;
+    exporter();
+    let broker = MemoryBroker::new();
+    let source = Endpoint::new("traced-poison");
+    broker.declare(&source).await.unwrap();
+    let (shop, warehouse) = (Bus::<Events>::new(), Bus::<Events>::new());
+    let _out = Outbound::builder(&shop, broker.clone())
+        .forward::<OrderPlaced>()
+        .destination("traced-poison")
+        .build();
+    warehouse.on_async(|_: Arc<OrderPlaced>| async { Err::<(), _>("out of stock") });
+    let inbound = Inbound::builder(&warehouse, broker.clone(), source.clone())
+        .max_attempts(2)
+        .backoff(Backoff::Fixed(Duration::from_millis(1)))
+        .build();
+    let checkout = tracing::info_span!("checkout");
+    let trace = checkout.in_scope(here).trace_id_hex();
+    shop.emit_async(OrderPlaced { order: 3, cents: 1 })
+        .instrument(checkout.clone())
+        .await
+        .unwrap();
+    drop(checkout);
+    let spans = finished(&trace, &["process traced-poison"]).await;
+    let process = named(&spans, "process traced-poison");
+    let events: Vec<&str> = process.events.iter().map(|e| &*e.name).collect();
+    assert_eq!(
+        events,
+        ["not handled; retrying", "dead-lettering a message"],
+        "{events:?}"
+    );
+    assert_eq!(inbound.stats().dead_lettered, 1);
+    inbound.shutdown(WAIT).await;
+}
