@@ -288,6 +288,16 @@ impl TraceContext {
     }
 }
 
+/// The current span, for work handed to another task to continue; `Span::none()` at the cost
+/// of one atomic load when no `tracing` subscriber was ever installed.
+pub(crate) fn current_span() -> tracing::Span {
+    if tracing::dispatcher::has_been_set() {
+        tracing::Span::current()
+    } else {
+        tracing::Span::none()
+    }
+}
+
 /// Writes the context of `span` into `headers` (with the feature `opentelemetry`; without it,
 /// spans have no W3C ids and nothing is written).
 #[cfg(feature = "bridge")]

@@ -73,7 +73,7 @@ impl<A: Actor> ActorRef<A> {
         if self.cell.is_closing() {
             return Err(Closed(message));
         }
-        let letter: BoxLetter<A> = Box::new(Tell(message, tracing::Span::current()));
+        let letter: BoxLetter<A> = Box::new(Tell(message, crate::trace::current_span()));
         self.tx
             .send(letter)
             .await
@@ -91,7 +91,7 @@ impl<A: Actor> ActorRef<A> {
         if self.cell.is_closing() {
             return Err(TrySendError::Closed(message));
         }
-        let letter: BoxLetter<A> = Box::new(Tell(message, tracing::Span::current()));
+        let letter: BoxLetter<A> = Box::new(Tell(message, crate::trace::current_span()));
         self.tx.try_send(letter).map_err(|(e, why)| {
             let message = recover::<Tell<M>>(e.into_any()).0;
             match why {
@@ -114,7 +114,7 @@ impl<A: Actor> ActorRef<A> {
             return Err(AskError::Closed(message));
         }
         let (reply, answer) = oneshot::channel();
-        let letter: BoxLetter<A> = Box::new(Ask(message, reply, tracing::Span::current()));
+        let letter: BoxLetter<A> = Box::new(Ask(message, reply, crate::trace::current_span()));
         if let Err(e) = self.tx.send(letter).await {
             return Err(AskError::Closed(recover::<Ask<M>>(e.into_any()).0));
         }

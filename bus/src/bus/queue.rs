@@ -58,9 +58,14 @@ impl Queued {
     }
 }
 
-/// The span an event is emitted in, for its handlers to continue; `None` outside any span
-/// (and always without a `tracing` subscriber), which costs one thread-local look.
+/// The span an event is emitted in, for its handlers to continue; `None` outside any span.
+/// Without any `tracing` subscriber it costs one atomic load (measured: asking for the
+/// current span cost about 100 instructions per emit even then).
+#[inline]
 pub(crate) fn emitter_span() -> Option<Arc<tracing::Span>> {
+    if !tracing::dispatcher::has_been_set() {
+        return None;
+    }
     let span = tracing::Span::current();
     (!span.is_none()).then(|| Arc::new(span))
 }
