@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tidings::Bus;
-use tidings::bridge::{Endpoint, MemoryBroker, Transport};
+use tidings::bridge::{Consumer, Endpoint, MemoryBroker, MemoryConsumer, Transport};
 
-use crate::Events;
+use crate::{Events, OrderPlaced};
 
 /// Declares the endpoint `name` on `broker`.
 pub async fn declared(broker: &MemoryBroker, name: &str) -> Endpoint {
@@ -33,4 +33,30 @@ pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     panic!("gave up waiting for {what}");
+}
+
+/// The order numbers of the next `count` `OrderPlaced` deliveries of `consumer`, each
+/// acknowledged.
+///
+/// # Panics
+/// When one does not come within `wait`, the consumer ends or fails, or a payload is not an
+/// `OrderPlaced`.
+pub async fn received_orders(
+    consumer: &mut MemoryConsumer,
+    count: usize,
+    wait: Duration,
+) -> Vec<u64> {
+    let mut orders = Vec::with_capacity(count);
+    for _ in 0..count {
+        let delivery = tokio::time::timeout(wait, consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("delivery {} of {count} did not come", orders.len()))
+            .expect("the consumer is open")
+            .expect("a delivery");
+        let order: OrderPlaced =
+            serde_json::from_slice(&delivery.message.payload).expect("an order");
+        orders.push(order.order);
+        delivery.ack().await.expect("acknowledged");
+    }
+    orders
 }

@@ -11,8 +11,8 @@ use futures_util::future::{BoxFuture, join_all};
 use parking_lot::Mutex;
 use tidings::Bus;
 use tidings::bridge::{
-    Consumer, Endpoint, MemoryBroker, MemoryConsumer, Outbound, OutboundStore, Outgoing,
-    StoreError, StoredMessage, Transport,
+    Endpoint, MemoryBroker, MemoryConsumer, Outbound, OutboundStore, Outgoing, StoreError,
+    StoredMessage, Transport,
 };
 use tidings_tests::{Events, OrderPlaced};
 
@@ -123,19 +123,9 @@ fn durable(bus: &Bus<Events>, broker: &MemoryBroker, store: &TestStore) -> Outbo
         .build()
 }
 
+/// The order numbers of the next `count` deliveries, acknowledged.
 async fn received(consumer: &mut MemoryConsumer, count: usize) -> Vec<u64> {
-    let mut orders = Vec::new();
-    for _ in 0..count {
-        let delivery = tokio::time::timeout(WAIT, consumer.next())
-            .await
-            .expect("a delivery in time")
-            .expect("open")
-            .expect("a delivery");
-        let order: OrderPlaced = serde_json::from_slice(&delivery.message.payload).unwrap();
-        orders.push(order.order);
-        delivery.ack().await.unwrap();
-    }
-    orders
+    tidings_tests::memory::received_orders(consumer, count, WAIT).await
 }
 
 fn order(order: u64) -> OrderPlaced {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use tidings::Bus;
-use tidings::bridge::{Consumer, Endpoint, MemoryBroker, MemoryConsumer, Outbound, Transport};
+use tidings::bridge::{Endpoint, MemoryBroker, MemoryConsumer, Outbound, Transport};
 use tidings_bridges::sqlite::SqliteStore;
 use tidings_tests::sqlite::{Folder, Tmpfs};
 use tidings_tests::{Events, OrderPlaced};
@@ -45,20 +45,15 @@ async fn emit_orders(bus: &Bus<Events>, from: u64, count: u64) -> Vec<Result<usi
     join_all(emits).await
 }
 
+/// How many messages the store at `path` holds (opened for the question, closed after).
+async fn pending(path: &std::path::Path) -> u64 {
+    let store = SqliteStore::open(path).await.expect("the store opens");
+    store.pending().await.expect("the store answers")
+}
+
 /// The order numbers of the next `count` deliveries, acknowledged.
 async fn received(consumer: &mut MemoryConsumer, count: usize) -> Vec<u64> {
-    let mut orders = Vec::new();
-    for _ in 0..count {
-        let delivery = tokio::time::timeout(WAIT, consumer.next())
-            .await
-            .expect("a delivery in time")
-            .expect("the consumer is open")
-            .expect("a delivery");
-        let order: OrderPlaced = serde_json::from_slice(&delivery.message.payload).unwrap();
-        orders.push(order.order);
-        delivery.ack().await.unwrap();
-    }
-    orders
+    tidings_tests::memory::received_orders(consumer, count, WAIT).await
 }
 
 #[tokio::test]
@@ -78,8 +73,7 @@ async fn an_emit_is_released_once_stored_and_the_broker_gets_every_event_in_orde
     );
     assert!(outbound.shutdown(WAIT).await.is_clean());
     // Every confirmed message was forgotten.
-    let store = SqliteStore::open(folder.file("out.sqlite")).await.unwrap();
-    assert_eq!(store.pending().await.unwrap(), 0);
+    assert_eq!(pending(&folder.file("out.sqlite")).await, 0);
 }
 
 #[tokio::test]
@@ -97,15 +91,7 @@ async fn what_an_outbound_stored_while_the_broker_was_down_the_next_one_publishe
     // Stored events are not lost when the outbound stops unconfirmed: the report is clean.
     let report = outbound.shutdown(Duration::from_millis(100)).await;
     assert!(report.is_clean(), "{report:?}");
-    assert_eq!(
-        SqliteStore::open(&path)
-            .await
-            .unwrap()
-            .pending()
-            .await
-            .unwrap(),
-        100
-    );
+    assert_eq!(pending(&path).await, 100);
 
     broker.reconnect();
     let mut consumer = consumer(&broker).await;
@@ -115,15 +101,7 @@ async fn what_an_outbound_stored_while_the_broker_was_down_the_next_one_publishe
     let arrived = received(&mut consumer, 150).await;
     assert_eq!(arrived, (0..150).collect::<Vec<_>>());
     assert!(outbound.shutdown(WAIT).await.is_clean());
-    assert_eq!(
-        SqliteStore::open(&path)
-            .await
-            .unwrap()
-            .pending()
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(pending(&path).await, 0);
 }
 
 #[tokio::test]

@@ -114,6 +114,23 @@ impl<S: EventSet> Bus<S> {
         (id, queue, crowding)
     }
 
+    /// A stream of `indices` read through `convert`, its misses handled as `kind` says.
+    fn add_stream<T>(
+        &self,
+        indices: Vec<usize>,
+        exact: bool,
+        options: QueueOptions,
+        kind: ConsumerKind,
+        convert: fn(Queued) -> Option<T>,
+    ) -> Subscription<S, T> {
+        let (id, queue, crowding) = {
+            let mut reg = self.inner.registry.lock();
+            self.add_queue(&mut reg, indices, exact, options, kind)
+        };
+        self.inner.warn_if_crowded(crowding);
+        Subscription::new(id, queue, Arc::downgrade(&self.inner), convert)
+    }
+
     pub(super) fn add_subscription<T>(
         &self,
         indices: Vec<usize>,
@@ -121,12 +138,7 @@ impl<S: EventSet> Bus<S> {
         options: QueueOptions,
         convert: fn(Queued) -> Option<T>,
     ) -> Subscription<S, T> {
-        let (id, queue, crowding) = {
-            let mut reg = self.inner.registry.lock();
-            self.add_queue(&mut reg, indices, exact, options, ConsumerKind::Stream)
-        };
-        self.inner.warn_if_crowded(crowding);
-        Subscription::new(id, queue, Arc::downgrade(&self.inner), convert)
+        self.add_stream(indices, exact, options, ConsumerKind::Stream, convert)
     }
 
     pub(super) fn add_reporting(
@@ -134,12 +146,13 @@ impl<S: EventSet> Bus<S> {
         indices: Vec<usize>,
         options: QueueOptions,
     ) -> Subscription<S, AnyEvent<S>> {
-        let (id, queue, crowding) = {
-            let mut reg = self.inner.registry.lock();
-            self.add_queue(&mut reg, indices, false, options, ConsumerKind::Reporting)
-        };
-        self.inner.warn_if_crowded(crowding);
-        Subscription::new(id, queue, Arc::downgrade(&self.inner), erased::<S>)
+        self.add_stream(
+            indices,
+            false,
+            options,
+            ConsumerKind::Reporting,
+            erased::<S>,
+        )
     }
 
     /// [`Bus::subscribe_reporting`] whose items carry the span each event was emitted in,
@@ -150,12 +163,13 @@ impl<S: EventSet> Bus<S> {
         indices: Vec<usize>,
         options: QueueOptions,
     ) -> Subscription<S, Spanned<S>> {
-        let (id, queue, crowding) = {
-            let mut reg = self.inner.registry.lock();
-            self.add_queue(&mut reg, indices, false, options, ConsumerKind::Reporting)
-        };
-        self.inner.warn_if_crowded(crowding);
-        Subscription::new(id, queue, Arc::downgrade(&self.inner), spanned::<S>)
+        self.add_stream(
+            indices,
+            false,
+            options,
+            ConsumerKind::Reporting,
+            spanned::<S>,
+        )
     }
 
     /// A reporting stream whose reader stores each event and settles its [`Ticket`]; see
@@ -166,12 +180,7 @@ impl<S: EventSet> Bus<S> {
         indices: Vec<usize>,
         options: QueueOptions,
     ) -> Subscription<S, (Spanned<S>, Ticket)> {
-        let (id, queue, crowding) = {
-            let mut reg = self.inner.registry.lock();
-            self.add_queue(&mut reg, indices, false, options, ConsumerKind::Stored)
-        };
-        self.inner.warn_if_crowded(crowding);
-        Subscription::new(id, queue, Arc::downgrade(&self.inner), ticketed::<S>)
+        self.add_stream(indices, false, options, ConsumerKind::Stored, ticketed::<S>)
     }
 
     #[track_caller]
