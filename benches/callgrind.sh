@@ -2,7 +2,10 @@
 # Instructions per emit on each emit path, counted by callgrind: they do not drift with machine
 # noise, so a regression shows. Installs valgrind when missing. Prints a Markdown table.
 #
-#   bash benches/callgrind.sh
+#   bash benches/callgrind.sh          every emit path, as a table
+#   bash benches/callgrind.sh check    the one-listener emit against the figure recorded in
+#                                      benches/instructions.txt; fails when it grew by more
+#                                      than 10% (what .ci/run does)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,10 +22,27 @@ count() {
 }
 
 # The difference between 1,000 and 101,000 emits, per emit: set-up and teardown cancel out.
+per_emit() {
+    local small large
+    small=$(count "$1" 1000)
+    large=$(count "$1" 101000)
+    echo $(( (large - small) / 100000 ))
+}
+
+if [ "${1:-}" = "check" ]; then
+    recorded=$(sed -nE 's/^emit\/1 ([0-9]+)$/\1/p' benches/instructions.txt)
+    measured=$(per_emit emit/1)
+    limit=$(( recorded + recorded / 10 ))
+    echo "emit/1: $measured instructions per emit (recorded: $recorded, limit: $limit)"
+    if [ "$measured" -gt "$limit" ]; then
+        echo "the one-listener emit grew by more than 10% over benches/instructions.txt" >&2
+        exit 1
+    fi
+    exit 0
+fi
+
 echo "| case | instructions per emit |"
 echo "|---|---:|"
 for case in emit/0 emit/1 emit/10 emit/100 emit_async/subscribe emit_async/on_async; do
-    small=$(count "$case" 1000)
-    large=$(count "$case" 101000)
-    echo "| \`$case\` | $(( (large - small) / 100000 )) |"
+    echo "| \`$case\` | $(per_emit "$case") |"
 done
