@@ -5,11 +5,13 @@ use syn::{Attribute, LitStr, Token};
 
 use crate::ctxt::Ctxt;
 
-/// `#[event(name = "...", key = field)]`.
+/// `#[event(name = "...", key = field, version = N, upcast_from = Type)]`.
 #[derive(Default)]
 pub(crate) struct EventAttrs {
     pub(crate) name: Option<LitStr>,
     pub(crate) key: Option<syn::Member>,
+    pub(crate) version: Option<syn::LitInt>,
+    pub(crate) upcast_from: Option<syn::Type>,
 }
 
 /// `#[event_set(no_codec)]`.
@@ -26,11 +28,23 @@ pub(crate) struct MessageAttrs {
 
 pub(crate) fn event(cx: &mut Ctxt, attrs: &[Attribute]) -> EventAttrs {
     let mut out = EventAttrs::default();
-    parse_each(cx, attrs, "event", &["name", "key"], |cx, key, meta| {
+    let known = &["name", "key", "version", "upcast_from"];
+    parse_each(cx, attrs, "event", known, |cx, key, meta| {
         match key {
             "name" => {
                 let lit: LitStr = meta.value()?.parse()?;
                 set_once(cx, &meta, &mut out.name, lit);
+            }
+            "version" => {
+                let lit: syn::LitInt = meta.value()?.parse()?;
+                match lit.base10_parse::<u32>() {
+                    Ok(v) if v >= 1 => set_once(cx, &meta, &mut out.version, lit),
+                    _ => cx.error_spanned_by(&lit, "`version` is a whole number from 1"),
+                }
+            }
+            "upcast_from" => {
+                let ty: syn::Type = meta.value()?.parse()?;
+                set_once(cx, &meta, &mut out.upcast_from, ty);
             }
             _ => {
                 let member: syn::Member = meta.value()?.parse()?;
@@ -79,11 +93,13 @@ fn parse_each(
                 None => {
                     let path = meta.path.clone();
                     let shown = quote::ToTokens::to_token_stream(&path).to_string();
-                    let expected = known
-                        .iter()
-                        .map(|k| format!("`{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(" or ");
+                    let quoted: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+                    let expected = match quoted.split_last() {
+                        Some((last, rest)) if !rest.is_empty() => {
+                            format!("{} or {last}", rest.join(", "))
+                        }
+                        _ => quoted.concat(),
+                    };
                     cx.error_spanned_by(
                         &path,
                         format!("unknown `{ident}` attribute `{shown}`; expected {expected}"),

@@ -42,13 +42,66 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
         }
     });
 
+    let version = attrs
+        .version
+        .as_ref()
+        .map(|v| quote!(const VERSION: u32 = #v;));
+    if attrs.upcast_from.is_some() && attrs.version.is_none() {
+        cx.error_spanned_by(
+            ident,
+            "`upcast_from` needs this event's `version` (one more than the older type's)",
+        );
+    }
+    // An event with an older version builds itself from it: decode the older payload (itself
+    // upcast from its own older version, down the chain), then `From`.
+    let upcast = attrs.upcast_from.as_ref().map(|older| {
+        quote_spanned! {older.span()=>
+            ::tidings::__codec_impl! {
+                fn __decode_version<C: ::tidings::codec::Codec>(
+                    version: u32,
+                    bytes: &[u8],
+                    codec: &C,
+                ) -> ::core::result::Result<Self, ::tidings::codec::DecodeError>
+                where
+                    Self: ::core::marker::Sized + ::tidings::__private::DeserializeOwned,
+                {
+                    if version < <Self as ::tidings::Event>::VERSION {
+                        return <#older as ::tidings::Event>::__decode_version(version, bytes, codec)
+                            .map(<Self as ::core::convert::From<#older>>::from);
+                    }
+                    ::tidings::__private::decode_this_version::<Self, C>(version, bytes, codec)
+                }
+            }
+        }
+    });
+    // The chain is checked when it compiles: same name, versions one apart.
+    let chain_check = attrs.upcast_from.as_ref().map(|older| {
+        quote_spanned! {older.span()=>
+            const _: () = {
+                ::core::assert!(
+                    ::tidings::__private::str_eq(
+                        <#older as ::tidings::Event>::NAME,
+                        <#ident as ::tidings::Event>::NAME,
+                    ),
+                    "`upcast_from` names a type with another event name",
+                );
+                ::core::assert!(
+                    <#older as ::tidings::Event>::VERSION + 1 == <#ident as ::tidings::Event>::VERSION,
+                    "`upcast_from` names a type whose version is not one less than this event's",
+                );
+            };
+        }
+    });
+
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
-    let impl_with = |key_fn: Option<TokenStream>| {
+    let impl_with = |key_fn: Option<TokenStream>, upcast: Option<TokenStream>| {
         quote! {
             #[automatically_derived]
             impl #impl_generics ::tidings::Event for #ident #ty_generics #where_clause {
                 const NAME: &'static str = #name;
+                #version
                 #key_fn
+                #upcast
             }
         }
     };
@@ -56,10 +109,13 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     match cx.check() {
         // A stub impl beside the errors keeps uses of the type from failing a second time.
         Some(errors) => {
-            let stub = impl_with(None);
+            let stub = impl_with(None, None);
             quote! { #errors #stub }
         }
-        None => impl_with(key_fn),
+        None => {
+            let event = impl_with(key_fn, upcast);
+            quote! { #event #chain_check }
+        }
     }
 }
 

@@ -134,22 +134,23 @@ fn generate(input: &DeriveInput, members: &[Member<'_>], no_codec: bool) -> Toke
                     ::core::result::Result::Err(::tidings::__private::not_a_member())
                 }
 
-                fn decode<C: ::tidings::codec::Codec>(
+                fn decode_version<C: ::tidings::codec::Codec>(
                     name: &str,
+                    version: ::core::option::Option<u32>,
                     bytes: &[u8],
                     codec: &C,
                 ) -> ::core::result::Result<Self, ::tidings::codec::DecodeError> {
                     #(
                         if name == ::tidings::__private::member_name::<#set, #types>() {
-                            return codec
-                                .decode::<#types>(bytes)
-                                .map(#set::#variants)
-                                .map_err(|source| ::tidings::codec::DecodeError::Payload {
-                                    name: ::tidings::__private::member_name::<#set, #types>(),
-                                    source,
-                                });
+                            return ::tidings::__private::member_decode::<#set, #types, C>(
+                                version.unwrap_or(1),
+                                bytes,
+                                codec,
+                            )
+                            .map(#set::#variants);
                         }
                     )*
+                    let _ = (version, bytes, codec);
                     ::core::result::Result::Err(::tidings::codec::DecodeError::unknown(name))
                 }
             }
@@ -163,6 +164,7 @@ fn generate(input: &DeriveInput, members: &[Member<'_>], no_codec: bool) -> Toke
         #[automatically_derived]
         impl ::tidings::EventSet for #set {
             const NAMES: &'static [&'static str] = &[ #( ::tidings::__private::member_name::<#set, #types>(), )* ];
+            const VERSIONS: &'static [u32] = &[ #( ::tidings::__private::member_version::<#set, #types>(), )* ];
 
             fn index(&self) -> usize {
                 #index_body

@@ -122,6 +122,28 @@ pub enum DecodeError {
         #[source]
         source: CodecError,
     },
+    /// The message is of a newer version of the event than this service knows (from a
+    /// producer that was upgraded first).
+    #[error("event `{name}` version {version} is newer than this service knows (version {known})")]
+    NewerVersion {
+        /// The member's name.
+        name: &'static str,
+        /// The message's version.
+        version: u32,
+        /// The member's version.
+        known: u32,
+    },
+    /// The message is of an older version than any this service can build its event from
+    /// (no `upcast_from` reaches it).
+    #[error("event `{name}` version {version} is older than this service can read (its oldest is version {oldest})")]
+    OlderVersion {
+        /// The member's name.
+        name: &'static str,
+        /// The message's version.
+        version: u32,
+        /// The oldest version the chain of `upcast_from` reaches.
+        oldest: u32,
+    },
 }
 
 impl DecodeError {
@@ -144,8 +166,50 @@ pub trait EventSetCodec: EventSet {
     /// Encodes a borrowed member whose type is known only at run time.
     fn encode_ref<C: Codec>(event: EventRef<'_, Self>, codec: &C) -> Result<Vec<u8>, CodecError>;
 
-    /// Decodes the member called `name` from `bytes`.
-    fn decode<C: Codec>(name: &str, bytes: &[u8], codec: &C) -> Result<Self, DecodeError>;
+    /// Decodes the member called `name` from `bytes`, written as its current version (or as
+    /// version 1, for a member that has never changed).
+    fn decode<C: Codec>(name: &str, bytes: &[u8], codec: &C) -> Result<Self, DecodeError> {
+        Self::decode_version(name, None, bytes, codec)
+    }
+
+    /// Decodes the member called `name` from `bytes` written as `version` of it (`None`: a
+    /// message that says no version, which is version 1), upcasting an older version to the
+    /// member's type through its `upcast_from` chain.
+    fn decode_version<C: Codec>(
+        name: &str,
+        version: Option<u32>,
+        bytes: &[u8],
+        codec: &C,
+    ) -> Result<Self, DecodeError>;
+}
+
+/// The header that says which version of its event a message holds, as the CloudEvents
+/// attribute `dataschema` (`ce_dataschema` on Kafka, and so on: every transport carries it as
+/// the other headers). Outbound bridges write it for events whose
+/// [`VERSION`](crate::Event::VERSION) is above 1, as `urn:tidings:{name}:v{version}`.
+pub const VERSION_HEADER: &str = "dataschema";
+
+/// The `dataschema` value for `version` of the event `name`.
+pub fn schema_uri(name: &str, version: u32) -> String {
+    format!("urn:tidings:{name}:v{version}")
+}
+
+/// The version a message's headers say it holds: the number after a final `:v` or `/v` in
+/// its `dataschema` (or `ce_dataschema`, `cloudEvents:dataschema`, `cloudEvents_dataschema`).
+/// `None` when there is no such header, or its value ends otherwise (another producer's use of
+/// `dataschema`, such as a schema's URL): the message is then version 1.
+pub fn version_of(headers: &std::collections::BTreeMap<String, String>) -> Option<u32> {
+    let value = headers.get(VERSION_HEADER).or_else(|| {
+        ["ce_", "cloudEvents:", "cloudEvents_"]
+            .iter()
+            .find_map(|p| headers.get(&format!("{p}{VERSION_HEADER}")))
+    })?;
+    let at = value.rfind([':', '/'])?;
+    let digits = value[at + 1..].strip_prefix('v')?;
+    if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 #[cfg(test)]

@@ -134,10 +134,12 @@
 #[cfg(feature = "actor")]
 mod actors;
 mod recorder;
+mod samples;
 
 #[cfg(feature = "actor")]
 pub use self::actors::{Probe, ProbeLog, TestActor};
 pub use self::recorder::Recorder;
+pub use self::samples::{assert_samples_decode, check_samples, SampleErrors};
 
 /// A test expectation that did not hold: what was expected, and what happened instead. Its
 /// `Debug` is its message, so `.unwrap()` prints it as it reads.

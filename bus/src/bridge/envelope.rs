@@ -149,7 +149,12 @@ impl Envelope {
     /// # Errors
     /// [`DecodeError`] when `S` has no member of this name or the payload does not decode.
     pub fn decode<S: EventSetCodec>(&self) -> Result<S, DecodeError> {
-        S::decode(&self.name, &self.payload, &Json)
+        S::decode_version(
+            &self.name,
+            crate::codec::version_of(&self.headers),
+            &self.payload,
+            &Json,
+        )
     }
 
     /// Sets the key.
@@ -212,7 +217,12 @@ impl Incoming {
     /// the payload as the type you expect instead), `S` has no member of this name, or the
     /// payload does not decode.
     pub fn decode<S: EventSetCodec>(&self) -> Result<S, DecodeError> {
-        S::decode(self.name.as_deref().unwrap_or(""), &self.payload, &Json)
+        S::decode_version(
+            self.name.as_deref().unwrap_or(""),
+            crate::codec::version_of(&self.headers),
+            &self.payload,
+            &Json,
+        )
     }
 
     /// What a consumer would receive for `envelope` from `origin` on its first delivery.

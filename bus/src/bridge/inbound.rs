@@ -570,7 +570,9 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Ingest<S, T, C> {
         }
         let mut attempt = attempts;
         loop {
-            let event = match S::decode(name, &message.payload, &self.config.codec) {
+            let version = crate::codec::version_of(&message.headers);
+            let event = match S::decode_version(name, version, &message.payload, &self.config.codec)
+            {
                 Ok(event) => event,
                 Err(error) => {
                     let reason = match &error {

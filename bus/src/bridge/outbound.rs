@@ -428,6 +428,13 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
         );
         let mut headers = std::collections::BTreeMap::new();
         crate::trace::write_span(&span, &mut headers);
+        let version = S::VERSIONS.get(event.index()).copied().unwrap_or(1);
+        if version > 1 {
+            headers.insert(
+                crate::codec::VERSION_HEADER.to_owned(),
+                crate::codec::schema_uri(event.name(), version),
+            );
+        }
         let envelope = Envelope {
             id,
             name: event.name().to_owned(),
