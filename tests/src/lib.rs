@@ -390,6 +390,7 @@ pub mod actors;
 pub mod memory;
 #[cfg(any(feature = "amqp", feature = "kafka", feature = "redis"))]
 pub mod numbers;
+pub mod versions;
 
 #[cfg(any(feature = "amqp", feature = "redis"))]
 pub mod tls;

@@ -8,106 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
+use tidings::Bus;
 use tidings::bridge::{Endpoint, Inbound, MemoryBroker, Outbound, Transport};
 use tidings::codec::{VERSION_HEADER, schema_uri, version_of};
 use tidings::testing::{assert_samples_decode, check_samples};
-use tidings::{Bus, Event, EventSet};
 
-/// Version 1, as the oldest producers still send it.
-mod v1 {
-    use super::*;
-
-    #[derive(Debug, Clone, Serialize, Deserialize, Event)]
-    #[event(name = "order.placed")]
-    pub(crate) struct OrderPlaced {
-        pub(crate) order: u64,
-    }
-
-    #[derive(Debug, EventSet)]
-    pub(crate) enum Shop {
-        OrderPlaced(OrderPlaced),
-    }
-}
-
-/// Version 2 added the amount.
-mod v2 {
-    use super::*;
-
-    #[derive(Debug, Clone, Serialize, Deserialize, Event)]
-    #[event(name = "order.placed", version = 2, upcast_from = v1::OrderPlaced)]
-    pub(crate) struct OrderPlaced {
-        pub(crate) order: u64,
-        pub(crate) cents: u64,
-    }
-
-    impl From<v1::OrderPlaced> for OrderPlaced {
-        fn from(old: v1::OrderPlaced) -> Self {
-            OrderPlaced {
-                order: old.order,
-                cents: 0,
-            }
-        }
-    }
-
-    #[derive(Debug, EventSet)]
-    pub(crate) enum Shop {
-        OrderPlaced(OrderPlaced),
-    }
-}
-
-/// Version 3 gave the amount a currency: what this service's listeners see.
-mod v3 {
-    use super::*;
-
-    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-    pub(crate) struct Money {
-        pub(crate) cents: u64,
-        pub(crate) currency: String,
-    }
-
-    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
-    #[event(name = "order.placed", version = 3, upcast_from = v2::OrderPlaced)]
-    pub(crate) struct OrderPlaced {
-        pub(crate) order: u64,
-        pub(crate) amount: Money,
-    }
-
-    impl From<v2::OrderPlaced> for OrderPlaced {
-        fn from(old: v2::OrderPlaced) -> Self {
-            let amount = Money {
-                cents: old.cents,
-                currency: "EUR".into(),
-            };
-            OrderPlaced {
-                order: old.order,
-                amount,
-            }
-        }
-    }
-
-    #[derive(Debug, EventSet)]
-    pub(crate) enum Shop {
-        OrderPlaced(OrderPlaced),
-    }
-}
-
-/// Version 4, from a producer upgraded before this consumer.
-mod v4 {
-    use super::*;
-
-    #[derive(Debug, Clone, Serialize, Deserialize, Event)]
-    #[event(name = "order.placed", version = 4)]
-    pub(crate) struct OrderPlaced {
-        pub(crate) order: u64,
-        pub(crate) lines: Vec<String>,
-    }
-
-    #[derive(Debug, EventSet)]
-    pub(crate) enum Shop {
-        OrderPlaced(OrderPlaced),
-    }
-}
+use tidings_tests::versions::{v1, v2, v3, v4};
 
 const WAIT: Duration = Duration::from_secs(10);
 
