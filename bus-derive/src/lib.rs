@@ -19,7 +19,8 @@ use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
 
 /// Implements `tidings::Event`. See the `tidings::event` module for the attributes:
-/// `#[event(name = "dotted.name")]` and `#[event(key = field)]`.
+/// `#[event(name = "dotted.name")]`, `#[event(key = field)]`, and for a changed shape
+/// `#[event(version = N, upcast_from = Previous)]`.
 #[proc_macro_derive(Event, attributes(event))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

@@ -35,6 +35,41 @@
 //! share a name. Names are what patterns ([`Bus::on_pattern`](crate::bus::Bus::on_pattern)) match and
 //! what bridges put on the wire, so a name is part of a service's public contract: rename a type
 //! freely, but pin its name with `#[event(name = "...")]` once other services consume it.
+//!
+//! ## Versions
+//!
+//! An event's shape can change while messages of the old shape still wait in queues and topics.
+//! Give the new shape the next version and say how it is built from the previous one; the
+//! previous type stays (it no longer needs to be in any event set):
+//!
+//! ```
+//! # #[cfg(feature = "bridge")] {
+//! use serde::{Deserialize, Serialize};
+//! use tidings::Event;
+//!
+//! #[derive(Serialize, Deserialize, Event)]
+//! #[event(name = "order.placed")] // version 1
+//! struct OrderPlacedV1 { order: u64 }
+//!
+//! #[derive(Serialize, Deserialize, Event)]
+//! #[event(name = "order.placed", version = 2, upcast_from = OrderPlacedV1)]
+//! struct OrderPlaced { order: u64, cents: u64 }
+//!
+//! impl From<OrderPlacedV1> for OrderPlaced {
+//!     fn from(old: OrderPlacedV1) -> Self { OrderPlaced { order: old.order, cents: 0 } }
+//! }
+//! # }
+//! ```
+//!
+//! The chain (v1 → v2 → v3...) is checked when it compiles: `upcast_from` must name a type of
+//! the same event name whose version is one less, with a `From` to this one. Outbound bridges
+//! write the version of every event above version 1 into the `dataschema` header
+//! ([`codec::VERSION_HEADER`](crate::codec::VERSION_HEADER)); inbound bridges read any older
+//! version and upcast it, so listeners only ever see the newest type. A message of a newer
+//! version than the service knows is dead-lettered with a reason naming both versions, and a
+//! message that says no version (from a producer that predates versions, such as a Node
+//! service) is version 1. [`testing::assert_samples_decode`](crate::testing) checks stored
+//! samples of every version in one line.
 
 use std::any::Any;
 use std::fmt;
