@@ -288,14 +288,16 @@ impl TraceContext {
     }
 }
 
-/// The current span, for work handed to another task to continue; `Span::none()` at the cost
-/// of one atomic load when no `tracing` subscriber was ever installed.
-pub(crate) fn current_span() -> tracing::Span {
-    if tracing::dispatcher::has_been_set() {
-        tracing::Span::current()
-    } else {
-        tracing::Span::none()
+/// The current span, for work handed to another task to continue; `None` outside any span,
+/// at the cost of one atomic load when no `tracing` subscriber was ever installed (asking for
+/// the current span cost about 100 instructions per emit even then).
+#[inline]
+pub(crate) fn current_span() -> Option<tracing::Span> {
+    if !tracing::dispatcher::has_been_set() {
+        return None;
     }
+    let span = tracing::Span::current();
+    (!span.is_none()).then_some(span)
 }
 
 /// Writes the context of `span` into `headers` (with the feature `opentelemetry`; without it,

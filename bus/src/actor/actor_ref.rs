@@ -73,7 +73,7 @@ impl<A: Actor> ActorRef<A> {
         if self.cell.is_closing() {
             return Err(Closed(message));
         }
-        let letter: BoxLetter<A> = Box::new(Tell(message, crate::trace::current_span()));
+        let letter: BoxLetter<A> = Box::new(Tell(message, sent_in()));
         self.tx
             .send(letter)
             .await
@@ -91,7 +91,7 @@ impl<A: Actor> ActorRef<A> {
         if self.cell.is_closing() {
             return Err(TrySendError::Closed(message));
         }
-        let letter: BoxLetter<A> = Box::new(Tell(message, crate::trace::current_span()));
+        let letter: BoxLetter<A> = Box::new(Tell(message, sent_in()));
         self.tx.try_send(letter).map_err(|(e, why)| {
             let message = recover::<Tell<M>>(e.into_any()).0;
             match why {
@@ -114,7 +114,7 @@ impl<A: Actor> ActorRef<A> {
             return Err(AskError::Closed(message));
         }
         let (reply, answer) = oneshot::channel();
-        let letter: BoxLetter<A> = Box::new(Ask(message, reply, crate::trace::current_span()));
+        let letter: BoxLetter<A> = Box::new(Ask(message, reply, sent_in()));
         if let Err(e) = self.tx.send(letter).await {
             return Err(AskError::Closed(recover::<Ask<M>>(e.into_any()).0));
         }
@@ -251,4 +251,9 @@ impl<A: Actor, M: HandledBy<A>> ErasedRef<M> for ActorRef<A> {
     fn ask(&self, message: M) -> BoxFuture<'_, Result<M::Reply, AskError<M>>> {
         Box::pin(ActorRef::ask(self, message))
     }
+}
+
+/// The span a message is sent in, for its handler to continue (none outside any span).
+fn sent_in() -> tracing::Span {
+    crate::trace::current_span().unwrap_or_else(tracing::Span::none)
 }

@@ -59,15 +59,9 @@ impl Queued {
 }
 
 /// The span an event is emitted in, for its handlers to continue; `None` outside any span.
-/// Without any `tracing` subscriber it costs one atomic load (measured: asking for the
-/// current span cost about 100 instructions per emit even then).
 #[inline]
 pub(crate) fn emitter_span() -> Option<Arc<tracing::Span>> {
-    if !tracing::dispatcher::has_been_set() {
-        return None;
-    }
-    let span = tracing::Span::current();
-    (!span.is_none()).then(|| Arc::new(span))
+    crate::trace::current_span().map(Arc::new)
 }
 
 /// Why a push did not queue the event.
