@@ -31,7 +31,11 @@ pub struct Endpoint {
     /// pattern over destinations (`orders.#`).
     pub name: String,
     /// The consumer group: each group receives every message; consumers of one group share
-    /// them.
+    /// them. Where a new group starts differs by broker, as it does without tidings: on Kafka
+    /// and Redis Streams at the start of what the topic or stream holds; on the memory broker
+    /// (as for a RabbitMQ queue) with the messages published after it was declared, so declare
+    /// a group before publishing what it must see. On Kafka, one group shared by endpoints of
+    /// different topics rebalances all of them together; give each endpoint its own group.
     pub group: String,
     /// At most this many unacknowledged messages per consumer (at least 1).
     pub prefetch: usize,
