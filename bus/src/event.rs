@@ -68,8 +68,8 @@
 //! version and upcast it, so listeners only ever see the newest type. A message of a newer
 //! version than the service knows is dead-lettered with a reason naming both versions, and a
 //! message that says no version (from a producer that predates versions, such as a Node
-//! service) is version 1. [`testing::assert_samples_decode`](crate::testing) checks stored
-//! samples of every version in one line.
+//! service) is version 1. `tidings::testing::assert_samples_decode` (feature `testing`)
+//! checks stored samples of every version in one line.
 
 use std::any::Any;
 use std::fmt;
