@@ -199,11 +199,7 @@ pub fn schema_uri(name: &str, version: u32) -> String {
 /// `None` when there is no such header, or its value ends otherwise (another producer's use of
 /// `dataschema`, such as a schema's URL): the message is then version 1.
 pub fn version_of(headers: &std::collections::BTreeMap<String, String>) -> Option<u32> {
-    let value = headers.get(VERSION_HEADER).or_else(|| {
-        ["ce_", "cloudEvents:", "cloudEvents_"]
-            .iter()
-            .find_map(|p| headers.get(&format!("{p}{VERSION_HEADER}")))
-    })?;
+    let value = crate::trace::cloudevents_header(headers, VERSION_HEADER)?;
     let at = value.rfind([':', '/'])?;
     let digits = value[at + 1..].strip_prefix('v')?;
     if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {

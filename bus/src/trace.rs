@@ -50,6 +50,29 @@ pub const MAX_TRACESTATE_MEMBERS: usize = 32;
 /// Where other bindings put the two headers, read when the plain names are absent.
 const PREFIXES: [&str; 3] = ["ce_", "cloudEvents:", "cloudEvents_"];
 
+/// The CloudEvents attribute `name` in `headers`: under its plain name, else under a binding's
+/// prefixed form. Runs for every incoming message, so the prefixed names are built on the stack.
+pub(crate) fn cloudevents_header<'a>(
+    headers: &'a BTreeMap<String, String>,
+    name: &str,
+) -> Option<&'a str> {
+    if let Some(value) = headers.get(name) {
+        return Some(value);
+    }
+    if headers.is_empty() {
+        return None;
+    }
+    let mut buffer = [0u8; 64];
+    PREFIXES.iter().find_map(|prefix| {
+        let key = buffer.get_mut(..prefix.len() + name.len())?;
+        key[..prefix.len()].copy_from_slice(prefix.as_bytes());
+        key[prefix.len()..].copy_from_slice(name.as_bytes());
+        headers
+            .get(std::str::from_utf8(key).ok()?)
+            .map(String::as_str)
+    })
+}
+
 /// A W3C trace context: which trace a message belongs to and which span sent it.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct TraceContext {
@@ -111,14 +134,8 @@ impl TraceContext {
     /// The context in `headers` (`traceparent`, `tracestate`, or their CloudEvents-binding
     /// forms); `None` when there is none or it is malformed.
     pub fn from_headers(headers: &BTreeMap<String, String>) -> Option<Self> {
-        let find = |name: &str| {
-            headers.get(name).map(String::as_str).or_else(|| {
-                PREFIXES
-                    .iter()
-                    .find_map(|p| headers.get(&format!("{p}{name}")).map(String::as_str))
-            })
-        };
-        TraceContext::parse(find(TRACEPARENT)?, find(TRACESTATE))
+        let parent = cloudevents_header(headers, TRACEPARENT)?;
+        TraceContext::parse(parent, cloudevents_header(headers, TRACESTATE))
     }
 
     /// Writes `traceparent` (and `tracestate` when there is one) into `headers`, replacing
@@ -332,6 +349,11 @@ pub(crate) fn link_messages(span: &tracing::Span, batch: &[crate::bridge::Outgoi
 /// Makes the context in `headers` (if any, and well formed) the parent of `span`.
 #[cfg(feature = "bridge")]
 pub(crate) fn continue_from(headers: &BTreeMap<String, String>, span: &tracing::Span) {
+    // A span nobody records has no parent to set: the headers are not even read.
+    #[cfg(feature = "opentelemetry")]
+    if span.is_disabled() {
+        return;
+    }
     #[cfg(feature = "opentelemetry")]
     if let Some(context) = TraceContext::from_headers(headers) {
         context.make_parent_of(span);
