@@ -218,6 +218,37 @@ async fn a_relay_that_falls_behind_reads_the_store_and_publishes_each_message_on
 }
 
 #[tokio::test]
+async fn a_sync_emit_is_stored_and_published_too_without_waiting_for_the_store() {
+    let (bus, broker) = setup().await;
+    broker.disconnect();
+    let store = TestStore::default();
+    let outbound = durable(&bus, &broker, &store);
+    // The store hangs: a sync emit returns at once all the same (it does not wait).
+    store.0.lock().hang = true;
+    assert_eq!(bus.emit(order(1)), 1);
+    while store.0.lock().appends == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        store.0.lock().rows.is_empty(),
+        "not stored while the store hangs"
+    );
+    drop(outbound);
+    // With a store that answers, it is stored, and published once the broker is back.
+    store.0.lock().hang = false;
+    let outbound = durable(&bus, &broker, &store);
+    bus.emit(order(2));
+    while outbound.stats().stored == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(store.0.lock().rows.len(), 1);
+    broker.reconnect();
+    let mut consumer = consumer(&broker).await;
+    assert_eq!(received(&mut consumer, 1).await, [2]);
+    assert!(outbound.shutdown(WAIT).await.is_clean());
+}
+
+#[tokio::test]
 async fn an_outbound_dropped_before_storing_releases_its_emitters_with_an_error() {
     let (bus, broker) = setup().await;
     let store = TestStore::default();

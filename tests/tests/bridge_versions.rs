@@ -168,6 +168,15 @@ fn stored_samples_of_every_version_decode_to_the_newest() {
     assert_samples_decode::<v3::Shop>(&dir);
     assert_eq!(check_samples::<v3::Shop>(&dir).unwrap(), 3);
 
+    // A type with no `upcast_from` reads only its own version: older samples are named as
+    // too old, with the oldest version it can read.
+    let errors = check_samples::<v4::Shop>(&dir).unwrap_err().to_string();
+    assert!(
+        errors.contains(
+            "v1.json: event `order.placed` version 1 is older than this service can read (its oldest is version 4)"
+        ),
+        "{errors}"
+    );
     // A change that breaks an old version's samples fails the check, naming the file: here
     // a consumer that only knows version 2 cannot read the version 3 sample.
     let errors = check_samples::<v2::Shop>(&dir).unwrap_err().to_string();

@@ -1,8 +1,9 @@
 //! The durable outbound with a killed process (features `sqlite`, `amqp`, `kafka`, `redis`:
 //! RabbitMQ and Redis on loopback, a tansu of the test's own): a child process emits 50,000
 //! events with `emit_and_wait` through an outbound on an SQLite store and is SIGKILLed five
-//! times on the way; each restart resumes from the store. Every event whose emit returned `Ok`
-//! must arrive; duplicates are counted and printed.
+//! times on the way; each restart resumes from the store (on Redis with
+//! `Durability::ProcessCrash`, which leaves writing back to the operating system). Every
+//! event whose emit returned `Ok` must arrive; duplicates are counted and printed.
 #![cfg(all(
     feature = "sqlite",
     feature = "amqp",
@@ -17,7 +18,7 @@ use futures_util::future::join_all;
 use tidings::Bus;
 use tidings::bridge::{Consumer, Endpoint, Outbound, Transport};
 use tidings_bridges::kafka::KafkaTransport;
-use tidings_bridges::sqlite::SqliteStore;
+use tidings_bridges::sqlite::{Durability, SqliteStore};
 use tidings_tests::kafka::Tansu;
 use tidings_tests::sqlite::Folder;
 use tidings_tests::{Events, OrderPlaced};
@@ -29,7 +30,7 @@ const CHUNK: u64 = 500;
 const KILLS: usize = 5;
 const WAIT: Duration = Duration::from_secs(180);
 
-/// What the child is told: `broker,address,destination,store,start`.
+/// What the child is told: `broker,address,destination,store,durability,start`.
 const CHILD: &str = "TIDINGS_DURABLE_CHILD";
 
 /// As the child: emits orders `start..TOTAL` through a durable outbound, printing
@@ -40,11 +41,20 @@ async fn child_durable_emitter() {
         return; // Only runs as the child.
     };
     let parts: Vec<&str> = spec.split(',').collect();
-    let [broker, address, destination, store, start] = parts[..] else {
+    let [broker, address, destination, store, durability, start] = parts[..] else {
         panic!("bad {CHILD}: {spec}");
     };
+    let durability = match durability {
+        "power-loss" => Durability::PowerLoss,
+        "process-crash" => Durability::ProcessCrash,
+        other => panic!("no durability {other}"),
+    };
     let start: u64 = start.parse().unwrap();
-    let store = SqliteStore::open(store).await.expect("the store");
+    let store = SqliteStore::builder(store)
+        .durability(durability)
+        .open()
+        .await
+        .expect("the store");
     let bus = Bus::<Events>::new();
     match broker {
         "amqp" => {
@@ -192,7 +202,7 @@ async fn rabbitmq_gets_every_accepted_event_from_a_process_killed_five_times() {
     t.declare(&endpoint).await.unwrap();
     let folder = Folder::new("durable-amqp");
     let store = folder.file("out.sqlite");
-    let spec = format!("amqp,-,{},{}", endpoint.name, store.display());
+    let spec = format!("amqp,-,{},{},power-loss", endpoint.name, store.display());
     killed_five_times(&t, &endpoint, &spec).await;
     tidings_tests::rabbit::cleanup(&t, &endpoint).await;
 }
@@ -204,7 +214,13 @@ async fn redis_gets_every_accepted_event_from_a_process_killed_five_times() {
     t.declare(&endpoint).await.unwrap();
     let folder = Folder::new("durable-redis");
     let store = folder.file("out.sqlite");
-    let spec = format!("redis,-,{},{}", endpoint.name, store.display());
+    // The faster setting: commits left to the operating system, which a killed process
+    // does not lose.
+    let spec = format!(
+        "redis,-,{},{},process-crash",
+        endpoint.name,
+        store.display()
+    );
     killed_five_times(&t, &endpoint, &spec).await;
     tidings_tests::redis::cleanup(&endpoint).await;
 }
@@ -218,7 +234,7 @@ async fn kafka_gets_every_accepted_event_from_a_process_killed_five_times() {
     let folder = Folder::new("durable-kafka");
     let store = folder.file("out.sqlite");
     let spec = format!(
-        "kafka,{},{},{}",
+        "kafka,{},{},{},power-loss",
         tansu.brokers(),
         endpoint.name,
         store.display()
