@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tidings::bridge::{Endpoint, MemoryBroker, Outbound, Transport};
 use tidings::prelude::*;
-use tidings_benches::Tansu;
+use tidings_benches::{median, Tansu};
 use tidings_bridges::sqlite::{Durability, SqliteStore};
 
 const EMITTERS: usize = 256;
@@ -123,11 +123,6 @@ async fn run<T: Transport>(transport: T, destination: &str, kept: Kept, events: 
     }
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 /// Runs each contender `ROUNDS` times, alternating, and prints the medians; returns the
 /// confirmed rates' medians in contender order.
 async fn compare<T, F, Fut>(
@@ -155,8 +150,8 @@ where
     }
     let mut medians = Vec::new();
     for (kind, runs) in kinds.iter().zip(&mut runs) {
-        let emitted = median(&mut runs.iter().map(|r| r.emitted).collect::<Vec<_>>());
-        let confirmed = median(&mut runs.iter().map(|r| r.confirmed).collect::<Vec<_>>());
+        let emitted = median(&runs.iter().map(|r| r.emitted).collect::<Vec<_>>());
+        let confirmed = median(&runs.iter().map(|r| r.confirmed).collect::<Vec<_>>());
         runs.sort_by_key(|r| r.p50);
         let p50 = runs[runs.len() / 2].p50;
         runs.sort_by_key(|r| r.p99);

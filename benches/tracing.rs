@@ -21,6 +21,7 @@ use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider}
 use serde::{Deserialize, Serialize};
 use tidings::bridge::{Endpoint, Inbound, MemoryBroker, Outbound, Transport};
 use tidings::prelude::*;
+use tidings_benches::median;
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -99,11 +100,6 @@ fn with_layer(sampler: Sampler) -> f64 {
     rate
 }
 
-fn median(mut rates: Vec<f64>) -> f64 {
-    rates.sort_by(f64::total_cmp);
-    rates[rates.len() / 2]
-}
-
 fn main() {
     let (mut none, mut sampled, mut off) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
@@ -111,7 +107,7 @@ fn main() {
         sampled.push(with_layer(Sampler::AlwaysOn));
         off.push(with_layer(Sampler::AlwaysOff));
     }
-    let base = median(none.clone());
+    let base = median(&none);
     println!("{:<52} {:>12} {:>8}", "contender", "events/s", "vs none");
     for (name, rates) in [
         ("no subscriber", none),
@@ -121,7 +117,7 @@ fn main() {
         ),
         ("OpenTelemetry layer, AlwaysOff sampler", off),
     ] {
-        let m = median(rates.clone());
+        let m = median(&rates);
         let all: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
         println!(
             "{name:<52} {m:>12.0} {:>7.2}x   ({})",

@@ -68,12 +68,20 @@ pub fn node_dir(package: &str) -> Option<PathBuf> {
     Some(dir)
 }
 
+/// The median of `values` (the upper one of an even count).
+///
+/// # Panics
+/// When `values` is empty.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
 /// Prints `name`'s median rate, every run's rate and the `shares` of the machine's CPU taken
 /// meanwhile (labelled, one list per label); returns the median.
 pub fn report(name: &str, rates: &[f64], shares: &[(&str, Vec<Option<f64>>)]) -> f64 {
-    let mut sorted = rates.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
+    let median = median(rates);
     let all: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
     let shares: Vec<String> = shares
         .iter()

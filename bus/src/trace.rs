@@ -174,6 +174,11 @@ impl TraceContext {
         self.span_id
     }
 
+    /// The sending span's id as 16 lowercase hex digits.
+    pub fn span_id_hex(&self) -> String {
+        hex(&self.span_id)
+    }
+
     /// Whether the sender sampled the trace.
     pub fn is_sampled(&self) -> bool {
         self.flags & 1 == 1
@@ -374,6 +379,7 @@ mod tests {
             .expect("valid");
         assert_eq!(context.traceparent(), GOOD);
         assert_eq!(context.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(context.span_id_hex(), "00f067aa0ba902b7");
         assert!(context.is_sampled());
         assert_eq!(context.state(), "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
         let mut headers = BTreeMap::new();

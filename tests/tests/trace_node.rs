@@ -83,13 +83,9 @@ async fn node_to_tidings<T: Transport>(broker: &Broker<T>, source: &Endpoint) {
         broker.name
     );
     let node_span = sent["span"].as_str().unwrap();
-    let carried_span: String = carried
-        .span_id()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     assert_eq!(
-        carried_span, node_span,
+        carried.span_id_hex(),
+        node_span,
         "{}: the parent is Node's span",
         broker.name
     );
