@@ -53,6 +53,23 @@
 //! its queue as its type, whatever the job's name (Node producers often use several); the
 //! name is on the [`JobContext`].
 //!
+//! ## Trace context
+//!
+//! A worker runs each job in a `process {queue}` span (kind consumer, with OpenTelemetry's
+//! messaging attributes and the job's name, id and attempt); a failed attempt is an event on
+//! it. With tidings' feature `opentelemetry` and `tracing-opentelemetry`'s layer installed, the
+//! span continues the trace a Node producer with BullMQ's telemetry (`bullmq-otel`) stored in
+//! the job's options (`opts.telemetry.metadata`, `tm` in Redis: the W3C propagator's
+//! `traceparent` and `tracestate` as JSON), and [`JobContext::trace`] holds that context. The
+//! options are read once more per job for this, only when the span is enabled and tidings is
+//! built with `opentelemetry` ([`can_continue`](tidings::trace::can_continue)); a malformed
+//! carrier is no context (the job starts a new trace), never a failure.
+//!
+//! The other way is not built: jobs added here carry no trace context. BullMQ's Rust client
+//! (1.4.4) writes a fixed set of options and keeps its scripts private, so `tm` cannot be
+//! written at the add without reimplementing the client's add; writing it after the add would
+//! race the worker that takes the job.
+//!
 //! ## What the wrapper adds to BullMQ's client
 //!
 //! - **Stall checks on time.** The client's check ran every two intervals and skipped its

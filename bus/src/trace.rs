@@ -196,6 +196,57 @@ impl TraceContext {
         self.state = valid_state(state).unwrap_or_default();
         self
     }
+
+    /// The context of `span` as OpenTelemetry knows it: `None` when the span is disabled, the
+    /// subscriber has no `tracing-opentelemetry` layer, or tidings is built without the feature
+    /// `opentelemetry` (spans have no W3C ids then). Asking starts the span: its parent is
+    /// fixed from then on.
+    pub fn of_span(span: &tracing::Span) -> Option<Self> {
+        #[cfg(feature = "opentelemetry")]
+        {
+            use opentelemetry::trace::TraceContextExt;
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            if span.is_none() {
+                return None;
+            }
+            let context = span.context();
+            let otel = context.span();
+            let of = otel.span_context();
+            if !of.is_valid() {
+                return None;
+            }
+            let mut trace =
+                TraceContext::new(of.trace_id().to_bytes(), of.span_id().to_bytes(), false)?;
+            trace.flags = of.trace_flags().to_u8();
+            trace.state = valid_state(&of.trace_state().header()).unwrap_or_default();
+            Some(trace)
+        }
+        #[cfg(not(feature = "opentelemetry"))]
+        {
+            let _ = span;
+            None
+        }
+    }
+
+    /// Makes this context (received from elsewhere) the parent of `span`, so `span` continues
+    /// its trace. Does nothing when the span is disabled or has started already, and without
+    /// the feature `opentelemetry` (spans have no W3C ids then), so a transport outside this
+    /// crate can call it unconditionally.
+    pub fn make_parent_of(&self, span: &tracing::Span) {
+        #[cfg(feature = "opentelemetry")]
+        {
+            use opentelemetry::trace::TraceContextExt;
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            if span.is_disabled() {
+                return;
+            }
+            let remote =
+                opentelemetry::Context::new().with_remote_span_context(self.span_context());
+            let _ = span.set_parent(remote);
+        }
+        #[cfg(not(feature = "opentelemetry"))]
+        let _ = span;
+    }
 }
 
 impl fmt::Debug for TraceContext {
@@ -267,36 +318,6 @@ fn valid_state(state: &str) -> Option<String> {
 
 #[cfg(feature = "opentelemetry")]
 impl TraceContext {
-    /// The context of `span` as OpenTelemetry knows it: `None` when the span is disabled, or
-    /// the subscriber has no `tracing-opentelemetry` layer.
-    pub fn of_span(span: &tracing::Span) -> Option<Self> {
-        use opentelemetry::trace::TraceContextExt;
-        use tracing_opentelemetry::OpenTelemetrySpanExt;
-        if span.is_none() {
-            return None;
-        }
-        let context = span.context();
-        let otel = context.span();
-        let of = otel.span_context();
-        if !of.is_valid() {
-            return None;
-        }
-        let mut trace =
-            TraceContext::new(of.trace_id().to_bytes(), of.span_id().to_bytes(), false)?;
-        trace.flags = of.trace_flags().to_u8();
-        trace.state = valid_state(&of.trace_state().header()).unwrap_or_default();
-        Some(trace)
-    }
-
-    /// Makes this context (received from elsewhere) the parent of `span`, so `span` continues
-    /// its trace. Does nothing when the span is disabled or has started already.
-    pub fn make_parent_of(&self, span: &tracing::Span) {
-        use opentelemetry::trace::TraceContextExt;
-        use tracing_opentelemetry::OpenTelemetrySpanExt;
-        let remote = opentelemetry::Context::new().with_remote_span_context(self.span_context());
-        let _ = span.set_parent(remote);
-    }
-
     /// This context as OpenTelemetry's (remote) span context.
     pub fn span_context(&self) -> opentelemetry::trace::SpanContext {
         use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
@@ -308,6 +329,14 @@ impl TraceContext {
             self.state.parse::<TraceState>().unwrap_or_default(),
         )
     }
+}
+
+/// Whether `span` can continue a trace carried by a message: tidings is built with the feature
+/// `opentelemetry` and `span` is enabled. Unlike [`TraceContext::of_span`], asking does not
+/// start the span, so a transport can ask before it reads a carrier and gives the span its
+/// parent with [`TraceContext::make_parent_of`].
+pub fn can_continue(span: &tracing::Span) -> bool {
+    cfg!(feature = "opentelemetry") && !span.is_disabled()
 }
 
 /// The current span, for work handed to another task to continue; `None` outside any span,

@@ -5,7 +5,10 @@
 //     starts a producer span, injects its context into the message's headers with the
 //     propagator, and publishes the object (amqplib to the topic exchange <destination>,
 //     kafkajs to the topic, ioredis XADD with a `data` field and the headers as fields);
-//     prints { trace, span } of that span
+//     prints { trace, span } of that span. With <broker> `bullmq`, <address> is Redis and
+//     <destination> a queue: the object is added as a job named `email.send` by a Queue with
+//     BullMQ's own telemetry (bullmq-otel), which stores the context of its `add` span in the
+//     job's options; prints { trace, span } of that `add` span
 //   node trace_interop.js receive <broker> <address> <destination>
 //     prints "ready" once it listens (RabbitMQ: an exclusive queue bound with '#'; Kafka: a
 //     group of its own from the beginning; Redis: reads the stream from its start), takes one
@@ -26,7 +29,25 @@ function print(line) {
   process.stdout.write(JSON.stringify(line) + '\n');
 }
 
+async function sendJob(address, queueName, text) {
+  const { Queue } = require('bullmq');
+  const { BullMQOtel } = require('bullmq-otel');
+  const { InMemorySpanExporter, SimpleSpanProcessor } = require('@opentelemetry/sdk-trace-base');
+  const exporter = new InMemorySpanExporter();
+  api.trace.disable();
+  api.trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }));
+  const connection = new Redis(address, { maxRetriesPerRequest: null });
+  const queue = new Queue(queueName, { connection, telemetry: new BullMQOtel('node-interop') });
+  await queue.add('email.send', JSON.parse(text));
+  await queue.close();
+  connection.disconnect();
+  const add = exporter.getFinishedSpans().find((s) => s.name.startsWith('add '));
+  if (!add) throw new Error(`no add span among ${exporter.getFinishedSpans().map((s) => s.name)}`);
+  print({ trace: add.spanContext().traceId, span: add.spanContext().spanId });
+}
+
 async function send(broker, address, destination, text) {
+  if (broker === 'bullmq') return sendJob(address, destination, text);
   const span = tracer.startSpan(`send ${destination}`, { kind: api.SpanKind.PRODUCER });
   const headers = {};
   api.propagation.inject(api.trace.setSpan(api.context.active(), span), headers);

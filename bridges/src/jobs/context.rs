@@ -7,6 +7,7 @@ use parking_lot::Mutex;
 use super::error::Error;
 use super::events::{JobEvent, JobProgress, Sink};
 use super::location::Location;
+use tidings::trace::TraceContext;
 
 pub(super) struct ContextInner {
     /// The queue's (shared, not copied per job).
@@ -17,6 +18,8 @@ pub(super) struct ContextInner {
     pub(super) attempts: u32,
     pub(super) job: Backend,
     pub(super) sink: Option<Sink>,
+    /// The trace context a BullMQ producer with telemetry stored in the job's options.
+    pub(super) trace: Option<TraceContext>,
 }
 
 /// Where a context's progress and log lines go. One per running job, inside the context's
@@ -74,6 +77,13 @@ impl JobContext {
     /// How many attempts the job has in all.
     pub fn attempts(&self) -> u32 {
         self.inner.attempts
+    }
+
+    /// The trace context the job carried: what a Node producer with BullMQ's telemetry
+    /// (`bullmq-otel`) stored in its options, read when the worker's `process` span is
+    /// recorded (see [the module docs](super#trace-context)); `None` otherwise.
+    pub fn trace(&self) -> Option<&TraceContext> {
+        self.inner.trace.as_ref()
     }
 
     /// Records progress (a number, by convention a percentage, or any JSON), visible to
@@ -150,6 +160,7 @@ pub struct TestJob {
     name: String,
     attempt: u32,
     attempts: u32,
+    trace: Option<TraceContext>,
     recorded: Arc<Mutex<Recorded>>,
 }
 
@@ -174,6 +185,7 @@ impl TestJob {
             name: name.into(),
             attempt: 1,
             attempts: 1,
+            trace: None,
             recorded: Arc::default(),
         }
     }
@@ -193,6 +205,13 @@ impl TestJob {
         self
     }
 
+    /// Makes the job carry `trace`, as a producer with telemetry would have it.
+    #[must_use]
+    pub fn trace(mut self, trace: TraceContext) -> TestJob {
+        self.trace = Some(trace);
+        self
+    }
+
     /// A context for the handler: what it reports is recorded here. Each call gives a new
     /// context on the same record.
     pub fn context(&self) -> JobContext {
@@ -209,6 +228,7 @@ impl TestJob {
                 attempts: self.attempts,
                 job: Backend::Test(Arc::clone(&self.recorded)),
                 sink: None,
+                trace: self.trace.clone(),
             }),
         }
     }

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use tidings::trace::{TraceContext, TRACEPARENT, TRACESTATE};
+use tracing::Instrument;
 
 use super::context::{Backend, ContextInner, JobContext};
 use super::error::{Error, JobFailure};
@@ -24,6 +26,10 @@ pub(super) type Handler<J> = Arc<
         + Send
         + Sync,
 >;
+
+/// The longest stored options read for a trace context, in bytes (BullMQ's own are well under
+/// a kilobyte; the carrier is two short headers).
+const MAX_OPTIONS_READ: usize = 64 * 1024;
 
 pub(super) type BackoffFn = Arc<dyn Fn(&str, u32, &str) -> Option<Duration> + Send + Sync>;
 
@@ -145,10 +151,59 @@ impl<J: Job> Shared<J> {
         }
     }
 
+    /// Runs `job` in a `process {queue}` span (kind consumer, OpenTelemetry's messaging
+    /// attributes) that continues the trace a producer with telemetry stored in the job.
     pub(super) async fn run(
         &self,
         job: bullmq::Job,
         token: bullmq::worker::CancellationToken,
+    ) -> Result<serde_json::Value, bullmq::Error> {
+        let queue = &self.location.name;
+        let span = tracing::info_span!(
+            "tidings.job",
+            job = job.name(),
+            id = job.id(),
+            attempt = job.attempts_made() + 1,
+            otel.name = %format_args!("process {queue}"),
+            otel.kind = "consumer",
+            messaging.system = "bullmq",
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.destination.name = %queue,
+            messaging.message.id = job.id(),
+        );
+        // Only a span that can continue a trace is worth the one more read per job.
+        let trace = match tidings::trace::can_continue(&span) {
+            true => self.carried_trace(job.id()).await,
+            false => None,
+        };
+        if let Some(trace) = &trace {
+            trace.make_parent_of(&span);
+        }
+        self.run_in_span(job, token, trace).instrument(span).await
+    }
+
+    /// The trace context in the job's stored options: BullMQ's telemetry keeps its
+    /// propagator's carrier, as JSON text, in the field `tm` (`opts.telemetry.metadata`).
+    /// Anything unreadable is no context: the job runs in a new trace.
+    async fn carried_trace(&self, id: &str) -> Option<TraceContext> {
+        #[derive(serde::Deserialize)]
+        struct Stored {
+            tm: Option<String>,
+        }
+        let (_, options) = self.stored(id).await.ok()?;
+        let options = options.filter(|o| o.len() <= MAX_OPTIONS_READ)?;
+        let carrier = serde_json::from_str::<Stored>(&options).ok()?.tm?;
+        let carrier: HashMap<String, serde_json::Value> = serde_json::from_str(&carrier).ok()?;
+        let field = |name| carrier.get(name).and_then(|v| v.as_str());
+        TraceContext::parse(field(TRACEPARENT)?, field(TRACESTATE))
+    }
+
+    async fn run_in_span(
+        &self,
+        job: bullmq::Job,
+        token: bullmq::worker::CancellationToken,
+        trace: Option<TraceContext>,
     ) -> Result<serde_json::Value, bullmq::Error> {
         let id = job.id().to_owned();
         let name = job.name().to_owned();
@@ -171,6 +226,7 @@ impl<J: Job> Shared<J> {
                         attempts,
                         job: Backend::Redis(tokio::sync::Mutex::new(job)),
                         sink: self.sink.clone(),
+                        trace,
                     }),
                 };
                 let handled = (self.handler)(data, context);
@@ -212,6 +268,11 @@ impl<J: Job> Shared<J> {
                 (Err(bullmq::Error::ProcessingError(failure.reason)), retry)
             }
         };
+        if let Err(error) = &result {
+            // An event on the job's span (and a log line): retries and final failures show in
+            // the trace.
+            tracing::warn!(error = %error, retry = will_retry, "the job failed");
+        }
         if self.sink.is_some() {
             self.finishing
                 .lock()
