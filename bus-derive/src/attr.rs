@@ -14,10 +14,11 @@ pub(crate) struct EventAttrs {
     pub(crate) upcast_from: Option<syn::Type>,
 }
 
-/// `#[event_set(no_codec)]`.
+/// `#[event_set(no_codec, schema)]`.
 #[derive(Default)]
 pub(crate) struct EventSetAttrs {
     pub(crate) no_codec: bool,
+    pub(crate) schema: bool,
 }
 
 /// `#[message(reply = Type)]`.
@@ -58,13 +59,23 @@ pub(crate) fn event(cx: &mut Ctxt, attrs: &[Attribute]) -> EventAttrs {
 
 pub(crate) fn event_set(cx: &mut Ctxt, attrs: &[Attribute]) -> EventSetAttrs {
     let mut out = EventSetAttrs::default();
-    parse_each(cx, attrs, "event_set", &["no_codec"], |cx, _, meta| {
-        if out.no_codec {
-            cx.error_spanned_by(&meta.path, "duplicate `no_codec`");
-        }
-        out.no_codec = true;
-        Ok(())
-    });
+    parse_each(
+        cx,
+        attrs,
+        "event_set",
+        &["no_codec", "schema"],
+        |cx, key, meta| {
+            let flag = match key {
+                "schema" => &mut out.schema,
+                _ => &mut out.no_codec,
+            };
+            if *flag {
+                cx.error_spanned_by(&meta.path, format!("duplicate `{key}`"));
+            }
+            *flag = true;
+            Ok(())
+        },
+    );
     out
 }
 

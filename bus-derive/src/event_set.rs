@@ -23,7 +23,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
             let stub = stub(input);
             quote! { #errors #stub }
         }
-        None => generate(input, &members, attrs.no_codec),
+        None => generate(input, &members, &attrs),
     }
 }
 
@@ -58,7 +58,11 @@ fn members<'a>(cx: &mut Ctxt, input: &'a DeriveInput) -> Vec<Member<'a>> {
     out
 }
 
-fn generate(input: &DeriveInput, members: &[Member<'_>], no_codec: bool) -> TokenStream {
+fn generate(
+    input: &DeriveInput,
+    members: &[Member<'_>],
+    attrs: &attr::EventSetAttrs,
+) -> TokenStream {
     let set = &input.ident;
     let set_name = &set.to_string();
     let variants: Vec<_> = members.iter().map(|m| m.variant).collect();
@@ -105,7 +109,7 @@ fn generate(input: &DeriveInput, members: &[Member<'_>], no_codec: bool) -> Toke
         visit_body(quote!(self))
     };
 
-    let codec = (!no_codec).then(|| {
+    let codec = (!attrs.no_codec).then(|| {
         let encode_body = if members.is_empty() {
             empty_match.clone()
         } else {
@@ -152,6 +156,24 @@ fn generate(input: &DeriveInput, members: &[Member<'_>], no_codec: bool) -> Toke
                     )*
                     let _ = (version, bytes, codec);
                     ::core::result::Result::Err(::tidings::codec::DecodeError::unknown(name))
+                }
+            }
+            }
+        }
+    });
+
+    let schema = attrs.schema.then(|| {
+        quote! {
+            ::tidings::__schema_impl! {
+            #[automatically_derived]
+            impl ::tidings::contracts::EventSetSchema for #set {
+                const SET_NAME: &'static str = #set_name;
+
+                fn member_schemas(
+                    generator: &mut ::tidings::contracts::schemars::SchemaGenerator,
+                ) -> ::std::vec::Vec<::tidings::contracts::MemberSchema> {
+                    let _ = &generator;
+                    ::std::vec![ #( ::tidings::contracts::MemberSchema::of::<#types>(generator), )* ]
                 }
             }
             }
@@ -209,6 +231,7 @@ fn generate(input: &DeriveInput, members: &[Member<'_>], no_codec: bool) -> Toke
         )*
 
         #codec
+        #schema
     }
 }
 

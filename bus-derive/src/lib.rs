@@ -28,7 +28,10 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 }
 
 /// Implements `tidings::EventSet` (and `Member`, `From`, and unless `#[event_set(no_codec)]`,
-/// `EventSetCodec`) for an enum whose variants each wrap one event type.
+/// `EventSetCodec`) for an enum whose variants each wrap one event type. With
+/// `#[event_set(schema)]` (and tidings' feature `contracts`), also
+/// `tidings::contracts::EventSetSchema`, for which every member implements
+/// `schemars::JsonSchema`.
 #[proc_macro_derive(EventSet, attributes(event_set))]
 pub fn derive_event_set(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

@@ -97,5 +97,5 @@ pub use self::memory::{MemoryBroker, MemoryConsumer};
 pub use self::outbound::{Outbound, OutboundBuilder, OutboundStats, Route};
 pub use self::store::{OutboundStore, StoreError, StoredMessage};
 pub use self::transport::{
-    Acker, Consumer, Delivery, Endpoint, Lag, Outgoing, Transport, TransportError,
+    Acker, Channel, Consumer, Delivery, Endpoint, Lag, Outgoing, Transport, TransportError,
 };

@@ -14,6 +14,8 @@ pub mod bridge;
 pub mod bus;
 #[cfg(feature = "bridge")]
 pub mod codec;
+#[cfg(feature = "contracts")]
+pub mod contracts;
 pub mod counters;
 pub mod error;
 pub mod event;
@@ -167,6 +169,24 @@ pub mod __private {
 #[macro_export]
 macro_rules! __codec_impl {
     ($($item:tt)*) => { $($item)* };
+}
+
+/// `#[event_set(schema)]`: the contract's impl with the feature `contracts`.
+#[cfg(feature = "contracts")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __schema_impl {
+    ($($item:tt)*) => { $($item)* };
+}
+
+/// `#[event_set(schema)]` without the feature `contracts`: said plainly.
+#[cfg(not(feature = "contracts"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __schema_impl {
+    ($($item:tt)*) => {
+        ::core::compile_error!("`#[event_set(schema)]` needs tidings' feature `contracts`");
+    };
 }
 
 /// Without the `bridge` feature there is no codec to implement.

@@ -413,3 +413,6 @@ pub mod sqlite;
 
 #[cfg(feature = "opentelemetry")]
 pub mod otel;
+
+#[cfg(feature = "contracts")]
+pub mod contracts;

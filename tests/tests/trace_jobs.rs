@@ -75,7 +75,10 @@ async fn a_node_producers_trace_continues_in_the_tidings_worker() {
         String::from_utf8_lossy(&output.stderr)
     );
     let sent: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
-    let (trace, node_span) = (sent["trace"].as_str().unwrap(), sent["span"].as_str().unwrap());
+    let (trace, node_span) = (
+        sent["trace"].as_str().unwrap(),
+        sent["span"].as_str().unwrap(),
+    );
 
     let (email, here, carried) = tokio::time::timeout(WAIT, seen.recv())
         .await
@@ -86,7 +89,11 @@ async fn a_node_producers_trace_continues_in_the_tidings_worker() {
     assert_eq!(here.trace_id_hex(), trace, "the same trace as Node's add");
     let carried = carried.expect("the job carried Node's context");
     assert_eq!(carried.trace_id_hex(), trace);
-    assert_eq!(carried.span_id_hex(), node_span, "the context of Node's add span");
+    assert_eq!(
+        carried.span_id_hex(),
+        node_span,
+        "the context of Node's add span"
+    );
 
     // The exported span: named and attributed after the messaging conventions, a consumer
     // whose parent is Node's `add` span.
@@ -191,10 +198,23 @@ async fn a_malformed_or_hostile_carrier_starts_a_new_trace_and_the_job_still_run
             let carried = carried.as_ref().expect("the valid carrier is read");
             assert_eq!(carried.traceparent(), VALID);
             assert_eq!(carried.state(), "congo=t61rcWkgMzE");
-            assert_eq!(here.trace_id(), valid.trace_id(), "the carried trace continues");
+            assert_eq!(
+                here.trace_id(),
+                valid.trace_id(),
+                "the carried trace continues"
+            );
         } else {
-            assert_eq!(carried, &None, "job {}: no context from {}", email.n, carriers[email.n as usize]);
-            assert_ne!(here.trace_id(), valid.trace_id(), "job {}: a new trace", email.n);
+            assert_eq!(
+                carried, &None,
+                "job {}: no context from {}",
+                email.n, carriers[email.n as usize]
+            );
+            assert_ne!(
+                here.trace_id(),
+                valid.trace_id(),
+                "job {}: a new trace",
+                email.n
+            );
         }
     }
     assert!(worker.shutdown(WAIT).await.is_clean());
@@ -202,9 +222,11 @@ async fn a_malformed_or_hostile_carrier_starts_a_new_trace_and_the_job_still_run
 
 #[tokio::test]
 async fn a_test_job_carries_the_context_it_was_given() {
-    let trace =
-        TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", None)
-            .unwrap();
+    let trace = TraceContext::parse(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        None,
+    )
+    .unwrap();
     let job = TestJob::new("email", "email.send").trace(trace.clone());
     assert_eq!(job.context().trace(), Some(&trace));
     assert_eq!(TestJob::new("email", "email.send").context().trace(), None);

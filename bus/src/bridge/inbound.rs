@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use super::envelope::Incoming;
 use super::task::BridgeTask;
-use super::transport::{Consumer, Delivery, Endpoint, Lag, Transport};
+use super::transport::{Channel, Consumer, Delivery, Endpoint, Lag, Transport};
 use crate::backoff::Backoff;
 use crate::bus::Bus;
 use crate::codec::{Codec, DecodeError, EventSetCodec, Json};
@@ -201,8 +201,15 @@ impl<S: EventSetCodec, T: Transport, C: Codec> InboundBuilder<S, T, C> {
             lag: Arc::clone(&lag),
             dead_letter_failures: AtomicU32::new(0),
         };
+        let channel = Channel {
+            system: T::SYSTEM,
+            address: Some(ingest.config.source.name.clone()),
+            group: Some(ingest.config.source.group.clone()),
+            events: S::NAMES.to_vec(),
+        };
         let task = tokio::spawn(Arc::new(ingest).run(Arc::clone(&stop)));
         Inbound {
+            channel,
             stats,
             lag,
             stop,
@@ -221,6 +228,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> InboundBuilder<S, T, C> {
 /// building the bridge. A message that cannot be decoded is dead-lettered at once. Dropping an
 /// `Inbound` stops it at once; its unacknowledged message is delivered again by the broker.
 pub struct Inbound {
+    channel: Channel,
     stats: Arc<Counters>,
     /// The current consumer's lag, if its transport measures it.
     lag: Arc<Mutex<Option<Lag>>>,
@@ -312,6 +320,12 @@ impl Inbound {
             concurrency: 1,
             acknowledge_unheard: false,
         }
+    }
+
+    /// Where it reads, and the events it decodes (every event of its set). What
+    /// `contracts::Contract::inbound` describes (feature `contracts`).
+    pub fn channel(&self) -> &Channel {
+        &self.channel
     }
 
     /// The counters so far.

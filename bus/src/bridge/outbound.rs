@@ -11,12 +11,12 @@ use tracing::Instrument;
 use super::envelope::{new_id, Envelope};
 use super::store::OutboundStore;
 use super::task::BridgeTask;
-use super::transport::{Outgoing, Transport, TransportError};
+use super::transport::{Channel, Outgoing, Transport, TransportError};
 use crate::backoff::Backoff;
 use crate::bus::Overflow;
 use crate::bus::{Bus, Pattern, PatternError, QueueGauge, QueueOptions, Spanned, Subscription};
 use crate::codec::{Codec, CodecError, EventSetCodec, Json};
-use crate::event::{AnyEvent, EventRef, Member};
+use crate::event::{AnyEvent, EventRef, EventSet, Member};
 use crate::shutdown::ShutdownReport;
 
 /// Where one event goes: a destination (exchange, topic, stream) and an optional key.
@@ -48,6 +48,17 @@ impl Route {
 
 type RouteFn<S> = Arc<dyn Fn(EventRef<'_, S>) -> Route + Send + Sync>;
 
+/// Where an outbound sends, as far as its builder fixed it: for [`Outbound::channels`].
+#[derive(Clone)]
+enum Routing {
+    /// The default: each event to a destination named after it.
+    ByName,
+    /// [`OutboundBuilder::destination`].
+    To(String),
+    /// [`OutboundBuilder::route`]: chosen per event.
+    Custom,
+}
+
 /// Configures an [`Outbound`]; from [`Outbound::builder`].
 #[must_use]
 pub struct OutboundBuilder<S: EventSetCodec, T, C = Json> {
@@ -56,6 +67,7 @@ pub struct OutboundBuilder<S: EventSetCodec, T, C = Json> {
     transport: T,
     indices: Vec<usize>,
     route: RouteFn<S>,
+    routing: Routing,
     source: String,
     batch_size: usize,
     linger: Duration,
@@ -75,6 +87,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> OutboundBuilder<S, T, C> {
             transport: self.transport,
             indices: self.indices,
             route: self.route,
+            routing: self.routing,
             source: self.source,
             batch_size: self.batch_size,
             linger: self.linger,
@@ -111,6 +124,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> OutboundBuilder<S, T, C> {
     /// Sends every event to `destination` with its own key.
     pub fn destination(mut self, destination: impl Into<String>) -> Self {
         let destination = destination.into();
+        self.routing = Routing::To(destination.clone());
         self.route = Arc::new(move |_| Route::to(destination.clone()));
         self
     }
@@ -120,6 +134,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> OutboundBuilder<S, T, C> {
         mut self,
         route: impl Fn(EventRef<'_, S>) -> Route + Send + Sync + 'static,
     ) -> Self {
+        self.routing = Routing::Custom;
         self.route = Arc::new(route);
         self
     }
@@ -171,6 +186,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> OutboundBuilder<S, T, C> {
         let stats = Arc::new(Counters::default());
         let bus = self.bus.clone();
         let indices = std::mem::take(&mut self.indices);
+        let channels = channels::<S>(T::SYSTEM, &self.routing, &indices);
         let durable = self.store.is_some();
         let (id, buffer, task) = if let Some(store) = self.store.take() {
             let subscription = bus.add_stored(indices, options);
@@ -197,8 +213,32 @@ impl<S: EventSetCodec, T: Transport, C: Codec> OutboundBuilder<S, T, C> {
             buffer,
             stats,
             durable,
+            channels,
             task: BridgeTask::new(task),
         }
+    }
+}
+
+/// The channels an outbound of `system` with `routing` sends the events at `indices` to.
+fn channels<S: EventSet>(
+    system: &'static str,
+    routing: &Routing,
+    indices: &[usize],
+) -> Vec<Channel> {
+    let events: Vec<&'static str> = indices.iter().map(|&i| S::NAMES[i]).collect();
+    let channel = |address: Option<String>, events: Vec<&'static str>| Channel {
+        system,
+        address,
+        group: None,
+        events,
+    };
+    match routing {
+        Routing::ByName => events
+            .iter()
+            .map(|&name| channel(Some(name.to_owned()), vec![name]))
+            .collect(),
+        Routing::To(destination) => vec![channel(Some(destination.clone()), events)],
+        Routing::Custom => vec![channel(None, events)],
     }
 }
 
@@ -216,6 +256,7 @@ pub struct Outbound<S: EventSetCodec> {
     stats: Arc<Counters>,
     /// Whether it has a store (events stored and not confirmed at shutdown are not lost).
     durable: bool,
+    channels: Vec<Channel>,
     task: BridgeTask,
 }
 
@@ -282,6 +323,7 @@ impl<S: EventSetCodec> Outbound<S> {
             transport,
             indices: Vec::new(),
             route: Arc::new(|e| Route::to(e.name())),
+            routing: Routing::ByName,
             source: "tidings".to_owned(),
             batch_size: 1024,
             linger: Duration::from_millis(2),
@@ -297,6 +339,14 @@ impl<S: EventSetCodec> Outbound<S> {
     /// The counters so far.
     pub fn stats(&self) -> OutboundStats {
         read_stats(&self.stats, &self.buffer)
+    }
+
+    /// Where it sends what: one channel per destination the builder fixed (each event's own
+    /// name by default, or [`destination`](OutboundBuilder::destination)), or one without an
+    /// address for events routed by a [`route`](OutboundBuilder::route) function. What
+    /// `contracts::Contract::outbound` describes (feature `contracts`).
+    pub fn channels(&self) -> &[Channel] {
+        &self.channels
     }
 
     /// Reads [`stats`](Self::stats) without holding the bridge (for the metrics reporter).

@@ -43,6 +43,25 @@ pub struct Endpoint {
     pub dead_letter: String,
 }
 
+/// Where a bridge sends or reads, and which events: from [`Outbound::channels`] and
+/// [`Inbound::channel`](super::Inbound::channel), for describing a service (its AsyncAPI
+/// document, with the feature `contracts`).
+///
+/// [`Outbound::channels`]: super::Outbound::channels
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Channel {
+    /// The broker ([`Transport::SYSTEM`]: `rabbitmq`, `kafka`, `redis`...).
+    pub system: &'static str,
+    /// The exchange, topic or stream sent to, or the source read; `None` when a route
+    /// function chooses it per event.
+    pub address: Option<String>,
+    /// The consumer group, for a channel read.
+    pub group: Option<String>,
+    /// The event names that travel on it.
+    pub events: Vec<&'static str>,
+}
+
 impl Endpoint {
     /// An endpoint with group `default`, prefetch 32, and dead letters to `{name}.dead-letter`.
     pub fn new(name: impl Into<String>) -> Self {
