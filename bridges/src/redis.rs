@@ -67,6 +67,11 @@
 //! entries may have been added: inbound deduplication drops those copies. One pipeline runs
 //! in order, so order per key holds.
 //!
+//! Redis replicates asynchronously, so that reply means the master has the entry, not its
+//! replicas: a failover right after it can lose it. With
+//! [`wait_for_replicas`](RedisBuilder::wait_for_replicas) the pipeline ends in `WAIT`, and a
+//! batch counts as confirmed only once that many replicas acknowledged it.
+//!
 //! ## Consuming
 //!
 //! [`Transport::declare`](tidings::bridge::Transport::declare) (and `consume`) creates the

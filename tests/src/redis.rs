@@ -153,6 +153,11 @@ impl OwnServer {
         panic!("redis-server did not start on port {}", self.port);
     }
 
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `redis://127.0.0.1:{port}`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)

@@ -15,6 +15,8 @@ pub(crate) struct Config {
     pub(crate) block: Duration,
     pub(crate) timeout: Duration,
     pub(crate) reconnect: Backoff,
+    /// `WAIT` after each publish: at least this many replicas, within this long.
+    pub(crate) replicas: Option<(usize, Duration)>,
 }
 
 impl Default for Config {
@@ -29,6 +31,7 @@ impl Default for Config {
                 initial: Duration::from_millis(50),
                 max: Duration::from_secs(5),
             },
+            replicas: None,
         }
     }
 }

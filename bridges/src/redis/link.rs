@@ -291,27 +291,50 @@ impl Link {
             wire::write_fields(&mut cmd, &out.envelope);
             pipe.add_command(cmd);
         }
+        let mut timeout = self.config.timeout;
+        if let Some((replicas, within)) = self.config.replicas {
+            // Last in the pipeline: it waits for every write before it.
+            pipe.cmd("WAIT")
+                .arg(replicas)
+                .arg(u64::try_from(within.as_millis()).unwrap_or(u64::MAX).max(1));
+            timeout += within;
+        }
         let mut connection = self.manager.clone();
         let reply = tokio::time::timeout(
-            self.config.timeout,
+            timeout,
             pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut connection),
         )
         .await;
+        let expected = batch.len() + usize::from(self.config.replicas.is_some());
         match reply {
-            Ok(Ok(results)) if results.len() == batch.len() => {
+            Ok(Ok(mut results)) if results.len() == expected => {
                 self.set_up(true, "");
+                let unreplicated = self.config.replicas.and_then(|(replicas, within)| {
+                    let acknowledged = match results.pop() {
+                        Some(Ok(Value::Int(n))) => usize::try_from(n).unwrap_or(0),
+                        _ => 0,
+                    };
+                    (acknowledged < replicas).then(|| {
+                        format!(
+                            "{acknowledged} of {replicas} replicas acknowledged the write within {within:?}"
+                        )
+                    })
+                });
                 results
                     .into_iter()
                     .zip(batch)
                     .map(|(result, out)| match result {
                         Ok(Value::Nil) => Err(TransportError::Unroutable(out.destination.clone())),
-                        Ok(_) => Ok(()),
+                        Ok(_) => match &unreplicated {
+                            None => Ok(()),
+                            Some(reason) => Err(TransportError::Disconnected(reason.clone())),
+                        },
                         Err(error) => Err(self.error(&error)),
                     })
                     .collect()
             }
             Ok(Ok(results)) => {
-                let reason = format!("{} replies to {} commands", results.len(), batch.len());
+                let reason = format!("{} replies to {expected} commands", results.len());
                 batch
                     .iter()
                     .map(|_| Err(TransportError::Disconnected(reason.clone())))

@@ -67,6 +67,23 @@ impl RedisBuilder {
         self
     }
 
+    /// Confirms a publish only once at least `replicas` replicas have it (`WAIT replicas
+    /// timeout` after each batch's `XADD`s); when fewer acknowledge within `timeout`, every
+    /// message of the batch fails as disconnected and the outbound bridge sends it again (a
+    /// consumer may then see it twice: use inbound dedup).
+    ///
+    /// Redis replicates asynchronously: without this, a confirm means the master holds the
+    /// entry, and a failover to a replica that had not received it yet loses it. With it, the
+    /// entry was in the memory of `replicas` replicas when it was confirmed, so a failover
+    /// keeps it as long as one of them is promoted (Sentinel promotes the replica with the
+    /// most data it has seen). It is not a consensus commit: a replica that restarts without
+    /// persistence forgets it. The cost is a round trip to the replicas per batch (see
+    /// `benches/README.md`).
+    pub fn wait_for_replicas(mut self, replicas: usize, timeout: Duration) -> Self {
+        self.config.replicas = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
+
     /// Delays between reconnection attempts (default 50 ms doubling to 5 s, with jitter).
     pub fn reconnect(mut self, backoff: Backoff) -> Self {
         self.config.reconnect = backoff;
