@@ -397,6 +397,8 @@ pub mod tls;
 
 #[cfg(feature = "amqp")]
 pub mod rabbit;
+#[cfg(feature = "amqp")]
+pub mod rabbit_cluster;
 
 #[cfg(feature = "jobs")]
 pub mod jobs;
