@@ -283,7 +283,7 @@ impl<S: EventSetSchema> Contract<S> {
         for (name, schema) in self.json_schemas() {
             let path = dir
                 .join("schemas")
-                .join(format!("{}.json", file_name(name)));
+                .join(format!("{}.json", plain_name(name)));
             schemas.push(write(path, pretty(&schema))?);
         }
         let typescript = write(dir.join("events.d.ts"), self.typescript())?;
@@ -302,8 +302,9 @@ fn pretty(value: &Value) -> String {
     text
 }
 
-/// An event name as a file name: path separators and the like become `_`.
-fn file_name(name: &str) -> String {
+/// `name` with only ASCII letters, digits, `.`, `-` and `_` (the rest become `_`): a file name
+/// without path separators, and an AsyncAPI component key (`^[a-zA-Z0-9.\-_]+$`).
+fn plain_name(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {

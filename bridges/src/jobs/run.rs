@@ -104,7 +104,7 @@ impl<J: Job> Shared<J> {
         let data = job.data();
         let plain_options = looks_unset(job.opts());
         if data.is_null() || plain_options {
-            let (data, options) = self.stored(job.id()).await.map_err(|e| {
+            let [data, options] = self.stored(job.id(), ["data", "opts"]).await.map_err(|e| {
                 tracing::warn!(queue = %self.location.name, error = %e, "a job could not be read");
                 None
             })?;
@@ -124,18 +124,30 @@ impl<J: Job> Shared<J> {
         })
     }
 
-    /// The job's stored data and options, asking twice (a connection cut since the last
-    /// command fails the first).
-    pub(super) async fn stored(&self, id: &str) -> Result<(Option<String>, Option<String>), Error> {
+    /// Fields of the job's hash as stored (`data`, `opts`), asking twice (a connection cut
+    /// since the last command fails the first).
+    pub(super) async fn stored<const N: usize>(
+        &self,
+        id: &str,
+        fields: [&str; N],
+    ) -> Result<[Option<String>; N], Error> {
         let mut tries = 0;
         loop {
             let mut raw = self.raw().await?;
             let read = redis::cmd("HMGET")
                 .arg(self.keys.job_key(id))
-                .arg("data")
-                .arg("opts")
-                .query_async(&mut raw)
-                .await;
+                .arg(&fields[..])
+                .query_async::<Vec<Option<String>>>(&mut raw)
+                .await
+                .and_then(|values| {
+                    <[Option<String>; N]>::try_from(values).map_err(|values| {
+                        redis::RedisError::from((
+                            redis::ErrorKind::Parse,
+                            "HMGET answered with another number of fields",
+                            format!("{} for {N}", values.len()),
+                        ))
+                    })
+                });
             match read {
                 Ok(fields) => return Ok(fields),
                 Err(e) => {
@@ -191,7 +203,7 @@ impl<J: Job> Shared<J> {
         struct Stored {
             tm: Option<String>,
         }
-        let (_, options) = self.stored(id).await.ok()?;
+        let [options] = self.stored(id, ["opts"]).await.ok()?;
         let options = options.filter(|o| o.len() <= MAX_OPTIONS_READ)?;
         let carrier = serde_json::from_str::<Stored>(&options).ok()?.tm?;
         let carrier: HashMap<String, serde_json::Value> = serde_json::from_str(&carrier).ok()?;

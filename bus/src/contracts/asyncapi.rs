@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::schema::MemberSchema;
 use super::typescript::identifier;
-use super::{Contract, Direction, Server};
+use super::{plain_name as key, Contract, Direction, Server};
 use crate::bridge::Channel;
 
 /// The AMQP, Kafka and Redis bindings' versions written.
@@ -141,19 +141,6 @@ fn server_object(server: &Server) -> Value {
 fn channel_id(channel: &Channel) -> String {
     let address = channel.address.as_deref().unwrap_or("routed");
     key(&format!("{}.{address}", channel.system))
-}
-
-/// `name` with what a component key may not hold replaced by `_`.
-fn key(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// `key`, or `key.2`, `key.3`... when it is taken.
