@@ -72,6 +72,17 @@
 //! [`wait_for_replicas`](RedisBuilder::wait_for_replicas) the pipeline ends in `WAIT`, and a
 //! batch counts as confirmed only once that many replicas acknowledged it.
 //!
+//! ## Sentinel
+//!
+//! With [`sentinels`](RedisBuilder::sentinels) the transport asks Sentinel for the master's
+//! address at connect, and again before the next command after any failure that may mean a
+//! failover (a lost or refused connection, `READONLY` from a demoted master): when the master
+//! moved, the shared connection and the consumers' own move with it. While Sentinel still
+//! names the old address, a command goes there only once what answers says `ROLE` master, so
+//! a node restarted at that address is not written to before Sentinel decides. Why not
+//! redis-rs's own Sentinel client: it hands out connections, and the transport needs its
+//! connection manager (reconnects, timeouts) kept, with only the address followed.
+//!
 //! ## Consuming
 //!
 //! [`Transport::declare`](tidings::bridge::Transport::declare) (and `consume`) creates the

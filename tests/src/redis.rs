@@ -175,6 +175,19 @@ impl OwnServer {
             .expect("the test's redis-server")
     }
 
+    /// Kills it with SIGKILL (see [`start_again`](Self::start_again)).
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again after [`kill`](Self::kill), on the same port and data folder.
+    pub async fn start_again(&self) {
+        self.spawn().await;
+    }
+
     /// Kills it with SIGKILL and starts it again on the same port and data folder.
     pub async fn restart(&self) {
         if let Some(mut child) = self.child.lock().take() {
@@ -236,5 +249,86 @@ impl Drop for QueueKeys {
             });
         })
         .join();
+    }
+}
+
+/// A Redis Sentinel of a test's own on a free loopback port, monitoring the master on
+/// `master_port` as `name` (quorum 2, down after 1 s), its config in a folder of its own.
+/// Killed and its folder removed on drop.
+pub struct OwnSentinel {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl OwnSentinel {
+    /// Starts it and waits until it answers.
+    pub async fn start(name: &str, master_port: u16) -> OwnSentinel {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(unique("sentinel"));
+        std::fs::create_dir_all(&dir).expect("a folder");
+        let config = dir.join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {name} 127.0.0.1 {master_port} 2\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 10000\n\
+                 sentinel parallel-syncs {name} 1\n",
+                dir.display()
+            ),
+        )
+        .expect("a config");
+        let child = std::process::Command::new("redis-server")
+            .arg(&config)
+            .arg("--sentinel")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        let sentinel = OwnSentinel { port, dir, child };
+        for _ in 0..200 {
+            if let Ok(client) = ::redis::Client::open(sentinel.url())
+                && let Ok(mut c) = client.get_multiplexed_async_connection().await
+                && ::redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok()
+            {
+                return sentinel;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the sentinel did not start on port {port}");
+    }
+
+    /// `redis://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The master's port as this sentinel names it now.
+    pub async fn master_port(&self, name: &str) -> Option<u16> {
+        let client = ::redis::Client::open(self.url()).ok()?;
+        let mut c = client.get_multiplexed_async_connection().await.ok()?;
+        ::redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(name)
+            .query_async::<Option<(String, u16)>>(&mut c)
+            .await
+            .ok()
+            .flatten()
+            .map(|(_, port)| port)
+    }
+}
+
+impl Drop for OwnSentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -3,13 +3,13 @@
 //! connections, the connection state behind [`ConnectionEvent`]s, and the consumer names.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, RedisError, Value};
+use redis::{AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, RedisError, Value};
 use tidings::bridge::{Outgoing, TransportError};
 use tokio::sync::broadcast;
 
@@ -30,10 +30,23 @@ struct Names {
 const UP: u8 = 1;
 const DOWN: u8 = 2;
 
-/// What a [`RedisTransport`](super::RedisTransport) and its consumers share.
-pub(crate) struct Link {
+/// Where commands go: the client (for the consumers' own connections) and the shared
+/// connection manager, replaced together when Sentinel names another master.
+struct Conn {
     client: Client,
     manager: ConnectionManager,
+}
+
+/// What a [`RedisTransport`](super::RedisTransport) and its consumers share.
+pub(crate) struct Link {
+    conn: Mutex<Arc<Conn>>,
+    /// The URL given: credentials, database and TLS (with Sentinel, host and port are the
+    /// master's instead).
+    url: String,
+    /// Set by a failure that may mean the master moved: the next command asks Sentinel first.
+    suspect: AtomicBool,
+    /// One question to Sentinel at a time.
+    following: tokio::sync::Mutex<()>,
     pub(crate) config: Config,
     secret: Option<String>,
     events: broadcast::Sender<ConnectionEvent>,
@@ -45,45 +58,39 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Connects to `url`; the connection manager reconnects by itself afterwards.
+    /// Connects to `url` (with Sentinel, to the master it names, with `url`'s credentials,
+    /// database and TLS); the connection manager reconnects by itself afterwards.
     pub(crate) async fn connect(url: &str, config: Config) -> Result<Link, Error> {
         let secret = crate::secret::password_of(url).map(str::to_owned);
-        let shown = |e: &RedisError| scrub(&e.to_string(), secret.as_deref());
-        let client = match &config.ca_pem {
-            Some(pem) => Client::build_with_tls(
-                url,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone().into_bytes()),
-                },
-            ),
-            None => Client::open(url),
-        }
-        .map_err(|e| Error::InvalidUrl {
-            url: crate::secret::redact(url),
-            reason: shown(&e),
-        })?;
         let timeout = config.timeout;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(timeout))
-            .set_connection_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
         let connect = |last_error: String| Error::Connect {
             url: crate::secret::redact(url),
             timeout,
             last_error,
         };
-        let manager = tokio::time::timeout(
-            timeout,
-            ConnectionManager::new_with_config(client.clone(), manager_config),
-        )
-        .await
-        .map_err(|_| connect("no Redis server answered in time".into()))?
-        .map_err(|e| connect(shown(&e)))?;
+        let master = match &config.sentinel {
+            None => None,
+            Some(sentinel) => Some(
+                sentinel
+                    .master(timeout)
+                    .await
+                    .map_err(|e| connect(scrub(&e, secret.as_deref())))?,
+            ),
+        };
+        let conn = open(url, master, &config, secret.as_deref())
+            .await
+            .map_err(|e| match e {
+                Opened::Url(reason) => Error::InvalidUrl {
+                    url: crate::secret::redact(url),
+                    reason,
+                },
+                Opened::Connect(reason) => connect(reason),
+            })?;
         Ok(Link {
-            client,
-            manager,
+            conn: Mutex::new(Arc::new(conn)),
+            url: url.to_owned(),
+            suspect: AtomicBool::new(false),
+            following: tokio::sync::Mutex::new(()),
             config,
             secret,
             events: broadcast::channel(64).0,
@@ -92,14 +99,77 @@ impl Link {
         })
     }
 
+    fn conn(&self) -> Arc<Conn> {
+        Arc::clone(&self.conn.lock())
+    }
+
+    /// With Sentinel, after a failure that may mean the master moved: asks Sentinel where the
+    /// master is and, when it moved, connects there. Does nothing otherwise, or while another
+    /// caller asks.
+    async fn follow_master(&self) {
+        let Some(sentinel) = &self.config.sentinel else {
+            return;
+        };
+        if !self.suspect.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(_asking) = self.following.try_lock() else {
+            return;
+        };
+        let Ok((host, port)) = sentinel.master(self.config.timeout).await else {
+            // No sentinel answered: the next failure asks again.
+            self.suspect.store(true, Ordering::Relaxed);
+            return;
+        };
+        let conn = self.conn();
+        let current = conn.client.get_connection_info().addr().clone();
+        if matches!(&current, ConnectionAddr::Tcp(h, p) | ConnectionAddr::TcpTls { host: h, port: p, .. } if *h == host && *p == port)
+        {
+            // Sentinel still names this address: the next command goes there only once what
+            // answers there says it is a master (until then, each command asks again).
+            let mut manager = conn.manager.clone();
+            let role = tokio::time::timeout(
+                self.config.timeout,
+                redis::cmd("ROLE").query_async::<Value>(&mut manager),
+            )
+            .await;
+            let is_master = matches!(
+                &role,
+                Ok(Ok(Value::Array(fields)))
+                    if matches!(fields.first(), Some(Value::BulkString(b)) if b == b"master")
+            );
+            if !is_master {
+                self.suspect.store(true, Ordering::Relaxed);
+            }
+            return;
+        }
+        match open(
+            &self.url,
+            Some((host.clone(), port)),
+            &self.config,
+            self.secret.as_deref(),
+        )
+        .await
+        {
+            Ok(conn) => {
+                tracing::warn!(master = %format!("{host}:{port}"), "Sentinel names another Redis master; following it");
+                *self.conn.lock() = Arc::new(conn);
+            }
+            Err(Opened::Url(reason) | Opened::Connect(reason)) => {
+                tracing::warn!(master = %format!("{host}:{port}"), %reason, "cannot reach the master Sentinel names");
+                self.suspect.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Connection events from now on.
     pub(crate) fn events(&self) -> broadcast::Receiver<ConnectionEvent> {
         self.events.subscribe()
     }
     /// The server, password redacted.
     pub(crate) fn server(&self) -> String {
-        let info = self.client.get_connection_info();
-        format!("{:?}", info.addr())
+        let conn = self.conn();
+        format!("{:?}", conn.client.get_connection_info().addr())
     }
 
     /// `error` as a transport error, its text without the password.
@@ -115,6 +185,7 @@ impl Link {
                 Some("OOM" | "BUSY" | "LOADING" | "TRYAGAIN" | "MASTERDOWN" | "READONLY")
             );
         if retryable {
+            self.suspect.store(true, Ordering::Relaxed);
             self.set_up(false, &text);
             TransportError::Disconnected(text)
         } else {
@@ -146,7 +217,8 @@ impl Link {
         &self,
         cmd: &redis::Cmd,
     ) -> Result<T, TransportError> {
-        let mut connection = self.manager.clone();
+        self.follow_master().await;
+        let mut connection = self.conn().manager.clone();
         match tokio::time::timeout(self.config.timeout, cmd.query_async::<T>(&mut connection)).await
         {
             Ok(Ok(value)) => {
@@ -166,7 +238,8 @@ impl Link {
         &self,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<Value, TransportError> {
-        let mut connection = self.manager.clone();
+        self.follow_master().await;
+        let mut connection = self.conn().manager.clone();
         let run = invocation.invoke_async::<Value>(&mut connection);
         match tokio::time::timeout(self.config.timeout, run).await {
             Ok(Ok(value)) => Ok(value),
@@ -180,13 +253,14 @@ impl Link {
     pub(crate) async fn blocking_connection(
         &self,
     ) -> Result<MultiplexedConnection, TransportError> {
+        self.follow_master().await;
         let config = AsyncConnectionConfig::new()
             .set_response_timeout(None)
             .set_connection_timeout(Some(self.config.timeout));
+        let client = self.conn().client.clone();
         match tokio::time::timeout(
             self.config.timeout,
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
+            client.get_multiplexed_async_connection_with_config(&config),
         )
         .await
         {
@@ -299,7 +373,8 @@ impl Link {
                 .arg(u64::try_from(within.as_millis()).unwrap_or(u64::MAX).max(1));
             timeout += within;
         }
-        let mut connection = self.manager.clone();
+        self.follow_master().await;
+        let mut connection = self.conn().manager.clone();
         let reply = tokio::time::timeout(
             timeout,
             pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut connection),
@@ -387,4 +462,64 @@ pub(crate) fn xack(stream: &str, group: &str, ids: &[String]) -> redis::Cmd {
     let mut cmd = redis::Cmd::with_capacity(3 + ids.len(), size);
     cmd.arg("XACK").arg(stream).arg(group).arg(ids);
     cmd
+}
+
+/// Why [`open`] failed: the URL, or the connection (text without the password).
+enum Opened {
+    Url(String),
+    Connect(String),
+}
+
+/// A client for `url` (its host and port replaced by `master`'s when given) and a connection
+/// manager on it, connected within the timeout.
+async fn open(
+    url: &str,
+    master: Option<(String, u16)>,
+    config: &Config,
+    secret: Option<&str>,
+) -> Result<Conn, Opened> {
+    let shown = |e: &RedisError| scrub(&e.to_string(), secret);
+    let mut info = url
+        .into_connection_info()
+        .map_err(|e| Opened::Url(shown(&e)))?;
+    if let Some((host, port)) = master {
+        let addr = match info.addr().clone() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure,
+                tls_params,
+            },
+            _ => ConnectionAddr::Tcp(host, port),
+        };
+        info = info.set_addr(addr);
+    }
+    let client = match &config.ca_pem {
+        Some(pem) => Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone().into_bytes()),
+            },
+        ),
+        None => Client::open(info),
+    }
+    .map_err(|e| Opened::Url(shown(&e)))?;
+    let manager_config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(config.timeout))
+        .set_connection_timeout(Some(config.timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(2));
+    let manager = tokio::time::timeout(
+        config.timeout,
+        ConnectionManager::new_with_config(client.clone(), manager_config),
+    )
+    .await
+    .map_err(|_| Opened::Connect("no Redis server answered in time".into()))?
+    .map_err(|e| Opened::Connect(shown(&e)))?;
+    Ok(Conn { client, manager })
 }

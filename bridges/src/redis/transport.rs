@@ -84,6 +84,21 @@ impl RedisBuilder {
         self
     }
 
+    /// Finds the master through Sentinel: `sentinels` (`redis://host:26379` each, with a
+    /// password if they need one) are asked, in order, for the address of the master they
+    /// monitor as `master`; the builder's URL gives the credentials, database and TLS, its
+    /// host and port are not used. After a failure that may mean a failover (a connection
+    /// lost or refused, `READONLY` from a demoted master), the next command asks again and,
+    /// when the master moved, the transport and its consumers connect to the new one; a
+    /// consumer then reads its own pending entries first, as after any reconnect.
+    pub fn sentinels(mut self, sentinels: &[&str], master: &str) -> Self {
+        self.config.sentinel = Some(super::config::Sentinel {
+            sentinels: sentinels.iter().map(|s| (*s).to_owned()).collect(),
+            master: master.to_owned(),
+        });
+        self
+    }
+
     /// Delays between reconnection attempts (default 50 ms doubling to 5 s, with jitter).
     pub fn reconnect(mut self, backoff: Backoff) -> Self {
         self.config.reconnect = backoff;
