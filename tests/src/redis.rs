@@ -332,3 +332,151 @@ impl Drop for OwnSentinel {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A Redis Cluster of a test's own: three masters and three replicas (`redis-server
+/// --cluster-enabled yes` on six free loopback ports, joined with `redis-cli --cluster
+/// create`), each in a folder of its own. Killed and removed on drop.
+pub struct OwnCluster {
+    ports: Vec<u16>,
+    dir: std::path::PathBuf,
+    children: Vec<std::process::Child>,
+}
+
+impl OwnCluster {
+    /// Starts the six nodes, creates the cluster and waits until every node says it is ok.
+    pub async fn start() -> OwnCluster {
+        let dir = std::env::temp_dir().join(unique("redis-cluster"));
+        let ports: Vec<u16> = (0..6)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("a free port")
+                    .port()
+            })
+            .collect();
+        let mut children = Vec::new();
+        for port in &ports {
+            let own = dir.join(port.to_string());
+            std::fs::create_dir_all(&own).expect("a folder");
+            children.push(
+                std::process::Command::new("redis-server")
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                    .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                    .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                    .arg("--dir")
+                    .arg(&own)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("redis-server must be installed"),
+            );
+        }
+        let cluster = OwnCluster {
+            ports,
+            dir,
+            children,
+        };
+        for &port in &cluster.ports {
+            until("a cluster node answers", move || async move {
+                node_info(port, "PING").await.is_some()
+            })
+            .await;
+        }
+        let nodes: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let created = tokio::process::Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&nodes)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .await
+            .expect("redis-cli must be installed");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        for &port in &cluster.ports {
+            until("the cluster is ok", move || async move {
+                node_info(port, "CLUSTER INFO")
+                    .await
+                    .is_some_and(|info| info.contains("cluster_state:ok"))
+            })
+            .await;
+        }
+        cluster
+    }
+
+    /// Closes every client connection on every node (not the cluster's own links), as a
+    /// network cut would; returns how many.
+    pub async fn kill_clients(&self) -> usize {
+        let mut killed = 0;
+        for port in &self.ports {
+            let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("URL");
+            let mut c = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("a cluster node");
+            killed += ::redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("normal")
+                .arg("SKIPME")
+                .arg("yes")
+                .query_async::<usize>(&mut c)
+                .await
+                .expect("CLIENT KILL");
+        }
+        killed
+    }
+
+    /// `redis://127.0.0.1:{port}` of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+}
+
+/// Checks `done` every 50 ms for up to a minute.
+///
+/// # Panics
+/// When it still does not hold then, naming `what`.
+async fn until<F, Fut>(what: &str, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1200 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The reply to `command` (words) from the node on `port`, as text; `None` when it cannot.
+async fn node_info(port: u16, command: &str) -> Option<String> {
+    let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    let mut c = client.get_multiplexed_async_connection().await.ok()?;
+    let mut cmd = ::redis::Cmd::new();
+    for word in command.split(' ') {
+        cmd.arg(word);
+    }
+    cmd.query_async::<String>(&mut c).await.ok()
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -19,6 +19,8 @@ pub(crate) struct Config {
     pub(crate) replicas: Option<(usize, Duration)>,
     /// Sentinels that name the master, instead of the URL's host and port.
     pub(crate) sentinel: Option<Sentinel>,
+    /// More seed nodes of a Redis Cluster (the URL is one): the transport speaks cluster.
+    pub(crate) cluster: Option<Vec<String>>,
 }
 
 /// The sentinels to ask, and the name of the master they monitor.
@@ -87,6 +89,7 @@ impl Default for Config {
             },
             replicas: None,
             sentinel: None,
+            cluster: None,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::aio::ConnectionLike;
 use redis::Value;
 use tidings::bridge::{
     Acker, Consumer, Delivery, Endpoint, Incoming, Lag, Outgoing, TransportError,
@@ -14,7 +14,7 @@ use tidings::bridge::{
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::link::{xack, Link};
+use super::link::{xack, Any, Link};
 use super::wire::{self, Entry};
 use crate::handover;
 
@@ -252,7 +252,7 @@ enum Position {
 async fn read(shared: Arc<Shared>, tx: Out) {
     let prefetch = shared.prefetch;
     let config = shared.inner.config.clone();
-    let mut connection: Option<MultiplexedConnection> = None;
+    let mut connection: Option<Any> = None;
     let mut position = Position::History("0".into());
     let mut failures = 0u32;
     let mut last_claim = Instant::now();
@@ -407,11 +407,7 @@ impl EntryId {
 }
 
 /// Runs `cmd` on the reading connection, bounded by the block time plus the timeout.
-async fn run(
-    shared: &Shared,
-    conn: &mut MultiplexedConnection,
-    cmd: &redis::Cmd,
-) -> Result<Value, TransportError> {
+async fn run(shared: &Shared, conn: &mut Any, cmd: &redis::Cmd) -> Result<Value, TransportError> {
     let limit = shared.inner.config.block + shared.inner.config.timeout;
     // Not `query_async`: that walks and rebuilds every value of a large reply looking for
     // nested errors (a tenth of the consumer's time), where Redis only ever answers these
@@ -432,7 +428,7 @@ async fn run(
 
 async fn read_group(
     shared: &Shared,
-    conn: &mut MultiplexedConnection,
+    conn: &mut Any,
     position: &mut Position,
     room: usize,
 ) -> Result<Read, TransportError> {
@@ -507,11 +503,7 @@ async fn measure_lag(shared: &Shared) {
 }
 
 /// Takes over up to `room` entries idle longer than the claim idle time.
-async fn claim(
-    shared: &Shared,
-    conn: &mut MultiplexedConnection,
-    room: usize,
-) -> Result<Read, TransportError> {
+async fn claim(shared: &Shared, conn: &mut Any, room: usize) -> Result<Read, TransportError> {
     let idle = u64::try_from(shared.inner.config.claim_idle.as_millis()).unwrap_or(u64::MAX);
     let cmd = redis::cmd("XAUTOCLAIM")
         .arg(&*shared.stream)
@@ -548,7 +540,7 @@ async fn claim(
 /// The delivery counts of `entries` (pending with this consumer), from `XPENDING`.
 async fn pending_counts(
     shared: &Shared,
-    conn: &mut MultiplexedConnection,
+    conn: &mut Any,
     entries: &[Entry],
 ) -> Result<HashMap<String, u32>, TransportError> {
     let (Some(first), Some(last)) = (entries.first(), entries.last()) else {

@@ -8,7 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, RedisError, Value};
 use tidings::bridge::{Outgoing, TransportError};
 use tokio::sync::broadcast;
@@ -31,10 +35,67 @@ const UP: u8 = 1;
 const DOWN: u8 = 2;
 
 /// Where commands go: the client (for the consumers' own connections) and the shared
-/// connection manager, replaced together when Sentinel names another master.
-struct Conn {
-    client: Client,
-    manager: ConnectionManager,
+/// connection, replaced together when Sentinel names another master.
+enum Conn {
+    /// One server (or the master Sentinel names).
+    Single {
+        client: Client,
+        manager: ConnectionManager,
+    },
+    /// A Redis Cluster: commands go to the node owning their key's slot.
+    Cluster {
+        /// Makes the consumers' own connections (no response timeout).
+        blocking: ClusterClient,
+        shared: ClusterConnection,
+    },
+}
+
+impl Conn {
+    fn shared(&self) -> Any {
+        match self {
+            Conn::Single { manager, .. } => Any::Manager(manager.clone()),
+            Conn::Cluster { shared, .. } => Any::Cluster(shared.clone()),
+        }
+    }
+}
+
+/// A connection of any of the kinds the transport uses; commands run on it alike.
+#[derive(Clone)]
+pub(crate) enum Any {
+    Manager(ConnectionManager),
+    Multiplexed(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Any {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Any::Manager(c) => c.req_packed_command(cmd),
+            Any::Multiplexed(c) => c.req_packed_command(cmd),
+            Any::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Any::Manager(c) => c.req_packed_commands(cmd, offset, count),
+            Any::Multiplexed(c) => c.req_packed_commands(cmd, offset, count),
+            Any::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Any::Manager(c) => c.get_db(),
+            Any::Multiplexed(c) => c.get_db(),
+            Any::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 /// What a [`RedisTransport`](super::RedisTransport) and its consumers share.
@@ -68,6 +129,13 @@ impl Link {
             timeout,
             last_error,
         };
+        if config.sentinel.is_some() && config.cluster.is_some() {
+            return Err(Error::InvalidUrl {
+                url: crate::secret::redact(url),
+                reason: "a transport speaks to a Redis Cluster or through Sentinel, not both"
+                    .into(),
+            });
+        }
         let master = match &config.sentinel {
             None => None,
             Some(sentinel) => Some(
@@ -77,15 +145,17 @@ impl Link {
                     .map_err(|e| connect(scrub(&e, secret.as_deref())))?,
             ),
         };
-        let conn = open(url, master, &config, secret.as_deref())
-            .await
-            .map_err(|e| match e {
-                Opened::Url(reason) => Error::InvalidUrl {
-                    url: crate::secret::redact(url),
-                    reason,
-                },
-                Opened::Connect(reason) => connect(reason),
-            })?;
+        let opened = match &config.cluster {
+            Some(nodes) => open_cluster(url, nodes, &config, secret.as_deref()).await,
+            None => open(url, master, &config, secret.as_deref()).await,
+        };
+        let conn = opened.map_err(|e| match e {
+            Opened::Url(reason) => Error::InvalidUrl {
+                url: crate::secret::redact(url),
+                reason,
+            },
+            Opened::Connect(reason) => connect(reason),
+        })?;
         Ok(Link {
             conn: Mutex::new(Arc::new(conn)),
             url: url.to_owned(),
@@ -122,12 +192,15 @@ impl Link {
             return;
         };
         let conn = self.conn();
-        let current = conn.client.get_connection_info().addr().clone();
+        let Conn::Single { client, manager } = &*conn else {
+            return;
+        };
+        let current = client.get_connection_info().addr().clone();
         if matches!(&current, ConnectionAddr::Tcp(h, p) | ConnectionAddr::TcpTls { host: h, port: p, .. } if *h == host && *p == port)
         {
             // Sentinel still names this address: the next command goes there only once what
             // answers there says it is a master (until then, each command asks again).
-            let mut manager = conn.manager.clone();
+            let mut manager = manager.clone();
             let role = tokio::time::timeout(
                 self.config.timeout,
                 redis::cmd("ROLE").query_async::<Value>(&mut manager),
@@ -168,8 +241,13 @@ impl Link {
     }
     /// The server, password redacted.
     pub(crate) fn server(&self) -> String {
-        let conn = self.conn();
-        format!("{:?}", conn.client.get_connection_info().addr())
+        match &*self.conn() {
+            Conn::Single { client, .. } => format!("{:?}", client.get_connection_info().addr()),
+            Conn::Cluster { .. } => {
+                let seeds = self.config.cluster.as_deref().unwrap_or_default();
+                format!("a Redis Cluster ({} seed nodes)", seeds.len() + 1)
+            }
+        }
     }
 
     /// `error` as a transport error, its text without the password.
@@ -218,7 +296,7 @@ impl Link {
         cmd: &redis::Cmd,
     ) -> Result<T, TransportError> {
         self.follow_master().await;
-        let mut connection = self.conn().manager.clone();
+        let mut connection = self.conn().shared();
         match tokio::time::timeout(self.config.timeout, cmd.query_async::<T>(&mut connection)).await
         {
             Ok(Ok(value)) => {
@@ -239,7 +317,7 @@ impl Link {
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<Value, TransportError> {
         self.follow_master().await;
-        let mut connection = self.conn().manager.clone();
+        let mut connection = self.conn().shared();
         let run = invocation.invoke_async::<Value>(&mut connection);
         match tokio::time::timeout(self.config.timeout, run).await {
             Ok(Ok(value)) => Ok(value),
@@ -250,20 +328,28 @@ impl Link {
 
     /// A connection of its own, without a response timeout, for blocking reads (which would
     /// stall every other command on a shared connection).
-    pub(crate) async fn blocking_connection(
-        &self,
-    ) -> Result<MultiplexedConnection, TransportError> {
+    pub(crate) async fn blocking_connection(&self) -> Result<Any, TransportError> {
         self.follow_master().await;
-        let config = AsyncConnectionConfig::new()
-            .set_response_timeout(None)
-            .set_connection_timeout(Some(self.config.timeout));
-        let client = self.conn().client.clone();
-        match tokio::time::timeout(
-            self.config.timeout,
-            client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        {
+        let conn = self.conn();
+        let connected = match &*conn {
+            Conn::Single { client, .. } => {
+                let config = AsyncConnectionConfig::new()
+                    .set_response_timeout(None)
+                    .set_connection_timeout(Some(self.config.timeout));
+                tokio::time::timeout(
+                    self.config.timeout,
+                    client.get_multiplexed_async_connection_with_config(&config),
+                )
+                .await
+                .map(|c| c.map(Any::Multiplexed))
+            }
+            Conn::Cluster { blocking, .. } => {
+                tokio::time::timeout(self.config.timeout, blocking.get_async_connection())
+                    .await
+                    .map(|c| c.map(Any::Cluster))
+            }
+        };
+        match connected {
             Ok(Ok(connection)) => Ok(connection),
             Ok(Err(error)) => Err(self.error(&error)),
             Err(_) => Err(TransportError::Disconnected("no connection in time".into())),
@@ -345,10 +431,46 @@ impl Link {
         });
     }
 
-    /// `XADD`s `batch` in one pipeline; one result per message.
+    /// `XADD`s `batch` in one pipeline (on a cluster, one per stream: a pipeline must stay in
+    /// one slot); one result per message.
     pub(crate) async fn add(
         &self,
         batch: &[Outgoing],
+        create: bool,
+    ) -> Vec<Result<(), TransportError>> {
+        let one_stream = batch.iter().all(|o| o.destination == batch[0].destination);
+        if self.config.cluster.is_none() || one_stream {
+            let all: Vec<&Outgoing> = batch.iter().collect();
+            return self.add_pipeline(&all, create).await;
+        }
+        let mut streams: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, out) in batch.iter().enumerate() {
+            match streams.iter_mut().find(|(s, _)| *s == out.destination) {
+                Some((_, indices)) => indices.push(i),
+                None => streams.push((&out.destination, vec![i])),
+            }
+        }
+        let sent = futures_util::future::join_all(streams.iter().map(|(_, indices)| {
+            let part: Vec<&Outgoing> = indices.iter().map(|&i| &batch[i]).collect();
+            async move { self.add_pipeline(&part, create).await }
+        }))
+        .await;
+        let mut results: Vec<Option<Result<(), TransportError>>> =
+            batch.iter().map(|_| None).collect();
+        for ((_, indices), part) in streams.iter().zip(sent) {
+            for (&i, result) in indices.iter().zip(part) {
+                results[i] = Some(result);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(TransportError::Closed)))
+            .collect()
+    }
+
+    async fn add_pipeline(
+        &self,
+        batch: &[&Outgoing],
         create: bool,
     ) -> Vec<Result<(), TransportError>> {
         let mut pipe = redis::Pipeline::with_capacity(batch.len());
@@ -374,7 +496,7 @@ impl Link {
             timeout += within;
         }
         self.follow_master().await;
-        let mut connection = self.conn().manager.clone();
+        let mut connection = self.conn().shared();
         let reply = tokio::time::timeout(
             timeout,
             pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut connection),
@@ -398,7 +520,7 @@ impl Link {
                 results
                     .into_iter()
                     .zip(batch)
-                    .map(|(result, out)| match result {
+                    .map(|(result, &out)| match result {
                         Ok(Value::Nil) => Err(TransportError::Unroutable(out.destination.clone())),
                         Ok(_) => match &unreplicated {
                             None => Ok(()),
@@ -521,5 +643,41 @@ async fn open(
     .await
     .map_err(|_| Opened::Connect("no Redis server answered in time".into()))?
     .map_err(|e| Opened::Connect(shown(&e)))?;
-    Ok(Conn { client, manager })
+    Ok(Conn::Single { client, manager })
+}
+
+/// A cluster client seeded by `url` and `nodes`, and a shared connection on it.
+async fn open_cluster(
+    url: &str,
+    nodes: &[String],
+    config: &Config,
+    secret: Option<&str>,
+) -> Result<Conn, Opened> {
+    let shown = |e: &RedisError| scrub(&e.to_string(), secret);
+    let seeds: Vec<&str> = std::iter::once(url)
+        .chain(nodes.iter().map(String::as_str))
+        .collect();
+    let build = |response_timeout: Option<Duration>| {
+        let mut builder = ClusterClient::builder(seeds.clone())
+            .connection_timeout(config.timeout)
+            .retries(2)
+            .max_retry_wait(2_000);
+        if let Some(timeout) = response_timeout {
+            builder = builder.response_timeout(timeout);
+        }
+        if let Some(pem) = &config.ca_pem {
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone().into_bytes()),
+            });
+        }
+        builder.build().map_err(|e| Opened::Url(shown(&e)))
+    };
+    let client = build(Some(config.timeout))?;
+    let blocking = build(None)?;
+    let shared = tokio::time::timeout(config.timeout, client.get_async_connection())
+        .await
+        .map_err(|_| Opened::Connect("no Redis Cluster node answered in time".into()))?
+        .map_err(|e| Opened::Connect(shown(&e)))?;
+    Ok(Conn::Cluster { blocking, shared })
 }
