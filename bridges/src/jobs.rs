@@ -70,6 +70,15 @@
 //! written at the add without reimplementing the client's add; writing it after the add would
 //! race the worker that takes the job.
 //!
+//! ## On a Redis Cluster
+//!
+//! [`JobQueueBuilder::cluster`], [`WorkerBuilder::cluster`] and [`JobTransport::cluster`] take
+//! the other seed nodes. BullMQ's scripts touch many keys of a queue at once, so every key of
+//! a queue must live in one slot: the prefix needs a hash tag (`{bull}`), as Node's BullMQ
+//! requires; a prefix without one is refused before anything is written. A closing worker's
+//! blocking read is woken on the node the cluster connection asks, so an idle worker on a
+//! cluster may take up to BullMQ's five-second read to close.
+//!
 //! ## What the wrapper adds to BullMQ's client
 //!
 //! - **Stall checks on time.** The client's check ran every two intervals and skipped its

@@ -34,6 +34,8 @@ pub mod kafka;
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(any(feature = "redis", feature = "jobs"))]
+mod redis_connection;
 #[cfg(any(
     feature = "amqp",
     feature = "kafka",

@@ -87,3 +87,27 @@ async fn a_batch_for_streams_on_every_node_is_published_in_order() {
         .await
         .unwrap();
 }
+
+/// `RedisDedup` on a cluster: ids whose keys live on different nodes are claimed, remembered
+/// and forgotten through the cluster connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_keys_on_every_node_are_claimed_and_remembered() {
+    use tidings::bridge::Dedup;
+    use tidings_bridges::redis::RedisDedup;
+
+    let cluster = OwnCluster::start().await;
+    let t = transport(&cluster).await;
+    let dedup = RedisDedup::new(&t, "seen");
+    let ids: Vec<String> = (0..30).map(|i| format!("message-{i}")).collect();
+    for id in &ids {
+        assert!(!dedup.seen(id).await, "{id} is new");
+        dedup.remember(id).await;
+    }
+    for id in &ids {
+        assert!(dedup.seen(id).await, "{id} was handled");
+    }
+    // A claim given back unhandled lets the next copy through.
+    assert!(!dedup.seen("returned").await);
+    dedup.forget("returned").await;
+    assert!(!dedup.seen("returned").await);
+}

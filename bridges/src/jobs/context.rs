@@ -217,11 +217,7 @@ impl TestJob {
     pub fn context(&self) -> JobContext {
         JobContext {
             inner: Arc::new(ContextInner {
-                location: Arc::new(Location {
-                    url: String::new(),
-                    prefix: "bull".to_owned(),
-                    name: self.queue.clone(),
-                }),
+                location: Arc::new(Location::new("", self.queue.clone())),
                 id: self.id.clone(),
                 name: self.name.clone(),
                 attempt: self.attempt,

@@ -61,11 +61,7 @@ impl JobTransport {
     /// Adds jobs to queues on the Redis at `url`, key prefix `bull`; connects on first use.
     pub fn new(url: &str) -> JobTransport {
         JobTransport {
-            location: Location {
-                url: url.to_owned(),
-                prefix: "bull".to_owned(),
-                name: String::new(),
-            },
+            location: Location::new(url, ""),
             options: bullmq::JobOptions::default(),
             producer: Arc::default(),
         }
@@ -85,9 +81,18 @@ impl JobTransport {
         self
     }
 
+    /// Adds jobs on a Redis Cluster seeded by the URL and `nodes`; the prefix needs a hash
+    /// tag (see [`JobQueueBuilder::cluster`](super::JobQueueBuilder::cluster)).
+    #[must_use]
+    pub fn cluster(mut self, nodes: &[&str]) -> JobTransport {
+        self.location.cluster = nodes.iter().map(|n| (*n).to_owned()).collect();
+        self
+    }
+
     async fn producer(&self) -> Result<&bullmq::FlowProducer, Error> {
         self.producer
             .get_or_try_init(|| async {
+                self.location.check_prefix()?;
                 // Fails in seconds where BullMQ's client would retry for minutes.
                 self.location.probe().await?;
                 bullmq::FlowProducer::with_options(bullmq::FlowProducerOptions {

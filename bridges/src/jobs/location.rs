@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::error::Error;
+use crate::redis_connection::Any;
 
 /// The Redis URL and key prefix a queue or worker uses.
 #[derive(Clone)]
@@ -11,15 +12,38 @@ pub(crate) struct Location {
     pub(crate) url: String,
     pub(crate) prefix: String,
     pub(crate) name: String,
+    /// More seed nodes of a Redis Cluster (the URL is one); empty for one server.
+    pub(crate) cluster: Vec<String>,
 }
 
 impl Location {
+    /// Queue `name` on the Redis at `url`, key prefix `bull`.
+    pub(crate) fn new(url: &str, name: impl Into<String>) -> Location {
+        Location {
+            url: url.to_owned(),
+            prefix: "bull".to_owned(),
+            name: name.into(),
+            cluster: Vec::new(),
+        }
+    }
+
     pub(crate) fn secret(&self) -> Option<&str> {
         crate::secret::password_of(&self.url)
     }
 
     pub(crate) fn connection(&self) -> bullmq::options::RedisConnectionOptions {
-        bullmq::options::RedisConnectionOptions::new().url(self.url.clone())
+        let options = bullmq::options::RedisConnectionOptions::new().url(self.url.clone());
+        if self.cluster.is_empty() {
+            return options;
+        }
+        options.cluster_nodes(self.seeds())
+    }
+
+    /// Every seed node of the cluster: the URL, then the others.
+    fn seeds(&self) -> Vec<String> {
+        std::iter::once(self.url.clone())
+            .chain(self.cluster.iter().cloned())
+            .collect()
     }
 
     pub(crate) fn error(&self, error: bullmq::Error) -> Error {
@@ -36,11 +60,21 @@ impl Location {
             .map_err(|e| self.redis_error(e))
     }
 
-    /// A plain connection of our own, connecting and answering within `timeout`.
-    pub(crate) async fn open(
-        &self,
-        timeout: Duration,
-    ) -> Result<redis::aio::MultiplexedConnection, Error> {
+    /// A plain connection of our own (a cluster connection on a cluster), connecting and
+    /// answering within `timeout`.
+    pub(crate) async fn open(&self, timeout: Duration) -> Result<Any, Error> {
+        if !self.cluster.is_empty() {
+            let client = redis::cluster::ClusterClient::builder(self.seeds())
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .build()
+                .map_err(|e| self.redis_error(e))?;
+            return tokio::time::timeout(timeout, client.get_async_connection())
+                .await
+                .map_err(|_| Error::Redis("no Redis Cluster node answered in time".into()))?
+                .map(Any::Cluster)
+                .map_err(|e| self.redis_error(e));
+        }
         let client = redis::Client::open(self.url.as_str()).map_err(|e| self.redis_error(e))?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -48,6 +82,7 @@ impl Location {
         client
             .get_multiplexed_async_connection_with_config(&config)
             .await
+            .map(Any::Multiplexed)
             .map_err(|e| self.redis_error(e))
     }
 
@@ -57,7 +92,25 @@ impl Location {
     }
 
     pub(crate) fn check(&self) -> Result<(), Error> {
-        check_name(&self.name)
+        check_name(&self.name)?;
+        self.check_prefix()
+    }
+
+    /// On a cluster, the prefix has a hash tag.
+    pub(crate) fn check_prefix(&self) -> Result<(), Error> {
+        let tagged = self
+            .prefix
+            .split_once('{')
+            .is_some_and(|(_, rest)| rest.split_once('}').is_some_and(|(tag, _)| !tag.is_empty()));
+        if !self.cluster.is_empty() && !tagged {
+            return Err(Error::Invalid(format!(
+                "prefix `{}` on a Redis Cluster: give it a hash tag, such as `{{bull}}`, so every \
+                 key of a queue shares one slot (BullMQ's rule; Node services on the queue use \
+                 the same prefix)",
+                self.prefix
+            )));
+        }
+        Ok(())
     }
 }
 

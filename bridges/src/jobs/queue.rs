@@ -27,6 +27,16 @@ impl<J: Job> JobQueueBuilder<J> {
         self
     }
 
+    /// Uses a Redis Cluster seeded by the URL and `nodes` (`redis://host:port` each). Every
+    /// key of a queue must live in one slot, so the prefix needs a hash tag, as BullMQ
+    /// requires of Node services on a cluster: `.prefix("{bull}")` (all queues of that prefix
+    /// on one node), or a tag per queue (`{email}`) to spread queues over the nodes. Without
+    /// one, [`connect`](Self::connect) refuses.
+    pub fn cluster(mut self, nodes: &[&str]) -> Self {
+        self.location.cluster = nodes.iter().map(|n| (*n).to_owned()).collect();
+        self
+    }
+
     /// Options for jobs added without their own (each option set on a job wins).
     pub fn defaults(mut self, defaults: JobOptions) -> Self {
         self.defaults = defaults;
@@ -104,11 +114,7 @@ impl<J: Job> JobQueue<J> {
     /// or `rediss://` for TLS).
     pub fn builder(url: &str, name: impl Into<String>) -> JobQueueBuilder<J> {
         JobQueueBuilder {
-            location: Location {
-                url: url.to_owned(),
-                prefix: "bull".to_owned(),
-                name: name.into(),
-            },
+            location: Location::new(url, name),
             defaults: JobOptions::default(),
             _job: PhantomData,
         }

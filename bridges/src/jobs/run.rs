@@ -17,6 +17,7 @@ use super::error::{Error, JobFailure};
 use super::events::Sink;
 use super::location::Location;
 use super::Job;
+use crate::redis_connection::Any;
 
 pub(super) type Handler<J> = Arc<
     dyn Fn(
@@ -67,7 +68,7 @@ pub(super) struct Shared<J> {
     pub(super) finishing: Mutex<HashMap<String, (String, u32, bool)>>,
     /// A connection of our own, opened when first needed and opened again after a command on
     /// it timed out (a silent path is never noticed by the connection manager).
-    pub(super) raw: tokio::sync::Mutex<Option<redis::aio::ConnectionManager>>,
+    pub(super) raw: tokio::sync::Mutex<Option<Any>>,
 }
 
 pub(super) enum Outcome {
@@ -78,10 +79,16 @@ pub(super) enum Outcome {
 }
 
 impl<J: Job> Shared<J> {
-    pub(super) async fn raw(&self) -> Result<redis::aio::ConnectionManager, Error> {
+    pub(super) async fn raw(&self) -> Result<Any, Error> {
         let mut raw = self.raw.lock().await;
         if let Some(connection) = raw.as_ref() {
             return Ok(connection.clone());
+        }
+        if !self.location.cluster.is_empty() {
+            // A cluster connection reconnects by itself, node by node.
+            let connection = self.location.open(Duration::from_secs(5)).await?;
+            *raw = Some(connection.clone());
+            return Ok(connection);
         }
         let redis_error = |e| self.location.redis_error(e);
         let client = redis::Client::open(self.location.url.as_str()).map_err(redis_error)?;
@@ -93,6 +100,7 @@ impl<J: Job> Shared<J> {
             .get_connection_manager_with_config(config)
             .await
             .map_err(redis_error)?;
+        let connection = Any::Manager(connection);
         *raw = Some(connection.clone());
         Ok(connection)
     }

@@ -47,6 +47,13 @@ impl<J: Job> WorkerBuilder<J> {
         self
     }
 
+    /// Takes jobs from a Redis Cluster seeded by the URL and `nodes`; the prefix needs a hash
+    /// tag (see [`JobQueueBuilder::cluster`](super::JobQueueBuilder::cluster)).
+    pub fn cluster(mut self, nodes: &[&str]) -> Self {
+        self.location.cluster = nodes.iter().map(|n| (*n).to_owned()).collect();
+        self
+    }
+
     /// Handles up to `n` jobs at once (1 by default; Bull's `process(n, ...)`).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n;
@@ -300,11 +307,7 @@ impl<J: Job> Worker<J> {
     /// A worker for the queue `name` on the Redis at `url`.
     pub fn builder(url: &str, name: impl Into<String>) -> WorkerBuilder<J> {
         WorkerBuilder {
-            location: Location {
-                url: url.to_owned(),
-                prefix: "bull".to_owned(),
-                name: name.into(),
-            },
+            location: Location::new(url, name),
             concurrency: 1,
             timeout: None,
             stalled_interval: Duration::from_secs(30),
@@ -437,7 +440,7 @@ async fn close_inner(
 }
 
 /// `CLIENT UNBLOCK` on the connections whose name ends with `suffix`.
-async fn unblock_reads(raw: &mut redis::aio::MultiplexedConnection, suffix: &str) {
+async fn unblock_reads(raw: &mut crate::redis_connection::Any, suffix: &str) {
     let Ok(list) = redis::cmd("CLIENT")
         .arg("LIST")
         .query_async::<String>(raw)

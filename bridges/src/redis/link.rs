@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use redis::aio::{
-    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
-};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, RedisError, Value};
@@ -20,6 +18,7 @@ use tokio::sync::broadcast;
 use super::config::Config;
 use super::error::Error;
 use super::wire;
+pub(crate) use crate::redis_connection::Any;
 use crate::secret::scrub;
 use crate::ConnectionEvent;
 
@@ -55,45 +54,6 @@ impl Conn {
         match self {
             Conn::Single { manager, .. } => Any::Manager(manager.clone()),
             Conn::Cluster { shared, .. } => Any::Cluster(shared.clone()),
-        }
-    }
-}
-
-/// A connection of any of the kinds the transport uses; commands run on it alike.
-#[derive(Clone)]
-pub(crate) enum Any {
-    Manager(ConnectionManager),
-    Multiplexed(MultiplexedConnection),
-    Cluster(ClusterConnection),
-}
-
-impl ConnectionLike for Any {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
-        match self {
-            Any::Manager(c) => c.req_packed_command(cmd),
-            Any::Multiplexed(c) => c.req_packed_command(cmd),
-            Any::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<Value>> {
-        match self {
-            Any::Manager(c) => c.req_packed_commands(cmd, offset, count),
-            Any::Multiplexed(c) => c.req_packed_commands(cmd, offset, count),
-            Any::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Any::Manager(c) => c.get_db(),
-            Any::Multiplexed(c) => c.get_db(),
-            Any::Cluster(c) => c.get_db(),
         }
     }
 }
