@@ -34,7 +34,9 @@ const UP: u8 = 1;
 const DOWN: u8 = 2;
 
 /// Where commands go: the client (for the consumers' own connections) and the shared
-/// connection, replaced together when Sentinel names another master.
+/// connection, replaced together when Sentinel names another master. One per transport, in
+/// an `Arc`: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Conn {
     /// One server (or the master Sentinel names).
     Single {
