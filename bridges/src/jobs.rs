@@ -79,6 +79,16 @@
 //! blocking read is woken on the node the cluster connection asks, so an idle worker on a
 //! cluster may take up to BullMQ's five-second read to close.
 //!
+//! ## Behind Sentinel
+//!
+//! [`JobQueueBuilder::sentinels`], [`WorkerBuilder::sentinels`] and
+//! [`JobTransport::sentinels`] find the master through Sentinel (the URL then gives only the
+//! credentials, database and TLS). BullMQ's Rust client speaks to one address, so following a
+//! failover is done here: after a failure, a queue or job transport asks Sentinel again before
+//! its next call and reconnects where the master is now; a worker does the same on its next
+//! error and starts afresh there (what the old one held comes back through stalled-job
+//! recovery). Calls made while the master moves fail: retry them (an outbound bridge does).
+//!
 //! ## What the wrapper adds to BullMQ's client
 //!
 //! - **Stall checks on time.** The client's check ran every two intervals and skipped its

@@ -1,9 +1,12 @@
-//! [`Any`]: one type for the Redis connections the Redis transport and the job queues use (a
-//! connection manager, a plain multiplexed connection, a cluster connection), so commands run
-//! on each alike.
+//! What the Redis transport and the job queues share: [`Any`], one type for the Redis
+//! connections they use (a connection manager, a plain multiplexed connection, a cluster
+//! connection), so commands run on each alike; and [`Sentinel`], the sentinels that name a
+//! master.
 
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
+use std::time::Duration;
+
 use redis::Value;
 
 /// A Redis connection of any of the kinds used here; commands run on it alike.
@@ -42,5 +45,96 @@ impl ConnectionLike for Any {
             Any::Multiplexed(c) => c.get_db(),
             Any::Cluster(c) => c.get_db(),
         }
+    }
+}
+
+/// The sentinels to ask, and the name of the master they monitor.
+#[derive(Clone)]
+pub(crate) struct Sentinel {
+    pub(crate) sentinels: Vec<String>,
+    pub(crate) master: String,
+}
+
+impl std::fmt::Debug for Sentinel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|s| crate::secret::redact(s))
+            .collect();
+        f.debug_struct("Sentinel")
+            .field("sentinels", &shown)
+            .field("master", &self.master)
+            .finish()
+    }
+}
+
+impl Sentinel {
+    /// The master's host and port, from the first sentinel that knows it
+    /// (`SENTINEL get-master-addr-by-name`); the last failure's text otherwise (it may quote
+    /// a sentinel's URL: scrub it).
+    pub(crate) async fn master(&self, timeout: Duration) -> Result<(String, u16), String> {
+        let mut last = "no sentinel given".to_owned();
+        for url in &self.sentinels {
+            let asked = async {
+                let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+                let mut connection = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(&self.master)
+                    .query_async::<Option<(String, u16)>>(&mut connection)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("Sentinel does not know the master `{}`", self.master))
+            };
+            match tokio::time::timeout(timeout, asked).await {
+                Ok(Ok(address)) => return Ok(address),
+                Ok(Err(error)) => last = format!("{}: {error}", crate::secret::redact(url)),
+                Err(_) => last = format!("{}: no answer in time", crate::secret::redact(url)),
+            }
+        }
+        Err(last)
+    }
+}
+
+/// `url` with its host and port replaced by `host` and `port` (scheme, credentials and
+/// database kept).
+#[cfg(feature = "jobs")]
+pub(crate) fn with_address(url: &str, host: &str, port: u16) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
+    let (authority, path) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    let userinfo = authority.rfind('@').map_or("", |at| &authority[..=at]);
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    format!("{scheme}://{userinfo}{host}:{port}{path}")
+}
+
+#[cfg(all(test, feature = "jobs"))]
+mod tests {
+    use super::with_address;
+
+    #[test]
+    fn an_address_is_replaced_and_the_rest_kept() {
+        for (url, expected) in [
+            ("redis://127.0.0.1:1", "redis://10.0.0.2:6380"),
+            ("redis://:p%40ss@h:1/3", "redis://:p%40ss@10.0.0.2:6380/3"),
+            (
+                "rediss://user:a@b@host/0",
+                "rediss://user:a@b@10.0.0.2:6380/0",
+            ),
+            ("redis://host", "redis://10.0.0.2:6380"),
+        ] {
+            assert_eq!(with_address(url, "10.0.0.2", 6380), expected, "{url}");
+        }
+        assert_eq!(with_address("redis://h:1", "::1", 7), "redis://[::1]:7");
     }
 }

@@ -480,3 +480,115 @@ impl Drop for OwnCluster {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A master, its replica and three sentinels monitoring it as `tidings` (quorum 2), all of a
+/// test's own; ready when the sentinels know each other and the replica.
+pub struct SentinelSet {
+    /// The master at the start (killed and started again by [`fail_over`](Self::fail_over)).
+    pub master: OwnServer,
+    /// Its replica, the master after a failover.
+    pub replica: OwnServer,
+    sentinels: Vec<OwnSentinel>,
+}
+
+/// The name the sentinels of a [`SentinelSet`] monitor the master as.
+pub const SENTINEL_MASTER: &str = "tidings";
+
+impl SentinelSet {
+    /// Starts the five servers and waits until a failover could happen.
+    pub async fn start() -> SentinelSet {
+        let wait = std::time::Duration::from_secs(60);
+        let master = OwnServer::start(false).await;
+        let replica = OwnServer::start(false).await;
+        let () = ::redis::cmd("REPLICAOF")
+            .arg("127.0.0.1")
+            .arg(master.port())
+            .query_async(&mut replica.admin().await)
+            .await
+            .expect("REPLICAOF");
+        crate::wait_until("the replica is in sync", wait, async || {
+            replication(&replica, "master_link_status").await == "up"
+        })
+        .await;
+        let mut sentinels = Vec::new();
+        for _ in 0..3 {
+            sentinels.push(OwnSentinel::start(SENTINEL_MASTER, master.port()).await);
+        }
+        for sentinel in &sentinels {
+            crate::wait_until(
+                "the sentinels know each other and the replica",
+                wait,
+                async || {
+                    sentinel.field("num-other-sentinels").await == "2"
+                        && sentinel.field("num-slaves").await == "1"
+                },
+            )
+            .await;
+        }
+        SentinelSet {
+            master,
+            replica,
+            sentinels,
+        }
+    }
+
+    /// The sentinels' URLs.
+    pub fn sentinel_urls(&self) -> Vec<String> {
+        self.sentinels.iter().map(OwnSentinel::url).collect()
+    }
+
+    /// The master's port as the first sentinel names it now.
+    pub async fn master_port(&self) -> Option<u16> {
+        self.sentinels[0].master_port(SENTINEL_MASTER).await
+    }
+
+    /// Kills the master, waits until Sentinel promotes the replica, then starts the old master
+    /// again (without its data; Sentinel makes it a replica of the new one).
+    pub async fn fail_over(&self) {
+        self.master.kill();
+        crate::wait_until(
+            "Sentinel promotes the replica",
+            std::time::Duration::from_secs(60),
+            async || self.master_port().await == Some(self.replica.port()),
+        )
+        .await;
+        self.master.start_again().await;
+    }
+}
+
+/// A field of `INFO replication` of `server`.
+async fn replication(server: &OwnServer, field: &str) -> String {
+    let text: String = ::redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut server.admin().await)
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+impl OwnSentinel {
+    /// A field of `SENTINEL MASTER tidings` as this sentinel reports it.
+    async fn field(&self, field: &str) -> String {
+        let Ok(client) = ::redis::Client::open(self.url()) else {
+            return String::new();
+        };
+        let Ok(mut c) = client.get_multiplexed_async_connection().await else {
+            return String::new();
+        };
+        let fields: Vec<String> = ::redis::cmd("SENTINEL")
+            .arg("MASTER")
+            .arg(SENTINEL_MASTER)
+            .query_async(&mut c)
+            .await
+            .unwrap_or_default();
+        fields
+            .chunks(2)
+            .find(|pair| pair[0] == field)
+            .map(|pair| pair[1].clone())
+            .unwrap_or_default()
+    }
+}

@@ -15,87 +15,23 @@ use parking_lot::Mutex;
 use tidings::Bus;
 use tidings::bridge::{Endpoint, Inbound, Outbound, Transport};
 use tidings_bridges::redis::RedisTransport;
-use tidings_tests::redis::{OwnSentinel, OwnServer};
+use tidings_tests::redis::{SENTINEL_MASTER, SentinelSet};
 use tidings_tests::{Events, UserCreated, user, wait_until};
 
 const EVENTS: u64 = 20_000;
 const WAIT: Duration = Duration::from_secs(90);
-const NAME: &str = "tidings";
-
-async fn info(url: &str, section: &str, field: &str) -> String {
-    let Ok(client) = ::redis::Client::open(url) else {
-        return String::new();
-    };
-    let Ok(mut c) = client.get_multiplexed_async_connection().await else {
-        return String::new();
-    };
-    let text: String = ::redis::cmd("INFO")
-        .arg(section)
-        .query_async(&mut c)
-        .await
-        .unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
-}
-
-/// A field of `SENTINEL MASTER tidings` as `sentinel` reports it.
-async fn sentinel_field(sentinel: &OwnSentinel, field: &str) -> String {
-    let client = ::redis::Client::open(sentinel.url()).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let fields: Vec<String> = ::redis::cmd("SENTINEL")
-        .arg("MASTER")
-        .arg(NAME)
-        .query_async(&mut c)
-        .await
-        .unwrap_or_default();
-    fields
-        .chunks(2)
-        .find(|pair| pair[0] == field)
-        .map(|pair| pair[1].clone())
-        .unwrap_or_default()
-}
 
 /// Forwards `EVENTS` events through Sentinel while the master is killed and the replica
 /// promoted, until every one is confirmed; checks the consumer got exactly what the new master
 /// holds, and returns how many distinct events that is.
 async fn failover(wait_for_replicas: bool) -> u64 {
-    let master = OwnServer::start(false).await;
-    let replica = OwnServer::start(false).await;
-    let () = ::redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(master.port())
-        .query_async(&mut replica.admin().await)
-        .await
-        .unwrap();
-    wait_until("the replica is in sync", WAIT, async || {
-        info(&replica.url(), "replication", "master_link_status").await == "up"
-    })
-    .await;
-    let mut sentinels = Vec::new();
-    for _ in 0..3 {
-        sentinels.push(OwnSentinel::start(NAME, master.port()).await);
-    }
-    // A failover needs the sentinels to know each other and the replica.
-    for sentinel in &sentinels {
-        wait_until(
-            "the sentinels know each other and the replica",
-            WAIT,
-            async || {
-                sentinel_field(sentinel, "num-other-sentinels").await == "2"
-                    && sentinel_field(sentinel, "num-slaves").await == "1"
-            },
-        )
-        .await;
-    }
-    let urls: Vec<String> = sentinels.iter().map(OwnSentinel::url).collect();
+    let set = SentinelSet::start().await;
+    let urls = set.sentinel_urls();
     let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
     let connect = |replicas: bool| {
         // The URL's host and port are not used: Sentinel names the master.
         let mut builder = RedisTransport::builder("redis://127.0.0.1:1")
-            .sentinels(&urls, NAME)
+            .sentinels(&urls, SENTINEL_MASTER)
             .timeout(Duration::from_secs(2))
             .reconnect(tidings::Backoff::Fixed(Duration::from_millis(100)));
         if replicas {
@@ -135,13 +71,7 @@ async fn failover(wait_for_replicas: bool) -> u64 {
         outbound.stats().confirmed >= EVENTS / 4
     })
     .await;
-    master.kill();
-    wait_until("Sentinel promotes the replica", WAIT, async || {
-        sentinels[0].master_port(NAME).await == Some(replica.port())
-    })
-    .await;
-    // Back without its data; Sentinel makes it a replica of the new master.
-    master.start_again().await;
+    set.fail_over().await;
     emitter.await.unwrap();
     let report = outbound.shutdown(WAIT).await;
     // Clean: every one of the events was confirmed.
@@ -150,7 +80,7 @@ async fn failover(wait_for_replicas: bool) -> u64 {
         "every event confirmed in the end: {report:?}"
     );
     // What survived the failover is what the master Sentinel names now holds.
-    let master_port = sentinels[0].master_port(NAME).await.expect("a master");
+    let master_port = set.master_port().await.expect("a master");
     let survivors = stored_ids(master_port, &source.name).await;
     wait_until("the consumer has every surviving event", WAIT, async || {
         received.lock().len() == survivors.len()

@@ -59,15 +59,21 @@ pub(super) async fn drain_events<J: Job>(
                 bullmq::worker::WorkerEvent::Error(error) => {
                     let error = crate::secret::scrub(&error, shared.location.secret());
                     tracing::warn!(queue = %queue, error = %error, "job worker error");
+                    if current.closing.load(Ordering::SeqCst) {
+                        continue;
+                    }
                     let silent = error.contains("timed out") && !error.contains("rebuilt");
-                    if silent && !current.closing.load(Ordering::SeqCst) {
+                    // Behind Sentinel, a failure may be a failover: a master elsewhere means
+                    // starting afresh there.
+                    if silent || shared.location.follow().await.unwrap_or(false) {
+                        shared.forget_raw().await;
                         break;
                     }
                 }
                 _ => {}
             }
         }
-        tracing::warn!(queue = %queue, "Redis stopped answering the job worker: starting it afresh");
+        tracing::warn!(queue = %queue, "the job worker's Redis went silent or moved: starting it afresh");
         let old = worker;
         tokio::spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(5), old.close(0)).await;

@@ -45,7 +45,8 @@ use super::options::JobOptions;
 pub struct JobTransport {
     location: Location,
     options: bullmq::JobOptions,
-    producer: Arc<tokio::sync::OnceCell<bullmq::FlowProducer>>,
+    /// Made on first use, and again once Sentinel names another master.
+    producer: Arc<tokio::sync::Mutex<Option<Arc<bullmq::FlowProducer>>>>,
 }
 
 impl std::fmt::Debug for JobTransport {
@@ -81,6 +82,17 @@ impl JobTransport {
         self
     }
 
+    /// Finds the master through Sentinel and follows a failover (see
+    /// [`JobQueueBuilder::sentinels`](super::JobQueueBuilder::sentinels)).
+    #[must_use]
+    pub fn sentinels(mut self, sentinels: &[&str], master: &str) -> JobTransport {
+        self.location.sentinel = Some(crate::redis_connection::Sentinel {
+            sentinels: sentinels.iter().map(|s| (*s).to_owned()).collect(),
+            master: master.to_owned(),
+        });
+        self
+    }
+
     /// Adds jobs on a Redis Cluster seeded by the URL and `nodes`; the prefix needs a hash
     /// tag (see [`JobQueueBuilder::cluster`](super::JobQueueBuilder::cluster)).
     #[must_use]
@@ -89,20 +101,23 @@ impl JobTransport {
         self
     }
 
-    async fn producer(&self) -> Result<&bullmq::FlowProducer, Error> {
-        self.producer
-            .get_or_try_init(|| async {
-                self.location.check_prefix()?;
-                // Fails in seconds where BullMQ's client would retry for minutes.
-                self.location.probe().await?;
-                bullmq::FlowProducer::with_options(bullmq::FlowProducerOptions {
-                    connection: self.location.connection(),
-                    prefix: Some(self.location.prefix.clone()),
-                })
-                .await
-                .map_err(|e| self.location.error(e))
-            })
-            .await
+    async fn producer(&self) -> Result<Arc<bullmq::FlowProducer>, Error> {
+        let mut slot = self.producer.lock().await;
+        if let Some(producer) = slot.as_ref() {
+            return Ok(Arc::clone(producer));
+        }
+        self.location.check_prefix()?;
+        // Fails in seconds where BullMQ's client would retry for minutes.
+        self.location.probe().await?;
+        let producer = bullmq::FlowProducer::with_options(bullmq::FlowProducerOptions {
+            connection: self.location.connection(),
+            prefix: Some(self.location.prefix.clone()),
+        })
+        .await
+        .map_err(|e| self.location.error(e))?;
+        let producer = Arc::new(producer);
+        *slot = Some(Arc::clone(&producer));
+        Ok(producer)
     }
 
     fn job(&self, outgoing: &Outgoing) -> Result<bullmq::FlowJob, TransportError> {
@@ -155,6 +170,11 @@ impl Transport for JobTransport {
             Err(e) => Err(e),
         };
         if let Err(e) = added {
+            // Behind Sentinel, a failure may be a failover: the next batch goes to the master
+            // Sentinel names now.
+            if self.location.follow().await.unwrap_or(false) {
+                *self.producer.lock().await = None;
+            }
             // One transaction: none of them was added.
             let reason = e.to_string();
             for index in sent {

@@ -1,10 +1,13 @@
 //! [`Location`]: where a queue lives (the Redis URL and key prefix), and BullMQ's rule for
 //! queue names.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
 use super::error::Error;
-use crate::redis_connection::Any;
+use crate::redis_connection::{with_address, Any, Sentinel};
 
 /// The Redis URL and key prefix a queue or worker uses.
 #[derive(Clone)]
@@ -14,6 +17,10 @@ pub(crate) struct Location {
     pub(crate) name: String,
     /// More seed nodes of a Redis Cluster (the URL is one); empty for one server.
     pub(crate) cluster: Vec<String>,
+    /// Sentinels that name the master (the URL then gives credentials, database and TLS).
+    pub(crate) sentinel: Option<Sentinel>,
+    /// The master's URL as Sentinel last named it; shared by the clones of a location.
+    master: Arc<Mutex<Option<String>>>,
 }
 
 impl Location {
@@ -24,7 +31,39 @@ impl Location {
             prefix: "bull".to_owned(),
             name: name.into(),
             cluster: Vec::new(),
+            sentinel: None,
+            master: Arc::default(),
         }
+    }
+
+    /// Where to connect: the master Sentinel last named, or the URL.
+    pub(crate) fn address(&self) -> String {
+        self.master
+            .lock()
+            .clone()
+            .unwrap_or_else(|| self.url.clone())
+    }
+
+    /// With Sentinel, asks where the master is; whether that moved it (always false without
+    /// Sentinel). Every clone of this location connects there from now on.
+    pub(crate) async fn follow(&self) -> Result<bool, Error> {
+        let Some(sentinel) = &self.sentinel else {
+            return Ok(false);
+        };
+        let (host, port) = sentinel
+            .master(Duration::from_secs(5))
+            .await
+            .map_err(|e| Error::Redis(crate::secret::scrub(&e, self.secret())))?;
+        let master = with_address(&self.url, &host, port);
+        let mut current = self.master.lock();
+        if current.as_deref() == Some(master.as_str()) {
+            return Ok(false);
+        }
+        if current.is_some() {
+            tracing::warn!(queue = %self.name, master = %format!("{host}:{port}"), "Sentinel names another Redis master; following it");
+        }
+        *current = Some(master);
+        Ok(true)
     }
 
     pub(crate) fn secret(&self) -> Option<&str> {
@@ -32,7 +71,7 @@ impl Location {
     }
 
     pub(crate) fn connection(&self) -> bullmq::options::RedisConnectionOptions {
-        let options = bullmq::options::RedisConnectionOptions::new().url(self.url.clone());
+        let options = bullmq::options::RedisConnectionOptions::new().url(self.address());
         if self.cluster.is_empty() {
             return options;
         }
@@ -53,6 +92,7 @@ impl Location {
     /// Connects once and pings, within five seconds: BullMQ's client retries a refused login
     /// or an unreachable server for minutes before it reports anything.
     pub(crate) async fn probe(&self) -> Result<(), Error> {
+        self.follow().await?;
         let mut connection = self.open(Duration::from_secs(5)).await?;
         redis::cmd("PING")
             .query_async::<()>(&mut connection)
@@ -75,7 +115,7 @@ impl Location {
                 .map(Any::Cluster)
                 .map_err(|e| self.redis_error(e));
         }
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| self.redis_error(e))?;
+        let client = redis::Client::open(self.address()).map_err(|e| self.redis_error(e))?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
@@ -93,6 +133,11 @@ impl Location {
 
     pub(crate) fn check(&self) -> Result<(), Error> {
         check_name(&self.name)?;
+        if self.sentinel.is_some() && !self.cluster.is_empty() {
+            return Err(Error::Invalid(
+                "a queue lives on a Redis Cluster or behind Sentinel, not both".into(),
+            ));
+        }
         self.check_prefix()
     }
 

@@ -43,11 +43,52 @@ impl<J: Job> JobQueueBuilder<J> {
         self
     }
 
+    /// Finds the master through Sentinel and follows a failover: `sentinels`
+    /// (`redis://host:26379` each) are asked for the master they monitor as `master`; the
+    /// builder's URL gives the credentials, database and TLS. After a failure, the next call
+    /// asks again and, when the master moved, connects there.
+    pub fn sentinels(mut self, sentinels: &[&str], master: &str) -> Self {
+        self.location.sentinel = Some(crate::redis_connection::Sentinel {
+            sentinels: sentinels.iter().map(|s| (*s).to_owned()).collect(),
+            master: master.to_owned(),
+        });
+        self
+    }
+
     /// Connects.
     pub async fn connect(self) -> Result<JobQueue<J>, Error> {
         let location = self.location;
         location.check()?;
         location.probe().await?;
+        let handles = Handles::open(&location).await?;
+        Ok(JobQueue {
+            inner: Arc::new(QueueInner {
+                handles: parking_lot::Mutex::new(Arc::new(handles)),
+                suspect: std::sync::atomic::AtomicBool::new(false),
+                location,
+                defaults: self.defaults,
+            }),
+            _job: PhantomData,
+        })
+    }
+}
+
+struct QueueInner {
+    handles: parking_lot::Mutex<Arc<Handles>>,
+    /// Set by a failure: behind Sentinel, the next call asks whether the master moved.
+    suspect: std::sync::atomic::AtomicBool,
+    location: Location,
+    defaults: JobOptions,
+}
+
+/// BullMQ's handles on a queue where its location points.
+struct Handles {
+    queue: bullmq::Queue,
+    flow: bullmq::FlowProducer,
+}
+
+impl Handles {
+    async fn open(location: &Location) -> Result<Handles, Error> {
         let options = bullmq::QueueOptions {
             connection: location.connection(),
             prefix: location.prefix.clone(),
@@ -61,23 +102,8 @@ impl<J: Job> JobQueueBuilder<J> {
             Some(location.prefix.clone()),
         )
         .map_err(|e| location.error(e))?;
-        Ok(JobQueue {
-            inner: Arc::new(QueueInner {
-                queue,
-                flow,
-                location,
-                defaults: self.defaults,
-            }),
-            _job: PhantomData,
-        })
+        Ok(Handles { queue, flow })
     }
-}
-
-struct QueueInner {
-    queue: bullmq::Queue,
-    flow: bullmq::FlowProducer,
-    location: Location,
-    defaults: JobOptions,
 }
 
 /// A typed handle on a BullMQ queue: adds jobs of type `J` and manages the queue. Cheap to
@@ -126,7 +152,29 @@ impl<J: Job> JobQueue<J> {
     }
 
     fn error(&self, error: bullmq::Error) -> Error {
+        self.inner
+            .suspect
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.inner.location.error(error)
+    }
+
+    /// BullMQ's queue and flow producer; behind Sentinel, after a failure, on the master
+    /// Sentinel names now.
+    async fn handles(&self) -> Arc<Handles> {
+        let inner = &self.inner;
+        let suspect = inner.location.sentinel.is_some()
+            && inner
+                .suspect
+                .swap(false, std::sync::atomic::Ordering::Relaxed);
+        if suspect && inner.location.follow().await.unwrap_or(false) {
+            match Handles::open(&inner.location).await {
+                Ok(handles) => *inner.handles.lock() = Arc::new(handles),
+                Err(_) => inner
+                    .suspect
+                    .store(true, std::sync::atomic::Ordering::Relaxed),
+            }
+        }
+        Arc::clone(&inner.handles.lock())
     }
 
     fn encode(job: &J) -> Result<serde_json::Value, Error> {
@@ -144,7 +192,8 @@ impl<J: Job> JobQueue<J> {
         let options = options.or(&self.inner.defaults).to_bullmq()?;
         let data = Self::encode(job)?;
         let added = self
-            .inner
+            .handles()
+            .await
             .queue
             .add(J::NAME, data)
             .options(options)
@@ -175,12 +224,18 @@ impl<J: Job> JobQueue<J> {
         if flows.is_empty() {
             return Ok(Vec::new());
         }
-        let nodes = self.inner.flow.add_bulk(flows).await.map_err(|e| {
-            Error::Bulk(crate::secret::scrub(
-                &e.to_string(),
-                self.inner.location.secret(),
-            ))
-        })?;
+        let nodes = self
+            .handles()
+            .await
+            .flow
+            .add_bulk(flows)
+            .await
+            .map_err(|e| {
+                Error::Bulk(crate::secret::scrub(
+                    &e.to_string(),
+                    self.inner.location.secret(),
+                ))
+            })?;
         Ok(nodes
             .into_iter()
             .map(|node| node.job.id().to_owned())
@@ -198,7 +253,8 @@ impl<J: Job> JobQueue<J> {
         options: &JobOptions,
     ) -> Result<(), Error> {
         let options = options.or(&self.inner.defaults).to_bullmq()?;
-        self.inner
+        self.handles()
+            .await
             .queue
             .upsert_job_scheduler(
                 id,
@@ -214,7 +270,8 @@ impl<J: Job> JobQueue<J> {
 
     /// Removes the scheduler `id` (jobs it already added stay); whether it existed.
     pub async fn unschedule(&self, id: &str) -> Result<bool, Error> {
-        self.inner
+        self.handles()
+            .await
             .queue
             .remove_job_scheduler(id)
             .await
@@ -224,7 +281,8 @@ impl<J: Job> JobQueue<J> {
     /// The queue's schedulers, soonest first.
     pub async fn schedules(&self) -> Result<Vec<Schedule>, Error> {
         let schedulers = self
-            .inner
+            .handles()
+            .await
             .queue
             .get_job_schedulers(0, -1, true)
             .await
@@ -244,7 +302,8 @@ impl<J: Job> JobQueue<J> {
     /// How many jobs are in each state.
     pub async fn counts(&self) -> Result<JobCounts, Error> {
         let counts = self
-            .inner
+            .handles()
+            .await
             .queue
             .get_job_counts()
             .await
@@ -273,7 +332,8 @@ impl<J: Job> JobQueue<J> {
         let start = i64::try_from(page.start).unwrap_or(i64::MAX);
         let end = i64::try_from(page.end - 1).unwrap_or(i64::MAX);
         let jobs = self
-            .inner
+            .handles()
+            .await
             .queue
             .get_jobs(&[state.as_str()], start, end, false)
             .await
@@ -284,7 +344,8 @@ impl<J: Job> JobQueue<J> {
     /// The job `id`, if it exists.
     pub async fn get(&self, id: &str) -> Result<Option<JobRecord<J>>, Error> {
         let job = self
-            .inner
+            .handles()
+            .await
             .queue
             .get_job(id)
             .await
@@ -295,7 +356,8 @@ impl<J: Job> JobQueue<J> {
     /// Where the job `id` is; `None` when no job has that id.
     pub async fn state(&self, id: &str) -> Result<Option<JobState>, Error> {
         let state = self
-            .inner
+            .handles()
+            .await
             .queue
             .get_job_state(id)
             .await
@@ -306,7 +368,8 @@ impl<J: Job> JobQueue<J> {
     /// The log lines a handler wrote for job `id` ([`JobContext::log`](super::JobContext::log)).
     pub async fn logs(&self, id: &str) -> Result<Vec<String>, Error> {
         let (lines, _) = self
-            .inner
+            .handles()
+            .await
             .queue
             .get_job_logs(id, 0, -1, true)
             .await
@@ -328,7 +391,8 @@ impl<J: Job> JobQueue<J> {
 
     /// The job `id`, with the client's script context, or `NotFound`.
     async fn job(&self, id: &str) -> Result<bullmq::Job, Error> {
-        self.inner
+        self.handles()
+            .await
             .queue
             .get_job(id)
             .await
@@ -358,7 +422,8 @@ impl<J: Job> JobQueue<J> {
 
     /// Moves every failed job back to waiting.
     pub async fn retry_failed(&self) -> Result<(), Error> {
-        self.inner
+        self.handles()
+            .await
             .queue
             .retry_jobs("failed", 1000, None)
             .await
@@ -382,7 +447,8 @@ impl<J: Job> JobQueue<J> {
             JobState::Waiting => "wait",
             other => other.as_str(),
         };
-        self.inner
+        self.handles()
+            .await
             .queue
             .clean(millis(grace), limit, state)
             .await
@@ -391,22 +457,38 @@ impl<J: Job> JobQueue<J> {
 
     /// Removes the job `id` (not while a worker holds it); whether it existed.
     pub async fn remove(&self, id: &str) -> Result<bool, Error> {
-        self.inner.queue.remove(id).await.map_err(|e| self.error(e))
+        self.handles()
+            .await
+            .queue
+            .remove(id)
+            .await
+            .map_err(|e| self.error(e))
     }
 
     /// Stops every worker of the queue, in every process, from taking jobs; active ones finish.
     pub async fn pause(&self) -> Result<(), Error> {
-        self.inner.queue.pause().await.map_err(|e| self.error(e))
+        self.handles()
+            .await
+            .queue
+            .pause()
+            .await
+            .map_err(|e| self.error(e))
     }
 
     /// Lets workers take jobs again.
     pub async fn resume(&self) -> Result<(), Error> {
-        self.inner.queue.resume().await.map_err(|e| self.error(e))
+        self.handles()
+            .await
+            .queue
+            .resume()
+            .await
+            .map_err(|e| self.error(e))
     }
 
     /// Whether the queue is paused.
     pub async fn is_paused(&self) -> Result<bool, Error> {
-        self.inner
+        self.handles()
+            .await
             .queue
             .is_paused()
             .await
@@ -416,7 +498,8 @@ impl<J: Job> JobQueue<J> {
     /// Removes every waiting job, and the delayed ones too when `delayed` is set; active,
     /// completed and failed jobs stay.
     pub async fn drain(&self, delayed: bool) -> Result<(), Error> {
-        self.inner
+        self.handles()
+            .await
             .queue
             .drain(delayed)
             .await
@@ -427,7 +510,8 @@ impl<J: Job> JobQueue<J> {
     /// unless `force`.
     pub async fn obliterate(&self, force: bool) -> Result<(), Error> {
         self.pause().await?;
-        self.inner
+        self.handles()
+            .await
             .queue
             .obliterate(force, 1000)
             .await
@@ -436,7 +520,8 @@ impl<J: Job> JobQueue<J> {
 
     /// At most `limit` jobs of this queue active at once across all workers (`None`: no limit).
     pub async fn set_global_concurrency(&self, limit: Option<u64>) -> Result<(), Error> {
-        let queue = &self.inner.queue;
+        let handles = self.handles().await;
+        let queue = &handles.queue;
         match limit {
             Some(0) => Err(Error::Invalid(
                 "a concurrency limit must be at least 1".into(),
@@ -454,7 +539,8 @@ impl<J: Job> JobQueue<J> {
 
     /// At most `max` jobs started per `per` across all workers (`None`: no limit).
     pub async fn set_global_rate_limit(&self, limit: Option<(u64, Duration)>) -> Result<(), Error> {
-        let queue = &self.inner.queue;
+        let handles = self.handles().await;
+        let queue = &handles.queue;
         match limit {
             Some((max, per)) if max == 0 || per.is_zero() => Err(Error::Invalid(
                 "a rate limit needs at least one job per non-zero period".into(),
@@ -473,7 +559,7 @@ impl<J: Job> JobQueue<J> {
     /// Closes the connection, waiting at most `deadline`. A queue holds no work of its own
     /// (every add was awaited by its caller), so the report is always clean.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
-        if tokio::time::timeout(deadline, self.inner.queue.close())
+        if tokio::time::timeout(deadline, self.handles().await.queue.close())
             .await
             .is_err()
         {

@@ -84,25 +84,30 @@ impl<J: Job> Shared<J> {
         if let Some(connection) = raw.as_ref() {
             return Ok(connection.clone());
         }
-        if !self.location.cluster.is_empty() {
+        let connection = if self.location.cluster.is_empty() {
+            let redis_error = |e| self.location.redis_error(e);
+            let client = redis::Client::open(self.location.address()).map_err(redis_error)?;
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(5)))
+                .set_response_timeout(Some(Duration::from_secs(5)))
+                .set_number_of_retries(2);
+            let manager = client
+                .get_connection_manager_with_config(config)
+                .await
+                .map_err(redis_error)?;
+            Any::Manager(manager)
+        } else {
             // A cluster connection reconnects by itself, node by node.
-            let connection = self.location.open(Duration::from_secs(5)).await?;
-            *raw = Some(connection.clone());
-            return Ok(connection);
-        }
-        let redis_error = |e| self.location.redis_error(e);
-        let client = redis::Client::open(self.location.url.as_str()).map_err(redis_error)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2);
-        let connection = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(redis_error)?;
-        let connection = Any::Manager(connection);
+            self.location.open(Duration::from_secs(5)).await?
+        };
         *raw = Some(connection.clone());
         Ok(connection)
+    }
+
+    /// Drops the connection of our own (the master moved): the next use opens one where the
+    /// location points now.
+    pub(super) async fn forget_raw(&self) {
+        *self.raw.lock().await = None;
     }
 
     /// BullMQ's client reads data and options that fail to parse as null and as no options.

@@ -47,6 +47,17 @@ impl<J: Job> WorkerBuilder<J> {
         self
     }
 
+    /// Finds the master through Sentinel and follows a failover (see
+    /// [`JobQueueBuilder::sentinels`](super::JobQueueBuilder::sentinels)): when the worker's
+    /// connections fail and Sentinel names another master, the worker starts afresh there.
+    pub fn sentinels(mut self, sentinels: &[&str], master: &str) -> Self {
+        self.location.sentinel = Some(crate::redis_connection::Sentinel {
+            sentinels: sentinels.iter().map(|s| (*s).to_owned()).collect(),
+            master: master.to_owned(),
+        });
+        self
+    }
+
     /// Takes jobs from a Redis Cluster seeded by the URL and `nodes`; the prefix needs a hash
     /// tag (see [`JobQueueBuilder::cluster`](super::JobQueueBuilder::cluster)).
     pub fn cluster(mut self, nodes: &[&str]) -> Self {
@@ -230,10 +241,12 @@ impl<J: Job> WorkerBuilder<J> {
             )
         };
         let make: Make = {
-            let queue = location.name.clone();
+            let location = location.clone();
             Arc::new(move || {
-                let (queue, processor, options) =
-                    (queue.clone(), processor.clone(), options.clone());
+                let (queue, processor, mut options) =
+                    (location.name.clone(), processor.clone(), options.clone());
+                // Where the location points now: behind Sentinel, the master it last named.
+                options.connection = location.connection();
                 Box::pin(async move {
                     let worker = bullmq::Worker::with_options(&queue, processor, options).await?;
                     worker.run().await?;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use tidings::Backoff;
 
+pub(crate) use crate::redis_connection::Sentinel;
+
 /// What [`RedisBuilder`](super::RedisBuilder) sets.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -21,58 +23,6 @@ pub(crate) struct Config {
     pub(crate) sentinel: Option<Sentinel>,
     /// More seed nodes of a Redis Cluster (the URL is one): the transport speaks cluster.
     pub(crate) cluster: Option<Vec<String>>,
-}
-
-/// The sentinels to ask, and the name of the master they monitor.
-#[derive(Clone)]
-pub(crate) struct Sentinel {
-    pub(crate) sentinels: Vec<String>,
-    pub(crate) master: String,
-}
-
-impl std::fmt::Debug for Sentinel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown: Vec<String> = self
-            .sentinels
-            .iter()
-            .map(|s| crate::secret::redact(s))
-            .collect();
-        f.debug_struct("Sentinel")
-            .field("sentinels", &shown)
-            .field("master", &self.master)
-            .finish()
-    }
-}
-
-impl Sentinel {
-    /// The master's host and port, from the first sentinel that knows it
-    /// (`SENTINEL get-master-addr-by-name`); the last failure's text otherwise (it may quote
-    /// a sentinel's URL: scrub it).
-    pub(crate) async fn master(&self, timeout: Duration) -> Result<(String, u16), String> {
-        let mut last = "no sentinel given".to_owned();
-        for url in &self.sentinels {
-            let asked = async {
-                let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
-                let mut connection = client
-                    .get_multiplexed_async_connection()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                redis::cmd("SENTINEL")
-                    .arg("get-master-addr-by-name")
-                    .arg(&self.master)
-                    .query_async::<Option<(String, u16)>>(&mut connection)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("Sentinel does not know the master `{}`", self.master))
-            };
-            match tokio::time::timeout(timeout, asked).await {
-                Ok(Ok(address)) => return Ok(address),
-                Ok(Err(error)) => last = format!("{}: {error}", crate::secret::redact(url)),
-                Err(_) => last = format!("{}: no answer in time", crate::secret::redact(url)),
-            }
-        }
-        Err(last)
-    }
 }
 
 impl Default for Config {

@@ -1,0 +1,97 @@
+//! Job queues behind Sentinel (feature `jobs`; `redis-server`, run by the test as a master, a
+//! replica and three sentinels): a queue, a worker and a job transport find the master through
+//! Sentinel; the master is killed, the replica promoted, the old master comes back as its
+//! replica, and every job added after the failover runs on the same worker.
+#![cfg(feature = "jobs")]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tidings::bridge::Outbound;
+use tidings::{Bus, Event, EventSet};
+use tidings_bridges::jobs::{JobFailure, JobQueue, JobTransport, Worker};
+use tidings_tests::redis::{SENTINEL_MASTER, SentinelSet};
+use tidings_tests::wait_until;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[event(name = "email.send")]
+struct Email {
+    n: u64,
+}
+
+#[derive(Debug, Clone, EventSet)]
+enum Mail {
+    Email(Email),
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_and_its_worker_follow_a_failover() {
+    let set = SentinelSet::start().await;
+    let urls = set.sentinel_urls();
+    let sentinels: Vec<&str> = urls.iter().map(String::as_str).collect();
+    // The URL's host and port are not used: Sentinel names the master.
+    let url = "redis://127.0.0.1:1";
+    let queue = JobQueue::<Email>::builder(url, "email")
+        .sentinels(&sentinels, SENTINEL_MASTER)
+        .connect()
+        .await
+        .expect("the master Sentinel names");
+    let done = Arc::new(Mutex::new(BTreeSet::new()));
+    let seen = Arc::clone(&done);
+    let worker = Worker::<Email>::builder(url, "email")
+        .sentinels(&sentinels, SENTINEL_MASTER)
+        .retry_delay(Duration::from_millis(200))
+        .concurrency(4)
+        .start(move |email: Email, _job| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().insert(email.n);
+                Ok::<_, JobFailure>(Value::Null)
+            }
+        })
+        .await
+        .expect("a worker on the master Sentinel names");
+
+    for n in 0..50 {
+        queue.add(&Email { n }).await.unwrap();
+    }
+    wait_until("the first jobs ran", WAIT, async || done.lock().len() == 50).await;
+
+    set.fail_over().await;
+
+    // A user's producer retries what fails while the master moves.
+    for n in 50..100 {
+        wait_until("a job is added on the new master", WAIT, async || {
+            queue.add(&Email { n }).await.is_ok()
+        })
+        .await;
+    }
+    let bus = Bus::<Mail>::new();
+    let transport = JobTransport::new(url).sentinels(&sentinels, SENTINEL_MASTER);
+    let outbound = Outbound::builder(&bus, transport)
+        .forward::<Email>()
+        .destination("email")
+        .build();
+    for n in 100..120 {
+        bus.emit_async(Email { n }).await.unwrap();
+    }
+    assert!(outbound.shutdown(WAIT).await.is_clean());
+
+    // Every job added after the failover runs on the worker, which followed it.
+    wait_until("the jobs added after the failover ran", WAIT, async || {
+        (50..120).all(|n| done.lock().contains(&n))
+    })
+    .await;
+    let counts = queue
+        .counts()
+        .await
+        .expect("the queue answers on the new master");
+    assert!(counts.completed >= 70, "{counts:?}");
+    assert!(worker.shutdown(WAIT).await.is_clean());
+}
