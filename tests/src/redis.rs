@@ -556,8 +556,8 @@ impl SentinelSet {
     }
 }
 
-/// A field of `INFO replication` of `server`.
-async fn replication(server: &OwnServer, field: &str) -> String {
+/// A field of `INFO replication` of `server` (empty when it does not answer).
+pub async fn replication(server: &OwnServer, field: &str) -> String {
     let text: String = ::redis::cmd("INFO")
         .arg("replication")
         .query_async(&mut server.admin().await)

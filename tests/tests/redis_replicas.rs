@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tidings::bridge::{Endpoint, Envelope, Outgoing, Transport, TransportError};
 use tidings_bridges::redis::RedisTransport;
-use tidings_tests::redis::OwnServer;
+use tidings_tests::redis::{OwnServer, replication};
 use tidings_tests::wait_until;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -20,19 +20,6 @@ fn batch(destination: &str, n: usize) -> Vec<Outgoing> {
             envelope: Envelope::new("e", format!("{{\"i\":{i}}}").into_bytes()),
         })
         .collect()
-}
-
-async fn info(server: &OwnServer, field: &str) -> String {
-    let text: String = ::redis::cmd("INFO")
-        .arg("replication")
-        .query_async(&mut server.admin().await)
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
 }
 
 async fn stream_length(server: &OwnServer, stream: &str) -> usize {
@@ -54,8 +41,8 @@ async fn a_confirm_waits_for_the_replicas_and_fails_without_them() {
         .await
         .unwrap();
     wait_until("the replica is in sync", WAIT, async || {
-        info(&replica, "master_link_status").await == "up"
-            && info(&master, "connected_slaves").await == "1"
+        replication(&replica, "master_link_status").await == "up"
+            && replication(&master, "connected_slaves").await == "1"
     })
     .await;
 
@@ -69,8 +56,8 @@ async fn a_confirm_waits_for_the_replicas_and_fails_without_them() {
     // The group reached the replica too before the first publish is checked.
     wait_until("the stream is on the replica", WAIT, async || {
         stream_length(&replica, "replicated").await == 0
-            && info(&replica, "master_repl_offset").await
-                == info(&master, "master_repl_offset").await
+            && replication(&replica, "master_repl_offset").await
+                == replication(&master, "master_repl_offset").await
     })
     .await;
     let results = replicated.publish(&batch("replicated", 100)).await;
@@ -80,7 +67,7 @@ async fn a_confirm_waits_for_the_replicas_and_fails_without_them() {
 
     drop(replica);
     wait_until("the master sees the replica gone", WAIT, async || {
-        info(&master, "connected_slaves").await == "0"
+        replication(&master, "connected_slaves").await == "0"
     })
     .await;
     let results = replicated.publish(&batch("replicated", 10)).await;
