@@ -88,6 +88,9 @@
 //! its next call and reconnects where the master is now; a worker does the same on its next
 //! error and starts afresh there (what the old one held comes back through stalled-job
 //! recovery). Calls made while the master moves fail: retry them (an outbound bridge does).
+//! Not followed yet: the stalled-job reader of [`WorkerBuilder::events`] keeps reading the
+//! event stream where it started, so after a failover [`JobStalled`] events stop until the
+//! worker is started again (completions and failures go on).
 //!
 //! ## What the wrapper adds to BullMQ's client
 //!
