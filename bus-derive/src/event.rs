@@ -57,19 +57,18 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     let upcast = attrs.upcast_from.as_ref().map(|older| {
         quote_spanned! {older.span()=>
             ::tidings::__codec_impl! {
-                fn __decode_version<C: ::tidings::codec::Codec>(
+                fn __decode_version<D: ::tidings::event::VersionDecoder>(
                     version: u32,
-                    bytes: &[u8],
-                    codec: &C,
-                ) -> ::core::result::Result<Self, ::tidings::codec::DecodeError>
+                    decoder: &mut D,
+                ) -> ::core::result::Result<Self, D::Error>
                 where
                     Self: ::core::marker::Sized + ::tidings::__private::DeserializeOwned,
                 {
                     if version < <Self as ::tidings::Event>::VERSION {
-                        return <#older as ::tidings::Event>::__decode_version(version, bytes, codec)
+                        return <#older as ::tidings::Event>::__decode_version(version, decoder)
                             .map(<Self as ::core::convert::From<#older>>::from);
                     }
-                    ::tidings::__private::decode_this_version::<Self, C>(version, bytes, codec)
+                    decoder.decode::<Self>(version)
                 }
             }
         }

@@ -34,7 +34,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::BoxError;
-use crate::event::{EventRef, EventSet};
+use crate::event::{Event, EventRef, EventSet, VersionDecoder};
 
 /// A way to turn values into bytes and back.
 pub trait Codec: Send + Sync + 'static {
@@ -206,6 +206,48 @@ pub fn version_of(headers: &std::collections::BTreeMap<String, String>) -> Optio
         return None;
     }
     digits.parse().ok()
+}
+
+/// One message's payload, decoded with `codec` as whichever version of an event the event's
+/// upcast chain asks for (`Event::__decode_version`). Not for hand-written code.
+#[doc(hidden)]
+pub struct PayloadDecoder<'a, C> {
+    /// The payload.
+    pub bytes: &'a [u8],
+    /// Its codec.
+    pub codec: &'a C,
+}
+
+impl<C: Codec> VersionDecoder for PayloadDecoder<'_, C> {
+    type Error = DecodeError;
+
+    /// The payload as `T` when it is `T`'s own version; an error naming both versions
+    /// otherwise (an older one without an `upcast_from` to reach it, or a newer one).
+    fn decode<T: Event + serde::de::DeserializeOwned>(
+        &mut self,
+        version: u32,
+    ) -> Result<T, DecodeError> {
+        match version.cmp(&T::VERSION) {
+            std::cmp::Ordering::Equal => {
+                self.codec
+                    .decode::<T>(self.bytes)
+                    .map_err(|source| DecodeError::Payload {
+                        name: T::NAME,
+                        source,
+                    })
+            }
+            std::cmp::Ordering::Greater => Err(DecodeError::NewerVersion {
+                name: T::NAME,
+                version,
+                known: T::VERSION,
+            }),
+            std::cmp::Ordering::Less => Err(DecodeError::OlderVersion {
+                name: T::NAME,
+                version,
+                oldest: T::VERSION,
+            }),
+        }
+    }
 }
 
 #[cfg(test)]

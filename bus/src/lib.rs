@@ -105,41 +105,6 @@ pub mod __private {
     #[cfg(feature = "bridge")]
     pub use serde::de::DeserializeOwned;
 
-    /// Decodes `bytes` as `T` when they are `T`'s own version; an error naming both versions
-    /// otherwise (an older one without an `upcast_from` to reach it, or a newer one).
-    #[cfg(feature = "bridge")]
-    pub fn decode_this_version<T, C>(
-        version: u32,
-        bytes: &[u8],
-        codec: &C,
-    ) -> Result<T, crate::codec::DecodeError>
-    where
-        T: crate::Event + DeserializeOwned,
-        C: crate::codec::Codec,
-    {
-        use crate::codec::DecodeError;
-        match version.cmp(&T::VERSION) {
-            std::cmp::Ordering::Equal => {
-                codec
-                    .decode::<T>(bytes)
-                    .map_err(|source| DecodeError::Payload {
-                        name: T::NAME,
-                        source,
-                    })
-            }
-            std::cmp::Ordering::Greater => Err(DecodeError::NewerVersion {
-                name: T::NAME,
-                version,
-                known: T::VERSION,
-            }),
-            std::cmp::Ordering::Less => Err(DecodeError::OlderVersion {
-                name: T::NAME,
-                version,
-                oldest: T::VERSION,
-            }),
-        }
-    }
-
     /// Decodes member `T` of `S` from `bytes` written as `version` of it, reached as
     /// [`member_name`] reaches its name.
     #[cfg(feature = "bridge")]
@@ -153,7 +118,7 @@ pub mod __private {
         T: crate::Member<S> + DeserializeOwned,
         C: crate::codec::Codec,
     {
-        T::__decode_version(version, bytes, codec)
+        T::__decode_version(version, &mut crate::codec::PayloadDecoder { bytes, codec })
     }
 
     #[cfg(feature = "bridge")]
