@@ -14,7 +14,7 @@ use tidings::Bus;
 use tidings::bridge::{Endpoint, Inbound, Outbound, Transport};
 use tidings_bridges::amqp::{AmqpTransport, Queue, queue_name};
 use tidings_tests::rabbit_cluster::RabbitCluster;
-use tidings_tests::{Events, UserCreated, user, wait_until};
+use tidings_tests::{Events, UserCreated, user};
 
 const EVENTS: u64 = 20_000;
 const WAIT: Duration = Duration::from_secs(120);
@@ -79,14 +79,36 @@ async fn killing_the_quorum_queues_leader_mid_stream_loses_no_confirmed_event() 
         .destination(&source.name)
         .build();
     let mut killed = false;
-    for id in 0..EVENTS {
-        here.emit_async(user(id)).await.unwrap();
-        if !killed && outbound.stats().confirmed >= EVENTS / 4 {
-            cluster.kill(leader);
-            killed = true;
+    let emitted = tokio::time::timeout(WAIT, async {
+        for id in 0..EVENTS {
+            here.emit_async(user(id)).await.unwrap();
+            if !killed && outbound.stats().confirmed >= EVENTS / 4 {
+                cluster.kill(leader);
+                killed = true;
+            }
         }
-    }
+    })
+    .await;
+    assert!(
+        emitted.is_ok(),
+        "the outbound stalled: {:?}",
+        outbound.stats()
+    );
     assert!(killed, "the leader was killed mid-stream");
+    // Every event confirmed, none refused for good: a negative confirm while the queue had no
+    // leader is sent again, not dropped.
+    let confirmed = tokio::time::timeout(WAIT, async {
+        while outbound.stats().confirmed < EVENTS {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let stats = outbound.stats();
+    assert!(
+        confirmed.is_ok(),
+        "not every event was confirmed: {stats:?}"
+    );
+    assert_eq!(stats.rejected, 0, "{stats:?}");
     let report = outbound.shutdown(WAIT).await;
     assert!(
         report.is_clean(),
@@ -97,10 +119,19 @@ async fn killing_the_quorum_queues_leader_mid_stream_loses_no_confirmed_event() 
         "the producer moved to another node"
     );
 
-    wait_until("every confirmed event arrives", WAIT, async || {
-        received.lock().len() as u64 == EVENTS
+    let arrived = tokio::time::timeout(WAIT, async {
+        while (received.lock().len() as u64) < EVENTS {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     })
     .await;
+    assert!(
+        arrived.is_ok(),
+        "{} of {EVENTS} confirmed events arrived; inbound: {:?}; consumer connections: {}",
+        received.lock().len(),
+        inbound.stats(),
+        consumer.connections()
+    );
     inbound.shutdown(WAIT).await;
     producer.shutdown(WAIT).await;
     consumer.shutdown(WAIT).await;

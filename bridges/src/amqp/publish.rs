@@ -159,9 +159,14 @@ async fn settle(
             "{} / {}",
             returned.delivery.exchange, returned.delivery.routing_key
         ))),
-        Ok(Ok(Confirmation::Nack(_))) => Err(TransportError::Rejected(
-            "the broker did not take the message (negative confirm)".to_owned(),
-        )),
+        // RabbitMQ nacks what it could not store (a quorum queue between leaders, an alarm):
+        // not a verdict on the message. It is sent again on a fresh connection, whose channel
+        // finds the queue's current leader (a channel that saw the old one kept being nacked).
+        Ok(Ok(Confirmation::Nack(_))) => {
+            live.broke();
+            retry.push(i);
+            return;
+        }
         Ok(Ok(Confirmation::NotRequested)) => Err(TransportError::Other(
             "the publishing channel is not in confirm mode".into(),
         )),
