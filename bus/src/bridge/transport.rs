@@ -104,14 +104,10 @@ pub enum TransportError {
     /// Nothing is bound to the destination, so the broker would drop the message.
     #[error("nothing is bound to `{0}`: the message was not routed")]
     Unroutable(String),
-    /// The broker refused the message for good (too large, a name it does not accept...).
+    /// The broker refused the message for good (too large, a name it does not accept...). A
+    /// negative confirm is not this: transports send such a message again.
     #[error("the broker rejected the message: {0}")]
     Rejected(String),
-    /// The broker did not take the message this time: a negative confirm (a quorum queue
-    /// without a leader during a failover, a resource alarm). Worth retrying: the broker said
-    /// it does not have it.
-    #[error("the broker did not take the message: {0}")]
-    Refused(String),
     /// The consumer or transport was closed.
     #[error("the transport is closed")]
     Closed,
@@ -125,7 +121,7 @@ impl TransportError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            TransportError::Disconnected(_) | TransportError::Refused(_) | TransportError::Other(_)
+            TransportError::Disconnected(_) | TransportError::Other(_)
         )
     }
 }
