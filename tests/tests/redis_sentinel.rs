@@ -82,15 +82,12 @@ async fn failover(wait_for_replicas: bool) -> u64 {
     // What survived the failover is what the master Sentinel names now holds.
     let master_port = set.master_port().await.expect("a master");
     let survivors = stored_ids(master_port, &source.name).await;
+    // The consumer gets every survivor; it may also have handled, before the failover, an
+    // event the new master never received (that is the loss being measured).
     wait_until("the consumer has every surviving event", WAIT, async || {
-        received.lock().len() == survivors.len()
+        survivors.is_subset(&received.lock())
     })
     .await;
-    assert_eq!(
-        *received.lock(),
-        survivors,
-        "the consumer got exactly what survived"
-    );
     inbound.shutdown(WAIT).await;
     survivors.len() as u64
 }
