@@ -116,21 +116,26 @@ impl RabbitCluster {
 
     /// Waits until node `i` has started (`await_startup` fails at once while the node has
     /// not registered yet).
+    ///
+    /// # Panics
+    /// When the node's server exits, or it has not started after 240 tries.
     async fn wait_up(&self, i: usize) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        loop {
+        let log = self.dir.join(format!("node-{i}")).join("server.log");
+        let log = || std::fs::read_to_string(&log).unwrap_or_default();
+        for _ in 0..240 {
             let (ok, _) = self.try_ctl(i, &["await_startup", "--timeout", "60"]).await;
             if ok {
                 return;
             }
-            let log = self.dir.join(format!("node-{i}")).join("server.log");
-            assert!(
-                std::time::Instant::now() < deadline,
-                "node {i} did not start: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
+            let exited = self.nodes[i]
+                .child
+                .lock()
+                .as_mut()
+                .is_some_and(|child| matches!(child.try_wait(), Ok(Some(_))));
+            assert!(!exited, "node {i}'s server exited: {}", log());
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        panic!("node {i} did not start: {}", log());
     }
 
     async fn try_ctl(&self, i: usize, args: &[&str]) -> (bool, String) {

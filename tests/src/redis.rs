@@ -175,6 +175,22 @@ impl OwnServer {
             .expect("the test's redis-server")
     }
 
+    /// Makes it a replica of `master` and waits until the link is up.
+    pub async fn replicate(&self, master: &OwnServer) {
+        let () = ::redis::cmd("REPLICAOF")
+            .arg("127.0.0.1")
+            .arg(master.port())
+            .query_async(&mut self.admin().await)
+            .await
+            .expect("REPLICAOF");
+        crate::wait_until(
+            "the replica is in sync",
+            std::time::Duration::from_secs(60),
+            async || replication(self, "master_link_status").await == "up",
+        )
+        .await;
+    }
+
     /// Kills it with SIGKILL (see [`start_again`](Self::start_again)).
     pub fn kill(&self) {
         if let Some(mut child) = self.child.lock().take() {
@@ -500,16 +516,7 @@ impl SentinelSet {
         let wait = std::time::Duration::from_secs(60);
         let master = OwnServer::start(false).await;
         let replica = OwnServer::start(false).await;
-        let () = ::redis::cmd("REPLICAOF")
-            .arg("127.0.0.1")
-            .arg(master.port())
-            .query_async(&mut replica.admin().await)
-            .await
-            .expect("REPLICAOF");
-        crate::wait_until("the replica is in sync", wait, async || {
-            replication(&replica, "master_link_status").await == "up"
-        })
-        .await;
+        replica.replicate(&master).await;
         let mut sentinels = Vec::new();
         for _ in 0..3 {
             sentinels.push(OwnSentinel::start(SENTINEL_MASTER, master.port()).await);

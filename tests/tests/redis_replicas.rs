@@ -34,15 +34,9 @@ async fn stream_length(server: &OwnServer, stream: &str) -> usize {
 async fn a_confirm_waits_for_the_replicas_and_fails_without_them() {
     let master = OwnServer::start(false).await;
     let replica = OwnServer::start(false).await;
-    let () = ::redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(master.port())
-        .query_async(&mut replica.admin().await)
-        .await
-        .unwrap();
-    wait_until("the replica is in sync", WAIT, async || {
-        replication(&replica, "master_link_status").await == "up"
-            && replication(&master, "connected_slaves").await == "1"
+    replica.replicate(&master).await;
+    wait_until("the master sees its replica", WAIT, async || {
+        replication(&master, "connected_slaves").await == "1"
     })
     .await;
 
