@@ -76,10 +76,20 @@
 //!
 //! With [`sentinels`](RedisBuilder::sentinels) the transport asks Sentinel for the master's
 //! address at connect, and again before the next command after any failure that may mean a
-//! failover (a lost or refused connection, `READONLY` from a demoted master): when the master
+//! failover (a lost or refused connection, `READONLY` from a demoted master, fewer replicas
+//! than [`wait_for_replicas`](RedisBuilder::wait_for_replicas) asks for): when the master
 //! moved, the shared connection and the consumers' own move with it. While Sentinel still
 //! names the old address, a command goes there only once what answers says `ROLE` master, so
-//! a node restarted at that address is not written to before Sentinel decides. Why not
+//! a node restarted at that address is not written to before Sentinel decides.
+//!
+//! Two cases where a restarted old master could still take a batch are closed separately.
+//! Every sentinel is asked at once and the answer with the highest configuration epoch
+//! wins: a sentinel that missed the failover names the old address, and the first answer
+//! could be its. And a stream missing where a batch went (`XADD ... NOMKSTREAM` answering
+//! nil) makes the transport ask Sentinel before calling it unroutable: on an old master back
+//! empty every stream is missing, and refusing the batch would drop confirmed-looking work;
+//! when Sentinel names another master the batch is sent again there. A batch whose `WAIT`
+//! fell short is sent again whatever its entries' replies were. Why not
 //! redis-rs's own Sentinel client: it hands out connections, and the transport needs its
 //! connection manager (reconnects, timeouts) kept, with only the address followed.
 //!

@@ -70,34 +70,61 @@ impl std::fmt::Debug for Sentinel {
 }
 
 impl Sentinel {
-    /// The master's host and port, from the first sentinel that knows it
-    /// (`SENTINEL get-master-addr-by-name`); the last failure's text otherwise (it may quote
-    /// a sentinel's URL: scrub it).
+    /// The master's host and port as the sentinels name it now: every sentinel is asked at
+    /// once (`SENTINEL MASTER`), and of those that answer within `timeout` the one with the
+    /// highest configuration epoch wins (the first listed on a tie). A sentinel that has not
+    /// yet heard of a failover still names the old master, which may be back, empty, and
+    /// answering as a master until Sentinel demotes it; the epoch tells the newer view from
+    /// the older, where the first answer would not. The last failure's text otherwise (it may
+    /// quote a sentinel's URL: scrub it).
     pub(crate) async fn master(&self, timeout: Duration) -> Result<(String, u16), String> {
-        let mut last = "no sentinel given".to_owned();
-        for url in &self.sentinels {
-            let asked = async {
+        let asked = self.sentinels.iter().map(|url| async move {
+            let ask = async {
                 let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
                 let mut connection = client
                     .get_multiplexed_async_connection()
                     .await
                     .map_err(|e| e.to_string())?;
-                redis::cmd("SENTINEL")
-                    .arg("get-master-addr-by-name")
+                let fields = redis::cmd("SENTINEL")
+                    .arg("MASTER")
                     .arg(&self.master)
-                    .query_async::<Option<(String, u16)>>(&mut connection)
+                    .query_async::<std::collections::HashMap<String, String>>(&mut connection)
                     .await
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                named_master(&fields)
                     .ok_or_else(|| format!("Sentinel does not know the master `{}`", self.master))
             };
-            match tokio::time::timeout(timeout, asked).await {
-                Ok(Ok(address)) => return Ok(address),
-                Ok(Err(error)) => last = format!("{}: {error}", crate::secret::redact(url)),
-                Err(_) => last = format!("{}: no answer in time", crate::secret::redact(url)),
+            match tokio::time::timeout(timeout, ask).await {
+                Ok(Ok(named)) => Ok(named),
+                Ok(Err(error)) => Err(format!("{}: {error}", crate::secret::redact(url))),
+                Err(_) => Err(format!("{}: no answer in time", crate::secret::redact(url))),
+            }
+        });
+        let mut best: Option<(u64, String, u16)> = None;
+        let mut last = "no sentinel given".to_owned();
+        for answer in futures_util::future::join_all(asked).await {
+            match answer {
+                Ok((epoch, host, port)) => {
+                    if best.as_ref().is_none_or(|(top, _, _)| epoch > *top) {
+                        best = Some((epoch, host, port));
+                    }
+                }
+                Err(error) => last = error,
             }
         }
-        Err(last)
+        best.map(|(_, host, port)| (host, port)).ok_or(last)
     }
+}
+
+/// The configuration epoch, host and port in a `SENTINEL MASTER` reply.
+fn named_master(fields: &std::collections::HashMap<String, String>) -> Option<(u64, String, u16)> {
+    let host = fields.get("ip")?.clone();
+    let port = fields.get("port")?.parse().ok()?;
+    let epoch = fields
+        .get("config-epoch")
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0);
+    Some((epoch, host, port))
 }
 
 /// `url` with its host and port replaced by `host` and `port` (scheme, credentials and

@@ -563,6 +563,35 @@ impl SentinelSet {
     }
 }
 
+impl SentinelSet {
+    /// Has Sentinel promote the replica while both servers run (`SENTINEL FAILOVER`), and
+    /// waits until every sentinel names it and the old master replicates from it.
+    pub async fn switch_over(&self) {
+        let client = ::redis::Client::open(self.sentinels[0].url()).expect("URL");
+        let mut c = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("the sentinel");
+        let () = ::redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg(SENTINEL_MASTER)
+            .query_async(&mut c)
+            .await
+            .expect("SENTINEL FAILOVER");
+        let wait = std::time::Duration::from_secs(60);
+        for sentinel in &self.sentinels {
+            crate::wait_until("every sentinel names the replica", wait, async || {
+                sentinel.master_port(SENTINEL_MASTER).await == Some(self.replica.port())
+            })
+            .await;
+        }
+        crate::wait_until("the old master replicates the new one", wait, async || {
+            replication(&self.master, "master_link_status").await == "up"
+        })
+        .await;
+    }
+}
+
 /// A field of `INFO replication` of `server` (empty when it does not answer).
 pub async fn replication(server: &OwnServer, field: &str) -> String {
     let text: String = ::redis::cmd("INFO")

@@ -136,18 +136,19 @@ impl Link {
     }
 
     /// With Sentinel, after a failure that may mean the master moved: asks Sentinel where the
-    /// master is and, when it moved, connects there. Does nothing otherwise, or while another
-    /// caller asks.
+    /// master is and, when it moved, connects there. Does nothing otherwise; one caller asks
+    /// at a time, and those that waited meanwhile take its answer.
     async fn follow_master(&self) {
         let Some(sentinel) = &self.config.sentinel else {
             return;
         };
-        if !self.suspect.swap(false, Ordering::Relaxed) {
+        if !self.suspect.load(Ordering::Relaxed) {
             return;
         }
-        let Ok(_asking) = self.following.try_lock() else {
-            return;
-        };
+        let _asking = self.following.lock().await;
+        if !self.suspect.swap(false, Ordering::Relaxed) {
+            return; // Another caller asked meanwhile.
+        }
         let Ok((host, port)) = sentinel.master(self.config.timeout).await else {
             // No sentinel answered: the next failure asks again.
             self.suspect.store(true, Ordering::Relaxed);
@@ -195,6 +196,19 @@ impl Link {
                 self.suspect.store(true, Ordering::Relaxed);
             }
         }
+    }
+
+    /// With Sentinel: asks it now whether the master moved (following it if so), and answers
+    /// whether commands go somewhere else than before, or nowhere yet. Without Sentinel: no.
+    async fn master_moved(&self) -> bool {
+        if self.config.sentinel.is_none() {
+            return false;
+        }
+        let before = self.conn();
+        self.suspect.store(true, Ordering::Relaxed);
+        self.follow_master().await;
+        // Still suspect: what answers there is no master (or Sentinel did not answer).
+        self.suspect.load(Ordering::Relaxed) || !Arc::ptr_eq(&before, &self.conn())
     }
 
     /// Connection events from now on.
@@ -479,16 +493,33 @@ impl Link {
                         )
                     })
                 });
+                if unreplicated.is_some() {
+                    // A master with fewer replicas than asked for may be an old master back
+                    // before Sentinel demoted it: the next command asks Sentinel first.
+                    self.suspect.store(true, Ordering::Relaxed);
+                }
+                let missing = results.iter().any(|r| matches!(r, Ok(Value::Nil)));
+                // With Sentinel, a stream that is not there may be on the master that was, not
+                // on this one (an old master back empty before Sentinel demoted it): when
+                // Sentinel names another master, the batch goes there instead of being refused.
+                let moved = missing && unreplicated.is_none() && self.master_moved().await;
                 results
                     .into_iter()
                     .zip(batch)
-                    .map(|(result, &out)| match result {
-                        Ok(Value::Nil) => Err(TransportError::Unroutable(out.destination.clone())),
-                        Ok(_) => match &unreplicated {
-                            None => Ok(()),
-                            Some(reason) => Err(TransportError::Disconnected(reason.clone())),
-                        },
-                        Err(error) => Err(self.error(&error)),
+                    .map(|(result, &out)| match (result, &unreplicated) {
+                        (Err(error), _) => Err(self.error(&error)),
+                        // Not confirmed, whatever the server answered: the batch goes again.
+                        (Ok(_), Some(reason)) => Err(TransportError::Disconnected(reason.clone())),
+                        (Ok(Value::Nil), None) if moved => {
+                            Err(TransportError::Disconnected(format!(
+                                "the stream `{}` is missing: the Redis master moved",
+                                out.destination
+                            )))
+                        }
+                        (Ok(Value::Nil), None) => {
+                            Err(TransportError::Unroutable(out.destination.clone()))
+                        }
+                        (Ok(_), None) => Ok(()),
                     })
                     .collect()
             }

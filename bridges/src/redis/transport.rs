@@ -85,8 +85,9 @@ impl RedisBuilder {
     }
 
     /// Finds the master through Sentinel: `sentinels` (`redis://host:26379` each, with a
-    /// password if they need one) are asked, in order, for the address of the master they
-    /// monitor as `master`; the builder's URL gives the credentials, database and TLS, its
+    /// password if they need one) are asked at once for the address of the master they
+    /// monitor as `master`, and the answer with the newest configuration epoch is taken;
+    /// the builder's URL gives the credentials, database and TLS, its
     /// host and port are not used. After a failure that may mean a failover (a connection
     /// lost or refused, `READONLY` from a demoted master), the next command asks again and,
     /// when the master moved, the transport and its consumers connect to the new one; a
