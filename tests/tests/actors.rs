@@ -144,6 +144,117 @@ async fn tell_waits_for_space_so_a_fast_sender_runs_at_the_actors_pace() {
     assert_eq!(actor.ask(Add(0)).await.unwrap(), (0..100).sum::<u64>());
 }
 
+/// Records what each sender sent, in the order it arrived.
+struct PerSender(Vec<Vec<u64>>);
+
+impl Actor for PerSender {}
+
+struct From(usize, u64);
+
+impl tidings::actor::Message for From {
+    type Reply = ();
+}
+
+impl Handler<From> for PerSender {
+    async fn handle(&mut self, From(sender, n): From, _: &mut Context<Self>) {
+        self.0[sender].push(n);
+    }
+}
+
+struct Take;
+
+impl tidings::actor::Message for Take {
+    type Reply = Vec<Vec<u64>>;
+}
+
+impl Handler<Take> for PerSender {
+    async fn handle(&mut self, _: Take, _: &mut Context<Self>) -> Vec<Vec<u64>> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_racing_for_a_one_slot_mailbox_lose_no_wake_up_and_no_message() {
+    const SENDERS: usize = 4;
+    const EACH: u64 = 5_000;
+    let system = ActorSystem::new();
+    let options = SpawnOptions::new().mailbox(MailboxSize::Bounded(1));
+    let actor = system.spawn_with(PerSender(vec![Vec::new(); SENDERS + 1]), options);
+    let mut senders = Vec::new();
+    for sender in 0..SENDERS {
+        let actor = actor.clone();
+        senders.push(tokio::spawn(async move {
+            for n in 0..EACH {
+                actor.tell(From(sender, n)).await.unwrap();
+            }
+        }));
+    }
+    // A fifth sender gives up on most of its sends while they wait for room: a wake-up it
+    // was given and did not use must reach the others (or they would hang here).
+    let quitter = {
+        let actor = actor.clone();
+        tokio::spawn(async move {
+            let mut sent = Vec::new();
+            for n in 0..EACH {
+                let tell = actor.tell(From(SENDERS, n));
+                if let Ok(result) = tokio::time::timeout(Duration::ZERO, tell).await {
+                    result.unwrap();
+                    sent.push(n);
+                }
+            }
+            sent
+        })
+    };
+    // A lost wake-up shows as senders that never finish: bounded, so it fails instead.
+    let finished = tokio::time::timeout(Duration::from_secs(300), async {
+        for sender in senders {
+            sender.await.unwrap();
+        }
+        quitter.await.unwrap()
+    });
+    let quitter_sent = finished.await.expect("every sender finished");
+    let got = actor.ask(Take).await.unwrap();
+    for (sender, received) in got.iter().enumerate().take(SENDERS) {
+        assert_eq!(
+            *received,
+            (0..EACH).collect::<Vec<_>>(),
+            "sender {sender}: every message, in its order"
+        );
+    }
+    assert_eq!(
+        got[SENDERS], quitter_sent,
+        "what the quitter sent arrived, nothing else"
+    );
+}
+
+#[tokio::test]
+async fn a_sender_waiting_for_room_gets_its_message_back_when_the_actor_stops() {
+    let system = ActorSystem::new();
+    let l = log();
+    let gate = Arc::new(Semaphore::new(0));
+    let options = SpawnOptions::new().mailbox(MailboxSize::Bounded(1));
+    let actor = system.spawn_with(Recorder::gated(&l, &gate), options);
+    actor.tell(Add(0)).await.unwrap();
+    for _ in 0..10 {
+        tokio::task::yield_now().await; // the actor takes message 0 and waits at the gate
+    }
+    actor.tell(Add(1)).await.unwrap(); // the one slot
+    let waiting = {
+        let actor = actor.clone();
+        tokio::spawn(async move { actor.tell(Add(2)).await })
+    };
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiting.is_finished(), "the third tell waits for room");
+    actor.kill();
+    gate.add_permits(100);
+    match waiting.await.unwrap() {
+        Err(Closed(Add(2))) => {}
+        other => panic!("expected the message back, got {other:?}"),
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn timers_fire_on_the_paused_clock_and_can_be_cancelled() {
     let system = ActorSystem::new();
