@@ -154,6 +154,18 @@ fn batch(destination: &str, n: u64) -> Vec<Outgoing> {
         .collect()
 }
 
+/// A transport that finds its master through the sentinels at `urls`.
+async fn through(urls: &[String]) -> RedisTransport {
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    // The URL's host and port are not used: Sentinel names the master.
+    RedisTransport::builder("redis://127.0.0.1:1")
+        .sentinels(&urls, SENTINEL_MASTER)
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap()
+}
+
 async fn has_key(server: &OwnServer, key: &str) -> bool {
     ::redis::cmd("EXISTS")
         .arg(key)
@@ -173,13 +185,7 @@ async fn a_sentinel_that_missed_the_failover_is_outvoted_by_the_newer_epoch() {
     let lagging = OwnSentinel::start(SENTINEL_MASTER, decoy.port()).await;
     let mut urls = vec![lagging.url()];
     urls.extend(set.sentinel_urls());
-    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
-    let transport = RedisTransport::builder("redis://127.0.0.1:1")
-        .sentinels(&urls, SENTINEL_MASTER)
-        .timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .unwrap();
+    let transport = through(&urls).await;
     let stream = unique("epoch");
     transport.declare(&Endpoint::new(&stream)).await.unwrap();
     let results = transport.publish(&batch(&stream, 10)).await;
@@ -196,12 +202,7 @@ async fn a_stream_missing_on_a_master_sentinel_no_longer_names_is_sent_to_the_ne
     let old = OwnServer::start(false).await;
     let new = OwnServer::start(false).await;
     let sentinel = OwnSentinel::start(SENTINEL_MASTER, old.port()).await;
-    let transport = RedisTransport::builder("redis://127.0.0.1:1")
-        .sentinels(&[&sentinel.url()], SENTINEL_MASTER)
-        .timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .unwrap();
+    let transport = through(&[sentinel.url()]).await;
     let stream = unique("moved");
     transport.declare(&Endpoint::new(&stream)).await.unwrap();
     let results = transport.publish(&batch(&stream, 5)).await;
