@@ -169,6 +169,14 @@ async fn refused_publishes_are_counted_not_retried_forever() {
     bus.emit(Tick(1));
     until("the refusal", || outbound.stats().rejected == 1).await;
     assert_eq!(outbound.stats().in_flight, 0);
+    // Nothing is left unfinished, and the report still shows the event that was dropped.
+    let report = outbound.shutdown(Duration::from_secs(5)).await;
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.refused_count(), 1);
+    assert_eq!(
+        report.to_string(),
+        "stopped cleanly (1 refused for good before)"
+    );
 }
 
 #[tokio::test(start_paused = true)]

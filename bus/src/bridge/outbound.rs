@@ -361,7 +361,8 @@ impl<S: EventSetCodec> Outbound<S> {
     /// still buffered): they were not published, or their publish may or may not have
     /// reached the broker. With a store, it counts only the events left unstored (still
     /// buffered): those stored and not confirmed stay in the store, and the next outbound on
-    /// it publishes them.
+    /// it publishes them. Its [`refused_count`](ShutdownReport::refused_count) is the events
+    /// refused for good (rejected or unencodable) during the outbound's life.
     pub async fn shutdown(mut self, deadline: Duration) -> ShutdownReport {
         if !self.task.is_running() {
             return ShutdownReport::default();
@@ -387,7 +388,9 @@ impl<S: EventSetCodec> Outbound<S> {
                 "outbound bridge stopped with events not confirmed"
             );
         }
+        let refused = self.stats.get(REJECTED) + self.stats.get(UNENCODABLE);
         ShutdownReport::new(usize::try_from(unconfirmed).unwrap_or(usize::MAX))
+            .with_refused(refused)
     }
 }
 
