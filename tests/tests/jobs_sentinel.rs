@@ -88,10 +88,40 @@ async fn a_queue_and_its_worker_follow_a_failover() {
         (50..120).all(|n| done.lock().contains(&n))
     })
     .await;
+    // And they are on the master Sentinel names: none went to the old master while it was
+    // back, empty and not yet demoted (where it would have been lost when it was).
+    let on_new_master = completed_on(&set.replica, "email").await;
+    let missing: Vec<u64> = (50..120).filter(|n| !on_new_master.contains(n)).collect();
+    assert!(missing.is_empty(), "not on the new master: {missing:?}");
     let counts = queue
         .counts()
         .await
         .expect("the queue answers on the new master");
     assert!(counts.completed >= 70, "{counts:?}");
     assert!(worker.shutdown(WAIT).await.is_clean());
+}
+
+/// The `n` of every completed job of queue `name` (prefix `bull`) on `server`.
+async fn completed_on(server: &tidings_tests::redis::OwnServer, name: &str) -> BTreeSet<u64> {
+    let mut admin = server.admin().await;
+    let ids: Vec<String> = ::redis::cmd("ZRANGE")
+        .arg(format!("bull:{name}:completed"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let mut done = BTreeSet::new();
+    for id in ids {
+        let data: Option<String> = ::redis::cmd("HGET")
+            .arg(format!("bull:{name}:{id}"))
+            .arg("data")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        if let Some(email) = data.and_then(|d| serde_json::from_str::<Email>(&d).ok()) {
+            done.insert(email.n);
+        }
+    }
+    done
 }

@@ -103,6 +103,10 @@ impl JobTransport {
 
     async fn producer(&self) -> Result<Arc<bullmq::FlowProducer>, Error> {
         let mut slot = self.producer.lock().await;
+        // Behind Sentinel, an answer older than a second is asked again (see `Location`).
+        if slot.is_some() && self.location.stale() && self.location.follow().await? {
+            *slot = None;
+        }
         if let Some(producer) = slot.as_ref() {
             return Ok(Arc::clone(producer));
         }
@@ -170,9 +174,10 @@ impl Transport for JobTransport {
             Err(e) => Err(e),
         };
         if let Err(e) = added {
-            // Behind Sentinel, a failure may be a failover: the next batch goes to the master
-            // Sentinel names now.
-            if self.location.follow().await.unwrap_or(false) {
+            // Behind Sentinel, a failure may be a failover, and the producer would wait for
+            // its old address to come back: the next batch starts afresh, after `probe` has
+            // asked Sentinel and checked that the master it names answers.
+            if self.location.sentinel.is_some() {
                 *self.producer.lock().await = None;
             }
             // One transaction: none of them was added.

@@ -19,9 +19,18 @@ pub(crate) struct Location {
     pub(crate) cluster: Vec<String>,
     /// Sentinels that name the master (the URL then gives credentials, database and TLS).
     pub(crate) sentinel: Option<Sentinel>,
-    /// The master's URL as Sentinel last named it; shared by the clones of a location.
+    /// The master's URL as Sentinel last named it, and when; shared by the clones of a
+    /// location.
     master: Arc<Mutex<Option<String>>>,
+    asked: Arc<Mutex<Option<std::time::Instant>>>,
 }
+
+/// How old Sentinel's last answer may be before a command asks again. BullMQ's client
+/// reconnects to the address it was given by itself, so after a failover nothing fails on
+/// its side to make us ask: an old master back at that address, empty and not yet demoted,
+/// would take the commands. Asking again when the answer is older than this bounds that
+/// window, at one question to Sentinel per second at most.
+const SENTINEL_ANSWER_KEPT: Duration = Duration::from_secs(1);
 
 impl Location {
     /// Queue `name` on the Redis at `url`, key prefix `bull`.
@@ -33,6 +42,7 @@ impl Location {
             cluster: Vec::new(),
             sentinel: None,
             master: Arc::default(),
+            asked: Arc::default(),
         }
     }
 
@@ -55,6 +65,7 @@ impl Location {
             .await
             .map_err(|e| Error::Redis(crate::secret::scrub(&e, self.secret())))?;
         let master = with_address(&self.url, &host, port);
+        *self.asked.lock() = Some(std::time::Instant::now());
         let mut current = self.master.lock();
         if current.as_deref() == Some(master.as_str()) {
             return Ok(false);
@@ -64,6 +75,16 @@ impl Location {
         }
         *current = Some(master);
         Ok(true)
+    }
+
+    /// With Sentinel, whether its last answer is too old to send a command by
+    /// ([`SENTINEL_ANSWER_KEPT`]).
+    pub(crate) fn stale(&self) -> bool {
+        self.sentinel.is_some()
+            && self
+                .asked
+                .lock()
+                .is_none_or(|at| at.elapsed() >= SENTINEL_ANSWER_KEPT)
     }
 
     pub(crate) fn secret(&self) -> Option<&str> {
@@ -89,15 +110,17 @@ impl Location {
         Error::from_bullmq(error, self.secret())
     }
 
-    /// Connects once and pings, within five seconds: BullMQ's client retries a refused login
-    /// or an unreachable server for minutes before it reports anything.
-    pub(crate) async fn probe(&self) -> Result<(), Error> {
-        self.follow().await?;
+    /// Asks Sentinel where the master is (when there is Sentinel), then connects once and
+    /// pings, within five seconds: BullMQ's client retries a refused login or an unreachable
+    /// server for minutes before it reports anything. Whether the master moved.
+    pub(crate) async fn probe(&self) -> Result<bool, Error> {
+        let moved = self.follow().await?;
         let mut connection = self.open(Duration::from_secs(5)).await?;
         redis::cmd("PING")
             .query_async::<()>(&mut connection)
             .await
-            .map_err(|e| self.redis_error(e))
+            .map_err(|e| self.redis_error(e))?;
+        Ok(moved)
     }
 
     /// A plain connection of our own (a cluster connection on a cluster), connecting and

@@ -158,23 +158,43 @@ impl<J: Job> JobQueue<J> {
         self.inner.location.error(error)
     }
 
-    /// BullMQ's queue and flow producer; behind Sentinel, after a failure, on the master
-    /// Sentinel names now.
-    async fn handles(&self) -> Arc<Handles> {
+    /// BullMQ's queue and flow producer; behind Sentinel, on the master Sentinel named at
+    /// most a second ago (see `SENTINEL_ANSWER_KEPT`), and after a failure, once it answers.
+    ///
+    /// After a failure the master is checked on a connection of our own (connect and `PING`
+    /// within seconds) before BullMQ's client gets the command: that client reconnects to
+    /// its address by itself and waits for it, so a command sent while the old master is
+    /// down would wait for it to come back, empty, before Sentinel demoted it, and land
+    /// there. Failing fast instead, the caller's next attempt asks Sentinel again.
+    async fn handles(&self) -> Result<Arc<Handles>, Error> {
         let inner = &self.inner;
         let suspect = inner.location.sentinel.is_some()
             && inner
                 .suspect
                 .swap(false, std::sync::atomic::Ordering::Relaxed);
-        if suspect && inner.location.follow().await.unwrap_or(false) {
-            match Handles::open(&inner.location).await {
-                Ok(handles) => *inner.handles.lock() = Arc::new(handles),
-                Err(_) => inner
+        if suspect || inner.location.stale() {
+            let still = |error: Error| {
+                inner
                     .suspect
-                    .store(true, std::sync::atomic::Ordering::Relaxed),
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                error
+            };
+            let moved = if suspect {
+                inner.location.probe().await
+            } else {
+                inner.location.follow().await
+            };
+            if moved.map_err(still)? {
+                let handles = Handles::open(&inner.location).await.map_err(still)?;
+                *inner.handles.lock() = Arc::new(handles);
             }
         }
-        Arc::clone(&inner.handles.lock())
+        Ok(self.current())
+    }
+
+    /// The handles in use, without checking where they point.
+    fn current(&self) -> Arc<Handles> {
+        Arc::clone(&self.inner.handles.lock())
     }
 
     fn encode(job: &J) -> Result<serde_json::Value, Error> {
@@ -193,7 +213,7 @@ impl<J: Job> JobQueue<J> {
         let data = Self::encode(job)?;
         let added = self
             .handles()
-            .await
+            .await?
             .queue
             .add(J::NAME, data)
             .options(options)
@@ -226,7 +246,7 @@ impl<J: Job> JobQueue<J> {
         }
         let nodes = self
             .handles()
-            .await
+            .await?
             .flow
             .add_bulk(flows)
             .await
@@ -254,7 +274,7 @@ impl<J: Job> JobQueue<J> {
     ) -> Result<(), Error> {
         let options = options.or(&self.inner.defaults).to_bullmq()?;
         self.handles()
-            .await
+            .await?
             .queue
             .upsert_job_scheduler(
                 id,
@@ -271,7 +291,7 @@ impl<J: Job> JobQueue<J> {
     /// Removes the scheduler `id` (jobs it already added stay); whether it existed.
     pub async fn unschedule(&self, id: &str) -> Result<bool, Error> {
         self.handles()
-            .await
+            .await?
             .queue
             .remove_job_scheduler(id)
             .await
@@ -282,7 +302,7 @@ impl<J: Job> JobQueue<J> {
     pub async fn schedules(&self) -> Result<Vec<Schedule>, Error> {
         let schedulers = self
             .handles()
-            .await
+            .await?
             .queue
             .get_job_schedulers(0, -1, true)
             .await
@@ -303,7 +323,7 @@ impl<J: Job> JobQueue<J> {
     pub async fn counts(&self) -> Result<JobCounts, Error> {
         let counts = self
             .handles()
-            .await
+            .await?
             .queue
             .get_job_counts()
             .await
@@ -333,7 +353,7 @@ impl<J: Job> JobQueue<J> {
         let end = i64::try_from(page.end - 1).unwrap_or(i64::MAX);
         let jobs = self
             .handles()
-            .await
+            .await?
             .queue
             .get_jobs(&[state.as_str()], start, end, false)
             .await
@@ -345,7 +365,7 @@ impl<J: Job> JobQueue<J> {
     pub async fn get(&self, id: &str) -> Result<Option<JobRecord<J>>, Error> {
         let job = self
             .handles()
-            .await
+            .await?
             .queue
             .get_job(id)
             .await
@@ -357,7 +377,7 @@ impl<J: Job> JobQueue<J> {
     pub async fn state(&self, id: &str) -> Result<Option<JobState>, Error> {
         let state = self
             .handles()
-            .await
+            .await?
             .queue
             .get_job_state(id)
             .await
@@ -369,7 +389,7 @@ impl<J: Job> JobQueue<J> {
     pub async fn logs(&self, id: &str) -> Result<Vec<String>, Error> {
         let (lines, _) = self
             .handles()
-            .await
+            .await?
             .queue
             .get_job_logs(id, 0, -1, true)
             .await
@@ -392,7 +412,7 @@ impl<J: Job> JobQueue<J> {
     /// The job `id`, with the client's script context, or `NotFound`.
     async fn job(&self, id: &str) -> Result<bullmq::Job, Error> {
         self.handles()
-            .await
+            .await?
             .queue
             .get_job(id)
             .await
@@ -423,7 +443,7 @@ impl<J: Job> JobQueue<J> {
     /// Moves every failed job back to waiting.
     pub async fn retry_failed(&self) -> Result<(), Error> {
         self.handles()
-            .await
+            .await?
             .queue
             .retry_jobs("failed", 1000, None)
             .await
@@ -448,7 +468,7 @@ impl<J: Job> JobQueue<J> {
             other => other.as_str(),
         };
         self.handles()
-            .await
+            .await?
             .queue
             .clean(millis(grace), limit, state)
             .await
@@ -458,7 +478,7 @@ impl<J: Job> JobQueue<J> {
     /// Removes the job `id` (not while a worker holds it); whether it existed.
     pub async fn remove(&self, id: &str) -> Result<bool, Error> {
         self.handles()
-            .await
+            .await?
             .queue
             .remove(id)
             .await
@@ -468,7 +488,7 @@ impl<J: Job> JobQueue<J> {
     /// Stops every worker of the queue, in every process, from taking jobs; active ones finish.
     pub async fn pause(&self) -> Result<(), Error> {
         self.handles()
-            .await
+            .await?
             .queue
             .pause()
             .await
@@ -478,7 +498,7 @@ impl<J: Job> JobQueue<J> {
     /// Lets workers take jobs again.
     pub async fn resume(&self) -> Result<(), Error> {
         self.handles()
-            .await
+            .await?
             .queue
             .resume()
             .await
@@ -488,7 +508,7 @@ impl<J: Job> JobQueue<J> {
     /// Whether the queue is paused.
     pub async fn is_paused(&self) -> Result<bool, Error> {
         self.handles()
-            .await
+            .await?
             .queue
             .is_paused()
             .await
@@ -499,7 +519,7 @@ impl<J: Job> JobQueue<J> {
     /// completed and failed jobs stay.
     pub async fn drain(&self, delayed: bool) -> Result<(), Error> {
         self.handles()
-            .await
+            .await?
             .queue
             .drain(delayed)
             .await
@@ -511,7 +531,7 @@ impl<J: Job> JobQueue<J> {
     pub async fn obliterate(&self, force: bool) -> Result<(), Error> {
         self.pause().await?;
         self.handles()
-            .await
+            .await?
             .queue
             .obliterate(force, 1000)
             .await
@@ -520,7 +540,7 @@ impl<J: Job> JobQueue<J> {
 
     /// At most `limit` jobs of this queue active at once across all workers (`None`: no limit).
     pub async fn set_global_concurrency(&self, limit: Option<u64>) -> Result<(), Error> {
-        let handles = self.handles().await;
+        let handles = self.handles().await?;
         let queue = &handles.queue;
         match limit {
             Some(0) => Err(Error::Invalid(
@@ -539,7 +559,7 @@ impl<J: Job> JobQueue<J> {
 
     /// At most `max` jobs started per `per` across all workers (`None`: no limit).
     pub async fn set_global_rate_limit(&self, limit: Option<(u64, Duration)>) -> Result<(), Error> {
-        let handles = self.handles().await;
+        let handles = self.handles().await?;
         let queue = &handles.queue;
         match limit {
             Some((max, per)) if max == 0 || per.is_zero() => Err(Error::Invalid(
@@ -559,7 +579,7 @@ impl<J: Job> JobQueue<J> {
     /// Closes the connection, waiting at most `deadline`. A queue holds no work of its own
     /// (every add was awaited by its caller), so the report is always clean.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
-        if tokio::time::timeout(deadline, self.handles().await.queue.close())
+        if tokio::time::timeout(deadline, self.current().queue.close())
             .await
             .is_err()
         {
