@@ -103,8 +103,8 @@ impl JobTransport {
 
     async fn producer(&self) -> Result<Arc<bullmq::FlowProducer>, Error> {
         let mut slot = self.producer.lock().await;
-        // Behind Sentinel, an answer older than a second is asked again (see `Location`).
-        if slot.is_some() && self.location.stale() && self.location.follow().await? {
+        // Behind Sentinel, on the master Sentinel names (see `Location::recheck`).
+        if slot.is_some() && self.location.recheck().await? {
             *slot = None;
         }
         if let Some(producer) = slot.as_ref() {
@@ -174,12 +174,8 @@ impl Transport for JobTransport {
             Err(e) => Err(e),
         };
         if let Err(e) = added {
-            // Behind Sentinel, a failure may be a failover, and the producer would wait for
-            // its old address to come back: the next batch starts afresh, after `probe` has
-            // asked Sentinel and checked that the master it names answers.
-            if self.location.sentinel.is_some() {
-                *self.producer.lock().await = None;
-            }
+            // The failure is marked on the location: behind Sentinel, the next batch asks
+            // where the master is first (`producer`).
             // One transaction: none of them was added.
             let reason = e.to_string();
             for index in sent {

@@ -23,6 +23,9 @@ pub(crate) struct Location {
     /// location.
     master: Arc<Mutex<Option<String>>>,
     asked: Arc<Mutex<Option<std::time::Instant>>>,
+    /// Set by a failed command: the next [`recheck`](Self::recheck) asks Sentinel and checks
+    /// that the master it names answers.
+    suspect: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How old Sentinel's last answer may be before a command asks again. BullMQ's client
@@ -43,6 +46,7 @@ impl Location {
             sentinel: None,
             master: Arc::default(),
             asked: Arc::default(),
+            suspect: Arc::default(),
         }
     }
 
@@ -77,14 +81,38 @@ impl Location {
         Ok(true)
     }
 
-    /// With Sentinel, whether its last answer is too old to send a command by
-    /// ([`SENTINEL_ANSWER_KEPT`]).
-    pub(crate) fn stale(&self) -> bool {
-        self.sentinel.is_some()
-            && self
-                .asked
-                .lock()
-                .is_none_or(|at| at.elapsed() >= SENTINEL_ANSWER_KEPT)
+    /// Behind Sentinel, before a command on connections made earlier: after a failure,
+    /// asks Sentinel and checks on a connection of our own that the master it names answers
+    /// (BullMQ's client would wait for its old address to come back, possibly empty and not
+    /// yet demoted); otherwise asks again when the last answer is older than
+    /// [`SENTINEL_ANSWER_KEPT`]. Whether the master moved (then the caller reconnects).
+    /// Without Sentinel: nothing, and no lock taken.
+    pub(crate) async fn recheck(&self) -> Result<bool, Error> {
+        if self.sentinel.is_none() {
+            return Ok(false);
+        }
+        let moved = if self
+            .suspect
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.probe().await
+        } else if self
+            .asked
+            .lock()
+            .is_none_or(|at| at.elapsed() >= SENTINEL_ANSWER_KEPT)
+        {
+            self.follow().await
+        } else {
+            return Ok(false);
+        };
+        moved.inspect_err(|_| self.failed())
+    }
+
+    /// Marks that a command failed, which may mean a failover (see
+    /// [`recheck`](Self::recheck)).
+    pub(crate) fn failed(&self) {
+        self.suspect
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn secret(&self) -> Option<&str> {
@@ -106,7 +134,10 @@ impl Location {
             .collect()
     }
 
+    /// A BullMQ error, without the URL's password; marks the failure (see
+    /// [`recheck`](Self::recheck)).
     pub(crate) fn error(&self, error: bullmq::Error) -> Error {
+        self.failed();
         Error::from_bullmq(error, self.secret())
     }
 

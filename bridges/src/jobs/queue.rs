@@ -64,7 +64,6 @@ impl<J: Job> JobQueueBuilder<J> {
         Ok(JobQueue {
             inner: Arc::new(QueueInner {
                 handles: parking_lot::Mutex::new(Arc::new(handles)),
-                suspect: std::sync::atomic::AtomicBool::new(false),
                 location,
                 defaults: self.defaults,
             }),
@@ -75,8 +74,6 @@ impl<J: Job> JobQueueBuilder<J> {
 
 struct QueueInner {
     handles: parking_lot::Mutex<Arc<Handles>>,
-    /// Set by a failure: behind Sentinel, the next call asks whether the master moved.
-    suspect: std::sync::atomic::AtomicBool,
     location: Location,
     defaults: JobOptions,
 }
@@ -152,42 +149,18 @@ impl<J: Job> JobQueue<J> {
     }
 
     fn error(&self, error: bullmq::Error) -> Error {
-        self.inner
-            .suspect
-            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.inner.location.error(error)
     }
 
-    /// BullMQ's queue and flow producer; behind Sentinel, on the master Sentinel named at
-    /// most a second ago (see `SENTINEL_ANSWER_KEPT`), and after a failure, once it answers.
-    ///
-    /// After a failure the master is checked on a connection of our own (connect and `PING`
-    /// within seconds) before BullMQ's client gets the command: that client reconnects to
-    /// its address by itself and waits for it, so a command sent while the old master is
-    /// down would wait for it to come back, empty, before Sentinel demoted it, and land
-    /// there. Failing fast instead, the caller's next attempt asks Sentinel again.
+    /// BullMQ's queue and flow producer; behind Sentinel, on the master Sentinel names (see
+    /// [`Location::recheck`]).
     async fn handles(&self) -> Result<Arc<Handles>, Error> {
-        let inner = &self.inner;
-        let suspect = inner.location.sentinel.is_some()
-            && inner
-                .suspect
-                .swap(false, std::sync::atomic::Ordering::Relaxed);
-        if suspect || inner.location.stale() {
-            let still = |error: Error| {
-                inner
-                    .suspect
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-                error
-            };
-            let moved = if suspect {
-                inner.location.probe().await
-            } else {
-                inner.location.follow().await
-            };
-            if moved.map_err(still)? {
-                let handles = Handles::open(&inner.location).await.map_err(still)?;
-                *inner.handles.lock() = Arc::new(handles);
-            }
+        let location = &self.inner.location;
+        if location.recheck().await? {
+            let handles = Handles::open(location)
+                .await
+                .inspect_err(|_| location.failed())?;
+            *self.inner.handles.lock() = Arc::new(handles);
         }
         Ok(self.current())
     }
