@@ -326,6 +326,31 @@ impl OwnSentinel {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Makes it name the server on `port` as `name` from now on (`SENTINEL REMOVE`, then
+    /// `MONITOR`), as after a switch-over, without touching either server or its clients.
+    pub async fn monitor(&self, name: &str, port: u16) {
+        let client = ::redis::Client::open(self.url()).expect("URL");
+        let mut c = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("the sentinel");
+        let () = ::redis::cmd("SENTINEL")
+            .arg("REMOVE")
+            .arg(name)
+            .query_async(&mut c)
+            .await
+            .expect("SENTINEL REMOVE");
+        let () = ::redis::cmd("SENTINEL")
+            .arg("MONITOR")
+            .arg(name)
+            .arg("127.0.0.1")
+            .arg(port)
+            .arg(2)
+            .query_async(&mut c)
+            .await
+            .expect("SENTINEL MONITOR");
+    }
+
     /// The master's port as this sentinel names it now.
     pub async fn master_port(&self, name: &str) -> Option<u16> {
         let client = ::redis::Client::open(self.url()).ok()?;

@@ -11,10 +11,10 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tidings::bridge::Outbound;
+use tidings::bridge::{Envelope, Outbound, Outgoing, Transport};
 use tidings::{Bus, Event, EventSet};
 use tidings_bridges::jobs::{JobFailure, JobQueue, JobTransport, Worker};
-use tidings_tests::redis::{SENTINEL_MASTER, SentinelSet};
+use tidings_tests::redis::{OwnSentinel, OwnServer, SENTINEL_MASTER, SentinelSet, unique};
 use tidings_tests::wait_until;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -102,7 +102,7 @@ async fn a_queue_and_its_worker_follow_a_failover() {
 }
 
 /// The `n` of every completed job of queue `name` (prefix `bull`) on `server`.
-async fn completed_on(server: &tidings_tests::redis::OwnServer, name: &str) -> BTreeSet<u64> {
+async fn completed_on(server: &OwnServer, name: &str) -> BTreeSet<u64> {
     let mut admin = server.admin().await;
     let ids: Vec<String> = ::redis::cmd("ZRANGE")
         .arg(format!("bull:{name}:completed"))
@@ -124,4 +124,55 @@ async fn completed_on(server: &tidings_tests::redis::OwnServer, name: &str) -> B
         }
     }
     done
+}
+
+/// Whether any job was ever added to queue `name` (prefix `bull`) on `server`.
+async fn has_jobs(server: &OwnServer, name: &str) -> bool {
+    ::redis::cmd("EXISTS")
+        .arg(format!("bull:{name}:id"))
+        .query_async::<u64>(&mut server.admin().await)
+        .await
+        .unwrap()
+        == 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_and_a_job_transport_go_where_sentinel_points_though_nothing_failed() {
+    // BullMQ's client reconnects to its address by itself, so after a failover nothing need
+    // fail on our side: Sentinel is asked again anyway once its last answer is old.
+    let old = OwnServer::start(false).await;
+    let new = OwnServer::start(false).await;
+    let sentinel = OwnSentinel::start(SENTINEL_MASTER, old.port()).await;
+    let url = "redis://127.0.0.1:1";
+    let sentinels = [sentinel.url()];
+    let sentinels: Vec<&str> = sentinels.iter().map(String::as_str).collect();
+    let name = unique("moved");
+    let queue = JobQueue::<Email>::builder(url, name.clone())
+        .sentinels(&sentinels, SENTINEL_MASTER)
+        .connect()
+        .await
+        .unwrap();
+    let transport = JobTransport::new(url).sentinels(&sentinels, SENTINEL_MASTER);
+    let job = |n: u64| Outgoing {
+        destination: name.clone(),
+        envelope: Envelope::new("email.send", serde_json::to_vec(&Email { n }).unwrap()),
+    };
+    queue.add(&Email { n: 0 }).await.unwrap();
+    assert!(transport.publish(&[job(1)]).await[0].is_ok());
+    assert!(has_jobs(&old, &name).await && !has_jobs(&new, &name).await);
+
+    // Both servers stay up and keep their clients; only Sentinel's answer changes.
+    sentinel.monitor(SENTINEL_MASTER, new.port()).await;
+    wait_until(
+        "the queue adds on the master Sentinel names",
+        WAIT,
+        async || queue.add(&Email { n: 2 }).await.is_ok() && has_jobs(&new, &name).await,
+    )
+    .await;
+    let before = queue.counts().await.unwrap().waiting;
+    wait_until("the job transport adds there too", WAIT, async || {
+        transport.publish(&[job(3)]).await[0].is_ok()
+            && queue.counts().await.unwrap().waiting > before
+    })
+    .await;
 }

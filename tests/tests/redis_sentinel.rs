@@ -210,26 +210,7 @@ async fn a_stream_missing_on_a_master_sentinel_no_longer_names_is_sent_to_the_ne
     // Sentinel now names the other server, which has the stream; the old one, which the
     // transport is still connected to, is empty and still a master, as an old master
     // restarted without its data is until Sentinel demotes it.
-    let mut s = ::redis::Client::open(sentinel.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let () = ::redis::cmd("SENTINEL")
-        .arg("REMOVE")
-        .arg(SENTINEL_MASTER)
-        .query_async(&mut s)
-        .await
-        .unwrap();
-    let () = ::redis::cmd("SENTINEL")
-        .arg("MONITOR")
-        .arg(SENTINEL_MASTER)
-        .arg("127.0.0.1")
-        .arg(new.port())
-        .arg(2)
-        .query_async(&mut s)
-        .await
-        .unwrap();
+    sentinel.monitor(SENTINEL_MASTER, new.port()).await;
     let () = ::redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(&stream)
