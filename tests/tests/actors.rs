@@ -88,17 +88,26 @@ async fn ask_timeout_and_ask_after_stop() {
     }
 }
 
-#[tokio::test]
-async fn try_tell_on_full_and_closed_mailboxes() {
-    let system = ActorSystem::new();
-    let l = log();
+/// A gated recorder with a mailbox of `capacity`, holding message 0 at its gate (the
+/// mailbox empty) until the gate gets permits.
+async fn held_at_gate(
+    system: &ActorSystem,
+    capacity: usize,
+) -> (tidings::actor::ActorRef<Recorder>, Arc<Semaphore>) {
     let gate = Arc::new(Semaphore::new(0));
-    let options = SpawnOptions::new().mailbox(MailboxSize::Bounded(2));
-    let actor = system.spawn_with(Recorder::gated(&l, &gate), options);
+    let options = SpawnOptions::new().mailbox(MailboxSize::Bounded(capacity));
+    let actor = system.spawn_with(Recorder::gated(&log(), &gate), options);
     actor.tell(Add(0)).await.unwrap();
     for _ in 0..10 {
         tokio::task::yield_now().await; // the actor takes message 0 and waits at the gate
     }
+    (actor, gate)
+}
+
+#[tokio::test]
+async fn try_tell_on_full_and_closed_mailboxes() {
+    let system = ActorSystem::new();
+    let (actor, gate) = held_at_gate(&system, 2).await;
     actor.try_tell(Add(1)).unwrap();
     actor.try_tell(Add(2)).unwrap();
     match actor.try_tell(Add(3)) {
@@ -230,14 +239,7 @@ async fn senders_racing_for_a_one_slot_mailbox_lose_no_wake_up_and_no_message() 
 #[tokio::test]
 async fn a_sender_waiting_for_room_gets_its_message_back_when_the_actor_stops() {
     let system = ActorSystem::new();
-    let l = log();
-    let gate = Arc::new(Semaphore::new(0));
-    let options = SpawnOptions::new().mailbox(MailboxSize::Bounded(1));
-    let actor = system.spawn_with(Recorder::gated(&l, &gate), options);
-    actor.tell(Add(0)).await.unwrap();
-    for _ in 0..10 {
-        tokio::task::yield_now().await; // the actor takes message 0 and waits at the gate
-    }
+    let (actor, gate) = held_at_gate(&system, 1).await;
     actor.tell(Add(1)).await.unwrap(); // the one slot
     let waiting = {
         let actor = actor.clone();

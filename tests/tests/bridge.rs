@@ -405,6 +405,10 @@ async fn events_that_cannot_be_encoded_are_counted_not_lost_in_silence() {
     let stats = outbound.stats();
     assert_eq!((stats.unencodable, stats.in_flight), (1, 0));
     assert_eq!(broker.depth("grid", "default"), 1);
+    // The stop is clean, and its report counts the event that was dropped.
+    let report = outbound.shutdown(Duration::from_secs(5)).await;
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.refused_count(), 1);
 }
 
 /// Emits `Tick(0..n)` with one key through an outbound built by `build`, and returns the order
