@@ -326,14 +326,19 @@ impl OwnSentinel {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// A connection to it for a test's commands.
+    pub async fn connection(&self) -> ::redis::aio::MultiplexedConnection {
+        ::redis::Client::open(self.url())
+            .expect("URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("the sentinel")
+    }
+
     /// Makes it name the server on `port` as `name` from now on (`SENTINEL REMOVE`, then
     /// `MONITOR`), as after a switch-over, without touching either server or its clients.
     pub async fn monitor(&self, name: &str, port: u16) {
-        let client = ::redis::Client::open(self.url()).expect("URL");
-        let mut c = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("the sentinel");
+        let mut c = self.connection().await;
         let () = ::redis::cmd("SENTINEL")
             .arg("REMOVE")
             .arg(name)
@@ -592,11 +597,7 @@ impl SentinelSet {
     /// Has Sentinel promote the replica while both servers run (`SENTINEL FAILOVER`), and
     /// waits until every sentinel names it and the old master replicates from it.
     pub async fn switch_over(&self) {
-        let client = ::redis::Client::open(self.sentinels[0].url()).expect("URL");
-        let mut c = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("the sentinel");
+        let mut c = self.sentinels[0].connection().await;
         let () = ::redis::cmd("SENTINEL")
             .arg("FAILOVER")
             .arg(SENTINEL_MASTER)
