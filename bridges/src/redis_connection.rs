@@ -71,12 +71,20 @@ impl std::fmt::Debug for Sentinel {
 
 impl Sentinel {
     /// The master's host and port as the sentinels name it now: every sentinel is asked at
-    /// once (`SENTINEL MASTER`), and of those that answer within `timeout` the one with the
-    /// highest configuration epoch wins (the first listed on a tie). A sentinel that has not
-    /// yet heard of a failover still names the old master, which may be back, empty, and
-    /// answering as a master until Sentinel demotes it; the epoch tells the newer view from
-    /// the older, where the first answer would not. The last failure's text otherwise (it may
-    /// quote a sentinel's URL: scrub it).
+    /// once, and of those that answer within `timeout` the one with the highest configuration
+    /// epoch wins (the first listed on a tie). A sentinel that has not yet heard of a failover
+    /// still names the old master, which may be back, empty, and answering as a master until
+    /// Sentinel demotes it; the epoch tells the newer view from the older, where the first
+    /// answer would not. The last failure's text otherwise (it may quote a sentinel's URL:
+    /// scrub it).
+    ///
+    /// Each sentinel gets two commands in one pipeline: `SENTINEL MASTER` for the epoch and
+    /// `SENTINEL GET-MASTER-ADDR-BY-NAME` for the address. The leader of a failover takes the
+    /// new epoch as soon as the replica accepts its promotion, but until the other replicas
+    /// are reconfigured `SENTINEL MASTER` still reports the old master's address under it;
+    /// only the second command names the promoted replica then. Read together, the highest
+    /// epoch came with the old address: a queue asked in that window and went to the old
+    /// master, back and empty, where its jobs were lost at the demotion.
     pub(crate) async fn master(&self, timeout: Duration) -> Result<(String, u16), String> {
         let asked = self.sentinels.iter().map(|url| async move {
             let ask = async {
@@ -85,13 +93,20 @@ impl Sentinel {
                     .get_multiplexed_async_connection()
                     .await
                     .map_err(|e| e.to_string())?;
-                let fields = redis::cmd("SENTINEL")
+                let (fields, address) = redis::pipe()
+                    .cmd("SENTINEL")
                     .arg("MASTER")
                     .arg(&self.master)
-                    .query_async::<std::collections::HashMap<String, String>>(&mut connection)
+                    .cmd("SENTINEL")
+                    .arg("GET-MASTER-ADDR-BY-NAME")
+                    .arg(&self.master)
+                    .query_async::<(
+                        std::collections::HashMap<String, String>,
+                        Option<(String, u16)>,
+                    )>(&mut connection)
                     .await
                     .map_err(|e| e.to_string())?;
-                named_master(&fields)
+                named_master(&fields, address)
                     .ok_or_else(|| format!("Sentinel does not know the master `{}`", self.master))
             };
             match tokio::time::timeout(timeout, ask).await {
@@ -116,10 +131,13 @@ impl Sentinel {
     }
 }
 
-/// The configuration epoch, host and port in a `SENTINEL MASTER` reply.
-fn named_master(fields: &std::collections::HashMap<String, String>) -> Option<(u64, String, u16)> {
-    let host = fields.get("ip")?.clone();
-    let port = fields.get("port")?.parse().ok()?;
+/// The configuration epoch of a `SENTINEL MASTER` reply with the address of the
+/// `SENTINEL GET-MASTER-ADDR-BY-NAME` reply (see [`Sentinel::master`]).
+fn named_master(
+    fields: &std::collections::HashMap<String, String>,
+    address: Option<(String, u16)>,
+) -> Option<(u64, String, u16)> {
+    let (host, port) = address?;
     let epoch = fields
         .get("config-epoch")
         .and_then(|e| e.parse().ok())

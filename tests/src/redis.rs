@@ -594,6 +594,75 @@ impl SentinelSet {
 }
 
 impl SentinelSet {
+    /// Holds the next failover open for `window`: a second replica that Sentinel never
+    /// promotes (`replica-priority 0`) and that cannot follow the promoted one (a
+    /// `masterauth` it refuses) keeps the failover's leader reconfiguring replicas until
+    /// `failover-timeout`, set to `window` on every sentinel. Meanwhile the leader names the
+    /// promoted replica (`GET-MASTER-ADDR-BY-NAME`) under the new configuration epoch while
+    /// its `SENTINEL MASTER` still gives the old master's address. The second replica is
+    /// returned (killed on drop).
+    pub async fn hold_next_failover(&self, window: std::time::Duration) -> OwnServer {
+        let stuck = OwnServer::start(false).await;
+        stuck.replicate(&self.master).await;
+        let mut admin = stuck.admin().await;
+        for (key, value) in [
+            ("replica-priority", "0"),
+            ("masterauth", "no-promoted-replica-accepts-this"),
+        ] {
+            let () = ::redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(key)
+                .arg(value)
+                .query_async(&mut admin)
+                .await
+                .expect("CONFIG SET");
+        }
+        for sentinel in &self.sentinels {
+            let () = ::redis::cmd("SENTINEL")
+                .arg("SET")
+                .arg(SENTINEL_MASTER)
+                .arg("failover-timeout")
+                .arg(window.as_millis().to_string())
+                .query_async(&mut sentinel.connection().await)
+                .await
+                .expect("SENTINEL SET");
+            crate::wait_until(
+                "the sentinels know the second replica",
+                std::time::Duration::from_secs(60),
+                async || sentinel.field("num-slaves").await == "2",
+            )
+            .await;
+        }
+        stuck
+    }
+
+    /// Kills the master and waits until the failover's leader (the sentinel running it)
+    /// names the replica; that sentinel. The master stays down.
+    pub async fn kill_master_until_promoted(&self) -> &OwnSentinel {
+        self.master.kill();
+        let mut leader = None;
+        crate::wait_until(
+            "the failover's leader names the replica",
+            std::time::Duration::from_secs(60),
+            async || {
+                for sentinel in &self.sentinels {
+                    if sentinel
+                        .field("flags")
+                        .await
+                        .contains("failover_in_progress")
+                        && sentinel.master_port(SENTINEL_MASTER).await == Some(self.replica.port())
+                    {
+                        leader = Some(sentinel);
+                        return true;
+                    }
+                }
+                false
+            },
+        )
+        .await;
+        leader.expect("a leader")
+    }
+
     /// Has Sentinel promote the replica while both servers run (`SENTINEL FAILOVER`), and
     /// waits until every sentinel names it and the old master replicates from it.
     pub async fn switch_over(&self) {
@@ -633,8 +702,9 @@ pub async fn replication(server: &OwnServer, field: &str) -> String {
 }
 
 impl OwnSentinel {
-    /// A field of `SENTINEL MASTER tidings` as this sentinel reports it.
-    async fn field(&self, field: &str) -> String {
+    /// A field of `SENTINEL MASTER tidings` as this sentinel reports it (empty when it does
+    /// not answer).
+    pub async fn field(&self, field: &str) -> String {
         let Ok(client) = ::redis::Client::open(self.url()) else {
             return String::new();
         };

@@ -137,7 +137,7 @@ async fn has_jobs(server: &OwnServer, name: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_queue_and_a_job_transport_go_where_sentinel_points_though_nothing_failed() {
+async fn a_queue_a_worker_and_a_job_transport_go_where_sentinel_points_though_nothing_failed() {
     // BullMQ's client reconnects to its address by itself, so after a failover nothing need
     // fail on our side: Sentinel is asked again anyway once its last answer is old.
     let old = OwnServer::start(false).await;
@@ -150,6 +150,19 @@ async fn a_queue_and_a_job_transport_go_where_sentinel_points_though_nothing_fai
     let queue = JobQueue::<Email>::builder(url, name.clone())
         .sentinels(&sentinels, SENTINEL_MASTER)
         .connect()
+        .await
+        .unwrap();
+    let done = Arc::new(Mutex::new(BTreeSet::new()));
+    let seen = Arc::clone(&done);
+    let worker = Worker::<Email>::builder(url, name.clone())
+        .sentinels(&sentinels, SENTINEL_MASTER)
+        .start(move |email: Email, _job| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().insert(email.n);
+                Ok::<_, JobFailure>(Value::Null)
+            }
+        })
         .await
         .unwrap();
     let transport = JobTransport::new(url).sentinels(&sentinels, SENTINEL_MASTER);
@@ -169,10 +182,68 @@ async fn a_queue_and_a_job_transport_go_where_sentinel_points_though_nothing_fai
         async || queue.add(&Email { n: 2 }).await.is_ok() && has_jobs(&new, &name).await,
     )
     .await;
-    let before = queue.counts().await.unwrap().waiting;
-    wait_until("the job transport adds there too", WAIT, async || {
+    wait_until("the job transport adds", WAIT, async || {
         transport.publish(&[job(3)]).await[0].is_ok()
-            && queue.counts().await.unwrap().waiting > before
     })
     .await;
+    // The worker, whose connections never failed either, moved there too and runs them.
+    wait_until(
+        "the worker runs the jobs on the new master",
+        WAIT,
+        async || {
+            completed_on(&new, &name)
+                .await
+                .is_superset(&BTreeSet::from([2, 3]))
+        },
+    )
+    .await;
+    assert!(done.lock().is_superset(&BTreeSet::from([0, 1, 2, 3])));
+    assert!(worker.shutdown(WAIT).await.is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_and_a_worker_started_mid_failover_use_the_promoted_replica() {
+    // The failover's leader holds the new epoch while its `SENTINEL MASTER` still gives the
+    // old master's address (back, empty, a master until demoted), and only names the
+    // promoted replica by `GET-MASTER-ADDR-BY-NAME`; jobs added on the old master would be
+    // lost at its demotion.
+    let set = SentinelSet::start().await;
+    let _stuck = set.hold_next_failover(Duration::from_secs(60)).await;
+    let leader = set.kill_master_until_promoted().await;
+    set.master.start_again().await;
+    let url = "redis://127.0.0.1:1";
+    let sentinels = [leader.url()];
+    let sentinels: Vec<&str> = sentinels.iter().map(String::as_str).collect();
+    let queue = JobQueue::<Email>::builder(url, "email")
+        .sentinels(&sentinels, SENTINEL_MASTER)
+        .connect()
+        .await
+        .unwrap();
+    let done = Arc::new(Mutex::new(BTreeSet::new()));
+    let seen = Arc::clone(&done);
+    let worker = Worker::<Email>::builder(url, "email")
+        .sentinels(&sentinels, SENTINEL_MASTER)
+        .start(move |email: Email, _job| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().insert(email.n);
+                Ok::<_, JobFailure>(Value::Null)
+            }
+        })
+        .await
+        .unwrap();
+    for n in 0..5 {
+        queue.add(&Email { n }).await.unwrap();
+    }
+    wait_until("the jobs ran", WAIT, async || done.lock().len() == 5).await;
+    assert!(worker.shutdown(WAIT).await.is_clean());
+    assert_eq!(completed_on(&set.replica, "email").await.len(), 5);
+    assert!(
+        !has_jobs(&set.master, "email").await,
+        "nothing went to the old master"
+    );
+    assert!(
+        leader.field("flags").await.contains("failover_in_progress"),
+        "the failover was still under way"
+    );
 }

@@ -197,6 +197,33 @@ async fn a_sentinel_that_missed_the_failover_is_outvoted_by_the_newer_epoch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_still_reconfiguring_replicas_is_followed_to_the_promoted_replica() {
+    let set = SentinelSet::start().await;
+    let _stuck = set.hold_next_failover(Duration::from_secs(60)).await;
+    let leader = set.kill_master_until_promoted().await;
+    // The old master is back, empty and answering as a master, and the leader, holding the
+    // new epoch, still gives its address in `SENTINEL MASTER`: the state this test is about.
+    set.master.start_again().await;
+    let old_port = set.master.port().to_string();
+    assert_eq!(leader.field("port").await, old_port);
+
+    let transport = through(&[leader.url()]).await;
+    let stream = unique("reconfiguring");
+    transport.declare(&Endpoint::new(&stream)).await.unwrap();
+    let results = transport.publish(&batch(&stream, 10)).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(stored_ids(set.replica.port(), &stream).await.len(), 10);
+    assert!(
+        !has_key(&set.master, &stream).await,
+        "nothing went to the old master"
+    );
+    assert!(
+        leader.field("flags").await.contains("failover_in_progress"),
+        "the failover was still under way while the transport asked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_missing_on_a_master_sentinel_no_longer_names_is_sent_to_the_new_one() {
     let old = OwnServer::start(false).await;
     let new = OwnServer::start(false).await;

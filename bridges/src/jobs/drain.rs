@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::events::{JobCompleted, JobEvent, JobFailed, JobStalled, Sink};
+use super::location::SENTINEL_ANSWER_KEPT;
 use super::run::{Current, Make, Shared};
 use super::Job;
 
@@ -18,6 +19,12 @@ use super::Job;
 /// silent without closing (a half-open socket), every fetch times out forever. A response that
 /// timed out there starts the worker afresh on new connections; jobs the old one held come back
 /// through stalled-job recovery.
+///
+/// Behind Sentinel, a failure asks Sentinel where the master is, and so does a timer once its
+/// last answer is over [`SENTINEL_ANSWER_KEPT`] old: BullMQ's client reconnects to its old
+/// address by itself, so a worker whose errors all came before the promotion would otherwise
+/// sit on the old master, back and empty, until Sentinel demotes it. A master elsewhere
+/// starts the worker afresh there.
 pub(super) async fn drain_events<J: Job>(
     current: Arc<Current>,
     shared: Arc<Shared<J>>,
@@ -25,9 +32,25 @@ pub(super) async fn drain_events<J: Job>(
     retry_delay: Duration,
 ) {
     let queue = shared.location.name.clone();
+    let sentinel = shared.location.sentinel.is_some();
+    let mut recheck = tokio::time::interval(SENTINEL_ANSWER_KEPT);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let worker = current.get();
-        while let Some(event) = worker.next_event().await {
+        loop {
+            let event = tokio::select! {
+                event = worker.next_event() => event,
+                _ = recheck.tick(), if sentinel => {
+                    if !current.closing.load(Ordering::SeqCst)
+                        && shared.location.recheck().await.unwrap_or(false)
+                    {
+                        shared.forget_raw().await;
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let Some(event) = event else { break };
             match event {
                 bullmq::worker::WorkerEvent::Completed { job_id, result } => {
                     if let (Some(sink), Some((name, attempt, _))) =

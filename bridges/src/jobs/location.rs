@@ -33,7 +33,7 @@ pub(crate) struct Location {
 /// its side to make us ask: an old master back at that address, empty and not yet demoted,
 /// would take the commands. Asking again when the answer is older than this bounds that
 /// window, at one question to Sentinel per second at most.
-const SENTINEL_ANSWER_KEPT: Duration = Duration::from_secs(1);
+pub(crate) const SENTINEL_ANSWER_KEPT: Duration = Duration::from_secs(1);
 
 impl Location {
     /// Queue `name` on the Redis at `url`, key prefix `bull`.

@@ -48,8 +48,10 @@ impl<J: Job> WorkerBuilder<J> {
     }
 
     /// Finds the master through Sentinel and follows a failover (see
-    /// [`JobQueueBuilder::sentinels`](super::JobQueueBuilder::sentinels)): when the worker's
-    /// connections fail and Sentinel names another master, the worker starts afresh there.
+    /// [`JobQueueBuilder::sentinels`](super::JobQueueBuilder::sentinels)): the worker asks
+    /// Sentinel again when its connections fail and once a second otherwise, and starts
+    /// afresh where Sentinel names another master (jobs it was running come back through
+    /// stalled-job recovery).
     pub fn sentinels(mut self, sentinels: &[&str], master: &str) -> Self {
         self.location.sentinel = Some(crate::redis_connection::Sentinel {
             sentinels: sentinels.iter().map(|s| (*s).to_owned()).collect(),
