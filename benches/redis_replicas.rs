@@ -33,12 +33,15 @@ enum Bench {
     BenchPing(BenchPing),
 }
 
-struct Server(Child);
+/// A `redis-server` of the bench's own, in a folder of its own (a replica writes the master's
+/// snapshot there): killed and its folder removed on drop.
+struct Server(Child, std::path::PathBuf);
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
     }
 }
 
@@ -50,15 +53,22 @@ fn free_port() -> u16 {
 }
 
 fn start(port: u16, replica_of: Option<u16>) -> Server {
+    let dir = std::env::temp_dir().join(format!("tidings-bench-redis-{port}"));
+    std::fs::create_dir_all(&dir).expect("a data folder");
     let mut command = Command::new("redis-server");
     command
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .arg("--dir")
+        .arg(&dir)
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
         .stdout(Stdio::null());
     if let Some(master) = replica_of {
         command.args(["--replicaof", "127.0.0.1", &master.to_string()]);
     }
-    Server(command.spawn().expect("redis-server must be installed"))
+    Server(
+        command.spawn().expect("redis-server must be installed"),
+        dir,
+    )
 }
 
 async fn connected_replicas(url: &str) -> usize {

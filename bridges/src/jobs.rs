@@ -85,12 +85,14 @@
 //! [`JobTransport::sentinels`] find the master through Sentinel (the URL then gives only the
 //! credentials, database and TLS). BullMQ's Rust client speaks to one address, so following a
 //! failover is done here: after a failure, a queue or job transport asks Sentinel again before
-//! its next call and reconnects where the master is now; a worker does the same on its next
-//! error and starts afresh there (what the old one held comes back through stalled-job
-//! recovery). Calls made while the master moves fail: retry them (an outbound bridge does).
-//! Not followed yet: the stalled-job reader of [`WorkerBuilder::events`] keeps reading the
-//! event stream where it started, so after a failover [`JobStalled`] events stop until the
-//! worker is started again (completions and failures go on).
+//! its next call and reconnects where the master is now, and so does a worker on its next
+//! error, starting afresh there (what the old one held comes back through stalled-job
+//! recovery). Each also asks again once Sentinel's last answer is over a second old, since
+//! BullMQ's client reconnects to its old address by itself and nothing need fail when an old
+//! master comes back there, empty, before Sentinel demotes it. The stalled-job reader of
+//! [`WorkerBuilder::events`] follows its worker's master and reads the event stream there from
+//! the last entry it read. Calls made while the master moves fail: retry them (an outbound
+//! bridge does).
 //!
 //! ## What the wrapper adds to BullMQ's client
 //!

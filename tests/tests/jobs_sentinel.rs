@@ -1,7 +1,9 @@
 //! Job queues behind Sentinel (feature `jobs`; `redis-server`, run by the test as a master, a
 //! replica and three sentinels): a queue, a worker and a job transport find the master through
 //! Sentinel; the master is killed, the replica promoted, the old master comes back as its
-//! replica, and every job added after the failover runs on the same worker.
+//! replica, and every job added after the failover runs on the same worker. Also: Sentinel's
+//! answer changing with nothing failing, a failover caught in its last phase, and the
+//! stalled-job reader following its worker.
 #![cfg(feature = "jobs")]
 
 use std::collections::BTreeSet;
@@ -13,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tidings::bridge::{Envelope, Outbound, Outgoing, Transport};
 use tidings::{Bus, Event, EventSet};
-use tidings_bridges::jobs::{JobFailure, JobQueue, JobTransport, Worker};
+use tidings_bridges::jobs::{
+    JobCompleted, JobFailed, JobFailure, JobProgress, JobQueue, JobStalled, JobTransport, Worker,
+};
 use tidings_tests::redis::{OwnSentinel, OwnServer, SENTINEL_MASTER, SentinelSet, unique};
 use tidings_tests::wait_until;
 
@@ -28,6 +32,15 @@ struct Email {
 #[derive(Debug, Clone, EventSet)]
 enum Mail {
     Email(Email),
+}
+
+#[derive(Debug, Clone, EventSet)]
+#[event_set(no_codec)]
+enum WorkerEvents {
+    Completed(JobCompleted),
+    Failed(JobFailed),
+    Progress(JobProgress),
+    Stalled(JobStalled),
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,4 +257,54 @@ async fn a_queue_and_a_worker_started_mid_failover_use_the_promoted_replica() {
         leader.field("flags").await.contains("failover_in_progress"),
         "the failover was still under way"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_job_events_follow_the_master() {
+    let old = OwnServer::start(false).await;
+    let new = OwnServer::start(false).await;
+    let sentinel = OwnSentinel::start(SENTINEL_MASTER, old.port()).await;
+    let url = "redis://127.0.0.1:1";
+    let sentinels = [sentinel.url()];
+    let sentinels: Vec<&str> = sentinels.iter().map(String::as_str).collect();
+    let name = unique("stalled");
+    let bus = Bus::<WorkerEvents>::new();
+    let stalled = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&stalled);
+    bus.on(move |e: &JobStalled| seen.lock().push(e.id.clone()));
+    let worker = Worker::<Email>::builder(url, name.clone())
+        .sentinels(&sentinels, SENTINEL_MASTER)
+        .events(&bus)
+        .start(|_: Email, _job| async { Ok::<_, JobFailure>(Value::Null) })
+        .await
+        .unwrap();
+    // What BullMQ's stall check writes to the queue's event stream.
+    let stall = async |server: &OwnServer, id: &str| {
+        let _: String = ::redis::cmd("XADD")
+            .arg(format!("bull:{name}:events"))
+            .arg("*")
+            .arg("event")
+            .arg("stalled")
+            .arg("jobId")
+            .arg(id)
+            .query_async(&mut server.admin().await)
+            .await
+            .unwrap();
+    };
+    stall(&old, "before").await;
+    wait_until("the stalled event on the first master", WAIT, async || {
+        stalled.lock().len() == 1
+    })
+    .await;
+
+    // Sentinel names another master; nothing fails. The reader follows the worker there and
+    // reads on from the last entry it read, so an entry written before it moved is not missed.
+    sentinel.monitor(SENTINEL_MASTER, new.port()).await;
+    stall(&new, "after").await;
+    wait_until("the stalled event on the new master", WAIT, async || {
+        stalled.lock().len() == 2
+    })
+    .await;
+    assert_eq!(*stalled.lock(), ["before", "after"]);
+    assert!(worker.shutdown(WAIT).await.is_clean());
 }

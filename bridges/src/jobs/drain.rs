@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::events::{JobCompleted, JobEvent, JobFailed, JobStalled, Sink};
-use super::location::SENTINEL_ANSWER_KEPT;
+use super::location::{Location, SENTINEL_ANSWER_KEPT};
 use super::run::{Current, Make, Shared};
 use super::Job;
 
@@ -127,15 +127,70 @@ pub(super) async fn drain_events<J: Job>(
     }
 }
 
-/// Reads the queue's event stream for stalled jobs: BullMQ's stalled check records them
+/// Reads the queue's event stream for stalled jobs: BullMQ's stall check records them
 /// there, whichever worker ran it (the worker's own `stalled` event never fires).
-pub(super) async fn stalled_events(events: bullmq::QueueEvents, queue: String, sink: Sink) {
-    while let Some(entry) = events.next_event().await {
-        if let bullmq::QueueEvent::Stalled { job_id } = entry.event {
-            sink(JobEvent::Stalled(JobStalled {
-                queue: queue.clone(),
-                id: job_id,
-            }));
+///
+/// Behind Sentinel it follows the master [`drain_events`] follows (which asks Sentinel):
+/// when the location names another master, the stream is read there from the last entry
+/// read, which the new master holds as a replica did (entries the old master had not
+/// replicated are lost with it).
+pub(super) async fn stalled_events(
+    mut events: bullmq::QueueEvents,
+    location: Arc<Location>,
+    sink: Sink,
+) {
+    let sentinel = location.sentinel.is_some();
+    let mut reading_at = location.address();
+    let mut last = None;
+    let mut check = tokio::time::interval(SENTINEL_ANSWER_KEPT);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            entry = events.next_event() => {
+                let Some(entry) = entry else { return };
+                if let bullmq::QueueEvent::Stalled { job_id } = entry.event {
+                    sink(JobEvent::Stalled(JobStalled {
+                        queue: location.name.clone(),
+                        id: job_id,
+                    }));
+                }
+                last = Some(entry.id);
+            }
+            _ = check.tick(), if sentinel => {
+                let now = location.address();
+                if now == reading_at {
+                    continue;
+                }
+                match open_events(&location, last.clone()).await {
+                    Ok(fresh) => {
+                        let old = std::mem::replace(&mut events, fresh);
+                        tokio::spawn(async move { old.close().await });
+                        reading_at = now;
+                    }
+                    Err(e) => {
+                        let error = crate::secret::scrub(&e.to_string(), location.secret());
+                        tracing::warn!(queue = %location.name, error = %error, "the stalled-job reader could not follow the master; trying again");
+                    }
+                }
+            }
         }
     }
+}
+
+/// BullMQ's reader of the queue's event stream, where `location` points now, from just
+/// after the entry `last` (from new entries without it).
+pub(super) async fn open_events(
+    location: &Location,
+    last: Option<String>,
+) -> Result<bullmq::QueueEvents, bullmq::Error> {
+    bullmq::QueueEvents::with_options(
+        &location.name,
+        bullmq::QueueEventsOptions {
+            connection: location.connection(),
+            prefix: location.prefix.clone(),
+            last_event_id: last,
+            ..Default::default()
+        },
+    )
+    .await
 }

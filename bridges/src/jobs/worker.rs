@@ -13,7 +13,7 @@ use tidings::Bus;
 use tokio::task::JoinHandle;
 
 use super::context::JobContext;
-use super::drain::{drain_events, stalled_events};
+use super::drain::{drain_events, open_events, stalled_events};
 use super::error::{Error, JobFailure};
 use super::events::{bus_sink, JobEvents, Sink};
 use super::location::Location;
@@ -269,21 +269,11 @@ impl<J: Job> WorkerBuilder<J> {
             self.retry_delay,
         ))];
         if let Some(sink) = self.sink {
-            let events = bullmq::QueueEvents::with_options(
-                &location.name,
-                bullmq::QueueEventsOptions {
-                    connection: location.connection(),
-                    prefix: location.prefix.clone(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| location.error(e))?;
-            tasks.push(tokio::spawn(stalled_events(
-                events,
-                location.name.clone(),
-                sink,
-            )));
+            let events = open_events(&location, None)
+                .await
+                .map_err(|e| location.error(e))?;
+            let location = Arc::clone(&shared.location);
+            tasks.push(tokio::spawn(stalled_events(events, location, sink)));
         }
         Ok(Worker {
             current,
