@@ -663,3 +663,104 @@ async fn a_consumer_reports_its_queues_ready_messages_as_lag() {
     tidings_tests::lag_follows_what_is_read(&t, &source).await;
     cleanup(&t, &source).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishers_get_the_confirm_of_their_own_message() {
+    // Eight tasks publish at once through one transport, alternating a message the exchange
+    // routes and one it returns as unroutable. Each confirm must be its own message's: a
+    // publish that got another's confirm shows here as a routed message reported unroutable
+    // (or the reverse), and in an outage as a message confirmed that the broker never had.
+    let t = connect(&unique("conn")).await;
+    let (direct, queue) = (unique("direct"), unique("q"));
+    let topology = Topology::new()
+        .exchange(Exchange::direct(direct.clone()))
+        .queue(Queue::durable(queue.clone()))
+        .bind(queue.clone(), direct.clone(), "conformance.ping");
+    t.declare_topology(&topology).await.expect("declare");
+    let tasks: Vec<_> = (0..8u64)
+        .map(|task| {
+            let (t, direct) = (t.clone(), direct.clone());
+            tokio::spawn(async move {
+                let mut wrong = Vec::new();
+                for n in 0..400u64 {
+                    let seq = task * 1000 + n;
+                    let mut envelope = ping(seq);
+                    let routed = n.is_multiple_of(2);
+                    if !routed {
+                        envelope.name = "other.event".into();
+                    }
+                    let out = Outgoing {
+                        destination: direct.clone(),
+                        envelope,
+                    };
+                    let result = t.publish(&[out]).await.remove(0);
+                    let right = match result {
+                        Ok(()) => routed,
+                        Err(TransportError::Unroutable(_)) => !routed,
+                        Err(other) => panic!("publish of {seq}: {other}"),
+                    };
+                    if !right {
+                        wrong.push(seq);
+                    }
+                }
+                wrong
+            })
+        })
+        .collect();
+    let mut wrong = Vec::new();
+    for task in tasks {
+        wrong.extend(task.await.expect("a publishing task"));
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of 3,200 publishes got another message's confirm (the first: {:?})",
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
+    );
+    let _ = t.delete_queue(&queue).await;
+    let _ = t.delete_exchange(&direct).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_one_batch_each_returned_message_is_reported_as_its_own() {
+    // RabbitMQ acknowledges many publishes at once, and a return carries no delivery tag:
+    // which confirm lapin hands a return to says nothing about whose it is.
+    let t = connect(&unique("conn")).await;
+    let (direct, queue) = (unique("direct"), unique("q"));
+    let topology = Topology::new()
+        .exchange(Exchange::direct(direct.clone()))
+        .queue(Queue::durable(queue.clone()))
+        .bind(queue.clone(), direct.clone(), "conformance.ping");
+    t.declare_topology(&topology).await.expect("declare");
+    let routed = |seq: u64| !seq.is_multiple_of(3);
+    let batch: Vec<Outgoing> = (0..3_000u64)
+        .map(|seq| {
+            let mut envelope = ping(seq);
+            if !routed(seq) {
+                envelope.name = "other.event".into();
+            }
+            Outgoing {
+                destination: direct.clone(),
+                envelope,
+            }
+        })
+        .collect();
+    let results = t.publish(&batch).await;
+    let wrong: Vec<u64> = (0..3_000u64)
+        .zip(&results)
+        .filter(|(seq, result)| match result {
+            Ok(()) => !routed(*seq),
+            Err(TransportError::Unroutable(_)) => routed(*seq),
+            Err(other) => panic!("publish of {seq}: {other}"),
+        })
+        .map(|(seq, _)| seq)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of 3,000 got another message's outcome (the first: {:?})",
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
+    );
+    let _ = t.delete_queue(&queue).await;
+    let _ = t.delete_exchange(&direct).await;
+}

@@ -124,6 +124,11 @@ async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_events_survive_two_forced_closes_and_a_broker_restart() {
+    // What the transports log goes to the test's output, printed if it fails.
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_test_writer()
+        .try_init();
     let publisher = connect(&unique("publisher")).await;
     let receiver = connect(&unique("receiver")).await;
     let source = Endpoint::new(unique("outage")).prefetch(200);
@@ -181,11 +186,45 @@ async fn twenty_thousand_events_survive_two_forced_closes_and_a_broker_restart()
             .expect("publisher");
     }
     assert_eq!(confirmed.lock().len() as u64, EVENTS);
-    wait_for("every confirmed event to arrive", limit, || {
+    let missing = || {
         let seen = seen.lock();
-        confirmed.lock().iter().all(|seq| seen.contains_key(seq))
+        let confirmed = confirmed.lock();
+        confirmed
+            .iter()
+            .filter(|seq| !seen.contains_key(seq))
+            .copied()
+            .collect::<Vec<u64>>()
+    };
+    let arrived = tokio::time::timeout(limit, async {
+        while !missing().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     })
     .await;
+    if arrived.is_err() {
+        // Lost, or still in the queue with nobody taking it: the queue's counts tell which.
+        let missing = missing();
+        let queue = rabbitmqctl(&[
+            "list_queues",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+            "consumers",
+            "-q",
+        ])
+        .await;
+        let queue = queue
+            .lines()
+            .find(|l| l.starts_with(&source.name))
+            .unwrap_or("(queue not listed)");
+        panic!(
+            "{} confirmed events never arrived (the first: {:?}); queue (name, ready, \
+             unacknowledged, consumers): {queue}; receiver connections: {}",
+            missing.len(),
+            &missing[..missing.len().min(10)],
+            receiver.connections(),
+        );
+    }
     consuming.abort();
 
     let seen = std::mem::take(&mut *seen.lock());

@@ -1,7 +1,9 @@
 //! Publishing with confirms over the shared connection state: the one path every publish takes
 //! (bridges, dead-letter copies, RPC replies).
 //!
-//! Who touches what: callers borrow the live link from [`LinkState`] and hold a permit of its
+//! Who touches what: callers borrow the live link from [`LinkState`], publish a batch under
+//! the publishing channel's turn (see [`Publisher`](super::link::Publisher): confirms and
+//! returns are only attributable while one batch publishes at a time) and hold a permit of its
 //! confirm window per message awaiting a confirm; nothing here is stored between calls.
 
 use std::collections::VecDeque;
@@ -66,7 +68,13 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
         .collect()
 }
 
-/// Publishes `pending` on `live`; returns what must be sent again on a new connection.
+/// Publishes `pending` on `live`, under the channel's [`Turn`](super::link::Turn) until the
+/// last confirm is in; returns what must be sent again on a new connection.
+///
+/// A `basic.return` is matched to its message by message id, not by the confirm lapin hands
+/// it to (see [`Publisher`](super::link::Publisher)): with the turn held, every return that
+/// arrives is for a message of this batch, and it arrives before that message's confirm, so
+/// once every confirm is in, every return is known.
 async fn publish_on(
     shared: &LinkState,
     live: &Live,
@@ -76,11 +84,19 @@ async fn publish_on(
     deadline: Instant,
 ) -> Vec<usize> {
     let window = &shared.window;
-    let mut retry = Vec::new();
+    let mut outcomes = Outcomes::default();
     let mut in_flight: VecDeque<(usize, SemaphorePermit<'_>, PublisherConfirm)> = VecDeque::new();
     // The exchange checked last: a batch mostly goes to one destination.
     let mut checked: Option<&str> = None;
     let frame_max = live.frame_max();
+    let Ok(turn) = tokio::time::timeout_at(deadline, live.publisher.turn()).await else {
+        for &i in pending {
+            results[i] = Some(Err(TransportError::Disconnected(
+                "no turn on the publishing channel before the publish timeout".to_owned(),
+            )));
+        }
+        return Vec::new();
+    };
     for &i in pending {
         let raw = &batch[i];
         // A content header over the frame limit would make the broker close the whole
@@ -99,7 +115,7 @@ async fn publish_on(
                 }
                 Err(_) => {
                     live.broke();
-                    retry.push(i);
+                    outcomes.retry.push(i);
                     continue;
                 }
             }
@@ -109,7 +125,7 @@ async fn publish_on(
                 break Some(permit);
             }
             match in_flight.pop_front() {
-                Some(sent) => settle(live, sent, results, &mut retry, deadline).await,
+                Some(sent) => outcomes.settle(live, sent, results, deadline).await,
                 None => break window.acquire().await.ok(),
             }
         };
@@ -121,7 +137,7 @@ async fn publish_on(
             mandatory: true,
             immediate: false,
         };
-        let send = live.publisher.basic_publish(
+        let send = turn.publish(
             raw.exchange.clone(),
             raw.routing_key.clone(),
             options,
@@ -132,51 +148,91 @@ async fn publish_on(
             Ok(Ok(confirm)) => in_flight.push_back((i, permit, confirm)),
             Ok(Err(_)) | Err(_) => {
                 live.broke();
-                retry.push(i);
+                outcomes.retry.push(i);
             }
         }
     }
     while let Some(sent) = in_flight.pop_front() {
-        settle(live, sent, results, &mut retry, deadline).await;
+        outcomes.settle(live, sent, results, deadline).await;
     }
+    drop(turn);
+    outcomes.apply_returns(batch, pending, results);
+    let mut retry = outcomes.retry;
     retry.sort_unstable();
     retry
 }
 
-/// Waits for one confirm and records its outcome.
-async fn settle(
-    live: &Live,
-    (i, permit, confirm): (usize, SemaphorePermit<'_>, PublisherConfirm),
-    results: &mut Results,
-    retry: &mut Vec<usize>,
-    deadline: Instant,
-) {
-    let outcome = tokio::time::timeout_at(deadline, confirm).await;
-    drop(permit);
-    results[i] = Some(match outcome {
-        Ok(Ok(Confirmation::Ack(None))) => Ok(()),
-        Ok(Ok(Confirmation::Ack(Some(returned)))) => Err(TransportError::Unroutable(format!(
-            "{} / {}",
-            returned.delivery.exchange, returned.delivery.routing_key
-        ))),
-        // RabbitMQ nacks what it could not store (a quorum queue between leaders, an alarm):
-        // not a verdict on the message. It is sent again on a fresh connection, whose channel
-        // finds the queue's current leader (a channel that saw the old one kept being nacked).
-        Ok(Ok(Confirmation::Nack(_))) => {
-            live.broke();
-            retry.push(i);
-            return;
+/// What the confirms of one batch said.
+#[derive(Default)]
+struct Outcomes {
+    /// Sent again on a new connection.
+    retry: Vec<usize>,
+    /// Message ids of the returned messages, with where each was returned from.
+    returned: Vec<(ShortString, String)>,
+}
+
+impl Outcomes {
+    /// Waits for one confirm and records its outcome. A return is set aside to be matched by
+    /// message id ([`apply_returns`](Self::apply_returns)); one without an id is taken as
+    /// the confirm's own, as lapin hands it over.
+    async fn settle(
+        &mut self,
+        live: &Live,
+        (i, permit, confirm): (usize, SemaphorePermit<'_>, PublisherConfirm),
+        results: &mut Results,
+        deadline: Instant,
+    ) {
+        let outcome = tokio::time::timeout_at(deadline, confirm).await;
+        drop(permit);
+        results[i] = Some(match outcome {
+            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(Confirmation::Ack(Some(returned)))) => {
+                let route = format!(
+                    "{} / {}",
+                    returned.delivery.exchange, returned.delivery.routing_key
+                );
+                match returned.delivery.properties.message_id() {
+                    Some(id) => {
+                        self.returned.push((id.clone(), route));
+                        Ok(())
+                    }
+                    None => Err(TransportError::Unroutable(route)),
+                }
+            }
+            // RabbitMQ nacks what it could not store (a quorum queue between leaders, an
+            // alarm): not a verdict on the message. It is sent again on a fresh connection,
+            // whose channel finds the queue's current leader (a channel that saw the old one
+            // kept being nacked).
+            Ok(Ok(Confirmation::Nack(_))) => {
+                live.broke();
+                self.retry.push(i);
+                return;
+            }
+            Ok(Ok(Confirmation::NotRequested)) => Err(TransportError::Other(
+                "the publishing channel is not in confirm mode".into(),
+            )),
+            Ok(Err(_)) => {
+                live.broke();
+                self.retry.push(i);
+                return;
+            }
+            Err(_) => Err(TransportError::Disconnected(
+                "no confirm from the broker before the publish timeout".to_owned(),
+            )),
+        });
+    }
+
+    /// Marks each returned message unroutable: the first confirmed message of the batch with
+    /// the returned message's id (ids are unique unless a caller reuses one).
+    fn apply_returns(&mut self, batch: &[Raw], pending: &[usize], results: &mut Results) {
+        for (id, route) in self.returned.drain(..) {
+            let owner = pending.iter().copied().find(|&i| {
+                matches!(results[i], Some(Ok(())))
+                    && batch[i].properties.message_id().as_ref() == Some(&id)
+            });
+            if let Some(i) = owner {
+                results[i] = Some(Err(TransportError::Unroutable(route)));
+            }
         }
-        Ok(Ok(Confirmation::NotRequested)) => Err(TransportError::Other(
-            "the publishing channel is not in confirm mode".into(),
-        )),
-        Ok(Err(_)) => {
-            live.broke();
-            retry.push(i);
-            return;
-        }
-        Err(_) => Err(TransportError::Disconnected(
-            "no confirm from the broker before the publish timeout".to_owned(),
-        )),
-    });
+    }
 }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation};
+use lapin::{BasicProperties, Confirmation};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::error::{short, Error};
-use super::link::answered;
+use super::link::{answered, Publisher};
 use super::publish::{self, Raw};
 use super::topology::{Queue, Topology};
 use super::transport::AmqpTransport;
@@ -47,7 +47,7 @@ type Pending = Arc<Mutex<HashMap<String, (u64, oneshot::Sender<Reply>)>>>;
 /// The client's channel for one connection generation.
 struct ClientChannel {
     generation: u64,
-    channel: Channel,
+    channel: Arc<Publisher>,
 }
 
 /// Sends requests and waits for their replies; cheap to share behind an `Arc`.
@@ -142,8 +142,12 @@ impl RpcClient {
         };
         let disconnected =
             |e: lapin::Error| Error::from(TransportError::Disconnected(e.to_string()));
-        let send =
-            channel.basic_publish(exchange, routing_key.clone(), options, &payload, properties);
+        // The request alone on the channel until its confirm is in, so a return is its own
+        // (see `Publisher`).
+        let Ok(turn) = tokio::time::timeout_at(deadline, channel.turn()).await else {
+            return Err(Error::Timeout(self.timeout));
+        };
+        let send = turn.publish(exchange, routing_key.clone(), options, &payload, properties);
         let confirm = match tokio::time::timeout_at(deadline, send).await {
             Ok(sent) => sent.map_err(disconnected)?,
             Err(_) => return Err(Error::Timeout(self.timeout)),
@@ -161,6 +165,7 @@ impl RpcClient {
             Ok(Err(e)) => return Err(disconnected(e)),
             Err(_) => return Err(Error::Timeout(self.timeout)),
         }
+        drop(turn);
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => {
@@ -172,12 +177,12 @@ impl RpcClient {
 
     /// The channel of the current connection, opened (with its reply consumer) when the
     /// connection changed.
-    async fn channel(&self, deadline: Instant) -> Result<(u64, Channel), Error> {
+    async fn channel(&self, deadline: Instant) -> Result<(u64, Arc<Publisher>), Error> {
         let live = self.transport.shared().connected_by(deadline).await?;
         let mut slot = self.channel.lock().await;
         if let Some(c) = slot.as_ref() {
-            if c.generation == live.generation && c.channel.status().connected() {
-                return Ok((c.generation, c.channel.clone()));
+            if c.generation == live.generation && c.channel.channel().status().connected() {
+                return Ok((c.generation, Arc::clone(&c.channel)));
             }
         }
         let channel = answered(live.connection.create_channel()).await?;
@@ -222,9 +227,10 @@ impl RpcClient {
             // The channel is gone: its calls will get no reply.
             pending.lock().retain(|_, (g, _)| *g != generation);
         });
+        let channel = Arc::new(Publisher::new(channel));
         *slot = Some(ClientChannel {
             generation,
-            channel: channel.clone(),
+            channel: Arc::clone(&channel),
         });
         Ok((generation, channel))
     }
