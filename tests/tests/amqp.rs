@@ -670,13 +670,7 @@ async fn concurrent_publishers_get_the_confirm_of_their_own_message() {
     // routes and one it returns as unroutable. Each confirm must be its own message's: a
     // publish that got another's confirm shows here as a routed message reported unroutable
     // (or the reverse), and in an outage as a message confirmed that the broker never had.
-    let t = connect(&unique("conn")).await;
-    let (direct, queue) = (unique("direct"), unique("q"));
-    let topology = Topology::new()
-        .exchange(Exchange::direct(direct.clone()))
-        .queue(Queue::durable(queue.clone()))
-        .bind(queue.clone(), direct.clone(), "conformance.ping");
-    t.declare_topology(&topology).await.expect("declare");
+    let (t, direct, queue) = routing_only_pings().await;
     let tasks: Vec<_> = (0..8u64)
         .map(|task| {
             let (t, direct) = (t.clone(), direct.clone());
@@ -725,13 +719,7 @@ async fn concurrent_publishers_get_the_confirm_of_their_own_message() {
 async fn in_one_batch_each_returned_message_is_reported_as_its_own() {
     // RabbitMQ acknowledges many publishes at once, and a return carries no delivery tag:
     // which confirm lapin hands a return to says nothing about whose it is.
-    let t = connect(&unique("conn")).await;
-    let (direct, queue) = (unique("direct"), unique("q"));
-    let topology = Topology::new()
-        .exchange(Exchange::direct(direct.clone()))
-        .queue(Queue::durable(queue.clone()))
-        .bind(queue.clone(), direct.clone(), "conformance.ping");
-    t.declare_topology(&topology).await.expect("declare");
+    let (t, direct, queue) = routing_only_pings().await;
     let routed = |seq: u64| !seq.is_multiple_of(3);
     let batch: Vec<Outgoing> = (0..3_000u64)
         .map(|seq| {
@@ -763,4 +751,17 @@ async fn in_one_batch_each_returned_message_is_reported_as_its_own() {
     );
     let _ = t.delete_queue(&queue).await;
     let _ = t.delete_exchange(&direct).await;
+}
+
+/// A transport, and a direct exchange that routes `conformance.ping` to a queue of its own
+/// and returns every other event name as unroutable.
+async fn routing_only_pings() -> (AmqpTransport, String, String) {
+    let t = connect(&unique("conn")).await;
+    let (direct, queue) = (unique("direct"), unique("q"));
+    let topology = Topology::new()
+        .exchange(Exchange::direct(direct.clone()))
+        .queue(Queue::durable(queue.clone()))
+        .bind(queue.clone(), direct.clone(), "conformance.ping");
+    t.declare_topology(&topology).await.expect("declare");
+    (t, direct, queue)
 }
