@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use tidings::bridge::{Endpoint, Envelope, Outgoing, Transport};
-use tidings_bridges::amqp::ConnectionEvent;
-use tidings_tests::rabbit::{cleanup, connect, rabbitmqctl, unique};
+use tidings::bridge::{Endpoint, Envelope, Outgoing, Transport, TransportError};
+use tidings_bridges::amqp::{AmqpTransport, ConnectionEvent};
+use tidings_tests::rabbit::{URL, cleanup, connect, rabbitmqctl, unique};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -56,6 +56,32 @@ async fn a_memory_alarm_blocks_publishes_until_it_clears() {
         !publishing.is_finished(),
         "a publish went through during the alarm"
     );
+
+    // Two callers publishing at once through a transport with a short publish timeout take
+    // turns on its channel: the one waiting for the turn is bounded by its own timeout too,
+    // and both fail as disconnected instead of hanging behind the blocked one.
+    let quick = AmqpTransport::builder(URL)
+        .connection_name(unique("quick"))
+        .publish_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .expect("a connection during the alarm");
+    let both: Vec<_> = (0..2)
+        .map(|_| {
+            let (quick, out) = (quick.clone(), out.clone());
+            tokio::spawn(async move { quick.publish(&[out]).await.remove(0) })
+        })
+        .collect();
+    for publish in both {
+        let result = tokio::time::timeout(WAIT, publish)
+            .await
+            .expect("a publish blocked by the alarm ends at its timeout")
+            .expect("the task");
+        assert!(
+            matches!(result, Err(TransportError::Disconnected(_))),
+            "{result:?}"
+        );
+    }
 
     rabbitmqctl(&["set_vm_memory_high_watermark", "0.4"]).await;
     let unblocked = event(&mut events).await;
