@@ -150,8 +150,8 @@ async fn a_queue_a_worker_and_a_job_transport_go_where_sentinel_points_though_no
     let new = OwnServer::start(false).await;
     let sentinel = OwnSentinel::start(SENTINEL_MASTER, old.port()).await;
     let url = "redis://127.0.0.1:1";
-    let sentinels = [sentinel.url()];
-    let sentinels: Vec<&str> = sentinels.iter().map(String::as_str).collect();
+    let sentinel_url = sentinel.url();
+    let sentinels = [sentinel_url.as_str()];
     let name = unique("moved");
     let queue = JobQueue::<Email>::builder(url, name.clone())
         .sentinels(&sentinels, SENTINEL_MASTER)
@@ -207,8 +207,8 @@ async fn a_queue_and_a_worker_started_mid_failover_use_the_promoted_replica() {
     let leader = set.kill_master_until_promoted().await;
     set.master.start_again().await;
     let url = "redis://127.0.0.1:1";
-    let sentinels = [leader.url()];
-    let sentinels: Vec<&str> = sentinels.iter().map(String::as_str).collect();
+    let sentinel_url = leader.url();
+    let sentinels = [sentinel_url.as_str()];
     let queue = JobQueue::<Email>::builder(url, "email")
         .sentinels(&sentinels, SENTINEL_MASTER)
         .connect()
@@ -239,8 +239,8 @@ async fn stalled_job_events_follow_the_master() {
     let new = OwnServer::start(false).await;
     let sentinel = OwnSentinel::start(SENTINEL_MASTER, old.port()).await;
     let url = "redis://127.0.0.1:1";
-    let sentinels = [sentinel.url()];
-    let sentinels: Vec<&str> = sentinels.iter().map(String::as_str).collect();
+    let sentinel_url = sentinel.url();
+    let sentinels = [sentinel_url.as_str()];
     let name = unique("stalled");
     let bus = Bus::<WorkerEvents>::new();
     let stalled = Arc::new(Mutex::new(Vec::new()));

@@ -19,10 +19,8 @@ pub(crate) struct Location {
     pub(crate) cluster: Vec<String>,
     /// Sentinels that name the master (the URL then gives credentials, database and TLS).
     pub(crate) sentinel: Option<Sentinel>,
-    /// The master's URL as Sentinel last named it, and when; shared by the clones of a
-    /// location.
-    master: Arc<Mutex<Option<String>>>,
-    asked: Arc<Mutex<Option<std::time::Instant>>>,
+    /// Sentinel's last answer; shared by the clones of a location.
+    answer: Arc<Mutex<Answer>>,
     /// Set by a failed command: the next [`recheck`](Self::recheck) asks Sentinel and checks
     /// that the master it names answers.
     suspect: Arc<std::sync::atomic::AtomicBool>,
@@ -35,6 +33,13 @@ pub(crate) struct Location {
 /// window, at one question to Sentinel per second at most.
 pub(crate) const SENTINEL_ANSWER_KEPT: Duration = Duration::from_secs(1);
 
+/// What Sentinel last said: the master's URL, and when it was asked.
+#[derive(Default)]
+struct Answer {
+    master: Option<String>,
+    asked: Option<std::time::Instant>,
+}
+
 impl Location {
     /// Queue `name` on the Redis at `url`, key prefix `bull`.
     pub(crate) fn new(url: &str, name: impl Into<String>) -> Location {
@@ -44,16 +49,16 @@ impl Location {
             name: name.into(),
             cluster: Vec::new(),
             sentinel: None,
-            master: Arc::default(),
-            asked: Arc::default(),
+            answer: Arc::default(),
             suspect: Arc::default(),
         }
     }
 
     /// Where to connect: the master Sentinel last named, or the URL.
     pub(crate) fn address(&self) -> String {
-        self.master
+        self.answer
             .lock()
+            .master
             .clone()
             .unwrap_or_else(|| self.url.clone())
     }
@@ -69,15 +74,15 @@ impl Location {
             .await
             .map_err(|e| Error::Redis(crate::secret::scrub(&e, self.secret())))?;
         let master = with_address(&self.url, &host, port);
-        *self.asked.lock() = Some(std::time::Instant::now());
-        let mut current = self.master.lock();
-        if current.as_deref() == Some(master.as_str()) {
+        let mut answer = self.answer.lock();
+        answer.asked = Some(std::time::Instant::now());
+        if answer.master.as_deref() == Some(master.as_str()) {
             return Ok(false);
         }
-        if current.is_some() {
+        if answer.master.is_some() {
             tracing::warn!(queue = %self.name, master = %format!("{host}:{port}"), "Sentinel names another Redis master; following it");
         }
-        *current = Some(master);
+        answer.master = Some(master);
         Ok(true)
     }
 
@@ -97,8 +102,9 @@ impl Location {
         {
             self.probe().await
         } else if self
-            .asked
+            .answer
             .lock()
+            .asked
             .is_none_or(|at| at.elapsed() >= SENTINEL_ANSWER_KEPT)
         {
             self.follow().await
