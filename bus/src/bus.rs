@@ -64,6 +64,7 @@ mod listener;
 mod overflow;
 mod pattern;
 mod queue;
+mod rcu;
 mod register;
 mod registry;
 mod runtime;
@@ -107,6 +108,7 @@ use self::builder::Config;
 use self::dispatch::{BusShared, ErrorEntry};
 use self::inner::Inner;
 use self::queue::{EventQueue, Progress};
+use self::rcu::Readers;
 use self::registry::{Place, Registry, Task};
 use self::runtime::{erased, typed};
 use self::slot::build_slots;
@@ -175,6 +177,7 @@ impl<S: EventSet> Bus<S> {
         let shared = Arc::new(BusShared {
             errors: ArcSwap::from_pointee(Vec::new()),
             stats: Stats::default(),
+            readers: Readers::new(),
             progress: Arc::new(Progress::default()),
             closed: AtomicBool::new(false),
             tasks_done: Notify::new(),
@@ -185,7 +188,7 @@ impl<S: EventSet> Bus<S> {
                 warned: (0..S::NAMES.len())
                     .map(|_| AtomicBool::new(false))
                     .collect(),
-                registry: Mutex::new(Registry::default()),
+                registry: Mutex::new(Registry::new(Arc::clone(&shared))),
                 shared,
                 config,
             }),
@@ -451,7 +454,8 @@ impl<S: EventSet> Bus<S> {
                 .map(|(_, t)| t.queue.len());
             live.chain(draining).sum::<usize>() as u64
         };
-        self.inner.shared.stats.snapshot(queued)
+        let shared = &self.inner.shared;
+        shared.stats.snapshot(shared.readers.locals(), queued)
     }
 
     /// Whether [`shutdown`](Self::shutdown) was called.

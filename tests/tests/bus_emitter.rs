@@ -135,6 +135,90 @@ fn stats_stay_exact_across_threads_that_come_and_go() {
     assert_eq!(stats.delivered, 2 * stats.emitted);
 }
 
+/// What a listener captures; counts as alive while any clone of it is.
+fn token() -> Arc<()> {
+    Arc::new(())
+}
+
+/// `off` lets a listener's closure go at once on a thread that emitted it and will never emit
+/// again (the emitting thread keeps no copy of the list), while that thread is still alive.
+#[test]
+fn off_lets_a_closure_go_though_a_thread_that_emitted_it_never_emits_again() {
+    let bus = Bus::<Events>::new();
+    let held = token();
+    let id = bus.on({
+        let held = Arc::clone(&held);
+        move |_: &Tick| {
+            let _ = &held;
+        }
+    });
+    let (emitted, was_emitted) = std::sync::mpsc::channel();
+    let (end, may_end) = std::sync::mpsc::channel::<()>();
+    let emitter = {
+        let bus = bus.clone();
+        std::thread::spawn(move || {
+            assert_eq!(bus.emit(Tick(1)), 1);
+            emitted.send(()).expect("test alive");
+            // Alive and idle: never emits again.
+            let _ = may_end.recv();
+        })
+    };
+    was_emitted.recv().expect("emitter");
+    assert!(bus.off(id));
+    assert_eq!(Arc::strong_count(&held), 1, "the closure outlived `off`");
+    end.send(()).expect("emitter alive");
+    emitter.join().expect("emitter");
+}
+
+/// A listener removed while another thread is inside an emit that reached it stays alive until
+/// that emit ends, and goes when it ends, with no emit or registration after.
+#[test]
+fn a_closure_removed_during_an_emit_goes_when_that_emit_ends() {
+    let bus = Bus::<Events>::new();
+    let held = token();
+    let (entered, has_entered) = std::sync::mpsc::channel();
+    let (leave, may_leave) = std::sync::mpsc::channel::<()>();
+    let may_leave = Mutex::new(may_leave);
+    let id = bus.on({
+        let held = Arc::clone(&held);
+        move |_: &Tick| {
+            let _ = &held;
+            entered.send(()).expect("test alive");
+            may_leave.lock().recv().expect("test alive");
+        }
+    });
+    let emitter = {
+        let bus = bus.clone();
+        std::thread::spawn(move || bus.emit(Tick(1)))
+    };
+    has_entered.recv().expect("emitter");
+    assert!(bus.off(id));
+    assert_eq!(
+        Arc::strong_count(&held),
+        2,
+        "dropped while an emit was running it"
+    );
+    leave.send(()).expect("emitter alive");
+    assert_eq!(emitter.join().expect("emitter"), 1);
+    assert_eq!(Arc::strong_count(&held), 1, "kept after the emit ended");
+}
+
+/// A `once` listener removes itself from inside its emit; its closure goes when that emit ends.
+#[test]
+fn a_once_listener_is_gone_when_its_emit_returns() {
+    let bus = Bus::<Events>::new();
+    let held = token();
+    bus.once({
+        let held = Arc::clone(&held);
+        move |_: &Tick| {
+            let _ = &held;
+        }
+    });
+    assert_eq!(bus.emit(Tick(1)), 1);
+    assert_eq!(Arc::strong_count(&held), 1);
+    assert_eq!(bus.emit(Tick(2)), 0);
+}
+
 #[test]
 fn an_id_from_another_bus_removes_nothing() {
     let (a, b) = (Bus::<Events>::new(), Bus::<Events>::new());

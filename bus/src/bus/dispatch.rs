@@ -15,14 +15,18 @@ use tokio::sync::Notify;
 use super::error::{ListenerError, ListenerErrorKind};
 use super::listener::ListenerId;
 use super::queue::{Progress, Pushed, Queued, Rejected};
+use super::rcu::Readers;
 use super::slot::QueueEntry;
-use super::stats::Stats;
+use super::stats::{EmitCells, Stats};
 use super::tracker::Tracker;
 
 /// What async listener tasks share with the bus without keeping its slots alive.
 pub(crate) struct BusShared {
     pub(super) errors: ArcSwap<Vec<ErrorEntry>>,
     pub(super) stats: Stats,
+    /// What emits read the slot lists through, with each thread's emit counters; the
+    /// registry's `SlotWrite` retires replaced lists into it.
+    pub(super) readers: Readers<EmitCells>,
     pub(super) progress: Arc<Progress>,
     pub(super) closed: AtomicBool,
     /// Notified when an async listener task ends.

@@ -49,7 +49,8 @@ impl<S: EventSet> Inner<S> {
         if header.live() == 0 {
             return None;
         }
-        Some(header.typed::<E>().list.load_full())
+        let read = self.shared.readers.read();
+        Some(header.typed::<E>().list.load_full(&read))
     }
 
     /// Reports and counts an emit of `E` after shutdown.
@@ -66,21 +67,22 @@ impl<S: EventSet> Inner<S> {
             self.reject::<E>();
             return 0;
         }
-        let list = header.typed::<E>().list.load();
+        let read = self.shared.readers.read();
+        let list = header.typed::<E>().list.read(&read);
         if list.queues.is_empty() {
             // Sync listeners only: no shared event, no deliveries to build.
             let reached = self.run_sync(&list.sync, &event, None);
-            self.shared.stats.emitted(reached);
+            read.local().emitted(reached);
             #[cfg(feature = "metrics")]
             crate::record::emitted(E::NAME, reached);
             return reached;
         }
-        let (mut reached, deliveries) = self.fan_out(&list, event, None);
+        let (mut reached, deliveries) = self.fan_out(list, event, None);
         for (entry, queued) in deliveries {
             let pushed = entry.queue.push(queued);
             reached += usize::from(self.shared.pushed(entry, pushed, S::NAMES));
         }
-        self.shared.stats.emitted(reached);
+        read.local().emitted(reached);
         #[cfg(feature = "metrics")]
         crate::record::emitted(E::NAME, reached);
         reached

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
+use super::dispatch::BusShared;
 use super::listener::ListenerId;
 use super::queue::EventQueue;
 use super::slot::SlotWrite;
@@ -24,10 +25,11 @@ pub(crate) struct Registry {
     pub(super) tasks: HashMap<ListenerId, Task>,
 }
 
-impl Default for Registry {
-    fn default() -> Self {
+impl Registry {
+    /// An empty registry whose slot writes retire into `shared`'s readers.
+    pub(super) fn new(shared: Arc<BusShared>) -> Self {
         Registry {
-            write: SlotWrite::new(),
+            write: SlotWrite::new(shared),
             places: HashMap::new(),
             tasks: HashMap::new(),
         }

@@ -1,8 +1,9 @@
 //! Per-event listener lists: one typed slot per member of the set, copy-on-write.
 //!
 //! Who touches what: a slot's list is replaced only while the bus's registry lock is held (every
-//! write method takes the registry's `&SlotWrite` as proof); `emit` reads the current list through `ArcSwap`
-//! without locking and keeps that snapshot for the whole emit, so listeners may register and
+//! write method takes the registry's `&SlotWrite` as proof) and the list it replaces is retired
+//! into the bus's readers (`BusShared::readers`); `emit` reads the current list inside a read of those readers
+//! (`rcu.rs`: no lock, no read-modify-write) and keeps that snapshot for the whole emit, so listeners may register and
 //! unregister re-entrantly and the change applies from the next emit on. `live` mirrors the list
 //! length so that an emit with no listeners costs one load. It is published (release) after the
 //! list and read (acquire) before it, and every reader of listener counts uses it, so whoever
@@ -12,20 +13,23 @@ use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-
+use super::dispatch::BusShared;
 use super::listener::{Call, ErasedFn, ListenerId};
 use super::queue::EventQueue;
+use super::rcu::Rcu;
 use crate::event::{EventSet, Member, MembersVisitor};
 
 /// Permission to change slot lists. The bus's registry holds the only one, behind its lock, so
-/// a `&SlotWrite` proves the caller holds that lock.
-pub(crate) struct SlotWrite(());
+/// a `&SlotWrite` proves the caller holds that lock. It carries the bus's shared state, whose
+/// readers the lists it replaces are retired into.
+pub(crate) struct SlotWrite {
+    shared: Arc<BusShared>,
+}
 
 impl SlotWrite {
     /// The registry's token; made once per bus.
-    pub(crate) fn new() -> Self {
-        SlotWrite(())
+    pub(crate) fn new(shared: Arc<BusShared>) -> Self {
+        SlotWrite { shared }
     }
 }
 
@@ -77,7 +81,7 @@ impl<S, E> SlotList<S, E> {
 }
 
 pub(crate) struct TypedSlot<S, E> {
-    pub(crate) list: ArcSwap<SlotList<S, E>>,
+    pub(crate) list: Rcu<SlotList<S, E>>,
 }
 
 /// A slot whose member type is known only at run time: what registration and removal use.
@@ -98,11 +102,11 @@ pub(crate) struct ErasedEntry<S> {
 
 impl<S: EventSet, E: Member<S>> TypedSlot<S, E> {
     /// Replaces the list with `f(copy of the list)`; returns the new length.
-    pub(crate) fn update(&self, _: &SlotWrite, f: impl FnOnce(&mut SlotList<S, E>)) -> usize {
-        let mut list = SlotList::clone(&self.list.load());
+    pub(crate) fn update(&self, reg: &SlotWrite, f: impl FnOnce(&mut SlotList<S, E>)) -> usize {
+        let mut list = SlotList::clone(self.list.current(reg));
         f(&mut list);
         let len = list.len();
-        self.list.store(Arc::new(list));
+        self.list.replace(Arc::new(list), &reg.shared.readers);
         len
     }
 }
@@ -190,10 +194,10 @@ pub(crate) fn build_slots<S: EventSet>() -> Box<[SlotHeader<S>]> {
         fn visit<E: Member<S>>(&mut self) {
             debug_assert_eq!(self.0.len(), E::INDEX);
             let slot: TypedSlot<S, E> = TypedSlot {
-                list: ArcSwap::from_pointee(SlotList {
+                list: Rcu::new(Arc::new(SlotList {
                     sync: Vec::new(),
                     queues: Vec::new(),
-                }),
+                })),
             };
             self.0.push(SlotHeader {
                 live: AtomicUsize::new(0),

@@ -35,28 +35,35 @@ crate::counters::counter_set! {
     type Shared = [HANDLED, FAILED, PANICKED, DROPPED, REJECTED];
 }
 
-/// The bus's counters, behind the names its code counts by.
+/// The bus's shared counters, behind the names its code counts by.
 ///
-/// The two every emit counts live in cells of the emitting thread's own, summed when read:
-/// only that thread writes its cell, so counting is a plain load and store, where a shared
+/// The two every emit counts are [`EmitCells`] of the emitting thread's own, summed when read:
+/// only that thread writes its cells, so counting is a plain load and store, where a shared
 /// counter costs a read-modify-write (two per emit took a third of an emit to one listener,
-/// 24 ns before and 16.6 ns after, on a machine whose read-modify-writes are slow). A thread
-/// that ends leaves its cell, and a thread that takes over its id goes on from it, so the sums
-/// stay exact. The rarer counters stay shared.
+/// 24 ns before and 16.6 ns after, on a machine whose read-modify-writes are slow). They live
+/// beside the thread's reader record (`rcu.rs`), so an emit finds both with one lookup. A
+/// thread that ends leaves its cells, and a thread that takes over its id goes on from them, so
+/// the sums stay exact. The rarer counters stay shared.
 #[derive(Default)]
 pub(crate) struct Stats {
     shared: Shared,
-    per_thread: thread_local::ThreadLocal<EmitCells>,
 }
 
 /// One thread's share of `emitted` and `delivered`; written by that thread only.
 #[derive(Default)]
-struct EmitCells {
+pub(crate) struct EmitCells {
     emitted: AtomicU64,
     delivered: AtomicU64,
 }
 
 impl EmitCells {
+    /// Counts an emit that reached `reached` listeners; called on the cells' own thread.
+    #[inline]
+    pub(crate) fn emitted(&self, reached: usize) {
+        Self::add(&self.emitted, 1);
+        Self::add(&self.delivered, reached as u64);
+    }
+
     #[inline]
     fn add(cell: &AtomicU64, n: u64) {
         // The only writer: no read-modify-write needed.
@@ -68,13 +75,6 @@ impl EmitCells {
 }
 
 impl Stats {
-    #[inline]
-    pub(crate) fn emitted(&self, reached: usize) {
-        let cells = self.per_thread.get_or_default();
-        EmitCells::add(&cells.emitted, 1);
-        EmitCells::add(&cells.delivered, reached as u64);
-    }
-
     pub(crate) fn handled(&self) {
         self.shared.incr(HANDLED);
     }
@@ -94,9 +94,14 @@ impl Stats {
         self.shared.incr(counter);
     }
 
-    pub(crate) fn snapshot(&self, queued: u64) -> BusStats {
+    /// The counters now, with every thread's `cells` summed.
+    pub(crate) fn snapshot<'c>(
+        &self,
+        cells: impl Iterator<Item = &'c EmitCells>,
+        queued: u64,
+    ) -> BusStats {
         let [handled, failed, panicked, dropped, rejected] = self.shared.snapshot();
-        let (emitted, delivered) = self.per_thread.iter().fold((0u64, 0u64), |(e, d), c| {
+        let (emitted, delivered) = cells.fold((0u64, 0u64), |(e, d), c| {
             (
                 e.wrapping_add(c.emitted.load(Ordering::Relaxed)),
                 d.wrapping_add(c.delivered.load(Ordering::Relaxed)),

@@ -193,7 +193,7 @@ impl Future for Deliver<'_> {
                 this.reached += usize::from(this.shared.pushed(entry, result, this.names));
             }
         }
-        this.shared.stats.emitted(this.reached);
+        this.shared.readers.local().emitted(this.reached);
         #[cfg(feature = "metrics")]
         crate::record::emitted(this.names[this.index], this.reached);
         Poll::Ready(this.reached)
