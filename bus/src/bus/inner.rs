@@ -77,14 +77,22 @@ impl<S: EventSet> Inner<S> {
             crate::record::emitted(E::NAME, reached);
             return reached;
         }
+        let reached = self.dispatch_queued(list, event);
+        read.local().emitted(reached);
+        #[cfg(feature = "metrics")]
+        crate::record::emitted(E::NAME, reached);
+        reached
+    }
+
+    /// `dispatch` for a list with async queues; out of line so that the sync-only path keeps
+    /// a small frame.
+    #[inline(never)]
+    fn dispatch_queued<E: Member<S>>(&self, list: &SlotList<S, E>, event: E) -> usize {
         let (mut reached, deliveries) = self.fan_out(list, event, None);
         for (entry, queued) in deliveries {
             let pushed = entry.queue.push(queued);
             reached += usize::from(self.shared.pushed(entry, pushed, S::NAMES));
         }
-        read.local().emitted(reached);
-        #[cfg(feature = "metrics")]
-        crate::record::emitted(E::NAME, reached);
         reached
     }
 
@@ -110,6 +118,7 @@ impl<S: EventSet> Inner<S> {
 
     /// Calls the sync listeners in order. A panic is caught, reported, and the loop resumes
     /// with the next listener; one `catch_unwind` covers the whole run until something panics.
+    #[inline(always)]
     pub(super) fn run_sync<E: Member<S>>(
         &self,
         entries: &[SyncEntry<S, E>],
@@ -207,5 +216,67 @@ impl<S: EventSet> Inner<S> {
                 );
             }
         }
+    }
+}
+
+/// The emit path's raw-pointer reads (`rcu.rs`, `SlotHeader::typed`) through the public API,
+/// small enough for Miri (`cargo +nightly miri test -p tidings --lib bus::`).
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::prelude::*;
+
+    #[derive(Debug, Clone, Event)]
+    #[event(name = "t.a")]
+    struct A(u32);
+
+    #[derive(Debug, Clone, Event)]
+    #[event(name = "t.b")]
+    struct B(u32);
+
+    #[derive(EventSet)]
+    #[event_set(no_codec)]
+    enum Set {
+        A(A),
+        B(B),
+    }
+
+    #[test]
+    fn emits_on_threads_while_listeners_come_and_go_and_every_closure_is_let_go() {
+        let bus = Bus::<Set>::new();
+        let held = Arc::new(());
+        let keeper = {
+            let held = Arc::clone(&held);
+            bus.on(move |b: &B| {
+                let _ = (&held, b.0);
+            })
+        };
+        let emitters: Vec<_> = (0..2)
+            .map(|t| {
+                let bus = bus.clone();
+                std::thread::spawn(move || {
+                    let mut reached = 0;
+                    for i in 0..20 {
+                        reached += bus.emit(A(t * 100 + i)) + bus.emit(B(i));
+                    }
+                    reached
+                })
+            })
+            .collect();
+        for _ in 0..5 {
+            let held = Arc::clone(&held);
+            let id = bus.on(move |a: &A| {
+                let _ = (&held, a.0);
+            });
+            bus.off(id);
+        }
+        let reached: usize = emitters.into_iter().map(|t| t.join().unwrap()).sum();
+        // Every emit of `B` reached the one listener kept throughout.
+        assert!(reached >= 2 * 20);
+        assert_eq!(Arc::strong_count(&held), 2, "removed listeners kept");
+        bus.off(keeper);
+        assert_eq!(Arc::strong_count(&held), 1);
+        assert_eq!(bus.emit(B(0)), 0);
     }
 }

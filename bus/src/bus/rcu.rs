@@ -33,9 +33,12 @@
 
 #![allow(unsafe_code)]
 
+#[cfg(not(tidings_loom))]
+use std::cell::Cell;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use barrier::Barrier;
 use sync::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Mutex, Ordering};
 
 /// A record's state outside every read.
@@ -69,9 +72,9 @@ impl<T: Send + Sync + 'static> Rcu<T> {
     }
 
     /// The current value as an owned `Arc`, for a caller that keeps it past the read.
-    pub(crate) fn load_full<L: Default + Send + Sync>(&self, guard: &ReadGuard<'_, L>) -> Arc<T> {
-        let value: &T = self.read(guard);
-        let ptr: *const T = value;
+    pub(crate) fn load_full<L: Default + Send + Sync>(&self, _guard: &ReadGuard<'_, L>) -> Arc<T> {
+        // The pointer itself, not one made from a `&T`: the count lives outside the `T`.
+        let ptr = self.ptr.load(Ordering::Acquire);
         // SAFETY: `ptr` is a live `Arc`'s pointer (from `Arc::into_raw`, kept alive by the guard
         // as in `read`); the new count is owned by the `Arc` made from it.
         unsafe {
@@ -127,9 +130,17 @@ struct Retired {
     _value: Box<dyn Send>,
 }
 
+#[cfg(not(tidings_loom))]
+thread_local! {
+    /// The `Readers` this thread used last (its id) and the thread's record in it. Constant
+    /// initialised with nothing to drop: always there, even while the thread is torn down.
+    static LAST: Cell<(u64, *const ())> = const { Cell::new((0, std::ptr::null())) };
+}
+
 /// The readers of a group of [`Rcu`]s, and what they retired that may still be read. `L` is
 /// kept per thread beside each reader's state (the bus's emit counters).
 pub(crate) struct Readers<L: Send> {
+    barrier: Barrier,
     /// Bumped at every retirement; starts at 1 ([`IDLE`] is 0).
     epoch: AtomicU64,
     /// Whether `retired` holds anything: readers leaving check it.
@@ -137,6 +148,10 @@ pub(crate) struct Readers<L: Send> {
     retired: Mutex<Vec<Retired>>,
     #[cfg(not(tidings_loom))]
     threads: thread_local::ThreadLocal<Reader<L>>,
+    /// Tells this `Readers` apart from every other in the process (never reused), for the
+    /// thread's cache of its last record ([`LAST`]).
+    #[cfg(not(tidings_loom))]
+    id: u64,
     /// Loom models a thread per test closure; each picks its own record by index.
     #[cfg(tidings_loom)]
     threads: Vec<Reader<L>>,
@@ -145,12 +160,16 @@ pub(crate) struct Readers<L: Send> {
 impl<L: Default + Send + Sync> Readers<L> {
     #[cfg(not(tidings_loom))]
     pub(crate) fn new() -> Self {
-        barrier::init();
         Readers {
+            barrier: Barrier::get(),
             epoch: AtomicU64::new(IDLE + 1),
             pending: AtomicBool::new(false),
             retired: Mutex::new(Vec::new()),
             threads: thread_local::ThreadLocal::new(),
+            id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
         }
     }
 
@@ -158,14 +177,39 @@ impl<L: Default + Send + Sync> Readers<L> {
     #[cfg(not(tidings_loom))]
     #[inline]
     pub(crate) fn read(&self) -> ReadGuard<'_, L> {
-        self.enter(self.threads.get_or_default())
+        self.enter(self.record())
     }
 
     /// This thread's `L`, outside any read.
     #[cfg(not(tidings_loom))]
     #[inline]
     pub(crate) fn local(&self) -> &L {
-        &self.threads.get_or_default().local
+        &self.record().local
+    }
+
+    /// This thread's record: from the thread's cache when it last used this `Readers`, which
+    /// is two loads where the `ThreadLocal` lookup is a dozen instructions.
+    #[cfg(not(tidings_loom))]
+    #[inline]
+    fn record(&self) -> &Reader<L> {
+        let (id, record) = LAST.with(Cell::get);
+        if id == self.id {
+            // SAFETY: `LAST` holds this thread's record of the `Readers` whose `id` it names
+            // (written by `record_slow` below), and ids are never reused: it is this `Readers`,
+            // alive for `&self`, whose records are never moved or freed before it is dropped.
+            unsafe { &*record.cast::<Reader<L>>() }
+        } else {
+            self.record_slow()
+        }
+    }
+
+    #[cfg(not(tidings_loom))]
+    #[cold]
+    fn record_slow(&self) -> &Reader<L> {
+        let record = self.threads.get_or_default();
+        let ptr: *const Reader<L> = record;
+        LAST.with(|last| last.set((self.id, ptr.cast())));
+        record
     }
 
     /// Every thread's `L`, for summing.
@@ -177,7 +221,6 @@ impl<L: Default + Send + Sync> Readers<L> {
     /// every thread.
     #[cfg(tidings_loom)]
     pub(crate) fn new() -> Self {
-        barrier::init();
         Self::for_threads(1)
     }
 
@@ -197,6 +240,7 @@ impl<L: Default + Send + Sync> Readers<L> {
     #[cfg(tidings_loom)]
     fn for_threads(threads: usize) -> Self {
         Readers {
+            barrier: Barrier::get(),
             epoch: AtomicU64::new(IDLE + 1),
             pending: AtomicBool::new(false),
             retired: Mutex::new(Vec::new()),
@@ -220,7 +264,7 @@ impl<L: Default + Send + Sync> Readers<L> {
             // Release: a scan that reads this sees everything this thread did before, its
             // earlier reads included.
             reader.state.store(epoch, Ordering::Release);
-            barrier::light();
+            self.barrier.light();
         }
         ReadGuard {
             readers: self,
@@ -251,7 +295,7 @@ impl<L: Default + Send + Sync> Readers<L> {
             if retired.is_empty() {
                 return;
             }
-            if !barrier::heavy() {
+            if !self.barrier.heavy() {
                 // No barrier, no proof that a reader is not about to read: keep everything.
                 return;
             }
@@ -305,7 +349,7 @@ impl<L: Default + Send + Sync> Drop for ReadGuard<'_, L> {
         if depth == 0 {
             // Release: what this thread read happens before a scan that sees it idle.
             self.reader.state.store(IDLE, Ordering::Release);
-            barrier::light();
+            self.readers.barrier.light();
             // Either a writer's scan saw this thread idle, or this load sees what it left.
             if self.readers.pending.load(Ordering::Relaxed) {
                 self.readers.collect();
@@ -343,24 +387,24 @@ mod sync {
 mod barrier {
     #[cfg(all(target_os = "linux", not(miri), not(tidings_loom)))]
     mod imp {
-        use std::sync::atomic::{compiler_fence, fence, AtomicU8, Ordering};
-        use std::sync::Once;
+        use std::sync::atomic::{compiler_fence, fence, Ordering};
+        use std::sync::OnceLock;
 
         // From `linux/membarrier.h`.
         const CMD_QUERY: libc::c_int = 0;
         const CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
         const CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
 
-        const FENCE: u8 = 0;
-        const MEMBARRIER: u8 = 1;
-
-        /// Chosen once, before the first `Readers` exists, and never changed: a reader and a
-        /// writer must agree on it.
-        static MODE: AtomicU8 = AtomicU8::new(FENCE);
-        static INIT: Once = Once::new();
+        /// Which barrier the process uses: chosen once and never changed, since a reader and a
+        /// writer must agree. Each `Readers` keeps a copy, so a read checks a field of its own.
+        #[derive(Clone, Copy)]
+        pub(in super::super) struct Barrier {
+            /// `membarrier(2)` is registered: readers need only a compiler fence.
+            asymmetric: bool,
+        }
 
         fn membarrier(cmd: libc::c_int) -> libc::c_long {
-            // SAFETY: `membarrier(2)` takes two integers and touches no memory of ours.
+            // SAFETY: `membarrier(2)` takes three integers and touches no memory of ours.
             unsafe {
                 libc::syscall(
                     libc::SYS_membarrier,
@@ -371,41 +415,40 @@ mod barrier {
             }
         }
 
-        pub(in super::super) fn init() {
-            INIT.call_once(|| {
-                let supported = membarrier(CMD_QUERY);
-                let expedited = libc::c_long::from(CMD_PRIVATE_EXPEDITED);
-                if supported >= 0
-                    && supported & expedited != 0
-                    && membarrier(CMD_REGISTER_PRIVATE_EXPEDITED) == 0
-                {
-                    MODE.store(MEMBARRIER, Ordering::Relaxed);
-                }
-            });
-        }
-
-        #[inline]
-        pub(in super::super) fn light() {
-            if MODE.load(Ordering::Relaxed) == MEMBARRIER {
-                compiler_fence(Ordering::SeqCst);
-            } else {
-                fence(Ordering::SeqCst);
+        impl Barrier {
+            pub(in super::super) fn get() -> Barrier {
+                static CHOSEN: OnceLock<bool> = OnceLock::new();
+                let asymmetric = *CHOSEN.get_or_init(|| {
+                    let supported = membarrier(CMD_QUERY);
+                    let expedited = libc::c_long::from(CMD_PRIVATE_EXPEDITED);
+                    supported >= 0
+                        && supported & expedited != 0
+                        && membarrier(CMD_REGISTER_PRIVATE_EXPEDITED) == 0
+                });
+                Barrier { asymmetric }
             }
-        }
 
-        /// Whether the barrier was made; a `false` means nothing may be reclaimed.
-        pub(in super::super) fn heavy() -> bool {
-            if MODE.load(Ordering::Relaxed) == MEMBARRIER {
-                if membarrier(CMD_PRIVATE_EXPEDITED) != 0 {
+            #[inline]
+            pub(in super::super) fn light(self) {
+                if self.asymmetric {
+                    compiler_fence(Ordering::SeqCst);
+                } else {
+                    fence(Ordering::SeqCst);
+                }
+            }
+
+            /// Whether the barrier was made; a `false` means nothing may be reclaimed.
+            pub(in super::super) fn heavy(self) -> bool {
+                if !self.asymmetric {
+                    fence(Ordering::SeqCst);
+                } else if membarrier(CMD_PRIVATE_EXPEDITED) != 0 {
                     tracing::error!(
                         "membarrier failed after registering; retired listener lists are kept"
                     );
                     return false;
                 }
-            } else {
-                fence(Ordering::SeqCst);
+                true
             }
-            true
         }
     }
 
@@ -413,20 +456,28 @@ mod barrier {
     mod imp {
         use super::super::sync::{fence, Ordering};
 
-        pub(in super::super) fn init() {}
+        /// Sequentially consistent fences on both sides.
+        #[derive(Clone, Copy)]
+        pub(in super::super) struct Barrier;
 
-        #[inline]
-        pub(in super::super) fn light() {
-            fence(Ordering::SeqCst);
-        }
+        impl Barrier {
+            pub(in super::super) fn get() -> Barrier {
+                Barrier
+            }
 
-        pub(in super::super) fn heavy() -> bool {
-            fence(Ordering::SeqCst);
-            true
+            #[inline]
+            pub(in super::super) fn light(self) {
+                fence(Ordering::SeqCst);
+            }
+
+            pub(in super::super) fn heavy(self) -> bool {
+                fence(Ordering::SeqCst);
+                true
+            }
         }
     }
 
-    pub(super) use imp::{heavy, init, light};
+    pub(super) use imp::Barrier;
 }
 
 #[cfg(all(test, not(tidings_loom)))]
