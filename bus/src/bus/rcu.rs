@@ -24,9 +24,11 @@
 //! so it never reads the retired list. A reader leaving stores [`IDLE`] with release order, and
 //! the scan's acquire fence makes everything it did with the list happen before the drop.
 //! Liveness, the promise that `off` lets a listener's closure go in bounded time: a reader
-//! leaving its outermost read stores [`IDLE`], fences, and checks whether anything is waiting to
-//! be dropped; by the same pairing either the writer's scan saw it leave or it sees the waiting
-//! list and collects it itself. A thread that never reads again holds nothing, since a record
+//! leaving its outermost read stores [`IDLE`], fences, and, if its read began before the newest
+//! retirement, checks whether anything is waiting to be dropped; by the same pairing either the
+//! writer's scan saw it leave or it sees the waiting list (and the epoch bumped with it) and
+//! collects it itself. Reads that began after every retirement hold nothing retired and leave
+//! the collecting to those that did, so a long read on one thread costs the others nothing. A thread that never reads again holds nothing, since a record
 //! holds an epoch, never a list. `tests` below check the protocol under loom
 //! (`RUSTFLAGS="--cfg tidings_loom" cargo test -p tidings --lib --release rcu`), with every
 //! interleaving of a reader, a writer and a thread leaving its read.
@@ -347,12 +349,20 @@ impl<L: Default + Send + Sync> Drop for ReadGuard<'_, L> {
         let depth = self.reader.depth.load(Ordering::Relaxed) - 1;
         self.reader.depth.store(depth, Ordering::Relaxed);
         if depth == 0 {
+            // Only this thread writes its state: this is the epoch it entered at.
+            let entered = self.reader.state.load(Ordering::Relaxed);
             // Release: what this thread read happens before a scan that sees it idle.
             self.reader.state.store(IDLE, Ordering::Release);
             self.readers.barrier.light();
-            // Either a writer's scan saw this thread idle, or this load sees what it left.
-            if self.readers.pending.load(Ordering::Relaxed) {
-                self.readers.collect();
+            // Either a writer's scan saw this thread idle, or these loads see what it left and
+            // the epoch it bumped. Only a read that began before the newest retirement can hold
+            // a retired value: the others leave the collecting to it, so that a long read on
+            // one thread does not make every short read on the others a `membarrier` call.
+            let readers = self.readers;
+            if readers.pending.load(Ordering::Relaxed)
+                && entered < readers.epoch.load(Ordering::Relaxed)
+            {
+                readers.collect();
             }
         }
     }
