@@ -126,13 +126,13 @@ impl<S: EventSet> Inner<S> {
         tracker: Option<&Tracker>,
     ) -> usize {
         let mut reached = 0;
-        let mut next = 0;
+        // Advanced before each call, so after a panic it is past the listener that panicked.
+        let mut rest = entries.iter();
         #[cfg(feature = "metrics")]
         let timed = crate::record::sample();
-        while next < entries.len() {
+        loop {
             let run = catch_unwind(AssertUnwindSafe(|| {
-                while let Some(entry) = entries.get(next) {
-                    next += 1;
+                for entry in rest.by_ref() {
                     if let Some(fired) = &entry.once {
                         if fired.swap(true, Ordering::AcqRel) {
                             continue;
@@ -157,14 +157,14 @@ impl<S: EventSet> Inner<S> {
                     }
                 }
             }));
-            if let Err(payload) = run {
-                let kind = ListenerErrorKind::Panicked(crate::panic::message(&*payload));
-                let id = entries[next - 1].id;
-                self.shared
-                    .report(ListenerError::new(E::NAME, Some(id), kind), tracker);
-            }
+            let Err(payload) = run else {
+                return reached;
+            };
+            let kind = ListenerErrorKind::Panicked(crate::panic::message(&*payload));
+            let id = entries[entries.len() - rest.len() - 1].id;
+            self.shared
+                .report(ListenerError::new(E::NAME, Some(id), kind), tracker);
         }
-        reached
     }
 
     /// Removes every registration whose place matches; returns how many.
