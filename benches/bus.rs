@@ -4,6 +4,8 @@
 //!   `Vec<Box<dyn Fn(&E)>>` (the floor).
 //! - `zero_listeners`: `Bus::emit` with nobody listening.
 //! - `pattern_vs_exact`: one pattern listener vs one exact listener on the same event.
+//! - `register/*`: an `on` and its `off` (what a writer pays for the lock-free emit: one
+//!   `membarrier` each), alone and while another thread emits on the same bus.
 //! - `async_fanout/*`: 1, 4, 16 async subscribers vs `tokio::sync::broadcast` with as many
 //!   receivers; throughput is per delivered event.
 //! - last, sync `emit` beside Node's `EventEmitter` (`benches/node/emitter_bench.js`) at 1, 10
@@ -116,6 +118,35 @@ fn pattern_vs_exact(c: &mut Criterion) {
 /// broadcast receiver lags and no tidings emit waits.
 const BATCH: u64 = 1000;
 const CAPACITY: usize = 1024;
+
+fn register(c: &mut Criterion) {
+    let mut group = c.benchmark_group("register");
+    let bus = Bus::<Events>::new();
+    bus.on(|e: &Tick| {
+        black_box(e.0);
+    });
+    let on_off = || {
+        let id = bus.on(|e: &Tick| {
+            black_box(e.0);
+        });
+        bus.off(id)
+    };
+    group.bench_function("on_off", |b| b.iter(on_off));
+    // Another thread emitting meanwhile: each barrier interrupts it.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let emitter = {
+        let (bus, stop) = (bus.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                bus.emit(Tick(black_box(1)));
+            }
+        })
+    };
+    group.bench_function("on_off_while_another_thread_emits", |b| b.iter(on_off));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    emitter.join().expect("emitter");
+    group.finish();
+}
 
 fn async_fanout(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -232,6 +263,7 @@ criterion_group!(
     sync_emit,
     zero_listeners,
     pattern_vs_exact,
+    register,
     async_fanout
 );
 

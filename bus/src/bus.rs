@@ -55,6 +55,21 @@
 //! Registration is copy-on-write and `emit` works on a snapshot of the listener list, so a
 //! listener may emit, register or unregister on the same bus without deadlock; a change made
 //! during an emit applies from the next emit on. No lock is held while user code runs.
+//!
+//! ## What registration costs
+//!
+//! An `emit` reads its listeners without a lock or an atomic read-modify-write (a few
+//! nanoseconds to one listener); registration pays for that instead. Every change (`on`,
+//! `once`, `off`, a subscription made or dropped, ...) ends with a process-wide memory barrier
+//! (`membarrier(2)` on Linux) before it can drop the listener list it replaced: about half a
+//! microsecond when the process's other threads are idle, several microseconds when they are
+//! running, each of which it briefly interrupts. Register listeners when a component starts,
+//! not once per event or request; a reply to one request is what
+//! [`emit_and_wait`](Bus::emit_and_wait) or an actor's `ask` is for. A removed listener's
+//! closure is dropped before `off` returns when no emit on the bus that began before the `off`
+//! is still running (on any thread, the caller's included when a listener calls `off`);
+//! otherwise when the last of those emits ends. A thread that emitted once and never again
+//! holds nothing.
 
 mod builder;
 mod dispatch;

@@ -178,7 +178,13 @@ impl<S: EventSet> Inner<S> {
     }
 
     pub(super) fn off(&self, id: ListenerId) -> bool {
-        let mut reg = self.registry.lock();
+        let removed = self.off_locked(&mut self.registry.lock(), id);
+        // After the lock: what goes may be the last owner of a listener's closure.
+        self.shared.readers.collect();
+        removed
+    }
+
+    fn off_locked(&self, reg: &mut Registry, id: ListenerId) -> bool {
         match reg.places.remove(&id) {
             Some(Place::Slots { indices, queue, .. }) => {
                 for i in indices {
@@ -200,9 +206,16 @@ impl<S: EventSet> Inner<S> {
         }
     }
 
-    /// Logs, once per event, that an event has more listeners than `max_listeners`. Called
-    /// after the registry lock is released: a `tracing` subscriber is user code.
-    pub(super) fn warn_if_crowded(&self, Crowding(lens): Crowding) {
+    /// What follows a registration, once the registry lock is released: the lists it replaced
+    /// are dropped if no emit holds them, and a crowded event is warned about (a `tracing`
+    /// subscriber and a listener's `Drop` are user code).
+    pub(super) fn registered(&self, crowding: Crowding) {
+        self.shared.readers.collect();
+        self.warn_if_crowded(crowding);
+    }
+
+    /// Logs, once per event, that an event has more listeners than `max_listeners`.
+    fn warn_if_crowded(&self, Crowding(lens): Crowding) {
         let Some(max) = self.config.max_listeners else {
             return;
         };

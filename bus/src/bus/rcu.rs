@@ -94,7 +94,7 @@ impl<T: Send + Sync + 'static> Rcu<T> {
     }
 
     /// Publishes `value` and retires the one it replaces into `readers`. The caller holds the
-    /// writers' lock.
+    /// writers' lock, and calls [`Readers::collect`] once it has released it.
     pub(crate) fn replace<L: Default + Send + Sync>(&self, value: Arc<T>, readers: &Readers<L>) {
         let new = Arc::into_raw(value).cast_mut();
         let old = self.ptr.swap(new, Ordering::AcqRel);
@@ -275,23 +275,28 @@ impl<L: Default + Send + Sync> Readers<L> {
         }
     }
 
-    /// Keeps `value` until no read that may have seen it is in progress, then drops it.
+    /// Keeps `value` until no read that may have seen it is in progress; the next
+    /// [`collect`](Self::collect) drops it if none is.
     fn retire(&self, value: Box<dyn Send>) {
-        {
-            let mut retired = lock(&self.retired);
-            let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
-            retired.push(Retired {
-                epoch,
-                _value: value,
-            });
-            self.pending.store(true, Ordering::Relaxed);
-        }
-        self.collect();
+        let mut retired = lock(&self.retired);
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        retired.push(Retired {
+            epoch,
+            _value: value,
+        });
+        self.pending.store(true, Ordering::Relaxed);
     }
 
-    /// Drops every retired value no read in progress can hold.
+    /// Drops every retired value no read in progress can hold. A writer calls it once per
+    /// change, after releasing its lock (the drops run user code, and a change of many lists, a
+    /// pattern listener's, pays for one barrier, not one per list); a reader leaving calls it
+    /// when something it may have held is waiting.
     #[cold]
-    fn collect(&self) {
+    pub(crate) fn collect(&self) {
+        if !self.pending.load(Ordering::Relaxed) {
+            // Nothing retired (this thread's own retirement would be seen: same thread).
+            return;
+        }
         let freed: Vec<Retired> = {
             let mut retired = lock(&self.retired);
             if retired.is_empty() {
@@ -521,6 +526,7 @@ mod tests {
             let _ = rcu.read(&read);
         }
         rcu.replace(probe().0, &readers);
+        readers.collect();
         assert!(dropped.load(Ordering::SeqCst));
     }
 
@@ -546,6 +552,7 @@ mod tests {
         });
         is_entered.recv().unwrap();
         rcu.replace(probe().0, &readers);
+        readers.collect();
         assert!(
             !dropped.load(Ordering::SeqCst),
             "dropped while a read held it"
@@ -574,6 +581,7 @@ mod tests {
         });
         is_done.recv().unwrap();
         rcu.replace(probe().0, &readers);
+        readers.collect();
         assert!(dropped.load(Ordering::SeqCst));
         end.send(()).unwrap();
         reader.join().unwrap();
@@ -590,6 +598,7 @@ mod tests {
             let inner = readers.read();
             let _ = rcu.read(&inner);
             rcu.replace(probe().0, &readers);
+            readers.collect();
         }
         assert!(!dropped.load(Ordering::SeqCst));
         assert!(!held.0.load(Ordering::SeqCst));
@@ -604,6 +613,7 @@ mod tests {
         let rcu = Rcu::new(first);
         let owned = rcu.load_full(&readers.read());
         rcu.replace(probe().0, &readers);
+        readers.collect();
         assert!(!dropped.load(Ordering::SeqCst));
         drop(owned);
         assert!(dropped.load(Ordering::SeqCst));
@@ -694,6 +704,7 @@ mod loom_models {
                 move || read_and_check(&readers, &rcu, 0)
             });
             rcu.replace(probe(1, &dropped), &readers);
+            readers.collect();
             reader.join().unwrap();
             assert!(dropped[0].load(Ordering::Acquire), "retired value kept");
             assert!(!dropped[1].load(Ordering::Acquire));
@@ -722,7 +733,9 @@ mod loom_models {
             let second = probe(1, &dropped);
             let _memory = Arc::downgrade(&second);
             rcu.replace(second, &readers);
+            readers.collect();
             rcu.replace(probe(2, &dropped), &readers);
+            readers.collect();
             reader.join().unwrap();
             assert!(
                 dropped[0].load(Ordering::Acquire),
@@ -749,6 +762,7 @@ mod loom_models {
             };
             let (a, b) = (spawn_reader(0), spawn_reader(1));
             rcu.replace(probe(1, &dropped), &readers);
+            readers.collect();
             a.join().unwrap();
             b.join().unwrap();
             assert!(dropped[0].load(Ordering::Acquire), "retired value kept");

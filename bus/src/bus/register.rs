@@ -22,7 +22,7 @@ use crate::event::{AnyEvent, EventSet, Member};
 impl<S: EventSet> Bus<S> {
     /// Records a listener in the slots of `indices`: `add` puts it in one slot and returns
     /// the slot's new length. Every registration goes through here; the caller passes the
-    /// returned `Crowding` to [`Inner::warn_if_crowded`] once it has released the lock.
+    /// returned `Crowding` to [`Inner::registered`] once it has released the lock.
     pub(super) fn register(
         &self,
         reg: &mut Registry,
@@ -66,7 +66,7 @@ impl<S: EventSet> Bus<S> {
                 slot.update(reg, |l| slot::insert(&mut l.sync, entry, prepend))
             });
         drop(reg);
-        self.inner.warn_if_crowded(crowding);
+        self.inner.registered(crowding);
         id
     }
 
@@ -81,7 +81,7 @@ impl<S: EventSet> Bus<S> {
             header.slot.add_erased(reg, entry, false)
         });
         drop(reg);
-        self.inner.warn_if_crowded(crowding);
+        self.inner.registered(crowding);
         id
     }
 
@@ -127,7 +127,7 @@ impl<S: EventSet> Bus<S> {
             let mut reg = self.inner.registry.lock();
             self.add_queue(&mut reg, indices, exact, options, kind)
         };
-        self.inner.warn_if_crowded(crowding);
+        self.inner.registered(crowding);
         Subscription::new(id, queue, Arc::downgrade(&self.inner), convert)
     }
 
@@ -226,7 +226,7 @@ impl<S: EventSet> Bus<S> {
             },
         );
         drop(reg);
-        self.inner.warn_if_crowded(crowding);
+        self.inner.registered(crowding);
         id
     }
 }
