@@ -12,8 +12,8 @@
 //! read-modify-writes, which were most of an emit to one listener (on this project's machine a
 //! locked instruction costs about 6 ns; the goal is an emit under 5). Here the read side is a
 //! load of the epoch, a store into the thread's own record, a compiler fence and a load of the
-//! pointer; the writer pays instead, with a process-wide barrier (`membarrier(2)`), and
-//! registration is rare. Where `membarrier` is missing (not Linux, an old kernel, Miri, the loom
+//! pointer; the writer pays instead, with a process-wide barrier (`membarrier(2)`) per
+//! registration change (the bus docs' "What registration costs" gives the figures). Where `membarrier` is missing (not Linux, an old kernel, Miri, the loom
 //! models) both sides use a sequentially consistent fence instead: correct, slower to read.
 //!
 //! Why it is correct. Take a reader entering at epoch `e` and a list retired at epoch `t > e`
@@ -28,8 +28,8 @@
 //! retirement, checks whether anything is waiting to be dropped; by the same pairing either the
 //! writer's scan saw it leave or it sees the waiting list (and the epoch bumped with it) and
 //! collects it itself. Reads that began after every retirement hold nothing retired and leave
-//! the collecting to those that did, so a long read on one thread costs the others nothing. A thread that never reads again holds nothing, since a record
-//! holds an epoch, never a list. `tests` below check the protocol under loom
+//! the collecting to those that did, so a long read on one thread costs the others nothing. A
+//! thread that never reads again holds nothing, since a record holds an epoch, never a list. `loom_models` below check the protocol under loom
 //! (`RUSTFLAGS="--cfg tidings_loom" cargo test -p tidings --lib --release rcu`), with every
 //! interleaving of a reader, a writer and a thread leaving its read.
 
@@ -456,13 +456,22 @@ mod barrier {
             pub(in super::super) fn heavy(self) -> bool {
                 if !self.asymmetric {
                     fence(Ordering::SeqCst);
-                } else if membarrier(CMD_PRIVATE_EXPEDITED) != 0 {
-                    tracing::error!(
-                        "membarrier failed after registering; retired listener lists are kept"
-                    );
-                    return false;
+                    return true;
                 }
-                true
+                if membarrier(CMD_PRIVATE_EXPEDITED) == 0 {
+                    return true;
+                }
+                // A child forked from a process that registered starts unregistered (the
+                // registration belongs to the address space): register it, then try again.
+                if membarrier(CMD_REGISTER_PRIVATE_EXPEDITED) == 0
+                    && membarrier(CMD_PRIVATE_EXPEDITED) == 0
+                {
+                    return true;
+                }
+                tracing::error!(
+                    "membarrier failed after registering; retired listener lists are kept"
+                );
+                false
             }
         }
     }
