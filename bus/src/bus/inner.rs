@@ -255,6 +255,44 @@ mod tests {
         B(B),
     }
 
+    #[derive(Debug, Clone, Event)]
+    #[event(name = "t.c")]
+    struct C;
+
+    // A hand-written membership claiming `A`'s slot: what the derive never writes, and what
+    // the checked cast in `SlotHeader::typed` must turn into a panic, not a read of `A`'s list
+    // as a list of `C` listeners.
+    impl crate::event::Member<Set> for C {
+        const INDEX: usize = 0;
+    }
+
+    #[test]
+    fn a_member_claiming_another_members_slot_panics_and_leaves_the_bus_working() {
+        let bus = Bus::<Set>::new();
+        bus.on(|a: &A| {
+            let _ = a.0;
+        });
+        let emitted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bus.emit(C)));
+        let payload = emitted.expect_err("an emit through a wrong index must panic");
+        let message = crate::panic::message(&*payload);
+        assert!(
+            message.contains("does not match its event set"),
+            "{message}"
+        );
+        // The read the panic left was ended: the bus works, and a removed closure still goes.
+        assert_eq!(bus.emit(A(1)), 1);
+        let held = Arc::new(());
+        let id = {
+            let held = Arc::clone(&held);
+            bus.on(move |a: &A| {
+                let _ = (&held, a.0);
+            })
+        };
+        assert_eq!(bus.emit(A(2)), 2);
+        bus.off(id);
+        assert_eq!(Arc::strong_count(&held), 1);
+    }
+
     #[test]
     fn emits_on_threads_while_listeners_come_and_go_and_every_closure_is_let_go() {
         let bus = Bus::<Set>::new();

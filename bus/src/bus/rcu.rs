@@ -13,8 +13,9 @@
 //! locked instruction costs about 6 ns; the goal is an emit under 5). Here the read side is a
 //! load of the epoch, a store into the thread's own record, a compiler fence and a load of the
 //! pointer; the writer pays instead, with a process-wide barrier (`membarrier(2)`) per
-//! registration change (the bus docs' "What registration costs" gives the figures). Where `membarrier` is missing (not Linux, an old kernel, Miri, the loom
-//! models) both sides use a sequentially consistent fence instead: correct, slower to read.
+//! registration change (the bus docs' "What registration costs" gives the figures). Where
+//! `membarrier` is missing (not Linux, an old kernel, Miri, the loom models) both sides use a
+//! sequentially consistent fence instead: correct, slower to read.
 //!
 //! Why it is correct. Take a reader entering at epoch `e` and a list retired at epoch `t > e`
 //! (the writer swapped the pointer, then bumped the epoch to `t`). The reader's fence after
@@ -29,9 +30,10 @@
 //! writer's scan saw it leave or it sees the waiting list (and the epoch bumped with it) and
 //! collects it itself. Reads that began after every retirement hold nothing retired and leave
 //! the collecting to those that did, so a long read on one thread costs the others nothing. A
-//! thread that never reads again holds nothing, since a record holds an epoch, never a list. `loom_models` below check the protocol under loom
-//! (`RUSTFLAGS="--cfg tidings_loom" cargo test -p tidings --lib --release rcu`), with every
-//! interleaving of a reader, a writer and a thread leaving its read.
+//! thread that never reads again holds nothing, since a record holds an epoch, never a list.
+//! `loom_models` below check the protocol under loom (`RUSTFLAGS="--cfg tidings_loom" cargo
+//! test -p tidings --lib --release rcu`), with every interleaving of a reader, a writer and a
+//! thread leaving its read.
 
 #![allow(unsafe_code)]
 

@@ -1,13 +1,14 @@
 //! Per-event listener lists: one typed slot per member of the set, copy-on-write.
 //!
-//! Who touches what: a slot's list is replaced only while the bus's registry lock is held (every
-//! write method takes the registry's `&SlotWrite` as proof) and the list it replaces is retired
-//! into the bus's readers (`BusShared::readers`); `emit` reads the current list inside a read of those readers
-//! (`rcu.rs`: no lock, no read-modify-write) and keeps that snapshot for the whole emit, so listeners may register and
-//! unregister re-entrantly and the change applies from the next emit on. `live` mirrors the list
-//! length so that an emit with no listeners costs one load. It is published (release) after the
-//! list and read (acquire) before it, and every reader of listener counts uses it, so whoever
-//! sees a listener counted also sees it in the list.
+//! Who touches what: a slot's list is replaced only while the bus's registry lock is held
+//! (every write method takes the registry's `&SlotWrite` as proof), and the list it replaces
+//! is retired into the bus's readers (`BusShared::readers`). `emit` reads the current list
+//! inside a read of those readers (`rcu.rs`: no lock, no read-modify-write) and keeps that
+//! snapshot for the whole emit, so listeners may register and unregister re-entrantly and the
+//! change applies from the next emit on. `live` mirrors the list length so that an emit with
+//! no listeners costs one load. It is published (release) after the list and read (acquire)
+//! before it, and every reader of listener counts uses it, so whoever sees a listener counted
+//! also sees it in the list.
 
 use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
