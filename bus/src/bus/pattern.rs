@@ -101,32 +101,55 @@ impl Pattern {
 
     /// Whether `name` matches.
     pub fn matches(&self, name: &str) -> bool {
-        let parts: Vec<&str> = name.split('.').collect();
-        // reach[j]: the pattern words seen so far can match the first j words of the name.
-        let mut reach = vec![false; parts.len() + 1];
+        // Two rows of the match table, on the stack for names of up to `ON_STACK` words (the
+        // in-memory broker matches every message it routes).
+        const ON_STACK: usize = 32;
+        let words = name.split('.').count();
+        if words < ON_STACK {
+            let (mut reach, mut next) = ([false; ON_STACK], [false; ON_STACK]);
+            self.match_rows(name, &mut reach[..=words], &mut next[..=words])
+        } else {
+            self.match_rows(
+                name,
+                &mut vec![false; words + 1],
+                &mut vec![false; words + 1],
+            )
+        }
+    }
+
+    /// The match of `name`, whose word count is one less than the rows' length: `reach[j]`
+    /// says whether the pattern words seen so far can match the first `j` words of the name.
+    fn match_rows<'r>(
+        &self,
+        name: &str,
+        mut reach: &'r mut [bool],
+        mut next: &'r mut [bool],
+    ) -> bool {
+        let words = reach.len() - 1;
         reach[0] = true;
         for word in self.words.iter() {
-            let mut next = vec![false; parts.len() + 1];
             match word {
                 Word::Any => {
                     let mut any = false;
-                    for j in 0..=parts.len() {
+                    for j in 0..=words {
                         any |= reach[j];
                         next[j] = any;
                     }
                 }
                 Word::One => {
-                    next[1..].copy_from_slice(&reach[..parts.len()]);
+                    next[0] = false;
+                    next[1..].copy_from_slice(&reach[..words]);
                 }
                 Word::Literal(lit) => {
-                    for j in 0..parts.len() {
-                        next[j + 1] = reach[j] && parts[j] == &**lit;
+                    next[0] = false;
+                    for (j, part) in name.split('.').enumerate() {
+                        next[j + 1] = reach[j] && part == &**lit;
                     }
                 }
             }
-            reach = next;
+            std::mem::swap(&mut reach, &mut next);
         }
-        reach[parts.len()]
+        reach[words]
     }
 
     /// The indices of the names in `names` that match.
@@ -187,6 +210,59 @@ mod tests {
         assert!(m("a.#.z", "a.z"));
         assert!(m("a.#.z", "a.b.c.z"));
         assert!(m("#.#", "x"));
+    }
+
+    /// The match table as first written (a fresh row per pattern word), for comparison.
+    fn reference(pattern: &Pattern, name: &str) -> bool {
+        let parts: Vec<&str> = name.split('.').collect();
+        let mut reach = vec![false; parts.len() + 1];
+        reach[0] = true;
+        for word in pattern.words.iter() {
+            let mut next = vec![false; parts.len() + 1];
+            match word {
+                Word::Any => {
+                    let mut any = false;
+                    for j in 0..=parts.len() {
+                        any |= reach[j];
+                        next[j] = any;
+                    }
+                }
+                Word::One => next[1..].copy_from_slice(&reach[..parts.len()]),
+                Word::Literal(lit) => {
+                    for j in 0..parts.len() {
+                        next[j + 1] = reach[j] && parts[j] == &**lit;
+                    }
+                }
+            }
+            reach = next;
+        }
+        reach[parts.len()]
+    }
+
+    #[test]
+    fn matches_as_the_reference_table_on_short_and_long_names() {
+        let patterns = [
+            "#", "a.#", "#.a", "a.*.#.b", "*.*.*", "a.#.a.#", "#.#.b", "a", "*",
+        ];
+        let mut names: Vec<String> = ["a", "b", "a.b", "a.a.b", "b.a", "a.x.y.b", "a.a.a"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        // Around the length where the rows move off the stack.
+        for words in [30, 31, 32, 33, 64] {
+            names.push(vec!["a"; words].join("."));
+            names.push(format!("{}.b", vec!["a"; words - 1].join(".")));
+        }
+        for p in patterns {
+            let pattern = Pattern::parse(p).unwrap();
+            for name in &names {
+                assert_eq!(
+                    pattern.matches(name),
+                    reference(&pattern, name),
+                    "{p} on {name}"
+                );
+            }
+        }
     }
 
     #[test]
