@@ -5,7 +5,8 @@
 //! - `zero_listeners`: `Bus::emit` with nobody listening.
 //! - `pattern_vs_exact`: one pattern listener vs one exact listener on the same event.
 //! - `register/*`: an `on` and its `off` (what a writer pays for the lock-free emit: one
-//!   `membarrier` each), alone and while another thread emits on the same bus.
+//!   `membarrier` each), alone and while another thread emits on the same bus; a `once`
+//!   listener registered and fired per emit.
 //! - `async_fanout/*`: 1, 4, 16 async subscribers vs `tokio::sync::broadcast` with as many
 //!   receivers; throughput is per delivered event.
 //! - last, sync `emit` beside Node's `EventEmitter` (`benches/node/emitter_bench.js`) at 1, 10
@@ -132,6 +133,15 @@ fn register(c: &mut Criterion) {
         bus.off(id)
     };
     group.bench_function("on_off", |b| b.iter(on_off));
+    // A `once` listener per emit, removed by the emit it fires in.
+    group.bench_function("once_fired_by_an_emit", |b| {
+        b.iter(|| {
+            bus.once(|e: &Tick| {
+                black_box(e.0);
+            });
+            bus.emit(Tick(black_box(1)))
+        })
+    });
     // Another thread emitting meanwhile: each barrier interrupts it.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let emitter = {

@@ -299,6 +299,13 @@ impl<L: Default + Send + Sync> Readers<L> {
             // Nothing retired (this thread's own retirement would be seen: same thread).
             return;
         }
+        #[cfg(not(tidings_loom))]
+        if self.record().depth.load(Ordering::Relaxed) != 0 {
+            // A change made from inside a read (a listener registering, a `once` listener
+            // removing itself): what it retired is held by that very read, which collects when
+            // it ends (it began before the retirement). A barrier now would free nothing of it.
+            return;
+        }
         let freed: Vec<Retired> = {
             let mut retired = lock(&self.retired);
             if retired.is_empty() {
