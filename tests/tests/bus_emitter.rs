@@ -203,6 +203,39 @@ fn a_closure_removed_during_an_emit_goes_when_that_emit_ends() {
     assert_eq!(Arc::strong_count(&held), 1, "kept after the emit ended");
 }
 
+/// A listener removed by another listener during an emit that is running it still runs in
+/// that emit (the emit's snapshot), and its closure is gone once that emit returns, with
+/// nothing emitted or registered after.
+#[test]
+fn a_closure_removed_from_inside_an_emit_goes_when_that_emit_returns() {
+    let bus = Bus::<Events>::new();
+    let held = token();
+    let victim = Arc::new(Mutex::new(None::<ListenerId>));
+    let (b, v) = (bus.clone(), Arc::clone(&victim));
+    bus.on(move |_: &Tick| {
+        if let Some(id) = v.lock().take() {
+            assert!(b.off(id));
+        }
+    });
+    let calls = Arc::new(AtomicUsize::new(0));
+    let id = {
+        let (held, calls) = (Arc::clone(&held), Arc::clone(&calls));
+        bus.on(move |_: &Tick| {
+            let _ = &held;
+            calls.fetch_add(1, Ordering::SeqCst);
+        })
+    };
+    *victim.lock() = Some(id);
+    assert_eq!(bus.emit(Tick(1)), 2);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "removed during the emit it was in"
+    );
+    assert_eq!(Arc::strong_count(&held), 1, "kept after the emit returned");
+    assert_eq!(bus.emit(Tick(2)), 1);
+}
+
 /// A `once` listener removes itself from inside its emit; its closure goes when that emit ends.
 #[test]
 fn a_once_listener_is_gone_when_its_emit_returns() {
