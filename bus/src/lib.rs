@@ -1,7 +1,8 @@
 #![doc = include_str!("../../README.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
-// One module reads shared memory through raw pointers, model-checked under loom:
-// `bus/rcu.rs`, the listener lists' lock-free reads. Everything else is safe code.
+// Two places use `unsafe`: `bus/rcu.rs`, the listener lists' lock-free reads (model-checked
+// under loom, run under Miri), and `SlotHeader::typed` in `bus/slot.rs`, a cast after a
+// `TypeId` check. Everything else is safe code.
 #![deny(unsafe_code)]
 
 // Lets the derives' `::tidings::...` paths resolve inside this crate (the conformance suite).
