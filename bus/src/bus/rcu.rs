@@ -529,6 +529,12 @@ mod tests {
         }
     }
 
+    /// What a writer does: publishes a new value, then collects once out of its lock.
+    fn write(rcu: &Rcu<Probe>, readers: &Readers<()>) {
+        rcu.replace(probe().0, readers);
+        readers.collect();
+    }
+
     fn probe() -> (Arc<Probe>, Arc<AtomicBool>) {
         let dropped = Arc::new(AtomicBool::new(false));
         (Arc::new(Probe(Arc::clone(&dropped))), dropped)
@@ -543,8 +549,7 @@ mod tests {
             let read = readers.read();
             let _ = rcu.read(&read);
         }
-        rcu.replace(probe().0, &readers);
-        readers.collect();
+        write(&rcu, &readers);
         assert!(dropped.load(Ordering::SeqCst));
     }
 
@@ -569,8 +574,7 @@ mod tests {
             }
         });
         is_entered.recv().unwrap();
-        rcu.replace(probe().0, &readers);
-        readers.collect();
+        write(&rcu, &readers);
         assert!(
             !dropped.load(Ordering::SeqCst),
             "dropped while a read held it"
@@ -598,8 +602,7 @@ mod tests {
             }
         });
         is_done.recv().unwrap();
-        rcu.replace(probe().0, &readers);
-        readers.collect();
+        write(&rcu, &readers);
         assert!(dropped.load(Ordering::SeqCst));
         end.send(()).unwrap();
         reader.join().unwrap();
@@ -615,8 +618,7 @@ mod tests {
         {
             let inner = readers.read();
             let _ = rcu.read(&inner);
-            rcu.replace(probe().0, &readers);
-            readers.collect();
+            write(&rcu, &readers);
         }
         assert!(!dropped.load(Ordering::SeqCst));
         assert!(!held.0.load(Ordering::SeqCst));
@@ -630,8 +632,7 @@ mod tests {
         let (first, dropped) = probe();
         let rcu = Rcu::new(first);
         let owned = rcu.load_full(&readers.read());
-        rcu.replace(probe().0, &readers);
-        readers.collect();
+        write(&rcu, &readers);
         assert!(!dropped.load(Ordering::SeqCst));
         drop(owned);
         assert!(dropped.load(Ordering::SeqCst));
