@@ -6,7 +6,7 @@
 //! returns are only attributable while one batch publishes at a time) and hold a permit of its
 //! confirm window per message awaiting a confirm; nothing here is stored between calls.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use lapin::options::BasicPublishOptions;
@@ -223,14 +223,24 @@ impl Outcomes {
     }
 
     /// Marks each returned message unroutable: the first confirmed message of the batch with
-    /// the returned message's id (ids are unique unless a caller reuses one).
+    /// the returned message's id (ids are unique unless a caller reuses one; each return then
+    /// takes the next such message). One pass over the batch, whatever the number of returns.
     fn apply_returns(&mut self, batch: &[Raw], pending: &[usize], results: &mut Results) {
+        if self.returned.is_empty() {
+            return;
+        }
+        let mut routes: HashMap<ShortString, VecDeque<String>> = HashMap::new();
         for (id, route) in self.returned.drain(..) {
-            let owner = pending.iter().copied().find(|&i| {
-                matches!(results[i], Some(Ok(())))
-                    && batch[i].properties.message_id().as_ref() == Some(&id)
-            });
-            if let Some(i) = owner {
+            routes.entry(id).or_default().push_back(route);
+        }
+        for &i in pending {
+            if !matches!(results[i], Some(Ok(()))) {
+                continue;
+            }
+            let Some(id) = batch[i].properties.message_id() else {
+                continue;
+            };
+            if let Some(route) = routes.get_mut(id).and_then(VecDeque::pop_front) {
                 results[i] = Some(Err(TransportError::Unroutable(route)));
             }
         }
