@@ -14,9 +14,9 @@ use super::builder::Config;
 use super::dispatch::BusShared;
 use super::error::{ListenerError, ListenerErrorKind};
 use super::listener::{Call, ListenerId, Outcome};
-use super::queue::Queued;
+use super::queue::{Pushed, Queued};
 use super::registry::{Crowding, Place, Registry};
-use super::slot::{QueueEntry, SlotHeader, SlotList, SyncEntry};
+use super::slot::{SlotHeader, SlotList, SyncEntry};
 use super::tracker::Tracker;
 use crate::event::{EventRef, EventSet, Member};
 
@@ -85,35 +85,22 @@ impl<S: EventSet> Inner<S> {
     }
 
     /// `dispatch` for a list with async queues; out of line so that the sync-only path keeps
-    /// a small frame.
+    /// a small frame. The sync listeners run first, then one delivery per queue, all sharing
+    /// one `Arc` of the event: built and pushed in one loop, the common outcome (queued)
+    /// counted in place and the others accounted for out of line.
     #[inline(never)]
     fn dispatch_queued<E: Member<S>>(&self, list: &SlotList<S, E>, event: E) -> usize {
-        let (mut reached, deliveries) = self.fan_out(list, event, None);
-        for (entry, queued) in deliveries {
-            let pushed = entry.queue.push(queued);
-            reached += usize::from(self.shared.pushed(entry, pushed, S::NAMES));
+        let mut reached = self.run_sync(&list.sync, &event, None);
+        let shared: Arc<dyn Any + Send + Sync> = Arc::new(event);
+        let span = super::queue::emitter_span();
+        for entry in list.queues.iter() {
+            let delivery = Queued::new(&entry.queue, E::INDEX, &shared, None, span.as_ref());
+            match entry.queue.push(delivery) {
+                Ok(Pushed::Added) => reached += 1,
+                other => reached += usize::from(self.shared.pushed(entry, other, S::NAMES)),
+            }
         }
         reached
-    }
-
-    /// Runs the sync listeners, then yields one delivery per async queue, all sharing one `Arc`
-    /// of the event. Returns how many sync listeners ran.
-    fn fan_out<'l, E: Member<S>>(
-        &self,
-        list: &'l SlotList<S, E>,
-        event: E,
-        tracker: Option<&'l Arc<Tracker>>,
-    ) -> (usize, impl Iterator<Item = (&'l QueueEntry, Queued)> + 'l) {
-        let reached = self.run_sync(&list.sync, &event, tracker.map(|t| &**t));
-        let shared: Option<(Arc<dyn Any + Send + Sync>, _)> =
-            (!list.queues.is_empty()).then(|| (Arc::new(event) as _, super::queue::emitter_span()));
-        let deliveries = shared.into_iter().flat_map(move |(shared, span)| {
-            list.queues.iter().map(move |entry| {
-                let delivery = Queued::new(&entry.queue, E::INDEX, &shared, tracker, span.as_ref());
-                (entry, delivery)
-            })
-        });
-        (reached, deliveries)
     }
 
     /// Calls the sync listeners in order. A panic is caught, reported, and the loop resumes

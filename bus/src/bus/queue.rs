@@ -38,6 +38,7 @@ impl Queued {
     /// The delivery of the shared `event` (member `index`) into `queue`. The tracker of an
     /// `emit_and_wait` follows only listener tasks: for streams and bridges, queuing is
     /// delivery.
+    #[inline]
     pub(crate) fn new(
         queue: &EventQueue,
         index: usize,
@@ -251,6 +252,7 @@ impl EventQueue {
     }
 
     /// Queues `delivery` without waiting, applying the overflow policy when full.
+    #[inline]
     pub(crate) fn push(&self, delivery: Queued) -> Result<Pushed, (Queued, Rejected)> {
         let state = self.state.lock();
         self.push_locked(state, delivery)
