@@ -255,9 +255,27 @@ impl EventQueue {
     #[inline]
     pub(crate) fn push(&self, delivery: Queued) -> Result<Pushed, (Queued, Rejected)> {
         let state = self.state.lock();
-        self.push_locked(state, delivery)
+        if state.closed || self.is_full(&state) {
+            return self.push_locked(state, delivery);
+        }
+        // The common case, inline in the emit's loop: room, and nothing to evict or report.
+        self.append(state, delivery);
+        Ok(Pushed::Added)
     }
 
+    /// Queues `delivery` at the back and wakes the consumer if it waits for it.
+    #[inline]
+    fn append(&self, mut state: MutexGuard<'_, State>, delivery: Queued) {
+        state.items.push_back(delivery);
+        state.pushed += 1;
+        let waker = state.consumer.take();
+        drop(state);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    #[inline(never)]
     fn push_locked(
         &self,
         mut state: MutexGuard<'_, State>,
@@ -296,28 +314,27 @@ impl EventQueue {
                 }
             }
         }
-        state.items.push_back(delivery);
-        state.pushed += 1;
-        let waker = state.consumer.take();
-        drop(state);
+        self.append(state, delivery);
         if matches!(outcome, Pushed::Evicted(_)) && self.is_task() {
             self.finish_one();
             self.signal_progress();
-        }
-        if let Some(w) = waker {
-            w.wake();
         }
         Ok(outcome)
     }
 
     /// [`push_wait`](Self::push_wait) when it would not wait: the push's result, or the
     /// delivery back when the queue is full and its policy is to wait for room.
+    #[inline]
     pub(crate) fn push_now(
         &self,
         delivery: Queued,
     ) -> Result<Result<Pushed, (Queued, Rejected)>, Queued> {
         let state = self.state.lock();
-        if self.overflow == Overflow::Fail || state.closed || !self.is_full(&state) {
+        if !state.closed && !self.is_full(&state) {
+            self.append(state, delivery);
+            return Ok(Ok(Pushed::Added));
+        }
+        if self.overflow == Overflow::Fail || state.closed {
             Ok(self.push_locked(state, delivery))
         } else {
             Err(delivery)

@@ -176,6 +176,10 @@ impl Future for Deliver<'_> {
                     this.span.as_ref(),
                 );
                 let result = match entry.queue.push_now(delivery) {
+                    Ok(Ok(Pushed::Added)) => {
+                        this.reached += 1;
+                        continue;
+                    }
                     Ok(result) => result,
                     Err(delivery) => {
                         let queue = Arc::clone(&entry.queue);
