@@ -17,16 +17,16 @@ use super::listener::ListenerId;
 use super::queue::{Progress, Pushed, Queued, Rejected};
 use super::rcu::Readers;
 use super::slot::QueueEntry;
-use super::stats::{EmitCells, Stats};
+use super::stats::{Stats, ThreadCells};
 use super::tracker::Tracker;
 
 /// What async listener tasks share with the bus without keeping its slots alive.
 pub(crate) struct BusShared {
     pub(super) errors: ArcSwap<Vec<ErrorEntry>>,
     pub(super) stats: Stats,
-    /// What emits read the slot lists through, with each thread's emit counters; the
+    /// What emits read the slot lists through, with each thread's counters; the
     /// registry's `SlotWrite` retires replaced lists into it.
-    pub(super) readers: Readers<EmitCells>,
+    pub(super) readers: Readers<ThreadCells>,
     pub(super) progress: Arc<Progress>,
     pub(super) closed: AtomicBool,
     /// Notified when an async listener task ends.

@@ -142,7 +142,7 @@ thread_local! {
 }
 
 /// The readers of a group of [`Rcu`]s, and what they retired that may still be read. `L` is
-/// kept per thread beside each reader's state (the bus's emit counters).
+/// kept per thread beside each reader's state (the bus's per-thread counters).
 pub(crate) struct Readers<L: Send> {
     barrier: Barrier,
     /// Bumped at every retirement; starts at 1 ([`IDLE`] is 0).

@@ -156,7 +156,7 @@ fn finish_call(
         return;
     };
     match outcome {
-        Some(Ok(())) => shared.stats.handled(),
+        Some(Ok(())) => shared.readers.local().handled(),
         Some(Err(kind)) => {
             let error = ListenerError::new(held.names[index], Some(held.id), kind);
             shared.report(error, tracker.as_deref());
