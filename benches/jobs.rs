@@ -15,7 +15,8 @@
 //! (the queue's completed set holds every job; a handler's return is not enough, the job is
 //! moved to completed after it). Each reports jobs per second and the Redis server's share of
 //! the machine's CPU meanwhile. Needs Redis on 127.0.0.1:6379:
-//! `cargo bench -p tidings-benches --features jobs --bench jobs`.
+//! `cargo bench -p tidings-benches --features jobs --bench jobs`. `PROFILE=tidings` (or
+//! `bullmq-rs`, `bullmq`, `bull`) runs one contender alone and `ROUNDS=n` sets the rounds.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -240,16 +241,47 @@ fn report(name: &str, runs: &[Run]) -> Option<f64> {
 async fn main() {
     let (mut ours, mut raw, mut node_bullmq, mut node_bull) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        ours.extend(measure(tidings_round()).await);
-        raw.extend(measure(raw_round()).await);
-        node_bullmq.extend(measure(node_round("bullmq")).await);
-        node_bull.extend(measure(node_round("bull")).await);
-        println!("round {} of {ROUNDS} done", round + 1);
+    // `PROFILE=tidings` (or `bullmq-rs`, `bullmq`, `bull`) runs one contender alone, for a
+    // profiler or for counting what it asks of Redis (`INFO commandstats`).
+    let only = std::env::var("PROFILE").ok();
+    let runs = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    // `ROUNDS=n` runs n rounds instead.
+    let rounds = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(ROUNDS);
+    for round in 0..rounds {
+        if runs("tidings") {
+            ours.extend(measure(tidings_round()).await);
+        }
+        if runs("bullmq-rs") {
+            raw.extend(measure(raw_round()).await);
+        }
+        if runs("bullmq") {
+            node_bullmq.extend(measure(node_round("bullmq")).await);
+        }
+        if runs("bull") {
+            node_bull.extend(measure(node_round("bull")).await);
+        }
+        println!("round {} of {rounds} done", round + 1);
     }
     println!(
         "\n{JOBS} jobs per run (attempts 3, exponential backoff), bulk adds of {BULK}, concurrency {CONCURRENCY}"
     );
+    if only.is_some() {
+        // One contender ran: its figures, no ratio.
+        for (name, runs) in [
+            ("tidings", &ours),
+            ("bullmq-rs", &raw),
+            ("bullmq", &node_bullmq),
+            ("bull", &node_bull),
+        ] {
+            if !runs.is_empty() {
+                report(name, runs);
+            }
+        }
+        return;
+    }
     let ours = report("tidings", &ours).expect("tidings ran");
     let raw = report("bullmq-rs", &raw).expect("bullmq-official ran");
     println!(
