@@ -293,6 +293,50 @@ async fn emit_async_does_nothing_until_polled_and_waits_for_each_full_queue_in_t
 }
 
 #[tokio::test]
+async fn emit_async_queues_at_once_where_there_is_room_and_waits_only_at_the_full_queue() {
+    let bus = Bus::<Events>::new();
+    let errors = error_log(&bus);
+    let mut before = bus.subscribe::<Tick>();
+    let opts = QueueOptions::new().capacity(1).overflow(Overflow::Wait);
+    let (gate, seen) = gated(&bus, opts);
+    let mut after = bus.subscribe::<Tick>();
+    let next = |sub: &mut tidings::Subscription<Events, Arc<Tick>>| match sub.try_recv() {
+        Some(Ok(tick)) => Some(tick.0),
+        Some(Err(missed)) => panic!("missed {missed:?}"),
+        None => None,
+    };
+    bus.emit(Tick(0));
+    let_listener_start().await; // tick 0 is being handled
+    bus.emit(Tick(1)); // the gated queue is full
+    for sub in [&mut before, &mut after] {
+        assert_eq!((next(sub), next(sub), next(sub)), (Some(0), Some(1), None));
+    }
+
+    let b = bus.clone();
+    let producer = tokio::spawn(async move { b.emit_async(Tick(2)).await });
+    let_listener_start().await;
+    assert!(!producer.is_finished(), "the gated queue is still full");
+    assert_eq!(
+        next(&mut before),
+        Some(2),
+        "queued before the full queue, at once"
+    );
+    assert_eq!(
+        next(&mut after),
+        None,
+        "after the full queue: waits with it"
+    );
+
+    gate.add_permits(10);
+    assert_eq!(producer.await.unwrap().unwrap(), 3);
+    assert_eq!(next(&mut after), Some(2));
+    bus.settle().await;
+    assert_eq!(*seen.lock(), [0, 1, 2]);
+    assert_eq!(bus.stats().emitted, 3);
+    assert!(errors.lock().is_empty(), "{:?}", errors.lock());
+}
+
+#[tokio::test]
 async fn a_dropped_emit_async_keeps_what_it_delivered() {
     let bus = Bus::<Events>::new();
     let opts = QueueOptions::new().capacity(1).overflow(Overflow::Wait);

@@ -43,16 +43,6 @@ impl<S: EventSet> Drop for Inner<S> {
 }
 
 impl<S: EventSet> Inner<S> {
-    /// The listeners of `E` now, held for an emit that may wait; `None` when there are none.
-    pub(super) fn snapshot<E: Member<S>>(&self) -> Option<Arc<SlotList<S, E>>> {
-        let header = &self.slots[E::INDEX];
-        if header.live() == 0 {
-            return None;
-        }
-        let read = self.shared.readers.read();
-        Some(header.typed::<E>().list.load_full(&read))
-    }
-
     /// Reports and counts an emit of `E` after shutdown.
     #[cold]
     pub(super) fn reject<E: Member<S>>(&self) {

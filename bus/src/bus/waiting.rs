@@ -7,10 +7,12 @@
 //! bound; it picks `start::<E>`, a function pointer, and the `Future` impl needs nothing of `E`,
 //! so the error is reported once, at the argument.
 //!
-//! After the typed first step (sync listeners, one shared `Arc`), the rest is not generic:
-//! [`Deliver`] pushes into each async queue in turn. A push that finds room (or a policy that
-//! never waits) completes at once; only a full `Wait` queue boxes a waiting push, and that
-//! costs nothing next to the wait itself.
+//! The typed first step ([`start`]) does what an emit that never waits does: inside one read
+//! of the listener list, the sync listeners, then one shared `Arc` pushed into each async queue
+//! that has room (or whose policy never waits). Only a full `Wait` queue makes the rest a
+//! [`Deliver`], which is not generic: it takes a reference to the list (the read ends when the
+//! typed step returns), boxes the waiting push, and goes on with the queues after it. The
+//! common case takes no reference count and builds nothing to wait with.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -73,7 +75,12 @@ impl<S: EventSet, E> Future for EmitAsync<'_, S, E> {
                     if this.inner.shared.closed.load(Ordering::Acquire) {
                         return Poll::Ready(Err(Closed(event)));
                     }
-                    this.step = Step::Delivering(start(this.inner, event, None));
+                    let deliver = start(this.inner, event, None);
+                    if let Some(reached) = deliver.finished() {
+                        // The common case: nothing to wait for, nothing kept.
+                        return Poll::Ready(Ok(reached));
+                    }
+                    this.step = Step::Delivering(deliver);
                 }
                 Step::Delivering(mut deliver) => {
                     return match Pin::new(&mut deliver).poll(cx) {
@@ -90,7 +97,9 @@ impl<S: EventSet, E> Future for EmitAsync<'_, S, E> {
     }
 }
 
-/// The typed step: runs the sync listeners and makes the event shared for the queues.
+/// The typed step: runs the sync listeners and pushes the shared event into each queue that has
+/// room, inside one read of the listener list (no reference count taken). Only when a queue
+/// must be waited for does the rest become a [`Deliver`] that holds the list and waits.
 pub(super) fn start<S: EventSet, E: Member<S>>(
     inner: &Inner<S>,
     event: E,
@@ -99,7 +108,7 @@ pub(super) fn start<S: EventSet, E: Member<S>>(
     let mut deliver = Deliver {
         shared: &inner.shared,
         names: S::NAMES,
-        queued: None,
+        left: Left::Nothing,
         index: E::INDEX,
         tracker,
         span: None,
@@ -107,15 +116,45 @@ pub(super) fn start<S: EventSet, E: Member<S>>(
         reached: 0,
         waiting: None,
     };
-    let Some(list) = inner.snapshot::<E>() else {
+    let header = &inner.slots[E::INDEX];
+    if header.live() == 0 {
         return deliver;
-    };
-    deliver.reached = inner.run_sync(&list.sync, &event, deliver.tracker.as_deref());
-    let event = (!list.queues.is_empty()).then(|| Arc::new(event) as ErasedArc);
-    if event.is_some() {
-        deliver.span = super::queue::emitter_span();
     }
-    deliver.queued = Some((list, event));
+    let slot = header.typed::<E>();
+    let read = inner.shared.readers.read();
+    let list = slot.list.read(&read);
+    deliver.reached = inner.run_sync(&list.sync, &event, deliver.tracker.as_deref());
+    if !list.queues.is_empty() {
+        let event: ErasedArc = Arc::new(event);
+        deliver.span = super::queue::emitter_span();
+        for (at, entry) in list.queues.iter().enumerate() {
+            let delivery = Queued::new(
+                &entry.queue,
+                E::INDEX,
+                &event,
+                deliver.tracker.as_ref(),
+                deliver.span.as_ref(),
+            );
+            match entry.queue.push_now(delivery) {
+                Ok(Ok(Pushed::Added)) => deliver.reached += 1,
+                Ok(result) => {
+                    let reached = inner.shared.pushed(entry, result, S::NAMES);
+                    deliver.reached += usize::from(reached);
+                }
+                Err(delivery) => {
+                    // Full, and its policy is to wait: the rest waits, holding the list.
+                    let queue = Arc::clone(&entry.queue);
+                    deliver.waiting =
+                        Some(Box::pin(async move { queue.push_wait(delivery).await }));
+                    deliver.next = at + 1;
+                    deliver.left = Left::Pushing(slot.list.load_full(&read), event);
+                    return deliver;
+                }
+            }
+        }
+    }
+    deliver.count();
+    deliver.left = Left::Done;
     deliver
 }
 
@@ -130,15 +169,24 @@ impl<S: Send + Sync, E: Send + Sync> Queues for SlotList<S, E> {
     }
 }
 
-/// Pushes one shared event into each async queue of a listener list, waiting for room where
-/// the queue's policy says so; resolves to the number of listeners reached (sync ones included)
-/// after counting the emit. With no listeners at all it resolves to 0 and counts nothing, as
-/// `emit` does.
+/// What is left of an emit once its typed step ran.
+enum Left {
+    /// The event had no listener: resolves to 0 and counts nothing, as `emit` does.
+    Nothing,
+    /// Every delivery is made and the emit counted: resolves to `reached`.
+    Done,
+    /// Pushes into the list's queues from `next` on (the one before it possibly waiting for
+    /// room), then counts the emit.
+    Pushing(Arc<dyn Queues>, ErasedArc),
+}
+
+/// The rest of an emit that waits for room: pushes the shared event into each remaining async
+/// queue of a listener list, waiting where the queue's policy says so; resolves to the number of
+/// listeners reached (sync ones included) after counting the emit.
 pub(super) struct Deliver<'a> {
     shared: &'a BusShared,
     names: &'static [&'static str],
-    /// The listener list and, when it has queues, the shared event; `None` without listeners.
-    queued: Option<(Arc<dyn Queues>, Option<ErasedArc>)>,
+    left: Left,
     index: usize,
     tracker: Option<Arc<Tracker>>,
     /// The span the event was emitted in.
@@ -150,13 +198,33 @@ pub(super) struct Deliver<'a> {
     waiting: Option<BoxFuture<'static, Result<Pushed, (Queued, Rejected)>>>,
 }
 
+impl Deliver<'_> {
+    /// What it resolves to, when nothing is left to wait for.
+    fn finished(&self) -> Option<usize> {
+        match self.left {
+            Left::Nothing => Some(0),
+            Left::Done => Some(self.reached),
+            Left::Pushing(..) => None,
+        }
+    }
+
+    /// Counts the emit, once every delivery is made.
+    fn count(&self) {
+        self.shared.readers.local().emitted(self.reached);
+        #[cfg(feature = "metrics")]
+        crate::record::emitted(self.names[self.index], self.reached);
+    }
+}
+
 impl Future for Deliver<'_> {
     type Output = usize;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
         let this = &mut *self;
-        let Some((list, event)) = &this.queued else {
-            return Poll::Ready(0);
+        let (list, event) = match &this.left {
+            Left::Nothing => return Poll::Ready(0),
+            Left::Done => return Poll::Ready(this.reached),
+            Left::Pushing(list, event) => (list, event),
         };
         let queues = list.queues();
         if let Some(waiting) = &mut this.waiting {
@@ -165,41 +233,38 @@ impl Future for Deliver<'_> {
             let entry = &queues[this.next - 1];
             this.reached += usize::from(this.shared.pushed(entry, result, this.names));
         }
-        if let Some(event) = event {
-            while let Some(entry) = queues.get(this.next) {
-                this.next += 1;
-                let delivery = Queued::new(
-                    &entry.queue,
-                    this.index,
-                    event,
-                    this.tracker.as_ref(),
-                    this.span.as_ref(),
-                );
-                let result = match entry.queue.push_now(delivery) {
-                    Ok(Ok(Pushed::Added)) => {
-                        this.reached += 1;
-                        continue;
-                    }
-                    Ok(result) => result,
-                    Err(delivery) => {
-                        let queue = Arc::clone(&entry.queue);
-                        let mut waiting: BoxFuture<'static, _> =
-                            Box::pin(async move { queue.push_wait(delivery).await });
-                        match waiting.as_mut().poll(cx) {
-                            Poll::Ready(result) => result,
-                            Poll::Pending => {
-                                this.waiting = Some(waiting);
-                                return Poll::Pending;
-                            }
+        while let Some(entry) = queues.get(this.next) {
+            this.next += 1;
+            let delivery = Queued::new(
+                &entry.queue,
+                this.index,
+                event,
+                this.tracker.as_ref(),
+                this.span.as_ref(),
+            );
+            let result = match entry.queue.push_now(delivery) {
+                Ok(Ok(Pushed::Added)) => {
+                    this.reached += 1;
+                    continue;
+                }
+                Ok(result) => result,
+                Err(delivery) => {
+                    let queue = Arc::clone(&entry.queue);
+                    let mut waiting: BoxFuture<'static, _> =
+                        Box::pin(async move { queue.push_wait(delivery).await });
+                    match waiting.as_mut().poll(cx) {
+                        Poll::Ready(result) => result,
+                        Poll::Pending => {
+                            this.waiting = Some(waiting);
+                            return Poll::Pending;
                         }
                     }
-                };
-                this.reached += usize::from(this.shared.pushed(entry, result, this.names));
-            }
+                }
+            };
+            this.reached += usize::from(this.shared.pushed(entry, result, this.names));
         }
-        this.shared.readers.local().emitted(this.reached);
-        #[cfg(feature = "metrics")]
-        crate::record::emitted(this.names[this.index], this.reached);
+        this.count();
+        this.left = Left::Done;
         Poll::Ready(this.reached)
     }
 }
