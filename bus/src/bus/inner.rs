@@ -1,5 +1,5 @@
-//! [`Inner`]: what the handles of one bus share, and all its methods: the emit path's snapshot
-//! and sync listeners, removal of listeners.
+//! [`Inner`]: what the handles of one bus share, and all its methods: the emit path (the read
+//! of the listener list, the sync listeners, the queues), removal of listeners.
 //! What they work on lives in the files beside it (slots, registry, queues, the shared
 //! error and stats state).
 
