@@ -18,7 +18,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
 
@@ -127,30 +127,11 @@ pub(super) fn start<S: EventSet, E: Member<S>>(
     if !list.queues.is_empty() {
         let event: ErasedArc = Arc::new(event);
         deliver.span = super::queue::emitter_span();
-        for (at, entry) in list.queues.iter().enumerate() {
-            let delivery = Queued::new(
-                &entry.queue,
-                E::INDEX,
-                &event,
-                deliver.tracker.as_ref(),
-                deliver.span.as_ref(),
-            );
-            match entry.queue.push_now(delivery) {
-                Ok(Ok(Pushed::Added)) => deliver.reached += 1,
-                Ok(result) => {
-                    let reached = inner.shared.pushed(entry, result, S::NAMES);
-                    deliver.reached += usize::from(reached);
-                }
-                Err(delivery) => {
-                    // Full, and its policy is to wait: the rest waits, holding the list.
-                    let queue = Arc::clone(&entry.queue);
-                    deliver.waiting =
-                        Some(Box::pin(async move { queue.push_wait(delivery).await }));
-                    deliver.next = at + 1;
-                    deliver.left = Left::Pushing(slot.list.load_full(&read), event);
-                    return deliver;
-                }
-            }
+        if let Some(delivery) = deliver.push_from(&list.queues, &event) {
+            // Full, and its policy is to wait: the rest waits, holding the list.
+            deliver.waiting = Some(wait_for_room(&list.queues[deliver.next - 1], delivery));
+            deliver.left = Left::Pushing(slot.list.load_full(&read), event);
+            return deliver;
         }
     }
     deliver.count();
@@ -195,8 +176,11 @@ pub(super) struct Deliver<'a> {
     next: usize,
     reached: usize,
     /// A push into queue `next - 1` waiting for room.
-    waiting: Option<BoxFuture<'static, Result<Pushed, (Queued, Rejected)>>>,
+    waiting: Option<Waiting>,
 }
+
+/// A push waiting for room in a full queue.
+type Waiting = BoxFuture<'static, Result<Pushed, (Queued, Rejected)>>;
 
 impl Deliver<'_> {
     /// What it resolves to, when nothing is left to wait for.
@@ -208,6 +192,31 @@ impl Deliver<'_> {
         }
     }
 
+    /// Pushes the shared `event` into `queues` from `next` on, each at once (room, or a policy
+    /// that never waits); stops at the first queue that must be waited for and hands back its
+    /// delivery (`next` is then past that queue).
+    #[inline]
+    fn push_from(&mut self, queues: &[QueueEntry], event: &ErasedArc) -> Option<Queued> {
+        while let Some(entry) = queues.get(self.next) {
+            self.next += 1;
+            let delivery = Queued::new(
+                &entry.queue,
+                self.index,
+                event,
+                self.tracker.as_ref(),
+                self.span.as_ref(),
+            );
+            match entry.queue.push_now(delivery) {
+                Ok(Ok(Pushed::Added)) => self.reached += 1,
+                Ok(result) => {
+                    self.reached += usize::from(self.shared.pushed(entry, result, self.names));
+                }
+                Err(delivery) => return Some(delivery),
+            }
+        }
+        None
+    }
+
     /// Counts the emit, once every delivery is made.
     fn count(&self) {
         self.shared.readers.local().emitted(self.reached);
@@ -216,55 +225,44 @@ impl Deliver<'_> {
     }
 }
 
+/// The push of `delivery` into `entry`'s queue once it has room.
+fn wait_for_room(entry: &QueueEntry, delivery: Queued) -> Waiting {
+    let queue = Arc::clone(&entry.queue);
+    Box::pin(async move { queue.push_wait(delivery).await })
+}
+
 impl Future for Deliver<'_> {
     type Output = usize;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<usize> {
         let this = &mut *self;
-        let (list, event) = match &this.left {
-            Left::Nothing => return Poll::Ready(0),
-            Left::Done => return Poll::Ready(this.reached),
+        let (list, event) = match std::mem::replace(&mut this.left, Left::Done) {
             Left::Pushing(list, event) => (list, event),
+            Left::Nothing => {
+                this.left = Left::Nothing;
+                return Poll::Ready(0);
+            }
+            Left::Done => return Poll::Ready(this.reached),
         };
         let queues = list.queues();
-        if let Some(waiting) = &mut this.waiting {
-            let result = ready!(waiting.as_mut().poll(cx));
-            this.waiting = None;
-            let entry = &queues[this.next - 1];
-            this.reached += usize::from(this.shared.pushed(entry, result, this.names));
-        }
-        while let Some(entry) = queues.get(this.next) {
-            this.next += 1;
-            let delivery = Queued::new(
-                &entry.queue,
-                this.index,
-                event,
-                this.tracker.as_ref(),
-                this.span.as_ref(),
-            );
-            let result = match entry.queue.push_now(delivery) {
-                Ok(Ok(Pushed::Added)) => {
-                    this.reached += 1;
-                    continue;
+        loop {
+            if let Some(waiting) = &mut this.waiting {
+                let Poll::Ready(result) = waiting.as_mut().poll(cx) else {
+                    this.left = Left::Pushing(list, event);
+                    return Poll::Pending;
+                };
+                this.waiting = None;
+                let entry = &queues[this.next - 1];
+                this.reached += usize::from(this.shared.pushed(entry, result, this.names));
+            }
+            match this.push_from(queues, &event) {
+                Some(delivery) => {
+                    this.waiting = Some(wait_for_room(&queues[this.next - 1], delivery));
                 }
-                Ok(result) => result,
-                Err(delivery) => {
-                    let queue = Arc::clone(&entry.queue);
-                    let mut waiting: BoxFuture<'static, _> =
-                        Box::pin(async move { queue.push_wait(delivery).await });
-                    match waiting.as_mut().poll(cx) {
-                        Poll::Ready(result) => result,
-                        Poll::Pending => {
-                            this.waiting = Some(waiting);
-                            return Poll::Pending;
-                        }
-                    }
-                }
-            };
-            this.reached += usize::from(this.shared.pushed(entry, result, this.names));
+                None => break,
+            }
         }
         this.count();
-        this.left = Left::Done;
         Poll::Ready(this.reached)
     }
 }
