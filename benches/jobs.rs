@@ -242,14 +242,9 @@ async fn main() {
     let (mut ours, mut raw, mut node_bullmq, mut node_bull) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // `PROFILE=tidings` (or `bullmq-rs`, `bullmq`, `bull`) runs one contender alone, for a
-    // profiler or for counting what it asks of Redis (`INFO commandstats`).
-    let only = std::env::var("PROFILE").ok();
-    let runs = |name: &str| only.as_deref().is_none_or(|o| o == name);
-    // `ROUNDS=n` runs n rounds instead.
-    let rounds = std::env::var("ROUNDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(ROUNDS);
+    // profiler or for counting what it asks of Redis (`INFO commandstats`); `ROUNDS=n`.
+    let selection = tidings_benches::Selection::from_env(ROUNDS);
+    let (runs, rounds) = (|name: &str| selection.runs(name), selection.rounds);
     for round in 0..rounds {
         if runs("tidings") {
             ours.extend(measure(tidings_round()).await);
@@ -268,7 +263,7 @@ async fn main() {
     println!(
         "\n{JOBS} jobs per run (attempts 3, exponential backoff), bulk adds of {BULK}, concurrency {CONCURRENCY}"
     );
-    if only.is_some() {
+    if selection.only.is_some() {
         // One contender ran: its figures, no ratio.
         for (name, runs) in [
             ("tidings", &ours),

@@ -269,14 +269,10 @@ async fn main() {
         .expect("Redis on 127.0.0.1:6379");
     let client = redis::Client::open(URL).expect("URL");
     let (mut ours, mut raw) = (Vec::new(), Vec::new());
-    // `PROFILE=tidings` or `PROFILE=redis-rs` runs one contender alone, for a profiler.
-    let only = std::env::var("PROFILE").ok();
-    let runs = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    // `PROFILE=tidings` or `PROFILE=redis-rs` runs one contender alone, for a profiler;
     // `ROUNDS=n` runs n rounds instead (one, under callgrind).
-    let rounds = std::env::var("ROUNDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(ROUNDS);
+    let selection = tidings_benches::Selection::from_env(ROUNDS);
+    let (runs, rounds) = (|name: &str| selection.runs(name), selection.rounds);
     for round in 0..rounds {
         if runs("tidings") {
             let name = stream();
@@ -291,7 +287,7 @@ async fn main() {
         println!("round {} of {rounds} done", round + 1);
     }
     println!("\n{MESSAGES} entries per run, batches of {BATCH}, reads of up to {PREFETCH}");
-    if only.is_some() {
+    if selection.only.is_some() {
         // One contender ran: its figures, no ratio.
         for (name, runs) in [("tidings", &ours), ("redis-rs", &raw)] {
             if !runs.is_empty() {

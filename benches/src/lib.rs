@@ -68,6 +68,34 @@ pub fn node_dir(package: &str) -> Option<PathBuf> {
     Some(dir)
 }
 
+/// What the environment asks of a bench binary: `PROFILE=name` runs the contender `name`
+/// alone (for a profiler, or for counting what it asks of a server), `ROUNDS=n` runs `n`
+/// rounds instead of `default`.
+pub struct Selection {
+    /// The one contender to run, if `PROFILE` names one.
+    pub only: Option<String>,
+    /// How many rounds to run.
+    pub rounds: usize,
+}
+
+impl Selection {
+    /// Reads `PROFILE` and `ROUNDS`.
+    pub fn from_env(default: usize) -> Self {
+        Selection {
+            only: std::env::var("PROFILE").ok(),
+            rounds: std::env::var("ROUNDS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(default),
+        }
+    }
+
+    /// Whether the contender `name` runs.
+    pub fn runs(&self, name: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| o == name)
+    }
+}
+
 /// The median of `values` (the upper one of an even count).
 ///
 /// # Panics
