@@ -236,6 +236,37 @@ fn a_closure_removed_from_inside_an_emit_goes_when_that_emit_returns() {
     assert_eq!(bus.emit(Tick(2)), 1);
 }
 
+/// The same through `emit_async`, whose sync listeners run inside its first step's read of the
+/// list (with an async subscriber, so that step queues too): the closure goes when it resolves.
+#[tokio::test]
+async fn a_closure_removed_from_inside_an_emit_async_goes_when_it_resolves() {
+    let bus = Bus::<Events>::new();
+    let mut sub = bus.subscribe::<Tick>();
+    let held = token();
+    let victim = Arc::new(Mutex::new(None::<ListenerId>));
+    let (b, v) = (bus.clone(), Arc::clone(&victim));
+    bus.on(move |_: &Tick| {
+        if let Some(id) = v.lock().take() {
+            assert!(b.off(id));
+        }
+    });
+    let id = {
+        let held = Arc::clone(&held);
+        bus.on(move |_: &Tick| {
+            let _ = &held;
+        })
+    };
+    *victim.lock() = Some(id);
+    assert_eq!(bus.emit_async(Tick(1)).await.unwrap(), 3);
+    assert_eq!(
+        Arc::strong_count(&held),
+        1,
+        "kept after emit_async resolved"
+    );
+    assert_eq!(sub.recv().await.unwrap().unwrap().0, 1);
+    assert_eq!(bus.emit_async(Tick(2)).await.unwrap(), 2);
+}
+
 /// A `once` listener removes itself from inside its emit; its closure goes when that emit ends.
 #[test]
 fn a_once_listener_is_gone_when_its_emit_returns() {
