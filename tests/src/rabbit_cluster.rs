@@ -97,7 +97,9 @@ impl RabbitCluster {
     }
 
     /// What every RabbitMQ program run for node `i` needs: its name, this cluster's cookie,
-    /// no system env file, distribution on loopback only.
+    /// no system env file, distribution on loopback only, and a crash dump (an Erlang VM that
+    /// fails to start writes one) in this cluster's folder rather than the test's working
+    /// directory.
     fn env(&self, i: usize) -> Vec<(&'static str, String)> {
         vec![
             ("HOME", self.dir.display().to_string()),
@@ -105,6 +107,10 @@ impl RabbitCluster {
             (
                 "RABBITMQ_CONF_ENV_FILE",
                 self.dir.join("env").display().to_string(),
+            ),
+            (
+                "ERL_CRASH_DUMP",
+                self.dir.join("erl_crash.dump").display().to_string(),
             ),
             ("ERL_EPMD_ADDRESS", "127.0.0.1".to_owned()),
             (
