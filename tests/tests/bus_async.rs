@@ -638,3 +638,65 @@ async fn several_emitters_at_once_each_keep_their_order_for_every_listener() {
         }
     }
 }
+
+/// An event that counts how many of it were dropped.
+#[derive(Debug, Clone, tidings::Event)]
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Debug, tidings::EventSet)]
+#[event_set(no_codec)]
+enum CountedEvents {
+    Counted(Counted),
+}
+
+#[tokio::test]
+async fn an_event_goes_once_every_queue_is_done_with_it_and_not_before() {
+    let bus = Bus::<CountedEvents>::new();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (gate, handled) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (g, h) = (Arc::clone(&gate), Arc::clone(&handled));
+    bus.on_async(move |e: Arc<Counted>| {
+        let (g, h) = (Arc::clone(&g), Arc::clone(&h));
+        async move {
+            g.acquire().await.unwrap().forget();
+            drop(e);
+            h.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let mut first = bus.subscribe::<Counted>();
+    let mut last = bus.subscribe::<Counted>();
+
+    // One emit of each kind; each event is shared by the three queues, the last one included.
+    assert_eq!(bus.emit(Counted(Arc::clone(&drops))), 3);
+    assert_eq!(
+        bus.emit_async(Counted(Arc::clone(&drops))).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        0,
+        "every queue still holds both"
+    );
+
+    for sub in [&mut first, &mut last] {
+        let a = sub.try_recv().expect("the sync emit's event").unwrap();
+        let b = sub.try_recv().expect("the emit_async's event").unwrap();
+        assert!(sub.try_recv().is_none());
+        drop((a, b));
+    }
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        0,
+        "the async listener has not handled them yet"
+    );
+    gate.add_permits(2);
+    bus.settle().await;
+    assert_eq!(handled.load(Ordering::SeqCst), 2);
+    assert_eq!(drops.load(Ordering::SeqCst), 2, "each event dropped once");
+}

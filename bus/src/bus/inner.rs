@@ -16,7 +16,7 @@ use super::error::{ListenerError, ListenerErrorKind};
 use super::listener::{Call, ListenerId, Outcome};
 use super::queue::{Pushed, Queued};
 use super::registry::{Crowding, Place, Registry};
-use super::slot::{SlotHeader, SlotList, SyncEntry};
+use super::slot::{QueueEntry, SlotHeader, SlotList, SyncEntry};
 use super::tracker::Tracker;
 use crate::event::{EventRef, EventSet, Member};
 
@@ -83,12 +83,20 @@ impl<S: EventSet> Inner<S> {
         let mut reached = self.run_sync(&list.sync, &event, None);
         let shared: Arc<dyn Any + Send + Sync> = Arc::new(event);
         let span = super::queue::emitter_span();
-        for entry in list.queues.iter() {
-            let delivery = Queued::new(&entry.queue, E::INDEX, &shared, None, span.as_ref());
+        let mut push = |entry: &QueueEntry, event: Arc<dyn Any + Send + Sync>| {
+            let delivery = Queued::new(&entry.queue, E::INDEX, event, None, span.as_ref());
             match entry.queue.push(delivery) {
                 Ok(Pushed::Added) => reached += 1,
                 other => reached += usize::from(self.shared.pushed(entry, other, S::NAMES)),
             }
+        };
+        // The last queue takes the emit's own reference to the event: one reference-count
+        // increment and one decrement fewer per emit (the caller saw the queues non-empty).
+        if let Some((last, others)) = list.queues.split_last() {
+            for entry in others {
+                push(entry, Arc::clone(&shared));
+            }
+            push(last, shared);
         }
         reached
     }

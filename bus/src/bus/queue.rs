@@ -35,14 +35,15 @@ pub(crate) struct Queued {
 }
 
 impl Queued {
-    /// The delivery of the shared `event` (member `index`) into `queue`. The tracker of an
+    /// The delivery of `event` (member `index`) into `queue`, which it takes: the last
+    /// queue of an emit gets the emit's own reference, the others a clone. The tracker of an
     /// `emit_and_wait` follows only listener tasks: for streams and bridges, queuing is
     /// delivery.
     #[inline]
     pub(crate) fn new(
         queue: &EventQueue,
         index: usize,
-        event: &ErasedArc,
+        event: ErasedArc,
         tracker: Option<&Arc<Tracker>>,
         span: Option<&Arc<tracing::Span>>,
     ) -> Self {
@@ -52,7 +53,7 @@ impl Queued {
         });
         Queued {
             index,
-            event: Arc::clone(event),
+            event,
             tracker,
             span: span.cloned(),
         }
