@@ -429,7 +429,12 @@ impl EventQueue {
     /// Marks one popped item as handled (for `settle`); task queues only. Call
     /// [`signal_progress`](Self::signal_progress) once the consumer's batch is done.
     pub(crate) fn finish_one(&self) {
-        self.finished.fetch_add(1, Ordering::SeqCst);
+        self.finish(1);
+    }
+
+    /// Marks `n` popped items as handled, as [`finish_one`](Self::finish_one) does one.
+    pub(crate) fn finish(&self, n: u64) {
+        self.finished.fetch_add(n, Ordering::SeqCst);
     }
 
     /// Wakes `settle` callers to look at `finished` again.

@@ -43,9 +43,14 @@ struct Held {
     leftover: Arc<Mutex<Vec<usize>>>,
     names: &'static [&'static str],
     id: ListenerId,
+    /// Calls finished since the queue's `finished` count was last raised: it is raised once
+    /// per batch, when `settle` is told to look (one atomic add per batch, not per event).
+    unsettled: u64,
+    queue: Arc<EventQueue>,
 }
 impl Drop for Held {
     fn drop(&mut self) {
+        self.settle();
         let current = self.current.take().into_iter();
         let running = self.running.iter_mut().filter_map(Option::take);
         let queued = self.batch.drain(..).map(|d| (d.index, d.tracker));
@@ -104,6 +109,8 @@ pub(super) async fn run_listener<S, T, F, Fut>(
         leftover,
         names: S::NAMES,
         id,
+        unsettled: 0,
+        queue: Arc::clone(&queue),
     };
     if concurrency > 1 {
         // Boxed, so that its state stays out of the one-at-a-time loop's future: inline, it
@@ -135,7 +142,7 @@ pub(super) async fn run_listener<S, T, F, Fut>(
         #[cfg(feature = "metrics")]
         crate::record::handled(name, started.elapsed());
         let call = held.current.take();
-        finish_call(&held, &queue, &shared, call, outcome);
+        finish_call(&mut held, &shared, call, outcome);
     }
     if let Some(inner) = bus.upgrade() {
         inner.registry.lock().tasks.remove(&id);
@@ -143,11 +150,20 @@ pub(super) async fn run_listener<S, T, F, Fut>(
     shared.tasks_done.notify_waiters();
 }
 
+impl Held {
+    /// Counts the finished calls for `settle` and tells it to look again.
+    fn settle(&mut self) {
+        if self.unsettled > 0 {
+            self.queue.finish(std::mem::take(&mut self.unsettled));
+            self.queue.signal_progress();
+        }
+    }
+}
+
 /// One call finished (`outcome` is `None` when the event could not be handed to the
 /// listener): record the outcome, release the tracker, count it for `settle`.
 fn finish_call(
-    held: &Held,
-    queue: &EventQueue,
+    held: &mut Held,
     shared: &BusShared,
     call: Option<(usize, Option<Arc<Tracker>>)>,
     outcome: Option<Result<(), ListenerErrorKind>>,
@@ -166,10 +182,10 @@ fn finish_call(
     if let Some(tracker) = tracker {
         tracker.finish();
     }
-    queue.finish_one();
+    held.unsettled += 1;
     // `settle` only needs to look again once the batch in hand is done.
     if held.batch.is_empty() {
-        queue.signal_progress();
+        held.settle();
     }
 }
 
@@ -210,7 +226,7 @@ async fn run_concurrently<T, F, Fut>(
             Err(Some((slot, outcome))) => {
                 let slot: usize = slot;
                 let call = held.running[slot].take();
-                finish_call(held, queue, shared, call, outcome);
+                finish_call(held, shared, call, outcome);
             }
             Err(None) => {}
             Ok(None) => open = false,
@@ -239,7 +255,7 @@ async fn run_concurrently<T, F, Fut>(
                     })),
                     None => {
                         let call = held.running[slot].take();
-                        finish_call(held, queue, shared, call, None);
+                        finish_call(held, shared, call, None);
                     }
                 }
             }
