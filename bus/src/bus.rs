@@ -603,7 +603,8 @@ impl<S: EventSet> Bus<S> {
     /// included). Subscriptions are not waited for: their reader decides when to read.
     ///
     /// Makes async tests deterministic: emit, `settle().await`, then assert. If other tasks keep
-    /// emitting without pause, it keeps waiting; bound it with `tokio::time::timeout`.
+    /// emitting without pause, it keeps waiting; bound it with `tokio::time::timeout`. Events a
+    /// [`shutdown`](Self::shutdown) cut off (those its report lists) no longer hold it.
     pub async fn settle(&self) {
         // Each round looks at every listener task there is now, so listeners registered and
         // events emitted by handlers while we waited are seen in the next round.

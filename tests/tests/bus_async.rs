@@ -456,6 +456,38 @@ async fn shutdown_reports_what_missed_the_deadline() {
     assert_eq!(report.unfinished_count(), 3);
 }
 
+/// A `settle` that was waiting when a shutdown cut a listener off resolves: the events the
+/// shutdown reports as unhandled will never be handled, so they no longer hold it.
+#[tokio::test(start_paused = true)]
+async fn a_settle_waiting_when_shutdown_cuts_a_listener_off_resolves() {
+    let bus = Bus::<Events>::new();
+    let gate = Arc::new(Semaphore::new(0));
+    let g = Arc::clone(&gate);
+    bus.on_async(move |_: Arc<Tick>| {
+        let g = Arc::clone(&g);
+        async move {
+            g.acquire().await.unwrap().forget();
+        }
+    });
+    for i in 0..3 {
+        bus.emit(Tick(i));
+    }
+    let_listener_start().await; // tick 0 is being handled, 1 and 2 are in the task's hand
+    gate.add_permits(1); // tick 0 is done; tick 1 waits at the gate for ever
+    let_listener_start().await;
+    let b = bus.clone();
+    let settling = tokio::spawn(async move { b.settle().await });
+    let_listener_start().await;
+    assert!(!settling.is_finished(), "two ticks are not handled yet");
+    let report = bus.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.unfinished_count(), 2);
+    // Bounded so that a settle left waiting fails here instead of hanging the suite.
+    tokio::time::timeout(Duration::from_secs(60), settling)
+        .await
+        .expect("settle resolved after the shutdown")
+        .unwrap();
+}
+
 #[tokio::test]
 async fn dropping_the_bus_ends_listener_tasks() {
     let bus = Bus::<Events>::new();

@@ -32,8 +32,8 @@ pub(super) fn erased<S: EventSet>(d: Queued) -> Option<AnyEvent<S>> {
     Some(AnyEvent::from_erased(d.index, d.event))
 }
 
-/// What the task holds; if the task is cancelled, its drop records it for `shutdown` and
-/// fails the trackers of the events it will never handle.
+/// What the task holds; if the task is cancelled, its drop records it for `shutdown`, fails
+/// the trackers of the events it will never handle, and counts them as done for `settle`.
 struct Held {
     batch: VecDeque<Queued>,
     /// The event being handled: its index and tracker.
@@ -50,12 +50,15 @@ struct Held {
 }
 impl Drop for Held {
     fn drop(&mut self) {
-        self.settle();
         let current = self.current.take().into_iter();
         let running = self.running.iter_mut().filter_map(Option::take);
         let queued = self.batch.drain(..).map(|d| (d.index, d.tracker));
         let held: Vec<(usize, Option<Arc<Tracker>>)> =
             current.chain(running).chain(queued).collect();
+        // What it held will never be handled (it is reported as left over): done, for a
+        // `settle` waiting on this queue, as the calls it finished are.
+        self.unsettled += held.len() as u64;
+        self.settle();
         if held.is_empty() {
             return;
         }
