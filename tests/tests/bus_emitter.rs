@@ -206,9 +206,9 @@ fn a_closure_removed_during_an_emit_goes_when_that_emit_ends() {
 /// A listener removed by another listener during an emit that is running it still runs in
 /// that emit (the emit's snapshot), and its closure is gone once that emit returns, with
 /// nothing emitted or registered after.
-#[test]
-fn a_closure_removed_from_inside_an_emit_goes_when_that_emit_returns() {
-    let bus = Bus::<Events>::new();
+/// Registers a listener that, in the next emit, removes the one registered after it, and that
+/// second listener, which holds the returned token and counts its calls in the returned count.
+fn a_listener_the_next_emit_removes(bus: &Bus<Events>) -> (Arc<()>, Arc<AtomicUsize>) {
     let held = token();
     let victim = Arc::new(Mutex::new(None::<ListenerId>));
     let (b, v) = (bus.clone(), Arc::clone(&victim));
@@ -226,6 +226,13 @@ fn a_closure_removed_from_inside_an_emit_goes_when_that_emit_returns() {
         })
     };
     *victim.lock() = Some(id);
+    (held, calls)
+}
+
+#[test]
+fn a_closure_removed_from_inside_an_emit_goes_when_that_emit_returns() {
+    let bus = Bus::<Events>::new();
+    let (held, calls) = a_listener_the_next_emit_removes(&bus);
     assert_eq!(bus.emit(Tick(1)), 2);
     assert_eq!(
         calls.load(Ordering::SeqCst),
@@ -242,22 +249,13 @@ fn a_closure_removed_from_inside_an_emit_goes_when_that_emit_returns() {
 async fn a_closure_removed_from_inside_an_emit_async_goes_when_it_resolves() {
     let bus = Bus::<Events>::new();
     let mut sub = bus.subscribe::<Tick>();
-    let held = token();
-    let victim = Arc::new(Mutex::new(None::<ListenerId>));
-    let (b, v) = (bus.clone(), Arc::clone(&victim));
-    bus.on(move |_: &Tick| {
-        if let Some(id) = v.lock().take() {
-            assert!(b.off(id));
-        }
-    });
-    let id = {
-        let held = Arc::clone(&held);
-        bus.on(move |_: &Tick| {
-            let _ = &held;
-        })
-    };
-    *victim.lock() = Some(id);
+    let (held, calls) = a_listener_the_next_emit_removes(&bus);
     assert_eq!(bus.emit_async(Tick(1)).await.unwrap(), 3);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "removed during the emit_async it was in"
+    );
     assert_eq!(
         Arc::strong_count(&held),
         1,
