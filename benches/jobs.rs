@@ -244,21 +244,20 @@ async fn main() {
     // `PROFILE=tidings` (or `bullmq-rs`, `bullmq`, `bull`) runs one contender alone, for a
     // profiler or for counting what it asks of Redis (`INFO commandstats`); `ROUNDS=n`.
     let selection = tidings_benches::Selection::from_env(ROUNDS);
-    let (runs, rounds) = (|name: &str| selection.runs(name), selection.rounds);
-    for round in 0..rounds {
-        if runs("tidings") {
+    for round in 0..selection.rounds {
+        if selection.runs("tidings") {
             ours.extend(measure(tidings_round()).await);
         }
-        if runs("bullmq-rs") {
+        if selection.runs("bullmq-rs") {
             raw.extend(measure(raw_round()).await);
         }
-        if runs("bullmq") {
+        if selection.runs("bullmq") {
             node_bullmq.extend(measure(node_round("bullmq")).await);
         }
-        if runs("bull") {
+        if selection.runs("bull") {
             node_bull.extend(measure(node_round("bull")).await);
         }
-        println!("round {} of {rounds} done", round + 1);
+        println!("round {} of {} done", round + 1, selection.rounds);
     }
     println!(
         "\n{JOBS} jobs per run (attempts 3, exponential backoff), bulk adds of {BULK}, concurrency {CONCURRENCY}"

@@ -272,19 +272,18 @@ async fn main() {
     // `PROFILE=tidings` or `PROFILE=redis-rs` runs one contender alone, for a profiler;
     // `ROUNDS=n` runs n rounds instead (one, under callgrind).
     let selection = tidings_benches::Selection::from_env(ROUNDS);
-    let (runs, rounds) = (|name: &str| selection.runs(name), selection.rounds);
-    for round in 0..rounds {
-        if runs("tidings") {
+    for round in 0..selection.rounds {
+        if selection.runs("tidings") {
             let name = stream();
             ours.push(measure(tidings_round(&t, &name)).await);
             t.delete_streams(&[&name]).await.expect("delete");
         }
-        if runs("redis-rs") {
+        if selection.runs("redis-rs") {
             let name = stream();
             raw.push(measure(raw_round(&client, &name)).await);
             t.delete_streams(&[&name]).await.expect("delete");
         }
-        println!("round {} of {rounds} done", round + 1);
+        println!("round {} of {} done", round + 1, selection.rounds);
     }
     println!("\n{MESSAGES} entries per run, batches of {BATCH}, reads of up to {PREFETCH}");
     if selection.only.is_some() {
