@@ -113,14 +113,13 @@ pub(super) async fn run_listener<S, T, F, Fut>(
         names: S::NAMES,
         id,
         unsettled: 0,
-        queue: Arc::clone(&queue),
+        queue,
     };
     if concurrency > 1 {
         // Boxed, so that its state stays out of the one-at-a-time loop's future: inline, it
         // took `async_fanout/tidings_on_async/1` from about 6 to 2.7 M events/s.
         Box::pin(run_concurrently(
             &mut held,
-            &queue,
             &shared,
             concurrency,
             convert,
@@ -128,7 +127,7 @@ pub(super) async fn run_listener<S, T, F, Fut>(
         ))
         .await;
     }
-    while let Some(popped) = queue.pop(&mut held.batch).await {
+    while let Some(popped) = held.queue.pop(&mut held.batch).await {
         // Task queues report overflow through `on_error` when it happens, not here.
         let Popped::Item(delivery) = popped else {
             continue;
@@ -197,7 +196,6 @@ fn finish_call(
 /// every call finished.
 async fn run_concurrently<T, F, Fut>(
     held: &mut Held,
-    queue: &EventQueue,
     shared: &BusShared,
     concurrency: usize,
     convert: fn(Queued) -> Option<T>,
@@ -214,11 +212,11 @@ async fn run_concurrently<T, F, Fut>(
         // Either the next event (when there is room) or a finished call.
         let next = if open && running.len() < concurrency {
             if running.is_empty() {
-                Ok(queue.pop(&mut held.batch).await)
+                Ok(held.queue.pop(&mut held.batch).await)
             } else {
                 tokio::select! {
                     biased;
-                    popped = queue.pop(&mut held.batch) => Ok(popped),
+                    popped = held.queue.pop(&mut held.batch) => Ok(popped),
                     done = running.next() => Err(done),
                 }
             }
