@@ -165,6 +165,12 @@ impl OwnServer {
 
     /// A plain connection for the test's own commands, without a response timeout.
     pub async fn admin(&self) -> ::redis::aio::MultiplexedConnection {
+        self.try_admin().await.expect("the test's redis-server")
+    }
+
+    /// [`admin`](Self::admin), or the error when the server does not take the connection (it
+    /// is restarting, or Sentinel is closing its clients while it reconfigures it).
+    pub async fn try_admin(&self) -> ::redis::RedisResult<::redis::aio::MultiplexedConnection> {
         let config = ::redis::AsyncConnectionConfig::new()
             .set_response_timeout(None)
             .set_connection_timeout(Some(std::time::Duration::from_secs(20)));
@@ -172,7 +178,6 @@ impl OwnServer {
             .expect("URL")
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .expect("the test's redis-server")
     }
 
     /// Makes it a replica of `master` and waits until the link is up.
@@ -687,11 +692,15 @@ impl SentinelSet {
     }
 }
 
-/// A field of `INFO replication` of `server` (empty when it does not answer).
+/// A field of `INFO replication` of `server` (empty when it does not answer, or does not
+/// take the connection: Sentinel closes a server's clients while it reconfigures it).
 pub async fn replication(server: &OwnServer, field: &str) -> String {
+    let Ok(mut connection) = server.try_admin().await else {
+        return String::new();
+    };
     let text: String = ::redis::cmd("INFO")
         .arg("replication")
-        .query_async(&mut server.admin().await)
+        .query_async(&mut connection)
         .await
         .unwrap_or_default();
     text.lines()
