@@ -14,11 +14,20 @@ pub const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// A transport whose connections are named `name` (so [`close_connections`] finds them).
 pub async fn connect(name: &str) -> AmqpTransport {
-    AmqpTransport::builder(URL)
+    connect_to(URL, name).await
+}
+
+/// A transport to the broker at `url` (a node of the test's own, say) whose connections are
+/// named `name`.
+///
+/// # Panics
+/// When the broker does not answer.
+pub async fn connect_to(url: &str, name: &str) -> AmqpTransport {
+    AmqpTransport::builder(url)
         .connection_name(name)
         .connect()
         .await
-        .unwrap_or_else(|e| panic!("RabbitMQ must run on 127.0.0.1:5672: {e}"))
+        .unwrap_or_else(|e| panic!("RabbitMQ did not answer: {e}"))
 }
 
 /// Runs `rabbitmqctl` with `args`; its output.

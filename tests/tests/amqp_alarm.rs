@@ -1,26 +1,17 @@
 //! A broker resource alarm (feature `amqp`): the transport reports `Blocked`, publishes wait
-//! instead of failing, and go through once the alarm clears. Alone in its binary: the alarm
-//! blocks every publishing connection of the broker.
+//! instead of failing, and go through once the alarm clears. The alarm blocks every publishing
+//! connection of its broker, so the test raises it on a RabbitMQ node of its own (free ports,
+//! its own folder), never on the shared broker.
 #![cfg(feature = "amqp")]
 
 use std::time::Duration;
 
 use tidings::bridge::{Endpoint, Envelope, Outgoing, Transport, TransportError};
 use tidings_bridges::amqp::{AmqpTransport, ConnectionEvent};
-use tidings_tests::rabbit::{URL, cleanup, connect, rabbitmqctl, unique};
+use tidings_tests::rabbit::{connect_to, unique};
+use tidings_tests::rabbit_cluster::RabbitCluster;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Restores the default memory watermark however the test ends.
-struct ClearAlarm;
-
-impl Drop for ClearAlarm {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .args(["-q", "set_vm_memory_high_watermark", "0.4"])
-            .status();
-    }
-}
 
 async fn event(events: &mut tokio::sync::broadcast::Receiver<ConnectionEvent>) -> ConnectionEvent {
     tokio::time::timeout(WAIT, events.recv())
@@ -31,13 +22,14 @@ async fn event(events: &mut tokio::sync::broadcast::Receiver<ConnectionEvent>) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_alarm_blocks_publishes_until_it_clears() {
-    let t = connect(&unique("conn")).await;
+    // Stopped and removed when the test ends, however it ends.
+    let node = RabbitCluster::start(1).await;
+    let t = connect_to(&node.url(0), &unique("conn")).await;
     let source = Endpoint::new(unique("alarm"));
     t.declare(&source).await.expect("declare");
     let mut events = t.events();
 
-    let _clear = ClearAlarm;
-    rabbitmqctl(&["set_vm_memory_high_watermark", "0"]).await;
+    node.ctl(0, &["set_vm_memory_high_watermark", "0"]).await;
     let out = Outgoing {
         destination: source.name.clone(),
         envelope: Envelope::new("alarm.test", b"{}".to_vec()),
@@ -60,7 +52,7 @@ async fn a_memory_alarm_blocks_publishes_until_it_clears() {
     // Two callers publishing at once through a transport with a short publish timeout take
     // turns on its channel: the one waiting for the turn is bounded by its own timeout too,
     // and both fail as disconnected instead of hanging behind the blocked one.
-    let quick = AmqpTransport::builder(URL)
+    let quick = AmqpTransport::builder(&node.url(0))
         .connection_name(unique("quick"))
         .publish_timeout(Duration::from_secs(1))
         .connect()
@@ -83,7 +75,7 @@ async fn a_memory_alarm_blocks_publishes_until_it_clears() {
         );
     }
 
-    rabbitmqctl(&["set_vm_memory_high_watermark", "0.4"]).await;
+    node.ctl(0, &["set_vm_memory_high_watermark", "0.4"]).await;
     let unblocked = event(&mut events).await;
     assert_eq!(unblocked, ConnectionEvent::Unblocked);
     let result = tokio::time::timeout(WAIT, publishing)
@@ -91,5 +83,4 @@ async fn a_memory_alarm_blocks_publishes_until_it_clears() {
         .expect("the publish finishes")
         .expect("the task");
     assert!(result.is_ok(), "{result:?}");
-    cleanup(&t, &source).await;
 }

@@ -1,6 +1,7 @@
 //! 20 000 persistent events through RabbitMQ while every connection is forcibly closed twice
-//! and the broker application is restarted once (feature `amqp`). This binary holds one test:
-//! its outages are broker-wide.
+//! and the broker application is restarted once (feature `amqp`). The outages are broker-wide,
+//! so the test runs them on a RabbitMQ node of its own (free ports, its own folder), never on
+//! the shared broker.
 #![cfg(feature = "amqp")]
 
 use std::collections::{BTreeSet, HashMap};
@@ -13,7 +14,8 @@ use tidings::Event;
 use tidings::bridge::conformance::Ping;
 use tidings::bridge::{Consumer, Endpoint, Envelope, Outgoing, Transport};
 use tidings_bridges::amqp::AmqpTransport;
-use tidings_tests::rabbit::{cleanup, connect, rabbitmqctl, unique};
+use tidings_tests::rabbit::{connect_to, unique};
+use tidings_tests::rabbit_cluster::RabbitCluster;
 use tokio::sync::watch;
 
 const EVENTS: u64 = 20_000;
@@ -101,17 +103,6 @@ async fn consume(t: AmqpTransport, source: Endpoint, seen: Arc<Mutex<HashMap<u64
     }
 }
 
-/// Starts the broker application again if the test ends (or panics) while it is stopped.
-struct StartAppOnDrop;
-
-impl Drop for StartAppOnDrop {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .args(["-q", "start_app"])
-            .status();
-    }
-}
-
 async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let waited = tokio::time::timeout(limit, async {
         while !done() {
@@ -129,8 +120,10 @@ async fn twenty_thousand_events_survive_two_forced_closes_and_a_broker_restart()
         .with_max_level(tracing::Level::INFO)
         .with_test_writer()
         .try_init();
-    let publisher = connect(&unique("publisher")).await;
-    let receiver = connect(&unique("receiver")).await;
+    // Stopped and removed when the test ends, however it ends.
+    let node = RabbitCluster::start(1).await;
+    let publisher = connect_to(&node.url(0), &unique("publisher")).await;
+    let receiver = connect_to(&node.url(0), &unique("receiver")).await;
     let source = Endpoint::new(unique("outage")).prefetch(200);
     publisher.declare(&source).await.expect("declare");
 
@@ -156,7 +149,7 @@ async fn twenty_thousand_events_survive_two_forced_closes_and_a_broker_restart()
     let limit = Duration::from_secs(120);
     for at in [EVENTS / 5, 2 * EVENTS / 5] {
         wait_for("publishes", limit, || confirmed.lock().len() as u64 >= at).await;
-        rabbitmqctl(&["close_all_connections", "test outage"]).await;
+        node.ctl(0, &["close_all_connections", "test outage"]).await;
         println!("closed every connection at {at} confirmed");
     }
     wait_for("publishes", limit, || {
@@ -164,16 +157,15 @@ async fn twenty_thousand_events_survive_two_forced_closes_and_a_broker_restart()
     })
     .await;
     // The remaining 8 000 go out while the broker application is down and starting again.
-    let _restart = StartAppOnDrop;
-    rabbitmqctl(&["stop_app"]).await;
+    node.ctl(0, &["stop_app"]).await;
     restart.send_replace(true);
     println!(
         "broker application stopped at {} confirmed",
         confirmed.lock().len()
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    rabbitmqctl(&["start_app"]).await;
-    rabbitmqctl(&["await_startup"]).await;
+    node.ctl(0, &["start_app"]).await;
+    node.ctl(0, &["await_startup"]).await;
     println!(
         "broker application started again at {} confirmed",
         confirmed.lock().len()
@@ -204,15 +196,19 @@ async fn twenty_thousand_events_survive_two_forced_closes_and_a_broker_restart()
     if arrived.is_err() {
         // Lost, or still in the queue with nobody taking it: the queue's counts tell which.
         let missing = missing();
-        let queue = rabbitmqctl(&[
-            "list_queues",
-            "name",
-            "messages_ready",
-            "messages_unacknowledged",
-            "consumers",
-            "-q",
-        ])
-        .await;
+        let queue = node
+            .ctl(
+                0,
+                &[
+                    "list_queues",
+                    "name",
+                    "messages_ready",
+                    "messages_unacknowledged",
+                    "consumers",
+                    "-q",
+                ],
+            )
+            .await;
         let queue = queue
             .lines()
             .find(|l| l.starts_with(&source.name))
@@ -245,5 +241,4 @@ async fn twenty_thousand_events_survive_two_forced_closes_and_a_broker_restart()
         publisher.connections() >= 4,
         "three outages, three reconnects"
     );
-    cleanup(&publisher, &source).await;
 }
