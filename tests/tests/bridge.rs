@@ -159,6 +159,31 @@ async fn shutdown_flushes_or_reports_what_was_not_confirmed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn events_taken_while_a_batch_lingers_count_as_in_flight() {
+    let broker = MemoryBroker::new();
+    let source = declared(&broker, "ticks").await;
+    let bus = Bus::<Events>::new();
+    let outbound = Outbound::builder(&bus, broker.clone())
+        .forward::<Tick>()
+        .destination("ticks")
+        .batch(3, Duration::from_secs(10))
+        .build();
+    let stats = || {
+        let s = outbound.stats();
+        (s.buffered, s.in_flight, s.confirmed)
+    };
+    bus.emit(Tick(0));
+    until("the first event taken", || stats() == (0, 1, 0)).await;
+    // The batch is now lingering for more: this one is taken while it waits.
+    bus.emit(Tick(1));
+    until("the second event taken", || stats() == (0, 2, 0)).await;
+    bus.emit(Tick(2));
+    until("the full batch confirmed", || stats() == (0, 0, 3)).await;
+    assert_eq!(broker.depth(&source.name, &source.group), 3);
+    assert!(outbound.shutdown(Duration::from_secs(1)).await.is_clean());
+}
+
+#[tokio::test(start_paused = true)]
 async fn refused_publishes_are_counted_not_retried_forever() {
     let broker = MemoryBroker::new();
     let bus = Bus::<Events>::new();

@@ -425,11 +425,18 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
                     None => break,
                 }
             }
+            // Events taken count as in flight before the next await (where a shutdown's
+            // deadline can stop the task): one update per run of takes, not one per event.
+            self.stats.add(IN_FLIGHT, batch.len() as u64);
             if batch.len() < self.config.batch_size && !self.config.linger.is_zero() {
                 let deadline = tokio::time::Instant::now() + self.config.linger;
                 while batch.len() < self.config.batch_size {
                     match tokio::time::timeout_at(deadline, events.recv()).await {
-                        Ok(Some(next)) => self.take(next, &mut batch),
+                        Ok(Some(next)) => {
+                            let before = batch.len();
+                            self.take(next, &mut batch);
+                            self.stats.add(IN_FLIGHT, (batch.len() - before) as u64);
+                        }
                         Ok(None) | Err(_) => break,
                     }
                 }
@@ -443,7 +450,6 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
         // A bridge subscription reports overflow through `on_error`, never as lag.
         let Ok((event, span)) = event else { return };
         if let Ok(out) = self.outgoing(&event, span.as_deref()) {
-            self.stats.incr(IN_FLIGHT);
             batch.push(out);
         }
     }
@@ -544,16 +550,15 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
             }
             check_key_order(batch, &results);
             let mut failed = Vec::new();
+            // Counted once per batch (no await until then): one update per counter, not per
+            // message.
+            let (mut confirmed, mut rejected) = (0, 0);
             for (out, result) in batch.drain(..).zip(results) {
                 match result {
-                    Ok(()) => {
-                        self.stats.incr(CONFIRMED);
-                        self.stats.sub(IN_FLIGHT, 1);
-                    }
+                    Ok(()) => confirmed += 1,
                     Err(error) if error.is_retryable() => failed.push(out),
                     Err(error) => {
-                        self.stats.incr(REJECTED);
-                        self.stats.sub(IN_FLIGHT, 1);
+                        rejected += 1;
                         tracing::error!(
                             event = out.envelope.name,
                             id = out.envelope.id,
@@ -564,6 +569,11 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
                     }
                 }
             }
+            self.stats.add(CONFIRMED, confirmed);
+            if rejected > 0 {
+                self.stats.add(REJECTED, rejected);
+            }
+            self.stats.sub(IN_FLIGHT, confirmed + rejected);
             if failed.is_empty() {
                 return;
             }
