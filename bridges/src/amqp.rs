@@ -98,6 +98,16 @@
 //! a missing exchange would close the channel). At most
 //! [`confirm_window`](AmqpBuilder::confirm_window) publishes await confirms at once.
 //!
+//! A negative confirm (RabbitMQ could not store the message: a full queue declared with
+//! `x-overflow: reject-publish`, a quorum queue between leaders) is not a verdict on the
+//! message nor on the connection. The message is sent again on a fresh publishing channel of
+//! the same connection (a channel that saw a quorum queue's old leader kept being refused),
+//! after a pause that grows with each round (the [`reconnect`](AmqpBuilder::reconnect)
+//! backoff); consumers on the connection are untouched. Refused until the
+//! [`publish_timeout`](AmqpBuilder::publish_timeout), it fails with
+//! [`TransportError::NotStored`](tidings::bridge::TransportError::NotStored), which is
+//! retryable: an outbound bridge publishes it again with its own backoff.
+//!
 //! ## Connection management
 //!
 //! A supervisor task owns the connection (lapin's own recovery stays off): it tries each URL

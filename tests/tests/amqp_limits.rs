@@ -571,3 +571,100 @@ async fn deleted_queues_and_exchanges_stay_deleted_after_a_reconnect() {
         "the exchange came back"
     );
 }
+
+/// A queue another service declared with a length limit that refuses publishes beyond it
+/// (`x-overflow: reject-publish`, as amqplib's `assertQueue(name, { maxLength: 1, arguments:
+/// { 'x-overflow': 'reject-publish' } })`): RabbitMQ nacks what does not fit.
+#[tokio::test]
+async fn a_full_queue_that_rejects_publishes_keeps_the_connection_and_loses_nothing() {
+    let (raw, channel) = raw_channel().await;
+    let full = unique("full");
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongLongInt(1));
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    channel
+        .queue_declare(
+            full.as_str().into(),
+            lapin::options::QueueDeclareOptions::default(),
+            args,
+        )
+        .await
+        .expect("declare");
+    let take_one = || async {
+        channel
+            .basic_get(full.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get")
+            .is_some()
+    };
+
+    let t = AmqpTransport::builder(URL)
+        .connection_name(unique("conn"))
+        .publish_timeout(Duration::from_secs(2))
+        .reconnect(tidings::Backoff::Fixed(Duration::from_millis(100)))
+        .connect()
+        .await
+        .expect("connect");
+    let mut events = t.events();
+    // A consumer on the same transport: a nack must not take its connection down.
+    let beside = Endpoint::new(unique("beside"));
+    t.declare(&beside).await.expect("declare");
+    let mut consumer = t.consume(&beside).await.expect("consume");
+
+    // The default exchange routes by queue name: the key names the queue.
+    let to_full = |n| Outgoing {
+        destination: String::new(),
+        envelope: tick(n).with_key(full.clone()),
+    };
+    assert!(t.publish(&[to_full(0)]).await[0].is_ok(), "the first fits");
+    let refused = t.publish(&[to_full(1), to_full(2)]).await;
+    for result in &refused {
+        assert!(
+            matches!(result, Err(TransportError::NotStored(why)) if why.contains("negative confirm")),
+            "{refused:?}"
+        );
+        assert!(result.as_ref().unwrap_err().is_retryable(), "{refused:?}");
+    }
+    assert_never_disconnected(&mut events);
+    assert_eq!(t.connections(), 1, "no connection opened for the nacks");
+    publish_one(&t, &beside.name, tick(7))
+        .await
+        .expect("beside");
+    let delivery = tidings_tests::rabbit::next(&mut consumer, "the message beside").await;
+    delivery.ack().await.expect("ack");
+
+    // Through an outbound bridge the refused event is retried, not dropped, and stored once
+    // there is room.
+    let bus = Bus::<Events>::new();
+    let outbound = tidings::bridge::Outbound::builder(&bus, t.clone())
+        .forward::<Tick>()
+        .route({
+            let full = full.clone();
+            move |_| tidings::bridge::Route::to("").key(full.clone())
+        })
+        .backoff(tidings::Backoff::Fixed(Duration::from_millis(100)))
+        .build();
+    bus.emit_async(Tick(3)).await.expect("emit");
+    until("a retry", || outbound.stats().retried >= 1).await;
+    assert_eq!(outbound.stats().confirmed, 0);
+    assert!(take_one().await, "tick 0 was stored");
+    until("the retried event stored", || {
+        outbound.stats().confirmed == 1
+    })
+    .await;
+    let stats = outbound.stats();
+    assert_eq!((stats.rejected, stats.in_flight), (0, 0), "{stats:?}");
+    assert!(take_one().await, "tick 3 was stored");
+    assert_never_disconnected(&mut events);
+    assert_eq!(t.connections(), 1, "still the first connection");
+    assert!(outbound.shutdown(WAIT).await.is_clean());
+    channel
+        .queue_delete(full.as_str().into(), Default::default())
+        .await
+        .expect("delete");
+    let _ = raw.close(200, "OK".into()).await;
+    cleanup(&t, &beside).await;
+}

@@ -155,36 +155,45 @@ pub(crate) async fn answered<T>(
 /// returns that arrive meanwhile are the batch's own, and a return is matched to its message
 /// by message id (see `publish::publish_on`). An outbound bridge publishes one batch at a
 /// time anyway; concurrent callers of one transport take turns, batch by batch.
+///
+/// The channel can be replaced under a turn ([`Turn::renew`]): after negative confirms, a
+/// fresh channel finds a quorum queue's current leader, where one that saw the old leader
+/// kept being refused; the connection, and the consumers on it, stay.
 pub(crate) struct Publisher {
-    channel: Channel,
+    /// Replaced only under the turn; read for its status at any time.
+    channel: Mutex<Channel>,
     turn: tokio::sync::Mutex<()>,
 }
 
 /// The right to publish on a [`Publisher`]'s channel; see there.
 pub(crate) struct Turn<'a> {
-    channel: &'a Channel,
+    publisher: &'a Publisher,
+    channel: Channel,
     _held: tokio::sync::MutexGuard<'a, ()>,
 }
 
 impl Publisher {
     pub(crate) fn new(channel: Channel) -> Self {
         Publisher {
-            channel,
+            channel: Mutex::new(channel),
             turn: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// The channel underneath (for its status).
-    pub(crate) fn channel(&self) -> &Channel {
-        &self.channel
+    /// Whether the channel is open. A channel [`Turn::renew`] replaces is closed only after
+    /// the new one took its place, so this never sees the old one closed.
+    pub(crate) fn is_open(&self) -> bool {
+        self.channel.lock().status().connected()
     }
 
     /// Waits until no other batch publishes on the channel; hold the turn until every
     /// confirm of the batch is in.
     pub(crate) async fn turn(&self) -> Turn<'_> {
+        let held = self.turn.lock().await;
         Turn {
-            channel: &self.channel,
-            _held: self.turn.lock().await,
+            publisher: self,
+            channel: self.channel.lock().clone(),
+            _held: held,
         }
     }
 }
@@ -202,6 +211,20 @@ impl Turn<'_> {
         self.channel
             .basic_publish(exchange, routing_key, options, payload, properties)
             .await
+    }
+
+    /// Replaces the channel with a fresh one in confirm mode on `connection`, then closes the
+    /// old one. Call it once every confirm of the batch is in.
+    ///
+    /// # Errors
+    /// When the broker does not open the new channel: the connection is failing.
+    pub(crate) async fn renew(&mut self, connection: &Connection) -> Result<(), TransportError> {
+        let fresh = answered(connection.create_channel()).await?;
+        answered(fresh.confirm_select(ConfirmSelectOptions::default())).await?;
+        let old = std::mem::replace(&mut *self.publisher.channel.lock(), fresh.clone());
+        self.channel = fresh;
+        close_channel(&old).await;
+        Ok(())
     }
 }
 
@@ -506,7 +529,7 @@ async fn watch_until_broken(shared: &LinkState, live: &Live) -> String {
                 if !live.connection.status().connected() {
                     return "the connection closed".to_owned();
                 }
-                if !live.publisher.channel().status().connected() {
+                if !live.publisher.is_open() {
                     return "the publishing channel closed".to_owned();
                 }
             }

@@ -37,13 +37,19 @@ pub(crate) async fn one(shared: &LinkState, raw: Raw) -> Result<(), TransportErr
     results.pop().unwrap_or(Err(TransportError::Closed))
 }
 
-/// Publishes every message and waits for the broker's confirms, resending on the next
-/// connection what a failed one never confirmed, until the publish timeout.
+/// Publishes every message and waits for the broker's confirms, until the publish timeout:
+/// what a failed connection never confirmed is sent again on the next connection, and what
+/// the broker nacked is sent again on a fresh channel of the same connection after a pause
+/// (the transport's reconnect backoff, growing with each round of nacks), so that a queue
+/// that keeps refusing (`x-overflow: reject-publish` when full) costs neither the
+/// connection, which consumers may share, nor a tight loop. Nacked until the timeout, a
+/// message gets [`TransportError::NotStored`].
 pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), TransportError>> {
     let deadline = Instant::now() + shared.config.publish_timeout;
     let mut results: Results = (0..batch.len()).map(|_| None).collect();
     let mut pending: Vec<usize> = (0..batch.len()).collect();
     let mut min_generation = 0;
+    let mut nack_rounds = 0;
     while !pending.is_empty() {
         let Some(live) = shared.live(deadline, pending.len(), min_generation).await else {
             let why = if shared.is_stopped() {
@@ -59,8 +65,36 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
             }
             break;
         };
-        pending = publish_on(shared, &live, batch, &pending, &mut results, deadline).await;
-        min_generation = live.generation + 1;
+        let again = publish_on(shared, &live, batch, &pending, &mut results, deadline).await;
+        if !again.reconnect.is_empty() {
+            min_generation = live.generation + 1;
+        }
+        if !again.nacked.is_empty() {
+            nack_rounds += 1;
+            let pause = shared.config.reconnect.jittered(nack_rounds);
+            if Instant::now() + pause >= deadline {
+                let why = format!(
+                    "negative confirms until the publish timeout ({:?}): the queue may be \
+                     full and reject publishes, or have no leader",
+                    shared.config.publish_timeout
+                );
+                for &i in &again.nacked {
+                    results[i] = Some(Err(TransportError::NotStored(why.clone())));
+                }
+                pending = again.reconnect;
+                continue;
+            }
+            tracing::warn!(
+                messages = again.nacked.len(),
+                ?pause,
+                "the broker nacked messages (a full queue that rejects publishes, or one \
+                 without a leader): sending them again on a fresh channel"
+            );
+            tokio::time::sleep(pause).await;
+        }
+        pending = again.reconnect;
+        pending.extend(again.nacked);
+        pending.sort_unstable();
     }
     results
         .into_iter()
@@ -68,8 +102,18 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
         .collect()
 }
 
+/// What [`publish_on`] could not settle.
+#[derive(Default)]
+struct Again {
+    /// To send again on a new connection (this one failed).
+    reconnect: Vec<usize>,
+    /// Nacked by the broker: to send again on this connection, whose publishing channel has
+    /// been renewed.
+    nacked: Vec<usize>,
+}
+
 /// Publishes `pending` on `live`, under the channel's [`Turn`](super::link::Turn) until the
-/// last confirm is in; returns what must be sent again on a new connection.
+/// last confirm is in; returns what must be sent again, and where.
 ///
 /// A `basic.return` is matched to its message by message id, not by the confirm lapin hands
 /// it to (see [`Publisher`](super::link::Publisher)): with the turn held, every return that
@@ -82,20 +126,20 @@ async fn publish_on(
     pending: &[usize],
     results: &mut Results,
     deadline: Instant,
-) -> Vec<usize> {
+) -> Again {
     let window = &shared.window;
     let mut outcomes = Outcomes::default();
     let mut in_flight: VecDeque<(usize, SemaphorePermit<'_>, PublisherConfirm)> = VecDeque::new();
     // The exchange checked last: a batch mostly goes to one destination.
     let mut checked: Option<&str> = None;
     let frame_max = live.frame_max();
-    let Ok(turn) = tokio::time::timeout_at(deadline, live.publisher.turn()).await else {
+    let Ok(mut turn) = tokio::time::timeout_at(deadline, live.publisher.turn()).await else {
         for &i in pending {
             results[i] = Some(Err(TransportError::Disconnected(
                 "no turn on the publishing channel before the publish timeout".to_owned(),
             )));
         }
-        return Vec::new();
+        return Again::default();
     };
     for &i in pending {
         let raw = &batch[i];
@@ -155,11 +199,18 @@ async fn publish_on(
     while let Some(sent) = in_flight.pop_front() {
         outcomes.settle(live, sent, results, deadline).await;
     }
+    if !outcomes.nacked.is_empty() && turn.renew(&live.connection).await.is_err() {
+        live.broke();
+        outcomes.retry.append(&mut outcomes.nacked);
+    }
     drop(turn);
     outcomes.apply_returns(batch, pending, results);
-    let mut retry = outcomes.retry;
-    retry.sort_unstable();
-    retry
+    let mut again = Again {
+        reconnect: outcomes.retry,
+        nacked: outcomes.nacked,
+    };
+    again.reconnect.sort_unstable();
+    again
 }
 
 /// What the confirms of one batch said.
@@ -167,6 +218,8 @@ async fn publish_on(
 struct Outcomes {
     /// Sent again on a new connection.
     retry: Vec<usize>,
+    /// Nacked: sent again on a fresh channel.
+    nacked: Vec<usize>,
     /// Message ids of the returned messages, with where each was returned from.
     returned: Vec<(ShortString, String)>,
 }
@@ -199,13 +252,12 @@ impl Outcomes {
                     None => Err(TransportError::Unroutable(route)),
                 }
             }
-            // RabbitMQ nacks what it could not store (a quorum queue between leaders, an
-            // alarm): not a verdict on the message. It is sent again on a fresh connection,
-            // whose channel finds the queue's current leader (a channel that saw the old one
-            // kept being nacked).
+            // RabbitMQ nacks what it could not store (a full queue that rejects publishes, a
+            // quorum queue between leaders): not a verdict on the message, nor on the
+            // connection. It is sent again on a fresh channel (one that saw a quorum queue's
+            // old leader kept being nacked), after a pause (see `batch`).
             Ok(Ok(Confirmation::Nack(_))) => {
-                live.broke();
-                self.retry.push(i);
+                self.nacked.push(i);
                 return;
             }
             Ok(Ok(Confirmation::NotRequested)) => Err(TransportError::Other(

@@ -181,7 +181,7 @@ impl RpcClient {
         let live = self.transport.shared().connected_by(deadline).await?;
         let mut slot = self.channel.lock().await;
         if let Some(c) = slot.as_ref() {
-            if c.generation == live.generation && c.channel.channel().status().connected() {
+            if c.generation == live.generation && c.channel.is_open() {
                 return Ok((c.generation, Arc::clone(&c.channel)));
             }
         }

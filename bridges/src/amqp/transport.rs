@@ -75,7 +75,9 @@ impl AmqpBuilder {
         self.with(|c| c.connect_timeout = timeout)
     }
 
-    /// Delays between reconnection rounds (default 100 ms doubling to 10 s, with jitter).
+    /// Delays between reconnection rounds (default 100 ms doubling to 10 s, with jitter);
+    /// also the pauses before sending nacked messages again (see the
+    /// [module docs](super#publishing)).
     pub fn reconnect(self, backoff: Backoff) -> Self {
         self.with(|c| c.reconnect = backoff)
     }
@@ -93,7 +95,7 @@ impl AmqpBuilder {
 
     /// How long a publish, consume or declaration waits for a connection, and a publish for
     /// its confirm, before it fails (default 30 s). Unconfirmed publishes are sent again on
-    /// the new connection within this time.
+    /// the new connection, and nacked ones on a fresh channel, within this time.
     pub fn publish_timeout(self, timeout: Duration) -> Self {
         self.with(|c| c.publish_timeout = timeout)
     }

@@ -105,9 +105,14 @@ pub enum TransportError {
     #[error("nothing is bound to `{0}`: the message was not routed")]
     Unroutable(String),
     /// The broker refused the message for good (too large, a name it does not accept...). A
-    /// negative confirm is not this: transports send such a message again.
+    /// negative confirm is not this: see [`NotStored`](TransportError::NotStored).
     #[error("the broker rejected the message: {0}")]
     Rejected(String),
+    /// The broker answered with a negative confirm until the publish timeout: it could not
+    /// store the message just then (a full queue that rejects publishes, a quorum queue
+    /// without a leader, a resource alarm). Worth retrying later; the connection is fine.
+    #[error("the broker did not store the message: {0}")]
+    NotStored(String),
     /// The consumer or transport was closed.
     #[error("the transport is closed")]
     Closed,
@@ -121,7 +126,9 @@ impl TransportError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            TransportError::Disconnected(_) | TransportError::Other(_)
+            TransportError::Disconnected(_)
+                | TransportError::NotStored(_)
+                | TransportError::Other(_)
         )
     }
 }
