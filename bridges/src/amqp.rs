@@ -163,7 +163,7 @@ pub use self::config::Tls;
 pub use self::consumer::AmqpConsumer;
 pub use self::error::Error;
 pub use self::rpc::{RpcClient, RpcServer, ERROR_HEADER};
-pub use self::topology::{Binding, Exchange, Queue, Topology};
+pub use self::topology::{Binding, Exchange, Queue, QueueOverflow, Topology};
 pub use self::transport::{queue_name, AmqpBuilder, AmqpTransport};
 pub use self::wire::{CORRELATION_ID, REPLY_TO};
 pub use crate::ConnectionEvent;

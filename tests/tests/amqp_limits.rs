@@ -12,7 +12,9 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use parking_lot::Mutex;
 use tidings::Bus;
 use tidings::bridge::{Endpoint, Envelope, Inbound, Outgoing, Transport, TransportError};
-use tidings_bridges::amqp::{AmqpTransport, ConnectionEvent, Exchange, Queue, Topology};
+use tidings_bridges::amqp::{
+    AmqpTransport, ConnectionEvent, Exchange, Queue, QueueOverflow, Topology,
+};
 use tidings_tests::rabbit::{URL, cleanup, connect, rabbitmqctl, unique};
 use tidings_tests::{Events, Tick};
 use tokio::sync::broadcast::error::TryRecvError;
@@ -573,10 +575,10 @@ async fn deleted_queues_and_exchanges_stay_deleted_after_a_reconnect() {
 }
 
 /// A queue another service declared with a length limit that refuses publishes beyond it
-/// (`x-overflow: reject-publish`, as amqplib's `assertQueue(name, { maxLength: 1, arguments:
-/// { 'x-overflow': 'reject-publish' } })`): RabbitMQ nacks what does not fit.
-#[tokio::test]
-async fn a_full_queue_that_rejects_publishes_keeps_the_connection_and_loses_nothing() {
+/// (`x-overflow: reject-publish`, as amqplib's `assertQueue(name, { durable: true, maxLength:
+/// 1, arguments: { 'x-overflow': 'reject-publish' } })`): RabbitMQ nacks what does not fit.
+/// Its name, and the foreign connection and channel that declared it.
+async fn foreign_full_queue() -> (String, Connection, lapin::Channel) {
     let (raw, channel) = raw_channel().await;
     let full = unique("full");
     let mut args = FieldTable::default();
@@ -585,29 +587,94 @@ async fn a_full_queue_that_rejects_publishes_keeps_the_connection_and_loses_noth
         "x-overflow".into(),
         AMQPValue::LongString("reject-publish".into()),
     );
+    let durable = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     channel
-        .queue_declare(
-            full.as_str().into(),
-            lapin::options::QueueDeclareOptions::default(),
-            args,
-        )
+        .queue_declare(full.as_str().into(), durable, args)
         .await
         .expect("declare");
-    let take_one = || async {
-        channel
-            .basic_get(full.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .expect("basic.get")
-            .is_some()
-    };
+    (full, raw, channel)
+}
 
-    let t = AmqpTransport::builder(URL)
-        .connection_name(unique("conn"))
+/// Takes one message of `queue`; whether there was one.
+async fn take_one(channel: &lapin::Channel, queue: &str) -> bool {
+    channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+        .is_some()
+}
+
+/// A transport whose connections are named `name`, with a short publish timeout and quick
+/// retries.
+async fn impatient(name: &str) -> AmqpTransport {
+    AmqpTransport::builder(URL)
+        .connection_name(name)
         .publish_timeout(Duration::from_secs(2))
         .reconnect(tidings::Backoff::Fixed(Duration::from_millis(100)))
         .connect()
         .await
-        .expect("connect");
+        .expect("connect")
+}
+
+#[tokio::test]
+async fn a_refused_declaration_closes_one_channel_and_is_not_declared_again() {
+    let (full, raw, channel) = foreign_full_queue().await;
+    let name = unique("conn");
+    let t = impatient(&name).await;
+    let mut events = t.events();
+    // RabbitMQ refuses a declaration whose arguments differ from the queue's
+    // (PRECONDITION_FAILED): the same queue declared from Rust is accepted, so its arguments
+    // are the same.
+    let same = Queue::durable(full.clone())
+        .max_length(1)
+        .overflow(QueueOverflow::RejectPublish);
+    t.declare_topology(&Topology::new().queue(same))
+        .await
+        .expect("the same arguments");
+    let other = Queue::durable(full.clone()).max_length(1);
+    let refused = t.declare_topology(&Topology::new().queue(other)).await;
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("x-overflow")),
+        "{refused:?}"
+    );
+    // Only the channel it was made on closed.
+    publish_one(&t, "", tick(0).with_key(full.clone()))
+        .await
+        .expect("published after the refusal");
+    assert_never_disconnected(&mut events);
+    assert_eq!(t.connections(), 1);
+
+    // A new connection declares what was accepted, not the refused declaration (which would
+    // fail every reconnect).
+    assert!(tidings_tests::rabbit::close_connections(&name).await > 0);
+    let reconnected = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(ConnectionEvent::Connected { .. }) = events.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(reconnected.is_ok(), "connected again");
+    assert!(take_one(&channel, &full).await, "tick 0 was stored");
+    publish_one(&t, "", tick(1).with_key(full.clone()))
+        .await
+        .expect("published after the reconnect");
+    assert!(take_one(&channel, &full).await, "tick 1 was stored");
+    channel
+        .queue_delete(full.as_str().into(), Default::default())
+        .await
+        .expect("delete");
+    let _ = raw.close(200, "OK".into()).await;
+}
+
+#[tokio::test]
+async fn a_full_queue_that_rejects_publishes_keeps_the_connection_and_loses_nothing() {
+    let (full, raw, channel) = foreign_full_queue().await;
+    let t = impatient(&unique("conn")).await;
     let mut events = t.events();
     // A consumer on the same transport: a nack must not take its connection down.
     let beside = Endpoint::new(unique("beside"));
@@ -650,14 +717,14 @@ async fn a_full_queue_that_rejects_publishes_keeps_the_connection_and_loses_noth
     bus.emit_async(Tick(3)).await.expect("emit");
     until("a retry", || outbound.stats().retried >= 1).await;
     assert_eq!(outbound.stats().confirmed, 0);
-    assert!(take_one().await, "tick 0 was stored");
+    assert!(take_one(&channel, &full).await, "tick 0 was stored");
     until("the retried event stored", || {
         outbound.stats().confirmed == 1
     })
     .await;
     let stats = outbound.stats();
     assert_eq!((stats.rejected, stats.in_flight), (0, 0), "{stats:?}");
-    assert!(take_one().await, "tick 3 was stored");
+    assert!(take_one(&channel, &full).await, "tick 3 was stored");
     assert_never_disconnected(&mut events);
     assert_eq!(t.connections(), 1, "still the first connection");
     assert!(outbound.shutdown(WAIT).await.is_clean());

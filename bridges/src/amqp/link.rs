@@ -389,17 +389,27 @@ impl LinkState {
     /// Records `topology` for every future connection and declares it on the live one, if
     /// any.
     pub(crate) async fn declare(&self, topology: &Topology) -> Result<(), Error> {
-        {
+        // Recorded first, so that a connection made meanwhile declares it too.
+        let added = {
             let mut recorded = self.topology.lock();
+            let added = topology.minus(&recorded);
             *recorded = std::mem::take(&mut *recorded).merge(topology);
-        }
+            added
+        };
         let declared = self
             .on_own_channel(|channel| async move { topology.declare(&channel).await })
             .await;
         match declared {
             // Recorded: declared as soon as a connection comes.
             Err(Error::Transport(TransportError::Disconnected(_))) => Ok(()),
-            other => other,
+            Err(refused) => {
+                // Not kept for the next connections: declaring it again would fail every
+                // reconnect.
+                let mut recorded = self.topology.lock();
+                *recorded = recorded.minus(&added);
+                Err(refused)
+            }
+            Ok(()) => Ok(()),
         }
     }
 
@@ -510,12 +520,31 @@ async fn resolve(uri: &AMQPUri) -> Result<(), String> {
 }
 
 /// Waits until `live` fails, passing on blocked/unblocked notices; returns why it failed.
+/// Whether `error` is the broker's soft (channel-level) error, which closes one channel and
+/// leaves the connection up.
+fn channel_level(error: &lapin::Error) -> bool {
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::ProtocolError(e) if matches!(e.kind(), lapin::protocol::AMQPErrorKind::Soft(_))
+    )
+}
+
 async fn watch_until_broken(shared: &LinkState, live: &Live) -> String {
     let mut events = live.connection.events_listener();
     let mut poll = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             event = events.next() => match event {
+                // lapin reports a channel the broker closed (a refused declaration on a
+                // channel of its own, say) as an error of the connection: the connection and
+                // the publishing channel are fine then.
+                Some(lapin::Event::Error(error))
+                    if channel_level(&error)
+                        && live.connection.status().connected()
+                        && live.publisher.is_open() =>
+                {
+                    tracing::debug!(%error, "the broker closed a channel");
+                }
                 Some(lapin::Event::Error(error)) => return error.to_string(),
                 Some(lapin::Event::ConnectionBlocked(reason)) => {
                     shared.emit(ConnectionEvent::Blocked { reason });

@@ -86,7 +86,37 @@ pub(crate) struct QueueArgs {
     delivery_limit: Option<u32>,
     message_ttl: Option<Duration>,
     max_length: Option<u64>,
+    overflow: Option<QueueOverflow>,
     dead_letter: Option<(String, Option<String>)>,
+}
+
+/// What a queue at its [`max_length`](Queue::max_length) does with the next message
+/// (`x-overflow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueueOverflow {
+    /// Drops (or dead-letters) the oldest message to make room: RabbitMQ's default
+    /// (`drop-head`).
+    DropHead,
+    /// Refuses the new message with a negative confirm (`reject-publish`): the transport
+    /// sends it again until its publish timeout, then fails it with
+    /// [`TransportError::NotStored`](tidings::bridge::TransportError::NotStored), which an
+    /// outbound bridge retries.
+    RejectPublish,
+    /// As [`RejectPublish`](Self::RejectPublish), and dead-letters the refused message
+    /// (`reject-publish-dlx`).
+    RejectPublishDlx,
+}
+
+impl QueueOverflow {
+    /// The `x-overflow` value.
+    fn as_str(self) -> &'static str {
+        match self {
+            QueueOverflow::DropHead => "drop-head",
+            QueueOverflow::RejectPublish => "reject-publish",
+            QueueOverflow::RejectPublishDlx => "reject-publish-dlx",
+        }
+    }
 }
 
 impl QueueArgs {
@@ -129,6 +159,9 @@ impl QueueArgs {
         if let Some(max) = self.max_length {
             let max = i64::try_from(max).unwrap_or(i64::MAX);
             table.insert("x-max-length".into(), AMQPValue::LongLongInt(max));
+        }
+        if let Some(overflow) = self.overflow {
+            table.insert("x-overflow".into(), long(overflow.as_str()));
         }
         if let Some((exchange, routing_key)) = &self.dead_letter {
             table.insert("x-dead-letter-exchange".into(), long(exchange));
@@ -192,10 +225,20 @@ impl Queue {
         self
     }
 
-    /// At most this many messages; the oldest are dropped (or dead-lettered) beyond it.
+    /// At most this many messages; the oldest are dropped (or dead-lettered) beyond it,
+    /// unless [`overflow`](Self::overflow) says otherwise.
     #[must_use]
     pub fn max_length(mut self, max: u64) -> Self {
         self.args.max_length = Some(max);
+        self
+    }
+
+    /// What the queue does at its [`max_length`](Self::max_length): with
+    /// [`QueueOverflow::RejectPublish`], publishes are refused instead of the oldest message
+    /// being dropped (amqplib's `arguments: { 'x-overflow': 'reject-publish' }`).
+    #[must_use]
+    pub fn overflow(mut self, overflow: QueueOverflow) -> Self {
+        self.args.overflow = Some(overflow);
         self
     }
 
@@ -366,6 +409,24 @@ impl Topology {
         self
     }
 
+    /// What of this topology `other` does not hold (the same item, arguments and all).
+    pub(crate) fn minus(&self, other: &Topology) -> Topology {
+        Topology {
+            exchanges: (self.exchanges.iter())
+                .filter(|e| !other.exchanges.contains(e))
+                .cloned()
+                .collect(),
+            queues: (self.queues.iter())
+                .filter(|q| !other.queues.contains(q))
+                .cloned()
+                .collect(),
+            bindings: (self.bindings.iter())
+                .filter(|b| !other.bindings.contains(b))
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// Everything of `other` not here yet.
     pub fn merge(mut self, other: &Topology) -> Self {
         for exchange in &other.exchanges {
@@ -459,6 +520,7 @@ mod tests {
             .delivery_limit(3)
             .message_ttl(Duration::from_secs(2))
             .max_length(10)
+            .overflow(QueueOverflow::RejectPublishDlx)
             .dead_letter_exchange("dlx", Some("dead".into()));
         let table = queue.args.to_table();
         let get = |k: &str| table.inner().get(k).cloned();
@@ -469,6 +531,20 @@ mod tests {
         assert_eq!(get("x-delivery-limit"), Some(AMQPValue::LongLongInt(3)));
         assert_eq!(get("x-message-ttl"), Some(AMQPValue::LongLongInt(2000)));
         assert_eq!(get("x-max-length"), Some(AMQPValue::LongLongInt(10)));
+        assert_eq!(
+            get("x-overflow"),
+            Some(AMQPValue::LongString("reject-publish-dlx".into()))
+        );
+        for (overflow, value) in [
+            (QueueOverflow::DropHead, "drop-head"),
+            (QueueOverflow::RejectPublish, "reject-publish"),
+        ] {
+            let table = Queue::durable("q").overflow(overflow).args.to_table();
+            assert_eq!(
+                table.inner().get("x-overflow"),
+                Some(&AMQPValue::LongString(value.into()))
+            );
+        }
         assert_eq!(
             get("x-dead-letter-exchange"),
             Some(AMQPValue::LongString("dlx".into()))
