@@ -112,7 +112,9 @@
 //!
 //! A supervisor task owns the connection (lapin's own recovery stays off): it tries each URL
 //! in turn with backoff and jitter, asks for heartbeats so a dead peer is noticed, declares
-//! the recorded topology on every new connection before anything uses it, and emits
+//! the recorded topology on every new connection before anything uses it (a declaration
+//! refused then, because another client re-created the item with other arguments, is logged
+//! and skipped rather than keeping the transport from connecting), and emits
 //! [`ConnectionEvent`]s. During an outage, publishes wait for the next connection (at most
 //! [`buffer`](AmqpBuilder::buffer) messages, for at most
 //! [`publish_timeout`](AmqpBuilder::publish_timeout)), and a publish the broker never

@@ -735,3 +735,49 @@ async fn a_full_queue_that_rejects_publishes_keeps_the_connection_and_loses_noth
     let _ = raw.close(200, "OK".into()).await;
     cleanup(&t, &beside).await;
 }
+
+#[tokio::test]
+async fn a_queue_re_created_with_other_arguments_does_not_keep_the_transport_from_reconnecting() {
+    let name = unique("conn");
+    let t = impatient(&name).await;
+    let mut events = t.events();
+    let queue = unique("recreated");
+    t.declare_topology(&Topology::new().queue(Queue::durable(queue.clone()).max_length(5)))
+        .await
+        .expect("declare");
+    // Another client deletes it and declares it again without the limit.
+    let (raw, channel) = raw_channel().await;
+    channel
+        .queue_delete(queue.as_str().into(), Default::default())
+        .await
+        .expect("delete");
+    let durable = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(queue.as_str().into(), durable, FieldTable::default())
+        .await
+        .expect("declare");
+
+    // The recorded declaration is refused on the next connection, which comes up anyway.
+    assert!(tidings_tests::rabbit::close_connections(&name).await > 0);
+    let reconnected = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(ConnectionEvent::Connected { .. }) = events.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(reconnected.is_ok(), "connected again");
+    publish_one(&t, "", tick(0).with_key(queue.clone()))
+        .await
+        .expect("published after the reconnect");
+    assert!(take_one(&channel, &queue).await, "tick 0 was stored");
+    channel
+        .queue_delete(queue.as_str().into(), Default::default())
+        .await
+        .expect("delete");
+    let _ = raw.close(200, "OK".into()).await;
+}

@@ -481,15 +481,7 @@ async fn open(shared: &LinkState, url: &BrokerUrl, generation: u64) -> Result<Ar
         .await
         .map_err(|e| e.to_string())?;
     let topology = shared.topology.lock().clone();
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(|e| e.to_string())?;
-    topology
-        .declare(&channel)
-        .await
-        .map_err(|e| e.to_string())?;
-    close_channel(&channel).await;
+    topology.redeclare(&connection).await?;
     Ok(Arc::new(Live {
         generation,
         url: url.to_string(),

@@ -21,9 +21,10 @@ use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 use super::error::{refused, short, Error};
+use super::link::close_channel;
 
 /// An exchange to declare.
 #[derive(Debug, Clone, PartialEq)]
@@ -456,57 +457,106 @@ impl Topology {
         self.bindings.iter()
     }
 
-    /// Declares everything on `channel`. A refusal closes the channel, so use one for this
-    /// alone.
+    /// Declares everything on `channel`, stopping at the first refusal. A refusal closes the
+    /// channel, so use one for this alone.
     pub(crate) async fn declare(&self, channel: &Channel) -> Result<(), Error> {
         for exchange in &self.exchanges {
-            let options = ExchangeDeclareOptions {
-                durable: exchange.durable,
-                ..ExchangeDeclareOptions::default()
-            };
-            channel
-                .exchange_declare(
-                    short(&exchange.name)?,
-                    exchange.kind.clone(),
-                    options,
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(refused(format!("declaring exchange `{}`", exchange.name)))?;
+            declare_exchange(channel, exchange).await?;
         }
         for queue in &self.queues {
-            let options = QueueDeclareOptions {
-                durable: queue.durable,
-                exclusive: queue.exclusive,
-                auto_delete: queue.auto_delete,
-                ..QueueDeclareOptions::default()
-            };
-            channel
-                .queue_declare(short(&queue.name)?, options, queue.args.to_table())
-                .await
-                .map_err(refused(format!("declaring queue `{}`", queue.name)))?;
+            declare_queue(channel, queue).await?;
         }
-        for b in &self.bindings {
-            let mut arguments = FieldTable::default();
-            for (name, value) in &b.headers {
-                arguments.insert(short(name)?, long(value));
-            }
-            channel
-                .queue_bind(
-                    short(&b.queue)?,
-                    short(&b.exchange)?,
-                    short(&b.pattern)?,
-                    QueueBindOptions::default(),
-                    arguments,
-                )
-                .await
-                .map_err(refused(format!(
-                    "binding `{}` to `{}` for `{}`",
-                    b.queue, b.exchange, b.pattern
-                )))?;
+        for binding in &self.bindings {
+            declare_binding(channel, binding).await?;
         }
         Ok(())
     }
+
+    /// Declares everything on a new connection, going on past a refusal (on a fresh channel:
+    /// the refusal closed the last), which is logged. This topology was accepted once, so a
+    /// refusal now means another client re-created an item with other arguments while the
+    /// connection was down; it must not keep the transport from connecting at all.
+    ///
+    /// # Errors
+    /// When no channel opens: the connection is failing.
+    pub(crate) async fn redeclare(&self, connection: &Connection) -> Result<(), String> {
+        let open = || async { connection.create_channel().await.map_err(|e| e.to_string()) };
+        let mut channel = open().await?;
+        let items = (self.exchanges.iter().map(Item::Exchange))
+            .chain(self.queues.iter().map(Item::Queue))
+            .chain(self.bindings.iter().map(Item::Binding));
+        for item in items {
+            let declared = match item {
+                Item::Exchange(exchange) => declare_exchange(&channel, exchange).await,
+                Item::Queue(queue) => declare_queue(&channel, queue).await,
+                Item::Binding(binding) => declare_binding(&channel, binding).await,
+            };
+            if let Err(error) = declared {
+                tracing::error!(%error, "a declaration accepted before was refused on reconnecting; going on without it");
+                close_channel(&channel).await;
+                channel = open().await?;
+            }
+        }
+        close_channel(&channel).await;
+        Ok(())
+    }
+}
+
+/// One item of a [`Topology`].
+enum Item<'a> {
+    Exchange(&'a Exchange),
+    Queue(&'a Queue),
+    Binding(&'a Binding),
+}
+
+async fn declare_exchange(channel: &Channel, exchange: &Exchange) -> Result<(), Error> {
+    let options = ExchangeDeclareOptions {
+        durable: exchange.durable,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(
+            short(&exchange.name)?,
+            exchange.kind.clone(),
+            options,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(refused(format!("declaring exchange `{}`", exchange.name)))
+}
+
+async fn declare_queue(channel: &Channel, queue: &Queue) -> Result<(), Error> {
+    let options = QueueDeclareOptions {
+        durable: queue.durable,
+        exclusive: queue.exclusive,
+        auto_delete: queue.auto_delete,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(short(&queue.name)?, options, queue.args.to_table())
+        .await
+        .map(drop)
+        .map_err(refused(format!("declaring queue `{}`", queue.name)))
+}
+
+async fn declare_binding(channel: &Channel, b: &Binding) -> Result<(), Error> {
+    let mut arguments = FieldTable::default();
+    for (name, value) in &b.headers {
+        arguments.insert(short(name)?, long(value));
+    }
+    channel
+        .queue_bind(
+            short(&b.queue)?,
+            short(&b.exchange)?,
+            short(&b.pattern)?,
+            QueueBindOptions::default(),
+            arguments,
+        )
+        .await
+        .map_err(refused(format!(
+            "binding `{}` to `{}` for `{}`",
+            b.queue, b.exchange, b.pattern
+        )))
 }
 
 #[cfg(test)]
