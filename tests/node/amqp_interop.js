@@ -5,7 +5,22 @@
 //   node amqp_interop.js consume <url> <exchange> <pattern> <count>
 //     binds an exclusive queue to the topic exchange, prints "ready", then one JSON line per
 //     message: { body: JSON.parse(content), type, messageId, persistent }
+//   node amqp_interop.js assert-bounded <url> <queue> <dead-letter-exchange>
+//     asserts a durable queue of one message at most that refuses publishes beyond it
 const amqp = require('amqplib');
+
+async function assertBounded(url, queue, deadLetterExchange) {
+  const connection = await amqp.connect(url);
+  const channel = await connection.createChannel();
+  await channel.assertQueue(queue, {
+    durable: true,
+    maxLength: 1,
+    messageTtl: 60000,
+    deadLetterExchange,
+    arguments: { 'x-overflow': 'reject-publish' },
+  });
+  await connection.close();
+}
 
 async function produce(url, queue, exchange, key, objects) {
   const connection = await amqp.connect(url);
@@ -48,7 +63,9 @@ async function consume(url, exchange, pattern, count) {
 const [mode, url, ...rest] = process.argv.slice(2);
 const run = mode === 'produce'
   ? produce(url, rest[0], rest[1], rest[2], rest.slice(3))
-  : consume(url, rest[0], rest[1], Number(rest[2]));
+  : mode === 'assert-bounded'
+    ? assertBounded(url, rest[0], rest[1])
+    : consume(url, rest[0], rest[1], Number(rest[2]));
 run.catch((error) => {
   console.error(error);
   process.exit(1);

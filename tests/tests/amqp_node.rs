@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tidings::Bus;
 use tidings::bridge::{Endpoint, Inbound, Outbound, Transport};
+use tidings_bridges::amqp::{Queue, QueueOverflow, Topology};
 use tidings_tests::rabbit::{URL, cleanup, connect, unique};
 use tidings_tests::{Events, UserCreated, node_project};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -129,4 +130,51 @@ async fn a_node_consumer_reads_an_outbound_bridge() {
     assert!(child.wait().await.expect("node").success());
     assert_eq!(outbound.shutdown(WAIT).await.unfinished_count(), 0);
     t.delete_exchange(&exchange).await.expect("delete");
+}
+
+/// A bounded queue as amqplib declares it (`maxLength`, `messageTtl`, `deadLetterExchange`,
+/// `x-overflow`) and as tidings declares it are the same queue to RabbitMQ, whichever comes
+/// first: it refuses a declaration whose arguments differ, so each side's declaration of the
+/// other's queue succeeding shows they agree.
+#[tokio::test]
+async fn a_bounded_queue_is_declared_alike_from_node_and_from_rust() {
+    let dir = node_project("amqplib").await;
+    let t = connect(&unique("conn")).await;
+    let bounded = |name: &str| {
+        Queue::durable(name)
+            .max_length(1)
+            .message_ttl(Duration::from_secs(60))
+            .dead_letter_exchange("bounded-dlx", None)
+            .overflow(QueueOverflow::RejectPublish)
+    };
+    for node_first in [true, false] {
+        let name = unique("bounded");
+        let node_declares = || async {
+            node(&dir, &["assert-bounded", URL, &name, "bounded-dlx"])
+                .status()
+                .await
+                .expect("node")
+                .success()
+        };
+        if node_first {
+            assert!(node_declares().await, "the Node service declared it");
+        }
+        t.declare_topology(&Topology::new().queue(bounded(&name)))
+            .await
+            .expect("the same queue, declared from Rust");
+        if !node_first {
+            assert!(
+                node_declares().await,
+                "the Node service declared the same queue"
+            );
+        }
+        // And one argument off is refused, so the two agreeing means something.
+        let off = Queue::durable(name.clone()).max_length(2);
+        assert!(
+            t.declare_topology(&Topology::new().queue(off))
+                .await
+                .is_err()
+        );
+        t.delete_queue(&name).await.expect("delete");
+    }
 }
