@@ -313,6 +313,46 @@ async fn node_round(
     )
 }
 
+/// Callers publishing at once through one transport: `PUBLISHERS` tasks, each publishing its
+/// share of `MESSAGES` with `Transport::publish` in batches of up to `batch`. The clock stops
+/// when every task has every publish confirmed (nothing is consumed; the queue is deleted
+/// after).
+const PUBLISHERS: usize = 4;
+
+async fn concurrent_round(
+    t: &AmqpTransport,
+    source: &Endpoint,
+    batch: usize,
+) -> (Duration, Option<f64>) {
+    use tidings::bridge::{Envelope, Outgoing};
+    let payload = serde_json::to_vec(&ping(0)).expect("encodes");
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..PUBLISHERS)
+        .map(|_| {
+            let (t, destination, payload) = (t.clone(), source.name.clone(), payload.clone());
+            tokio::spawn(async move {
+                let mut left = MESSAGES / PUBLISHERS;
+                while left > 0 {
+                    let n = left.min(batch);
+                    left -= n;
+                    let batch: Vec<Outgoing> = (0..n)
+                        .map(|_| Outgoing {
+                            destination: destination.clone(),
+                            envelope: Envelope::new(BenchPing::NAME, payload.clone()),
+                        })
+                        .collect();
+                    let results = t.publish(&batch).await;
+                    assert!(results.iter().all(Result::is_ok), "every publish confirmed");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a publishing task");
+    }
+    (start.elapsed(), None)
+}
+
 fn report(name: &str, runs: &[Run]) -> f64 {
     let rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
     let broker = runs.iter().map(|r| r.broker_share).collect();
@@ -379,6 +419,50 @@ async fn main() {
                 ours / node
             );
         }
+    }
+
+    // Publishers at once through one transport: on one channel they take turns, batch by
+    // batch (each batch holds its channel until its last confirm); on four, each has its own.
+    // Small batches wait on a confirm round trip each; large ones keep the broker busy.
+    let mut by_channels = Vec::new();
+    for channels in [1, PUBLISHERS] {
+        let t = AmqpTransport::builder(URL)
+            .confirm_window(WINDOW)
+            .publishing_channels(channels)
+            .connect()
+            .await
+            .expect("RabbitMQ on 127.0.0.1:5672");
+        by_channels.push((channels, t));
+    }
+    for batch in [32, WINDOW] {
+        let mut runs: Vec<Vec<Run>> = by_channels.iter().map(|_| Vec::new()).collect();
+        for round in 0..ROUNDS {
+            for ((_, t), runs) in by_channels.iter().zip(&mut runs) {
+                let source = fresh_source(t).await;
+                runs.push(measure(concurrent_round(t, &source, batch)).await);
+                remove(t, &source).await;
+            }
+            println!(
+                "concurrent publishers, batches of {batch}: round {} of {ROUNDS} done",
+                round + 1
+            );
+        }
+        println!(
+            "\nconcurrent publishers: {PUBLISHERS} tasks publishing {MESSAGES} persistent \
+             messages in all through one transport, batches of {batch}"
+        );
+        let rates: Vec<f64> = by_channels
+            .iter()
+            .zip(&runs)
+            .map(|((channels, _), runs)| report(&format!("{channels} publishing channel(s)"), runs))
+            .collect();
+        println!(
+            "concurrent publishers, batches of {batch}: {PUBLISHERS} channels / 1 channel = {:.2}x",
+            rates[1] / rates[0]
+        );
+    }
+    for (_, t) in by_channels {
+        t.shutdown(Duration::from_secs(5)).await;
     }
     t.shutdown(Duration::from_secs(5)).await;
 }

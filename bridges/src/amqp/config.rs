@@ -107,6 +107,7 @@ pub(crate) struct Config {
     pub(crate) connect_timeout: Duration,
     pub(crate) reconnect: Backoff,
     pub(crate) confirm_window: usize,
+    pub(crate) publishing_channels: usize,
     pub(crate) buffer: usize,
     pub(crate) publish_timeout: Duration,
     pub(crate) max_message: usize,
@@ -126,6 +127,7 @@ impl Config {
                 max: Duration::from_secs(10),
             },
             confirm_window: 256,
+            publishing_channels: 4,
             buffer: 10_000,
             publish_timeout: Duration::from_secs(30),
             // RabbitMQ's default `max_message_size`.

@@ -153,47 +153,78 @@ pub(crate) async fn answered<T>(
 ///
 /// So a batch publishes under a [`Turn`], held until its last confirm: the confirms and
 /// returns that arrive meanwhile are the batch's own, and a return is matched to its message
-/// by message id (see `publish::publish_on`). An outbound bridge publishes one batch at a
-/// time anyway; concurrent callers of one transport take turns, batch by batch.
+/// by message id (see `publish::publish_on`). A connection's publisher holds a few such
+/// channels ([`publishing_channels`](crate::amqp::AmqpBuilder::publishing_channels)), so that
+/// callers publishing at once (several outbound bridges, dead-letter copies, replies) each
+/// take a channel of their own instead of taking turns on one; a caller waits only when every
+/// channel is in use. An outbound bridge publishes one batch at a time, so its batches keep
+/// their order whichever channel each takes.
 ///
-/// The channel can be replaced under a turn ([`Turn::renew`]): after negative confirms, a
+/// A channel can be replaced under its turn ([`Turn::renew`]): after negative confirms, a
 /// fresh channel finds a quorum queue's current leader, where one that saw the old leader
 /// kept being refused; the connection, and the consumers on it, stay.
 pub(crate) struct Publisher {
-    /// Replaced only under the turn; read for its status at any time.
-    channel: Mutex<Channel>,
-    turn: tokio::sync::Mutex<()>,
+    /// Each replaced only under its turn; read for its status at any time.
+    channels: Vec<Mutex<Channel>>,
+    /// The channels no turn holds, the last used on top (so a lone caller keeps one channel).
+    free: Mutex<Vec<usize>>,
+    /// One permit per free channel.
+    turns: Semaphore,
 }
 
-/// The right to publish on a [`Publisher`]'s channel; see there.
+/// The right to publish on one of a [`Publisher`]'s channels; see there. The channel is free
+/// again when the turn is dropped.
 pub(crate) struct Turn<'a> {
     publisher: &'a Publisher,
+    index: usize,
     channel: Channel,
-    _held: tokio::sync::MutexGuard<'a, ()>,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        // Before the permit goes (fields drop after this), so a permit always finds a channel.
+        self.publisher.free.lock().push(self.index);
+    }
 }
 
 impl Publisher {
-    pub(crate) fn new(channel: Channel) -> Self {
+    /// A publisher over `channels` (at least one), each in confirm mode.
+    pub(crate) fn new(channels: Vec<Channel>) -> Self {
+        let n = channels.len();
         Publisher {
-            channel: Mutex::new(channel),
-            turn: tokio::sync::Mutex::new(()),
+            channels: channels.into_iter().map(Mutex::new).collect(),
+            free: Mutex::new((0..n).rev().collect()),
+            turns: Semaphore::new(n),
         }
     }
 
-    /// Whether the channel is open. A channel [`Turn::renew`] replaces is closed only after
+    /// Whether every channel is open. A channel [`Turn::renew`] replaces is closed only after
     /// the new one took its place, so this never sees the old one closed.
     pub(crate) fn is_open(&self) -> bool {
-        self.channel.lock().status().connected()
+        self.channels
+            .iter()
+            .all(|channel| channel.lock().status().connected())
     }
 
-    /// Waits until no other batch publishes on the channel; hold the turn until every
-    /// confirm of the batch is in.
+    /// Waits for a channel no other batch publishes on; hold the turn until every confirm of
+    /// the batch is in.
     pub(crate) async fn turn(&self) -> Turn<'_> {
-        let held = self.turn.lock().await;
+        let permit = self
+            .turns
+            .acquire()
+            .await
+            .expect("the publisher's semaphore is never closed");
+        let index = self
+            .free
+            .lock()
+            .pop()
+            .expect("a permit is held for every free channel");
         Turn {
             publisher: self,
-            channel: self.channel.lock().clone(),
-            _held: held,
+            index,
+            channel: self.channels[index].lock().clone(),
+            _permit: permit,
         }
     }
 }
@@ -219,13 +250,22 @@ impl Turn<'_> {
     /// # Errors
     /// When the broker does not open the new channel: the connection is failing.
     pub(crate) async fn renew(&mut self, connection: &Connection) -> Result<(), TransportError> {
-        let fresh = answered(connection.create_channel()).await?;
-        answered(fresh.confirm_select(ConfirmSelectOptions::default())).await?;
-        let old = std::mem::replace(&mut *self.publisher.channel.lock(), fresh.clone());
+        let fresh = open_publishing_channel(connection).await?;
+        let old = std::mem::replace(
+            &mut *self.publisher.channels[self.index].lock(),
+            fresh.clone(),
+        );
         self.channel = fresh;
         close_channel(&old).await;
         Ok(())
     }
+}
+
+/// A new channel on `connection`, in confirm mode.
+async fn open_publishing_channel(connection: &Connection) -> Result<Channel, TransportError> {
+    let channel = answered(connection.create_channel()).await?;
+    answered(channel.confirm_select(ConfirmSelectOptions::default())).await?;
+    Ok(channel)
 }
 
 /// Closes `channel`, waiting at most [`CLOSE_TIMEOUT`] for the broker's answer.
@@ -472,21 +512,21 @@ async fn open(shared: &LinkState, url: &BrokerUrl, generation: u64) -> Result<Ar
     let connection = Connection::connect_uri_with_config(uri, properties, tls, runtime)
         .await
         .map_err(|e| e.to_string())?;
-    let publisher = connection
-        .create_channel()
-        .await
-        .map_err(|e| e.to_string())?;
-    publisher
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut publishing = Vec::with_capacity(config.publishing_channels);
+    for _ in 0..config.publishing_channels.max(1) {
+        publishing.push(
+            open_publishing_channel(&connection)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
     let topology = shared.topology.lock().clone();
     topology.redeclare(&connection).await?;
     Ok(Arc::new(Live {
         generation,
         url: url.to_string(),
         connection,
-        publisher: Publisher::new(publisher),
+        publisher: Publisher::new(publishing),
         exchanges: Mutex::new(HashSet::new()),
         broken: Notify::new(),
         opened: Instant::now(),

@@ -227,7 +227,7 @@ impl RpcClient {
             // The channel is gone: its calls will get no reply.
             pending.lock().retain(|_, (g, _)| *g != generation);
         });
-        let channel = Arc::new(Publisher::new(channel));
+        let channel = Arc::new(Publisher::new(vec![channel]));
         *slot = Some(ClientChannel {
             generation,
             channel: Arc::clone(&channel),

@@ -87,6 +87,14 @@ impl AmqpBuilder {
         self.with(|c| c.confirm_window = window.max(1))
     }
 
+    /// How many confirm-mode channels each connection publishes on (default 4, at least 1):
+    /// callers publishing at once each take a channel of their own, and wait only when all
+    /// are in use. One batch holds its channel until its last confirm, so that confirms and
+    /// returns are told apart (see the [module docs](super#publishing)).
+    pub fn publishing_channels(self, channels: usize) -> Self {
+        self.with(|c| c.publishing_channels = channels.max(1))
+    }
+
     /// At most this many messages wait for a connection during an outage (default 10 000);
     /// beyond it, a publish fails at once with [`TransportError::Disconnected`].
     pub fn buffer(self, messages: usize) -> Self {
