@@ -551,7 +551,6 @@ async fn resolve(uri: &AMQPUri) -> Result<(), String> {
     }
 }
 
-/// Waits until `live` fails, passing on blocked/unblocked notices; returns why it failed.
 /// Whether `error` is the broker's soft (channel-level) error, which closes one channel and
 /// leaves the connection up.
 fn channel_level(error: &lapin::Error) -> bool {
@@ -561,6 +560,7 @@ fn channel_level(error: &lapin::Error) -> bool {
     )
 }
 
+/// Waits until `live` fails, passing on blocked/unblocked notices; returns why it failed.
 async fn watch_until_broken(shared: &LinkState, live: &Live) -> String {
     let mut events = live.connection.events_listener();
     let mut poll = tokio::time::interval(Duration::from_millis(500));
