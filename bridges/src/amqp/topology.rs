@@ -460,16 +460,17 @@ impl Topology {
     /// Declares everything on `channel`, stopping at the first refusal. A refusal closes the
     /// channel, so use one for this alone.
     pub(crate) async fn declare(&self, channel: &Channel) -> Result<(), Error> {
-        for exchange in &self.exchanges {
-            declare_exchange(channel, exchange).await?;
-        }
-        for queue in &self.queues {
-            declare_queue(channel, queue).await?;
-        }
-        for binding in &self.bindings {
-            declare_binding(channel, binding).await?;
+        for item in self.items() {
+            item.declare(channel).await?;
         }
         Ok(())
+    }
+
+    /// Every item, in the order they are declared: exchanges, queues, then bindings.
+    fn items(&self) -> impl Iterator<Item = Item<'_>> {
+        (self.exchanges.iter().map(Item::Exchange))
+            .chain(self.queues.iter().map(Item::Queue))
+            .chain(self.bindings.iter().map(Item::Binding))
     }
 
     /// Declares everything on a new connection, going on past a refusal (on a fresh channel:
@@ -482,16 +483,8 @@ impl Topology {
     pub(crate) async fn redeclare(&self, connection: &Connection) -> Result<(), String> {
         let open = || async { connection.create_channel().await.map_err(|e| e.to_string()) };
         let mut channel = open().await?;
-        let items = (self.exchanges.iter().map(Item::Exchange))
-            .chain(self.queues.iter().map(Item::Queue))
-            .chain(self.bindings.iter().map(Item::Binding));
-        for item in items {
-            let declared = match item {
-                Item::Exchange(exchange) => declare_exchange(&channel, exchange).await,
-                Item::Queue(queue) => declare_queue(&channel, queue).await,
-                Item::Binding(binding) => declare_binding(&channel, binding).await,
-            };
-            if let Err(error) = declared {
+        for item in self.items() {
+            if let Err(error) = item.declare(&channel).await {
                 tracing::error!(%error, "a declaration accepted before was refused on reconnecting; going on without it");
                 close_channel(&channel).await;
                 channel = open().await?;
@@ -507,6 +500,16 @@ enum Item<'a> {
     Exchange(&'a Exchange),
     Queue(&'a Queue),
     Binding(&'a Binding),
+}
+
+impl Item<'_> {
+    async fn declare(self, channel: &Channel) -> Result<(), Error> {
+        match self {
+            Item::Exchange(exchange) => declare_exchange(channel, exchange).await,
+            Item::Queue(queue) => declare_queue(channel, queue).await,
+            Item::Binding(binding) => declare_binding(channel, binding).await,
+        }
+    }
 }
 
 async fn declare_exchange(channel: &Channel, exchange: &Exchange) -> Result<(), Error> {
