@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tidings::bridge::conformance::Ping;
 use tidings::bridge::{Consumer, Delivery, Endpoint, Envelope, Outgoing, Transport};
-use tidings_bridges::amqp::{AmqpTransport, queue_name};
+use tidings_bridges::amqp::{AmqpTransport, ConnectionEvent, queue_name};
 
 /// How long a RabbitMQ suite waits for what should come.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -47,9 +47,14 @@ pub async fn rabbitmqctl(args: &[&str]) -> String {
 
 /// The broker's ids of the connections named `name`.
 pub async fn connections_named(name: &str) -> Vec<String> {
+    connection_info(name, "pid").await
+}
+
+/// The broker's `field` (`pid`, `channels`...) of each connection named `name`.
+pub async fn connection_info(name: &str, field: &str) -> Vec<String> {
     let listing = rabbitmqctl(&[
         "list_connections",
-        "pid",
+        field,
         "client_properties",
         "-q",
         "--no-table-headers",
@@ -59,8 +64,29 @@ pub async fn connections_named(name: &str) -> Vec<String> {
     listing
         .lines()
         .filter(|l| l.contains(&needle))
-        .filter_map(|l| l.split_once('\t').map(|(pid, _)| pid.to_owned()))
+        .filter_map(|l| l.split_once('\t').map(|(value, _)| value.to_owned()))
         .collect()
+}
+
+/// Forcibly closes the connections named `name` and waits until `events` (the transport's)
+/// reports it connected again.
+///
+/// # Panics
+/// When no such connection is open, or none comes back within [`WAIT`].
+pub async fn reconnect(name: &str, events: &mut tokio::sync::broadcast::Receiver<ConnectionEvent>) {
+    assert!(
+        close_connections(name).await > 0,
+        "no connection named {name}"
+    );
+    let reconnected = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(ConnectionEvent::Connected { .. }) = events.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(reconnected.is_ok(), "connected again");
 }
 
 /// Forcibly closes the broker's connections named `name`; returns how many.

@@ -766,24 +766,6 @@ async fn routing_only_pings() -> (AmqpTransport, String, String) {
     (t, direct, queue)
 }
 
-/// The channel counts the broker reports for the connections named `name`.
-async fn channels_of(name: &str) -> Vec<u32> {
-    let listing = tidings_tests::rabbit::rabbitmqctl(&[
-        "list_connections",
-        "channels",
-        "client_properties",
-        "-q",
-        "--no-table-headers",
-    ])
-    .await;
-    let needle = format!("{{\"connection_name\",\"{name}\"}}");
-    listing
-        .lines()
-        .filter(|l| l.contains(&needle))
-        .filter_map(|l| l.split('\t').next()?.trim().parse().ok())
-        .collect()
-}
-
 #[tokio::test]
 async fn each_connection_publishes_on_the_configured_number_of_channels() {
     for (configured, expected) in [(None, 4), (Some(1), 1), (Some(3), 3), (Some(0), 1)] {
@@ -793,7 +775,8 @@ async fn each_connection_publishes_on_the_configured_number_of_channels() {
             builder = builder.publishing_channels(n);
         }
         let t = builder.connect().await.expect("connect");
-        assert_eq!(channels_of(&name).await, [expected], "{configured:?}");
+        let channels = tidings_tests::rabbit::connection_info(&name, "channels").await;
+        assert_eq!(channels, [expected.to_string()], "{configured:?}");
         t.shutdown(WAIT).await;
     }
 }

@@ -649,16 +649,7 @@ async fn a_refused_declaration_closes_one_channel_and_is_not_declared_again() {
 
     // A new connection declares what was accepted, not the refused declaration (which would
     // fail every reconnect).
-    assert!(tidings_tests::rabbit::close_connections(&name).await > 0);
-    let reconnected = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(ConnectionEvent::Connected { .. }) = events.recv().await {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(reconnected.is_ok(), "connected again");
+    tidings_tests::rabbit::reconnect(&name, &mut events).await;
     assert!(take_one(&channel, &full).await, "tick 0 was stored");
     publish_one(&t, "", tick(1).with_key(full.clone()))
         .await
@@ -761,16 +752,7 @@ async fn a_queue_re_created_with_other_arguments_does_not_keep_the_transport_fro
         .expect("declare");
 
     // The recorded declaration is refused on the next connection, which comes up anyway.
-    assert!(tidings_tests::rabbit::close_connections(&name).await > 0);
-    let reconnected = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Ok(ConnectionEvent::Connected { .. }) = events.recv().await {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(reconnected.is_ok(), "connected again");
+    tidings_tests::rabbit::reconnect(&name, &mut events).await;
     publish_one(&t, "", tick(0).with_key(queue.clone()))
         .await
         .expect("published after the reconnect");
