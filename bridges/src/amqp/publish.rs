@@ -42,14 +42,17 @@ pub(crate) async fn one(shared: &LinkState, raw: Raw) -> Result<(), TransportErr
 /// the broker nacked is sent again on a fresh channel of the same connection after a pause
 /// (the transport's reconnect backoff, growing with each round of nacks), so that a queue
 /// that keeps refusing (`x-overflow: reject-publish` when full) costs neither the
-/// connection, which consumers may share, nor a tight loop. Nacked until the timeout, a
-/// message gets [`TransportError::NotStored`].
+/// connection, which consumers may share, nor a tight loop. A message nacked and not
+/// confirmed by the timeout (its last attempt nacked too, or not answered in time) gets
+/// [`TransportError::NotStored`].
 pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), TransportError>> {
     let deadline = Instant::now() + shared.config.publish_timeout;
     let mut results: Results = (0..batch.len()).map(|_| None).collect();
     let mut pending: Vec<usize> = (0..batch.len()).collect();
     let mut min_generation = 0;
     let mut nack_rounds = 0;
+    // Which messages the broker nacked at least once.
+    let mut nacked = vec![false; batch.len()];
     while !pending.is_empty() {
         let Some(live) = shared.live(deadline, pending.len(), min_generation).await else {
             let why = if shared.is_stopped() {
@@ -70,17 +73,13 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
             min_generation = live.generation + 1;
         }
         if !again.nacked.is_empty() {
+            for &i in &again.nacked {
+                nacked[i] = true;
+            }
             nack_rounds += 1;
             let pause = shared.config.reconnect.jittered(nack_rounds);
             if Instant::now() + pause >= deadline {
-                let why = format!(
-                    "negative confirms until the publish timeout ({:?}): the queue may be \
-                     full and reject publishes, or have no leader",
-                    shared.config.publish_timeout
-                );
-                for &i in &again.nacked {
-                    results[i] = Some(Err(TransportError::NotStored(why.clone())));
-                }
+                // Left without a result: reported below.
                 pending = again.reconnect;
                 continue;
             }
@@ -96,9 +95,22 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
         pending.extend(again.nacked);
         pending.sort_unstable();
     }
+    let not_stored = || {
+        TransportError::NotStored(format!(
+            "negative confirms until the publish timeout ({:?}): the queue may be full and \
+             reject publishes, or have no leader",
+            shared.config.publish_timeout
+        ))
+    };
     results
         .into_iter()
-        .map(|r| r.unwrap_or(Err(TransportError::Closed)))
+        .zip(nacked)
+        .map(|(result, nacked)| match result {
+            Some(Ok(())) => Ok(()),
+            Some(Err(TransportError::Disconnected(_))) | None if nacked => Err(not_stored()),
+            Some(result) => result,
+            None => Err(TransportError::Closed),
+        })
         .collect()
 }
 
