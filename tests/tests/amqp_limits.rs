@@ -1,6 +1,7 @@
 //! The RabbitMQ transport at the edges (feature `amqp`, real broker on 127.0.0.1:5672): frame
 //! limits, dead letters that cannot be delivered where they should go, typed headers of
-//! foreign producers, forged delivery counts, deleted topology.
+//! foreign producers, forged delivery counts, deleted topology, declarations the broker
+//! refuses, and a full queue that refuses publishes.
 #![cfg(feature = "amqp")]
 
 use std::sync::Arc;
