@@ -265,11 +265,11 @@ async fn stalled_job_events_follow_the_master() {
             .await
             .unwrap();
     };
-    // The reader starts at the stream's end once its first read is under way: write until
-    // it has seen one.
+    // The reader starts where the stream ended when the worker started: an entry written
+    // right after the start is read, though the reader's first read may not be under way.
+    stall(&old, "before").await;
     wait_until("a stalled event on the first master", WAIT, async || {
-        stall(&old, "before").await;
-        !stalled.lock().is_empty()
+        stalled.lock().as_slice() == ["before"]
     })
     .await;
 
@@ -278,10 +278,32 @@ async fn stalled_job_events_follow_the_master() {
     sentinel.monitor(SENTINEL_MASTER, new.port()).await;
     stall(&new, "after").await;
     wait_until("the stalled event on the new master", WAIT, async || {
-        stalled.lock().last().is_some_and(|id| id == "after")
+        stalled.lock().as_slice() == ["before", "after"]
     })
     .await;
-    assert!(stalled.lock().iter().rev().skip(1).all(|id| id == "before"));
+    assert!(worker.shutdown(WAIT).await.is_clean());
+
+    // A worker that has read no entry yet when the master moves goes on from where the
+    // stream ended at its start, not from the new master's end: the entry written there
+    // before the reader moves is read.
+    let events = Bus::<WorkerEvents>::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    events.on(move |e: &JobStalled| s.lock().push(e.id.clone()));
+    let worker = Worker::<Email>::builder(url, name.clone())
+        .sentinels(&sentinels, SENTINEL_MASTER)
+        .events(&events)
+        .start(|_: Email, _job| async { Ok::<_, JobFailure>(Value::Null) })
+        .await
+        .unwrap();
+    sentinel.monitor(SENTINEL_MASTER, old.port()).await;
+    stall(&old, "moved back").await;
+    wait_until(
+        "the stalled event on the master it moved back to",
+        WAIT,
+        async || seen.lock().as_slice() == ["moved back"],
+    )
+    .await;
     assert!(worker.shutdown(WAIT).await.is_clean());
 }
 

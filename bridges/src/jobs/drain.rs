@@ -128,7 +128,8 @@ pub(super) async fn drain_events<J: Job>(
 }
 
 /// Reads the queue's event stream for stalled jobs: BullMQ's stall check records them
-/// there, whichever worker ran it (the worker's own `stalled` event never fires).
+/// there, whichever worker ran it (the worker's own `stalled` event never fires). `events`
+/// reads from just after the entry `last` (see [`stream_end`]).
 ///
 /// Behind Sentinel it follows the master [`drain_events`] follows (which asks Sentinel):
 /// when the location names another master, the stream is read there from the last entry
@@ -136,12 +137,12 @@ pub(super) async fn drain_events<J: Job>(
 /// replicated are lost with it).
 pub(super) async fn stalled_events(
     mut events: bullmq::QueueEvents,
+    mut last: String,
     location: Arc<Location>,
     sink: Sink,
 ) {
     let sentinel = location.sentinel.is_some();
     let mut reading_at = location.address();
-    let mut last = None;
     let mut check = tokio::time::interval(SENTINEL_ANSWER_KEPT);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -154,14 +155,14 @@ pub(super) async fn stalled_events(
                         id: job_id,
                     }));
                 }
-                last = Some(entry.id);
+                last = entry.id;
             }
             _ = check.tick(), if sentinel => {
                 let now = location.address();
                 if now == reading_at {
                     continue;
                 }
-                match open_events(&location, last.clone()).await {
+                match open_events(&location, &last).await {
                     Ok(fresh) => {
                         let old = std::mem::replace(&mut events, fresh);
                         tokio::spawn(async move { old.close().await });
@@ -178,19 +179,41 @@ pub(super) async fn stalled_events(
 }
 
 /// BullMQ's reader of the queue's event stream, where `location` points now, from just
-/// after the entry `last` (from new entries without it).
+/// after the entry `last`.
 pub(super) async fn open_events(
     location: &Location,
-    last: Option<String>,
+    last: &str,
 ) -> Result<bullmq::QueueEvents, bullmq::Error> {
     bullmq::QueueEvents::with_options(
         &location.name,
         bullmq::QueueEventsOptions {
             connection: location.connection(),
             prefix: location.prefix.clone(),
-            last_event_id: last,
+            last_event_id: Some(last.to_owned()),
             ..Default::default()
         },
     )
     .await
+}
+
+/// The id of the newest entry of the queue's event stream now (`0-0` when it has none),
+/// where the stalled-job reader starts. BullMQ's reader left to start at `$` would miss what
+/// is written before its first blocking read, and after a move to another master, with no
+/// entry read yet, it would have no place to go on from.
+pub(super) async fn stream_end(location: &Location) -> Result<String, crate::jobs::Error> {
+    let key = format!("{}:{}:events", location.prefix, location.name);
+    let mut connection = location.open(Duration::from_secs(5)).await?;
+    let newest: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+        .arg(&key)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut connection)
+        .await
+        .map_err(|e| location.redis_error(e))?;
+    Ok(newest
+        .into_iter()
+        .next()
+        .map_or_else(|| "0-0".to_owned(), |(id, _)| id))
 }

@@ -13,7 +13,7 @@ use tidings::Bus;
 use tokio::task::JoinHandle;
 
 use super::context::JobContext;
-use super::drain::{drain_events, open_events, stalled_events};
+use super::drain::{drain_events, open_events, stalled_events, stream_end};
 use super::error::{Error, JobFailure};
 use super::events::{bus_sink, JobEvents, Sink};
 use super::location::Location;
@@ -269,11 +269,12 @@ impl<J: Job> WorkerBuilder<J> {
             self.retry_delay,
         ))];
         if let Some(sink) = self.sink {
-            let events = open_events(&location, None)
+            let start = stream_end(&location).await?;
+            let events = open_events(&location, &start)
                 .await
                 .map_err(|e| location.error(e))?;
             let location = Arc::clone(&shared.location);
-            tasks.push(tokio::spawn(stalled_events(events, location, sink)));
+            tasks.push(tokio::spawn(stalled_events(events, start, location, sink)));
         }
         Ok(Worker {
             current,
