@@ -100,7 +100,9 @@
 //!   first; the worker sets it so that a check runs at least once per
 //!   [`stalled_interval`](WorkerBuilder::stalled_interval).
 //! - **Stalled events.** They are read from the queue's event stream, where BullMQ's script
-//!   records them (the client's own event never fires).
+//!   records them (the client's own event never fires), from its newest entry as of the
+//!   worker's start (the client's reader starts at the end as of its first read, which misses
+//!   what comes before it).
 //! - **Bounded memory.** The client queues its worker events without bound until read; the
 //!   worker reads them as they come.
 //! - **Quick recovery.** After a failed fetch the client waited 15 s; the worker waits
