@@ -397,21 +397,28 @@ impl OwnCluster {
     /// Starts the six nodes, creates the cluster and waits until every node says it is ok.
     pub async fn start() -> OwnCluster {
         let dir = std::env::temp_dir().join(unique("redis-cluster"));
-        let ports: Vec<u16> = (0..6)
-            .map(|_| {
-                std::net::TcpListener::bind("127.0.0.1:0")
-                    .and_then(|l| l.local_addr())
-                    .expect("a free port")
-                    .port()
-            })
+        // Twelve distinct free ports: each node's own and its cluster bus port, given
+        // explicitly (by default the bus listens on the node's port + 10000, which is over
+        // 65535 for a quarter of the ephemeral range, or may be taken).
+        let held: Vec<std::net::TcpListener> = (0..12)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
             .collect();
+        let mut free = held
+            .iter()
+            .map(|l| l.local_addr().expect("a bound port").port());
+        let pairs: Vec<(u16, u16)> = (0..6)
+            .map(|_| (free.next().expect("a port"), free.next().expect("a port")))
+            .collect();
+        drop(held);
+        let ports: Vec<u16> = pairs.iter().map(|&(port, _)| port).collect();
         let mut children = Vec::new();
-        for port in &ports {
+        for &(port, bus) in &pairs {
             let own = dir.join(port.to_string());
             std::fs::create_dir_all(&own).expect("a folder");
             children.push(
                 std::process::Command::new("redis-server")
                     .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                    .args(["--cluster-port", &bus.to_string()])
                     .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
                     .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
                     .arg("--dir")
