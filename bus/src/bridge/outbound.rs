@@ -421,7 +421,9 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
             self.take(first, &mut batch);
             while batch.len() < self.config.batch_size {
                 match events.try_recv() {
-                    Some(next) => self.take(next, &mut batch),
+                    Some(next) => {
+                        self.take(next, &mut batch);
+                    }
                     None => break,
                 }
             }
@@ -433,9 +435,9 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
                 while batch.len() < self.config.batch_size {
                     match tokio::time::timeout_at(deadline, events.recv()).await {
                         Ok(Some(next)) => {
-                            let before = batch.len();
-                            self.take(next, &mut batch);
-                            self.stats.add(IN_FLIGHT, (batch.len() - before) as u64);
+                            if self.take(next, &mut batch) {
+                                self.stats.incr(IN_FLIGHT);
+                            }
                         }
                         Ok(None) | Err(_) => break,
                     }
@@ -445,13 +447,22 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
         }
     }
 
-    /// Encodes and routes one event into the batch.
-    fn take(&self, event: Result<Spanned<S>, crate::bus::Missed>, batch: &mut Vec<Outgoing>) {
+    /// Encodes and routes one event into the batch; whether it went in (an event the codec
+    /// refuses does not).
+    fn take(
+        &self,
+        event: Result<Spanned<S>, crate::bus::Missed>,
+        batch: &mut Vec<Outgoing>,
+    ) -> bool {
         // A bridge subscription reports overflow through `on_error`, never as lag.
-        let Ok((event, span)) = event else { return };
-        if let Ok(out) = self.outgoing(&event, span.as_deref()) {
-            batch.push(out);
-        }
+        let Ok((event, span)) = event else {
+            return false;
+        };
+        let Ok(out) = self.outgoing(&event, span.as_deref()) else {
+            return false;
+        };
+        batch.push(out);
+        true
     }
 
     /// Encodes and routes one event; an event the codec refuses is counted and logged. The
