@@ -556,14 +556,7 @@ async fn deleted_queues_and_exchanges_stay_deleted_after_a_reconnect() {
     t.delete_queue(&source.dead_letter).await.expect("delete");
     t.delete_exchange(&source.name).await.expect("delete");
     let mut events = t.events();
-    assert!(tidings_tests::rabbit::close_connections(&name).await > 0);
-    loop {
-        match tokio::time::timeout(WAIT, events.recv()).await {
-            Ok(Ok(ConnectionEvent::Connected { .. })) => break,
-            Ok(_) => {}
-            Err(_) => panic!("no reconnect"),
-        }
-    }
+    tidings_tests::rabbit::reconnect(&name, &mut events).await;
     // The reconnect declared the recorded topology before going live.
     let listing = queues().await;
     assert!(!listing.contains(&queue), "{queue} came back");
@@ -597,6 +590,15 @@ async fn foreign_full_queue() -> (String, Connection, lapin::Channel) {
         .await
         .expect("declare");
     (full, raw, channel)
+}
+
+/// Deletes `queue` through the foreign client, then closes its connection.
+async fn remove_foreign(raw: Connection, channel: &lapin::Channel, queue: &str) {
+    channel
+        .queue_delete(queue.into(), Default::default())
+        .await
+        .expect("delete");
+    let _ = raw.close(200, "OK".into()).await;
 }
 
 /// Takes one message of `queue`; whether there was one.
@@ -656,11 +658,7 @@ async fn a_refused_declaration_closes_one_channel_and_is_not_declared_again() {
         .await
         .expect("published after the reconnect");
     assert!(take_one(&channel, &full).await, "tick 1 was stored");
-    channel
-        .queue_delete(full.as_str().into(), Default::default())
-        .await
-        .expect("delete");
-    let _ = raw.close(200, "OK".into()).await;
+    remove_foreign(raw, &channel, &full).await;
 }
 
 #[tokio::test]
@@ -720,11 +718,7 @@ async fn a_full_queue_that_rejects_publishes_keeps_the_connection_and_loses_noth
     assert_never_disconnected(&mut events);
     assert_eq!(t.connections(), 1, "still the first connection");
     assert!(outbound.shutdown(WAIT).await.is_clean());
-    channel
-        .queue_delete(full.as_str().into(), Default::default())
-        .await
-        .expect("delete");
-    let _ = raw.close(200, "OK".into()).await;
+    remove_foreign(raw, &channel, &full).await;
     cleanup(&t, &beside).await;
 }
 
@@ -758,9 +752,5 @@ async fn a_queue_re_created_with_other_arguments_does_not_keep_the_transport_fro
         .await
         .expect("published after the reconnect");
     assert!(take_one(&channel, &queue).await, "tick 0 was stored");
-    channel
-        .queue_delete(queue.as_str().into(), Default::default())
-        .await
-        .expect("delete");
-    let _ = raw.close(200, "OK".into()).await;
+    remove_foreign(raw, &channel, &queue).await;
 }
