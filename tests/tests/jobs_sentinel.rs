@@ -242,16 +242,21 @@ async fn stalled_job_events_follow_the_master() {
     let sentinel_url = sentinel.url();
     let sentinels = [sentinel_url.as_str()];
     let name = unique("stalled");
-    let bus = Bus::<WorkerEvents>::new();
-    let stalled = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::clone(&stalled);
-    bus.on(move |e: &JobStalled| seen.lock().push(e.id.clone()));
-    let worker = Worker::<Email>::builder(url, name.clone())
-        .sentinels(&sentinels, SENTINEL_MASTER)
-        .events(&bus)
-        .start(|_: Email, _job| async { Ok::<_, JobFailure>(Value::Null) })
-        .await
-        .unwrap();
+    // A worker of the queue behind Sentinel, and the ids of the stalled jobs it reports.
+    let start = async || {
+        let bus = Bus::<WorkerEvents>::new();
+        let stalled = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&stalled);
+        bus.on(move |e: &JobStalled| seen.lock().push(e.id.clone()));
+        let worker = Worker::<Email>::builder(url, name.clone())
+            .sentinels(&sentinels, SENTINEL_MASTER)
+            .events(&bus)
+            .start(|_: Email, _job| async { Ok::<_, JobFailure>(Value::Null) })
+            .await
+            .unwrap();
+        (worker, stalled)
+    };
+    let (worker, stalled) = start().await;
     // What BullMQ's stall check writes to the queue's event stream.
     let stall = async |server: &OwnServer, id: &str| {
         let _: String = ::redis::cmd("XADD")
@@ -286,16 +291,7 @@ async fn stalled_job_events_follow_the_master() {
     // A worker that has read no entry yet when the master moves goes on from where the
     // stream ended at its start, not from the new master's end: the entry written there
     // before the reader moves is read.
-    let events = Bus::<WorkerEvents>::new();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let s = Arc::clone(&seen);
-    events.on(move |e: &JobStalled| s.lock().push(e.id.clone()));
-    let worker = Worker::<Email>::builder(url, name.clone())
-        .sentinels(&sentinels, SENTINEL_MASTER)
-        .events(&events)
-        .start(|_: Email, _job| async { Ok::<_, JobFailure>(Value::Null) })
-        .await
-        .unwrap();
+    let (worker, seen) = start().await;
     sentinel.monitor(SENTINEL_MASTER, old.port()).await;
     stall(&old, "moved back").await;
     wait_until(
