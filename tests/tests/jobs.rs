@@ -660,3 +660,41 @@ async fn concurrency_runs_that_many_at_once_and_remove_on_fail_keeps_what_it_say
     assert_eq!(q.counts().await.unwrap().failed, 1);
     worker.shutdown(WAIT).await;
 }
+
+#[tokio::test]
+async fn a_worker_reads_stalled_events_past_a_newest_entry_that_is_not_text() {
+    let (q, _keys) = queue().await;
+    let events = format!("bull:{}:events", q.name());
+    let mut redis = admin().await;
+    // Whoever writes to the stream may write any bytes; the worker starts after this entry.
+    let _: String = ::redis::cmd("XADD")
+        .arg(&events)
+        .arg("*")
+        .arg(b"event".as_slice())
+        .arg(b"\xff\xfe not text".as_slice())
+        .query_async(&mut redis)
+        .await
+        .expect("XADD");
+    let (bus, seen) = recorder();
+    let worker = Worker::<Email>::builder(URL, q.name())
+        .events(&bus)
+        .start(|_: Email, _| async { Ok::<(), JobFailure>(()) })
+        .await
+        .expect("a worker past the entry");
+    let _: String = ::redis::cmd("XADD")
+        .arg(&events)
+        .arg("*")
+        .arg("event")
+        .arg("stalled")
+        .arg("jobId")
+        .arg("after")
+        .query_async(&mut redis)
+        .await
+        .expect("XADD");
+    until(
+        "the stalled event",
+        async || matches!(seen.lock().as_slice(), [Observed::Stalled(s)] if s.id == "after"),
+    )
+    .await;
+    worker.shutdown(WAIT).await;
+}

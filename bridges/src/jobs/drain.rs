@@ -203,7 +203,8 @@ pub(super) async fn open_events(
 pub(super) async fn stream_end(location: &Location) -> Result<String, crate::jobs::Error> {
     let key = format!("{}:{}:events", location.prefix, location.name);
     let mut connection = location.open(Duration::from_secs(5)).await?;
-    let newest: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+    // Only the id is read: the entry's fields are anyone's bytes.
+    let newest: Vec<(String, redis::Value)> = redis::cmd("XREVRANGE")
         .arg(&key)
         .arg("+")
         .arg("-")
