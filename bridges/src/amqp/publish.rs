@@ -51,8 +51,8 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
     let mut pending: Vec<usize> = (0..batch.len()).collect();
     let mut min_generation = 0;
     let mut nack_rounds = 0;
-    // Which messages the broker nacked at least once.
-    let mut nacked = vec![false; batch.len()];
+    // Which messages the broker nacked at least once (allocated at the first nack only).
+    let mut nacked: Vec<bool> = Vec::new();
     while !pending.is_empty() {
         let Some(live) = shared.live(deadline, pending.len(), min_generation).await else {
             let why = if shared.is_stopped() {
@@ -73,6 +73,7 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
             min_generation = live.generation + 1;
         }
         if !again.nacked.is_empty() {
+            nacked.resize(batch.len(), false);
             for &i in &again.nacked {
                 nacked[i] = true;
             }
@@ -102,12 +103,13 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
             shared.config.publish_timeout
         ))
     };
+    let nacked = |i: usize| nacked.get(i).copied().unwrap_or(false);
     results
         .into_iter()
-        .zip(nacked)
-        .map(|(result, nacked)| match result {
+        .enumerate()
+        .map(|(i, result)| match result {
             Some(Ok(())) => Ok(()),
-            Some(Err(TransportError::Disconnected(_))) | None if nacked => Err(not_stored()),
+            Some(Err(TransportError::Disconnected(_))) | None if nacked(i) => Err(not_stored()),
             Some(result) => result,
             None => Err(TransportError::Closed),
         })
