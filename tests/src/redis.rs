@@ -121,17 +121,20 @@ impl OwnServer {
             durable,
             child: parking_lot::Mutex::new(None),
         };
-        server.spawn().await;
+        server.spawn(&[]).await;
         server
     }
 
-    async fn spawn(&self) {
+    /// Runs `redis-server` on its port and folder (`extra`: more arguments) and waits until
+    /// it answers.
+    async fn spawn(&self, extra: &[&str]) {
         let appendonly = if self.durable { "yes" } else { "no" };
         let child = std::process::Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--appendonly", appendonly, "--appendfsync", "always"])
             .args(["--save", "", "--enable-debug-command", "yes"])
             .args(["--daemonize", "no"])
+            .args(extra)
             .arg("--dir")
             .arg(&self.dir)
             .stdout(std::process::Stdio::null())
@@ -204,9 +207,17 @@ impl OwnServer {
         }
     }
 
-    /// Starts it again after [`kill`](Self::kill), on the same port and data folder.
+    /// Starts it again after [`kill`](Self::kill), on the same port and data folder, never to
+    /// be promoted by Sentinel (`replica-priority 0`).
+    ///
+    /// A server that comes back without the data it had must not become a failover's
+    /// candidate: Sentinel does not look at what a replica holds, and a second failover (one
+    /// sentinel losing sight of the new master for `down-after-milliseconds` on a loaded
+    /// machine is enough) could promote the empty server, and every other server would then
+    /// replace its data with the empty set. Redis's documentation warns against restarting a
+    /// master without persistence under Sentinel for this reason.
     pub async fn start_again(&self) {
-        self.spawn().await;
+        self.spawn(&["--replica-priority", "0"]).await;
     }
 
     /// Kills it with SIGKILL and starts it again on the same port and data folder.
@@ -215,7 +226,7 @@ impl OwnServer {
             let _ = child.kill();
             let _ = child.wait();
         }
-        self.spawn().await;
+        self.spawn(&[]).await;
     }
 }
 
@@ -591,16 +602,23 @@ impl SentinelSet {
         self.sentinels[0].master_port(SENTINEL_MASTER).await
     }
 
-    /// Kills the master, waits until Sentinel promotes the replica, then starts the old master
-    /// again (without its data; Sentinel makes it a replica of the new one).
+    /// Kills the master, waits until every sentinel names the replica as the master, then
+    /// starts the old master again (without its data, never to be promoted; Sentinel makes it
+    /// a replica of the new one).
+    ///
+    /// Every sentinel, not one: a sentinel still holding the old configuration when the old
+    /// master answers again as a master would make the promoted replica its replica, and the
+    /// promoted replica would replace its data with the empty set.
     pub async fn fail_over(&self) {
         self.master.kill();
-        crate::wait_until(
-            "Sentinel promotes the replica",
-            std::time::Duration::from_secs(60),
-            async || self.master_port().await == Some(self.replica.port()),
-        )
-        .await;
+        for sentinel in &self.sentinels {
+            crate::wait_until(
+                "every sentinel names the promoted replica",
+                std::time::Duration::from_secs(60),
+                async || sentinel.master_port(SENTINEL_MASTER).await == Some(self.replica.port()),
+            )
+            .await;
+        }
         self.master.start_again().await;
     }
 }
