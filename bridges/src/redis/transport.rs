@@ -77,7 +77,10 @@ impl RedisBuilder {
     /// entry was in the memory of `replicas` replicas when it was confirmed, so a failover
     /// keeps it as long as one of them is promoted (Sentinel promotes the replica with the
     /// most data it has seen). It is not a consensus commit: a replica that restarts without
-    /// persistence forgets it. The cost is a round trip to the replicas per batch (see
+    /// persistence forgets it, and a master restarted without its data can be promoted by a
+    /// later failover when it is the only candidate, every other server then copying its
+    /// empty set: turn persistence on, or start such a server with `replica-priority 0` until
+    /// it has synced again. The cost is a round trip to the replicas per batch (see
     /// `benches/README.md`).
     pub fn wait_for_replicas(mut self, replicas: usize, timeout: Duration) -> Self {
         self.config.replicas = (replicas > 0).then_some((replicas, timeout));
