@@ -183,6 +183,47 @@ async fn events_taken_while_a_batch_lingers_count_as_in_flight() {
     assert!(outbound.shutdown(Duration::from_secs(1)).await.is_clean());
 }
 
+/// Runs the test's tasks, the clock stopped, until `done` holds; false when it does not within
+/// 10,000 turns.
+async fn without_time_passing(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..10_000 {
+        if done() {
+            return true;
+        }
+        tokio::task::yield_now().await;
+    }
+    false
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_short_batch_goes_when_its_linger_ends_counted_from_its_first_event() {
+    let broker = MemoryBroker::new();
+    let source = declared(&broker, "ticks").await;
+    let bus = Bus::<Events>::new();
+    let outbound = Outbound::builder(&bus, broker.clone())
+        .forward::<Tick>()
+        .destination("ticks")
+        .batch(100, Duration::from_millis(50))
+        .build();
+    let stats = || {
+        let s = outbound.stats();
+        (s.in_flight, s.confirmed)
+    };
+    bus.emit(Tick(0));
+    assert!(without_time_passing(|| stats() == (1, 0)).await);
+    tokio::time::advance(Duration::from_millis(30)).await;
+    bus.emit(Tick(1));
+    assert!(without_time_passing(|| stats() == (2, 0)).await);
+    // Not published before the linger ends...
+    tokio::time::advance(Duration::from_millis(19)).await;
+    assert!(!without_time_passing(|| stats().1 > 0).await);
+    // ... and published when it does, 50 ms after the first event, not after the last.
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(without_time_passing(|| stats() == (0, 2)).await);
+    assert_eq!(broker.depth(&source.name, &source.group), 2);
+    assert!(outbound.shutdown(Duration::from_secs(1)).await.is_clean());
+}
+
 #[tokio::test(start_paused = true)]
 async fn refused_publishes_are_counted_not_retried_forever() {
     let broker = MemoryBroker::new();

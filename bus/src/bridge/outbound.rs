@@ -419,50 +419,54 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
                 break;
             };
             self.take(first, &mut batch);
-            while batch.len() < self.config.batch_size {
-                match events.try_recv() {
-                    Some(next) => {
-                        self.take(next, &mut batch);
-                    }
-                    None => break,
-                }
-            }
+            self.take_queued(&mut events, &mut batch);
             // Events taken count as in flight before the next await (where a shutdown's
             // deadline can stop the task): one update per run of takes, not one per event.
             self.stats.add(IN_FLIGHT, batch.len() as u64);
             if batch.len() < self.config.batch_size && !self.config.linger.is_zero() {
-                let deadline = tokio::time::Instant::now() + self.config.linger;
+                // One timer for the whole linger, not one per event received meanwhile (each
+                // would be registered in the timer wheel and removed again).
+                let linger = tokio::time::sleep(self.config.linger);
+                tokio::pin!(linger);
                 while batch.len() < self.config.batch_size {
-                    match tokio::time::timeout_at(deadline, events.recv()).await {
-                        Ok(Some(next)) => {
-                            if self.take(next, &mut batch) {
-                                self.stats.incr(IN_FLIGHT);
-                            }
-                        }
-                        Ok(None) | Err(_) => break,
-                    }
+                    let next = tokio::select! {
+                        biased;
+                        next = events.recv() => next,
+                        () = &mut linger => None,
+                    };
+                    let Some(next) = next else {
+                        break;
+                    };
+                    let before = batch.len();
+                    self.take(next, &mut batch);
+                    self.take_queued(&mut events, &mut batch);
+                    self.stats.add(IN_FLIGHT, (batch.len() - before) as u64);
                 }
             }
             self.publish(&mut batch).await;
         }
     }
 
-    /// Encodes and routes one event into the batch; whether it went in (an event the codec
-    /// refuses does not).
-    fn take(
-        &self,
-        event: Result<Spanned<S>, crate::bus::Missed>,
-        batch: &mut Vec<Outgoing>,
-    ) -> bool {
+    /// Encodes and routes one event into the batch (an event the codec refuses does not go
+    /// in).
+    fn take(&self, event: Result<Spanned<S>, crate::bus::Missed>, batch: &mut Vec<Outgoing>) {
         // A bridge subscription reports overflow through `on_error`, never as lag.
         let Ok((event, span)) = event else {
-            return false;
+            return;
         };
-        let Ok(out) = self.outgoing(&event, span.as_deref()) else {
-            return false;
-        };
-        batch.push(out);
-        true
+        if let Ok(out) = self.outgoing(&event, span.as_deref()) {
+            batch.push(out);
+        }
+    }
+
+    /// Takes what is already queued, without waiting, until the batch is full.
+    fn take_queued(&self, events: &mut Subscription<S, Spanned<S>>, batch: &mut Vec<Outgoing>) {
+        while batch.len() < self.config.batch_size {
+            let Some(next) = events.try_recv() else {
+                return;
+            };
+            self.take(next, batch);
+        }
     }
 
     /// Encodes and routes one event; an event the codec refuses is counted and logged. The
