@@ -158,16 +158,26 @@ async fn shutdown_flushes_or_reports_what_was_not_confirmed() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn events_taken_while_a_batch_lingers_count_as_in_flight() {
+/// A bus whose ticks an outbound forwards to `ticks` on a memory broker, in batches of `size`
+/// that linger for up to `linger`.
+async fn batched_ticks(
+    size: usize,
+    linger: Duration,
+) -> (MemoryBroker, Endpoint, Bus<Events>, Outbound<Events>) {
     let broker = MemoryBroker::new();
     let source = declared(&broker, "ticks").await;
     let bus = Bus::<Events>::new();
     let outbound = Outbound::builder(&bus, broker.clone())
         .forward::<Tick>()
         .destination("ticks")
-        .batch(3, Duration::from_secs(10))
+        .batch(size, linger)
         .build();
+    (broker, source, bus, outbound)
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_taken_while_a_batch_lingers_count_as_in_flight() {
+    let (broker, source, bus, outbound) = batched_ticks(3, Duration::from_secs(10)).await;
     let stats = || {
         let s = outbound.stats();
         (s.buffered, s.in_flight, s.confirmed)
@@ -197,14 +207,7 @@ async fn without_time_passing(mut done: impl FnMut() -> bool) -> bool {
 
 #[tokio::test(start_paused = true)]
 async fn a_short_batch_goes_when_its_linger_ends_counted_from_its_first_event() {
-    let broker = MemoryBroker::new();
-    let source = declared(&broker, "ticks").await;
-    let bus = Bus::<Events>::new();
-    let outbound = Outbound::builder(&bus, broker.clone())
-        .forward::<Tick>()
-        .destination("ticks")
-        .batch(100, Duration::from_millis(50))
-        .build();
+    let (broker, source, bus, outbound) = batched_ticks(100, Duration::from_millis(50)).await;
     let stats = || {
         let s = outbound.stats();
         (s.in_flight, s.confirmed)
