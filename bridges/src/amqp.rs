@@ -117,6 +117,15 @@
 //! [`TransportError::NotStored`](tidings::bridge::TransportError::NotStored), which is
 //! retryable: an outbound bridge publishes it again with its own backoff.
 //!
+//! A publish the broker refuses by closing the channel (`ACCESS_REFUSED`: the user may not
+//! write to that exchange, or it is internal) fails at once with
+//! [`TransportError::Rejected`](tidings::bridge::TransportError::Rejected) and the broker's
+//! reason; the channel is renewed and the connection, with its consumers, stays. The other
+//! messages of the batch that the closing channel took with it are sent again on the new
+//! channel (one whose confirm was lost may arrive twice); the broker's reason names the
+//! exchange it refused, which tells them apart, and when it names none of the batch's, all
+//! of them are refused, since sending them again would close the channel again.
+//!
 //! ## Connection management
 //!
 //! A supervisor task owns the connection (lapin's own recovery stays off): it tries each URL

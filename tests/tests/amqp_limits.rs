@@ -1,7 +1,7 @@
 //! The RabbitMQ transport at the edges (feature `amqp`, real broker on 127.0.0.1:5672): frame
 //! limits, dead letters that cannot be delivered where they should go, typed headers of
 //! foreign producers, forged delivery counts, deleted topology, declarations the broker
-//! refuses, and a full queue that refuses publishes.
+//! refuses, a full queue that refuses publishes, and a publish the user may not make.
 #![cfg(feature = "amqp")]
 
 use std::sync::Arc;
@@ -753,4 +753,79 @@ async fn a_queue_re_created_with_other_arguments_does_not_keep_the_transport_fro
         .expect("published after the reconnect");
     assert!(take_one(&channel, &queue).await, "tick 0 was stored");
     remove_foreign(raw, &channel, &queue).await;
+}
+
+#[tokio::test]
+async fn a_publish_the_user_may_not_write_is_refused_and_the_rest_of_its_batch_goes_on_one_connection()
+ {
+    let owner = connect(&unique("owner")).await;
+    let allowed = Endpoint::new(unique("allowed"));
+    let forbidden = Endpoint::new(unique("forbidden"));
+    owner.declare(&allowed).await.expect("declare");
+    owner.declare(&forbidden).await.expect("declare");
+    // A user who may write anywhere but to `forbidden`'s exchange: the broker closes the
+    // publishing channel (ACCESS_REFUSED) on the publish there.
+    let user = unique("writer");
+    rabbitmqctl(&["add_user", &user, "not-a-secret"]).await;
+    let write = format!("^(?!{}$).*", forbidden.name);
+    rabbitmqctl(&["set_permissions", "-p", "/", &user, ".*", &write, ".*"]).await;
+    let t = AmqpTransport::builder(&format!("amqp://{user}:not-a-secret@127.0.0.1:5672/%2f"))
+        .connection_name(unique("limited"))
+        .publish_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("connect");
+    let mut events = t.events();
+    // A consumer on the same transport: the refusal must not take its connection down.
+    let mut consumer = t.consume(&allowed).await.expect("consume");
+
+    let to = |endpoint: &Endpoint, n| Outgoing {
+        destination: endpoint.name.clone(),
+        envelope: tick(n),
+    };
+    // Two messages after the refused one, sent on the channel the broker was closing.
+    let batch = [
+        to(&allowed, 0),
+        to(&forbidden, 1),
+        to(&allowed, 2),
+        to(&allowed, 3),
+    ];
+    let results = t.publish(&batch).await;
+    assert!(
+        matches!(&results[1], Err(TransportError::Rejected(why)) if why.contains("ACCESS_REFUSED") && why.contains(&forbidden.name)),
+        "{results:?}"
+    );
+    assert!(!results[1].as_ref().unwrap_err().is_retryable());
+    for i in [0, 2, 3] {
+        assert!(results[i].is_ok(), "{results:?}");
+    }
+    // The next batch goes out on a fresh channel.
+    publish_one(&t, &allowed.name, tick(4))
+        .await
+        .expect("after the refusal");
+    // A message whose confirm the closing channel took with it is sent again (it may have
+    // been stored: at least once), so a tick may come twice; the refused one never comes.
+    let mut received = std::collections::BTreeSet::new();
+    while !received.contains(&4) {
+        let delivery = tidings_tests::rabbit::next(&mut consumer, "the allowed ticks").await;
+        received.insert(
+            serde_json::from_slice::<Tick>(&delivery.message.payload)
+                .expect("a tick")
+                .0,
+        );
+        delivery.ack().await.expect("ack");
+    }
+    assert_eq!(
+        received,
+        [0, 2, 3, 4].into(),
+        "every allowed tick, the refused one never"
+    );
+    assert_never_disconnected(&mut events);
+    assert_eq!(t.connections(), 1, "no connection opened for the refusal");
+
+    drop(consumer);
+    t.shutdown(WAIT).await;
+    rabbitmqctl(&["delete_user", &user]).await;
+    cleanup(&owner, &allowed).await;
+    cleanup(&owner, &forbidden).await;
 }

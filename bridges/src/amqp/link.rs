@@ -244,6 +244,23 @@ impl Turn<'_> {
             .await
     }
 
+    /// Whether the channel is open (the broker closes it over a publish it refuses).
+    pub(crate) fn is_open(&self) -> bool {
+        self.channel.status().connected()
+    }
+
+    /// Renews the channel when the broker closed it (a publish it refused under an earlier
+    /// turn); does nothing when it is open.
+    ///
+    /// # Errors
+    /// When the broker does not open the new channel: the connection is failing.
+    pub(crate) async fn reopen(&mut self, connection: &Connection) -> Result<(), TransportError> {
+        if self.is_open() {
+            return Ok(());
+        }
+        self.renew(connection).await
+    }
+
     /// Replaces the channel with a fresh one in confirm mode on `connection`, then closes the
     /// old one. Call it once every confirm of the batch is in.
     ///
@@ -553,7 +570,7 @@ async fn resolve(uri: &AMQPUri) -> Result<(), String> {
 
 /// Whether `error` is the broker's soft (channel-level) error, which closes one channel and
 /// leaves the connection up.
-fn channel_level(error: &lapin::Error) -> bool {
+pub(crate) fn channel_level(error: &lapin::Error) -> bool {
     matches!(
         error.kind(),
         lapin::ErrorKind::ProtocolError(e) if matches!(e.kind(), lapin::protocol::AMQPErrorKind::Soft(_))
@@ -570,10 +587,10 @@ async fn watch_until_broken(shared: &LinkState, live: &Live) -> String {
                 // lapin reports a channel the broker closed (a refused declaration on a
                 // channel of its own, say) as an error of the connection: the connection and
                 // the publishing channel are fine then.
+                // A publishing channel closed that way is renewed by the next batch to take
+                // its turn (`Turn::reopen`), or by the batch it closed under.
                 Some(lapin::Event::Error(error))
-                    if channel_level(&error)
-                        && live.connection.status().connected()
-                        && live.publisher.is_open() =>
+                    if channel_level(&error) && live.connection.status().connected() =>
                 {
                     tracing::debug!(%error, "the broker closed a channel");
                 }
@@ -589,9 +606,6 @@ async fn watch_until_broken(shared: &LinkState, live: &Live) -> String {
             _ = poll.tick() => {
                 if !live.connection.status().connected() {
                     return "the connection closed".to_owned();
-                }
-                if !live.publisher.is_open() {
-                    return "the publishing channel closed".to_owned();
                 }
             }
         }

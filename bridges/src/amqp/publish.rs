@@ -16,7 +16,7 @@ use tidings::bridge::TransportError;
 use tokio::sync::SemaphorePermit;
 use tokio::time::Instant;
 
-use super::link::{LinkState, Live};
+use super::link::{LinkState, Live, Turn};
 use super::wire;
 
 /// A message ready to go out.
@@ -94,6 +94,7 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
         }
         pending = again.reconnect;
         pending.extend(again.nacked);
+        pending.extend(again.resend);
         pending.sort_unstable();
     }
     let not_stored = || {
@@ -124,6 +125,9 @@ struct Again {
     /// Nacked by the broker: to send again on this connection, whose publishing channel has
     /// been renewed.
     nacked: Vec<usize>,
+    /// Lost with a channel the broker closed over another message: to send again on this
+    /// connection, whose publishing channel has been renewed.
+    resend: Vec<usize>,
 }
 
 /// Publishes `pending` on `live`, under the channel's [`Turn`](super::link::Turn) until the
@@ -155,6 +159,13 @@ async fn publish_on(
         }
         return Again::default();
     };
+    if turn.reopen(&live.connection).await.is_err() {
+        live.broke();
+        return Again {
+            reconnect: pending.to_vec(),
+            ..Again::default()
+        };
+    }
     for &i in pending {
         let raw = &batch[i];
         // A content header over the frame limit would make the broker close the whole
@@ -183,7 +194,7 @@ async fn publish_on(
                 break Some(permit);
             }
             match in_flight.pop_front() {
-                Some(sent) => outcomes.settle(live, sent, results, deadline).await,
+                Some(sent) => outcomes.settle(live, &turn, sent, results, deadline).await,
                 None => break window.acquire().await.ok(),
             }
         };
@@ -204,24 +215,29 @@ async fn publish_on(
         );
         match tokio::time::timeout_at(deadline, send).await {
             Ok(Ok(confirm)) => in_flight.push_back((i, permit, confirm)),
-            Ok(Err(_)) | Err(_) => {
+            Ok(Err(error)) => outcomes.failed(live, &turn, i, &error),
+            Err(_) => {
                 live.broke();
                 outcomes.retry.push(i);
             }
         }
     }
     while let Some(sent) = in_flight.pop_front() {
-        outcomes.settle(live, sent, results, deadline).await;
+        outcomes.settle(live, &turn, sent, results, deadline).await;
     }
-    if !outcomes.nacked.is_empty() && turn.renew(&live.connection).await.is_err() {
+    let closed = !outcomes.lost.is_empty();
+    if (!outcomes.nacked.is_empty() || closed) && turn.renew(&live.connection).await.is_err() {
         live.broke();
         outcomes.retry.append(&mut outcomes.nacked);
+        outcomes.retry.append(&mut outcomes.lost);
     }
     drop(turn);
+    outcomes.refuse(batch, results);
     outcomes.apply_returns(batch, pending, results);
     let mut again = Again {
         reconnect: outcomes.retry,
         nacked: outcomes.nacked,
+        resend: outcomes.resend,
     };
     again.reconnect.sort_unstable();
     again
@@ -236,15 +252,74 @@ struct Outcomes {
     nacked: Vec<usize>,
     /// Message ids of the returned messages, with where each was returned from.
     returned: Vec<(ShortString, String)>,
+    /// Why the broker closed the channel under this batch (the first reason seen).
+    reason: Option<String>,
+    /// The messages the channel the broker closed took with it.
+    lost: Vec<usize>,
+    /// See [`Again::resend`].
+    resend: Vec<usize>,
 }
 
 impl Outcomes {
+    /// Records a publish or confirm of message `i` that failed with `error`. The broker
+    /// closing the channel (a soft error: `ACCESS_REFUSED` when the user may not write to the
+    /// exchange, say) leaves the connection, which consumers may share, as it is: the channel
+    /// is renewed and the message judged by the broker's reason ([`refuse`](Self::refuse)).
+    /// Anything else means the connection failed.
+    ///
+    /// The broker's reason comes with the soft error; a publish or confirm that lapin fails
+    /// because it already knows the channel closed says only that, hence the channel's state.
+    fn failed(&mut self, live: &Live, turn: &Turn<'_>, i: usize, error: &lapin::Error) {
+        let soft = super::link::channel_level(error);
+        if live.connection.status().connected() && (soft || !turn.is_open()) {
+            if soft {
+                self.reason.get_or_insert_with(|| error.to_string());
+            }
+            self.lost.push(i);
+        } else {
+            live.broke();
+            self.retry.push(i);
+        }
+    }
+
+    /// Judges the messages a channel the broker closed took with it: those to the exchange
+    /// the broker's reason names (`... exchange 'orders' ...`) are refused for good with that
+    /// reason; the others were only on the same channel (or their confirm was lost with it)
+    /// and are sent again, on the renewed channel. When the reason names none of their
+    /// exchanges, every one is refused: sending them again would close the channel again
+    /// until the publish timeout. Without a reason, every one is sent again.
+    fn refuse(&mut self, batch: &[Raw], results: &mut Results) {
+        if self.lost.is_empty() {
+            return;
+        }
+        let reason = self.reason.take().unwrap_or_default();
+        let named = |i: &usize| reason.contains(&format!("'{}'", batch[*i].exchange));
+        let any_named = self.lost.iter().any(named);
+        for i in std::mem::take(&mut self.lost) {
+            if reason.is_empty() || (any_named && !named(&i)) {
+                results[i] = Some(Err(TransportError::Disconnected(if reason.is_empty() {
+                    "the broker closed the publishing channel".to_owned()
+                } else {
+                    format!(
+                        "the broker closed the publishing channel over another message: {reason}"
+                    )
+                })));
+                self.resend.push(i);
+            } else {
+                results[i] = Some(Err(TransportError::Rejected(format!(
+                    "the broker refused the publish: {reason}"
+                ))));
+            }
+        }
+    }
+
     /// Waits for one confirm and records its outcome. A return is set aside to be matched by
     /// message id ([`apply_returns`](Self::apply_returns)); one without an id is taken as
     /// the confirm's own, as lapin hands it over.
     async fn settle(
         &mut self,
         live: &Live,
+        turn: &Turn<'_>,
         (i, permit, confirm): (usize, SemaphorePermit<'_>, PublisherConfirm),
         results: &mut Results,
         deadline: Instant,
@@ -277,9 +352,8 @@ impl Outcomes {
             Ok(Ok(Confirmation::NotRequested)) => Err(TransportError::Other(
                 "the publishing channel is not in confirm mode".into(),
             )),
-            Ok(Err(_)) => {
-                live.broke();
-                self.retry.push(i);
+            Ok(Err(error)) => {
+                self.failed(live, turn, i, &error);
                 return;
             }
             Err(_) => Err(TransportError::Disconnected(
