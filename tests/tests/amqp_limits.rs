@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use tidings::Bus;
 use tidings::bridge::{Endpoint, Envelope, Inbound, Outgoing, Transport, TransportError};
 use tidings_bridges::amqp::{
-    AmqpTransport, ConnectionEvent, Exchange, Queue, QueueOverflow, Topology,
+    AmqpTransport, ConnectionEvent, Exchange, Queue, QueueOverflow, Topology, queue_name,
 };
 use tidings_tests::rabbit::{URL, cleanup, connect, rabbitmqctl, unique};
 use tidings_tests::{Events, Tick};
@@ -610,6 +610,20 @@ async fn take_one(channel: &lapin::Channel, queue: &str) -> bool {
         .is_some()
 }
 
+/// Publishes tick `n` to `queue` through the default exchange after a reconnect and checks,
+/// with a foreign client's `channel`, that it was stored.
+async fn stored_through_default_exchange(
+    t: &AmqpTransport,
+    channel: &lapin::Channel,
+    queue: &str,
+    n: u64,
+) {
+    publish_one(t, "", tick(n).with_key(queue.to_owned()))
+        .await
+        .expect("published after the reconnect");
+    assert!(take_one(channel, queue).await, "tick {n} was stored");
+}
+
 /// A transport whose connections are named `name`, with a short publish timeout and quick
 /// retries.
 async fn impatient(name: &str) -> AmqpTransport {
@@ -654,10 +668,7 @@ async fn a_refused_declaration_closes_one_channel_and_is_not_declared_again() {
     // fail every reconnect).
     tidings_tests::rabbit::reconnect(&name, &mut events).await;
     assert!(take_one(&channel, &full).await, "tick 0 was stored");
-    publish_one(&t, "", tick(1).with_key(full.clone()))
-        .await
-        .expect("published after the reconnect");
-    assert!(take_one(&channel, &full).await, "tick 1 was stored");
+    stored_through_default_exchange(&t, &channel, &full, 1).await;
     remove_foreign(raw, &channel, &full).await;
 }
 
@@ -748,11 +759,24 @@ async fn a_queue_re_created_with_other_arguments_does_not_keep_the_transport_fro
 
     // The recorded declaration is refused on the next connection, which comes up anyway.
     tidings_tests::rabbit::reconnect(&name, &mut events).await;
-    publish_one(&t, "", tick(0).with_key(queue.clone()))
-        .await
-        .expect("published after the reconnect");
-    assert!(take_one(&channel, &queue).await, "tick 0 was stored");
+    stored_through_default_exchange(&t, &channel, &queue, 0).await;
     remove_foreign(raw, &channel, &queue).await;
+}
+
+/// A new user who may configure and read anything and write anywhere but to the exchange
+/// `denied`, and a transport connected as that user; the user's name.
+async fn writer_denied(denied: &str) -> (String, AmqpTransport) {
+    let user = unique("writer");
+    rabbitmqctl(&["add_user", &user, "not-a-secret"]).await;
+    let write = format!("^(?!{}$).*", denied.replace('.', "\\."));
+    rabbitmqctl(&["set_permissions", "-p", "/", &user, ".*", &write, ".*"]).await;
+    let t = AmqpTransport::builder(&format!("amqp://{user}:not-a-secret@127.0.0.1:5672/%2f"))
+        .connection_name(unique("limited"))
+        .publish_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("connect");
+    (user, t)
 }
 
 #[tokio::test]
@@ -763,18 +787,8 @@ async fn a_publish_the_user_may_not_write_is_refused_and_the_rest_of_its_batch_g
     let forbidden = Endpoint::new(unique("forbidden"));
     owner.declare(&allowed).await.expect("declare");
     owner.declare(&forbidden).await.expect("declare");
-    // A user who may write anywhere but to `forbidden`'s exchange: the broker closes the
-    // publishing channel (ACCESS_REFUSED) on the publish there.
-    let user = unique("writer");
-    rabbitmqctl(&["add_user", &user, "not-a-secret"]).await;
-    let write = format!("^(?!{}$).*", forbidden.name);
-    rabbitmqctl(&["set_permissions", "-p", "/", &user, ".*", &write, ".*"]).await;
-    let t = AmqpTransport::builder(&format!("amqp://{user}:not-a-secret@127.0.0.1:5672/%2f"))
-        .connection_name(unique("limited"))
-        .publish_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .expect("connect");
+    // The broker closes the publishing channel (ACCESS_REFUSED) on the publish there.
+    let (user, t) = writer_denied(&forbidden.name).await;
     let mut events = t.events();
     // A consumer on the same transport: the refusal must not take its connection down.
     let mut consumer = t.consume(&allowed).await.expect("consume");
@@ -828,4 +842,37 @@ async fn a_publish_the_user_may_not_write_is_refused_and_the_rest_of_its_batch_g
     rabbitmqctl(&["delete_user", &user]).await;
     cleanup(&owner, &allowed).await;
     cleanup(&owner, &forbidden).await;
+}
+
+#[tokio::test]
+async fn a_refused_publish_through_the_default_exchange_is_told_apart_from_the_rest_of_its_batch() {
+    let owner = connect(&unique("owner")).await;
+    let allowed = Endpoint::new(unique("allowed"));
+    owner.declare(&allowed).await.expect("declare");
+    // The broker names the default exchange `amq.default` in its refusal.
+    let (user, t) = writer_denied("amq.default").await;
+    let mut events = t.events();
+    let by_queue_name = Outgoing {
+        destination: String::new(),
+        envelope: tick(1).with_key(queue_name(&allowed)),
+    };
+    let to_allowed = |n| Outgoing {
+        destination: allowed.name.clone(),
+        envelope: tick(n),
+    };
+    let results = t
+        .publish(&[to_allowed(0), by_queue_name, to_allowed(2)])
+        .await;
+    assert!(
+        matches!(&results[1], Err(TransportError::Rejected(why)) if why.contains("amq.default")),
+        "{results:?}"
+    );
+    // Not refused with it: they went to an exchange the user may write to.
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert_never_disconnected(&mut events);
+    assert_eq!(t.connections(), 1);
+
+    t.shutdown(WAIT).await;
+    rabbitmqctl(&["delete_user", &user]).await;
+    cleanup(&owner, &allowed).await;
 }

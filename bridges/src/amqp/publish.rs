@@ -293,7 +293,14 @@ impl Outcomes {
             return;
         }
         let reason = self.reason.take().unwrap_or_default();
-        let named = |i: &usize| reason.contains(&format!("'{}'", batch[*i].exchange));
+        // The broker names the default exchange `amq.default`.
+        let named = |i: &usize| {
+            let exchange = match batch[*i].exchange.as_str() {
+                "" => "amq.default",
+                name => name,
+            };
+            reason.contains(&format!("'{exchange}'"))
+        };
         let any_named = self.lost.iter().any(named);
         for i in std::mem::take(&mut self.lost) {
             if reason.is_empty() || (any_named && !named(&i)) {
