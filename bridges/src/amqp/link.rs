@@ -530,7 +530,7 @@ async fn open(shared: &LinkState, url: &BrokerUrl, generation: u64) -> Result<Ar
         .await
         .map_err(|e| e.to_string())?;
     let mut publishing = Vec::with_capacity(config.publishing_channels);
-    for _ in 0..config.publishing_channels.max(1) {
+    for _ in 0..config.publishing_channels {
         publishing.push(
             open_publishing_channel(&connection)
                 .await
@@ -585,10 +585,9 @@ async fn watch_until_broken(shared: &LinkState, live: &Live) -> String {
         tokio::select! {
             event = events.next() => match event {
                 // lapin reports a channel the broker closed (a refused declaration on a
-                // channel of its own, say) as an error of the connection: the connection and
-                // the publishing channel are fine then.
-                // A publishing channel closed that way is renewed by the next batch to take
-                // its turn (`Turn::reopen`), or by the batch it closed under.
+                // channel of its own, a refused publish) as an error of the connection: the
+                // connection is fine then. A publishing channel closed that way is renewed by
+                // the batch it closed under, or by the next to take its turn (`Turn::reopen`).
                 Some(lapin::Event::Error(error))
                     if channel_level(&error) && live.connection.status().connected() =>
                 {
