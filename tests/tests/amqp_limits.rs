@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lapin::options::{BasicGetOptions, BasicPublishOptions};
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use parking_lot::Mutex;
@@ -875,4 +877,48 @@ async fn a_refused_publish_through_the_default_exchange_is_told_apart_from_the_r
     t.shutdown(WAIT).await;
     rabbitmqctl(&["delete_user", &user]).await;
     cleanup(&owner, &allowed).await;
+}
+
+#[tokio::test]
+async fn a_publish_to_an_internal_exchange_is_refused_without_losing_the_connection() {
+    // Declared internal by another client (tidings declares none): only exchange-to-exchange
+    // bindings may route into it, and the broker closes the channel of a publish to it.
+    let (raw, channel) = raw_channel().await;
+    let internal = unique("internal");
+    let options = ExchangeDeclareOptions {
+        internal: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(
+            internal.as_str().into(),
+            lapin::ExchangeKind::Topic,
+            options,
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare");
+    let t = connect(&unique("conn")).await;
+    let mut events = t.events();
+    let refused = publish_one(&t, &internal, tick(0)).await;
+    assert!(
+        matches!(&refused, Err(TransportError::Rejected(why)) if why.contains("internal") && why.contains(&internal)),
+        "{refused:?}"
+    );
+    // The next publish goes out on a fresh channel of the same connection.
+    let beside = Endpoint::new(unique("beside"));
+    t.declare(&beside).await.expect("declare");
+    publish_one(&t, &beside.name, tick(1))
+        .await
+        .expect("after the refusal");
+    assert_never_disconnected(&mut events);
+    assert_eq!(t.connections(), 1);
+
+    cleanup(&t, &beside).await;
+    t.shutdown(WAIT).await;
+    channel
+        .exchange_delete(internal.as_str().into(), ExchangeDeleteOptions::default())
+        .await
+        .expect("delete");
+    raw.close(200, "OK".into()).await.expect("close");
 }
