@@ -272,6 +272,57 @@ async fn a_declaration_that_conflicts_is_a_clear_error() {
     t.delete_queue(&name).await.expect("delete");
 }
 
+/// Whether the broker has an exchange named `name` (on the default virtual host).
+async fn exchange_exists(name: &str) -> bool {
+    let listed =
+        tidings_tests::rabbit::rabbitmqctl(&["list_exchanges", "name", "-q", "--no-table-headers"])
+            .await;
+    listed.lines().any(|line| line.trim() == name)
+}
+
+#[tokio::test]
+async fn what_a_refused_declaration_had_declared_before_the_refusal_comes_back_after_a_reconnect() {
+    let conn = unique("conn");
+    let t = connect(&conn).await;
+    let other = connect(&unique("conn")).await;
+    let queue = unique("conflict");
+    other
+        .declare_topology(&Topology::new().queue(Queue::durable(queue.clone())))
+        .await
+        .expect("declare");
+    // Declared in order: the exchange is accepted, the first queue (classic, asked for as
+    // quorum) refused, and the second queue and the binding never sent.
+    let (exchange, never) = (unique("accepted"), unique("never"));
+    let topology = Topology::new()
+        .exchange(Exchange::topic(exchange.clone()))
+        .queue(Queue::durable(queue.clone()).quorum())
+        .queue(Queue::durable(never.clone()))
+        .bind(&never, &exchange, "#");
+    let error = t.declare_topology(&topology).await.expect_err("refused");
+    assert!(error.to_string().contains("PRECONDITION"), "{error}");
+    assert!(exchange_exists(&exchange).await);
+
+    // Deleted by another client while the connection is down: the reconnect declares the
+    // accepted exchange again, not what came after the refusal, and the refusal does not stop
+    // it from connecting.
+    other.delete_exchange(&exchange).await.expect("delete");
+    let mut events = t.events();
+    tidings_tests::rabbit::reconnect(&conn, &mut events).await;
+    assert!(
+        exchange_exists(&exchange).await,
+        "the accepted exchange is declared again after the reconnect"
+    );
+    let queues =
+        tidings_tests::rabbit::rabbitmqctl(&["list_queues", "name", "-q", "--no-table-headers"])
+            .await;
+    assert!(
+        !queues.lines().any(|line| line.trim() == never),
+        "the queue after the refusal is not declared: {queues}"
+    );
+    t.delete_exchange(&exchange).await.expect("delete");
+    t.delete_queue(&queue).await.expect("delete");
+}
+
 #[tokio::test]
 async fn close_waits_for_confirms_and_later_publishes_fail_fast() {
     let (t, source) = declared(Endpoint::new(unique("close"))).await;

@@ -453,17 +453,21 @@ impl LinkState {
             *recorded = std::mem::take(&mut *recorded).merge(topology);
             added
         };
+        let mut accepted = 0;
+        let counted = &mut accepted;
         let declared = self
-            .on_own_channel(|channel| async move { topology.declare(&channel).await })
+            .on_own_channel(|channel| async move { topology.declare(&channel, counted).await })
             .await;
         match declared {
             // Recorded: declared as soon as a connection comes.
             Err(Error::Transport(TransportError::Disconnected(_))) => Ok(()),
             Err(refused) => {
-                // Not kept for the next connections: declaring it again would fail every
-                // reconnect.
+                // The refused item and those after it are not kept for the next connections
+                // (declaring them again would fail every reconnect); what the broker accepted
+                // before the refusal exists there and is declared again like the rest.
+                let dropped = added.minus(&topology.first(accepted));
                 let mut recorded = self.topology.lock();
-                *recorded = recorded.minus(&added);
+                *recorded = recorded.minus(&dropped);
                 Err(refused)
             }
             Ok(()) => Ok(()),

@@ -457,13 +457,31 @@ impl Topology {
         self.bindings.iter()
     }
 
-    /// Declares everything on `channel`, stopping at the first refusal. A refusal closes the
-    /// channel, so use one for this alone.
-    pub(crate) async fn declare(&self, channel: &Channel) -> Result<(), Error> {
+    /// Declares everything on `channel`, stopping at the first refusal, and counts in
+    /// `accepted` the items the broker accepted (the first ones in [`items`](Self::items)'
+    /// order). A refusal closes the channel, so use one for this alone.
+    pub(crate) async fn declare(
+        &self,
+        channel: &Channel,
+        accepted: &mut usize,
+    ) -> Result<(), Error> {
         for item in self.items() {
             item.declare(channel).await?;
+            *accepted += 1;
         }
         Ok(())
+    }
+
+    /// The first `n` items in the order they are declared.
+    pub(crate) fn first(&self, n: usize) -> Topology {
+        let exchanges = n.min(self.exchanges.len());
+        let queues = (n - exchanges).min(self.queues.len());
+        let bindings = (n - exchanges - queues).min(self.bindings.len());
+        Topology {
+            exchanges: self.exchanges[..exchanges].to_vec(),
+            queues: self.queues[..queues].to_vec(),
+            bindings: self.bindings[..bindings].to_vec(),
+        }
     }
 
     /// Every item, in the order they are declared: exchanges, queues, then bindings.

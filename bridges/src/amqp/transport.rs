@@ -212,6 +212,11 @@ impl AmqpTransport {
 
     /// Declares `topology` now (when connected) and again after every reconnect.
     ///
+    /// Items are declared in order (exchanges, queues, bindings) and the first refusal stops
+    /// the declaration: what the broker accepted before it exists there and is declared again
+    /// after every reconnect; the refused item and those after it are not (declaring them
+    /// again would fail every reconnect).
+    ///
     /// # Errors
     /// When the broker refuses a declaration, such as a queue that exists with other
     /// arguments.
