@@ -123,8 +123,11 @@
 //! reason; the channel is renewed and the connection, with its consumers, stays. The other
 //! messages of the batch that the closing channel took with it are sent again on the new
 //! channel (one whose confirm was lost may arrive twice); the broker's reason names the
-//! exchange it refused, which tells them apart, and when it names none of the batch's, all
-//! of them are refused, since sending them again would close the channel again.
+//! exchange it refused, which tells them apart. When it names none of the batch's (a message
+//! over the broker's `max_message_size`, set lower than this transport's
+//! [`max_message_size`](AmqpBuilder::max_message_size)), they are sent again one at a time,
+//! each waiting for its confirm: the one the broker refuses alone is the one it meant, and
+//! the others go through.
 //!
 //! ## Connection management
 //!

@@ -922,3 +922,72 @@ async fn a_publish_to_an_internal_exchange_is_refused_without_losing_the_connect
         .expect("delete");
     raw.close(200, "OK".into()).await.expect("close");
 }
+
+#[tokio::test]
+async fn a_message_over_the_brokers_size_limit_is_refused_alone_and_the_rest_of_its_batch_goes_through()
+ {
+    // A node of this test's own: the limit is the broker's, for every channel opened after
+    // it is set.
+    let node = tidings_tests::rabbit_cluster::RabbitCluster::start(1).await;
+    node.ctl(
+        0,
+        &[
+            "eval",
+            "application:set_env(rabbit, max_message_size, 4096).",
+        ],
+    )
+    .await;
+    // The transport's own limit is left at its default (128 MiB), far above the broker's:
+    // the broker closes the channel with a reason that names no exchange.
+    let t = tidings_tests::rabbit::connect_to(&node.url(0), &unique("sized")).await;
+    let mut events = t.events();
+    let queue = Endpoint::new(unique("sized"));
+    t.declare(&queue).await.expect("declare");
+    let mut consumer = t.consume(&queue).await.expect("consume");
+
+    let to = |envelope| Outgoing {
+        destination: queue.name.clone(),
+        envelope,
+    };
+    let oversized = Envelope::new("tick", vec![b' '; 8192]);
+    let batch = [
+        to(tick(0)),
+        to(oversized.clone()),
+        to(tick(2)),
+        to(tick(3)),
+        to(oversized),
+        to(tick(5)),
+    ];
+    let results = t.publish(&batch).await;
+    for i in [1, 4] {
+        assert!(
+            matches!(&results[i], Err(TransportError::Rejected(why)) if why.contains("max size")),
+            "{results:?}"
+        );
+    }
+    for i in [0, 2, 3, 5] {
+        assert!(
+            results[i].is_ok(),
+            "sent again alone and confirmed: {results:?}"
+        );
+    }
+    // The next batch goes out together again, on the same connection.
+    let results = t.publish(&[to(tick(6)), to(tick(7))]).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+
+    // A message whose confirm the closing channel took with it may arrive twice; the
+    // oversized ones never arrive.
+    let mut received = std::collections::BTreeSet::new();
+    while !received.contains(&7) {
+        let delivery = tidings_tests::rabbit::next(&mut consumer, "the ticks").await;
+        let payload = &delivery.message.payload;
+        assert!(payload.len() < 4096, "a refused message arrived");
+        received.insert(serde_json::from_slice::<Tick>(payload).expect("a tick").0);
+        delivery.ack().await.expect("ack");
+    }
+    assert_eq!(received, [0, 2, 3, 5, 6, 7].into());
+    assert_never_disconnected(&mut events);
+    assert_eq!(t.connections(), 1, "no connection opened for the refusal");
+    drop(consumer);
+    t.shutdown(WAIT).await;
+}

@@ -53,6 +53,9 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
     let mut nack_rounds = 0;
     // Which messages the broker nacked at least once (allocated at the first nack only).
     let mut nacked: Vec<bool> = Vec::new();
+    // Once the broker closed the channel over a message it did not point out, the rest go one
+    // at a time (see `Again::alone`).
+    let mut singly = false;
     while !pending.is_empty() {
         let Some(live) = shared.live(deadline, pending.len(), min_generation).await else {
             let why = if shared.is_stopped() {
@@ -68,7 +71,15 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
             }
             break;
         };
+        let later = if singly {
+            pending.split_off(1)
+        } else {
+            Vec::new()
+        };
         let again = publish_on(shared, &live, batch, &pending, &mut results, deadline).await;
+        if !again.alone.is_empty() {
+            singly = true;
+        }
         if !again.reconnect.is_empty() {
             min_generation = live.generation + 1;
         }
@@ -82,6 +93,9 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
             if Instant::now() + pause >= deadline {
                 // Left without a result: reported below.
                 pending = again.reconnect;
+                pending.extend(again.alone);
+                pending.extend(later);
+                pending.sort_unstable();
                 continue;
             }
             tracing::warn!(
@@ -95,6 +109,8 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
         pending = again.reconnect;
         pending.extend(again.nacked);
         pending.extend(again.resend);
+        pending.extend(again.alone);
+        pending.extend(later);
         pending.sort_unstable();
     }
     let not_stored = || {
@@ -128,6 +144,10 @@ struct Again {
     /// Lost with a channel the broker closed over another message: to send again on this
     /// connection, whose publishing channel has been renewed.
     resend: Vec<usize>,
+    /// Lost with a channel the broker closed for a reason that points at none of them (a
+    /// message over its `max_message_size`, say): to send again on this connection one at a
+    /// time, so that the one it refuses is told apart from the others.
+    alone: Vec<usize>,
 }
 
 /// Publishes `pending` on `live`, under the channel's [`Turn`](super::link::Turn) until the
@@ -238,6 +258,7 @@ async fn publish_on(
         reconnect: outcomes.retry,
         nacked: outcomes.nacked,
         resend: outcomes.resend,
+        alone: outcomes.alone,
     };
     again.reconnect.sort_unstable();
     again
@@ -258,6 +279,8 @@ struct Outcomes {
     lost: Vec<usize>,
     /// See [`Again::resend`].
     resend: Vec<usize>,
+    /// See [`Again::alone`].
+    alone: Vec<usize>,
 }
 
 impl Outcomes {
@@ -286,8 +309,10 @@ impl Outcomes {
     /// the broker's reason names (`... exchange 'orders' ...`) are refused for good with that
     /// reason; the others were only on the same channel (or their confirm was lost with it)
     /// and are sent again, on the renewed channel. When the reason names none of their
-    /// exchanges, every one is refused: sending them again would close the channel again
-    /// until the publish timeout. Without a reason, every one is sent again.
+    /// exchanges (a message over the broker's `max_message_size`), a message the channel took
+    /// alone is refused, and several are sent again one at a time: together they would close
+    /// the channel again until the publish timeout, alone each is judged on its own. Without a
+    /// reason, every one is sent again.
     fn refuse(&mut self, batch: &[Raw], results: &mut Results) {
         if self.lost.is_empty() {
             return;
@@ -302,8 +327,14 @@ impl Outcomes {
             reason.contains(&format!("'{exchange}'"))
         };
         let any_named = self.lost.iter().any(named);
+        let alone = self.lost.len() == 1;
         for i in std::mem::take(&mut self.lost) {
-            if reason.is_empty() || (any_named && !named(&i)) {
+            if !reason.is_empty() && !any_named && !alone {
+                results[i] = Some(Err(TransportError::Disconnected(format!(
+                    "the broker closed the publishing channel over one of the messages sent                      with this one: {reason}"
+                ))));
+                self.alone.push(i);
+            } else if reason.is_empty() || (any_named && !named(&i)) {
                 results[i] = Some(Err(TransportError::Disconnected(if reason.is_empty() {
                     "the broker closed the publishing channel".to_owned()
                 } else {
