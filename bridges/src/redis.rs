@@ -67,6 +67,12 @@
 //! entries may have been added: inbound deduplication drops those copies. One pipeline runs
 //! in order, so order per key holds.
 //!
+//! A server that answers but will not write just then fails the entry as
+//! [`TransportError::NotStored`](tidings::bridge::TransportError::NotStored), retryable, and
+//! the connection stays: `OOM` (at `maxmemory` with `noeviction`), `NOREPLICAS` (fewer
+//! connected replicas than `min-replicas-to-write`), `MISCONF` (a failed snapshot with
+//! `stop-writes-on-bgsave-error`). An outbound bridge keeps such events and tries again.
+//!
 //! Redis replicates asynchronously, so that reply means the master has the entry, not its
 //! replicas: a failover right after it can lose it. With
 //! [`wait_for_replicas`](RedisBuilder::wait_for_replicas) the pipeline ends in `WAIT`, and a

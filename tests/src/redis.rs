@@ -156,6 +156,11 @@ impl OwnServer {
         panic!("redis-server did not start on port {}", self.port);
     }
 
+    /// Its data folder (its working directory).
+    pub fn folder(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// Its port.
     pub fn port(&self) -> u16 {
         self.port

@@ -299,3 +299,122 @@ async fn two_replicas_sharing_redis_dedup_handle_each_of_10000_duplicated_messag
             .unwrap_or(0);
     }
 }
+
+/// `CONFIG SET name value` on `server`.
+async fn config_set(server: &OwnServer, name: &str, value: &str) {
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query_async(&mut server.admin().await)
+        .await
+        .expect("CONFIG SET");
+}
+
+/// Makes `server` refuse writes with `MISCONF`, as after a snapshot failed on a full disk:
+/// its working folder is taken away and a snapshot attempted, with `save` points configured
+/// and `stop-writes-on-bgsave-error` on (the default).
+async fn fail_a_snapshot(server: &OwnServer, folder: &std::path::Path) {
+    config_set(server, "save", "3600 1").await;
+    std::fs::remove_dir_all(folder).expect("remove the server's folder");
+    let mut admin = server.admin().await;
+    let () = redis::cmd("BGSAVE")
+        .query_async(&mut admin)
+        .await
+        .expect("BGSAVE starts");
+    tidings_tests::wait_until("the snapshot failed", WAIT, async || {
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query_async(&mut server.admin().await)
+            .await
+            .expect("INFO");
+        info.contains("rdb_last_bgsave_status:err") && info.contains("rdb_bgsave_in_progress:0")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn writes_the_server_refuses_for_now_are_retryable_and_the_connection_stays() {
+    let server = OwnServer::start(false).await;
+    let t = RedisTransport::builder(&server.url())
+        .connect()
+        .await
+        .expect("connect");
+    let source = Endpoint::new(unique("refusing"));
+    t.declare(&source).await.expect("declare");
+    let mut events = t.events();
+    let batch: Vec<Outgoing> = (0..3)
+        .map(|id| Outgoing {
+            destination: source.name.clone(),
+            envelope: Envelope::new("user.created", serde_json::to_vec(&user(id)).unwrap()),
+        })
+        .collect();
+    let folder = server.folder().to_owned();
+    for (code, refuse, allow) in [
+        (
+            "NOREPLICAS",
+            ("min-replicas-to-write", "1"),
+            ("min-replicas-to-write", "0"),
+        ),
+        ("OOM", ("maxmemory", "1"), ("maxmemory", "0")),
+        ("MISCONF", ("", ""), ("stop-writes-on-bgsave-error", "no")),
+    ] {
+        if code == "MISCONF" {
+            fail_a_snapshot(&server, &folder).await;
+        } else {
+            config_set(&server, refuse.0, refuse.1).await;
+        }
+        let results = t.publish(&batch).await;
+        for result in &results {
+            assert!(
+                matches!(result, Err(e @ tidings::bridge::TransportError::NotStored(why)) if why.contains(code) && e.is_retryable()),
+                "{code}: {results:?}"
+            );
+        }
+        config_set(&server, allow.0, allow.1).await;
+        let results = t.publish(&batch).await;
+        assert!(
+            results.iter().all(Result::is_ok),
+            "after {code}: {results:?}"
+        );
+    }
+    // The server answered throughout: no connection was reported lost.
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            !matches!(event, tidings_bridges::ConnectionEvent::Disconnected { .. }),
+            "{event:?}"
+        );
+    }
+    drain(&t, &source, &(0..3).collect()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbound_keeps_what_the_server_will_not_store_for_now_and_sends_it_later() {
+    let server = OwnServer::start(false).await;
+    let t = RedisTransport::builder(&server.url())
+        .connect()
+        .await
+        .expect("connect");
+    let source = Endpoint::new(unique("later"));
+    t.declare(&source).await.expect("declare");
+    config_set(&server, "min-replicas-to-write", "1").await;
+    let bus = Bus::<Events>::new();
+    let outbound = Outbound::builder(&bus, t.clone())
+        .forward::<UserCreated>()
+        .destination(source.name.clone())
+        .backoff(tidings::Backoff::Fixed(Duration::from_millis(20)))
+        .build();
+    for id in 0..20 {
+        bus.emit_async(user(id)).await.expect("emitted");
+    }
+    tidings_tests::wait_until("a publish refused", WAIT, async || {
+        let stats = outbound.stats();
+        stats.retried > 0 || stats.rejected > 0
+    })
+    .await;
+    let stats = outbound.stats();
+    assert_eq!(stats.rejected, 0, "nothing refused for good: {stats:?}");
+    config_set(&server, "min-replicas-to-write", "0").await;
+    assert_eq!(outbound.shutdown(WAIT).await.unfinished_count(), 0);
+    drain(&t, &source, &(0..20).collect()).await;
+}

@@ -227,8 +227,20 @@ impl Link {
     }
 
     /// `error` as a transport error, its text without the password.
+    ///
+    /// A server that answers but will not write just then is [`TransportError::NotStored`],
+    /// retryable, with the connection left as it is: `OOM` (at `maxmemory` with
+    /// `noeviction`), `NOREPLICAS` (fewer replicas than `min-replicas-to-write`), `MISCONF` (a
+    /// failed snapshot with `stop-writes-on-bgsave-error`). Refusing those for good would
+    /// have an outbound bridge drop events over a passing condition.
     pub(crate) fn error(&self, error: &RedisError) -> TransportError {
         let text = scrub(&error.to_string(), self.secret.as_deref());
+        if matches!(error.code(), Some("OOM" | "NOREPLICAS" | "MISCONF")) {
+            // A master that will not write may be one Sentinel demoted or is about to
+            // replace (too few replicas): with Sentinel, the next command asks it first.
+            self.suspect.store(true, Ordering::Relaxed);
+            return TransportError::NotStored(text);
+        }
         let retryable = error.is_io_error()
             || error.is_timeout()
             || error.is_connection_dropped()
@@ -236,7 +248,7 @@ impl Link {
             || error.is_unrecoverable_error()
             || matches!(
                 error.code(),
-                Some("OOM" | "BUSY" | "LOADING" | "TRYAGAIN" | "MASTERDOWN" | "READONLY")
+                Some("BUSY" | "LOADING" | "TRYAGAIN" | "MASTERDOWN" | "READONLY")
             );
         if retryable {
             self.suspect.store(true, Ordering::Relaxed);

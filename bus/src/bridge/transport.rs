@@ -108,9 +108,10 @@ pub enum TransportError {
     /// negative confirm is not this: see [`NotStored`](TransportError::NotStored).
     #[error("the broker rejected the message: {0}")]
     Rejected(String),
-    /// The broker answered with a negative confirm until the publish timeout: it could not
-    /// store the message just then (a full queue that rejects publishes, a quorum queue
-    /// without a leader, a resource alarm). Worth retrying later; the connection is fine.
+    /// The broker could not store the message just then: RabbitMQ answered with negative
+    /// confirms until the publish timeout (a full queue that rejects publishes, a quorum
+    /// queue without a leader, a resource alarm); Redis refused the write (`OOM` at
+    /// `maxmemory`, `NOREPLICAS`, `MISCONF`). Worth retrying later; the connection is fine.
     #[error("the broker did not store the message: {0}")]
     NotStored(String),
     /// The consumer or transport was closed.
