@@ -71,7 +71,10 @@
 //! [`TransportError::NotStored`](tidings::bridge::TransportError::NotStored), retryable, and
 //! the connection stays: `OOM` (at `maxmemory` with `noeviction`), `NOREPLICAS` (fewer
 //! connected replicas than `min-replicas-to-write`), `MISCONF` (a failed snapshot with
-//! `stop-writes-on-bgsave-error`). An outbound bridge keeps such events and tries again.
+//! `stop-writes-on-bgsave-error`). An outbound bridge keeps such events and tries again. A
+//! server that is not serving (loading, busy, demoted: `READONLY`; a cluster with a slot not
+//! served: `CLUSTERDOWN`) counts as a lost connection, retryable too; only a command refused
+//! for itself (a key of another type, a permission) is `Rejected`.
 //!
 //! Redis replicates asynchronously, so that reply means the master has the entry, not its
 //! replicas: a failover right after it can lose it. With

@@ -226,36 +226,22 @@ impl Link {
         }
     }
 
-    /// `error` as a transport error, its text without the password.
-    ///
-    /// A server that answers but will not write just then is [`TransportError::NotStored`],
-    /// retryable, with the connection left as it is: `OOM` (at `maxmemory` with
-    /// `noeviction`), `NOREPLICAS` (fewer replicas than `min-replicas-to-write`), `MISCONF` (a
-    /// failed snapshot with `stop-writes-on-bgsave-error`). Refusing those for good would
-    /// have an outbound bridge drop events over a passing condition.
+    /// `error` as a transport error, its text without the password (see [`Failure`]).
     pub(crate) fn error(&self, error: &RedisError) -> TransportError {
         let text = scrub(&error.to_string(), self.secret.as_deref());
-        if matches!(error.code(), Some("OOM" | "NOREPLICAS" | "MISCONF")) {
-            // A master that will not write may be one Sentinel demoted or is about to
-            // replace (too few replicas): with Sentinel, the next command asks it first.
-            self.suspect.store(true, Ordering::Relaxed);
-            return TransportError::NotStored(text);
-        }
-        let retryable = error.is_io_error()
-            || error.is_timeout()
-            || error.is_connection_dropped()
-            || error.is_connection_refusal()
-            || error.is_unrecoverable_error()
-            || matches!(
-                error.code(),
-                Some("BUSY" | "LOADING" | "TRYAGAIN" | "MASTERDOWN" | "READONLY")
-            );
-        if retryable {
-            self.suspect.store(true, Ordering::Relaxed);
-            self.set_up(false, &text);
-            TransportError::Disconnected(text)
-        } else {
-            TransportError::Rejected(text)
+        match Failure::of(error) {
+            Failure::NotStored => {
+                // A master that will not write may be one Sentinel demoted or is about to
+                // replace (too few replicas): with Sentinel, the next command asks it first.
+                self.suspect.store(true, Ordering::Relaxed);
+                TransportError::NotStored(text)
+            }
+            Failure::Down => {
+                self.suspect.store(true, Ordering::Relaxed);
+                self.set_up(false, &text);
+                TransportError::Disconnected(text)
+            }
+            Failure::Refused => TransportError::Rejected(text),
         }
     }
 
@@ -685,4 +671,85 @@ async fn open_cluster(
         .map_err(|_| Opened::Connect("no Redis Cluster node answered in time".into()))?
         .map_err(|e| Opened::Connect(shown(&e)))?;
     Ok(Conn::Cluster { blocking, shared })
+}
+
+/// What a failed command says about the server, for [`Link::error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The server answers but will not write just then: `OOM` (at `maxmemory` with
+    /// `noeviction`), `NOREPLICAS` (fewer replicas than `min-replicas-to-write`), `MISCONF` (a
+    /// failed snapshot with `stop-writes-on-bgsave-error`). Retryable, the connection kept:
+    /// refusing these for good would have an outbound bridge drop events over a passing
+    /// condition.
+    NotStored,
+    /// The connection or the server is not serving: lost, timed out, refused, or a server
+    /// that is loading, busy, demoted (`READONLY`), or a cluster without every slot served
+    /// (`CLUSTERDOWN`). Retryable, as a lost connection.
+    Down,
+    /// Anything else: the command itself is refused (a key of another type, a bad argument).
+    Refused,
+}
+
+impl Failure {
+    pub(crate) fn of(error: &RedisError) -> Failure {
+        let code = error.code();
+        if matches!(code, Some("OOM" | "NOREPLICAS" | "MISCONF")) {
+            Failure::NotStored
+        } else if error.is_io_error()
+            || error.is_timeout()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+            || error.is_unrecoverable_error()
+            || matches!(
+                code,
+                Some("BUSY" | "LOADING" | "TRYAGAIN" | "MASTERDOWN" | "READONLY" | "CLUSTERDOWN")
+            )
+        {
+            Failure::Down
+        } else {
+            Failure::Refused
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error a server reply `-{line}` gives.
+    fn server_error(line: &str) -> RedisError {
+        match redis::parse_redis_value(format!("-{line}\r\n").as_bytes()) {
+            Ok(Value::ServerError(error)) => error.into(),
+            other => panic!("not a server error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn what_a_server_will_not_write_now_is_told_from_a_server_not_serving_and_a_refused_command() {
+        for line in [
+            "OOM command not allowed when used memory > 'maxmemory'.",
+            "NOREPLICAS Not enough good replicas to write.",
+            "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.",
+        ] {
+            assert_eq!(Failure::of(&server_error(line)), Failure::NotStored, "{line}");
+        }
+        for line in [
+            "LOADING Redis is loading the dataset in memory",
+            "BUSY Redis is busy running a script.",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            "READONLY You can't write against a read only replica.",
+            "CLUSTERDOWN The cluster is down",
+            "CLUSTERDOWN Hash slot not served",
+        ] {
+            assert_eq!(Failure::of(&server_error(line)), Failure::Down, "{line}");
+        }
+        for line in [
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+            "ERR The ID specified in XADD is equal or smaller than the target stream top item",
+            "NOPERM User has no permissions to run the 'xadd' command",
+        ] {
+            assert_eq!(Failure::of(&server_error(line)), Failure::Refused, "{line}");
+        }
+    }
 }
