@@ -76,6 +76,12 @@
 //! served: `CLUSTERDOWN`) counts as a lost connection, retryable too; only a command refused
 //! for itself (a key of another type, a permission) is `Rejected`.
 //!
+//! An entry with a payload or header over
+//! [`max_message_size`](RedisBuilder::max_message_size) (default 512 MiB, the server's
+//! default `proto-max-bulk-len`) is refused as `Rejected` before it is sent, and the rest of
+//! its batch goes: a server reading an argument over its limit closes the connection under
+//! the whole pipeline, and the same entry would fail every retry.
+//!
 //! Redis replicates asynchronously, so that reply means the master has the entry, not its
 //! replicas: a failover right after it can lose it. With
 //! [`wait_for_replicas`](RedisBuilder::wait_for_replicas) the pipeline ends in `WAIT`, and a

@@ -418,3 +418,49 @@ async fn an_outbound_keeps_what_the_server_will_not_store_for_now_and_sends_it_l
     assert_eq!(outbound.shutdown(WAIT).await.unfinished_count(), 0);
     drain(&t, &source, &(0..20).collect()).await;
 }
+
+#[tokio::test]
+async fn an_entry_over_the_servers_argument_limit_is_refused_alone_and_the_connection_stays() {
+    let server = OwnServer::start(false).await;
+    // The server's limit on one argument, lowered: an argument over it makes the server close
+    // the connection under the whole pipeline.
+    config_set(&server, "proto-max-bulk-len", "1048576").await;
+    let t = RedisTransport::builder(&server.url())
+        .max_message_size(1 << 20)
+        .connect()
+        .await
+        .expect("connect");
+    let source = Endpoint::new(unique("sized"));
+    t.declare(&source).await.expect("declare");
+    let mut events = t.events();
+    let to = |envelope| Outgoing {
+        destination: source.name.clone(),
+        envelope,
+    };
+    let event = |id| Envelope::new("user.created", serde_json::to_vec(&user(id)).unwrap());
+    let results = t
+        .publish(&[
+            to(event(0)),
+            to(Envelope::new("user.created", vec![b' '; 2 << 20])),
+            to(event(2)),
+            to(event(3).with_header("x-note", "n".repeat(2 << 20))),
+            to(event(4)),
+        ])
+        .await;
+    for i in [1, 3] {
+        assert!(
+            matches!(&results[i], Err(tidings::bridge::TransportError::Rejected(why)) if why.contains("over the limit")),
+            "{results:?}"
+        );
+    }
+    for i in [0, 2, 4] {
+        assert!(results[i].is_ok(), "{results:?}");
+    }
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            !matches!(event, tidings_bridges::ConnectionEvent::Disconnected { .. }),
+            "{event:?}"
+        );
+    }
+    drain(&t, &source, &[0, 2, 4].into()).await;
+}

@@ -13,6 +13,8 @@ pub(crate) struct Config {
     /// Certificate authorities to trust for `rediss://`, PEM; the system's roots without.
     pub(crate) ca_pem: Option<String>,
     pub(crate) max_len: Option<usize>,
+    /// The largest field value an entry may carry (the server's `proto-max-bulk-len`).
+    pub(crate) max_message: usize,
     pub(crate) claim_idle: Duration,
     pub(crate) block: Duration,
     pub(crate) timeout: Duration,
@@ -30,6 +32,8 @@ impl Default for Config {
         Config {
             ca_pem: None,
             max_len: None,
+            // Redis's default `proto-max-bulk-len`.
+            max_message: 512 << 20,
             claim_idle: Duration::from_secs(30),
             block: Duration::from_secs(1),
             timeout: Duration::from_secs(10),

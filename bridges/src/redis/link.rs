@@ -412,6 +412,43 @@ impl Link {
         batch: &[Outgoing],
         create: bool,
     ) -> Vec<Result<(), TransportError>> {
+        let limit = self.config.max_message;
+        let fits = |out: &Outgoing| wire::largest_field(&out.envelope) <= limit;
+        if batch.iter().all(fits) {
+            return self.add_fitting(batch, create).await;
+        }
+        // Refused here: sent, it would close the connection under the whole pipeline.
+        let (fitting, indices): (Vec<Outgoing>, Vec<usize>) = (batch.iter().enumerate())
+            .filter(|(_, out)| fits(out))
+            .map(|(i, out)| (out.clone(), i))
+            .unzip();
+        let mut results: Vec<Result<(), TransportError>> = batch
+            .iter()
+            .map(|out| match wire::largest_field(&out.envelope) {
+                // Replaced by the pipeline's reply below.
+                size if size <= limit => Ok(()),
+                size => Err(TransportError::Rejected(format!(
+                    "a field of {size} bytes is over the limit of {limit} (max_message_size: \
+                     the server's proto-max-bulk-len)"
+                ))),
+            })
+            .collect();
+        let sent = self.add_fitting(&fitting, create).await;
+        for (i, result) in indices.into_iter().zip(sent) {
+            results[i] = result;
+        }
+        results
+    }
+
+    /// [`add`](Self::add) of entries known to be within the size limit.
+    async fn add_fitting(
+        &self,
+        batch: &[Outgoing],
+        create: bool,
+    ) -> Vec<Result<(), TransportError>> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
         let one_stream = batch.iter().all(|o| o.destination == batch[0].destination);
         if self.config.cluster.is_none() || one_stream {
             let all: Vec<&Outgoing> = batch.iter().collect();
@@ -556,6 +593,8 @@ impl Link {
 fn copy(error: &TransportError) -> TransportError {
     match error {
         TransportError::Rejected(r) => TransportError::Rejected(r.clone()),
+        TransportError::NotStored(r) => TransportError::NotStored(r.clone()),
+        TransportError::Disconnected(r) => TransportError::Disconnected(r.clone()),
         other => TransportError::Disconnected(other.to_string()),
     }
 }

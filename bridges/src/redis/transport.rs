@@ -45,6 +45,16 @@ impl RedisBuilder {
         self
     }
 
+    /// Entries with a payload or a header larger than this are refused with
+    /// [`TransportError::Rejected`] instead of being sent (default 512 MiB, Redis's default
+    /// `proto-max-bulk-len`; set it to the server's when that is lower): a server that reads
+    /// an argument over its limit closes the connection, failing the whole pipeline, and the
+    /// same entry would fail every retry.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message = bytes;
+        self
+    }
+
     /// How long an entry may stay pending with a consumer before another member of the group
     /// takes it over with `XAUTOCLAIM` (default 30 s): what a consumer that died was holding
     /// comes back after this.

@@ -71,6 +71,21 @@ pub(crate) fn xadd(stream: &str, envelope: &Envelope) -> redis::Cmd {
 }
 
 /// Appends the fields of `envelope` to an `XADD` command.
+/// The length of the largest field value `write_fields` writes for `envelope`, for the
+/// server's limit on one argument.
+pub(crate) fn largest_field(envelope: &Envelope) -> usize {
+    let headers = envelope.headers.iter().map(|(n, v)| n.len().max(v.len()));
+    let own = [
+        envelope.id.len(),
+        envelope.name.len(),
+        envelope.source.len(),
+    ];
+    let key = envelope.key.as_ref().map_or(0, String::len);
+    headers
+        .chain(own)
+        .fold(envelope.payload.len().max(key), usize::max)
+}
+
 pub(crate) fn write_fields(cmd: &mut redis::Cmd, envelope: &Envelope) {
     cmd.arg(ID).arg(&envelope.id);
     if !envelope.name.is_empty() {
