@@ -142,7 +142,10 @@
 //! confirmed is sent again on the new connection, so it may arrive twice but is never lost.
 //! Consumers see an error or the end of their stream (also when the supervisor replaced the
 //! connection under them); the inbound bridge consumes again, with backoff, which also covers
-//! a queue deleted under a consumer. Every round trip to the broker (opening a channel, a
+//! a queue deleted under a consumer. A consume that finds its queue missing declares it again
+//! as recorded, with its bindings, when it was declared through this transport (another
+//! client deleted it; one deleted with [`AmqpTransport::delete_queue`] is forgotten and stays
+//! gone). Every round trip to the broker (opening a channel, a
 //! declaration, an acknowledgement, a publish) is bounded in time, so a connection that stops
 //! answering fails its callers instead of hanging them.
 //!

@@ -184,6 +184,51 @@ async fn a_queue_deleted_under_an_inbound_bridge_is_survived() {
     cleanup(&t, &source).await;
 }
 
+#[tokio::test]
+async fn a_queue_another_client_deletes_under_an_inbound_bridge_is_declared_again() {
+    let (t, source) = declared(Endpoint::new(unique("redeclared"))).await;
+    let (bus, seen) = recording_bus();
+    let inbound = Inbound::builder(&bus, t.clone(), source.clone()).build();
+    publish_ok(&t, &source.name, vec![ping(1)]).await;
+    wait_until("the first message", || seen.lock().contains(&1)).await;
+
+    // Deleted by another client: this transport still has it recorded, as it would declare
+    // it again on a reconnect; its consumer, cancelled, declares it again at once.
+    let other = connect(&unique("conn")).await;
+    other
+        .delete_queue(&rabbit_queue(&source))
+        .await
+        .expect("delete");
+    within("the queue declared again and bound", async {
+        loop {
+            let sent = Outgoing {
+                destination: source.name.clone(),
+                envelope: ping(2),
+            };
+            if t.publish(std::slice::from_ref(&sent))
+                .await
+                .remove(0)
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    wait_until("the message after the queue came back", || {
+        seen.lock().contains(&2)
+    })
+    .await;
+    assert_eq!(
+        inbound.stats().reconnects,
+        1,
+        "consumed again on the first attempt"
+    );
+    inbound.shutdown(WAIT).await;
+    cleanup(&t, &source).await;
+}
+
 /// A bus that records the sequence number of every `Ping` it sees.
 fn recording_bus() -> (Bus<Events>, Arc<Mutex<Vec<u64>>>) {
     let bus = Bus::<Events>::new();

@@ -474,6 +474,19 @@ impl LinkState {
         }
     }
 
+    /// Declares queue `name` again as recorded, with its bindings (and the exchanges they
+    /// bind it to): for a consumer that found it missing. `None` when it is not recorded (it
+    /// was never declared through this transport, or was deleted through it).
+    pub(crate) async fn declare_queue_again(&self, name: &str) -> Option<Result<(), Error>> {
+        let topology = self.topology.lock().of_queue(name)?;
+        let mut accepted = 0;
+        let counted = &mut accepted;
+        Some(
+            self.on_own_channel(|channel| async move { topology.declare(&channel, counted).await })
+                .await,
+        )
+    }
+
     /// Runs `operation` on a channel of its own, so that a refusal closes only that channel.
     pub(crate) async fn on_own_channel<T, F, Fut>(&self, operation: F) -> Result<T, Error>
     where
@@ -578,6 +591,15 @@ pub(crate) fn channel_level(error: &lapin::Error) -> bool {
     matches!(
         error.kind(),
         lapin::ErrorKind::ProtocolError(e) if matches!(e.kind(), lapin::protocol::AMQPErrorKind::Soft(_))
+    )
+}
+
+/// Whether `error` is the broker's `NOT_FOUND` (a queue or exchange that does not exist).
+pub(crate) fn not_found(error: &lapin::Error) -> bool {
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::ProtocolError(e) if matches!(e.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND))
     )
 }
 

@@ -396,6 +396,25 @@ impl Topology {
         self.queues.iter().find(|q| q.name == name).map(Queue::args)
     }
 
+    /// Queue `name` as recorded here, with its bindings and the exchanges they bind it to;
+    /// `None` when the queue is not recorded.
+    pub(crate) fn of_queue(&self, name: &str) -> Option<Topology> {
+        let queue = self.queues.iter().find(|q| q.name == name)?;
+        let bindings: Vec<Binding> = (self.bindings.iter())
+            .filter(|b| b.queue == name)
+            .cloned()
+            .collect();
+        let exchanges = (self.exchanges.iter())
+            .filter(|e| bindings.iter().any(|b| b.exchange == e.name))
+            .cloned()
+            .collect();
+        Some(Topology {
+            exchanges,
+            queues: vec![queue.clone()],
+            bindings,
+        })
+    }
+
     /// This topology without queue `name` and its bindings (after the queue was deleted).
     pub(crate) fn without_queue(mut self, name: &str) -> Self {
         self.queues.retain(|q| q.name != name);

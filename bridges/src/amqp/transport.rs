@@ -362,7 +362,53 @@ impl Transport for AmqpTransport {
             .map_err(Into::into)
     }
 
+    /// Consumes the source's queue. A queue declared through this transport and found missing
+    /// (deleted by another client while the connection stayed up) is declared again, as
+    /// recorded, with its bindings, as a reconnect would: an inbound bridge whose queue was
+    /// deleted under it resumes at once rather than at the next reconnect.
     async fn consume(&self, source: &Endpoint) -> Result<AmqpConsumer, TransportError> {
+        match self.consume_queue(source).await {
+            Err(Missing(error)) => {
+                let queue = queue_name(source);
+                match self.shared().declare_queue_again(&queue).await {
+                    Some(Ok(())) => {
+                        tracing::warn!(queue, "the queue was missing; declared it again");
+                        self.consume_queue(source)
+                            .await
+                            .map_err(TransportError::from)
+                    }
+                    Some(Err(declared)) => Err(declared.into()),
+                    None => Err(error),
+                }
+            }
+            other => other.map_err(TransportError::from),
+        }
+    }
+}
+
+/// A consume's failure; [`Missing`](Consume::Missing) when the queue does not exist.
+enum Consume {
+    Missing(TransportError),
+    Failed(TransportError),
+}
+use Consume::{Failed, Missing};
+
+impl From<Consume> for TransportError {
+    fn from(failure: Consume) -> Self {
+        match failure {
+            Missing(error) | Failed(error) => error,
+        }
+    }
+}
+
+impl From<TransportError> for Consume {
+    fn from(error: TransportError) -> Self {
+        Failed(error)
+    }
+}
+
+impl AmqpTransport {
+    async fn consume_queue(&self, source: &Endpoint) -> Result<AmqpConsumer, Consume> {
         let live = self.shared().connected().await?;
         let queue = queue_name(source);
         let name = short(&queue).map_err(TransportError::from)?;
@@ -377,7 +423,13 @@ impl Transport for AmqpTransport {
             FieldTable::default(),
         );
         let consumer = link::asked(consume).await?.map_err(|e| {
-            TransportError::Other(format!("cannot consume queue `{queue}`: {e}").into())
+            let error = format!("cannot consume queue `{queue}`: {e}");
+            let error = TransportError::Other(error.into());
+            if link::not_found(&e) {
+                Missing(error)
+            } else {
+                Failed(error)
+            }
         })?;
         Ok(AmqpConsumer::new(
             self.handle(),
