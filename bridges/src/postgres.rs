@@ -65,8 +65,9 @@
 //!   listening connection was away delay rows, never lose them.
 //! - **A refused message does not block its key.** A row the broker refuses outright
 //!   (unroutable, too large) is marked done with the reason in its `failure` column and logged
-//!   at error level; a row that fails for want of a broker stays staged, with the later rows of
-//!   its key.
+//!   at error level; so is a row that does not read as an outbox row (written by hand, its
+//!   `headers` not a JSON object of strings), which no retry could send. A row that fails for
+//!   want of a broker stays staged, with the later rows of its key.
 //! - Published rows are deleted after [`keep_published`](RelayBuilder::keep_published).
 //! - Not provided: TLS to PostgreSQL (the relay connects without it: loopback or a private
 //!   network), and exactly-once publishing (no broker offers it to a relay that can die).

@@ -576,3 +576,58 @@ async fn a_commit_wakes_the_relay_without_waiting_for_its_poll() {
     assert_eq!(read(&broker, &endpoint, 1).await[0].0, 1);
     assert!(relay.shutdown(WAIT).await.is_clean());
 }
+
+#[tokio::test]
+async fn a_row_that_does_not_read_is_marked_failed_and_holds_up_nothing() {
+    let (broker, endpoint, outbox, _drop) = setup().await;
+    let db = client().await;
+    let keyed = |order| {
+        let mut out = tidings::bridge::Outgoing {
+            destination: "orders".into(),
+            envelope: tidings::bridge::Envelope::new(
+                "order.placed",
+                serde_json::to_vec(&OrderPlaced { order, cents: 1 }).unwrap(),
+            ),
+        };
+        out.envelope.key = Some("k".into());
+        out
+    };
+    outbox.stage_outgoing(&db, &keyed(1)).await.unwrap();
+    // Written by hand, between two staged rows of its key: headers that are not an object of
+    // strings.
+    db.execute(
+        &format!(
+            "INSERT INTO {} (destination, ordering_key, message_id, name, source, created_ms,
+                             content_type, headers, payload)
+             VALUES ('orders', 'k', 'by-hand', 'order.placed', 'psql', 0,
+                     'application/json', '{{\"n\": 5}}', '\\x7b7d')",
+            outbox.table()
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    outbox.stage_outgoing(&db, &keyed(3)).await.unwrap();
+    let relay = relay(&outbox, &broker);
+    let got = read(&broker, &endpoint, 2).await;
+    assert_eq!(got.iter().map(|(o, _)| *o).collect::<Vec<_>>(), [1, 3]);
+    assert!(relay.shutdown(WAIT).await.is_clean());
+    let (failure, published): (Option<String>, bool) = {
+        let row = db
+            .query_one(
+                &format!(
+                    "SELECT failure, published_at IS NOT NULL FROM {} WHERE message_id = 'by-hand'",
+                    outbox.table()
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(published, "taken out of the pending rows");
+    assert!(
+        failure.as_deref().is_some_and(|f| f.contains("headers")),
+        "{failure:?}"
+    );
+}

@@ -397,14 +397,25 @@ async fn round<T: Transport>(
     shared.in_round.store(rows.len(), Ordering::SeqCst);
     let mut seqs = Vec::with_capacity(rows.len());
     let mut batch = Vec::with_capacity(rows.len());
+    // A row that does not read (written by hand, or by something else than an `Outbox`) is
+    // marked failed with the reason, like a refused one: retrying it would fail every round
+    // and hold up every row behind it.
+    let mut refused: Vec<(i64, String)> = Vec::new();
     for row in &rows {
-        let (seq, out) = outgoing(row)?;
-        seqs.push(seq);
-        batch.push(out);
+        match outgoing(row) {
+            Ok((seq, out)) => {
+                seqs.push(seq);
+                batch.push(out);
+            }
+            Err(error) => {
+                let seq: i64 = row.try_get("seq").map_err(db)?;
+                tracing::error!(table = config.table.name, seq, %error, "an outbox row does not read; it is marked failed");
+                refused.push((seq, error.to_string()));
+            }
+        }
     }
     let results = config.transport.publish(&batch).await;
     let mut published = Vec::new();
-    let mut refused: Vec<(i64, String)> = Vec::new();
     let mut held_back: HashSet<&str> = HashSet::new();
     for ((seq, out), result) in seqs.iter().zip(&batch).zip(results) {
         let key = out.envelope.key.as_deref();
