@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tidings::{Bus, Event, EventSet};
 use tidings_bridges::jobs::{
     JobCompleted, JobFailed, JobFailure, JobOptions, JobProgress, JobQueue, JobStalled, JobState,
-    Worker,
+    JobTransport, Worker,
 };
 use tidings_tests::redis::{OwnServer, QueueKeys, URL, admin, unique};
 
@@ -402,4 +402,39 @@ async fn a_worker_whose_connections_go_silent_gets_back_to_work() {
     .await;
     assert_eq!(q.counts().await.unwrap().completed, 2);
     worker.shutdown(Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn a_job_over_the_servers_argument_limit_is_refused_alone() {
+    use tidings::bridge::{Envelope, Outgoing, Transport, TransportError};
+    let server = OwnServer::start(false).await;
+    // The server's limit on one argument, lowered: an argument over it makes the server close
+    // the connection under the whole transaction.
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("proto-max-bulk-len")
+        .arg("1048576")
+        .query_async(&mut server.admin().await)
+        .await
+        .expect("CONFIG SET");
+    let name = unique("sized");
+    let transport = JobTransport::new(&server.url()).max_message_size(1 << 20);
+    let job = |data: String| Outgoing {
+        destination: name.clone(),
+        envelope: Envelope::new("work.item", data.into_bytes()),
+    };
+    let big = format!("\"{}\"", "x".repeat(2 << 20));
+    let results = transport
+        .publish(&[job(r#"{"n":1}"#.into()), job(big), job(r#"{"n":3}"#.into())])
+        .await;
+    assert!(
+        matches!(&results[1], Err(TransportError::Rejected(why)) if why.contains("over the limit")),
+        "{results:?}"
+    );
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    let queue = JobQueue::<Item>::builder(&server.url(), name)
+        .connect()
+        .await
+        .expect("queue");
+    assert_eq!(queue.counts().await.expect("counts").waiting, 2);
 }

@@ -45,6 +45,8 @@ use super::options::JobOptions;
 pub struct JobTransport {
     location: Location,
     options: bullmq::JobOptions,
+    /// The largest job data it adds (the server's `proto-max-bulk-len`).
+    max_message: usize,
     /// Made on first use, and again once Sentinel names another master.
     producer: Arc<tokio::sync::Mutex<Option<Arc<bullmq::FlowProducer>>>>,
 }
@@ -64,6 +66,8 @@ impl JobTransport {
         JobTransport {
             location: Location::new(url, ""),
             options: bullmq::JobOptions::default(),
+            // Redis's default `proto-max-bulk-len`.
+            max_message: 512 << 20,
             producer: Arc::default(),
         }
     }
@@ -73,6 +77,17 @@ impl JobTransport {
     pub fn options(mut self, options: &JobOptions) -> Result<JobTransport, Error> {
         self.options = options.to_bullmq()?;
         Ok(self)
+    }
+
+    /// Messages whose payload (the job's data) is larger than this are refused with
+    /// [`TransportError::Rejected`] instead of being added (default 512 MiB, Redis's default
+    /// `proto-max-bulk-len`; set it to the server's when that is lower): a server that reads
+    /// an argument over its limit closes the connection, failing the batch's whole
+    /// transaction, and the same job would fail every retry.
+    #[must_use]
+    pub fn max_message_size(mut self, bytes: usize) -> JobTransport {
+        self.max_message = bytes;
+        self
     }
 
     /// The key prefix (`bull` by default).
@@ -126,6 +141,14 @@ impl JobTransport {
 
     fn job(&self, outgoing: &Outgoing) -> Result<bullmq::FlowJob, TransportError> {
         let envelope = &outgoing.envelope;
+        if envelope.payload.len() > self.max_message {
+            return Err(TransportError::Rejected(format!(
+                "the job's data is {} bytes, over the limit of {} (max_message_size: the \
+                 server's proto-max-bulk-len)",
+                envelope.payload.len(),
+                self.max_message
+            )));
+        }
         let data: serde_json::Value = serde_json::from_slice(&envelope.payload)
             .map_err(|e| TransportError::Rejected(format!("a job's data must be JSON: {e}")))?;
         check_name(&outgoing.destination).map_err(|e| TransportError::Rejected(e.to_string()))?;
