@@ -331,7 +331,8 @@ impl Outcomes {
         for i in std::mem::take(&mut self.lost) {
             if !reason.is_empty() && !any_named && !alone {
                 results[i] = Some(Err(TransportError::Disconnected(format!(
-                    "the broker closed the publishing channel over one of the messages sent                      with this one: {reason}"
+                    "the broker closed the publishing channel over one of the messages sent \
+                     with this one: {reason}"
                 ))));
                 self.alone.push(i);
             } else if reason.is_empty() || (any_named && !named(&i)) {

@@ -730,6 +730,7 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
+    /// What `error` says.
     pub(crate) fn of(error: &RedisError) -> Failure {
         let code = error.code();
         if matches!(code, Some("OOM" | "NOREPLICAS" | "MISCONF")) {

@@ -70,7 +70,6 @@ pub(crate) fn xadd(stream: &str, envelope: &Envelope) -> redis::Cmd {
     cmd
 }
 
-/// Appends the fields of `envelope` to an `XADD` command.
 /// The length of the largest field value `write_fields` writes for `envelope`, for the
 /// server's limit on one argument.
 pub(crate) fn largest_field(envelope: &Envelope) -> usize {
@@ -86,6 +85,7 @@ pub(crate) fn largest_field(envelope: &Envelope) -> usize {
         .fold(envelope.payload.len().max(key), usize::max)
 }
 
+/// Appends the fields of `envelope` to an `XADD` command.
 pub(crate) fn write_fields(cmd: &mut redis::Cmd, envelope: &Envelope) {
     cmd.arg(ID).arg(&envelope.id);
     if !envelope.name.is_empty() {
