@@ -314,9 +314,9 @@ async fn config_set(server: &OwnServer, name: &str, value: &str) {
 /// Makes `server` refuse writes with `MISCONF`, as after a snapshot failed on a full disk:
 /// its working folder is taken away and a snapshot attempted, with `save` points configured
 /// and `stop-writes-on-bgsave-error` on (the default).
-async fn fail_a_snapshot(server: &OwnServer, folder: &std::path::Path) {
+async fn fail_a_snapshot(server: &OwnServer) {
     config_set(server, "save", "3600 1").await;
-    std::fs::remove_dir_all(folder).expect("remove the server's folder");
+    std::fs::remove_dir_all(server.folder()).expect("remove the server's folder");
     let mut admin = server.admin().await;
     let () = redis::cmd("BGSAVE")
         .query_async(&mut admin)
@@ -349,7 +349,6 @@ async fn writes_the_server_refuses_for_now_are_retryable_and_the_connection_stay
             envelope: Envelope::new("user.created", serde_json::to_vec(&user(id)).unwrap()),
         })
         .collect();
-    let folder = server.folder().to_owned();
     for (code, refuse, allow) in [
         (
             "NOREPLICAS",
@@ -360,7 +359,7 @@ async fn writes_the_server_refuses_for_now_are_retryable_and_the_connection_stay
         ("MISCONF", ("", ""), ("stop-writes-on-bgsave-error", "no")),
     ] {
         if code == "MISCONF" {
-            fail_a_snapshot(&server, &folder).await;
+            fail_a_snapshot(&server).await;
         } else {
             config_set(&server, refuse.0, refuse.1).await;
         }
