@@ -528,6 +528,10 @@ impl<S: EventSet> Bus<S> {
     ///
     /// This is what a bridge needs to acknowledge a broker message only after it was handled.
     ///
+    /// Called from inside an async listener, it does not wait for that listener's own
+    /// delivery of the event, which cannot be handled before the call returns: it waits for
+    /// the others, and the listener gets the event after its current call, as usual.
+    ///
     /// # Errors
     /// [`HandlingError`] with every failure (listener errors and panics, overflows, a bus shut
     /// down before or during the wait); the listeners that succeeded are not undone.
@@ -602,16 +606,23 @@ impl<S: EventSet> Bus<S> {
     /// call, and every event those listeners emitted in turn, has been handled (errors reported
     /// included). Subscriptions are not waited for: their reader decides when to read.
     ///
+    /// Called from inside an async listener, it does not wait for that listener's own queue
+    /// (the event in its hands cannot be finished before this returns).
+    ///
     /// Makes async tests deterministic: emit, `settle().await`, then assert. If other tasks keep
     /// emitting without pause, it keeps waiting; bound it with `tokio::time::timeout`. Events a
     /// [`shutdown`](Self::shutdown) cut off (those its report lists) no longer hold it.
     pub async fn settle(&self) {
         // Each round looks at every listener task there is now, so listeners registered and
-        // events emitted by handlers while we waited are seen in the next round.
+        // events emitted by handlers while we waited are seen in the next round. Called from
+        // inside an async listener, not that listener's own queue: the event in its hands
+        // cannot be finished before this returns.
+        let caller = runtime::running_listener();
         loop {
             let queues: Vec<Arc<EventQueue>> = {
                 let reg = self.inner.registry.lock();
-                reg.tasks.values().map(|t| Arc::clone(&t.queue)).collect()
+                let others = reg.tasks.iter().filter(|(id, _)| Some(**id) != caller);
+                others.map(|(_, t)| Arc::clone(&t.queue)).collect()
             };
             let targets: Vec<u64> = queues.iter().map(|q| q.pushed()).collect();
             let reached = || queues.iter().zip(&targets).all(|(q, t)| q.finished() >= *t);

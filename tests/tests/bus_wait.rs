@@ -142,3 +142,92 @@ async fn emit_set_and_wait_and_no_listeners() {
     );
     assert_eq!(seen.load(Ordering::SeqCst), 1);
 }
+
+/// A bus with a listener that records, after a pause, every tick it handles.
+fn recorded(bus: &Bus<Events>) -> Arc<parking_lot::Mutex<Vec<u64>>> {
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    bus.on_async(move |t: Arc<Tick>| {
+        let s = Arc::clone(&s);
+        async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            s.lock().push(t.0);
+        }
+    });
+    seen
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_async_listener_waiting_for_an_event_it_handles_itself_waits_for_the_others_only() {
+    let bus = Bus::<Events>::new();
+    let others = recorded(&bus);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = Arc::new(parking_lot::Mutex::new(Some(tx)));
+    let own = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let (b, o) = (bus.clone(), Arc::clone(&own));
+    bus.on_async(move |t: Arc<Tick>| {
+        let (b, tx, o, others) = (
+            b.clone(),
+            Arc::clone(&tx),
+            Arc::clone(&o),
+            Arc::clone(&others),
+        );
+        async move {
+            o.lock().push(t.0);
+            if t.0 == 1 {
+                // Its own delivery of tick 2 comes after this call: it cannot be waited for.
+                let reached = b.emit_and_wait(Tick(2)).await;
+                let seen_then = others.lock().clone();
+                if let Some(tx) = tx.lock().take() {
+                    let _ = tx.send((reached.ok(), seen_then));
+                }
+            }
+        }
+    });
+    bus.emit(Tick(1));
+    let (reached, seen_then) = tokio::time::timeout(Duration::from_secs(60), rx)
+        .await
+        .expect("emit_and_wait inside the listener returned")
+        .expect("sent");
+    assert_eq!(reached, Some(2), "both listeners got tick 2");
+    assert_eq!(
+        seen_then,
+        [1, 2],
+        "the other listener had handled it by then"
+    );
+    bus.settle().await;
+    assert_eq!(
+        *own.lock(),
+        [1, 2],
+        "and the listener itself once its call returned"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn settle_inside_an_async_listener_waits_for_the_others_only() {
+    let bus = Bus::<Events>::new();
+    let others = recorded(&bus);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = Arc::new(parking_lot::Mutex::new(Some(tx)));
+    let b = bus.clone();
+    bus.on_async(move |u: Arc<UserCreated>| {
+        let (b, tx, others) = (b.clone(), Arc::clone(&tx), Arc::clone(&others));
+        async move {
+            b.emit(Tick(u.id));
+            b.settle().await;
+            if let Some(tx) = tx.lock().take() {
+                let _ = tx.send(others.lock().clone());
+            }
+        }
+    });
+    bus.emit(user(7));
+    let seen_then = tokio::time::timeout(Duration::from_secs(60), rx)
+        .await
+        .expect("settle inside the listener returned")
+        .expect("sent");
+    assert_eq!(
+        seen_then,
+        [7],
+        "the tick it emitted was handled before settle returned"
+    );
+}

@@ -203,17 +203,20 @@ impl<S: EventSet> Bus<S> {
         let (id, queue, crowding) =
             self.add_queue(&mut reg, indices, exact, options, ConsumerKind::Task);
         let leftover = Arc::default();
-        let run = run_listener::<S, T, F, Fut>(
-            Listening {
-                id,
-                queue: Arc::clone(&queue),
-                shared: Arc::clone(&self.inner.shared),
-                bus: Arc::downgrade(&self.inner),
-                leftover: Arc::clone(&leftover),
-                concurrency: options.concurrency.unwrap_or(1),
-            },
-            convert,
-            listener,
+        let run = super::runtime::as_listener(
+            id,
+            run_listener::<S, T, F, Fut>(
+                Listening {
+                    id,
+                    queue: Arc::clone(&queue),
+                    shared: Arc::clone(&self.inner.shared),
+                    bus: Arc::downgrade(&self.inner),
+                    leftover: Arc::clone(&leftover),
+                    concurrency: options.concurrency.unwrap_or(1),
+                },
+                convert,
+                listener,
+            ),
         );
         // Spawned under the lock so the task is in the registry before it can end.
         let handle = runtime.spawn(run);

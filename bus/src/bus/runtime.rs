@@ -4,6 +4,7 @@
 //! Who touches what: the task alone pops its queue and owns what it popped ([`Held`]); it
 //! reports through [`BusShared`], and removes itself from the registry when its queue ends.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -23,6 +24,36 @@ use super::queue::{EventQueue, Popped, Queued};
 use super::tracker::Tracker;
 use crate::event::{AnyEvent, EventSet, Member};
 use crate::message::MessageContext;
+
+thread_local! {
+    /// The id of the async listener whose task this thread is polling (0: none).
+    static RUNNING: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The async listener whose task is running on this thread, when called from inside it (its
+/// call of the listener included): what `emit_and_wait` and `settle` must not wait for.
+pub(super) fn running_listener() -> Option<ListenerId> {
+    let id = RUNNING.with(Cell::get);
+    (id != 0).then_some(ListenerId(id))
+}
+
+/// Runs `task`, the task of async listener `id`, with [`running_listener`] naming it
+/// whenever it is polled.
+pub(super) async fn as_listener<F: Future>(id: ListenerId, task: F) -> F::Output {
+    /// Puts back what was running before, also when the poll unwinds.
+    struct Restore(u64);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            RUNNING.with(|running| running.set(self.0));
+        }
+    }
+    let mut task = std::pin::pin!(task);
+    std::future::poll_fn(|cx| {
+        let _restore = Restore(RUNNING.with(|running| running.replace(id.0)));
+        task.as_mut().poll(cx)
+    })
+    .await
+}
 
 pub(super) fn typed<S: EventSet, E: Member<S>>(d: Queued) -> Option<Arc<E>> {
     d.event.downcast::<E>().ok()

@@ -26,6 +26,10 @@ pub(crate) struct Tracker {
     done: Notify,
     /// The broker message the event came from, set around every listener call.
     pub(crate) context: Option<Arc<MessageContext>>,
+    /// The async listener whose call emitted the event and waits for it, if any: its own
+    /// delivery of the event is not waited for, since it cannot be handled before that call
+    /// returns (waiting for it would never end).
+    pub(crate) caller: Option<ListenerId>,
 }
 
 impl Tracker {
@@ -36,6 +40,7 @@ impl Tracker {
             failures: Mutex::new(Vec::new()),
             done: Notify::new(),
             context,
+            caller: super::runtime::running_listener(),
         }
     }
 

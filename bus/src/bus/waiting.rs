@@ -212,11 +212,13 @@ impl Deliver<'_> {
             };
             // `None` only once the last queue took the event, so never inside this loop.
             let Some(shared) = shared else { break };
+            // Not the calling listener's own delivery: see `Tracker::caller`.
+            let tracker = (self.tracker.as_ref()).filter(|t| t.caller != Some(entry.id));
             let delivery = Queued::new(
                 &entry.queue,
                 self.index,
                 shared,
-                self.tracker.as_ref(),
+                tracker,
                 self.span.as_ref(),
             );
             match entry.queue.push_now(delivery) {
