@@ -7,6 +7,13 @@
 //! [`try_tell`](ActorRef::try_tell) (hands the message back when full or stopped),
 //! [`ask`](ActorRef::ask) (waits for the reply), or a type-erased [`Recipient<M>`].
 //!
+//! An actor reaching itself from its own handler is the one wait nothing else could end, so
+//! neither waits: an `ask` of itself fails at once with [`AskError::ToSelf`] (the reply would
+//! come only after the handler returned), and a `tell` to itself goes in past a full
+//! mailbox's capacity (only the actor could make room). Cycles through other actors (A asks
+//! B, which asks A) are not detected: bound such asks with
+//! [`ask_timeout`](ActorRef::ask_timeout).
+//!
 //! ```
 //! use tidings::actor::{Actor, ActorSystem, Context, Handler, Message};
 //!

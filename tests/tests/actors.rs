@@ -476,3 +476,85 @@ async fn stop_refuses_new_messages_at_once_even_while_the_actor_is_busy() {
     assert_eq!(adds, ["add 1", "add 2"], "queued before the stop: handled");
     assert_eq!(system.dead_letters(), 0);
 }
+
+/// Sends to itself from its own handlers: asks (`AskSelf`) or tells `n` `Add`s (`TellSelf`).
+struct Loopback {
+    total: u64,
+}
+
+impl Actor for Loopback {}
+
+impl Handler<Add> for Loopback {
+    async fn handle(&mut self, Add(n): Add, _: &mut Context<Self>) -> u64 {
+        self.total += n;
+        self.total
+    }
+}
+
+#[derive(tidings::actor::Message)]
+#[message(reply = String)]
+struct AskSelf;
+
+impl Handler<AskSelf> for Loopback {
+    async fn handle(&mut self, _: AskSelf, ctx: &mut Context<Self>) -> String {
+        // Through a recipient too: the same address, erased.
+        let recipient = ctx.actor_ref().recipient::<Add>();
+        let direct = ctx.actor_ref().ask(Add(1)).await;
+        let erased = recipient.ask(Add(2)).await;
+        format!(
+            "{direct:?} {erased:?} {}",
+            matches!(direct, Err(AskError::ToSelf(Add(1))))
+        )
+    }
+}
+
+#[derive(tidings::actor::Message)]
+#[message(reply = ())]
+struct TellSelf(u64);
+
+impl Handler<TellSelf> for Loopback {
+    async fn handle(&mut self, TellSelf(n): TellSelf, ctx: &mut Context<Self>) {
+        for _ in 0..n {
+            ctx.actor_ref().tell(Add(1)).await.expect("told");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_actor_asking_itself_gets_its_message_back_at_once() {
+    let system = ActorSystem::new();
+    let actor = system.spawn(Loopback { total: 0 });
+    let answer = actor
+        .ask_timeout(AskSelf, Duration::from_secs(60))
+        .await
+        .expect("the handler returned");
+    assert_eq!(answer, "Err(ToSelf(..)) Err(ToSelf(..)) true");
+    assert_eq!(actor.ask(Add(0)).await.unwrap(), 0, "neither was sent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_actor_telling_itself_into_a_full_mailbox_does_not_wait() {
+    let system = ActorSystem::new();
+    let options = SpawnOptions::new().mailbox(MailboxSize::Bounded(2));
+    let actor = system.spawn_with(Loopback { total: 0 }, options);
+    // Ten tells into a mailbox of two, from the only task that empties it.
+    actor
+        .ask_timeout(TellSelf(10), Duration::from_secs(60))
+        .await
+        .expect("the handler returned");
+    assert_eq!(actor.ask(Add(0)).await.unwrap(), 10, "each was handled");
+    // From outside, the bound holds: a full mailbox still refuses a try_tell.
+    let gate = Arc::new(Semaphore::new(0));
+    let l = log();
+    let bounded = system.spawn_with(
+        tidings_tests::actors::Recorder::gated(&l, &gate),
+        SpawnOptions::new().mailbox(MailboxSize::Bounded(1)),
+    );
+    bounded.tell(Add(1)).await.unwrap();
+    let _ = bounded.try_tell(Add(1));
+    assert!(matches!(
+        bounded.try_tell(Add(1)),
+        Err(TrySendError::Full(_))
+    ));
+    gate.add_permits(10);
+}

@@ -48,6 +48,21 @@ impl<A: Actor> fmt::Debug for ActorRef<A> {
     }
 }
 
+thread_local! {
+    /// The actor whose task this thread is polling: its cell's address (0: none).
+    static RUNNING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `task`, the task of the actor of `cell`, with [`ActorRef`]s able to tell whether
+/// they are called from inside it.
+/// (The address stays the actor's while the task runs: the task holds a reference to it.)
+pub(crate) fn as_actor<F: std::future::Future>(
+    cell: &Arc<Cell>,
+    task: F,
+) -> impl std::future::Future<Output = F::Output> {
+    crate::spawn::marked(&RUNNING, Arc::as_ptr(cell) as usize, task)
+}
+
 /// Takes the message back out of an letter that could not be sent.
 fn recover<E: 'static>(letter: Box<dyn std::any::Any + Send>) -> E {
     match letter.downcast::<E>() {
@@ -62,7 +77,13 @@ impl<A: Actor> ActorRef<A> {
         self.cell.id
     }
 
-    /// Sends `message`, waiting while the mailbox is full.
+    /// Whether this is called from inside the actor's own task (its handlers included).
+    fn is_running_here(&self) -> bool {
+        RUNNING.with(std::cell::Cell::get) == Arc::as_ptr(&self.cell) as usize
+    }
+
+    /// Sends `message`, waiting while the mailbox is full. An actor telling itself never
+    /// waits: only it could make the room, so the message goes in past the capacity.
     ///
     /// # Errors
     /// [`Closed`] with the message when the actor has stopped or is stopping.
@@ -74,10 +95,12 @@ impl<A: Actor> ActorRef<A> {
             return Err(Closed(message));
         }
         let letter: BoxLetter<A> = Box::new(Tell(message, sent_in()));
-        self.tx
-            .send(letter)
-            .await
-            .map_err(|e| Closed(recover::<Tell<M>>(e.into_any()).0))
+        let sent = if self.is_running_here() {
+            self.tx.send_now(letter)
+        } else {
+            self.tx.send(letter).await
+        };
+        sent.map_err(|e| Closed(recover::<Tell<M>>(e.into_any()).0))
     }
 
     /// Sends `message` if the mailbox has room, without waiting.
@@ -105,11 +128,16 @@ impl<A: Actor> ActorRef<A> {
     ///
     /// # Errors
     /// [`AskError::Closed`] with the message when the actor had stopped or was stopping;
-    /// [`AskError::NoReply`] when it stopped, panicked or restarted before replying.
+    /// [`AskError::NoReply`] when it stopped, panicked or restarted before replying;
+    /// [`AskError::ToSelf`] with the message, at once, when an actor asks itself from inside
+    /// its own handler (the reply could never come).
     pub async fn ask<M>(&self, message: M) -> Result<M::Reply, AskError<M>>
     where
         M: HandledBy<A>,
     {
+        if self.is_running_here() {
+            return Err(AskError::ToSelf(message));
+        }
         if self.cell.is_closing() {
             return Err(AskError::Closed(message));
         }

@@ -100,6 +100,11 @@ pub enum AskError<M> {
     /// No reply within the timeout. The message may still be handled later.
     #[error("no reply within the timeout")]
     Timeout,
+    /// An actor asked itself from inside its own handler: it would handle the message only
+    /// after that handler returned, so the reply could never come. The message is handed
+    /// back, not sent; `tell` it instead, or handle it in place.
+    #[error("an actor asked itself from its own handler; the reply could never come")]
+    ToSelf(M),
 }
 
 impl<M> fmt::Debug for AskError<M> {
@@ -108,6 +113,7 @@ impl<M> fmt::Debug for AskError<M> {
             AskError::Closed(_) => f.write_str("Closed(..)"),
             AskError::NoReply => f.write_str("NoReply"),
             AskError::Timeout => f.write_str("Timeout"),
+            AskError::ToSelf(_) => f.write_str("ToSelf(..)"),
         }
     }
 }

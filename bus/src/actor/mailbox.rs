@@ -129,6 +129,18 @@ impl<A> MailboxTx<A> {
         tx.send(letter).map_err(|e| e.0)
     }
 
+    /// Sends without waiting for space, past the capacity if need be: for an actor telling
+    /// itself, which would wait for room only it can make.
+    pub(crate) fn send_now(&self, letter: BoxLetter<A>) -> Result<(), BoxLetter<A>> {
+        match self {
+            MailboxTx::Bounded(tx, gate) => {
+                gate.queued.fetch_add(1, SeqCst);
+                tx.send(letter).map_err(|e| e.0)
+            }
+            MailboxTx::Unbounded(tx) => tx.send(letter).map_err(|e| e.0),
+        }
+    }
+
     pub(crate) fn try_send(&self, letter: BoxLetter<A>) -> Result<(), (BoxLetter<A>, TrySend)> {
         match self {
             MailboxTx::Bounded(tx, gate) => {

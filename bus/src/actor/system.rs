@@ -145,14 +145,8 @@ impl ActorSystem {
             cell: Arc::clone(&cell),
         };
         self.inner.actors.lock().insert(id, Arc::clone(&cell));
-        let task = runtime.spawn(run(
-            first,
-            factory,
-            rx,
-            me.clone(),
-            supervisor,
-            self.clone(),
-        ));
+        let run = run(first, factory, rx, me.clone(), supervisor, self.clone());
+        let task = runtime.spawn(super::actor_ref::as_actor(&cell, run));
         let _ = cell.abort.set(task.abort_handle());
         me
     }

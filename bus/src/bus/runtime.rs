@@ -40,19 +40,7 @@ pub(super) fn running_listener() -> Option<ListenerId> {
 /// Runs `task`, the task of async listener `id`, with [`running_listener`] naming it
 /// whenever it is polled.
 pub(super) async fn as_listener<F: Future>(id: ListenerId, task: F) -> F::Output {
-    /// Puts back what was running before, also when the poll unwinds.
-    struct Restore(u64);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            RUNNING.with(|running| running.set(self.0));
-        }
-    }
-    let mut task = std::pin::pin!(task);
-    std::future::poll_fn(|cx| {
-        let _restore = Restore(RUNNING.with(|running| running.replace(id.0)));
-        task.as_mut().poll(cx)
-    })
-    .await
+    crate::spawn::marked(&RUNNING, id.0, task).await
 }
 
 pub(super) fn typed<S: EventSet, E: Member<S>>(d: Queued) -> Option<Arc<E>> {
