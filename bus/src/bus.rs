@@ -513,7 +513,9 @@ impl<S: EventSet> Bus<S> {
 
     /// Like [`emit`](Self::emit), but waits for room in full queues instead of applying their
     /// overflow policy (except [`Overflow::Fail`], which never waits). Sync listeners run before
-    /// the first wait.
+    /// the first wait. Called from inside an async listener, it never waits for room in that
+    /// listener's own queue, which only the listener could make: the event goes in past the
+    /// capacity.
     ///
     /// # Errors
     /// [`Closed`] with the event when the bus was shut down before the call.

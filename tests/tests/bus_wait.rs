@@ -231,3 +231,51 @@ async fn settle_inside_an_async_listener_waits_for_the_others_only() {
         "the tick it emitted was handled before settle returned"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_async_listener_emitting_into_its_own_full_queue_does_not_wait() {
+    let bus = Bus::<Events>::builder().queue_capacity(2).build();
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let (b, s) = (bus.clone(), Arc::clone(&seen));
+    bus.on_async(move |t: Arc<Tick>| {
+        let (b, s) = (b.clone(), Arc::clone(&s));
+        async move {
+            s.lock().push(t.0);
+            if t.0 == 0 {
+                // Ten into a queue of two that only this listener empties.
+                for n in 1..=10 {
+                    b.emit_async(Tick(n)).await.expect("emitted");
+                }
+            }
+        }
+    });
+    bus.emit(Tick(0));
+    tokio::time::timeout(Duration::from_secs(60), bus.settle())
+        .await
+        .expect("the listener's own emits did not wait for it");
+    assert_eq!(
+        *seen.lock(),
+        (0..=10).collect::<Vec<_>>(),
+        "each handled, in order"
+    );
+    // From outside, the bound holds: a third event waits for room.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let g = Arc::clone(&gate);
+    bus.on_async(move |_: Arc<UserCreated>| {
+        let g = Arc::clone(&g);
+        async move {
+            g.acquire().await.unwrap().forget();
+        }
+    });
+    for id in 0..3 {
+        bus.emit_async(user(id)).await.unwrap();
+    }
+    let fourth = bus.emit_async(user(3));
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), fourth)
+            .await
+            .is_err(),
+        "a full queue still holds an emitter back"
+    );
+    gate.add_permits(10);
+}

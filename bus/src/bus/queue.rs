@@ -342,6 +342,17 @@ impl EventQueue {
         }
     }
 
+    /// Queues `delivery` even when the queue is full (not when it is closed): for an async
+    /// listener emitting into its own queue, which would wait for room only it can make.
+    pub(crate) fn push_over(&self, delivery: Queued) -> Result<Pushed, (Queued, Rejected)> {
+        let state = self.state.lock();
+        if state.closed {
+            return self.push_locked(state, delivery);
+        }
+        self.append(state, delivery);
+        Ok(Pushed::Added)
+    }
+
     /// Queues `delivery`, waiting for space when full; [`Overflow::Fail`] queues never wait.
     pub(crate) async fn push_wait(&self, delivery: Queued) -> Result<Pushed, (Queued, Rejected)> {
         struct Waiting<'a>(&'a Mutex<State>);

@@ -226,9 +226,27 @@ impl Deliver<'_> {
                 Ok(result) => {
                     self.reached += usize::from(self.shared.pushed(entry, result, self.names));
                 }
-                Err(delivery) => return Some(delivery),
+                Err(delivery) => {
+                    if let Some(delivery) = self.push_own(entry, delivery) {
+                        return Some(delivery);
+                    }
+                }
             }
         }
+        None
+    }
+
+    /// A delivery that would wait for room in `entry`'s queue: when that is the queue of the
+    /// async listener emitting it, which would wait for room only it can make, it goes in past
+    /// the capacity; otherwise it is handed back to be waited for.
+    #[cold]
+    #[inline(never)]
+    fn push_own(&mut self, entry: &QueueEntry, delivery: Queued) -> Option<Queued> {
+        if super::runtime::running_listener() != Some(entry.id) {
+            return Some(delivery);
+        }
+        let result = entry.queue.push_over(delivery);
+        self.reached += usize::from(self.shared.pushed(entry, result, self.names));
         None
     }
 
