@@ -639,6 +639,9 @@ impl<S: EventSet> Bus<S> {
     /// and `emit_async` hands events back; subscriptions end after what they have queued; async
     /// listeners finish their queues. Waits up to `timeout` for them, then stops those still
     /// running and reports every event they did not handle. Calling it again is harmless.
+    /// Called from inside an async listener, it neither waits for nor stops that listener,
+    /// which could only end after it returns: the listener handles what its queue holds once
+    /// its current call returns, then ends.
     ///
     /// # Panics
     /// Like `tokio::time::timeout`, when the runtime was built without its time driver.
@@ -658,11 +661,18 @@ impl<S: EventSet> Bus<S> {
         for q in &queues {
             q.close();
         }
+        // Called from inside an async listener: that listener can only end after this returns,
+        // so it is neither waited for nor stopped; it handles what its queue holds and ends.
+        let caller = runtime::running_listener();
+        let others_done = || {
+            let reg = self.inner.registry.lock();
+            reg.tasks.keys().all(|id| Some(*id) == caller)
+        };
         let drained = tokio::time::timeout_at(deadline, async {
             loop {
                 let mut done = std::pin::pin!(self.inner.shared.tasks_done.notified());
                 done.as_mut().enable();
-                if self.inner.registry.lock().tasks.is_empty() {
+                if others_done() {
                     return;
                 }
                 done.await;
@@ -672,8 +682,18 @@ impl<S: EventSet> Bus<S> {
         if drained.is_ok() {
             return BusShutdownReport::default();
         }
-        let stragglers: Vec<(ListenerId, Task)> =
-            self.inner.registry.lock().tasks.drain().collect();
+        let stragglers: Vec<(ListenerId, Task)> = {
+            let mut reg = self.inner.registry.lock();
+            let ids: Vec<ListenerId> = reg
+                .tasks
+                .keys()
+                .filter(|id| Some(**id) != caller)
+                .copied()
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| reg.tasks.remove(&id).map(|t| (id, t)))
+                .collect()
+        };
         let mut counts: HashMap<(ListenerId, &'static str), usize> = HashMap::new();
         for (id, task) in stragglers {
             task.handle.abort();

@@ -279,3 +279,53 @@ async fn an_async_listener_emitting_into_its_own_full_queue_does_not_wait() {
     );
     gate.add_permits(10);
 }
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_inside_an_async_listener_waits_for_the_others_and_lets_the_caller_finish() {
+    let bus = Bus::<Events>::new();
+    let others = recorded(&bus);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = Arc::new(parking_lot::Mutex::new(Some(tx)));
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let all_seen = Arc::new(tokio::sync::Notify::new());
+    let (b, s, n) = (bus.clone(), Arc::clone(&seen), Arc::clone(&all_seen));
+    bus.on_async(move |t: Arc<Tick>| {
+        let (b, tx, s, n, others) = (
+            b.clone(),
+            Arc::clone(&tx),
+            Arc::clone(&s),
+            Arc::clone(&n),
+            Arc::clone(&others),
+        );
+        async move {
+            s.lock().push(t.0);
+            if t.0 == 1 {
+                let report = b.shutdown(Duration::from_secs(5)).await;
+                if let Some(tx) = tx.lock().take() {
+                    let _ = tx.send((report.is_clean(), others.lock().clone()));
+                }
+            }
+            if t.0 == 3 {
+                n.notify_one();
+            }
+        }
+    });
+    let notified = all_seen.notified();
+    for n in 1..=3 {
+        bus.emit(Tick(n));
+    }
+    let (clean, others_then) = tokio::time::timeout(Duration::from_secs(60), rx)
+        .await
+        .expect("shutdown inside the listener returned")
+        .expect("sent");
+    assert!(clean, "nothing left unhandled");
+    assert_eq!(
+        others_then,
+        [1, 2, 3],
+        "the other listener finished its queue first"
+    );
+    tokio::time::timeout(Duration::from_secs(60), notified)
+        .await
+        .expect("the calling listener went on with its queue");
+    assert_eq!(*seen.lock(), [1, 2, 3]);
+}
