@@ -558,3 +558,37 @@ async fn an_actor_telling_itself_into_a_full_mailbox_does_not_wait() {
     ));
     gate.add_permits(10);
 }
+
+#[derive(tidings::actor::Message)]
+#[message(reply = bool)]
+struct ShutDownAll;
+
+impl Handler<ShutDownAll> for Loopback {
+    async fn handle(&mut self, _: ShutDownAll, ctx: &mut Context<Self>) -> bool {
+        ctx.system()
+            .shutdown(Duration::from_secs(5))
+            .await
+            .is_clean()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_from_an_actors_own_handler_stops_the_others_and_then_that_actor() {
+    let system = ActorSystem::new();
+    let caller = system.spawn(Loopback { total: 0 });
+    let l = log();
+    let other = system.spawn(tidings_tests::actors::Recorder::new(&l));
+    let started = tokio::time::Instant::now();
+    let clean = caller
+        .ask_timeout(ShutDownAll, Duration::from_secs(60))
+        .await
+        .expect("the handler returned");
+    assert!(clean, "no actor left unfinished");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "it did not wait its whole timeout for the caller"
+    );
+    assert_eq!(other.wait_stopped().await, StopReason::Shutdown);
+    assert_eq!(caller.wait_stopped().await, StopReason::Shutdown);
+    assert!(system.is_empty());
+}

@@ -63,6 +63,12 @@ pub(crate) fn as_actor<F: std::future::Future>(
     crate::spawn::marked(&RUNNING, Arc::as_ptr(cell) as usize, task)
 }
 
+/// Whether the task of the actor of `cell` is the one running on this thread (called from
+/// inside it).
+pub(crate) fn runs_here(cell: &Arc<Cell>) -> bool {
+    RUNNING.with(std::cell::Cell::get) == Arc::as_ptr(cell) as usize
+}
+
 /// Takes the message back out of an letter that could not be sent.
 fn recover<E: 'static>(letter: Box<dyn std::any::Any + Send>) -> E {
     match letter.downcast::<E>() {
@@ -79,7 +85,7 @@ impl<A: Actor> ActorRef<A> {
 
     /// Whether this is called from inside the actor's own task (its handlers included).
     fn is_running_here(&self) -> bool {
-        RUNNING.with(std::cell::Cell::get) == Arc::as_ptr(&self.cell) as usize
+        runs_here(&self.cell)
     }
 
     /// Sends `message`, waiting while the mailbox is full. An actor telling itself never
@@ -183,7 +189,9 @@ impl<A: Actor> ActorRef<A> {
         self.cell.signal(Signal::Kill(StopReason::Killed));
     }
 
-    /// Waits until the actor has stopped for good (after any restarts) and returns why.
+    /// Waits until the actor has stopped for good (after any restarts) and returns why. Not
+    /// from inside the actor's own handler: it stops only after that handler returns, so this
+    /// would never return there.
     pub async fn wait_stopped(&self) -> StopReason {
         self.cell.wait_exit().await
     }

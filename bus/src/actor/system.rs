@@ -10,6 +10,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use super::actor_ref::runs_here;
 use super::cell::{Cell, Signal};
 use super::error::StopReason;
 use super::mailbox::{mailbox, MailboxSize};
@@ -180,7 +181,9 @@ impl ActorSystem {
 
     /// Stops every actor gracefully (each drains its mailbox, with
     /// [`StopReason::Shutdown`]) and waits up to `timeout`; actors still running then are
-    /// cancelled and reported. Actors spawned while this runs are stopped too.
+    /// cancelled and reported. Actors spawned while this runs are stopped too. Called from an
+    /// actor's own handler, it does not wait for that actor, which can stop only after the
+    /// handler returns, nor cancel it: it stops once its handler returns, as the others did.
     ///
     /// # Panics
     /// Like `tokio::time::timeout`, when the runtime was built without its time driver.
@@ -191,11 +194,11 @@ impl ActorSystem {
                 let mut exited = pin!(self.inner.exited.notified());
                 exited.as_mut().enable();
                 let cells: Vec<Arc<Cell>> = self.inner.actors.lock().values().cloned().collect();
-                if cells.is_empty() {
-                    return;
-                }
-                for cell in cells {
+                for cell in &cells {
                     cell.signal(Signal::Stop(StopReason::Shutdown));
+                }
+                if cells.iter().all(runs_here) {
+                    return;
                 }
                 exited.await;
             }
@@ -204,7 +207,10 @@ impl ActorSystem {
         if finished.is_ok() {
             return SystemShutdownReport::default();
         }
-        let cells: Vec<Arc<Cell>> = self.inner.actors.lock().values().cloned().collect();
+        let cells: Vec<Arc<Cell>> = (self.inner.actors.lock().values())
+            .filter(|cell| !runs_here(cell))
+            .cloned()
+            .collect();
         let mut unfinished: Vec<UnfinishedActor> = cells
             .iter()
             .map(|c| UnfinishedActor {
