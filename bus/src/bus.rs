@@ -532,7 +532,9 @@ impl<S: EventSet> Bus<S> {
     ///
     /// Called from inside an async listener, it does not wait for that listener's own
     /// delivery of the event, which cannot be handled before the call returns: it waits for
-    /// the others, and the listener gets the event after its current call, as usual.
+    /// the others, and the listener gets the event after its current call, as usual. A cycle
+    /// through other listeners (A waits for B, whose handler waits for an event A handles) is
+    /// not detected: bound such waits with `tokio::time::timeout`.
     ///
     /// # Errors
     /// [`HandlingError`] with every failure (listener errors and panics, overflows, a bus shut
