@@ -126,8 +126,10 @@ async fn stored_ids(port: u16, stream: &str) -> HashSet<u64> {
 // event confirmed before the kill (14,880 of 20,000 survived), through Redis rather than the
 // transport: on a loaded machine one sentinel lost sight of the new master a second after the
 // switch and ran a second failover, which promoted the old master, back without its data, and
-// the new master then copied the empty set. The old master now comes back unpromotable
-// (`OwnServer::start_again`), as a master restarted without persistence must.
+// the new master then copied the empty set. Coming back unpromotable did not close it (the
+// same loss again: Sentinel counts a replica's default priority until it reads its `INFO`);
+// `SentinelSet::fail_over` now makes the sentinels patient once the failover is done and
+// brings the old master back as a replica from its first moment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_replica_confirms_a_failover_loses_no_confirmed_event() {
     let survived = failover(true).await;
