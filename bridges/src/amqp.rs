@@ -87,7 +87,11 @@
 //! Untrusted messages never panic the consumer: header text is decoded lossily, unparsable
 //! times are dropped, header values without a text form (`x-death` tables) are left out, and
 //! the inbound bridge enforces its payload limit. Names over AMQP's 255 bytes are refused
-//! with [`TransportError::Rejected`](tidings::bridge::TransportError::Rejected).
+//! with [`TransportError::Rejected`](tidings::bridge::TransportError::Rejected). Header
+//! tables nested more than 100 levels deep are read as empty past that depth: parsing each
+//! level takes stack, and headers nested a few thousand levels deep (which any producer can
+//! send) overflowed the stack of lapin's I/O thread and aborted the process. The bound is a
+//! patch of the AMQP parser lapin uses (`bridges/patched/amq-protocol-types/PATCHED.md`).
 //!
 //! ## Publishing
 //!

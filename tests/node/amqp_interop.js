@@ -7,7 +7,25 @@
 //     message: { body: JSON.parse(content), type, messageId, persistent }
 //   node amqp_interop.js assert-bounded <url> <queue> <dead-letter-exchange>
 //     asserts a durable queue of one message at most that refuses publishes beyond it
+//   node amqp_interop.js produce-deep <url> <queue> <depth> <json>...
+//     sends each JSON object with sendToQueue(queue), the first with a header `deep` holding
+//     objects nested <depth> levels deep (amqplib encodes them as nested field tables)
 const amqp = require('amqplib');
+
+async function produceDeep(url, queue, depth, objects) {
+  let deep = { leaf: 1 };
+  for (let i = 1; i < depth; i++) {
+    deep = { n: deep };
+  }
+  const connection = await amqp.connect(url);
+  const channel = await connection.createConfirmChannel();
+  objects.forEach((text, i) => {
+    const headers = i === 0 ? { deep, plain: 'kept' } : {};
+    channel.sendToQueue(queue, Buffer.from(text), { persistent: true, type: 'ping', headers });
+  });
+  await channel.waitForConfirms();
+  await connection.close();
+}
 
 async function assertBounded(url, queue, deadLetterExchange) {
   const connection = await amqp.connect(url);
@@ -65,7 +83,9 @@ const run = mode === 'produce'
   ? produce(url, rest[0], rest[1], rest[2], rest.slice(3))
   : mode === 'assert-bounded'
     ? assertBounded(url, rest[0], rest[1])
-    : consume(url, rest[0], rest[1], Number(rest[2]));
+    : mode === 'produce-deep'
+      ? produceDeep(url, rest[0], Number(rest[1]), rest.slice(2))
+      : consume(url, rest[0], rest[1], Number(rest[2]));
 run.catch((error) => {
   console.error(error);
   process.exit(1);

@@ -178,3 +178,50 @@ async fn a_bounded_queue_is_declared_alike_from_node_and_from_rust() {
         t.delete_queue(&name).await.expect("delete");
     }
 }
+
+/// Headers nested two thousand levels deep (any producer can send them; amqplib encodes a
+/// nested object as nested field tables) overflowed the stack of lapin's I/O thread while it
+/// parsed the message, and the consuming process aborted. The parser now stops at
+/// `MAX_NESTING` levels (see `bridges/patched/amq-protocol-types/PATCHED.md`).
+#[tokio::test]
+async fn headers_nested_past_the_limit_do_not_bring_the_consumer_down() {
+    use tidings::bridge::Consumer;
+    let dir = node_project("amqplib").await;
+    let t = connect(&unique("conn")).await;
+    let source = Endpoint::new(unique("deep"));
+    t.declare(&source).await.expect("declare");
+    let queue = tidings_bridges::amqp::queue_name(&source);
+    let status = node(
+        &dir,
+        &[
+            "produce-deep",
+            URL,
+            &queue,
+            "2000",
+            r#"{"seq":1}"#,
+            r#"{"seq":2}"#,
+        ],
+    )
+    .status()
+    .await
+    .expect("node");
+    assert!(status.success(), "the Node producer failed");
+    let mut consumer = t.consume(&source).await.expect("consume");
+    for (seq, plain) in [("1", Some("kept")), ("2", None)] {
+        let delivery = tokio::time::timeout(WAIT, consumer.next())
+            .await
+            .expect("a delivery in time")
+            .expect("open")
+            .expect("a delivery");
+        let payload = String::from_utf8_lossy(&delivery.message.payload).into_owned();
+        assert_eq!(payload, format!(r#"{{"seq":{seq}}}"#));
+        assert_eq!(
+            delivery.message.headers.get("plain").map(String::as_str),
+            plain,
+            "the other headers are read"
+        );
+        delivery.ack().await.expect("ack");
+    }
+    drop(consumer);
+    cleanup(&t, &source).await;
+}

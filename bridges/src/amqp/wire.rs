@@ -636,3 +636,58 @@ mod tests {
         assert!(error.to_string().contains("frame limit"), "{error}");
     }
 }
+
+#[cfg(test)]
+mod nesting {
+    use lapin::types::parsing::{parse_field_table, MAX_NESTING};
+    use lapin::types::{AMQPValue, FieldTable};
+
+    /// `depth` field tables, each but the last holding the next as its one entry `n`, as
+    /// they travel.
+    fn nested_table(depth: usize) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(7 * depth);
+        for level in 1..depth {
+            let length = u32::try_from(7 * (depth - level)).expect("fits");
+            bytes.extend_from_slice(&length.to_be_bytes());
+            bytes.extend_from_slice(&[1, b'n', b'F']);
+        }
+        bytes.extend_from_slice(&0u32.to_be_bytes());
+        bytes
+    }
+
+    /// How deep `table` nests, walked without recursion.
+    fn depth_of(table: &FieldTable) -> usize {
+        let (mut depth, mut current) = (1, table);
+        while let Some(AMQPValue::FieldTable(inner)) = current.inner().get("n") {
+            depth += 1;
+            current = inner;
+        }
+        depth
+    }
+
+    #[test]
+    fn headers_nested_past_the_limit_are_cut_there_without_exhausting_the_stack() {
+        // The most a 128 KiB frame can hold, parsed on a thread with half the stack of lapin's
+        // I/O thread: every level parsed takes several stack frames (18,000 would need many
+        // times that; 2,000 aborted the I/O thread of a debug build).
+        let bytes = nested_table(18_000);
+        let parsed = std::thread::Builder::new()
+            .stack_size(1024 * 1024)
+            .spawn(move || {
+                let (rest, table) = parse_field_table(&bytes[..]).expect("parses");
+                (rest.len(), depth_of(&table))
+            })
+            .expect("a thread")
+            .join()
+            .expect("no stack overflow");
+        // The table at the first level past the limit is there, read as empty.
+        assert_eq!(
+            parsed,
+            (0, MAX_NESTING + 1),
+            "all of it read, cut past the limit"
+        );
+        // Within the limit, nothing is cut.
+        let (_, table) = parse_field_table(&nested_table(MAX_NESTING)[..]).expect("parses");
+        assert_eq!(depth_of(&table), MAX_NESTING);
+    }
+}
