@@ -240,6 +240,19 @@ async fn a_relay_cut_off_mid_stream_loses_nothing_and_breaks_no_order() {
     assert!(survivor.shutdown(WAIT).await.is_clean());
 }
 
+/// Order `order` for `orders`, keyed `k`.
+fn keyed(order: u64) -> tidings::bridge::Outgoing {
+    let mut out = tidings::bridge::Outgoing {
+        destination: "orders".into(),
+        envelope: tidings::bridge::Envelope::new(
+            "order.placed",
+            serde_json::to_vec(&OrderPlaced { order, cents: 1 }).unwrap(),
+        ),
+    };
+    out.envelope.key = Some("k".into());
+    out
+}
+
 #[tokio::test]
 async fn rows_wait_while_the_broker_is_away_and_a_refused_one_does_not_hold_up_its_key() {
     let (broker, endpoint, outbox, _drop) = setup().await;
@@ -247,17 +260,6 @@ async fn rows_wait_while_the_broker_is_away_and_a_refused_one_does_not_hold_up_i
     broker.disconnect();
     let relay = relay(&outbox, &broker);
     let tx = db.transaction().await.unwrap();
-    let keyed = |order| {
-        let mut out = tidings::bridge::Outgoing {
-            destination: "orders".into(),
-            envelope: tidings::bridge::Envelope::new(
-                "order.placed",
-                serde_json::to_vec(&OrderPlaced { order, cents: 1 }).unwrap(),
-            ),
-        };
-        out.envelope.key = Some("k".into());
-        out
-    };
     outbox.stage_outgoing(&tx, &keyed(1)).await.unwrap();
     let mut nowhere = keyed(2);
     nowhere.destination = "nowhere".into(); // unroutable: refused outright
@@ -581,17 +583,6 @@ async fn a_commit_wakes_the_relay_without_waiting_for_its_poll() {
 async fn a_row_that_does_not_read_is_marked_failed_and_holds_up_nothing() {
     let (broker, endpoint, outbox, _drop) = setup().await;
     let db = client().await;
-    let keyed = |order| {
-        let mut out = tidings::bridge::Outgoing {
-            destination: "orders".into(),
-            envelope: tidings::bridge::Envelope::new(
-                "order.placed",
-                serde_json::to_vec(&OrderPlaced { order, cents: 1 }).unwrap(),
-            ),
-        };
-        out.envelope.key = Some("k".into());
-        out
-    };
     outbox.stage_outgoing(&db, &keyed(1)).await.unwrap();
     // Written by hand, between two staged rows of its key: headers that are not an object of
     // strings.
