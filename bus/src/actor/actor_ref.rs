@@ -54,8 +54,8 @@ thread_local! {
 }
 
 /// Runs `task`, the task of the actor of `cell`, with [`ActorRef`]s able to tell whether
-/// they are called from inside it.
-/// (The address stays the actor's while the task runs: the task holds a reference to it.)
+/// they are called from inside it: the cell's address names the actor, and stays its own
+/// while the task runs (the task holds a reference to the cell).
 pub(crate) fn as_actor<F: std::future::Future>(
     cell: &Arc<Cell>,
     task: F,
