@@ -149,7 +149,8 @@
 //! a queue deleted under a consumer. A consume that finds its queue missing declares it again
 //! as recorded, with its bindings, when it was declared through this transport (another
 //! client deleted it; one deleted with [`AmqpTransport::delete_queue`] is forgotten and stays
-//! gone). Every round trip to the broker (opening a channel, a
+//! gone), and so does a publish refused because its exchange is missing (the exchange with
+//! its bindings; the messages are sent again once). Every round trip to the broker (opening a channel, a
 //! declaration, an acknowledgement, a publish) is bounded in time, so a connection that stops
 //! answering fails its callers instead of hanging them.
 //!

@@ -229,6 +229,26 @@ async fn a_queue_another_client_deletes_under_an_inbound_bridge_is_declared_agai
     cleanup(&t, &source).await;
 }
 
+#[tokio::test]
+async fn an_exchange_another_client_deletes_is_declared_again_by_the_next_publish() {
+    let (t, source) = declared(Endpoint::new(unique("re-exchanged"))).await;
+    let to = |seq| Outgoing {
+        destination: source.name.clone(),
+        envelope: ping(seq),
+    };
+    assert!(t.publish(&[to(1)]).await.remove(0).is_ok());
+    // Deleted by another client, the binding to the source's queue with it: this transport
+    // still has both recorded, as it would declare them again on a reconnect.
+    let other = connect(&unique("conn")).await;
+    other.delete_exchange(&source.name).await.expect("delete");
+    let results = t.publish(&[to(2), to(3)]).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let mut consumer = t.consume(&source).await.expect("consume");
+    assert_eq!(acked_seqs(&mut consumer, 3).await, (1..=3).collect());
+    drop(consumer);
+    cleanup(&t, &source).await;
+}
+
 /// A bus that records the sequence number of every `Ping` it sees.
 fn recording_bus() -> (Bus<Events>, Arc<Mutex<Vec<u64>>>) {
     let bus = Bus::<Events>::new();

@@ -478,13 +478,24 @@ impl LinkState {
     /// bind it to): for a consumer that found it missing. `None` when it is not recorded (it
     /// was never declared through this transport, or was deleted through it).
     pub(crate) async fn declare_queue_again(&self, name: &str) -> Option<Result<(), Error>> {
-        let topology = self.topology.lock().of_queue(name)?;
+        let part = self.topology.lock().of_queue(name)?;
+        Some(self.declare_again(part).await)
+    }
+
+    /// Declares exchange `name` again as recorded, with the bindings from it (and the queues
+    /// they bind): for a publish the broker refused because it does not exist. `None` when it
+    /// is not recorded.
+    pub(crate) async fn declare_exchange_again(&self, name: &str) -> Option<Result<(), Error>> {
+        let part = self.topology.lock().of_exchange(name)?;
+        Some(self.declare_again(part).await)
+    }
+
+    /// Declares `part` of the recorded topology on the live connection, as a reconnect would.
+    async fn declare_again(&self, part: Topology) -> Result<(), Error> {
         let mut accepted = 0;
         let counted = &mut accepted;
-        Some(
-            self.on_own_channel(|channel| async move { topology.declare(&channel, counted).await })
-                .await,
-        )
+        self.on_own_channel(|channel| async move { part.declare(&channel, counted).await })
+            .await
     }
 
     /// Runs `operation` on a channel of its own, so that a refusal closes only that channel.

@@ -56,6 +56,9 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
     // Once the broker closed the channel over a message it did not point out, the rest go one
     // at a time (see `Again::alone`).
     let mut singly = false;
+    // Exchanges found missing: each is declared again once per call, and the messages to it
+    // sent again once (refused again, they stay refused).
+    let mut redeclared: Vec<(ShortString, Redeclared)> = Vec::new();
     while !pending.is_empty() {
         let Some(live) = shared.live(deadline, pending.len(), min_generation).await else {
             let why = if shared.is_stopped() {
@@ -76,7 +79,10 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
         } else {
             Vec::new()
         };
-        let again = publish_on(shared, &live, batch, &pending, &mut results, deadline).await;
+        let mut again = publish_on(shared, &live, batch, &pending, &mut results, deadline).await;
+        let missing =
+            declare_missing_exchanges(shared, batch, &pending, &mut results, &mut redeclared);
+        again.resend.extend(missing.await);
         if !again.alone.is_empty() {
             singly = true;
         }
@@ -131,6 +137,68 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
             None => Err(TransportError::Closed),
         })
         .collect()
+}
+
+/// What became of an exchange a publish found missing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Redeclared {
+    /// Declared again: the messages refused with it in this round are sent again.
+    ThisRound,
+    /// Declared again in an earlier round, or not recorded, or refused: messages refused
+    /// with it stay refused.
+    Done,
+}
+
+/// Messages of `sent` the broker refused because their exchange does not exist
+/// (`NOT_FOUND`) while this transport has that exchange recorded: another client deleted it
+/// while the connection stayed up. The exchange is declared again as recorded (with its
+/// bindings), once per call, and those messages are to be sent again, once, as they would be
+/// after a reconnect; they are returned, their results cleared.
+async fn declare_missing_exchanges(
+    shared: &LinkState,
+    batch: &[Raw],
+    sent: &[usize],
+    results: &mut Results,
+    redeclared: &mut Vec<(ShortString, Redeclared)>,
+) -> Vec<usize> {
+    let mut again = Vec::new();
+    let first_seen = redeclared.len();
+    for &i in sent {
+        let exchange = &batch[i].exchange;
+        let missing = format!("NOT_FOUND - no exchange '{exchange}'");
+        if !matches!(&results[i], Some(Err(TransportError::Rejected(r))) if r.contains(&missing)) {
+            continue;
+        }
+        let state = match redeclared.iter().find(|(name, _)| name == exchange) {
+            Some((_, state)) => *state,
+            None => {
+                let declared = matches!(
+                    shared.declare_exchange_again(exchange.as_str()).await,
+                    Some(Ok(()))
+                );
+                let state = if declared {
+                    tracing::warn!(
+                        exchange = exchange.as_str(),
+                        "the exchange was missing; declared it again"
+                    );
+                    Redeclared::ThisRound
+                } else {
+                    Redeclared::Done
+                };
+                redeclared.push((exchange.clone(), state));
+                state
+            }
+        };
+        if state == Redeclared::ThisRound {
+            results[i] = None;
+            again.push(i);
+        }
+    }
+    // The next refusal of these is final.
+    for (_, state) in &mut redeclared[first_seen..] {
+        *state = Redeclared::Done;
+    }
+    again
 }
 
 /// What [`publish_on`] could not settle.

@@ -415,6 +415,25 @@ impl Topology {
         })
     }
 
+    /// Exchange `name` as recorded here, with the bindings from it and the queues they bind;
+    /// `None` when the exchange is not recorded.
+    pub(crate) fn of_exchange(&self, name: &str) -> Option<Topology> {
+        let exchange = self.exchanges.iter().find(|e| e.name == name)?;
+        let bindings: Vec<Binding> = (self.bindings.iter())
+            .filter(|b| b.exchange == name)
+            .cloned()
+            .collect();
+        let queues = (self.queues.iter())
+            .filter(|q| bindings.iter().any(|b| b.queue == q.name))
+            .cloned()
+            .collect();
+        Some(Topology {
+            exchanges: vec![exchange.clone()],
+            queues,
+            bindings,
+        })
+    }
+
     /// This topology without queue `name` and its bindings (after the queue was deleted).
     pub(crate) fn without_queue(mut self, name: &str) -> Self {
         self.queues.retain(|q| q.name != name);
