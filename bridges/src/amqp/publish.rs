@@ -56,9 +56,8 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
     // Once the broker closed the channel over a message it did not point out, the rest go one
     // at a time (see `Again::alone`).
     let mut singly = false;
-    // Exchanges found missing: each is declared again once per call, and the messages to it
-    // sent again once (refused again, they stay refused).
-    let mut redeclared: Vec<(ShortString, Redeclared)> = Vec::new();
+    // Exchanges found missing and declared again (or not): at most once each per call.
+    let mut redeclared: Vec<ShortString> = Vec::new();
     while !pending.is_empty() {
         let Some(live) = shared.live(deadline, pending.len(), min_generation).await else {
             let why = if shared.is_stopped() {
@@ -80,8 +79,7 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
             Vec::new()
         };
         let mut again = publish_on(shared, &live, batch, &pending, &mut results, deadline).await;
-        let missing =
-            declare_missing_exchanges(shared, batch, &pending, &mut results, &mut redeclared);
+        let missing = declare_missing(shared, batch, &again.missing, &mut results, &mut redeclared);
         again.resend.extend(missing.await);
         if !again.alone.is_empty() {
             singly = true;
@@ -139,64 +137,36 @@ pub(crate) async fn batch(shared: &LinkState, batch: &[Raw]) -> Vec<Result<(), T
         .collect()
 }
 
-/// What became of an exchange a publish found missing.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Redeclared {
-    /// Declared again: the messages refused with it in this round are sent again.
-    ThisRound,
-    /// Declared again in an earlier round, or not recorded, or refused: messages refused
-    /// with it stay refused.
-    Done,
-}
-
-/// Messages of `sent` the broker refused because their exchange does not exist
-/// (`NOT_FOUND`) while this transport has that exchange recorded: another client deleted it
-/// while the connection stayed up. The exchange is declared again as recorded (with its
-/// bindings), once per call, and those messages are to be sent again, once, as they would be
-/// after a reconnect; they are returned, their results cleared.
-async fn declare_missing_exchanges(
+/// Messages the broker refused because their exchange does not exist (`NOT_FOUND`). When
+/// this transport has that exchange recorded (another client deleted it while the connection
+/// stayed up), it is declared again as recorded, with its bindings, as a reconnect would, and
+/// the messages are to be sent again: they are returned, their results cleared. Each
+/// exchange at most once per call: refused again, its messages stay refused.
+async fn declare_missing(
     shared: &LinkState,
     batch: &[Raw],
-    sent: &[usize],
+    missing: &[usize],
     results: &mut Results,
-    redeclared: &mut Vec<(ShortString, Redeclared)>,
+    redeclared: &mut Vec<ShortString>,
 ) -> Vec<usize> {
+    let mut declared_now: Vec<&ShortString> = Vec::new();
     let mut again = Vec::new();
-    let first_seen = redeclared.len();
-    for &i in sent {
+    for &i in missing {
         let exchange = &batch[i].exchange;
-        let missing = format!("NOT_FOUND - no exchange '{exchange}'");
-        if !matches!(&results[i], Some(Err(TransportError::Rejected(r))) if r.contains(&missing)) {
-            continue;
-        }
-        let state = match redeclared.iter().find(|(name, _)| name == exchange) {
-            Some((_, state)) => *state,
-            None => {
-                let declared = matches!(
-                    shared.declare_exchange_again(exchange.as_str()).await,
-                    Some(Ok(()))
+        if !redeclared.contains(exchange) {
+            redeclared.push(exchange.clone());
+            if let Some(Ok(())) = shared.declare_exchange_again(exchange.as_str()).await {
+                tracing::warn!(
+                    exchange = exchange.as_str(),
+                    "the exchange was missing; declared it again"
                 );
-                let state = if declared {
-                    tracing::warn!(
-                        exchange = exchange.as_str(),
-                        "the exchange was missing; declared it again"
-                    );
-                    Redeclared::ThisRound
-                } else {
-                    Redeclared::Done
-                };
-                redeclared.push((exchange.clone(), state));
-                state
+                declared_now.push(exchange);
             }
-        };
-        if state == Redeclared::ThisRound {
+        }
+        if declared_now.contains(&exchange) {
             results[i] = None;
             again.push(i);
         }
-    }
-    // The next refusal of these is final.
-    for (_, state) in &mut redeclared[first_seen..] {
-        *state = Redeclared::Done;
     }
     again
 }
@@ -216,6 +186,8 @@ struct Again {
     /// message over its `max_message_size`, say): to send again on this connection one at a
     /// time, so that the one it refuses is told apart from the others.
     alone: Vec<usize>,
+    /// Refused because their exchange does not exist (see [`declare_missing`]).
+    missing: Vec<usize>,
 }
 
 /// Publishes `pending` on `live`, under the channel's [`Turn`](super::link::Turn) until the
@@ -327,6 +299,7 @@ async fn publish_on(
         nacked: outcomes.nacked,
         resend: outcomes.resend,
         alone: outcomes.alone,
+        missing: outcomes.missing,
     };
     again.reconnect.sort_unstable();
     again
@@ -341,14 +314,17 @@ struct Outcomes {
     nacked: Vec<usize>,
     /// Message ids of the returned messages, with where each was returned from.
     returned: Vec<(ShortString, String)>,
-    /// Why the broker closed the channel under this batch (the first reason seen).
-    reason: Option<String>,
+    /// Why the broker closed the channel under this batch (the first reason seen), and
+    /// whether it was an exchange that does not exist (`NOT_FOUND`).
+    reason: Option<(String, bool)>,
     /// The messages the channel the broker closed took with it.
     lost: Vec<usize>,
     /// See [`Again::resend`].
     resend: Vec<usize>,
     /// See [`Again::alone`].
     alone: Vec<usize>,
+    /// See [`Again::missing`].
+    missing: Vec<usize>,
 }
 
 impl Outcomes {
@@ -364,7 +340,9 @@ impl Outcomes {
         let soft = super::link::channel_level(error);
         if live.connection.status().connected() && (soft || !turn.is_open()) {
             if soft {
-                self.reason.get_or_insert_with(|| error.to_string());
+                let missing = super::link::not_found(error);
+                self.reason
+                    .get_or_insert_with(|| (error.to_string(), missing));
             }
             self.lost.push(i);
         } else {
@@ -380,12 +358,13 @@ impl Outcomes {
     /// exchanges (a message over the broker's `max_message_size`), a message the channel took
     /// alone is refused, and several are sent again one at a time: together they would close
     /// the channel again until the publish timeout, alone each is judged on its own. Without a
-    /// reason, every one is sent again.
+    /// reason, every one is sent again. A refusal because the exchange does not exist is also
+    /// noted in `missing`, for [`declare_missing`] to declare it again if it is recorded.
     fn refuse(&mut self, batch: &[Raw], results: &mut Results) {
         if self.lost.is_empty() {
             return;
         }
-        let reason = self.reason.take().unwrap_or_default();
+        let (reason, missing) = self.reason.take().unwrap_or_default();
         // The broker names the default exchange `amq.default`.
         let named = |i: &usize| {
             let exchange = match batch[*i].exchange.as_str() {
@@ -416,6 +395,9 @@ impl Outcomes {
                 results[i] = Some(Err(TransportError::Rejected(format!(
                     "the broker refused the publish: {reason}"
                 ))));
+                if missing {
+                    self.missing.push(i);
+                }
             }
         }
     }
