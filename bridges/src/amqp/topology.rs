@@ -400,38 +400,35 @@ impl Topology {
     /// `None` when the queue is not recorded.
     pub(crate) fn of_queue(&self, name: &str) -> Option<Topology> {
         let queue = self.queues.iter().find(|q| q.name == name)?;
-        let bindings: Vec<Binding> = (self.bindings.iter())
-            .filter(|b| b.queue == name)
-            .cloned()
-            .collect();
-        let exchanges = (self.exchanges.iter())
-            .filter(|e| bindings.iter().any(|b| b.exchange == e.name))
-            .cloned()
-            .collect();
-        Some(Topology {
-            exchanges,
-            queues: vec![queue.clone()],
-            bindings,
-        })
+        Some(self.around(|b| b.queue == name).queue(queue.clone()))
     }
 
     /// Exchange `name` as recorded here, with the bindings from it and the queues they bind;
     /// `None` when the exchange is not recorded.
     pub(crate) fn of_exchange(&self, name: &str) -> Option<Topology> {
         let exchange = self.exchanges.iter().find(|e| e.name == name)?;
-        let bindings: Vec<Binding> = (self.bindings.iter())
-            .filter(|b| b.exchange == name)
+        Some(
+            self.around(|b| b.exchange == name)
+                .exchange(exchange.clone()),
+        )
+    }
+
+    /// The recorded bindings `keep` selects, with the recorded exchanges and queues they bind.
+    fn around(&self, keep: impl Fn(&Binding) -> bool) -> Topology {
+        let bindings: Vec<Binding> = self.bindings.iter().filter(|b| keep(b)).cloned().collect();
+        let exchanges = (self.exchanges.iter())
+            .filter(|e| bindings.iter().any(|b| b.exchange == e.name))
             .cloned()
             .collect();
         let queues = (self.queues.iter())
             .filter(|q| bindings.iter().any(|b| b.queue == q.name))
             .cloned()
             .collect();
-        Some(Topology {
-            exchanges: vec![exchange.clone()],
+        Topology {
+            exchanges,
             queues,
             bindings,
-        })
+        }
     }
 
     /// This topology without queue `name` and its bindings (after the queue was deleted).
