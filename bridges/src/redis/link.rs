@@ -412,27 +412,27 @@ impl Link {
         batch: &[Outgoing],
         create: bool,
     ) -> Vec<Result<(), TransportError>> {
+        // Each entry's largest field, measured once; refused here, an entry over the limit
+        // would close the connection under the whole pipeline.
         let limit = self.config.max_message;
-        let fits = |out: &Outgoing| wire::largest_field(&out.envelope) <= limit;
-        if batch.iter().all(fits) {
+        let oversized: Vec<(usize, usize)> = (batch.iter().enumerate())
+            .map(|(i, out)| (i, wire::largest_field(&out.envelope)))
+            .filter(|&(_, size)| size > limit)
+            .collect();
+        if oversized.is_empty() {
             return self.add_fitting(batch, create).await;
         }
-        // Refused here: sent, it would close the connection under the whole pipeline.
-        let (fitting, indices): (Vec<Outgoing>, Vec<usize>) = (batch.iter().enumerate())
-            .filter(|(_, out)| fits(out))
-            .map(|(i, out)| (out.clone(), i))
+        let mut results: Vec<Result<(), TransportError>> = batch.iter().map(|_| Ok(())).collect();
+        for &(i, size) in &oversized {
+            results[i] = Err(TransportError::Rejected(format!(
+                "a field of {size} bytes is over the limit of {limit} (max_message_size: the \
+                 server's proto-max-bulk-len)"
+            )));
+        }
+        let (indices, fitting): (Vec<usize>, Vec<Outgoing>) = (batch.iter().enumerate())
+            .filter(|(i, _)| results[*i].is_ok())
+            .map(|(i, out)| (i, out.clone()))
             .unzip();
-        let mut results: Vec<Result<(), TransportError>> = batch
-            .iter()
-            .map(|out| match wire::largest_field(&out.envelope) {
-                // Replaced by the pipeline's reply below.
-                size if size <= limit => Ok(()),
-                size => Err(TransportError::Rejected(format!(
-                    "a field of {size} bytes is over the limit of {limit} (max_message_size: \
-                     the server's proto-max-bulk-len)"
-                ))),
-            })
-            .collect();
         let sent = self.add_fitting(&fitting, create).await;
         for (i, result) in indices.into_iter().zip(sent) {
             results[i] = result;
