@@ -143,6 +143,24 @@ async fn emit_set_and_wait_and_no_listeners() {
     assert_eq!(seen.load(Ordering::SeqCst), 1);
 }
 
+/// A reply an async listener sends once, from any of its calls, and its receiver.
+#[derive(Clone)]
+struct Reply<T>(Arc<parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<T>>>>);
+
+impl<T> Reply<T> {
+    /// Sends `value` unless a reply was sent already.
+    fn send(&self, value: T) {
+        if let Some(tx) = self.0.lock().take() {
+            let _ = tx.send(value);
+        }
+    }
+}
+
+fn reply<T>() -> (Reply<T>, tokio::sync::oneshot::Receiver<T>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    (Reply(Arc::new(parking_lot::Mutex::new(Some(tx)))), rx)
+}
+
 /// A bus with a listener that records, after a pause, every tick it handles.
 fn recorded(bus: &Bus<Events>) -> Arc<parking_lot::Mutex<Vec<u64>>> {
     let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
@@ -161,26 +179,18 @@ fn recorded(bus: &Bus<Events>) -> Arc<parking_lot::Mutex<Vec<u64>>> {
 async fn an_async_listener_waiting_for_an_event_it_handles_itself_waits_for_the_others_only() {
     let bus = Bus::<Events>::new();
     let others = recorded(&bus);
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let tx = Arc::new(parking_lot::Mutex::new(Some(tx)));
+    let (tx, rx) = reply();
     let own = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let (b, o) = (bus.clone(), Arc::clone(&own));
     bus.on_async(move |t: Arc<Tick>| {
-        let (b, tx, o, others) = (
-            b.clone(),
-            Arc::clone(&tx),
-            Arc::clone(&o),
-            Arc::clone(&others),
-        );
+        let (b, tx, o, others) = (b.clone(), tx.clone(), Arc::clone(&o), Arc::clone(&others));
         async move {
             o.lock().push(t.0);
             if t.0 == 1 {
                 // Its own delivery of tick 2 comes after this call: it cannot be waited for.
                 let reached = b.emit_and_wait(Tick(2)).await;
                 let seen_then = others.lock().clone();
-                if let Some(tx) = tx.lock().take() {
-                    let _ = tx.send((reached.ok(), seen_then));
-                }
+                tx.send((reached.ok(), seen_then));
             }
         }
     });
@@ -207,17 +217,14 @@ async fn an_async_listener_waiting_for_an_event_it_handles_itself_waits_for_the_
 async fn settle_inside_an_async_listener_waits_for_the_others_only() {
     let bus = Bus::<Events>::new();
     let others = recorded(&bus);
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let tx = Arc::new(parking_lot::Mutex::new(Some(tx)));
+    let (tx, rx) = reply();
     let b = bus.clone();
     bus.on_async(move |u: Arc<UserCreated>| {
-        let (b, tx, others) = (b.clone(), Arc::clone(&tx), Arc::clone(&others));
+        let (b, tx, others) = (b.clone(), tx.clone(), Arc::clone(&others));
         async move {
             b.emit(Tick(u.id));
             b.settle().await;
-            if let Some(tx) = tx.lock().take() {
-                let _ = tx.send(others.lock().clone());
-            }
+            tx.send(others.lock().clone());
         }
     });
     bus.emit(user(7));
@@ -284,15 +291,14 @@ async fn an_async_listener_emitting_into_its_own_full_queue_does_not_wait() {
 async fn shutdown_inside_an_async_listener_waits_for_the_others_and_lets_the_caller_finish() {
     let bus = Bus::<Events>::new();
     let others = recorded(&bus);
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let tx = Arc::new(parking_lot::Mutex::new(Some(tx)));
+    let (tx, rx) = reply();
     let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let all_seen = Arc::new(tokio::sync::Notify::new());
     let (b, s, n) = (bus.clone(), Arc::clone(&seen), Arc::clone(&all_seen));
     bus.on_async(move |t: Arc<Tick>| {
         let (b, tx, s, n, others) = (
             b.clone(),
-            Arc::clone(&tx),
+            tx.clone(),
             Arc::clone(&s),
             Arc::clone(&n),
             Arc::clone(&others),
@@ -301,9 +307,7 @@ async fn shutdown_inside_an_async_listener_waits_for_the_others_and_lets_the_cal
             s.lock().push(t.0);
             if t.0 == 1 {
                 let report = b.shutdown(Duration::from_secs(5)).await;
-                if let Some(tx) = tx.lock().take() {
-                    let _ = tx.send((report.is_clean(), others.lock().clone()));
-                }
+                tx.send((report.is_clean(), others.lock().clone()));
             }
             if t.0 == 3 {
                 n.notify_one();

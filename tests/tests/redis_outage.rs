@@ -300,6 +300,17 @@ async fn two_replicas_sharing_redis_dedup_handle_each_of_10000_duplicated_messag
     }
 }
 
+/// A transport from `builder` and a fresh source (`prefix` and a unique suffix), declared.
+async fn declared(
+    builder: tidings_bridges::redis::RedisBuilder,
+    prefix: &str,
+) -> (RedisTransport, Endpoint) {
+    let t = builder.connect().await.expect("connect");
+    let source = Endpoint::new(unique(prefix));
+    t.declare(&source).await.expect("declare");
+    (t, source)
+}
+
 /// `CONFIG SET name value` on `server`.
 async fn config_set(server: &OwnServer, name: &str, value: &str) {
     let () = redis::cmd("CONFIG")
@@ -336,12 +347,7 @@ async fn fail_a_snapshot(server: &OwnServer) {
 #[tokio::test]
 async fn writes_the_server_refuses_for_now_are_retryable_and_the_connection_stays() {
     let server = OwnServer::start(false).await;
-    let t = RedisTransport::builder(&server.url())
-        .connect()
-        .await
-        .expect("connect");
-    let source = Endpoint::new(unique("refusing"));
-    t.declare(&source).await.expect("declare");
+    let (t, source) = declared(RedisTransport::builder(&server.url()), "refusing").await;
     let mut events = t.events();
     let batch: Vec<Outgoing> = (0..3)
         .map(|id| Outgoing {
@@ -390,12 +396,7 @@ async fn writes_the_server_refuses_for_now_are_retryable_and_the_connection_stay
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outbound_keeps_what_the_server_will_not_store_for_now_and_sends_it_later() {
     let server = OwnServer::start(false).await;
-    let t = RedisTransport::builder(&server.url())
-        .connect()
-        .await
-        .expect("connect");
-    let source = Endpoint::new(unique("later"));
-    t.declare(&source).await.expect("declare");
+    let (t, source) = declared(RedisTransport::builder(&server.url()), "later").await;
     config_set(&server, "min-replicas-to-write", "1").await;
     let bus = Bus::<Events>::new();
     let outbound = Outbound::builder(&bus, t.clone())
@@ -424,13 +425,11 @@ async fn an_entry_over_the_servers_argument_limit_is_refused_alone_and_the_conne
     // The server's limit on one argument, lowered: an argument over it makes the server close
     // the connection under the whole pipeline.
     config_set(&server, "proto-max-bulk-len", "1048576").await;
-    let t = RedisTransport::builder(&server.url())
-        .max_message_size(1 << 20)
-        .connect()
-        .await
-        .expect("connect");
-    let source = Endpoint::new(unique("sized"));
-    t.declare(&source).await.expect("declare");
+    let (t, source) = declared(
+        RedisTransport::builder(&server.url()).max_message_size(1 << 20),
+        "sized",
+    )
+    .await;
     let mut events = t.events();
     let to = |envelope| Outgoing {
         destination: source.name.clone(),
