@@ -41,8 +41,8 @@ if [ "${1:-}" = "check" ]; then
     exit 0
 fi
 
-echo "| case | instructions per emit |"
+echo "| case | instructions per emit (per message for \`actor/*\`) |"
 echo "|---|---:|"
-for case in emit/0 emit/1 emit/10 emit/100 emit_async/subscribe emit_async/on_async; do
+for case in emit/0 emit/1 emit/10 emit/100 emit_async/subscribe emit_async/on_async actor/tell actor/ask; do
     echo "| \`$case\` | $(per_emit "$case") |"
 done

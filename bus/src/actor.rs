@@ -14,6 +14,10 @@
 //! B, which asks A) are not detected: bound such asks with
 //! [`ask_timeout`](ActorRef::ask_timeout).
 //!
+//! What a message costs: a message of up to 24 bytes (16 for an `ask`, which also carries its
+//! reply channel) travels inline in the mailbox, with no allocation of its own; a larger one
+//! is boxed on the way. Keep large payloads behind an `Arc` or `Box` where that matters.
+//!
 //! ```
 //! use tidings::actor::{Actor, ActorSystem, Context, Handler, Message};
 //!

@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 
 use super::cell::{Cell, Signal};
 use super::error::{AskError, StopReason, TrySendError};
-use super::letter::{Ask, BoxFuture, BoxLetter, Tell};
+use super::letter::{take_message, Ask, BoxFuture, Tell};
 use super::mailbox::{MailboxTx, TrySend};
 use super::{Actor, HandledBy, Message};
 use crate::error::Closed;
@@ -69,14 +69,6 @@ pub(crate) fn runs_here(cell: &Arc<Cell>) -> bool {
     RUNNING.with(std::cell::Cell::get) == Arc::as_ptr(cell) as usize
 }
 
-/// Takes the message back out of an letter that could not be sent.
-fn recover<E: 'static>(letter: Box<dyn std::any::Any + Send>) -> E {
-    match letter.downcast::<E>() {
-        Ok(e) => *e,
-        Err(_) => unreachable!("an letter is handed back with the type it was sent with"),
-    }
-}
-
 impl<A: Actor> ActorRef<A> {
     /// The actor's id.
     pub fn id(&self) -> ActorId {
@@ -100,13 +92,13 @@ impl<A: Actor> ActorRef<A> {
         if self.cell.is_closing() {
             return Err(Closed(message));
         }
-        let letter: BoxLetter<A> = Box::new(Tell(message, sent_in()));
+        let letter = Tell::letter(message, crate::trace::current_span());
         let sent = if self.is_running_here() {
             self.tx.send_now(letter)
         } else {
             self.tx.send(letter).await
         };
-        sent.map_err(|e| Closed(recover::<Tell<M>>(e.into_any()).0))
+        sent.map_err(|letter| Closed(take_message(letter)))
     }
 
     /// Sends `message` if the mailbox has room, without waiting.
@@ -120,9 +112,9 @@ impl<A: Actor> ActorRef<A> {
         if self.cell.is_closing() {
             return Err(TrySendError::Closed(message));
         }
-        let letter: BoxLetter<A> = Box::new(Tell(message, sent_in()));
-        self.tx.try_send(letter).map_err(|(e, why)| {
-            let message = recover::<Tell<M>>(e.into_any()).0;
+        let letter = Tell::letter(message, crate::trace::current_span());
+        self.tx.try_send(letter).map_err(|(letter, why)| {
+            let message = take_message(letter);
             match why {
                 TrySend::Full => TrySendError::Full(message),
                 TrySend::Closed => TrySendError::Closed(message),
@@ -148,9 +140,9 @@ impl<A: Actor> ActorRef<A> {
             return Err(AskError::Closed(message));
         }
         let (reply, answer) = oneshot::channel();
-        let letter: BoxLetter<A> = Box::new(Ask(message, reply, sent_in()));
-        if let Err(e) = self.tx.send(letter).await {
-            return Err(AskError::Closed(recover::<Ask<M>>(e.into_any()).0));
+        let letter = Ask::letter(message, reply, crate::trace::current_span());
+        if let Err(letter) = self.tx.send(letter).await {
+            return Err(AskError::Closed(take_message(letter)));
         }
         answer.await.map_err(|_| AskError::NoReply)
     }
@@ -287,9 +279,4 @@ impl<A: Actor, M: HandledBy<A>> ErasedRef<M> for ActorRef<A> {
     fn ask(&self, message: M) -> BoxFuture<'_, Result<M::Reply, AskError<M>>> {
         Box::pin(ActorRef::ask(self, message))
     }
-}
-
-/// The span a message is sent in, for its handler to continue (none outside any span).
-fn sent_in() -> tracing::Span {
-    crate::trace::current_span().unwrap_or_else(tracing::Span::none)
 }

@@ -1,10 +1,21 @@
 //! Messages in the mailbox, with their type erased.
+//!
+//! Why a letter travels in the mailbox's own slot: a `tell` into an actor on another thread
+//! used to box its letter on the sender's thread and free it on the actor's, and the
+//! allocator's cross-thread free and the sender's refills were a fifth of a multi-thread
+//! `tell` (`benches/README.md`, "Tell throughput"). A letter of up to [`Room`] (four words: a
+//! told message of up to 24 bytes, an asked one of up to 16) now sits inline in the channel's
+//! slot (`smallbox`), and only larger ones are boxed. The span a message was sent in is boxed
+//! only when there is one (tracing on and inside a span), so that an untraced letter stays
+//! small. A letter is handled (or handed back) by taking its message out, which leaves it
+//! empty; the empty letter is then dropped where it is.
 
 use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 
 use futures_util::FutureExt;
+use smallbox::{smallbox, SmallBox};
 use tokio::sync::oneshot;
 use tracing::{Instrument, Span};
 
@@ -12,38 +23,85 @@ use super::{Actor, Context, HandledBy, Message};
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// The inline room of a letter in the mailbox: four words. Every mailbox slot is this big, so
+/// more room would cost each actor's first block of slots (32 of them) what it saves on
+/// larger messages.
+pub(crate) type Room = smallbox::space::S4;
+
 /// A message of some type the actor `A` handles, waiting in its mailbox.
 pub(crate) trait Letter<A>: Send {
-    /// Handles the message; answers the asker if there is one.
-    fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()>
+    /// Takes the message out to handle it (the future answers the asker if there is one).
+    /// `None` when it was taken already.
+    fn handle<'a>(
+        &mut self,
+        actor: &'a mut A,
+        ctx: &'a mut Context<A>,
+    ) -> Option<BoxFuture<'a, ()>>
     where
         A: super::Actor;
 
     /// The message's type name, for dead-letter reports.
     fn message_type(&self) -> &'static str;
 
-    /// The letter as `Any`, to hand an undelivered message back to its sender.
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+    /// Takes the message out as `Any`, to hand an undelivered message back to its sender.
+    fn take_any(&mut self) -> Option<Box<dyn Any + Send>>;
 }
 
-pub(crate) type BoxLetter<A> = Box<dyn Letter<A>>;
+/// A letter as it travels through the mailbox: inline when it fits in [`Room`].
+pub(crate) type BoxLetter<A> = SmallBox<dyn Letter<A>, Room>;
 
-/// A told message, and the span it was sent in (none outside any span).
-pub(crate) struct Tell<M>(pub(crate) M, pub(crate) Span);
+/// The span a message was sent in, kept only when there is one.
+type SentIn = Option<Box<Span>>;
+
+fn sent_in(span: Option<Span>) -> SentIn {
+    span.map(Box::new)
+}
+
+/// A told message, and the span it was sent in.
+pub(crate) struct Tell<M>(Option<M>, SentIn);
+
+impl<M: Send + 'static> Tell<M> {
+    /// The letter for `message`, sent in `span`.
+    pub(crate) fn letter<A: Actor>(message: M, span: Option<Span>) -> BoxLetter<A>
+    where
+        M: HandledBy<A>,
+    {
+        smallbox!(Tell(Some(message), sent_in(span)))
+    }
+}
 
 /// An asked message with the channel for its reply, and the span it was sent in.
-pub(crate) struct Ask<M: Message>(
-    pub(crate) M,
-    pub(crate) oneshot::Sender<M::Reply>,
-    pub(crate) Span,
-);
+pub(crate) struct Ask<M: Message>(Option<(M, oneshot::Sender<M::Reply>)>, SentIn);
+
+impl<M: Message> Ask<M> {
+    /// The letter for `message`, whose reply goes to `reply`, sent in `span`.
+    pub(crate) fn letter<A: Actor>(
+        message: M,
+        reply: oneshot::Sender<M::Reply>,
+        span: Option<Span>,
+    ) -> BoxLetter<A>
+    where
+        M: HandledBy<A>,
+    {
+        smallbox!(Ask(Some((message, reply)), sent_in(span)))
+    }
+}
+
+/// The message of an undelivered `letter`, which was sent holding an `M`.
+pub(crate) fn take_message<A, M: 'static>(mut letter: BoxLetter<A>) -> M {
+    let any = letter.take_any();
+    match any.map(|any| any.downcast::<M>()) {
+        Some(Ok(message)) => *message,
+        _ => unreachable!("a letter is handed back once, with the type it was sent with"),
+    }
+}
 
 /// The span a message is handled in: a child of the span it was sent in, so the trace goes
 /// on into the actor's task (or that span itself, when this level is filtered out).
-fn handling<M>(sent_in: &Span) -> Span {
-    if sent_in.is_none() {
+fn handling<M>(sent_in: Option<&Span>) -> Span {
+    let Some(sent_in) = sent_in else {
         return Span::none();
-    }
+    };
     let message = std::any::type_name::<M>();
     let child = tracing::trace_span!(parent: sent_in, "tidings.actor.handle", message);
     if child.is_disabled() {
@@ -54,44 +112,131 @@ fn handling<M>(sent_in: &Span) -> Span {
 }
 
 impl<A: Actor, M: HandledBy<A>> Letter<A> for Tell<M> {
-    fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
-        let Tell(message, sent_in) = *self;
-        Box::pin(
-            message
-                .handle_by(actor, ctx)
-                .instrument(handling::<M>(&sent_in))
-                .map(drop),
-        )
+    fn handle<'a>(
+        &mut self,
+        actor: &'a mut A,
+        ctx: &'a mut Context<A>,
+    ) -> Option<BoxFuture<'a, ()>> {
+        let message = self.0.take()?;
+        let span = handling::<M>(self.1.as_deref());
+        Some(Box::pin(
+            message.handle_by(actor, ctx).instrument(span).map(drop),
+        ))
     }
 
     fn message_type(&self) -> &'static str {
         std::any::type_name::<M>()
     }
 
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
-        self
+    fn take_any(&mut self) -> Option<Box<dyn Any + Send>> {
+        Some(Box::new(self.0.take()?))
     }
 }
 
 impl<A: Actor, M: HandledBy<A>> Letter<A> for Ask<M> {
-    fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
-        let Ask(message, reply, sent_in) = *self;
-        let span = handling::<M>(&sent_in);
-        Box::pin(
+    fn handle<'a>(
+        &mut self,
+        actor: &'a mut A,
+        ctx: &'a mut Context<A>,
+    ) -> Option<BoxFuture<'a, ()>> {
+        let (message, reply) = self.0.take()?;
+        let span = handling::<M>(self.1.as_deref());
+        Some(Box::pin(
             async move {
                 let answer = message.handle_by(actor, ctx).await;
                 // The asker may have given up (timeout); then nobody wants the answer.
                 let _ = reply.send(answer);
             }
             .instrument(span),
-        )
+        ))
     }
 
     fn message_type(&self) -> &'static str {
         std::any::type_name::<M>()
     }
 
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
-        self
+    fn take_any(&mut self) -> Option<Box<dyn Any + Send>> {
+        Some(Box::new(self.0.take()?.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The letters' own life: inline or boxed, handed back whole, dropped once. Run under Miri
+    //! too (`.ci/run`), since `smallbox` moves the inline ones by their bytes.
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    struct Counter;
+    impl Actor for Counter {}
+
+    /// A message that counts its drops, with `N` bytes of payload.
+    struct Payload<const N: usize>([u8; N], Arc<AtomicUsize>);
+    impl<const N: usize> Drop for Payload<N> {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    impl<const N: usize> Message for Payload<N> {
+        type Reply = u8;
+    }
+    impl<const N: usize> super::super::Handler<Payload<N>> for Counter {
+        async fn handle(&mut self, message: Payload<N>, _: &mut Context<Self>) -> u8 {
+            message.0[N - 1]
+        }
+    }
+
+    fn message<const N: usize>(drops: &Arc<AtomicUsize>) -> Payload<N> {
+        let mut bytes = [0u8; N];
+        bytes[N - 1] = 7;
+        Payload(bytes, Arc::clone(drops))
+    }
+
+    #[test]
+    fn a_small_letter_is_inline_and_a_large_one_boxed_and_each_comes_back_whole() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        // 16 bytes of payload and an `Arc`: 24 bytes, with the empty span, fits four words.
+        let small: BoxLetter<Counter> = Tell::letter(message::<16>(&drops), None);
+        let large: BoxLetter<Counter> = Tell::letter(message::<64>(&drops), None);
+        assert!(!small.is_heap());
+        assert!(large.is_heap());
+        // Moved around as the mailbox moves them.
+        let letters = vec![small, large];
+        let mut letters = letters.into_iter();
+        let small: Payload<16> = take_message(letters.next().unwrap());
+        let large: Payload<64> = take_message(letters.next().unwrap());
+        assert_eq!((small.0[15], large.0[63]), (7, 7));
+        assert_eq!(drops.load(Ordering::Relaxed), 0, "handed back, not dropped");
+        drop((small, large));
+        assert_eq!(drops.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn an_unhandled_letter_drops_its_message_once_and_an_asked_one_its_reply_channel() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (reply, answer) = oneshot::channel();
+        let asked: BoxLetter<Counter> = Ask::letter(message::<8>(&drops), reply, None);
+        let told: BoxLetter<Counter> = Tell::letter(message::<200>(&drops), Some(Span::none()));
+        assert_eq!(asked.message_type(), std::any::type_name::<Payload<8>>());
+        drop((asked, told));
+        assert_eq!(drops.load(Ordering::Relaxed), 2);
+        let mut answer = answer;
+        assert!(
+            answer.try_recv().is_err(),
+            "the asker learns nobody will answer"
+        );
+    }
+
+    #[test]
+    fn a_letter_gives_its_message_once() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut letter: BoxLetter<Counter> = Tell::letter(message::<4>(&drops), None);
+        assert!(letter.take_any().is_some());
+        assert!(letter.take_any().is_none());
+        drop(letter);
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
     }
 }

@@ -236,9 +236,12 @@ async fn handle<A: Actor>(
     ctx: &mut ActorContext<A>,
     letter: BoxLetter<A>,
 ) -> Option<StopReason> {
-    let outcome = AssertUnwindSafe(letter.handle(actor, ctx))
-        .catch_unwind()
-        .await;
+    let mut letter = letter;
+    // A letter is handled once; an empty one (never sent so) has nothing to run.
+    let handling = letter.handle(actor, ctx)?;
+    // The emptied letter goes now: only its room in the mailbox is left of it.
+    drop(letter);
+    let outcome = AssertUnwindSafe(handling).catch_unwind().await;
     let payload = outcome.err()?;
     let message = panic_message(&*payload);
     tracing::error!(actor = %ctx.id(), "handler panicked: {message}");
