@@ -39,8 +39,8 @@ pub(super) fn running_listener() -> Option<ListenerId> {
 
 /// Runs `task`, the task of async listener `id`, with [`running_listener`] naming it
 /// whenever it is polled.
-pub(super) async fn as_listener<F: Future>(id: ListenerId, task: F) -> F::Output {
-    crate::spawn::marked(&RUNNING, id.0, task).await
+pub(super) fn as_listener<F: Future>(id: ListenerId, task: F) -> impl Future<Output = F::Output> {
+    crate::spawn::marked(&RUNNING, id.0, task)
 }
 
 pub(super) fn typed<S: EventSet, E: Member<S>>(d: Queued) -> Option<Arc<E>> {
