@@ -139,8 +139,9 @@ impl MessageContext {
 
     /// Runs `future` with this as the current context (what an inbound bridge does around its
     /// listeners; tests of a listener that reads the context can do the same).
-    pub async fn scope<F: Future>(self: Arc<Self>, future: F) -> F::Output {
-        CURRENT.scope(self, future).await
+    pub fn scope<F: Future>(self: Arc<Self>, future: F) -> impl Future<Output = F::Output> {
+        // Not an `async fn`: that would keep `future` and the scope holding it side by side.
+        CURRENT.scope(self, future)
     }
 
     /// Runs `f` with this as the current context.
