@@ -14,9 +14,11 @@
 //! B, which asks A) are not detected: bound such asks with
 //! [`ask_timeout`](ActorRef::ask_timeout).
 //!
-//! What a message costs: a message of up to 24 bytes (16 for an `ask`, which also carries its
-//! reply channel) travels inline in the mailbox, with no allocation of its own; a larger one
-//! is boxed on the way. Keep large payloads behind an `Arc` or `Box` where that matters.
+//! What a message costs: a told message of up to 24 bytes, or 32 when its type has a spare
+//! value (as one holding a `String`, `Vec`, `Box` or `Arc` does), travels inline in the
+//! mailbox with no allocation of its own; for an asked one, which also carries its reply
+//! channel, 16 and 24 bytes. Sent inside a tracing span, the span is boxed beside it. A larger
+//! message is boxed on the way: keep large payloads behind an `Arc` or `Box` where that matters.
 //!
 //! ```
 //! use tidings::actor::{Actor, ActorSystem, Context, Handler, Message};

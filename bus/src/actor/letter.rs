@@ -3,9 +3,10 @@
 //! Why a letter travels in the mailbox's own slot: a `tell` into an actor on another thread
 //! used to box its letter on the sender's thread and free it on the actor's, and the
 //! allocator's cross-thread free and the sender's refills were a fifth of a multi-thread
-//! `tell` (`benches/README.md`, "Tell throughput"). A letter of up to [`Room`] (four words: a
-//! told message of up to 24 bytes, an asked one of up to 16) now sits inline in the channel's
-//! slot (`smallbox`), and only larger ones are boxed. The span a message was sent in is boxed
+//! `tell` (`benches/README.md`, "Tell throughput"). A letter of up to [`Room`] (five words: a
+//! told message of up to 24 bytes, or 32 when its type has a spare value as one holding a
+//! `String`, `Vec`, `Box` or `Arc` does; an asked one of up to 16, or 24) now sits inline in the
+//! channel's slot (`smallbox`), and only larger ones are boxed. The span a message was sent in is boxed
 //! only when there is one (tracing on and inside a span), so that an untraced letter stays
 //! small. A letter is handled (or handed back) by taking its message out, which leaves it
 //! empty; the empty letter is then dropped where it is.
@@ -23,10 +24,11 @@ use super::{Actor, Context, HandledBy, Message};
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The inline room of a letter in the mailbox: four words. Every mailbox slot is this big, so
-/// more room would cost each actor's first block of slots (32 of them) what it saves on
-/// larger messages.
-pub(crate) type Room = smallbox::space::S4;
+/// The inline room of a letter in the mailbox: five words (a message, the word that says
+/// whether it was taken out unless its type has a spare value for that, and the span's box).
+/// Every mailbox slot is this big and a mailbox's first block holds 32 slots, so each word
+/// more costs every actor 256 bytes, used or not.
+pub(crate) type Room = [usize; 5];
 
 /// A message of some type the actor `A` handles, waiting in its mailbox.
 pub(crate) trait Letter<A>: Send {
@@ -195,10 +197,65 @@ mod tests {
         Payload(bytes, Arc::clone(drops))
     }
 
+    /// A message of `N` words with no spare value (every bit pattern is a message).
+    #[allow(dead_code)] // Only its size matters.
+    struct Plain<const N: usize>([u64; N]);
+    impl<const N: usize> Message for Plain<N> {
+        type Reply = ();
+    }
+    impl<const N: usize> super::super::Handler<Plain<N>> for Counter {
+        async fn handle(&mut self, _: Plain<N>, _: &mut Context<Self>) {}
+    }
+
+    /// A message of `N` words besides a `String`, whose pointer is never null (a spare value).
+    #[allow(dead_code)] // Only its size matters.
+    struct Named<const N: usize>(String, [u64; N]);
+    impl<const N: usize> Message for Named<N> {
+        type Reply = ();
+    }
+    impl<const N: usize> super::super::Handler<Named<N>> for Counter {
+        async fn handle(&mut self, _: Named<N>, _: &mut Context<Self>) {}
+    }
+
+    fn told<M: HandledBy<Counter>>(message: M) -> BoxLetter<Counter> {
+        Tell::letter(message, None)
+    }
+
+    fn asked<M: HandledBy<Counter>>(message: M) -> BoxLetter<Counter> {
+        Ask::letter(message, oneshot::channel().0, None)
+    }
+
+    #[test]
+    fn what_the_module_docs_say_fits_inline_does_and_what_does_not_is_boxed() {
+        assert!(!told(Plain([1, 2, 3])).is_heap(), "24 bytes told");
+        assert!(told(Plain([1, 2, 3, 4])).is_heap(), "32 bytes told");
+        assert!(
+            !told(Named("x".into(), [1])).is_heap(),
+            "32 bytes, a spare value, told"
+        );
+        assert!(
+            told(Named("x".into(), [1, 2])).is_heap(),
+            "40 bytes, a spare value, told"
+        );
+        assert!(!asked(Plain([1, 2])).is_heap(), "16 bytes asked");
+        assert!(asked(Plain([1, 2, 3])).is_heap(), "24 bytes asked");
+        assert!(
+            !asked(Named("x".into(), [])).is_heap(),
+            "24 bytes, a spare value, asked"
+        );
+        assert!(
+            asked(Named("x".into(), [1])).is_heap(),
+            "32 bytes, a spare value, asked"
+        );
+        // A span boxed apart keeps the letter inline.
+        let traced: BoxLetter<Counter> = Tell::letter(Plain([1, 2, 3]), Some(Span::none()));
+        assert!(!traced.is_heap());
+    }
+
     #[test]
     fn a_small_letter_is_inline_and_a_large_one_boxed_and_each_comes_back_whole() {
         let drops = Arc::new(AtomicUsize::new(0));
-        // 16 bytes of payload and an `Arc`: 24 bytes, with the empty span, fits four words.
+        // 16 bytes of payload and an `Arc`: 24 bytes, with the empty span, fits.
         let small: BoxLetter<Counter> = Tell::letter(message::<16>(&drops), None);
         let large: BoxLetter<Counter> = Tell::letter(message::<64>(&drops), None);
         assert!(!small.is_heap());
