@@ -3,13 +3,14 @@
 //! Why a letter travels in the mailbox's own slot: a `tell` into an actor on another thread
 //! used to box its letter on the sender's thread and free it on the actor's, and the
 //! allocator's cross-thread free and the sender's refills were a fifth of a multi-thread
-//! `tell` (`benches/README.md`, "Tell throughput"). A letter of up to [`Room`] (five words: a
+//! `tell` (`benches/README.md`, "Tell throughput"). A letter of up to [`Room`] (four words: a
 //! told message of up to 24 bytes, or 32 when its type has a spare value as one holding a
-//! `String`, `Vec`, `Box` or `Arc` does; an asked one of up to 16, or 24) now sits inline in the
-//! channel's slot (`smallbox`), and only larger ones are boxed. The span a message was sent in is boxed
-//! only when there is one (tracing on and inside a span), so that an untraced letter stays
-//! small. A letter is handled (or handed back) by taking its message out, which leaves it
-//! empty; the empty letter is then dropped where it is.
+//! `String`, `Vec`, `Box` or `Arc` does; an asked one of up to 16, or 24) now sits inline in
+//! the channel's slot (`smallbox`), and only larger ones are boxed. The span a message was sent
+//! in is boxed, and only when there is one (tracing on and inside a span): an untraced letter
+//! is its content alone, a traced one has a word less for its message. A letter is handled
+//! (or handed back) by taking its message out, which leaves it empty; the empty letter is then
+//! dropped where it is.
 
 use std::any::Any;
 use std::future::Future;
@@ -24,11 +25,12 @@ use super::{Actor, Context, HandledBy, Message};
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The inline room of a letter in the mailbox: five words (a message, the word that says
-/// whether it was taken out unless its type has a spare value for that, and the span's box).
-/// Every mailbox slot is this big and a mailbox's first block holds 32 slots, so each word
-/// more costs every actor 256 bytes, used or not.
-pub(crate) type Room = [usize; 5];
+/// The inline room of a letter in the mailbox: four words (a message, and the word that says
+/// whether it was taken out unless its type has a spare value for that). Every mailbox slot is
+/// this big and a mailbox's first block holds 32 slots, so each word more costs every actor
+/// 256 bytes, used or not, and measurably slows spawning (five words took spawning 10,000
+/// actors from about 430 to 560 ms, `benches/README.md`).
+pub(crate) type Room = smallbox::space::S4;
 
 /// A message of some type the actor `A` handles, waiting in its mailbox.
 pub(crate) trait Letter<A>: Send {
@@ -52,15 +54,74 @@ pub(crate) trait Letter<A>: Send {
 /// A letter as it travels through the mailbox: inline when it fits in [`Room`].
 pub(crate) type BoxLetter<A> = SmallBox<dyn Letter<A>, Room>;
 
-/// The span a message was sent in, kept only when there is one.
-type SentIn = Option<Box<Span>>;
+/// What a letter holds, handled in the span it was sent in (if any).
+trait Content<A: Actor>: Send + 'static {
+    /// Takes the message out to handle it, in a span continuing `sent_in`.
+    fn handle_in<'a>(
+        &mut self,
+        actor: &'a mut A,
+        ctx: &'a mut Context<A>,
+        sent_in: Option<&Span>,
+    ) -> Option<BoxFuture<'a, ()>>;
 
-fn sent_in(span: Option<Span>) -> SentIn {
-    span.map(Box::new)
+    fn message_type(&self) -> &'static str;
+
+    fn take_any(&mut self) -> Option<Box<dyn Any + Send>>;
 }
 
-/// A told message, and the span it was sent in.
-pub(crate) struct Tell<M>(Option<M>, SentIn);
+/// A letter sent outside any span: the content alone, so an untraced letter spends no word on
+/// a span it does not have.
+struct Untraced<C>(C);
+
+/// A letter sent inside a span, kept in a box of its own beside the content.
+struct Traced<C>(C, Box<Span>);
+
+/// The letter for `content`, sent in `span`.
+fn letter<A: Actor, C: Content<A>>(content: C, span: Option<Span>) -> BoxLetter<A> {
+    match span {
+        None => smallbox!(Untraced(content)),
+        Some(span) => smallbox!(Traced(content, Box::new(span))),
+    }
+}
+
+impl<A: Actor, C: Content<A>> Letter<A> for Untraced<C> {
+    fn handle<'a>(
+        &mut self,
+        actor: &'a mut A,
+        ctx: &'a mut Context<A>,
+    ) -> Option<BoxFuture<'a, ()>> {
+        self.0.handle_in(actor, ctx, None)
+    }
+
+    fn message_type(&self) -> &'static str {
+        self.0.message_type()
+    }
+
+    fn take_any(&mut self) -> Option<Box<dyn Any + Send>> {
+        self.0.take_any()
+    }
+}
+
+impl<A: Actor, C: Content<A>> Letter<A> for Traced<C> {
+    fn handle<'a>(
+        &mut self,
+        actor: &'a mut A,
+        ctx: &'a mut Context<A>,
+    ) -> Option<BoxFuture<'a, ()>> {
+        self.0.handle_in(actor, ctx, Some(&self.1))
+    }
+
+    fn message_type(&self) -> &'static str {
+        self.0.message_type()
+    }
+
+    fn take_any(&mut self) -> Option<Box<dyn Any + Send>> {
+        self.0.take_any()
+    }
+}
+
+/// A told message (`None` once taken out).
+pub(crate) struct Tell<M>(Option<M>);
 
 impl<M: Send + 'static> Tell<M> {
     /// The letter for `message`, sent in `span`.
@@ -68,12 +129,12 @@ impl<M: Send + 'static> Tell<M> {
     where
         M: HandledBy<A>,
     {
-        smallbox!(Tell(Some(message), sent_in(span)))
+        letter(Tell(Some(message)), span)
     }
 }
 
-/// An asked message with the channel for its reply, and the span it was sent in.
-pub(crate) struct Ask<M: Message>(Option<(M, oneshot::Sender<M::Reply>)>, SentIn);
+/// An asked message with the channel for its reply (`None` once taken out).
+pub(crate) struct Ask<M: Message>(Option<(M, oneshot::Sender<M::Reply>)>);
 
 impl<M: Message> Ask<M> {
     /// The letter for `message`, whose reply goes to `reply`, sent in `span`.
@@ -85,7 +146,7 @@ impl<M: Message> Ask<M> {
     where
         M: HandledBy<A>,
     {
-        smallbox!(Ask(Some((message, reply)), sent_in(span)))
+        letter(Ask(Some((message, reply))), span)
     }
 }
 
@@ -113,14 +174,15 @@ fn handling<M>(sent_in: Option<&Span>) -> Span {
     }
 }
 
-impl<A: Actor, M: HandledBy<A>> Letter<A> for Tell<M> {
-    fn handle<'a>(
+impl<A: Actor, M: HandledBy<A>> Content<A> for Tell<M> {
+    fn handle_in<'a>(
         &mut self,
         actor: &'a mut A,
         ctx: &'a mut Context<A>,
+        sent_in: Option<&Span>,
     ) -> Option<BoxFuture<'a, ()>> {
         let message = self.0.take()?;
-        let span = handling::<M>(self.1.as_deref());
+        let span = handling::<M>(sent_in);
         Some(Box::pin(
             message.handle_by(actor, ctx).instrument(span).map(drop),
         ))
@@ -135,14 +197,15 @@ impl<A: Actor, M: HandledBy<A>> Letter<A> for Tell<M> {
     }
 }
 
-impl<A: Actor, M: HandledBy<A>> Letter<A> for Ask<M> {
-    fn handle<'a>(
+impl<A: Actor, M: HandledBy<A>> Content<A> for Ask<M> {
+    fn handle_in<'a>(
         &mut self,
         actor: &'a mut A,
         ctx: &'a mut Context<A>,
+        sent_in: Option<&Span>,
     ) -> Option<BoxFuture<'a, ()>> {
         let (message, reply) = self.0.take()?;
-        let span = handling::<M>(self.1.as_deref());
+        let span = handling::<M>(sent_in);
         Some(Box::pin(
             async move {
                 let answer = message.handle_by(actor, ctx).await;
@@ -247,9 +310,11 @@ mod tests {
             asked(Named("x".into(), [1])).is_heap(),
             "32 bytes, a spare value, asked"
         );
-        // A span boxed apart keeps the letter inline.
+        // A letter sent in a span holds the span's box: a word less for the message.
+        let traced: BoxLetter<Counter> = Tell::letter(Plain([1, 2]), Some(Span::none()));
+        assert!(!traced.is_heap(), "16 bytes told in a span");
         let traced: BoxLetter<Counter> = Tell::letter(Plain([1, 2, 3]), Some(Span::none()));
-        assert!(!traced.is_heap());
+        assert!(traced.is_heap(), "24 bytes told in a span");
     }
 
     #[test]
