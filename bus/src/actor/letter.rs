@@ -64,8 +64,10 @@ trait Content<A: Actor>: Send + 'static {
         sent_in: Option<&Span>,
     ) -> Option<BoxFuture<'a, ()>>;
 
+    /// See [`Letter::message_type`].
     fn message_type(&self) -> &'static str;
 
+    /// See [`Letter::take_any`].
     fn take_any(&mut self) -> Option<Box<dyn Any + Send>>;
 }
 
