@@ -71,46 +71,43 @@ trait Content<A: Actor>: Send + 'static {
     fn take_any(&mut self) -> Option<Box<dyn Any + Send>>;
 }
 
-/// A letter sent outside any span: the content alone, so an untraced letter spends no word on
-/// a span it does not have.
-struct Untraced<C>(C);
+/// A letter: its content and, where it was sent inside a span, that span. `S` is `()` for a
+/// letter sent outside any span, so that it spends no word on a span it does not have, and a
+/// box of its own for one sent inside a span.
+struct Sent<C, S>(C, S);
 
-/// A letter sent inside a span, kept in a box of its own beside the content.
-struct Traced<C>(C, Box<Span>);
+/// Where a letter keeps the span it was sent in.
+trait SentIn: Send + 'static {
+    fn span(&self) -> Option<&Span>;
+}
+
+impl SentIn for () {
+    fn span(&self) -> Option<&Span> {
+        None
+    }
+}
+
+impl SentIn for Box<Span> {
+    fn span(&self) -> Option<&Span> {
+        Some(self)
+    }
+}
 
 /// The letter for `content`, sent in `span`.
 fn letter<A: Actor, C: Content<A>>(content: C, span: Option<Span>) -> BoxLetter<A> {
     match span {
-        None => smallbox!(Untraced(content)),
-        Some(span) => smallbox!(Traced(content, Box::new(span))),
+        None => smallbox!(Sent(content, ())),
+        Some(span) => smallbox!(Sent(content, Box::new(span))),
     }
 }
 
-impl<A: Actor, C: Content<A>> Letter<A> for Untraced<C> {
+impl<A: Actor, C: Content<A>, S: SentIn> Letter<A> for Sent<C, S> {
     fn handle<'a>(
         &mut self,
         actor: &'a mut A,
         ctx: &'a mut Context<A>,
     ) -> Option<BoxFuture<'a, ()>> {
-        self.0.handle_in(actor, ctx, None)
-    }
-
-    fn message_type(&self) -> &'static str {
-        self.0.message_type()
-    }
-
-    fn take_any(&mut self) -> Option<Box<dyn Any + Send>> {
-        self.0.take_any()
-    }
-}
-
-impl<A: Actor, C: Content<A>> Letter<A> for Traced<C> {
-    fn handle<'a>(
-        &mut self,
-        actor: &'a mut A,
-        ctx: &'a mut Context<A>,
-    ) -> Option<BoxFuture<'a, ()>> {
-        self.0.handle_in(actor, ctx, Some(&self.1))
+        self.0.handle_in(actor, ctx, self.1.span())
     }
 
     fn message_type(&self) -> &'static str {
