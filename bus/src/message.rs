@@ -197,3 +197,26 @@ impl MessageContext {
         self.headers.get(name).map(String::as_str)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::MessageContext;
+
+    #[test]
+    fn a_scoped_future_holds_the_future_once() {
+        async fn large() -> u8 {
+            let state = [3u8; 1024];
+            tokio::task::yield_now().await;
+            state[1023]
+        }
+        let alone = std::mem::size_of_val(&large());
+        let scoped = Arc::new(MessageContext::new("orders")).scope(large());
+        assert!(
+            std::mem::size_of_val(&scoped) <= alone + 64,
+            "{} bytes for a future of {alone}",
+            std::mem::size_of_val(&scoped)
+        );
+    }
+}
