@@ -16,7 +16,8 @@
 //!
 //! What a message costs: a told message of up to 24 bytes, or 32 when its type has a spare
 //! value (as one holding a `String`, `Vec`, `Box` or `Arc` does), travels inline in the
-//! mailbox with no allocation of its own; for an asked one, which also carries its reply
+//! mailbox, allocating nothing on the sender's side (the actor boxes the handler's future on
+//! its own thread, as for every message); for an asked one, which also carries its reply
 //! channel, 16 and 24 bytes; 8 bytes less each when sent inside a tracing span. A larger
 //! message is boxed on the way: keep large payloads behind an `Arc` or `Box` where that matters.
 //!
