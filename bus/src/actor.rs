@@ -16,8 +16,9 @@
 //!
 //! What a message costs: a told message of up to 24 bytes, or 32 when its type has a spare
 //! value (as one holding a `String`, `Vec`, `Box` or `Arc` does), travels inline in the
-//! mailbox, allocating nothing on the sender's side (the actor boxes the handler's future on
-//! its own thread, as for every message); for an asked one, which also carries its reply
+//! mailbox, allocating nothing on the sender's side but the mailbox's own blocks of 32 slots,
+//! at most one per 32 messages when none can be reused (the actor boxes the handler's future
+//! on its own thread, as for every message); for an asked one, which also carries its reply
 //! channel, 16 and 24 bytes; 8 bytes less each when sent inside a tracing span. A larger
 //! message is boxed on the way: keep large payloads behind an `Arc` or `Box` where that matters.
 //!
