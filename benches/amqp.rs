@@ -6,8 +6,11 @@
 //! - tidings: `emit_async` on a bus → `Outbound` → `AmqpTransport` → broker →
 //!   `AmqpTransport` → `Inbound` → a listener on a second bus (acknowledgements cumulative);
 //! - raw lapin: a confirm channel with a sliding window of 256, and again publishing 256 then
-//!   awaiting all their confirms (a batch at a time); a consumer channel acknowledging with
-//!   `multiple` every 50 messages (half the prefetch) and at the last;
+//!   awaiting all their confirms (a batch at a time), each publish awaited (lapin's
+//!   `basic_publish` resolves once its frames are written); and a third time with the window's
+//!   publishes in a `FuturesOrdered`, so that none waits for its own write (`pipelined`); a
+//!   consumer channel acknowledging with `multiple` every 50 messages (half the prefetch) and
+//!   at the last;
 //! - Node's amqplib (`benches/node/amqplib_bench.js`), both ways, acknowledging the same way
 //!   (`ack(msg, true)`).
 //!
@@ -181,12 +184,34 @@ async fn tidings_round(
     (start.elapsed(), None)
 }
 
-/// Raw lapin with a sliding window of confirms, or (`batch`) a window published and all its
-/// confirms awaited before the next.
+/// How the raw lapin contender publishes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LapinMode {
+    /// Each publish awaited (its frames written), its confirm kept in a sliding window.
+    Sliding,
+    /// Each publish awaited, a window of them published and all its confirms awaited before
+    /// the next.
+    Batch,
+    /// Publish-and-confirm futures in a sliding window (`FuturesOrdered`): a publish's frames
+    /// are queued when the window first polls it, and no publish waits for its own write.
+    Pipelined,
+}
+
+impl LapinMode {
+    fn name(self) -> &'static str {
+        match self {
+            LapinMode::Sliding => "lapin sliding",
+            LapinMode::Batch => "lapin batch",
+            LapinMode::Pipelined => "lapin pipelined",
+        }
+    }
+}
+
+/// Raw lapin, publishing as `mode` says.
 async fn lapin_round(
     connection: &Connection,
     source: &Endpoint,
-    batch: bool,
+    mode: LapinMode,
     shape: Shape,
 ) -> (Duration, Option<f64>) {
     let publisher = connection.create_channel().await.expect("channel");
@@ -226,38 +251,10 @@ async fn lapin_round(
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let start = Instant::now();
-    let mut in_flight = VecDeque::with_capacity(WINDOW);
-    for seq in 0..MESSAGES {
-        if in_flight.len() == WINDOW {
-            let waiting = if batch { WINDOW } else { 1 };
-            for confirm in in_flight.drain(..waiting) {
-                let confirm: lapin::PublisherConfirm = confirm;
-                assert!(confirm.await.expect("confirm").is_ack());
-            }
-        }
-        let payload = serde_json::to_vec(&ping(seq)).expect("encodes");
-        let properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_type("bench.ping".into())
-            .with_message_id(tidings::bridge::new_id().into());
-        let (exchange, key) = shape.route(&source.name);
-        let confirm = publisher
-            .basic_publish(
-                exchange.into(),
-                key.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    immediate: false,
-                },
-                &payload,
-                properties,
-            )
-            .await
-            .expect("publish");
-        in_flight.push_back(confirm);
-    }
-    for confirm in in_flight {
-        assert!(confirm.await.expect("confirm").is_ack());
+    if mode == LapinMode::Pipelined {
+        publish_pipelined(&publisher, source, shape).await;
+    } else {
+        publish_awaiting(&publisher, source, mode == LapinMode::Batch, shape).await;
     }
     consuming.await.expect("consumer");
     // The close is answered once the broker processed the last acknowledgement.
@@ -268,6 +265,87 @@ async fn lapin_round(
     let elapsed = start.elapsed();
     let _ = publisher.close(200, "OK".into()).await;
     (elapsed, None)
+}
+
+/// The properties every raw contender's message carries.
+fn raw_properties() -> BasicProperties {
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_type("bench.ping".into())
+        .with_message_id(tidings::bridge::new_id().into())
+}
+
+const MANDATORY: BasicPublishOptions = BasicPublishOptions {
+    mandatory: true,
+    immediate: false,
+};
+
+/// Publishes every message with confirms in a window of `WINDOW` futures that each publish
+/// and wait for their confirm, polled together.
+async fn publish_pipelined(publisher: &lapin::Channel, source: &Endpoint, shape: Shape) {
+    let mut window = futures_util::stream::FuturesOrdered::new();
+    for seq in 0..MESSAGES {
+        if window.len() == WINDOW {
+            let confirmation: lapin::Confirmation = window.next().await.expect("in flight");
+            assert!(confirmation.is_ack());
+        }
+        let payload = serde_json::to_vec(&ping(seq)).expect("encodes");
+        let (exchange, key) = shape.route(&source.name);
+        let (exchange, key) = (exchange.to_owned(), key.to_owned());
+        let publisher = publisher.clone();
+        window.push_back(async move {
+            let confirm = publisher
+                .basic_publish(
+                    exchange.into(),
+                    key.into(),
+                    MANDATORY,
+                    &payload,
+                    raw_properties(),
+                )
+                .await
+                .expect("publish");
+            confirm.await.expect("confirm")
+        });
+    }
+    while let Some(confirmation) = window.next().await {
+        assert!(confirmation.is_ack());
+    }
+}
+
+/// Publishes every message with confirms, each publish awaited: a sliding window of
+/// confirms, or (`batch`) a window published and all its confirms awaited before the next.
+async fn publish_awaiting(
+    publisher: &lapin::Channel,
+    source: &Endpoint,
+    batch: bool,
+    shape: Shape,
+) {
+    let mut in_flight = VecDeque::with_capacity(WINDOW);
+    for seq in 0..MESSAGES {
+        if in_flight.len() == WINDOW {
+            let waiting = if batch { WINDOW } else { 1 };
+            for confirm in in_flight.drain(..waiting) {
+                let confirm: lapin::PublisherConfirm = confirm;
+                assert!(confirm.await.expect("confirm").is_ack());
+            }
+        }
+        let payload = serde_json::to_vec(&ping(seq)).expect("encodes");
+        let (exchange, key) = shape.route(&source.name);
+        let confirm = publisher
+            .basic_publish(
+                exchange.into(),
+                key.into(),
+                MANDATORY,
+                &payload,
+                raw_properties(),
+            )
+            .await
+            .expect("publish");
+        in_flight.push_back(confirm);
+    }
+    for confirm in in_flight {
+        assert!(confirm.await.expect("confirm").is_ack());
+    }
 }
 
 /// amqplib in `mode`: `sliding` or `batch` (see `benches/node/amqplib_bench.js`).
@@ -377,15 +455,16 @@ async fn main() {
     }
     for shape in [Shape::Topic, Shape::Queue] {
         let mut ours = Vec::new();
-        let (mut lapin_sliding, mut lapin_batch) = (Vec::new(), Vec::new());
+        let mut lapin: [Vec<Run>; 3] = Default::default();
+        let modes = [LapinMode::Sliding, LapinMode::Batch, LapinMode::Pipelined];
         let (mut node_sliding, mut node_batch) = (Vec::new(), Vec::new());
         for round in 0..ROUNDS {
             let source = fresh_source(&t).await;
             ours.push(measure(tidings_round(&t, &source, shape)).await);
             remove(&t, &source).await;
-            for (batch, runs) in [(false, &mut lapin_sliding), (true, &mut lapin_batch)] {
+            for (mode, runs) in modes.into_iter().zip(&mut lapin) {
                 let source = fresh_source(&t).await;
-                runs.push(measure(lapin_round(&raw, &source, batch, shape)).await);
+                runs.push(measure(lapin_round(&raw, &source, mode, shape)).await);
                 remove(&t, &source).await;
             }
             if let Some(dir) = &node {
@@ -403,8 +482,11 @@ async fn main() {
             shape.name()
         );
         let ours = report("tidings", &ours);
-        let lapin =
-            report("lapin sliding", &lapin_sliding).max(report("lapin batch", &lapin_batch));
+        let lapin = modes
+            .into_iter()
+            .zip(&lapin)
+            .map(|(mode, runs)| report(mode.name(), runs))
+            .fold(0.0, f64::max);
         println!(
             "{}: tidings / best lapin   = {:.2}x (goal >= 1.0x)",
             shape.name(),

@@ -5,8 +5,21 @@
 //! the publishing channel's turn (see [`Publisher`](super::link::Publisher): confirms and
 //! returns are only attributable while one batch publishes at a time) and hold a permit of its
 //! confirm window per message awaiting a confirm; nothing here is stored between calls.
+//!
+//! A batch's publishes are not awaited one by one. lapin's `basic_publish` queues a message's
+//! frames on the connection when first polled and resolves once its I/O loop has written them;
+//! awaited in turn, every message waited for its own write, so each write carried one message
+//! and every message cost a hand-over between the publishing task and the I/O loop. Here each
+//! publish is polled once as it is made, which queues its frames in the batch's order (so
+//! delivery tags, confirms and per-key order are the batch's, as before), and its write is
+//! awaited only with its confirm: the I/O loop writes what has piled up in one go. Measured
+//! end to end (`benches/README.md`, "RabbitMQ end to end"): the client's CPU share went from
+//! about a third of the machine to about a quarter, and messages per second rose with it.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use lapin::options::BasicPublishOptions;
@@ -29,6 +42,20 @@ pub(crate) struct Raw {
 }
 
 type Results = Vec<Option<Result<(), TransportError>>>;
+
+/// A message handed to lapin: its frames are queued on the channel, in the order of the
+/// batch, and written by lapin's I/O loop.
+enum Sending<'a> {
+    /// Written: the confirm is what is left to wait for.
+    Written(PublisherConfirm),
+    /// Not yet written. The frames are queued already (they are, once a publish is first
+    /// polled); what is left is lapin's word that it wrote them, then the confirm.
+    Queued(Pin<Box<dyn Future<Output = Result<PublisherConfirm, lapin::Error>> + Send + 'a>>),
+}
+
+/// One message in flight: its index in the batch, its permit of the confirm window, and
+/// where its publish stands.
+type InFlight<'a> = (usize, SemaphorePermit<'a>, Sending<'a>);
 
 /// Publishes one message and waits for its confirm: for dead letters, replies and raw
 /// interop.
@@ -207,7 +234,6 @@ async fn publish_on(
 ) -> Again {
     let window = &shared.window;
     let mut outcomes = Outcomes::default();
-    let mut in_flight: VecDeque<(usize, SemaphorePermit<'_>, PublisherConfirm)> = VecDeque::new();
     // The exchange checked last: a batch mostly goes to one destination.
     let mut checked: Option<&str> = None;
     let frame_max = live.frame_max();
@@ -226,6 +252,7 @@ async fn publish_on(
             ..Again::default()
         };
     }
+    let mut in_flight: VecDeque<InFlight<'_>> = VecDeque::new();
     for &i in pending {
         let raw = &batch[i];
         // A content header over the frame limit would make the broker close the whole
@@ -266,25 +293,31 @@ async fn publish_on(
             mandatory: true,
             immediate: false,
         };
-        let send = turn.publish(
+        // Polled once here, which queues the message's frames in the batch's order, and not
+        // awaited: lapin's I/O loop writes what is queued together, where waiting for each
+        // write before queuing the next put one message in each write and a hand-over
+        // between this task and the I/O loop between any two messages.
+        let mut send = Box::pin(turn.publish(
             raw.exchange.clone(),
             raw.routing_key.clone(),
             options,
             &raw.payload,
             raw.properties.clone(),
-        );
-        match tokio::time::timeout_at(deadline, send).await {
-            Ok(Ok(confirm)) => in_flight.push_back((i, permit, confirm)),
-            Ok(Err(error)) => outcomes.failed(live, &turn, i, &error),
-            Err(_) => {
-                live.broke();
-                outcomes.retry.push(i);
+        ));
+        let waker = futures_util::task::noop_waker_ref();
+        match send.as_mut().poll(&mut Context::from_waker(waker)) {
+            Poll::Ready(Ok(confirm)) => {
+                in_flight.push_back((i, permit, Sending::Written(confirm)));
             }
+            Poll::Ready(Err(error)) => outcomes.failed(live, &turn, i, &error),
+            Poll::Pending => in_flight.push_back((i, permit, Sending::Queued(send))),
         }
     }
     while let Some(sent) = in_flight.pop_front() {
         outcomes.settle(live, &turn, sent, results, deadline).await;
     }
+    // Empty; its type still borrows the turn, which is renewed next.
+    drop(in_flight);
     let closed = !outcomes.lost.is_empty();
     if (!outcomes.nacked.is_empty() || closed) && turn.renew(&live.connection).await.is_err() {
         live.broke();
@@ -402,17 +435,32 @@ impl Outcomes {
         }
     }
 
-    /// Waits for one confirm and records its outcome. A return is set aside to be matched by
-    /// message id ([`apply_returns`](Self::apply_returns)); one without an id is taken as
-    /// the confirm's own, as lapin hands it over.
+    /// Waits for one message's write and confirm and records its outcome. A return is set
+    /// aside to be matched by message id ([`apply_returns`](Self::apply_returns)); one without
+    /// an id is taken as the confirm's own, as lapin hands it over.
     async fn settle(
         &mut self,
         live: &Live,
         turn: &Turn<'_>,
-        (i, permit, confirm): (usize, SemaphorePermit<'_>, PublisherConfirm),
+        (i, permit, sending): InFlight<'_>,
         results: &mut Results,
         deadline: Instant,
     ) {
+        let confirm = match sending {
+            Sending::Written(confirm) => confirm,
+            Sending::Queued(send) => match tokio::time::timeout_at(deadline, send).await {
+                Ok(Ok(confirm)) => confirm,
+                Ok(Err(error)) => {
+                    self.failed(live, turn, i, &error);
+                    return;
+                }
+                Err(_) => {
+                    live.broke();
+                    self.retry.push(i);
+                    return;
+                }
+            },
+        };
         let outcome = tokio::time::timeout_at(deadline, confirm).await;
         drop(permit);
         results[i] = Some(match outcome {
