@@ -471,6 +471,57 @@ async fn a_foreign_message_with_no_properties_reaches_the_bus_of_its_bound_type(
     cleanup(&t, &source).await;
 }
 
+/// The messages the broker counts as delivered and not acknowledged, for queue `queue`.
+async fn unacknowledged(queue: &str) -> Option<u64> {
+    let listing = tidings_tests::rabbit::rabbitmqctl(&[
+        "list_queues",
+        "--quiet",
+        "--no-table-headers",
+        "name",
+        "messages_unacknowledged",
+    ])
+    .await;
+    listing.lines().find_map(|line| {
+        let (name, n) = line.split_once('\t')?;
+        (name == queue).then(|| n.trim().parse().ok())?
+    })
+}
+
+#[tokio::test]
+async fn acknowledgements_reach_the_broker_when_traffic_stops_while_the_consumer_stays_open() {
+    // Three acknowledgements, far under the quarter of the prefetch that sends them at once:
+    // they go because nothing more comes, with the consumer open and waiting.
+    let (t, source) = declared(Endpoint::new(unique("idle-acks")).prefetch(100)).await;
+    publish_ok(&t, &source.name, (0..3).map(ping).collect()).await;
+    let mut consumer = t.consume(&source).await.expect("consume");
+    for _ in 0..3 {
+        next(&mut consumer, "a delivery")
+            .await
+            .ack()
+            .await
+            .expect("ack");
+    }
+    let queue = rabbit_queue(&source);
+    {
+        let waiting = consumer.next();
+        tokio::pin!(waiting);
+        within("the broker to have every acknowledgement", async {
+        loop {
+            tokio::select! {
+                biased;
+                extra = &mut waiting => panic!("nothing more was published: {:?}", extra.map(|r| r.map(|d| seq(&d)))),
+                n = unacknowledged(&queue) => if n == Some(0) {
+                    break;
+                },
+            }
+        }
+    })
+    .await;
+    }
+    drop(consumer);
+    cleanup(&t, &source).await;
+}
+
 #[tokio::test]
 async fn cumulative_acks_settle_exactly_what_was_acknowledged() {
     let (t, source) = declared(Endpoint::new(unique("acks")).prefetch(20)).await;
