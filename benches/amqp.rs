@@ -267,18 +267,29 @@ async fn lapin_round(
     (elapsed, None)
 }
 
-/// The properties every raw contender's message carries.
-fn raw_properties() -> BasicProperties {
-    BasicProperties::default()
+/// Publishes message `seq` to the queue named `name` in `shape`, as every raw contender does;
+/// resolves once lapin wrote it, to its confirm.
+async fn publish_one(
+    publisher: &lapin::Channel,
+    name: &str,
+    shape: Shape,
+    seq: usize,
+) -> lapin::PublisherConfirm {
+    let payload = serde_json::to_vec(&ping(seq)).expect("encodes");
+    let (exchange, key) = shape.route(name);
+    let options = BasicPublishOptions {
+        mandatory: true,
+        immediate: false,
+    };
+    let properties = BasicProperties::default()
         .with_delivery_mode(2)
         .with_type("bench.ping".into())
-        .with_message_id(tidings::bridge::new_id().into())
+        .with_message_id(tidings::bridge::new_id().into());
+    publisher
+        .basic_publish(exchange.into(), key.into(), options, &payload, properties)
+        .await
+        .expect("publish")
 }
-
-const MANDATORY: BasicPublishOptions = BasicPublishOptions {
-    mandatory: true,
-    immediate: false,
-};
 
 /// Publishes every message with confirms in a window of `WINDOW` futures that each publish
 /// and wait for their confirm, polled together.
@@ -289,21 +300,9 @@ async fn publish_pipelined(publisher: &lapin::Channel, source: &Endpoint, shape:
             let confirmation: lapin::Confirmation = window.next().await.expect("in flight");
             assert!(confirmation.is_ack());
         }
-        let payload = serde_json::to_vec(&ping(seq)).expect("encodes");
-        let (exchange, key) = shape.route(&source.name);
-        let (exchange, key) = (exchange.to_owned(), key.to_owned());
-        let publisher = publisher.clone();
+        let (publisher, name) = (publisher.clone(), source.name.clone());
         window.push_back(async move {
-            let confirm = publisher
-                .basic_publish(
-                    exchange.into(),
-                    key.into(),
-                    MANDATORY,
-                    &payload,
-                    raw_properties(),
-                )
-                .await
-                .expect("publish");
+            let confirm = publish_one(&publisher, &name, shape, seq).await;
             confirm.await.expect("confirm")
         });
     }
@@ -329,19 +328,7 @@ async fn publish_awaiting(
                 assert!(confirm.await.expect("confirm").is_ack());
             }
         }
-        let payload = serde_json::to_vec(&ping(seq)).expect("encodes");
-        let (exchange, key) = shape.route(&source.name);
-        let confirm = publisher
-            .basic_publish(
-                exchange.into(),
-                key.into(),
-                MANDATORY,
-                &payload,
-                raw_properties(),
-            )
-            .await
-            .expect("publish");
-        in_flight.push_back(confirm);
+        in_flight.push_back(publish_one(publisher, &source.name, shape, seq).await);
     }
     for confirm in in_flight {
         assert!(confirm.await.expect("confirm").is_ack());
