@@ -155,8 +155,9 @@ async fn send(taken: (Option<lapin::Acker>, Vec<lapin::Acker>)) -> Result<(), Tr
 ///
 /// Acknowledgements are recorded and sent cumulatively: one `basic.ack` with `multiple` for
 /// the run of acknowledged deliveries from the oldest outstanding one, and a plain `basic.ack`
-/// for each acknowledged delivery after a gap (one held unsettled), as soon as no delivery is
-/// waiting, when a quarter of the prefetch has piled up, or when the consumer is dropped. A
+/// for each acknowledged delivery after a gap (one held unsettled), once no delivery has come
+/// for a millisecond, when a quarter of the prefetch has piled up, or when the consumer is
+/// dropped. A
 /// `multiple` ack never covers a delivery that was not acknowledged; `nack` is sent at once.
 /// An acknowledgement not sent when the connection fails means the message comes again, as
 /// for one lost in flight.
