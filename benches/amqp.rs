@@ -300,9 +300,10 @@ async fn publish_pipelined(publisher: &lapin::Channel, source: &Endpoint, shape:
             let confirmation: lapin::Confirmation = window.next().await.expect("in flight");
             assert!(confirmation.is_ack());
         }
-        let (publisher, name) = (publisher.clone(), source.name.clone());
+        // The futures borrow the channel and the queue's name: nothing is cloned per message.
+        let name = source.name.as_str();
         window.push_back(async move {
-            let confirm = publish_one(&publisher, &name, shape, seq).await;
+            let confirm = publish_one(publisher, name, shape, seq).await;
             confirm.await.expect("confirm")
         });
     }
