@@ -132,6 +132,19 @@ impl MessageContext {
         (self.id, self.name, self.key, self.time) = (id, name, key, time);
     }
 
+    /// The id, name, key and headers, moved out.
+    #[cfg(feature = "bridge")]
+    pub(crate) fn into_known(
+        self,
+    ) -> (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        BTreeMap<String, String>,
+    ) {
+        (self.id, self.name, self.key, self.headers)
+    }
+
     /// The context of the message whose event the caller is handling, if any.
     pub fn current() -> Option<Arc<MessageContext>> {
         CURRENT.try_with(Arc::clone).ok()

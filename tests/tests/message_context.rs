@@ -132,3 +132,83 @@ async fn a_retried_message_shows_each_attempt_and_what_a_listener_emits_sees_it_
     assert!(MessageContext::current().is_none());
     assert!(inbound.shutdown(Duration::from_secs(1)).await.is_clean());
 }
+
+/// Each attempt's listeners see the whole message, and the message that failed every attempt
+/// is dead-lettered whole: its id, type, key and headers are the listeners' to read while they
+/// run, and the bridge's again afterwards, whether a listener kept its context or not.
+#[tokio::test(start_paused = true)]
+async fn a_message_failing_every_attempt_is_seen_and_dead_lettered_whole() {
+    for keep in [false, true] {
+        let broker = MemoryBroker::new();
+        let endpoint = declared(&broker, "orders").await;
+        let bus = Bus::<Events>::new();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let (s, k) = (Arc::clone(&seen), Arc::clone(&kept));
+        bus.on(move |_: &OrderPlaced| -> Result<(), String> {
+            let context = MessageContext::current().expect("a bridged event has a context");
+            s.lock().push((
+                context.attempt(),
+                context.id().map(str::to_owned),
+                context.name().map(str::to_owned),
+                context.key().map(str::to_owned),
+                context.header("traceparent").map(str::to_owned),
+            ));
+            if keep {
+                k.lock().push(context);
+            }
+            Err("refused".into())
+        });
+        let inbound = Inbound::builder(&bus, broker.clone(), endpoint)
+            .backoff(tidings::Backoff::Fixed(Duration::from_millis(10)))
+            .max_attempts(3)
+            .build();
+        let envelope = order_envelope(4);
+        let id = envelope.id.clone();
+        let traceparent = envelope.headers["traceparent"].clone();
+        broker
+            .publish(&[Outgoing {
+                destination: "orders".into(),
+                envelope,
+            }])
+            .await[0]
+            .as_ref()
+            .unwrap();
+        let dead = broker
+            .wait_for_dead_letter(1, Duration::from_secs(60))
+            .await
+            .unwrap();
+
+        let whole = |attempt| {
+            (
+                attempt,
+                Some(id.clone()),
+                Some("order.placed".to_owned()),
+                Some("customer-4".to_owned()),
+                Some(traceparent.clone()),
+            )
+        };
+        assert_eq!(*seen.lock(), [whole(1), whole(2), whole(3)], "keep: {keep}");
+        assert_eq!(dead.attempts, 3, "keep: {keep}");
+        let message = &dead.message;
+        assert_eq!(message.id.as_deref(), Some(id.as_str()), "keep: {keep}");
+        assert_eq!(
+            message.name.as_deref(),
+            Some("order.placed"),
+            "keep: {keep}"
+        );
+        assert_eq!(message.key.as_deref(), Some("customer-4"), "keep: {keep}");
+        assert_eq!(
+            message.headers.get("traceparent"),
+            Some(&traceparent),
+            "keep: {keep}"
+        );
+        // What a listener kept is still whole after the bridge took the message back.
+        for context in kept.lock().iter() {
+            assert_eq!(context.id(), Some(id.as_str()));
+            assert_eq!(context.key(), Some("customer-4"));
+        }
+        assert_eq!(kept.lock().len(), if keep { 3 } else { 0 });
+        assert!(inbound.shutdown(Duration::from_secs(1)).await.is_clean());
+    }
+}
