@@ -25,17 +25,17 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde::{Deserialize, Serialize};
-use tidings::bridge::{Endpoint, Inbound, Outbound, Route, Transport};
+use tidings::bridge::{Endpoint, Inbound, Outbound, OutboundBuilder, Route, Transport};
 use tidings::prelude::*;
 use tidings_benches::{cpu_seconds, node_dir};
 use tidings_bridges::amqp::AmqpTransport;
@@ -141,6 +141,22 @@ async fn remove(t: &AmqpTransport, source: &Endpoint) {
     let _ = t.delete_exchange(&source.name).await;
 }
 
+/// `outbound` routed to `source` in `shape`.
+fn route(
+    outbound: OutboundBuilder<Bench, AmqpTransport>,
+    source: &Endpoint,
+    shape: Shape,
+) -> OutboundBuilder<Bench, AmqpTransport> {
+    match shape {
+        Shape::Topic => outbound.destination(source.name.clone()),
+        Shape::Queue => {
+            // The default exchange, the queue's name as the key (amqplib's `sendToQueue`).
+            let route = Route::to("").key(source.name.clone());
+            outbound.route(move |_| route.clone())
+        }
+    }
+}
+
 async fn tidings_round(
     t: &AmqpTransport,
     source: &Endpoint,
@@ -156,15 +172,11 @@ async fn tidings_round(
         }
     });
     let inbound = Inbound::builder(&in_bus, t.clone(), source.clone()).build();
-    let outbound = Outbound::builder(&out_bus, t.clone()).forward::<BenchPing>();
-    let outbound = match shape {
-        Shape::Topic => outbound.destination(source.name.clone()),
-        Shape::Queue => {
-            // The default exchange, the queue's name as the key (amqplib's `sendToQueue`).
-            let route = Route::to("").key(source.name.clone());
-            outbound.route(move |_| route.clone())
-        }
-    };
+    let outbound = route(
+        Outbound::builder(&out_bus, t.clone()).forward::<BenchPing>(),
+        source,
+        shape,
+    );
     let outbound = outbound
         .batch(BATCH, Duration::ZERO)
         .buffer(4 * BATCH)
@@ -182,6 +194,116 @@ async fn tidings_round(
     assert_eq!(report.unfinished_count(), 0);
     inbound.shutdown(Duration::from_secs(10)).await;
     (start.elapsed(), None)
+}
+
+/// What the broker gets with a message, as text: every property and header, each value by
+/// its length (ids and times differ from message to message, their sizes do not).
+fn property_shape(properties: &BasicProperties) -> Vec<String> {
+    let mut shape = vec![
+        format!("delivery mode {:?}", properties.delivery_mode()),
+        format!("type {:?}", properties.kind()),
+        format!("content type {:?}", properties.content_type()),
+        format!("timestamp {}", properties.timestamp().is_some()),
+        format!(
+            "message id {:?}",
+            properties.message_id().as_ref().map(|m| m.as_str().len())
+        ),
+        format!("correlation id {}", properties.correlation_id().is_some()),
+        format!("reply to {}", properties.reply_to().is_some()),
+        format!("priority {}", properties.priority().is_some()),
+        format!("expiration {}", properties.expiration().is_some()),
+        format!("user id {}", properties.user_id().is_some()),
+        format!("app id {}", properties.app_id().is_some()),
+    ];
+    for (name, value) in properties.headers().iter().flat_map(|h| h.inner()) {
+        let size = match value {
+            AMQPValue::LongString(text) => text.as_bytes().len(),
+            other => panic!("header {name}: {other:?}"),
+        };
+        shape.push(format!("header {name}: text of {size} bytes"));
+    }
+    shape
+}
+
+/// Checks that the raw lapin contender and amqplib's send what tidings sends in `shape`: one
+/// message from each, read back and compared property by property and header by header, the
+/// payload by length.
+async fn properties_match(
+    t: &AmqpTransport,
+    raw: &Connection,
+    node: Option<&PathBuf>,
+    shape: Shape,
+) {
+    let source = fresh_source(t).await;
+    let out_bus = Bus::<Bench>::new();
+    let outbound = route(
+        Outbound::builder(&out_bus, t.clone()).forward::<BenchPing>(),
+        &source,
+        shape,
+    )
+    .build();
+    out_bus.emit_async(ping(1)).await.expect("emit");
+    let report = outbound.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.unfinished_count(), 0);
+    let channel = raw.create_channel().await.expect("channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let confirm = publish_one(&channel, &source.name, shape, 1).await;
+    confirm.await.expect("confirmed");
+    if let Some(dir) = node {
+        let payload = serde_json::to_string(&ping(1)).expect("encodes");
+        let output = tokio::process::Command::new("node")
+            .arg("amqplib_bench.js")
+            .args([
+                URL,
+                &source.name,
+                "1",
+                "1",
+                "1",
+                &payload,
+                "publish",
+                shape.name(),
+            ])
+            .current_dir(dir)
+            .output()
+            .await
+            .expect("node");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let mut shapes = Vec::new();
+    for who in ["tidings", "lapin", "amqplib"]
+        .into_iter()
+        .take(2 + usize::from(node.is_some()))
+    {
+        let message = channel
+            .basic_get(
+                source.name.as_str().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .expect("get")
+            .unwrap_or_else(|| panic!("{who}'s message is missing"));
+        let mut sent = property_shape(&message.delivery.properties);
+        sent.push(format!("routing key {}", message.delivery.routing_key));
+        sent.push(format!("payload of {} bytes", message.delivery.data.len()));
+        shapes.push((who, sent));
+    }
+    for (who, sent) in &shapes[1..] {
+        assert_eq!(
+            sent,
+            &shapes[0].1,
+            "{who} does not send what tidings sends ({})",
+            shape.name()
+        );
+    }
+    let _ = channel.close(200, "OK".into()).await;
+    remove(t, &source).await;
 }
 
 /// How the raw lapin contender publishes.
@@ -267,6 +389,35 @@ async fn lapin_round(
     (elapsed, None)
 }
 
+/// The properties `AmqpTransport` gives each event (`bridges/src/amqp/wire.rs`): persistent,
+/// its type, a new id, the time in seconds, the content type, and the CloudEvents source, time
+/// and spec version in headers, and, sent straight to a queue, that queue's name as the key
+/// (the key the outbound routes by there, which the transport writes as the partition key).
+/// Every raw contender sends the same, so the broker decodes, stores and delivers the same
+/// bytes for each (`properties_match` checks it against messages the transport sent).
+fn properties(shape: Shape, queue: &str) -> BasicProperties {
+    let now = SystemTime::now();
+    let mut headers = FieldTable::default();
+    let text = |value: &str| AMQPValue::LongString(value.into());
+    headers.insert("cloudEvents:source".into(), text("tidings"));
+    headers.insert(
+        "cloudEvents:time".into(),
+        text(&humantime::format_rfc3339_millis(now).to_string()),
+    );
+    headers.insert("cloudEvents:specversion".into(), text("1.0"));
+    if shape == Shape::Queue {
+        headers.insert("cloudEvents:partitionkey".into(), text(queue));
+    }
+    let seconds = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_message_id(tidings::bridge::new_id().into())
+        .with_timestamp(seconds)
+        .with_content_type("application/json".into())
+        .with_headers(headers)
+        .with_type("bench.ping".into())
+}
+
 /// Publishes message `seq` to the queue named `name` in `shape`, as every raw contender does;
 /// resolves once lapin wrote it, to its confirm.
 async fn publish_one(
@@ -281,12 +432,14 @@ async fn publish_one(
         mandatory: true,
         immediate: false,
     };
-    let properties = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_type("bench.ping".into())
-        .with_message_id(tidings::bridge::new_id().into());
     publisher
-        .basic_publish(exchange.into(), key.into(), options, &payload, properties)
+        .basic_publish(
+            exchange.into(),
+            key.into(),
+            options,
+            &payload,
+            properties(shape, name),
+        )
         .await
         .expect("publish")
 }
@@ -440,6 +593,9 @@ async fn main() {
     let node = node_dir("amqplib");
     if node.is_none() {
         println!("Node.js or amqplib is missing: the amqplib column is skipped");
+    }
+    for shape in [Shape::Topic, Shape::Queue] {
+        properties_match(&t, &raw, node.as_ref(), shape).await;
     }
     for shape in [Shape::Topic, Shape::Queue] {
         let mut ours = Vec::new();

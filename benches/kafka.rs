@@ -227,11 +227,9 @@ fn text<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     }
 }
 
+/// The time as tidings writes `ce_time`: RFC 3339 with milliseconds.
 fn humantime_now() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format!("{}.{:03}", now.as_secs(), now.subsec_millis())
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 async fn kafkajs_round(dir: &PathBuf, brokers: &str, topic: &str) -> Duration {

@@ -226,7 +226,8 @@ async fn raw_round(client: &redis::Client, name: &str) -> Duration {
             let envelope =
                 Envelope::new("bench.ping", serde_json::to_vec(&event).expect("encodes"))
                     .with_key(event.key.clone());
-            let time = format!("{:?}", envelope.time);
+            // As tidings writes the time: RFC 3339 with milliseconds.
+            let time = humantime::format_rfc3339_millis(envelope.time).to_string();
             pipe.cmd("XADD")
                 .arg(name)
                 .arg("*")

@@ -9,11 +9,38 @@
 //
 // `mode`: `sliding` keeps at most `window` publishes awaiting their confirms, each confirm
 // callback letting the next one go; `batch` publishes `window` messages, then
-// `await waitForConfirms()`, and repeats, as amqplib's docs suggest.
+// `await waitForConfirms()`, and repeats, as amqplib's docs suggest; `publish` only publishes
+// `count` messages and waits for their confirms (the bench reads them back to check that they
+// carry what tidings' messages carry).
+//
+// Each message is the payload with its own `seq`, encoded as it is sent, with the properties
+// and headers tidings' RabbitMQ transport gives an event, so that the broker stores and
+// delivers the same bytes for every contender.
 // `shape`: `topic` publishes to the topic exchange named `queue` (bound to the queue of that
 // name) with routing key `bench.ping`; `queue` uses `sendToQueue(queue, ...)` (the default
 // exchange).
+const { randomUUID } = require('crypto');
 const amqp = require('amqplib');
+
+// What tidings' transport sends with an event (`bridges/src/amqp/wire.rs`); sent straight to a
+// queue, the queue's name is the key its outbound routes by, which goes in a header too.
+function properties(shape, queue) {
+  const now = new Date();
+  return {
+    persistent: true,
+    mandatory: true,
+    type: 'bench.ping',
+    messageId: randomUUID(),
+    timestamp: Math.floor(now.getTime() / 1000),
+    contentType: 'application/json',
+    headers: {
+      'cloudEvents:source': 'tidings',
+      'cloudEvents:time': now.toISOString(),
+      'cloudEvents:specversion': '1.0',
+      ...(shape === 'queue' ? { 'cloudEvents:partitionkey': queue } : {}),
+    },
+  };
+}
 
 async function main() {
   const [url, queue, countText, windowText, prefetchText, payload, mode, shape] = process.argv.slice(2);
@@ -21,8 +48,19 @@ async function main() {
   const window = Number(windowText);
   const prefetch = Number(prefetchText);
   const ackEvery = Math.max(1, Math.floor(prefetch / 2));
+  const template = JSON.parse(payload);
+  const body = (seq) => Buffer.from(JSON.stringify({ ...template, seq }));
   const connection = await amqp.connect(url);
   const publisher = await connection.createConfirmChannel();
+  const send = (seq, callback) => (shape === 'queue'
+    ? publisher.sendToQueue(queue, body(seq), properties(shape, queue), callback)
+    : publisher.publish(queue, 'bench.ping', body(seq), properties(shape, queue), callback));
+  if (mode === 'publish') {
+    for (let i = 0; i < count; i += 1) send(i);
+    await publisher.waitForConfirms();
+    await connection.close();
+    return;
+  }
   const consumer = await connection.createChannel();
   await consumer.assertQueue(queue, { durable: true });
   await consumer.prefetch(prefetch);
@@ -37,16 +75,12 @@ async function main() {
     if (consumed === count) done();
   });
 
-  const send = (body, callback) => (shape === 'queue'
-    ? publisher.sendToQueue(queue, body, { persistent: true, type: 'bench.ping' }, callback)
-    : publisher.publish(queue, 'bench.ping', body, { persistent: true, type: 'bench.ping' }, callback));
-
   const start = process.hrtime.bigint();
   const cpuStart = process.cpuUsage();
   if (mode === 'batch') {
     for (let i = 0; i < count; i += window) {
       for (let j = i; j < Math.min(i + window, count); j += 1) {
-        const ok = send(Buffer.from(payload));
+        const ok = send(j);
         if (!ok) await new Promise((resolve) => publisher.once('drain', resolve));
       }
       await publisher.waitForConfirms();
@@ -59,7 +93,7 @@ async function main() {
         await new Promise((resolve) => { wake = resolve; });
       }
       inFlight += 1;
-      const ok = send(Buffer.from(payload), (err) => {
+      const ok = send(i, (err) => {
         if (err) throw err;
         inFlight -= 1;
         if (wake) { const w = wake; wake = null; w(); }

@@ -5,12 +5,28 @@
 // CPU milliseconds used meanwhile.
 //
 //   node kafkajs_bench.js <brokers> <topic> <group> <count> <batch> <payload-json> <max-wait-ms>
+//
+// Each message is the payload with its own `seq`, encoded as it is sent, with the six headers
+// tidings' Kafka transport writes (the CloudEvents Kafka binding), as the rdkafka peer sends.
+const { randomUUID } = require('crypto');
 const { Kafka, logLevel } = require('kafkajs');
+
+function headers() {
+  return {
+    ce_id: randomUUID(),
+    ce_source: 'tidings',
+    ce_specversion: '1.0',
+    ce_time: new Date().toISOString(),
+    'content-type': 'application/json',
+    ce_type: 'bench.ping',
+  };
+}
 
 async function main() {
   const [brokers, topic, group, countText, batchText, payload, maxWait] = process.argv.slice(2);
   const count = Number(countText);
   const batch = Number(batchText);
+  const template = JSON.parse(payload);
   const kafka = new Kafka({ clientId: 'kafkajs-bench', brokers: [brokers], logLevel: logLevel.NOTHING });
   // maxWaitTimeInMs: see FETCH_WAIT_MS in benches/kafka.rs (tansu holds a fetch for half of it).
   const consumer = kafka.consumer({
@@ -42,7 +58,8 @@ async function main() {
   for (let i = 0; i < count; i += batch) {
     const messages = [];
     for (let j = i; j < Math.min(i + batch, count); j += 1) {
-      messages.push({ key: `k${j % 64}`, value: payload });
+      const value = JSON.stringify({ ...template, seq: j, key: `k${j % 64}` });
+      messages.push({ key: `k${j % 64}`, value, headers: headers() });
     }
     inFlight.push(producer.send({ topic, acks: -1, messages }));
     if (inFlight.length >= 4) await inFlight.shift();
