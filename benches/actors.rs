@@ -5,6 +5,7 @@
 //!   handled (each actor is asked once at the end; its reply means its mailbox is done).
 //! - `ask_round_trip/*`: one actor, one ask and its reply.
 //! - `spawn_first_message/*`: spawn N actors and get a reply to a first message from each.
+//! - `spawn_only/*`: the same spawning of 10,000 actors, without the messages.
 //!
 //! Run with `cargo bench -p tidings-benches --bench actors`; figures in `benches/README.md`.
 
@@ -375,10 +376,77 @@ fn spawn_first_message(c: &mut Criterion) {
     group.finish();
 }
 
+/// The spawning alone, without the first messages: what `spawn_first_message` spends on
+/// anything else is its asks (ractor's spawn waits for the actor to start, as its API does).
+fn spawn_only(c: &mut Criterion) {
+    let mut group = c.benchmark_group("spawn_only");
+    group.sample_size(10);
+    let n = 10_000;
+    group.throughput(Throughput::Elements(n as u64));
+    for (flavor, rt) in runtimes() {
+        let id = format!("{flavor}/{n}");
+        group.bench_function(BenchmarkId::new("tidings", &id), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let system = tidings::actor::ActorSystem::new();
+                        let start = Instant::now();
+                        let actors: Vec<_> = (0..n).map(|_| tidings_side::spawn(&system)).collect();
+                        total += start.elapsed();
+                        black_box(actors);
+                        system.shutdown(Duration::from_secs(5)).await;
+                    }
+                    total
+                })
+            })
+        });
+        group.bench_function(BenchmarkId::new("kameo", &id), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let start = Instant::now();
+                        let actors: Vec<_> = (0..n).map(|_| kameo_side::spawn()).collect();
+                        total += start.elapsed();
+                        for actor in &actors {
+                            let _ = actor.stop_gracefully().await;
+                            actor.wait_for_shutdown().await;
+                        }
+                    }
+                    total
+                })
+            })
+        });
+        group.bench_function(BenchmarkId::new("ractor", &id), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let start = Instant::now();
+                        let mut actors = Vec::with_capacity(n);
+                        for _ in 0..n {
+                            actors.push(ractor_side::spawn().await);
+                        }
+                        total += start.elapsed();
+                        for (actor, handle) in actors {
+                            actor.stop(None);
+                            let _ = handle.await;
+                        }
+                    }
+                    total
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     tell_throughput,
     ask_round_trip,
-    spawn_first_message
+    spawn_first_message,
+    spawn_only
 );
 criterion_main!(benches);

@@ -14,6 +14,10 @@
 //! - Node's amqplib (`benches/node/amqplib_bench.js`), both ways, acknowledging the same way
 //!   (`ack(msg, true)`).
 //!
+//! Every contender sends the same message: the event encoded as it is sent, with the properties
+//! and headers tidings' transport writes ([`properties`]); the bench checks it before the first
+//! round (`properties_match`).
+//!
 //! Every contender's clock runs from the first publish to the same observable point: every
 //! publish confirmed, and the broker has processed the last acknowledgement (the consumer
 //! channel's close, or the inbound bridge's shutdown, which closes it, is answered). Rounds

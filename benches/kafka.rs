@@ -8,7 +8,8 @@
 //!   `send_result`, then the delivery reports awaited; a `BaseConsumer` on a thread storing
 //!   each offset after decoding;
 //! - kafkajs (`benches/node/kafkajs_bench.js`): batches of 1 000 with `acks: -1`, four in
-//!   flight, and an `eachBatch` consumer.
+//!   flight, each message encoded as it is sent with the same six headers, and an `eachBatch`
+//!   consumer.
 //!
 //! Each round uses a fresh topic of 3 partitions; keys spread over 64 values. Rounds alternate
 //! the contenders; each reports messages per second from the first send (once its consumer
