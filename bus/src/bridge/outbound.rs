@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use tracing::Instrument;
 
-use super::envelope::{new_id, Envelope};
+use super::envelope::{new_id_at, Envelope};
 use super::store::OutboundStore;
 use super::task::BridgeTask;
 use super::transport::{Channel, Outgoing, Transport, TransportError};
@@ -486,7 +486,8 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
             }
         };
         let route = (self.config.route)(view);
-        let id = new_id();
+        let time = SystemTime::now();
+        let id = new_id_at(time);
         let span = tracing::info_span!(
             parent: emitted_in.and_then(tracing::Span::id),
             "tidings.create",
@@ -514,7 +515,7 @@ impl<S: EventSetCodec, T: Transport, C: Codec> Forwarder<S, T, C> {
             name: event.name().to_owned(),
             key: route.key.or_else(|| S::key_of(view)),
             source: self.config.source.clone(),
-            time: SystemTime::now(),
+            time,
             content_type: self.config.codec.content_type().to_owned(),
             headers,
             payload: Bytes::from(payload),
