@@ -303,10 +303,22 @@ fn ask_round_trip(c: &mut Criterion) {
 }
 
 fn spawn_first_message(c: &mut Criterion) {
-    let mut group = c.benchmark_group("spawn_first_message");
+    spawning(c, "spawn_first_message", &[100, 10_000], true);
+}
+
+/// The spawning alone, without the first messages: what `spawn_first_message` spends on
+/// anything else is its asks (ractor's spawn waits for the actor to start, as its API does).
+fn spawn_only(c: &mut Criterion) {
+    spawning(c, "spawn_only", &[10_000], false);
+}
+
+/// Spawns `n` actors of each contender and, with `asks`, gets a reply to a first message from
+/// each, timing both.
+fn spawning(c: &mut Criterion, name: &str, sizes: &[usize], asks: bool) {
+    let mut group = c.benchmark_group(name);
     group.sample_size(10);
     for (flavor, rt) in runtimes() {
-        for n in [100usize, 10_000] {
+        for &n in sizes {
             group.throughput(Throughput::Elements(n as u64));
             let id = format!("{flavor}/{n}");
             group.bench_function(BenchmarkId::new("tidings", &id), |b| {
@@ -318,7 +330,7 @@ fn spawn_first_message(c: &mut Criterion) {
                             let start = Instant::now();
                             let actors: Vec<_> =
                                 (0..n).map(|_| tidings_side::spawn(&system)).collect();
-                            for actor in &actors {
+                            for actor in actors.iter().filter(|_| asks) {
                                 black_box(actor.ask(tidings_side::Get).await.unwrap());
                             }
                             total += start.elapsed();
@@ -335,7 +347,7 @@ fn spawn_first_message(c: &mut Criterion) {
                         for _ in 0..iters {
                             let start = Instant::now();
                             let actors: Vec<_> = (0..n).map(|_| kameo_side::spawn()).collect();
-                            for actor in &actors {
+                            for actor in actors.iter().filter(|_| asks) {
                                 black_box(actor.ask(kameo_side::Get).await.unwrap());
                             }
                             total += start.elapsed();
@@ -358,7 +370,7 @@ fn spawn_first_message(c: &mut Criterion) {
                             for _ in 0..n {
                                 actors.push(ractor_side::spawn().await);
                             }
-                            for (actor, _) in &actors {
+                            for (actor, _) in actors.iter().filter(|_| asks) {
                                 black_box(ractor_side::get(actor).await);
                             }
                             total += start.elapsed();
@@ -372,72 +384,6 @@ fn spawn_first_message(c: &mut Criterion) {
                 })
             });
         }
-    }
-    group.finish();
-}
-
-/// The spawning alone, without the first messages: what `spawn_first_message` spends on
-/// anything else is its asks (ractor's spawn waits for the actor to start, as its API does).
-fn spawn_only(c: &mut Criterion) {
-    let mut group = c.benchmark_group("spawn_only");
-    group.sample_size(10);
-    let n = 10_000;
-    group.throughput(Throughput::Elements(n as u64));
-    for (flavor, rt) in runtimes() {
-        let id = format!("{flavor}/{n}");
-        group.bench_function(BenchmarkId::new("tidings", &id), |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let system = tidings::actor::ActorSystem::new();
-                        let start = Instant::now();
-                        let actors: Vec<_> = (0..n).map(|_| tidings_side::spawn(&system)).collect();
-                        total += start.elapsed();
-                        black_box(actors);
-                        system.shutdown(Duration::from_secs(5)).await;
-                    }
-                    total
-                })
-            })
-        });
-        group.bench_function(BenchmarkId::new("kameo", &id), |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let start = Instant::now();
-                        let actors: Vec<_> = (0..n).map(|_| kameo_side::spawn()).collect();
-                        total += start.elapsed();
-                        for actor in &actors {
-                            let _ = actor.stop_gracefully().await;
-                            actor.wait_for_shutdown().await;
-                        }
-                    }
-                    total
-                })
-            })
-        });
-        group.bench_function(BenchmarkId::new("ractor", &id), |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let start = Instant::now();
-                        let mut actors = Vec::with_capacity(n);
-                        for _ in 0..n {
-                            actors.push(ractor_side::spawn().await);
-                        }
-                        total += start.elapsed();
-                        for (actor, handle) in actors {
-                            actor.stop(None);
-                            let _ = handle.await;
-                        }
-                    }
-                    total
-                })
-            })
-        });
     }
     group.finish();
 }

@@ -258,9 +258,9 @@ async fn properties_match(
     confirm.await.expect("confirmed");
     if let Some(dir) = node {
         let payload = serde_json::to_string(&ping(1)).expect("encodes");
-        let output = tokio::process::Command::new("node")
-            .arg("amqplib_bench.js")
-            .args([
+        amqplib(
+            dir,
+            &[
                 URL,
                 &source.name,
                 "1",
@@ -269,16 +269,9 @@ async fn properties_match(
                 &payload,
                 "publish",
                 shape.name(),
-            ])
-            .current_dir(dir)
-            .output()
-            .await
-            .expect("node");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+            ],
+        )
+        .await;
     }
     let mut shapes = Vec::new();
     for who in ["tidings", "lapin", "amqplib"]
@@ -494,25 +487,11 @@ async fn publish_awaiting(
 }
 
 /// amqplib in `mode`: `sliding` or `batch` (see `benches/node/amqplib_bench.js`).
-async fn node_round(
-    dir: &PathBuf,
-    source: &Endpoint,
-    mode: &str,
-    shape: Shape,
-) -> (Duration, Option<f64>) {
-    let payload = serde_json::to_string(&ping(0)).expect("encodes");
+/// Runs `benches/node/amqplib_bench.js` with `args` from `dir`; what it printed.
+async fn amqplib(dir: &PathBuf, args: &[&str]) -> String {
     let output = tokio::process::Command::new("node")
         .arg("amqplib_bench.js")
-        .args([
-            URL,
-            &source.name,
-            &MESSAGES.to_string(),
-            &WINDOW.to_string(),
-            &PREFETCH.to_string(),
-            &payload,
-            mode,
-            shape.name(),
-        ])
+        .args(args)
         .current_dir(dir)
         .output()
         .await
@@ -522,7 +501,30 @@ async fn node_round(
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+async fn node_round(
+    dir: &PathBuf,
+    source: &Endpoint,
+    mode: &str,
+    shape: Shape,
+) -> (Duration, Option<f64>) {
+    let payload = serde_json::to_string(&ping(0)).expect("encodes");
+    let stdout = amqplib(
+        dir,
+        &[
+            URL,
+            &source.name,
+            &MESSAGES.to_string(),
+            &WINDOW.to_string(),
+            &PREFETCH.to_string(),
+            &payload,
+            mode,
+            shape.name(),
+        ],
+    )
+    .await;
     let mut figures = stdout
         .split_whitespace()
         .map(|f| f.parse::<f64>().expect("a number"));
