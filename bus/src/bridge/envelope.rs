@@ -107,10 +107,10 @@ pub fn new_id() -> String {
 }
 
 /// [`new_id`] for an envelope created at `time`: its timestamp is `time`'s, so an envelope
-/// reads the clock once for both (a clock read was a tenth of an outbound's own work per
-/// event). Ids stay unique and ordered within the process however the times given run: the
-/// sequence is uuid's own (`ContextV7`), which moves a time that did not advance past the
-/// last one given.
+/// reads the clock once for both (the two reads were 6% of the in-memory forwarding bench's
+/// samples). Ids stay unique and ordered within the process however the times given run: the
+/// sequence is uuid's own (`ContextV7`), which keeps the last time when a time given did not
+/// advance past it, and counts on from there.
 pub(crate) fn new_id_at(time: SystemTime) -> String {
     static SEQUENCE: parking_lot::Mutex<uuid::timestamp::context::ContextV7> =
         parking_lot::Mutex::new(uuid::timestamp::context::ContextV7::new());
