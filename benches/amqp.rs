@@ -486,7 +486,6 @@ async fn publish_awaiting(
     }
 }
 
-/// amqplib in `mode`: `sliding` or `batch` (see `benches/node/amqplib_bench.js`).
 /// Runs `benches/node/amqplib_bench.js` with `args` from `dir`; what it printed.
 async fn amqplib(dir: &PathBuf, args: &[&str]) -> String {
     let output = tokio::process::Command::new("node")
@@ -504,6 +503,7 @@ async fn amqplib(dir: &PathBuf, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// amqplib in `mode`: `sliding` or `batch` (see `benches/node/amqplib_bench.js`).
 async fn node_round(
     dir: &PathBuf,
     source: &Endpoint,
