@@ -5,6 +5,9 @@
 //!
 //! - tidings: `emit_async` on a bus → `Outbound` → `AmqpTransport` → broker →
 //!   `AmqpTransport` → `Inbound` → a listener on a second bus (acknowledgements cumulative);
+//!   and again with the events published through `AmqpTransport::publish` in the outbound's
+//!   batches, without the bus and the outbound (`tidings transport alone`), which shows what
+//!   the outbound's hand-over costs end to end;
 //! - raw lapin: a confirm channel with a sliding window of 256, and again publishing 256 then
 //!   awaiting all their confirms (a batch at a time), each publish awaited (lapin's
 //!   `basic_publish` resolves once its frames are written); and a third time with the window's
@@ -39,7 +42,9 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde::{Deserialize, Serialize};
-use tidings::bridge::{Endpoint, Inbound, Outbound, OutboundBuilder, Route, Transport};
+use tidings::bridge::{
+    Endpoint, Envelope, Inbound, Outbound, OutboundBuilder, Outgoing, Route, Transport,
+};
 use tidings::prelude::*;
 use tidings_benches::{cpu_seconds, node_dir};
 use tidings_bridges::amqp::AmqpTransport;
@@ -161,10 +166,14 @@ fn route(
     }
 }
 
+/// A tidings round; with `direct`, the events are published through the transport itself in
+/// the outbound's batches (each awaited to its last confirm, as the outbound does), without
+/// the bus and the outbound's task: what the outbound's hand-over costs end to end.
 async fn tidings_round(
     t: &AmqpTransport,
     source: &Endpoint,
     shape: Shape,
+    direct: bool,
 ) -> (Duration, Option<f64>) {
     let (out_bus, in_bus) = (Bus::<Bench>::new(), Bus::<Bench>::new());
     let received = Arc::new(AtomicUsize::new(0));
@@ -188,8 +197,30 @@ async fn tidings_round(
     // Let the consumer start before the clock does.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let start = Instant::now();
-    for seq in 0..MESSAGES {
-        out_bus.emit_async(ping(seq)).await.expect("emit");
+    if direct {
+        let (destination, key) = match shape {
+            Shape::Topic => (source.name.as_str(), None),
+            Shape::Queue => ("", Some(source.name.as_str())),
+        };
+        let mut batch = Vec::with_capacity(BATCH);
+        for seq in 0..MESSAGES {
+            let payload = serde_json::to_vec(&ping(seq)).expect("encodes");
+            let mut envelope = Envelope::new("bench.ping", payload);
+            envelope.key = key.map(str::to_owned);
+            batch.push(Outgoing {
+                destination: destination.to_owned(),
+                envelope,
+            });
+            if batch.len() == BATCH || seq + 1 == MESSAGES {
+                let sent = t.publish(&batch).await;
+                assert!(sent.iter().all(Result::is_ok), "every publish confirmed");
+                batch.clear();
+            }
+        }
+    } else {
+        for seq in 0..MESSAGES {
+            out_bus.emit_async(ping(seq)).await.expect("emit");
+        }
     }
     all.notified().await;
     // Every confirm in, and the last acknowledgement processed: the inbound bridge's shutdown
@@ -604,14 +635,16 @@ async fn main() {
         properties_match(&t, &raw, node.as_ref(), shape).await;
     }
     for shape in [Shape::Topic, Shape::Queue] {
-        let mut ours = Vec::new();
+        let (mut ours, mut direct) = (Vec::new(), Vec::new());
         let mut lapin: [Vec<Run>; 3] = Default::default();
         let modes = [LapinMode::Sliding, LapinMode::Batch, LapinMode::Pipelined];
         let (mut node_sliding, mut node_batch) = (Vec::new(), Vec::new());
         for round in 0..ROUNDS {
-            let source = fresh_source(&t).await;
-            ours.push(measure(tidings_round(&t, &source, shape)).await);
-            remove(&t, &source).await;
+            for (direct, runs) in [(false, &mut ours), (true, &mut direct)] {
+                let source = fresh_source(&t).await;
+                runs.push(measure(tidings_round(&t, &source, shape, direct)).await);
+                remove(&t, &source).await;
+            }
             for (mode, runs) in modes.into_iter().zip(&mut lapin) {
                 let source = fresh_source(&t).await;
                 runs.push(measure(lapin_round(&raw, &source, mode, shape)).await);
@@ -632,6 +665,12 @@ async fn main() {
             shape.name()
         );
         let ours = report("tidings", &ours);
+        let direct = report("tidings transport alone", &direct);
+        println!(
+            "{}: tidings / its transport alone = {:.2}x (the outbound's hand-over)",
+            shape.name(),
+            ours / direct
+        );
         let lapin = modes
             .into_iter()
             .zip(&lapin)
