@@ -455,3 +455,75 @@ async fn the_lag_is_unknown_while_redis_cannot_be_reached() {
     cleanup(&source).await;
     delete_user(&user).await;
 }
+
+/// A message its listener refuses every time: each attempt's listener reads the message's id,
+/// type, key and headers, and the dead letter in Redis carries them all, as they were sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_message_is_read_whole_on_every_attempt_and_dead_lettered_whole() {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use parking_lot::Mutex;
+    use tidings::bridge::{Envelope, Inbound, Outgoing, Transport};
+    use tidings::{Backoff, Bus, MessageContext};
+    use tidings_tests::redis::admin;
+    use tidings_tests::{Events, OrderPlaced, wait_until};
+
+    let t = tidings_tests::redis::transport().await;
+    let source = Endpoint::new(unique("refused"));
+    t.declare(&source).await.expect("declare");
+    let bus = Bus::<Events>::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    bus.on(move |_: &OrderPlaced| -> Result<(), String> {
+        let c = MessageContext::current().expect("a context");
+        s.lock().push((
+            c.id().map(str::to_owned),
+            c.name().map(str::to_owned),
+            c.key().map(str::to_owned),
+            c.header("x-tenant").map(str::to_owned),
+        ));
+        Err("refused".into())
+    });
+    let inbound = Inbound::builder(&bus, t.clone(), source.clone())
+        .max_attempts(2)
+        .backoff(Backoff::Fixed(Duration::from_millis(10)))
+        .build();
+    let envelope = Envelope::new("order.placed", br#"{"order":7,"cents":1}"#.to_vec())
+        .with_key("7")
+        .with_header("x-tenant", "acme");
+    let id = envelope.id.clone();
+    let sent = Outgoing {
+        destination: source.name.clone(),
+        envelope,
+    };
+    assert!(t.publish(&[sent]).await[0].is_ok());
+    wait_until("the dead letter", Duration::from_secs(20), async || {
+        inbound.stats().dead_lettered == 1
+    })
+    .await;
+
+    let whole = (
+        Some(id.clone()),
+        Some("order.placed".to_owned()),
+        Some("7".to_owned()),
+        Some("acme".to_owned()),
+    );
+    assert_eq!(*seen.lock(), [whole.clone(), whole]);
+    let dead: Vec<(String, HashMap<String, String>)> = ::redis::cmd("XRANGE")
+        .arg(&source.dead_letter)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut admin().await)
+        .await
+        .expect("XRANGE");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let fields = &dead[0].1;
+    assert_eq!(fields.get("id"), Some(&id));
+    assert_eq!(fields.get("type").map(String::as_str), Some("order.placed"));
+    assert_eq!(fields.get("partitionkey").map(String::as_str), Some("7"));
+    assert_eq!(fields.get("x-tenant").map(String::as_str), Some("acme"));
+    inbound.shutdown(Duration::from_secs(5)).await;
+    cleanup(&source).await;
+}
