@@ -174,6 +174,7 @@ async fn tidings_round(
     source: &Endpoint,
     shape: Shape,
     direct: bool,
+    batch_size: usize,
 ) -> (Duration, Option<f64>) {
     let (out_bus, in_bus) = (Bus::<Bench>::new(), Bus::<Bench>::new());
     let received = Arc::new(AtomicUsize::new(0));
@@ -192,8 +193,8 @@ async fn tidings_round(
             source,
             shape,
         )
-        .batch(BATCH, Duration::ZERO)
-        .buffer(4 * BATCH)
+        .batch(batch_size, Duration::ZERO)
+        .buffer(4 * batch_size)
         .build()
     });
     // Let the consumer start before the clock does.
@@ -204,7 +205,7 @@ async fn tidings_round(
             Shape::Topic => (source.name.as_str(), None),
             Shape::Queue => ("", Some(source.name.as_str())),
         };
-        let mut batch = Vec::with_capacity(BATCH);
+        let mut batch = Vec::with_capacity(batch_size);
         for seq in 0..MESSAGES {
             let payload = serde_json::to_vec(&ping(seq)).expect("encodes");
             let mut envelope = Envelope::new("bench.ping", payload);
@@ -213,7 +214,7 @@ async fn tidings_round(
                 destination: destination.to_owned(),
                 envelope,
             });
-            if batch.len() == BATCH || seq + 1 == MESSAGES {
+            if batch.len() == batch_size || seq + 1 == MESSAGES {
                 let sent = t.publish(&batch).await;
                 assert!(sent.iter().all(Result::is_ok), "every publish confirmed");
                 batch.clear();
@@ -638,36 +639,76 @@ async fn main() {
     for shape in [Shape::Topic, Shape::Queue] {
         properties_match(&t, &raw, node.as_ref(), shape).await;
     }
+    // `PROFILE=tidings` (or another contender's name as reported, several separated by commas)
+    // runs those contenders alone, for a profiler; `ROUNDS=n` runs n rounds; `BATCH=n` gives
+    // tidings' outbound (and the transport-alone round) batches of n instead of `BATCH`.
+    let selection = tidings_benches::Selection::from_env(ROUNDS);
+    let batch = std::env::var("BATCH")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(BATCH);
     for shape in [Shape::Topic, Shape::Queue] {
         let (mut ours, mut direct) = (Vec::new(), Vec::new());
         let mut lapin: [Vec<Run>; 3] = Default::default();
         let modes = [LapinMode::Sliding, LapinMode::Batch, LapinMode::Pipelined];
         let (mut node_sliding, mut node_batch) = (Vec::new(), Vec::new());
-        for round in 0..ROUNDS {
+        for round in 0..selection.rounds {
             for (direct, runs) in [(false, &mut ours), (true, &mut direct)] {
-                let source = fresh_source(&t).await;
-                runs.push(measure(tidings_round(&t, &source, shape, direct)).await);
-                remove(&t, &source).await;
-            }
-            for (mode, runs) in modes.into_iter().zip(&mut lapin) {
-                let source = fresh_source(&t).await;
-                runs.push(measure(lapin_round(&raw, &source, mode, shape)).await);
-                remove(&t, &source).await;
-            }
-            if let Some(dir) = &node {
-                for (mode, runs) in [("sliding", &mut node_sliding), ("batch", &mut node_batch)] {
+                let name = if direct {
+                    "tidings transport alone"
+                } else {
+                    "tidings"
+                };
+                if selection.runs(name) {
                     let source = fresh_source(&t).await;
-                    runs.push(measure(node_round(dir, &source, mode, shape)).await);
+                    runs.push(measure(tidings_round(&t, &source, shape, direct, batch)).await);
                     remove(&t, &source).await;
                 }
             }
-            println!("{}: round {} of {ROUNDS} done", shape.name(), round + 1);
+            for (mode, runs) in modes.into_iter().zip(&mut lapin) {
+                if selection.runs(mode.name()) {
+                    let source = fresh_source(&t).await;
+                    runs.push(measure(lapin_round(&raw, &source, mode, shape)).await);
+                    remove(&t, &source).await;
+                }
+            }
+            if let Some(dir) = &node {
+                for (mode, runs) in [("sliding", &mut node_sliding), ("batch", &mut node_batch)] {
+                    if selection.runs(&format!("amqplib {mode}")) {
+                        let source = fresh_source(&t).await;
+                        runs.push(measure(node_round(dir, &source, mode, shape)).await);
+                        remove(&t, &source).await;
+                    }
+                }
+            }
+            println!(
+                "{}: round {} of {} done",
+                shape.name(),
+                round + 1,
+                selection.rounds
+            );
         }
         println!(
             "\n{}: {MESSAGES} persistent messages per run, confirm window {WINDOW}, prefetch \
-             {PREFETCH}, acknowledgements cumulative every {ACK_EVERY}",
+             {PREFETCH}, acknowledgements cumulative every {ACK_EVERY}, tidings' batches {batch}",
             shape.name()
         );
+        if selection.only.is_some() {
+            // Some contenders ran: their figures, no ratios.
+            let named = [("tidings", &ours), ("tidings transport alone", &direct)]
+                .into_iter()
+                .chain(modes.iter().map(|m| m.name()).zip(&lapin))
+                .chain([
+                    ("amqplib sliding", &node_sliding),
+                    ("amqplib batch", &node_batch),
+                ]);
+            for (name, runs) in named {
+                if !runs.is_empty() {
+                    report(name, runs);
+                }
+            }
+            continue;
+        }
         let ours = report("tidings", &ours);
         let direct = report("tidings transport alone", &direct);
         println!(
@@ -696,6 +737,10 @@ async fn main() {
         }
     }
 
+    if selection.only.is_some() {
+        t.shutdown(Duration::from_secs(5)).await;
+        return;
+    }
     // Publishers at once through one transport: on one channel they take turns, batch by
     // batch (each batch holds its channel until its last confirm); on four, each has its own.
     // Small batches wait on a confirm round trip each; large ones keep the broker busy.

@@ -69,10 +69,10 @@ pub fn node_dir(package: &str) -> Option<PathBuf> {
 }
 
 /// What the environment asks of a bench binary: `PROFILE=name` runs the contender `name`
-/// alone (for a profiler, or for counting what it asks of a server), `ROUNDS=n` runs `n`
-/// rounds instead of `default`.
+/// alone (for a profiler, or for counting what it asks of a server), `PROFILE=a,b` the
+/// contenders `a` and `b` side by side; `ROUNDS=n` runs `n` rounds instead of `default`.
 pub struct Selection {
-    /// The one contender to run, if `PROFILE` names one.
+    /// The contenders to run (comma-separated), if `PROFILE` names any.
     pub only: Option<String>,
     /// How many rounds to run.
     pub rounds: usize,
@@ -92,7 +92,9 @@ impl Selection {
 
     /// Whether the contender `name` runs.
     pub fn runs(&self, name: &str) -> bool {
-        self.only.as_deref().is_none_or(|o| o == name)
+        self.only
+            .as_deref()
+            .is_none_or(|o| o.split(',').any(|o| o == name))
     }
 }
 
