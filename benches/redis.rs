@@ -5,7 +5,7 @@
 //! - tidings: `emit_async` on a bus → `Outbound` (batches of 1024) → `RedisTransport` →
 //!   Redis → `RedisConsumer` (prefetch 512) → `Inbound` → a listener on a second bus;
 //! - raw redis-rs, written for throughput: pipelines of 1024 `XADD`s with the same fields
-//!   (replies not converted), and a consumer task reading `XREADGROUP COUNT 512 BLOCK 100`
+//!   (replies not converted; the fields checked before the first round, `fields_match`), and a consumer task reading `XREADGROUP COUNT 512 BLOCK 100`
 //!   (replies taken as they come, ids and payloads moved out of them, not copied), decoding
 //!   each entry and acknowledging each read batch with one presized `XACK` sent beside the
 //!   next read.
@@ -156,6 +156,89 @@ fn entries(reply: Value) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
+/// Adds event `seq` to the stream `name` in `pipe` as the raw contender does: the fields
+/// tidings' transport writes, in its order (`fields_match` checks it).
+fn raw_add(pipe: &mut redis::Pipeline, name: &str, seq: usize) {
+    let event = ping(seq);
+    let envelope = Envelope::new("bench.ping", serde_json::to_vec(&event).expect("encodes"))
+        .with_key(event.key.clone());
+    // As tidings writes the time: RFC 3339 with milliseconds.
+    let time = humantime::format_rfc3339_millis(envelope.time).to_string();
+    pipe.cmd("XADD")
+        .arg(name)
+        .arg("*")
+        .arg("id")
+        .arg(&envelope.id)
+        .arg("type")
+        .arg("bench.ping")
+        .arg("source")
+        .arg("tidings")
+        .arg("specversion")
+        .arg("1.0")
+        .arg("time")
+        .arg(time)
+        .arg("datacontenttype")
+        .arg("application/json")
+        .arg("partitionkey")
+        .arg(&event.key)
+        .arg("data")
+        .arg(envelope.payload.as_ref());
+}
+
+/// An entry's fields as text: each name with its value's length (ids and times differ from
+/// entry to entry, their sizes do not).
+fn field_shape(fields: &[(String, Vec<u8>)]) -> Vec<String> {
+    fields
+        .iter()
+        .map(|(name, value)| format!("{name} ({} bytes)", value.len()))
+        .collect()
+}
+
+/// Stops the bench unless the raw contender adds what tidings adds: one event sent through
+/// an `Outbound` on the transport and the same event added by [`raw_add`], read back with
+/// `XRANGE`, must carry the same fields in the same order, each value of the same length.
+async fn fields_match(t: &RedisTransport, client: &redis::Client) {
+    let name = stream();
+    // The transport adds only to a stream that exists (as a declared source's does).
+    t.declare(&Endpoint::new(&name).group("check"))
+        .await
+        .expect("declare");
+    let bus = Bus::<Bench>::new();
+    let outbound = Outbound::builder(&bus, t.clone())
+        .forward::<BenchPing>()
+        .destination(&name)
+        .build();
+    bus.emit_async(ping(0)).await.expect("emit");
+    let report = outbound.shutdown(Duration::from_secs(10)).await;
+    assert!(
+        report.unfinished_count() == 0 && report.refused_count() == 0,
+        "the event was added: {report}"
+    );
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let mut pipe = redis::pipe();
+    raw_add(&mut pipe, &name, 0);
+    let () = pipe.query_async(&mut connection).await.expect("XADD");
+    let entries: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+        .arg(&name)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut connection)
+        .await
+        .expect("XRANGE");
+    t.delete_streams(&[&name]).await.expect("delete");
+    let [(_, ours), (_, raw)] = &entries[..] else {
+        panic!("two entries in the stream, found {}", entries.len());
+    };
+    let (ours, raw) = (field_shape(ours), field_shape(raw));
+    assert_eq!(
+        ours, raw,
+        "redis-rs does not add what tidings adds: tidings {ours:?}, redis-rs {raw:?}"
+    );
+}
+
 async fn raw_round(client: &redis::Client, name: &str) -> Duration {
     let mut admin = client
         .get_multiplexed_async_connection()
@@ -222,31 +305,7 @@ async fn raw_round(client: &redis::Client, name: &str) -> Duration {
     while seq < MESSAGES {
         let mut pipe = redis::pipe();
         for s in seq..(seq + BATCH).min(MESSAGES) {
-            let event = ping(s);
-            let envelope =
-                Envelope::new("bench.ping", serde_json::to_vec(&event).expect("encodes"))
-                    .with_key(event.key.clone());
-            // As tidings writes the time: RFC 3339 with milliseconds.
-            let time = humantime::format_rfc3339_millis(envelope.time).to_string();
-            pipe.cmd("XADD")
-                .arg(name)
-                .arg("*")
-                .arg("id")
-                .arg(&envelope.id)
-                .arg("type")
-                .arg("bench.ping")
-                .arg("source")
-                .arg("tidings")
-                .arg("specversion")
-                .arg("1.0")
-                .arg("time")
-                .arg(time)
-                .arg("datacontenttype")
-                .arg("application/json")
-                .arg("partitionkey")
-                .arg(&event.key)
-                .arg("data")
-                .arg(envelope.payload.as_ref());
+            raw_add(&mut pipe, name, s);
         }
         let () = pipe.query_async(&mut admin).await.expect("XADD");
         seq += BATCH;
@@ -269,6 +328,7 @@ async fn main() {
         .await
         .expect("Redis on 127.0.0.1:6379");
     let client = redis::Client::open(URL).expect("URL");
+    fields_match(&t, &client).await;
     let (mut ours, mut raw) = (Vec::new(), Vec::new());
     // `PROFILE=tidings` or `PROFILE=redis-rs` runs one contender alone, for a profiler;
     // `ROUNDS=n` runs n rounds instead (one, under callgrind).
