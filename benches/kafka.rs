@@ -4,7 +4,8 @@
 //!
 //! - tidings: `emit_async` on a bus → `Outbound` → `KafkaTransport` → broker →
 //!   `KafkaConsumer` → `Inbound` → a listener on a second bus;
-//! - raw rdkafka with the same settings (the same headers too): every record sent with
+//! - raw rdkafka with the same settings (the same headers too, checked before the first round
+//!   with kafkajs's: `records_match`): every record sent with
 //!   `send_result`, then the delivery reports awaited; a `BaseConsumer` on a thread storing
 //!   each offset after decoding;
 //! - kafkajs (`benches/node/kafkajs_bench.js`): batches of 1 000 with `acks: -1`, four in
@@ -188,17 +189,10 @@ async fn rdkafka_round(brokers: &str, topic: &str) -> Duration {
         let payload = serde_json::to_vec(&event).expect("encodes");
         let id = tidings::bridge::new_id();
         let time = humantime_now();
-        let headers = OwnedHeaders::new_with_capacity(6)
-            .insert(text("ce_id", &id))
-            .insert(text("ce_source", "tidings"))
-            .insert(text("ce_specversion", "1.0"))
-            .insert(text("ce_time", &time))
-            .insert(text("content-type", "application/json"))
-            .insert(text("ce_type", "bench.ping"));
         let mut record = FutureRecord::to(topic)
             .key(event.key.as_str())
             .payload(&payload)
-            .headers(headers);
+            .headers(raw_headers(&id, &time));
         loop {
             match producer.send_result(record) {
                 Ok(report) => {
@@ -221,6 +215,18 @@ async fn rdkafka_round(brokers: &str, topic: &str) -> Duration {
     start.elapsed()
 }
 
+/// The headers tidings' Kafka transport writes (the CloudEvents Kafka binding), as every raw
+/// contender sends them (`records_match` checks it).
+fn raw_headers(id: &str, time: &str) -> OwnedHeaders {
+    OwnedHeaders::new_with_capacity(6)
+        .insert(text("ce_id", id))
+        .insert(text("ce_source", "tidings"))
+        .insert(text("ce_specversion", "1.0"))
+        .insert(text("ce_time", time))
+        .insert(text("content-type", "application/json"))
+        .insert(text("ce_type", "bench.ping"))
+}
+
 fn text<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     Header {
         key,
@@ -233,7 +239,16 @@ fn humantime_now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
-async fn kafkajs_round(dir: &PathBuf, brokers: &str, topic: &str) -> Duration {
+/// Runs `benches/node/kafkajs_bench.js` from `dir` on `topic` with `count` messages, in
+/// batches of `batch`, and `extra` arguments; what it printed.
+async fn kafkajs(
+    dir: &PathBuf,
+    brokers: &str,
+    topic: &str,
+    count: usize,
+    batch: usize,
+    extra: &[&str],
+) -> String {
     let payload = serde_json::to_string(&ping(0)).expect("encodes");
     let output = tokio::process::Command::new("node")
         .arg("kafkajs_bench.js")
@@ -241,11 +256,12 @@ async fn kafkajs_round(dir: &PathBuf, brokers: &str, topic: &str) -> Duration {
             brokers,
             topic,
             "kafkajs",
-            &MESSAGES.to_string(),
-            &KAFKAJS_BATCH.to_string(),
+            &count.to_string(),
+            &batch.to_string(),
             &payload,
             FETCH_WAIT_MS,
         ])
+        .args(extra)
         .current_dir(dir)
         .output()
         .await
@@ -255,7 +271,106 @@ async fn kafkajs_round(dir: &PathBuf, brokers: &str, topic: &str) -> Duration {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A record as text: its key's and payload's lengths and each header with its value's length,
+/// sorted by name (ids and times differ from record to record, their sizes do not).
+fn record_shape(record: &rdkafka::message::BorrowedMessage<'_>) -> Vec<String> {
+    use rdkafka::message::Headers as _;
+    let mut shape: Vec<String> = record
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| format!("{} ({} bytes)", h.key, h.value.map_or(0, <[u8]>::len)))
+                .collect()
+        })
+        .unwrap_or_default();
+    shape.sort();
+    shape.push(format!(
+        "key ({} bytes)",
+        record.key().map_or(0, <[u8]>::len)
+    ));
+    shape.push(format!(
+        "payload ({} bytes)",
+        record.payload().map_or(0, <[u8]>::len)
+    ));
+    shape
+}
+
+/// Stops the bench unless the raw contenders send what tidings sends: one event through an
+/// `Outbound` on the transport, the same event as the rdkafka peer sends it and (with Node.js)
+/// as kafkajs sends it, read back from a topic of one partition, must carry the same headers,
+/// each value of the same length, and keys and payloads of the same lengths.
+async fn records_match(t: &KafkaTransport, brokers: &str, node: Option<&PathBuf>) {
+    let topic = format!("bench-check-{:016x}", rand_u64());
+    t.create_topics(&[Topic::new(&topic).partitions(1)])
+        .await
+        .expect("topic");
+    let bus = Bus::<Bench>::new();
+    let outbound = Outbound::builder(&bus, t.clone())
+        .forward::<BenchPing>()
+        .destination(&topic)
+        .build();
+    bus.emit_async(ping(0)).await.expect("emit");
+    let report = outbound.shutdown(Duration::from_secs(10)).await;
+    assert!(
+        report.unfinished_count() == 0 && report.refused_count() == 0,
+        "the event was sent: {report}"
+    );
+    let event = ping(0);
+    let payload = serde_json::to_vec(&event).expect("encodes");
+    let (id, time) = (tidings::bridge::new_id(), humantime_now());
+    raw_producer(brokers)
+        .send(
+            FutureRecord::to(&topic)
+                .key(event.key.as_str())
+                .payload(&payload)
+                .headers(raw_headers(&id, &time)),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("delivered");
+    let mut names = vec!["tidings", "rdkafka"];
+    if let Some(dir) = node {
+        kafkajs(dir, brokers, &topic, 1, 1, &["publish"]).await;
+        names.push("kafkajs");
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "check")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    let wanted = names.len();
+    let shapes = tokio::task::spawn_blocking(move || {
+        let until = Instant::now() + Duration::from_secs(30);
+        let mut shapes = Vec::new();
+        while shapes.len() < wanted && Instant::now() < until {
+            if let Some(Ok(record)) = consumer.poll(Duration::from_millis(100)) {
+                shapes.push(record_shape(&record));
+            }
+        }
+        shapes
+    })
+    .await
+    .expect("reader");
+    assert_eq!(shapes.len(), wanted, "every record read back");
+    for (name, shape) in names.iter().zip(&shapes).skip(1) {
+        assert_eq!(
+            &shapes[0], shape,
+            "{name} does not send what tidings sends: tidings {:?}, {name} {shape:?}",
+            shapes[0]
+        );
+    }
+}
+
+async fn kafkajs_round(dir: &PathBuf, brokers: &str, topic: &str) -> Duration {
+    let stdout = kafkajs(dir, brokers, topic, MESSAGES, KAFKAJS_BATCH, &[]).await;
     let millis: f64 = stdout
         .split_whitespace()
         .next()
@@ -286,6 +401,7 @@ async fn main() {
     if node.is_none() {
         println!("Node.js or kafkajs is missing: the kafkajs column is skipped");
     }
+    records_match(&t, &brokers, node.as_ref()).await;
     let (mut ours, mut raw, mut js) = (Vec::new(), Vec::new(), Vec::new());
     // `PROFILE=tidings`, `PROFILE=rdkafka` or `PROFILE=kafkajs` runs one contender alone, for
     // a profiler.

@@ -4,7 +4,10 @@
 // on); print the elapsed milliseconds from the first send to the last message handled and the
 // CPU milliseconds used meanwhile.
 //
-//   node kafkajs_bench.js <brokers> <topic> <group> <count> <batch> <payload-json> <max-wait-ms>
+//   node kafkajs_bench.js <brokers> <topic> <group> <count> <batch> <payload-json> <max-wait-ms> [publish]
+//
+// With `publish` last, it only produces the messages (the bench reads them back to check that
+// they are what tidings sends) and prints nothing.
 //
 // Each message is the payload with its own `seq`, encoded as it is sent, with the six headers
 // tidings' Kafka transport writes (the CloudEvents Kafka binding), as the rdkafka peer sends.
@@ -23,11 +26,25 @@ function headers() {
 }
 
 async function main() {
-  const [brokers, topic, group, countText, batchText, payload, maxWait] = process.argv.slice(2);
+  const [brokers, topic, group, countText, batchText, payload, maxWait, mode] = process.argv.slice(2);
   const count = Number(countText);
   const batch = Number(batchText);
   const template = JSON.parse(payload);
   const kafka = new Kafka({ clientId: 'kafkajs-bench', brokers: [brokers], logLevel: logLevel.NOTHING });
+  const message = (j) => ({
+    key: `k${j % 64}`,
+    value: JSON.stringify({ ...template, seq: j, key: `k${j % 64}` }),
+    headers: headers(),
+  });
+  if (mode === 'publish') {
+    const producer = kafka.producer();
+    await producer.connect();
+    const messages = [];
+    for (let j = 0; j < count; j += 1) messages.push(message(j));
+    await producer.send({ topic, acks: -1, messages });
+    await producer.disconnect();
+    return;
+  }
   // maxWaitTimeInMs: see FETCH_WAIT_MS in benches/kafka.rs (tansu holds a fetch for half of it).
   const consumer = kafka.consumer({
     groupId: group, sessionTimeout: 6000, heartbeatInterval: 2000, maxWaitTimeInMs: Number(maxWait),
@@ -58,8 +75,7 @@ async function main() {
   for (let i = 0; i < count; i += batch) {
     const messages = [];
     for (let j = i; j < Math.min(i + batch, count); j += 1) {
-      const value = JSON.stringify({ ...template, seq: j, key: `k${j % 64}` });
-      messages.push({ key: `k${j % 64}`, value, headers: headers() });
+      messages.push(message(j));
     }
     inFlight.push(producer.send({ topic, acks: -1, messages }));
     if (inFlight.length >= 4) await inFlight.shift();
