@@ -404,10 +404,11 @@ async fn main() {
     records_match(&t, &brokers, node.as_ref()).await;
     let (mut ours, mut raw, mut js) = (Vec::new(), Vec::new(), Vec::new());
     // `PROFILE=tidings`, `PROFILE=rdkafka` or `PROFILE=kafkajs` runs one contender alone, for
-    // a profiler.
-    let only = std::env::var("PROFILE").ok();
-    let runs = |name: &str| only.as_deref().is_none_or(|o| o == name);
-    for round in 0..ROUNDS {
+    // a profiler; `ROUNDS=n` runs n rounds (a round takes about a second, and single rounds
+    // spread widely: more of them narrow the medians).
+    let selection = tidings_benches::Selection::from_env(ROUNDS);
+    let runs = |name: &str| selection.runs(name);
+    for round in 0..selection.rounds {
         if runs("tidings") {
             let topic = fresh_topic(&t).await;
             ours.push(measure(&tansu, tidings_round(&t, &topic)).await);
@@ -420,9 +421,9 @@ async fn main() {
             let topic = fresh_topic(&t).await;
             js.push(measure(&tansu, kafkajs_round(dir, &brokers, &topic)).await);
         }
-        println!("round {} of {ROUNDS} done", round + 1);
+        println!("round {} of {} done", round + 1, selection.rounds);
     }
-    if only.is_some() {
+    if selection.only.is_some() {
         return;
     }
     println!(
