@@ -185,9 +185,12 @@ fn raw_add(pipe: &mut redis::Pipeline, name: &str, seq: usize) {
         .arg(envelope.payload.as_ref());
 }
 
+/// An entry's fields, as `XRANGE` returns them.
+type Fields = Vec<(String, Vec<u8>)>;
+
 /// An entry's fields as text: each name with its value's length (ids and times differ from
 /// entry to entry, their sizes do not).
-fn field_shape(fields: &[(String, Vec<u8>)]) -> Vec<String> {
+fn field_shape(fields: &Fields) -> Vec<String> {
     fields
         .iter()
         .map(|(name, value)| format!("{name} ({} bytes)", value.len()))
@@ -221,7 +224,7 @@ async fn fields_match(t: &RedisTransport, client: &redis::Client) {
     let mut pipe = redis::pipe();
     raw_add(&mut pipe, &name, 0);
     let () = pipe.query_async(&mut connection).await.expect("XADD");
-    let entries: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+    let entries: Vec<(String, Fields)> = redis::cmd("XRANGE")
         .arg(&name)
         .arg("-")
         .arg("+")
