@@ -167,24 +167,45 @@ fn padded(pad: usize) -> Envelope {
     Envelope::new("tick", b"not json".to_vec()).with_header("x-pad", "p".repeat(pad))
 }
 
-/// The largest padding a message can carry and still fit in one frame: probed against an
-/// exchange with no bindings, where a message that fits comes back unroutable and one that
-/// does not is refused before it is sent.
+/// The largest padding a message can carry and still fit in one frame, to the byte: probed
+/// against an exchange with no bindings, where a message that fits comes back unroutable (the
+/// broker read it) and one that does not is refused before it is sent. A message the
+/// transport let through that did not fit would cost the connection, and the probe panics.
 async fn largest_fitting_pad(t: &AmqpTransport) -> usize {
     let probe = unique("probe");
     t.declare_topology(&Topology::new().exchange(Exchange::topic(probe.clone())))
         .await
         .expect("declare");
+    let fits = async |pad: usize| match publish_one(t, &probe, padded(pad)).await {
+        Err(TransportError::Rejected(why)) if why.contains("frame limit") => false,
+        Err(TransportError::Unroutable(_)) => true,
+        other => panic!("unexpected with {pad} bytes of padding: {other:?}"),
+    };
     let mut pad = 131_072;
-    loop {
-        match publish_one(t, &probe, padded(pad)).await {
-            Err(TransportError::Rejected(_)) => pad -= 8,
-            Err(TransportError::Unroutable(_)) => break,
-            other => panic!("unexpected: {other:?}"),
-        }
+    while !fits(pad).await {
+        pad -= 8;
+    }
+    while fits(pad + 1).await {
+        pad += 1;
     }
     t.delete_exchange(&probe).await.expect("delete");
     pad
+}
+
+/// The frame check counts a content header as the broker reads it: every message the
+/// transport lets through, up to the largest header that fits, byte by byte at the edge,
+/// reaches the broker (none costs the connection), and one byte more is refused before it is
+/// sent.
+#[tokio::test]
+async fn a_header_at_the_frame_limit_reaches_the_broker_and_one_byte_more_is_refused() {
+    let t = connect(&unique("conn")).await;
+    let mut events = t.events();
+    let pad = largest_fitting_pad(&t).await;
+    assert!(
+        (130_000..131_072).contains(&pad),
+        "the padding takes nearly the whole frame: {pad}"
+    );
+    assert_never_disconnected(&mut events);
 }
 
 #[tokio::test]
