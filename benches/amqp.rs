@@ -614,11 +614,20 @@ async fn concurrent_round(
     (start.elapsed(), None)
 }
 
-fn report(name: &str, runs: &[Run]) -> f64 {
+/// Prints `name`'s figures and returns its median rate; `None` (and nothing printed) for a
+/// contender that did not run (left out by `PROFILE`, or amqplib without Node.js).
+fn report(name: &str, runs: &[Run]) -> Option<f64> {
+    if runs.is_empty() {
+        return None;
+    }
     let rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
     let broker = runs.iter().map(|r| r.broker_share).collect();
     let client = runs.iter().map(|r| r.client_share).collect();
-    tidings_benches::report(name, &rates, &[("broker", broker), ("client", client)])
+    Some(tidings_benches::report(
+        name,
+        &rates,
+        &[("broker", broker), ("client", client)],
+    ))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -693,48 +702,34 @@ async fn main() {
              {PREFETCH}, acknowledgements cumulative every {ACK_EVERY}, tidings' batches {batch}",
             shape.name()
         );
-        if selection.only.is_some() {
-            // Some contenders ran: their figures, no ratios.
-            let named = [("tidings", &ours), ("tidings transport alone", &direct)]
-                .into_iter()
-                .chain(modes.iter().map(|m| m.name()).zip(&lapin))
-                .chain([
-                    ("amqplib sliding", &node_sliding),
-                    ("amqplib batch", &node_batch),
-                ]);
-            for (name, runs) in named {
-                if !runs.is_empty() {
-                    report(name, runs);
-                }
+        // A ratio where both of its contenders ran.
+        let ratio = |what: &str, ours: Option<f64>, theirs: Option<f64>, why: &str| {
+            if let (Some(ours), Some(theirs)) = (ours, theirs) {
+                println!("{}: {what} = {:.2}x ({why})", shape.name(), ours / theirs);
             }
-            continue;
-        }
+        };
         let ours = report("tidings", &ours);
         let direct = report("tidings transport alone", &direct);
-        println!(
-            "{}: tidings / its transport alone = {:.2}x (the outbound's hand-over)",
-            shape.name(),
-            ours / direct
+        ratio(
+            "tidings / its transport alone",
+            ours,
+            direct,
+            "the outbound's hand-over",
         );
         let lapin = modes
             .into_iter()
             .zip(&lapin)
-            .map(|(mode, runs)| report(mode.name(), runs))
-            .fold(0.0, f64::max);
-        println!(
-            "{}: tidings / best lapin   = {:.2}x (goal >= 1.0x)",
-            shape.name(),
-            ours / lapin
-        );
-        if !node_sliding.is_empty() {
-            let node =
-                report("amqplib sliding", &node_sliding).max(report("amqplib batch", &node_batch));
-            println!(
-                "{}: tidings / best amqplib = {:.2}x (goal >= 1.2x)",
-                shape.name(),
-                ours / node
-            );
-        }
+            .filter_map(|(mode, runs)| report(mode.name(), runs))
+            .reduce(f64::max);
+        ratio("tidings / best lapin  ", ours, lapin, "goal >= 1.0x");
+        let node = [
+            ("amqplib sliding", &node_sliding),
+            ("amqplib batch", &node_batch),
+        ]
+        .into_iter()
+        .filter_map(|(name, runs)| report(name, runs))
+        .reduce(f64::max);
+        ratio("tidings / best amqplib", ours, node, "goal >= 1.2x");
     }
 
     if selection.only.is_some() {
@@ -774,7 +769,9 @@ async fn main() {
         let rates: Vec<f64> = by_channels
             .iter()
             .zip(&runs)
-            .map(|((channels, _), runs)| report(&format!("{channels} publishing channel(s)"), runs))
+            .filter_map(|((channels, _), runs)| {
+                report(&format!("{channels} publishing channel(s)"), runs)
+            })
             .collect();
         println!(
             "concurrent publishers, batches of {batch}: {PUBLISHERS} channels / 1 channel = {:.2}x",

@@ -185,14 +185,11 @@ async fn rdkafka_round(brokers: &str, topic: &str) -> Duration {
     let start = Instant::now();
     let mut reports = Vec::with_capacity(MESSAGES);
     for seq in 0..MESSAGES {
-        let event = ping(seq);
-        let payload = serde_json::to_vec(&event).expect("encodes");
-        let id = tidings::bridge::new_id();
-        let time = humantime_now();
+        let (event, payload, headers) = raw_message(seq);
         let mut record = FutureRecord::to(topic)
             .key(event.key.as_str())
             .payload(&payload)
-            .headers(raw_headers(&id, &time));
+            .headers(headers);
         loop {
             match producer.send_result(record) {
                 Ok(report) => {
@@ -215,16 +212,21 @@ async fn rdkafka_round(brokers: &str, topic: &str) -> Duration {
     start.elapsed()
 }
 
-/// The headers tidings' Kafka transport writes (the CloudEvents Kafka binding), as every raw
-/// contender sends them (`records_match` checks it).
-fn raw_headers(id: &str, time: &str) -> OwnedHeaders {
-    OwnedHeaders::new_with_capacity(6)
-        .insert(text("ce_id", id))
+/// Event `seq` as the rdkafka peer sends it: the event (its key is the record's), its payload
+/// encoded as it is sent, and the headers tidings' Kafka transport writes (the CloudEvents
+/// Kafka binding) with a new id and the time (`records_match` checks all of it).
+fn raw_message(seq: usize) -> (BenchPing, Vec<u8>, OwnedHeaders) {
+    let event = ping(seq);
+    let payload = serde_json::to_vec(&event).expect("encodes");
+    let (id, time) = (tidings::bridge::new_id(), humantime_now());
+    let headers = OwnedHeaders::new_with_capacity(6)
+        .insert(text("ce_id", &id))
         .insert(text("ce_source", "tidings"))
         .insert(text("ce_specversion", "1.0"))
-        .insert(text("ce_time", time))
+        .insert(text("ce_time", &time))
         .insert(text("content-type", "application/json"))
-        .insert(text("ce_type", "bench.ping"))
+        .insert(text("ce_type", "bench.ping"));
+    (event, payload, headers)
 }
 
 fn text<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
@@ -319,15 +321,13 @@ async fn records_match(t: &KafkaTransport, brokers: &str, node: Option<&PathBuf>
         report.unfinished_count() == 0 && report.refused_count() == 0,
         "the event was sent: {report}"
     );
-    let event = ping(0);
-    let payload = serde_json::to_vec(&event).expect("encodes");
-    let (id, time) = (tidings::bridge::new_id(), humantime_now());
+    let (event, payload, headers) = raw_message(0);
     raw_producer(brokers)
         .send(
             FutureRecord::to(&topic)
                 .key(event.key.as_str())
                 .payload(&payload)
-                .headers(raw_headers(&id, &time)),
+                .headers(headers),
             Duration::from_secs(10),
         )
         .await
@@ -407,17 +407,16 @@ async fn main() {
     // a profiler; `ROUNDS=n` runs n rounds (a round takes about a second, and single rounds
     // spread widely: more of them narrow the medians).
     let selection = tidings_benches::Selection::from_env(ROUNDS);
-    let runs = |name: &str| selection.runs(name);
     for round in 0..selection.rounds {
-        if runs("tidings") {
+        if selection.runs("tidings") {
             let topic = fresh_topic(&t).await;
             ours.push(measure(&tansu, tidings_round(&t, &topic)).await);
         }
-        if runs("rdkafka") {
+        if selection.runs("rdkafka") {
             let topic = fresh_topic(&t).await;
             raw.push(measure(&tansu, rdkafka_round(&brokers, &topic)).await);
         }
-        if let Some(dir) = node.as_ref().filter(|_| runs("kafkajs")) {
+        if let Some(dir) = node.as_ref().filter(|_| selection.runs("kafkajs")) {
             let topic = fresh_topic(&t).await;
             js.push(measure(&tansu, kafkajs_round(dir, &brokers, &topic)).await);
         }

@@ -5,10 +5,10 @@
 //! - tidings: `emit_async` on a bus → `Outbound` (batches of 1024) → `RedisTransport` →
 //!   Redis → `RedisConsumer` (prefetch 512) → `Inbound` → a listener on a second bus;
 //! - raw redis-rs, written for throughput: pipelines of 1024 `XADD`s with the same fields
-//!   (replies not converted; the fields checked before the first round, `fields_match`), and a consumer task reading `XREADGROUP COUNT 512 BLOCK 100`
-//!   (replies taken as they come, ids and payloads moved out of them, not copied), decoding
-//!   each entry and acknowledging each read batch with one presized `XACK` sent beside the
-//!   next read.
+//!   (replies not converted; the fields checked before the first round, `fields_match`), and
+//!   a consumer task reading `XREADGROUP COUNT 512 BLOCK 100` (replies taken as they come,
+//!   ids and payloads moved out of them, not copied), decoding each entry and acknowledging
+//!   each read batch with one presized `XACK` sent beside the next read.
 //!
 //! Each round uses a fresh stream. Rounds alternate the contenders; each reports messages per
 //! second from the first add to the same observable point: every `XADD` answered and the reply
