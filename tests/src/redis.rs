@@ -55,6 +55,17 @@ pub async fn admin() -> ::redis::aio::MultiplexedConnection {
         .expect("Redis on 127.0.0.1:6379")
 }
 
+/// Every entry of `stream`, oldest first: its id and its fields as text.
+pub async fn entries(stream: &str) -> Vec<(String, std::collections::HashMap<String, String>)> {
+    ::redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut admin().await)
+        .await
+        .expect("XRANGE")
+}
+
 /// Kills every client connection of the ACL user `user`; how many.
 pub async fn kill_clients(user: &str) -> usize {
     let mut admin = admin().await;

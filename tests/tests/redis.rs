@@ -410,13 +410,7 @@ async fn a_trimmed_entry_is_still_redelivered_and_dead_lettered() {
 
     trim().await;
     again.dead_letter("no use", 2).await.expect("dead-lettered");
-    let dead: Vec<::redis::Value> = ::redis::cmd("XRANGE")
-        .arg(&source.dead_letter)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut admin().await)
-        .await
-        .expect("XRANGE");
+    let dead = tidings_tests::redis::entries(&source.dead_letter).await;
     assert_eq!(dead.len(), 1, "the dead letter was added");
     consumer.close().await;
     cleanup(&source).await;
@@ -460,14 +454,12 @@ async fn the_lag_is_unknown_while_redis_cannot_be_reached() {
 /// type, key and headers, and the dead letter in Redis carries them all, as they were sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_message_is_read_whole_on_every_attempt_and_dead_lettered_whole() {
-    use std::collections::HashMap;
     use std::sync::Arc;
     use std::time::Duration;
 
     use parking_lot::Mutex;
     use tidings::bridge::{Envelope, Inbound, Outgoing, Transport};
     use tidings::{Backoff, Bus, MessageContext};
-    use tidings_tests::redis::admin;
     use tidings_tests::{Events, OrderPlaced, wait_until};
 
     let t = tidings_tests::redis::transport().await;
@@ -511,13 +503,7 @@ async fn a_refused_message_is_read_whole_on_every_attempt_and_dead_lettered_whol
         Some("acme".to_owned()),
     );
     assert_eq!(*seen.lock(), [whole.clone(), whole]);
-    let dead: Vec<(String, HashMap<String, String>)> = ::redis::cmd("XRANGE")
-        .arg(&source.dead_letter)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut admin().await)
-        .await
-        .expect("XRANGE");
+    let dead = tidings_tests::redis::entries(&source.dead_letter).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     let fields = &dead[0].1;
     assert_eq!(fields.get("id"), Some(&id));
