@@ -282,9 +282,7 @@ async fn properties_match(
         shape,
     )
     .build();
-    out_bus.emit_async(ping(1)).await.expect("emit");
-    let report = outbound.shutdown(Duration::from_secs(10)).await;
-    assert_eq!(report.unfinished_count(), 0);
+    tidings_benches::send_one(&out_bus, outbound, ping(1)).await;
     let channel = raw.create_channel().await.expect("channel");
     channel
         .confirm_select(ConfirmSelectOptions::default())

@@ -315,12 +315,7 @@ async fn records_match(t: &KafkaTransport, brokers: &str, node: Option<&PathBuf>
         .forward::<BenchPing>()
         .destination(&topic)
         .build();
-    bus.emit_async(ping(0)).await.expect("emit");
-    let report = outbound.shutdown(Duration::from_secs(10)).await;
-    assert!(
-        report.unfinished_count() == 0 && report.refused_count() == 0,
-        "the event was sent: {report}"
-    );
+    tidings_benches::send_one(&bus, outbound, ping(0)).await;
     let (event, payload, headers) = raw_message(0);
     raw_producer(brokers)
         .send(

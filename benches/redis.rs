@@ -211,12 +211,7 @@ async fn fields_match(t: &RedisTransport, client: &redis::Client) {
         .forward::<BenchPing>()
         .destination(&name)
         .build();
-    bus.emit_async(ping(0)).await.expect("emit");
-    let report = outbound.shutdown(Duration::from_secs(10)).await;
-    assert!(
-        report.unfinished_count() == 0 && report.refused_count() == 0,
-        "the event was added: {report}"
-    );
+    tidings_benches::send_one(&bus, outbound, ping(0)).await;
     let mut connection = client
         .get_multiplexed_async_connection()
         .await

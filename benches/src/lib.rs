@@ -68,6 +68,22 @@ pub fn node_dir(package: &str) -> Option<PathBuf> {
     Some(dir)
 }
 
+/// Emits `event` on `bus` and stops `outbound`, which forwards it; returns once the broker has
+/// confirmed it, and panics when it was refused or left unconfirmed. What tidings puts on the
+/// wire, for the start-up checks that compare a bench's peers with it.
+pub async fn send_one<S, E>(bus: &tidings::Bus<S>, outbound: tidings::bridge::Outbound<S>, event: E)
+where
+    S: tidings::codec::EventSetCodec,
+    E: tidings::Member<S>,
+{
+    bus.emit_async(event).await.expect("emit");
+    let report = outbound.shutdown(Duration::from_secs(10)).await;
+    assert!(
+        report.unfinished_count() == 0 && report.refused_count() == 0,
+        "the event was confirmed: {report}"
+    );
+}
+
 /// What the environment asks of a bench binary: `PROFILE=name` runs the contender `name`
 /// alone (for a profiler, or for counting what it asks of a server), `PROFILE=a,b` the
 /// contenders `a` and `b` side by side; `ROUNDS=n` runs `n` rounds instead of `default`.
