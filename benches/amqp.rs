@@ -612,20 +612,12 @@ async fn concurrent_round(
     (start.elapsed(), None)
 }
 
-/// Prints `name`'s figures and returns its median rate; `None` (and nothing printed) for a
-/// contender that did not run (left out by `PROFILE`, or amqplib without Node.js).
+/// Prints `name`'s figures and returns its median rate (see [`tidings_benches::report`]).
 fn report(name: &str, runs: &[Run]) -> Option<f64> {
-    if runs.is_empty() {
-        return None;
-    }
     let rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
     let broker = runs.iter().map(|r| r.broker_share).collect();
     let client = runs.iter().map(|r| r.client_share).collect();
-    Some(tidings_benches::report(
-        name,
-        &rates,
-        &[("broker", broker), ("client", client)],
-    ))
+    tidings_benches::report(name, &rates, &[("broker", broker), ("client", client)])
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -640,9 +632,6 @@ async fn main() {
         .await
         .expect("RabbitMQ on 127.0.0.1:5672");
     let node = node_dir("amqplib");
-    if node.is_none() {
-        println!("Node.js or amqplib is missing: the amqplib column is skipped");
-    }
     for shape in [Shape::Topic, Shape::Queue] {
         properties_match(&t, &raw, node.as_ref(), shape).await;
     }

@@ -216,16 +216,14 @@ async fn node_round(kind: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(millis / 1000.0))
 }
 
+/// Prints `name`'s figures, and the server's CPU per job, and returns its median rate (see
+/// [`tidings_benches::report`]).
 fn report(name: &str, runs: &[Run]) -> Option<f64> {
-    if runs.is_empty() {
-        println!("{name:<8} skipped (Node.js not found)");
-        return None;
-    }
     let rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
     let server = runs.iter().map(|r| r.server_share).collect();
     let mut per_job: Vec<f64> = runs.iter().filter_map(|r| r.server_cpu_per_job).collect();
     per_job.sort_by(f64::total_cmp);
-    let median = tidings_benches::report(name, &rates, &[("redis-server", server)]);
+    let median = tidings_benches::report(name, &rates, &[("redis-server", server)])?;
     if let Some(per_job) = per_job.get(per_job.len() / 2) {
         println!(
             "{:<8} redis-server CPU per job {:.3} ms (a ceiling of {:.0} jobs/s on one core)",
@@ -262,30 +260,15 @@ async fn main() {
     println!(
         "\n{JOBS} jobs per run (attempts 3, exponential backoff), bulk adds of {BULK}, concurrency {CONCURRENCY}"
     );
-    if selection.only.is_some() {
-        // One contender ran: its figures, no ratio.
-        for (name, runs) in [
-            ("tidings", &ours),
-            ("bullmq-rs", &raw),
-            ("bullmq", &node_bullmq),
-            ("bull", &node_bull),
-        ] {
-            if !runs.is_empty() {
-                report(name, runs);
-            }
+    let ours = report("tidings", &ours);
+    let peers = [
+        ("bullmq-official", report("bullmq-rs", &raw), 0.95),
+        ("Node bullmq", report("bullmq", &node_bullmq), 1.6),
+        ("Node Bull 4", report("bull", &node_bull), 1.6),
+    ];
+    for (peer, median, goal) in peers {
+        if let (Some(ours), Some(median)) = (ours, median) {
+            println!("tidings / {peer} = {:.2}x (goal >= {goal}x)", ours / median);
         }
-        return;
-    }
-    let ours = report("tidings", &ours).expect("tidings ran");
-    let raw = report("bullmq-rs", &raw).expect("bullmq-official ran");
-    println!(
-        "tidings / bullmq-official = {:.2}x (goal >= 0.95x)",
-        ours / raw
-    );
-    if let Some(node) = report("bullmq", &node_bullmq) {
-        println!("tidings / Node bullmq = {:.2}x (goal >= 1.6x)", ours / node);
-    }
-    if let Some(bull) = report("bull", &node_bull) {
-        println!("tidings / Node Bull 4 = {:.2}x (goal >= 1.6x)", ours / bull);
     }
 }

@@ -4,6 +4,9 @@
 //!
 //! - tidings: `emit_async` on a bus → `Outbound` → `KafkaTransport` → broker →
 //!   `KafkaConsumer` → `Inbound` → a listener on a second bus;
+//! - tidings' transport alone: the same envelopes made and published in the bench's own task
+//!   in the outbound's batches, each awaited before the next (what the outbound's hand-over
+//!   costs: the bus, the queue to its task);
 //! - raw rdkafka with the same settings (the same headers too, checked before the first round
 //!   with kafkajs's: `records_match`): every record sent with
 //!   `send_result`, then the delivery reports awaited; a `BaseConsumer` on a thread storing
@@ -28,7 +31,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message as _};
 use serde::{Deserialize, Serialize};
-use tidings::bridge::{Endpoint, Inbound, Outbound};
+use tidings::bridge::{Endpoint, Envelope, Inbound, Outbound, Outgoing, Transport as _};
 use tidings::prelude::*;
 use tidings_benches::{node_dir, Tansu};
 use tidings_bridges::kafka::{KafkaTransport, Topic};
@@ -38,6 +41,8 @@ const MESSAGES: usize = 100_000;
 const ROUNDS: usize = 5;
 const PREFETCH: usize = 512;
 const KAFKAJS_BATCH: usize = 1_000;
+/// tidings' outbound batches (`BATCH=n` changes it, for the outbound and the transport alone).
+const BATCH: usize = 4096;
 /// The longest a fetch may wait at the broker, for every contender. tansu 0.6.0 holds each
 /// fetch for about half of it even when it has records to return (its fetch loop sleeps
 /// before answering), so at librdkafka's default (500 ms) or kafkajs's (5 s) the run would
@@ -97,7 +102,10 @@ fn rand_u64() -> u64 {
     h.finish()
 }
 
-async fn tidings_round(t: &KafkaTransport, topic: &str) -> Duration {
+/// tidings' round: through an outbound with batches of `batch`, or, `direct`, through the
+/// transport alone, in batches of `batch` envelopes each awaited before the next is made (as
+/// the outbound forwards them, without the bus and the hand-over to its task).
+async fn tidings_round(t: &KafkaTransport, topic: &str, direct: bool, batch: usize) -> Duration {
     let (out_bus, in_bus) = (Bus::<Bench>::new(), Bus::<Bench>::new());
     let received = Arc::new(AtomicUsize::new(0));
     let (joined, all) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
@@ -114,15 +122,34 @@ async fn tidings_round(t: &KafkaTransport, topic: &str) -> Duration {
     let outbound = Outbound::builder(&out_bus, t.clone())
         .forward::<BenchPing>()
         .destination(topic)
-        .batch(4096, Duration::ZERO)
-        .buffer(4 * 4096)
+        .batch(batch, Duration::ZERO)
+        .buffer(4 * batch)
         .build();
     // The clock starts once the consumer is in its group, as kafkajs's does: one event first.
     out_bus.emit_async(ping(0)).await.expect("emit");
     joined.notified().await;
     let start = Instant::now();
-    for seq in 0..MESSAGES {
-        out_bus.emit_async(ping(seq)).await.expect("emit");
+    if direct {
+        let mut envelopes = Vec::with_capacity(batch);
+        for seq in 0..MESSAGES {
+            let event = ping(seq);
+            let payload = serde_json::to_vec(&event).expect("encodes");
+            let mut envelope = Envelope::new("bench.ping", payload);
+            envelope.key = Some(event.key);
+            envelopes.push(Outgoing {
+                destination: topic.to_owned(),
+                envelope,
+            });
+            if envelopes.len() == batch || seq + 1 == MESSAGES {
+                let sent = t.publish(&envelopes).await;
+                assert!(sent.iter().all(Result::is_ok), "every publish confirmed");
+                envelopes.clear();
+            }
+        }
+    } else {
+        for seq in 0..MESSAGES {
+            out_bus.emit_async(ping(seq)).await.expect("emit");
+        }
     }
     all.notified().await;
     let elapsed = start.elapsed();
@@ -374,7 +401,8 @@ async fn kafkajs_round(dir: &PathBuf, brokers: &str, topic: &str) -> Duration {
     Duration::from_secs_f64(millis / 1000.0)
 }
 
-fn report(name: &str, runs: &[Run]) -> f64 {
+/// Prints `name`'s figures and returns its median rate (see [`tidings_benches::report`]).
+fn report(name: &str, runs: &[Run]) -> Option<f64> {
     let rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
     let broker = runs.iter().map(|r| r.broker_share).collect();
     tidings_benches::report(name, &rates, &[("broker", broker)])
@@ -393,19 +421,28 @@ async fn main() {
         .build()
         .expect("config");
     let node = node_dir("kafkajs");
-    if node.is_none() {
-        println!("Node.js or kafkajs is missing: the kafkajs column is skipped");
-    }
     records_match(&t, &brokers, node.as_ref()).await;
-    let (mut ours, mut raw, mut js) = (Vec::new(), Vec::new(), Vec::new());
-    // `PROFILE=tidings`, `PROFILE=rdkafka` or `PROFILE=kafkajs` runs one contender alone, for
-    // a profiler; `ROUNDS=n` runs n rounds (a round takes about a second, and single rounds
-    // spread widely: more of them narrow the medians).
+    let (mut ours, mut direct, mut raw, mut js) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // `PROFILE=tidings` (or another contender's name as reported, several separated by commas)
+    // runs those contenders alone, for a profiler; `ROUNDS=n` runs n rounds (a round takes
+    // about a second, and single rounds spread widely: more of them narrow the medians);
+    // `BATCH=n` gives tidings' outbound and the transport-alone round batches of n.
     let selection = tidings_benches::Selection::from_env(ROUNDS);
+    let batch = std::env::var("BATCH")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(BATCH);
     for round in 0..selection.rounds {
-        if selection.runs("tidings") {
-            let topic = fresh_topic(&t).await;
-            ours.push(measure(&tansu, tidings_round(&t, &topic)).await);
+        for (alone, runs) in [(false, &mut ours), (true, &mut direct)] {
+            let name = if alone {
+                "tidings transport alone"
+            } else {
+                "tidings"
+            };
+            if selection.runs(name) {
+                let topic = fresh_topic(&t).await;
+                runs.push(measure(&tansu, tidings_round(&t, &topic, alone, batch)).await);
+            }
         }
         if selection.runs("rdkafka") {
             let topic = fresh_topic(&t).await;
@@ -417,17 +454,20 @@ async fn main() {
         }
         println!("round {} of {} done", round + 1, selection.rounds);
     }
-    if selection.only.is_some() {
-        return;
-    }
     println!(
-        "\n{MESSAGES} messages per run, 3 partitions, acks=all, consumer group from the beginning"
+        "\n{MESSAGES} messages per run, 3 partitions, acks=all, consumer group from the \
+         beginning, tidings' batches {batch}"
     );
     let ours = report("tidings", &ours);
+    if let (Some(ours), Some(direct)) = (ours, report("tidings transport alone", &direct)) {
+        println!("tidings / its transport alone = {:.2}x", ours / direct);
+    }
     let raw = report("rdkafka", &raw);
-    println!("tidings / rdkafka = {:.2}x (goal >= 0.95x)", ours / raw);
-    if !js.is_empty() {
-        let js = report("kafkajs", &js);
+    let js = report("kafkajs", &js);
+    if let (Some(ours), Some(raw)) = (ours, raw) {
+        println!("tidings / rdkafka = {:.2}x (goal >= 0.95x)", ours / raw);
+    }
+    if let (Some(ours), Some(js)) = (ours, js) {
         println!("tidings / kafkajs = {:.2}x", ours / js);
     }
 }

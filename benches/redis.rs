@@ -312,7 +312,8 @@ async fn raw_round(client: &redis::Client, name: &str) -> Duration {
     start.elapsed()
 }
 
-fn report(name: &str, runs: &[Run]) -> f64 {
+/// Prints `name`'s figures and returns its median rate (see [`tidings_benches::report`]).
+fn report(name: &str, runs: &[Run]) -> Option<f64> {
     let rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
     let server = runs.iter().map(|r| r.server_share).collect();
     tidings_benches::report(name, &rates, &[("redis-server", server)])
@@ -345,16 +346,7 @@ async fn main() {
         println!("round {} of {} done", round + 1, selection.rounds);
     }
     println!("\n{MESSAGES} entries per run, batches of {BATCH}, reads of up to {PREFETCH}");
-    if selection.only.is_some() {
-        // One contender ran: its figures, no ratio.
-        for (name, runs) in [("tidings", &ours), ("redis-rs", &raw)] {
-            if !runs.is_empty() {
-                report(name, runs);
-            }
-        }
-        return;
+    if let (Some(ours), Some(raw)) = (report("tidings", &ours), report("redis-rs", &raw)) {
+        println!("tidings / redis-rs = {:.2}x (goal >= 0.95x)", ours / raw);
     }
-    let ours = report("tidings", &ours);
-    let raw = report("redis-rs", &raw);
-    println!("tidings / redis-rs = {:.2}x (goal >= 0.95x)", ours / raw);
 }

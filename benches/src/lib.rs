@@ -52,7 +52,7 @@ pub fn process_cpu(pattern: &str) -> Option<f64> {
 }
 
 /// The Node project of the benchmarks (`benches/node`), with `package` installed (by `npm ci`
-/// when missing); `None` without Node.js or npm.
+/// when missing); `None`, saying so, without Node.js or npm: that peer's column is skipped.
 pub fn node_dir(package: &str) -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node");
     if !dir.join("node_modules").join(package).exists() {
@@ -62,6 +62,7 @@ pub fn node_dir(package: &str) -> Option<PathBuf> {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
+            println!("Node.js or {package} is missing: its column is skipped");
             return None;
         }
     }
@@ -125,8 +126,13 @@ pub fn median(values: &[f64]) -> f64 {
 }
 
 /// Prints `name`'s median rate, every run's rate and the `shares` of the machine's CPU taken
-/// meanwhile (labelled, one list per label); returns the median.
-pub fn report(name: &str, rates: &[f64], shares: &[(&str, Vec<Option<f64>>)]) -> f64 {
+/// meanwhile (labelled, one list per label); returns the median. `None`, and nothing printed,
+/// for a contender that did not run (left out by `PROFILE`, or a Node.js peer without Node.js):
+/// a bench prints whichever contenders ran and the ratios of those that both did.
+pub fn report(name: &str, rates: &[f64], shares: &[(&str, Vec<Option<f64>>)]) -> Option<f64> {
+    if rates.is_empty() {
+        return None;
+    }
     let median = median(rates);
     let all: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
     let shares: Vec<String> = shares
@@ -144,7 +150,7 @@ pub fn report(name: &str, rates: &[f64], shares: &[(&str, Vec<Option<f64>>)]) ->
         all.join(", "),
         shares.join(", ")
     );
-    median
+    Some(median)
 }
 
 /// A `tansu` broker (0.6.0) with memory storage on a free loopback port.
