@@ -205,21 +205,16 @@ async fn tidings_round(
             Shape::Topic => (source.name.as_str(), None),
             Shape::Queue => ("", Some(source.name.as_str())),
         };
-        let mut batch = Vec::with_capacity(batch_size);
-        for seq in 0..MESSAGES {
+        tidings_benches::publish_directly(t, MESSAGES, batch_size, |seq| {
             let payload = serde_json::to_vec(&ping(seq)).expect("encodes");
             let mut envelope = Envelope::new("bench.ping", payload);
             envelope.key = key.map(str::to_owned);
-            batch.push(Outgoing {
+            Outgoing {
                 destination: destination.to_owned(),
                 envelope,
-            });
-            if batch.len() == batch_size || seq + 1 == MESSAGES {
-                let sent = t.publish(&batch).await;
-                assert!(sent.iter().all(Result::is_ok), "every publish confirmed");
-                batch.clear();
             }
-        }
+        })
+        .await;
     } else {
         for seq in 0..MESSAGES {
             out_bus.emit_async(ping(seq)).await.expect("emit");

@@ -31,7 +31,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message as _};
 use serde::{Deserialize, Serialize};
-use tidings::bridge::{Endpoint, Envelope, Inbound, Outbound, Outgoing, Transport as _};
+use tidings::bridge::{Endpoint, Envelope, Inbound, Outbound, Outgoing};
 use tidings::prelude::*;
 use tidings_benches::{node_dir, Tansu};
 use tidings_bridges::kafka::{KafkaTransport, Topic};
@@ -130,22 +130,17 @@ async fn tidings_round(t: &KafkaTransport, topic: &str, direct: bool, batch: usi
     joined.notified().await;
     let start = Instant::now();
     if direct {
-        let mut envelopes = Vec::with_capacity(batch);
-        for seq in 0..MESSAGES {
+        tidings_benches::publish_directly(t, MESSAGES, batch, |seq| {
             let event = ping(seq);
             let payload = serde_json::to_vec(&event).expect("encodes");
             let mut envelope = Envelope::new("bench.ping", payload);
             envelope.key = Some(event.key);
-            envelopes.push(Outgoing {
+            Outgoing {
                 destination: topic.to_owned(),
                 envelope,
-            });
-            if envelopes.len() == batch || seq + 1 == MESSAGES {
-                let sent = t.publish(&envelopes).await;
-                assert!(sent.iter().all(Result::is_ok), "every publish confirmed");
-                envelopes.clear();
             }
-        }
+        })
+        .await;
     } else {
         for seq in 0..MESSAGES {
             out_bus.emit_async(ping(seq)).await.expect("emit");

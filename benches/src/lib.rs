@@ -69,6 +69,26 @@ pub fn node_dir(package: &str) -> Option<PathBuf> {
     Some(dir)
 }
 
+/// Publishes `count` messages through `transport` alone, in batches of `batch`, each batch
+/// awaited before the next is made, as an outbound forwards them without the bus and the
+/// hand-over to its task; `make(seq)` is message `seq`. Panics when one is not confirmed.
+pub async fn publish_directly<T: tidings::bridge::Transport>(
+    transport: &T,
+    count: usize,
+    batch: usize,
+    make: impl Fn(usize) -> tidings::bridge::Outgoing,
+) {
+    let mut messages = Vec::with_capacity(batch);
+    for seq in 0..count {
+        messages.push(make(seq));
+        if messages.len() == batch || seq + 1 == count {
+            let sent = transport.publish(&messages).await;
+            assert!(sent.iter().all(Result::is_ok), "every publish confirmed");
+            messages.clear();
+        }
+    }
+}
+
 /// Emits `event` on `bus` and stops `outbound`, which forwards it; returns once the broker has
 /// confirmed it, and panics when it was refused or left unconfirmed. What tidings puts on the
 /// wire, for the start-up checks that compare a bench's peers with it.
