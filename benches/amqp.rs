@@ -634,10 +634,7 @@ async fn main() {
     // runs those contenders alone, for a profiler; `ROUNDS=n` runs n rounds; `BATCH=n` gives
     // tidings' outbound (and the transport-alone round) batches of n instead of `BATCH`.
     let selection = tidings_benches::Selection::from_env(ROUNDS);
-    let batch = std::env::var("BATCH")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(BATCH);
+    let batch = tidings_benches::count_from_env("BATCH", BATCH);
     for shape in [Shape::Topic, Shape::Queue] {
         let (mut ours, mut direct) = (Vec::new(), Vec::new());
         let mut lapin: [Vec<Run>; 3] = Default::default();

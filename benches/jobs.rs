@@ -18,6 +18,7 @@
 //! `cargo bench -p tidings-benches --features jobs --bench jobs`. `PROFILE=tidings` (or
 //! `bullmq-rs`, `bullmq`, `bull`) runs one contender alone and `ROUNDS=n` sets the rounds.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -197,9 +198,9 @@ async fn raw_round() -> Option<Duration> {
     Some(elapsed)
 }
 
-/// Runs the Node peer `kind` (`bullmq` or `bull`); `None` without Node.js.
-async fn node_round(kind: &str) -> Option<Duration> {
-    let dir = tidings_benches::node_dir(kind)?;
+/// Runs the Node peer `kind` (`bullmq` or `bull`) from the Node project `dir`; `None` when
+/// it failed (its error printed).
+async fn node_round(dir: &Path, kind: &str) -> Option<Duration> {
     let output = tokio::process::Command::new("node")
         .arg("jobs_bench.js")
         .args([kind, URL, &queue_name(kind), &JOBS.to_string()])
@@ -242,6 +243,14 @@ async fn main() {
     // `PROFILE=tidings` (or `bullmq-rs`, `bullmq`, `bull`) runs one contender alone, for a
     // profiler or for counting what it asks of Redis (`INFO commandstats`); `ROUNDS=n`.
     let selection = tidings_benches::Selection::from_env(ROUNDS);
+    // Looked for once (and installed, when missing), not every round.
+    let node = |kind: &str| {
+        selection
+            .runs(kind)
+            .then(|| tidings_benches::node_dir(kind))
+            .flatten()
+    };
+    let (bullmq_dir, bull_dir) = (node("bullmq"), node("bull"));
     for round in 0..selection.rounds {
         if selection.runs("tidings") {
             ours.extend(measure(tidings_round()).await);
@@ -249,11 +258,11 @@ async fn main() {
         if selection.runs("bullmq-rs") {
             raw.extend(measure(raw_round()).await);
         }
-        if selection.runs("bullmq") {
-            node_bullmq.extend(measure(node_round("bullmq")).await);
+        if let Some(dir) = &bullmq_dir {
+            node_bullmq.extend(measure(node_round(dir, "bullmq")).await);
         }
-        if selection.runs("bull") {
-            node_bull.extend(measure(node_round("bull")).await);
+        if let Some(dir) = &bull_dir {
+            node_bull.extend(measure(node_round(dir, "bull")).await);
         }
         println!("round {} of {} done", round + 1, selection.rounds);
     }

@@ -423,10 +423,7 @@ async fn main() {
     // about a second, and single rounds spread widely: more of them narrow the medians);
     // `BATCH=n` gives tidings' outbound and the transport-alone round batches of n.
     let selection = tidings_benches::Selection::from_env(ROUNDS);
-    let batch = std::env::var("BATCH")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(BATCH);
+    let batch = tidings_benches::count_from_env("BATCH", BATCH);
     for round in 0..selection.rounds {
         for (alone, runs) in [(false, &mut ours), (true, &mut direct)] {
             let name = if alone {

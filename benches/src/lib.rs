@@ -105,6 +105,22 @@ where
     );
 }
 
+/// The count the environment variable `name` sets (`ROUNDS`, `BATCH`), or `default` when it
+/// is not set.
+///
+/// # Panics
+/// When it is set to anything but a positive whole number: a bench that quietly ran with its
+/// default would print figures for a setting nobody asked for.
+pub fn count_from_env(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(text) => match text.parse() {
+            Ok(n) if n > 0 => n,
+            _ => panic!("{name}={text:?}: expected a positive whole number"),
+        },
+    }
+}
+
 /// What the environment asks of a bench binary: `PROFILE=name` runs the contender `name`
 /// alone (for a profiler, or for counting what it asks of a server), `PROFILE=a,b` the
 /// contenders `a` and `b` side by side; `ROUNDS=n` runs `n` rounds instead of `default`.
@@ -117,13 +133,13 @@ pub struct Selection {
 
 impl Selection {
     /// Reads `PROFILE` and `ROUNDS`.
+    ///
+    /// # Panics
+    /// When `ROUNDS` is set to anything but a positive whole number.
     pub fn from_env(default: usize) -> Self {
         Selection {
             only: std::env::var("PROFILE").ok(),
-            rounds: std::env::var("ROUNDS")
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(default),
+            rounds: count_from_env("ROUNDS", default),
         }
     }
 
